@@ -1,0 +1,31 @@
+# Two commands do everything on a fresh machine (see README):
+#   make demo   set up, then train teacher -> stage 1 -> stage 2 on digits, export, simulate, HLS C-sim
+#   make test   set up, then run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+OUT    ?= runs/digits
+
+.PHONY: setup demo test clean
+
+$(STAMP): setup.cfg
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch/torchvision pinned: the pair that installs from local disk on these machines
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[test]'
+	# Apache-2.0 ap_int.h/ap_fixed.h for C-simulation (hls4ml's other files are not used)
+	$(PY) -m pip install --quiet --no-deps hls4ml
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m reference.demo --out $(OUT)
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q tests
+
+clean:
+	rm -rf $(VENV) runs build

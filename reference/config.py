@@ -1,0 +1,59 @@
+"""Quantization options of a student model (what is binary, and how)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+MASK_STATS = ("row", "image", "batch")
+
+
+def default_ratios(groups: int) -> tuple[float, ...]:
+    """Mask thresholds (fractions of the max) of GSB's residual groups 2..G.
+
+    3 groups use the released 0.7 / 0.9; other counts spread evenly up to 0.9.
+    """
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1, got {groups}")
+    if groups == 1:
+        return ()
+    if groups == 3:
+        return (0.7, 0.9)
+    if groups == 2:
+        return (0.7,)
+    step = 0.4 / (groups - 2)
+    return tuple(round(0.5 + i * step, 4) for i in range(groups - 1))
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """How a student is binarized.
+
+    stage=1: binary MLP weights only (the released stage-1 model); stage=2: the full
+    binary model. `mask_stat` is the statistic GSB's mask max is taken over: 'row'
+    (per query row / per token, batch-independent and streamable: the default),
+    'image' (per image) or 'batch' (the released code, batch-dependent).
+    `released_quirks` reproduces the released code where it differs from the
+    intended equations (raw band-mean scales, 3*G value input gradient).
+    """
+
+    stage: int = 2
+    groups: int = 3
+    ratios: tuple[float, ...] | None = None
+    mask_stat: str = "row"
+    released_quirks: bool = False
+    method: str = "gsb"
+
+    def __post_init__(self):
+        if self.stage not in (1, 2):
+            raise ValueError(f"stage must be 1 or 2, got {self.stage}")
+        if self.mask_stat not in MASK_STATS:
+            raise ValueError(f"mask_stat must be one of {MASK_STATS}, got {self.mask_stat!r}")
+        if self.ratios is None:
+            object.__setattr__(self, "ratios", default_ratios(self.groups))
+        object.__setattr__(self, "ratios", tuple(float(r) for r in self.ratios))
+        if len(self.ratios) != self.groups - 1:
+            raise ValueError(f"{self.groups} groups need {self.groups - 1} ratios, got {self.ratios}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ratios"] = list(self.ratios)
+        return d

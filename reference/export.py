@@ -1,0 +1,280 @@
+"""Export a stage-2 binary DeiT to the integer model (docs/integer_model.md).
+
+    python -m reference.export --checkpoint runs/digits/stage2/best.pt --out m.npz
+    python -m reference.export --random --preset deit_small --groups 1 --out ds.npz
+
+All floating-point work of the toolchain happens here: scales, shifts, LayerNorm
+gains and the GELU are folded into integer thresholds, fixed-point multipliers and
+lookup tables, so gsbsim and the HLS C++ only ever see integers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+import numpy as np
+import torch
+
+from gsbsim.conventions import pack_bits, ratio_numerator, round_half_up
+from .blocks import GELU_CLIP, BinaryBlock
+from .layers import PIXEL_SCALE
+from .models import LN_EPS, BinaryDeiT, build_model
+from .presets import get_preset
+
+FORMAT_VERSION = 1
+SHIFTS = {"patch": 16, "resid": 16, "head_ln": 12, "logit": 16, "value": 8, "prob": 16, "recip": 48,
+          "ctx": 24, "ln": 16}
+RESID_TARGET_BITS = 20  # calibration picks F so that max|x| * 2^F stays below 2^20 (int32 headroom)
+
+
+class ExportError(Exception):
+    """A model that cannot be expressed as the integer model (message says why)."""
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().double().cpu().numpy()
+
+
+def _ceil_int(x) -> np.ndarray:
+    return np.ceil(np.asarray(x, dtype=np.float64)).astype(np.int64)
+
+
+def _fixed(x, bits: int) -> np.ndarray:
+    return round_half_up(np.asarray(x, dtype=np.float64) * 2.0 ** bits)
+
+
+def _binary_weight(linear) -> tuple[np.ndarray, float]:
+    """BWN weights as packed bits (sign(W - mean W), tie +1) and the scale mean|W|."""
+    w = _np(linear.weight)
+    return pack_bits((w - w.mean() >= 0).astype(np.uint8)), float(np.abs(w).mean())
+
+
+def _in_scale(linear) -> float:
+    return float(linear.act_q.scales())
+
+
+def _ln_sign_thresholds(norm, shift: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """LayerNorm + shift + sign -> sign(gamma)*D*2^ln >= thr*sigma (spec §3)."""
+    gamma, beta = _np(norm.weight), _np(norm.bias)
+    offset = beta + shift
+    sgn = np.sign(gamma).astype(np.int8)
+    # |x_c - mu| / sigma <= sqrt(E - 1): a larger |t| means a constant bit, so clamp (keeps int64 headroom)
+    bound = math.sqrt(dim) + 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(gamma != 0, -offset / np.abs(gamma), 0.0)
+    thr = _fixed(np.clip(t, -bound, bound), SHIFTS["ln"])
+    thr = np.where(gamma == 0, np.where(offset >= 0, 0, 1), thr)
+    return sgn, thr.astype(np.int64)
+
+
+def _acc_threshold(bias: np.ndarray, scale: float, k: int) -> np.ndarray:
+    """scale*acc + bias >= 0  <=>  acc >= ceil(-bias/scale); clipped to the accumulator range."""
+    return np.clip(_ceil_int(-bias / scale), -k - 1, k + 1).astype(np.int32)
+
+
+def _fc1_thresholds(fc1, fc2, hidden: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """clip(GELU(a*b*acc + bias), +-10) + shift >= alpha/2 as acc >= hi OR acc <= lo (spec §8)."""
+    _, beta_w = _binary_weight(fc1)
+    ab = _in_scale(fc1) * beta_w
+    acc = np.arange(-dim, dim + 1, dtype=np.float64)
+    f = torch.from_numpy(ab * acc[None, :] + _np(fc1.bias)[:, None])
+    g = torch.nn.functional.gelu(f).clamp(-GELU_CLIP, GELU_CLIP).numpy()
+    on = g + _np(fc2.move.bias)[:, None] >= _in_scale(fc2) / 2
+    hi = np.full(hidden, dim + 1, dtype=np.int64)
+    lo = np.full(hidden, -dim - 1, dtype=np.int64)
+    for o in range(hidden):
+        off = np.flatnonzero(~on[o])
+        if off.size == 0:
+            hi[o] = -dim
+            continue
+        hi[o] = acc[off[-1]] + 1
+        lo[o] = acc[off[0]] - 1
+        rebuilt = (acc >= hi[o]) | (acc <= lo[o])
+        if not np.array_equal(rebuilt, on[o]):
+            raise ExportError(f"fc1 channel {o}: the GELU binarizer is not a two-sided threshold")
+    return hi.astype(np.int32), lo.astype(np.int32)
+
+
+def _requant(scale: float, bias: np.ndarray, frac_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    s = frac_bits + SHIFTS["resid"]
+    return np.int64(round_half_up(scale * 2.0 ** s)), _fixed(bias, s)
+
+
+def _export_block(blk: BinaryBlock, dim: int, frac_bits: int) -> dict[str, np.ndarray]:
+    at, mlp = blk.attn, blk.mlp
+    d = at.head_dim
+    out: dict[str, np.ndarray] = {}
+    out["ln1.sign"], out["ln1.thr"] = _ln_sign_thresholds(blk.norm1, _np(at.qkv.move.bias), dim)
+    out["ln2.sign"], out["ln2.thr"] = _ln_sign_thresholds(blk.norm2, _np(mlp.fc1.move.bias), dim)
+
+    out["qkv.weight"], beta = _binary_weight(at.qkv)
+    ab = _in_scale(at.qkv) * beta
+    bias = _np(at.qkv.bias).reshape(3, dim)
+    out["q.thr"] = _acc_threshold(bias[0] + _np(at.q_move.bias).reshape(dim), ab, dim)
+    out["k.thr"] = _acc_threshold(bias[1] + _np(at.k_move.bias).reshape(dim), ab, dim)
+    out["v.offset"] = _fixed((bias[2] + _np(at.v_move.bias).reshape(dim)) / ab, SHIFTS["value"])
+
+    c = float(at.q_bin.scales()) * float(at.k_bin.scales()) / math.sqrt(d)
+    out["exp_lut"] = _fixed(np.exp(-2.0 * c * np.arange(d + 1)), SHIFTS["prob"])
+    out["att_bias"] = _fixed(_np(at.att_bias.bias), SHIFTS["prob"]).astype(np.int32)
+    a_scales, v_scales = _np(at.a_gsb.scales()), _np(at.v_gsb.scales())
+    out["a.thr1"] = np.int64(_ceil_int(a_scales[0] * 2.0 ** (SHIFTS["prob"] - 1)))
+    out["ctx.scale"] = _fixed(np.outer(a_scales, v_scales), SHIFTS["ctx"])
+    out["proj.in_thr"] = _ceil_int(-_np(at.proj.move.bias) * 2.0 ** SHIFTS["ctx"])
+
+    out["proj.weight"], beta = _binary_weight(at.proj)
+    out["proj.mult"], out["proj.bias"] = _requant(_in_scale(at.proj) * beta, _np(at.proj.bias), frac_bits)
+    out["fc1.weight"], _ = _binary_weight(mlp.fc1)
+    hidden = mlp.fc1.out_features
+    out["fc1.thr_hi"], out["fc1.thr_lo"] = _fc1_thresholds(mlp.fc1, mlp.fc2, hidden, dim)
+    out["fc2.weight"], beta = _binary_weight(mlp.fc2)
+    out["fc2.mult"], out["fc2.bias"] = _requant(_in_scale(mlp.fc2) * beta, _np(mlp.fc2.bias), frac_bits)
+    return out
+
+
+def _export_head(model: BinaryDeiT, head, frac_bits: int) -> dict[str, np.ndarray]:
+    k = SHIFTS["head_ln"]
+    ax = float(head.act_q.scales())
+    gain = _fixed(_np(model.norm.weight) / ax, k)
+    offset = _fixed((_np(model.norm.bias) + _np(head.move.bias)) / ax, k)
+    q, aw = head.weight_q.int_repr(head.weight)
+    mult = np.int64(round_half_up(ax * float(aw) / 2 * 2.0 ** SHIFTS["logit"]))
+    return {"gain": gain, "offset": offset, "weight": q.numpy().astype(np.int8), "mult": mult}
+
+
+@torch.no_grad()
+def calibrate_frac_bits(model: BinaryDeiT, images: torch.Tensor) -> int:
+    """Fractional bits F of the residual stream from the largest magnitude seen on `images`."""
+    peak = 0.0
+    x = model._pos_embed(model.patch_embed(images))
+    peak = max(peak, float(x.abs().max()))
+    for blk in model.blocks:
+        x = x + blk.attn(blk.norm1(x))
+        peak = max(peak, float(x.abs().max()))
+        x = x + blk.mlp(blk.norm2(x))
+        peak = max(peak, float(x.abs().max()))
+    # 4x headroom over the calibration peak for unseen images
+    f = math.floor(RESID_TARGET_BITS - math.log2(max(peak, 1e-3) * 4))
+    return int(min(max(f, 4), 16))
+
+
+@torch.no_grad()
+def export(model: BinaryDeiT, calib_images: torch.Tensor, preset: str, source: str) -> tuple[dict, dict]:
+    """Return (header, arrays) of the integer model of a stage-2 student."""
+    if not isinstance(model, BinaryDeiT) or model.cfg.stage != 2:
+        raise ExportError("only a stage-2 (fully binary) student can be exported to the integer model")
+    cfg = model.cfg
+    if cfg.mask_stat == "batch":
+        raise ExportError("mask statistic 'batch' makes an image's answer depend on its batch; "
+                          "export supports 'row' and 'image' (train with --mask-stat row or image)")
+    model.eval()
+    frac_bits = calibrate_frac_bits(model, calib_images)
+    dim = model.embed_dim
+    blk0 = model.blocks[0]
+    pe = model.patch_embed
+    n_tok = pe.num_patches + 2
+    classes = model.num_classes
+
+    arrays: dict[str, np.ndarray] = {}
+    wq, walpha = pe.weight_q.int_repr(pe.proj.weight)
+    arrays["patch.weight"] = wq.numpy().reshape(dim, -1).astype(np.int8)
+    ps = frac_bits + SHIFTS["patch"]
+    arrays["patch.mult"] = round_half_up(_np(walpha).reshape(dim) / PIXEL_SCALE * 2.0 ** ps)
+    arrays["patch.bias"] = _fixed(_np(pe.proj.bias), ps)
+    arrays["pos"] = _fixed(_np(model.pos_embed)[0], frac_bits).astype(np.int32)
+    tokens = np.concatenate([_np(model.cls_token)[0], _np(model.dist_token)[0]], axis=0)
+    arrays["tokens"] = _fixed(tokens, frac_bits).astype(np.int32)
+    for i, blk in enumerate(model.blocks):
+        for name, value in _export_block(blk, dim, frac_bits).items():
+            arrays[f"blocks.{i}.{name}"] = value
+    main, dist = _export_head(model, model.head, frac_bits), _export_head(model, model.head_dist, frac_bits)
+    arrays["norm.gain"], arrays["norm.offset"] = main["gain"], main["offset"]
+    arrays["head_dist_norm.gain"], arrays["head_dist_norm.offset"] = dist["gain"], dist["offset"]
+    arrays["head.weight"], arrays["head.mult"] = main["weight"], main["mult"]
+    arrays["head_dist.weight"], arrays["head_dist.mult"] = dist["weight"], dist["mult"]
+    arrays["logit.bias"] = _fixed((_np(model.head.bias) + _np(model.head_dist.bias)) / 2, SHIFTS["logit"])
+
+    header = {
+        "format": "gsbsim-int", "preset": preset, "img_size": pe.img_size[0], "patch_size": pe.patch_size[0],
+        "in_chans": pe.proj.in_channels, "embed_dim": dim, "depth": len(model.blocks),
+        "num_heads": blk0.attn.num_heads, "head_dim": blk0.attn.head_dim,
+        "mlp_hidden": blk0.mlp.fc1.out_features, "num_tokens": n_tok, "num_classes": classes,
+        "groups": cfg.groups, "ratios": [ratio_numerator(r) for r in cfg.ratios], "mask_stat": cfg.mask_stat,
+        "frac_bits": frac_bits, "ln_eps": int(max(1, round(LN_EPS * dim * dim * 4.0 ** frac_bits))),
+        "shifts": dict(SHIFTS), "source": source, "method": cfg.method,
+    }
+    return header, arrays
+
+
+def random_student(preset: str, groups: int, num_classes: int, in_chans: int, seed: int,
+                   mask_stat: str = "row") -> tuple[BinaryDeiT, torch.Tensor]:
+    """An untrained stage-2 student with its scales initialised from random images (for cost studies)."""
+    p = get_preset(preset)
+    torch.manual_seed(seed)
+    model = build_model(p, "stage2", num_classes=num_classes, in_chans=in_chans, groups=groups,
+                        mask_stat=mask_stat)
+    images = torch.randint(0, 256, (4, in_chans, p.img_size, p.img_size)).float()
+    model.train()
+    with torch.no_grad():
+        model(images)  # data-dependent scale initialisation of every quantizer
+    return model.eval(), images
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m reference.export",
+        description="Export a stage-2 binary DeiT to the integer model (.npz, docs/integer_model.md).",
+        epilog="examples:\n  python -m reference.export --checkpoint runs/digits/stage2/best.pt --out m.npz\n"
+               "  python -m reference.export --random --preset deit_small --groups 1 --out ds.npz",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="a stage-2 checkpoint written by python -m reference.train")
+    src.add_argument("--random", action="store_true", help="export an untrained model of --preset (cost studies)")
+    ap.add_argument("--out", required=True, help="output .npz path (written atomically)")
+    ap.add_argument("--preset", default="digits", help="preset of the --random model (default: digits)")
+    ap.add_argument("--groups", type=int, default=3, help="GSB groups of the --random model (1 = plain binary)")
+    ap.add_argument("--num-classes", type=int, default=None, help="classes of the --random model")
+    ap.add_argument("--in-chans", type=int, default=None, help="image channels of the --random model")
+    ap.add_argument("--mask-stat", default="row", choices=("row", "image"), help="mask statistic (--random)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the --random model")
+    ap.add_argument("--calib-images", type=int, default=64, help="training images used to calibrate F")
+    return ap
+
+
+def _calibration_images(meta: dict, n: int) -> torch.Tensor:
+    from .data import build_datasets
+    bundle = build_datasets(meta.get("dataset", "digits"), meta.get("data_path"), img_size=meta.get("img_size"),
+                            augment=False)
+    xs = [bundle.train[i][0] for i in range(min(n, len(bundle.train)))]
+    return torch.stack(xs).float()
+
+
+def main(argv=None) -> int:
+    from gsbsim.model_file import ModelFileError, save_model
+    args = _parser().parse_args(argv)
+    try:
+        if args.random:
+            p = get_preset(args.preset)
+            in_chans = args.in_chans or (1 if p.dataset == "digits" else 3)
+            classes = args.num_classes or (10 if p.dataset == "digits" else 1000)
+            model, calib = random_student(args.preset, args.groups, classes, in_chans, args.seed, args.mask_stat)
+            source, preset = f"random(seed={args.seed})", args.preset
+        else:
+            from .checkpoint import load_model
+            model, meta = load_model(args.checkpoint)
+            meta = dict(meta)
+            calib = _calibration_images(meta, args.calib_images)
+            source, preset = args.checkpoint, meta.get("preset", "?")
+        header, arrays = export(model, calib, preset, source)
+        save_model(args.out, header, arrays)
+    except (ExportError, ModelFileError, ValueError, OSError) as exc:
+        print(f"export: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}: {json.dumps({k: header[k] for k in ('preset', 'embed_dim', 'depth', 'groups', 'frac_bits')})}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Model factory: full-precision teachers from timm and the binary DeiT students.
+
+Students are timm's ``VisionTransformerDistilled`` (cls + distillation tokens, two
+heads averaged at eval) with our block, patch embedding and heads plugged in.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+import torch.nn as nn
+from timm.models.deit import VisionTransformerDistilled
+from timm.models.vision_transformer import VisionTransformer
+
+from .blocks import BinaryBlock
+from .config import QuantConfig
+from .layers import Linear8, PatchEmbed, scale_pixels
+from .presets import Preset, get_preset
+
+KINDS = ("teacher", "stage1", "stage2")
+LN_EPS = 1e-6
+
+
+class PixelTeacher(nn.Module):
+    """A timm model fed with the same uint8-range pixels as the students."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(scale_pixels(x))
+
+
+class BinaryDeiT(VisionTransformerDistilled):
+    """Binary DeiT student (stage 1 or stage 2, research/gsb.md §3)."""
+
+    def __init__(self, preset: Preset, num_classes: int, in_chans: int, img_size: int, cfg: QuantConfig):
+        num_tokens = (img_size // preset.patch_size) ** 2 + 2
+        super().__init__(
+            img_size=img_size, patch_size=preset.patch_size, in_chans=in_chans, num_classes=num_classes,
+            embed_dim=preset.embed_dim, depth=preset.depth, num_heads=preset.num_heads,
+            mlp_ratio=preset.mlp_ratio, qkv_bias=True,
+            embed_layer=partial(PatchEmbed, mode="int8" if cfg.stage == 2 else "fp_bn"),
+            block_fn=partial(BinaryBlock, cfg=cfg, num_tokens=num_tokens),
+            norm_layer=partial(nn.LayerNorm, eps=LN_EPS),
+        )
+        self.cfg = cfg
+        if cfg.stage == 2:
+            self.head = Linear8(preset.embed_dim, num_classes)
+            self.head_dist = Linear8(preset.embed_dim, num_classes)
+            for head in (self.head, self.head_dist):
+                nn.init.trunc_normal_(head.weight, std=0.02)
+                nn.init.zeros_(head.bias)
+        self.set_distilled_training(True)
+
+
+def build_model(preset: str | Preset, kind: str, num_classes: int, in_chans: int, img_size: int | None = None,
+                groups: int = 3, ratios=None, mask_stat: str = "row", released_quirks: bool = False,
+                method: str = "gsb") -> nn.Module:
+    """Build a teacher ('teacher') or a student ('stage1', 'stage2') for a preset."""
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    img_size = img_size or preset.img_size
+    if kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if kind == "teacher":
+        net = VisionTransformer(
+            img_size=img_size, patch_size=preset.patch_size, in_chans=in_chans, num_classes=num_classes,
+            embed_dim=preset.embed_dim, depth=preset.depth, num_heads=preset.num_heads,
+            mlp_ratio=preset.mlp_ratio, qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=LN_EPS))
+        return PixelTeacher(net)
+    cfg = QuantConfig(stage=1 if kind == "stage1" else 2, groups=groups, ratios=ratios, mask_stat=mask_stat,
+                      released_quirks=released_quirks, method=method)
+    return BinaryDeiT(preset, num_classes, in_chans, img_size, cfg)
+
+
+def load_stage1(stage2: nn.Module, stage1_state: dict) -> list[str]:
+    """Initialise a stage-2 model from a stage-1 state dict (strict=False, as released).
+
+    Returns the stage-2 keys that stage 1 did not provide (the new scales, shifts and
+    attention biases, initialised fresh); the stage-1 BatchNorm is dropped.
+    """
+    own = stage2.state_dict()
+    usable = {k: v for k, v in stage1_state.items() if k in own and own[k].shape == v.shape}
+    result = stage2.load_state_dict(usable, strict=False)
+    return list(result.missing_keys)

@@ -1,0 +1,85 @@
+"""Model presets and their training recipes.
+
+A preset fixes the architecture (image and patch size, width, depth, heads) and the
+default recipe of each training stage. The paper presets follow the released GSB
+recipe (research/gsb.md §4.2: AdamW, lr 1e-3 scaled by batch/512, wd 0.05, cosine
+to 1e-6, 600 + 300 epochs); `digits` is sized so the whole chain trains on a
+2-core CPU in a few minutes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+STAGES = ("teacher", "stage1", "stage2")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    epochs: int
+    batch_size: int
+    lr: float
+    min_lr: float = 1e-6
+    weight_decay: float = 0.05
+    warmup_epochs: int = 0
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    img_size: int
+    patch_size: int
+    embed_dim: int
+    depth: int
+    num_heads: int
+    mlp_ratio: float = 4.0
+    in_chans: int | None = None  # None: taken from the dataset
+    dataset: str = "digits"
+    recipes: dict = field(default_factory=dict)
+
+    def recipe(self, stage: str) -> Recipe:
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+        return self.recipes[stage]
+
+    @property
+    def num_patches(self) -> int:
+        return (self.img_size // self.patch_size) ** 2
+
+    @property
+    def num_tokens(self) -> int:
+        return self.num_patches + 2  # cls + distillation tokens
+
+
+def _released(batch_size: int = 64) -> dict:
+    lr = 1e-3 * batch_size / 512  # the released scripts scale lr linearly with the batch
+    return {
+        "teacher": Recipe(epochs=300, batch_size=batch_size, lr=lr),
+        "stage1": Recipe(epochs=600, batch_size=batch_size, lr=lr),
+        "stage2": Recipe(epochs=300, batch_size=batch_size, lr=lr),
+    }
+
+
+PRESETS: dict[str, Preset] = {
+    "digits": Preset(
+        name="digits", img_size=8, patch_size=2, embed_dim=96, depth=4, num_heads=3,
+        dataset="digits",
+        recipes={
+            "teacher": Recipe(epochs=40, batch_size=64, lr=2e-3, weight_decay=0.05, warmup_epochs=2),
+            "stage1": Recipe(epochs=40, batch_size=64, lr=2e-3, weight_decay=0.05, warmup_epochs=2),
+            "stage2": Recipe(epochs=60, batch_size=64, lr=1e-3, weight_decay=0.0, warmup_epochs=2),
+        },
+    ),
+    "cifar": Preset(name="cifar", img_size=32, patch_size=4, embed_dim=192, depth=12, num_heads=3,
+                    dataset="cifar100", recipes=_released()),
+    "deit_tiny": Preset(name="deit_tiny", img_size=224, patch_size=16, embed_dim=192, depth=12, num_heads=3,
+                        dataset="cifar100", recipes=_released()),
+    "deit_small": Preset(name="deit_small", img_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6,
+                         dataset="cifar100", recipes=_released()),
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}") from None
