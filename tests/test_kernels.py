@@ -1,0 +1,228 @@
+"""gsbsim.kernels and gsbsim.popcnt against the plain-numpy conventions, integer for integer."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numba import njit
+
+from gsbsim import conventions as cv
+from gsbsim import kernels as kn
+from gsbsim.popcnt import popcount64, popcount_words
+
+# K values around word boundaries (1, 63, 64, 65, ...) and the DeiT head/linear sizes
+K_EDGES = [1, 2, 63, 64, 65, 127, 128, 129, 192, 200, 384]
+SETTINGS = settings(max_examples=60, deadline=None)
+
+
+
+def _bits(rng: np.random.Generator, shape, p_one: float = 0.5) -> np.ndarray:
+    return (rng.random(shape) < p_one).astype(np.uint8)
+
+
+def _packed(rng: np.random.Generator, shape, p_one: float = 0.5) -> np.ndarray:
+    return cv.pack_bits(_bits(rng, shape, p_one))
+
+
+dims = st.integers(1, 13)
+ks = st.one_of(st.sampled_from(K_EDGES), st.integers(1, 300))
+seeds = st.integers(0, 2**32 - 1)
+densities = st.sampled_from([0.0, 0.1, 0.5, 0.9, 1.0])
+
+
+# ----------------------------------------------------------------------------- popcount
+@njit(cache=True)
+def _popcounts(words):
+    out = np.empty(words.shape[0], dtype=np.int64)
+    for i in range(words.shape[0]):
+        out[i] = popcount64(words[i])
+    return out
+
+
+def test_popcount64_matches_numpy_on_edge_and_random_words():
+    rng = np.random.default_rng(0)
+    edges = np.array([0, 1, 2**63, 2**64 - 1, 0x5555555555555555, 0xF0F0F0F0F0F0F0F0], dtype=np.uint64)
+    words = np.concatenate([edges, rng.integers(0, 2**64, 500, dtype=np.uint64)])
+    got = _popcounts(words)
+    assert got.dtype == np.int64
+    assert got[:6].tolist() == [0, 1, 1, 64, 32, 32]
+    assert np.array_equal(got, np.bitwise_count(words).astype(np.int64))
+    assert popcount_words(words) == int(np.bitwise_count(words).sum())
+
+
+# ----------------------------------------------------------------------------- xnor / and GEMMs
+@SETTINGS
+@given(m=dims, n=dims, k=ks, seed=seeds, p=densities)
+def test_xnor_gemm_matches_conventions(m, n, k, seed, p):
+    rng = np.random.default_rng(seed)
+    a, w = _packed(rng, (m, k), p), _packed(rng, (n, k))
+    out = kn.xnor_gemm(a, w, k)
+    assert out.dtype == np.int32 and out.shape == (m, n)
+    assert np.array_equal(out, cv.xnor_dot(a, w, k))
+
+
+@SETTINGS
+@given(m=dims, n=dims, k=ks, seed=seeds, p=densities)
+def test_and_gemm_matches_conventions(m, n, k, seed, p):
+    rng = np.random.default_rng(seed)
+    a, w = _packed(rng, (m, k), p), _packed(rng, (n, k))
+    out = kn.and_gemm(a, w)
+    assert out.dtype == np.int32 and out.shape == (m, n)
+    assert np.array_equal(out, cv.and_dot(a, w))
+
+
+@pytest.mark.parametrize("k", [1, 63, 64, 65, 200])
+def test_xnor_gemm_extremes_use_true_k(k):
+    """Identical rows give +k, complementary rows -k: pads never count as mismatches."""
+    rng = np.random.default_rng(k)
+    bits = _bits(rng, (3, k))
+    a, w = cv.pack_bits(bits), cv.pack_bits(np.concatenate([bits, 1 - bits]))
+    out = kn.xnor_gemm(a, w, k)
+    assert np.array_equal(np.diag(out[:, :3]), [k, k, k])
+    assert np.array_equal(np.diag(out[:, 3:]), [-k, -k, -k])
+
+
+def test_and_gemm_exact_small_case():
+    # a = [1,1,0,1], w = [+1,-1,+1,+1] -> 1 - 1 + 0 + 1 = 1 ; all-zero a -> 0
+    a = cv.pack_bits(np.array([[1, 1, 0, 1], [0, 0, 0, 0]], dtype=np.uint8))
+    w = cv.pack_bits(np.array([[1, 0, 1, 1]], dtype=np.uint8))
+    assert kn.and_gemm(a, w).tolist() == [[1], [0]]
+
+
+def test_deit_shape_and_noncontiguous_inputs():
+    rng = np.random.default_rng(7)
+    a, w = _packed(rng, (197, 384)), _packed(rng, (200, 384))
+    ref = cv.xnor_dot(a, w, 384)
+    assert np.array_equal(kn.xnor_gemm(a, w, 384), ref)
+    assert np.array_equal(kn.xnor_gemm(np.asfortranarray(a), w[::-1][::-1], 384), ref)
+    assert np.array_equal(kn.and_gemm(a, w[::2]), cv.and_dot(a, w[::2]))
+
+
+# ----------------------------------------------------------------------------- GSB attention x value
+def _gsb_av_unpacked(a_bits, s_bits, m_bits):
+    """Independent reference: unpacked ints, int64 matmul of {0,1} A and {-1,0,+1} V planes."""
+    sgn = cv.from_bits(s_bits).astype(np.int64)  # [D, keys], +-1
+    v_planes = [sgn] + [sgn * m.astype(np.int64) for m in m_bits]  # Gv x [D, keys]
+    a = a_bits.astype(np.int64)  # [Ga, M, keys]
+    return np.stack([np.stack([a[g] @ v.T for v in v_planes]) for g in range(a.shape[0])])
+
+
+@SETTINGS
+@given(ga=st.integers(1, 3), gv=st.integers(1, 3), m=dims, d=dims, keys=ks, seed=seeds, p=densities)
+def test_gsb_av_matches_unpacked_reference(ga, gv, m, d, keys, seed, p):
+    rng = np.random.default_rng(seed)
+    a_bits = _bits(rng, (ga, m, keys), p)
+    s_bits = _bits(rng, (d, keys))
+    m_bits = _bits(rng, (gv - 1, d, keys), 0.3)
+    out = kn.gsb_av(cv.pack_bits(a_bits), cv.pack_bits(s_bits), cv.pack_bits(m_bits))
+    assert out.dtype == np.int32 and out.shape == (ga, gv, m, d)
+    # the packed-level identity must match the unpacked arithmetic exactly
+    assert np.array_equal(out, _gsb_av_unpacked(a_bits, s_bits, m_bits))
+
+
+def test_gsb_av_sign_plane_is_and_gemm_and_attention_shape():
+    rng = np.random.default_rng(3)
+    a_bits, s_bits, m_bits = _bits(rng, (3, 197, 197)), _bits(rng, (64, 197)), _bits(rng, (2, 64, 197))
+    a, s = cv.pack_bits(a_bits), cv.pack_bits(s_bits)
+    out = kn.gsb_av(a, s, cv.pack_bits(m_bits))
+    assert np.array_equal(out, _gsb_av_unpacked(a_bits, s_bits, m_bits))
+    for g in range(3):
+        assert np.array_equal(out[g, 0], cv.and_dot(a[g], s))
+
+
+def test_gsb_av_mask_plane_limits():
+    """An all-zero mask gives 0, an all-one mask gives the sign-plane product."""
+    rng = np.random.default_rng(4)
+    a, s = _packed(rng, (1, 5, 70)), _packed(rng, (6, 70))
+    masks = cv.pack_bits(np.stack([np.zeros((6, 70), np.uint8), np.ones((6, 70), np.uint8)]))
+    out = kn.gsb_av(a, s, masks)
+    assert not out[0, 1].any()
+    assert np.array_equal(out[0, 2], out[0, 0])
+
+
+# ----------------------------------------------------------------------------- opt-in parallel variants
+@pytest.mark.parametrize("m, n, k", [(1, 1, 1), (3, 70, 65), (13, 5, 200), (197, 64, 192)])
+def test_parallel_variants_match_references(m, n, k):
+    """Fixed shapes (not hypothesis): the parallel cores are slow to compile, the row split is the risk."""
+    rng = np.random.default_rng(m * 1000 + k)
+    a_bits, w_bits = _bits(rng, (3, m, k)), _bits(rng, (n, k))
+    a, w = cv.pack_bits(a_bits[0]), cv.pack_bits(w_bits)
+    assert np.array_equal(kn.xnor_gemm_par(a, w, k), cv.xnor_dot(a, w, k))
+    assert np.array_equal(kn.and_gemm_par(a, w), cv.and_dot(a, w))
+    m_bits = _bits(rng, (2, n, k))
+    out = kn.gsb_av_par(cv.pack_bits(a_bits), w, cv.pack_bits(m_bits))
+    assert out.shape == (3, 3, m, n)
+    assert np.array_equal(out, _gsb_av_unpacked(a_bits, w_bits, m_bits))
+
+
+# ----------------------------------------------------------------------------- thresholds and packing
+@SETTINGS
+@given(m=dims, n=st.one_of(st.sampled_from([1, 63, 64, 65, 128, 130]), st.integers(1, 200)), seed=seeds,
+       wide=st.booleans())
+def test_pack_rows_ge_and_2sided(m, n, seed, wide):
+    rng = np.random.default_rng(seed)
+    acc = rng.integers(-20, 21, (m, n)).astype(np.int64 if wide else np.int32)
+    thr = rng.integers(-20, 21, n)
+    thr[: n // 4] = acc[0, : n // 4]  # exact ties: acc == thr must give 1
+    t_lo = thr - rng.integers(1, 10, n)
+    ge = kn.pack_rows_ge(acc, thr)
+    assert ge.dtype == np.uint64 and ge.shape == (m, cv.n_words(n))
+    assert np.array_equal(ge, cv.pack_bits((acc >= thr).astype(np.uint8)))
+    assert np.array_equal(cv.unpack_bits(ge, n)[0, : n // 4], np.ones(n // 4, np.uint8))
+    assert np.array_equal(cv.unpack_bits(ge, cv.n_words(n) * 64)[:, n:], np.zeros((m, cv.n_words(n) * 64 - n)))
+    two = kn.pack_rows_2sided(acc, thr, t_lo)
+    assert np.array_equal(two, cv.pack_bits(((acc >= thr) | (acc <= t_lo)).astype(np.uint8)))
+
+
+def test_pack_rows_infinite_thresholds_and_ties():
+    acc = np.array([[5, 5, -3, 0, 7]], dtype=np.int32)
+    i64 = np.iinfo(np.int64)
+    thr = np.array([5, 6, i64.min, i64.max, 8], dtype=np.int64)
+    assert cv.unpack_bits(kn.pack_rows_ge(acc, thr), 5).tolist() == [[1, 0, 1, 0, 0]]
+    t_lo = np.array([0, 5, i64.min, i64.min, 7], dtype=np.int64)
+    assert cv.unpack_bits(kn.pack_rows_2sided(acc, thr, t_lo), 5).tolist() == [[1, 1, 1, 0, 1]]
+
+
+def test_packed_thresholds_feed_the_next_layer():
+    """pack_rows_ge's output (zero pads) is a valid xnor_gemm input."""
+    rng = np.random.default_rng(5)
+    acc = rng.integers(-50, 50, (4, 100)).astype(np.int32)
+    bits = kn.pack_rows_ge(acc, np.zeros(100, np.int64))
+    w = _packed(rng, (3, 100))
+    assert np.array_equal(kn.xnor_gemm(bits, w, 100), cv.xnor_dot(bits, w, 100))
+
+
+# ----------------------------------------------------------------------------- input errors
+U = np.uint64
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: kn.xnor_gemm(np.zeros((2, 1), np.int64), np.zeros((2, 1), U), 64), "dtype uint64"),
+        (lambda: kn.xnor_gemm(np.zeros(2, U), np.zeros((2, 1), U), 64), "2 axes"),
+        (lambda: kn.xnor_gemm([[0]], np.zeros((2, 1), U), 64), "numpy uint64 array"),
+        (lambda: kn.xnor_gemm(np.zeros((2, 1), U), np.zeros((2, 2), U), 64), "number of packed words"),
+        (lambda: kn.xnor_gemm(np.zeros((2, 2), U), np.zeros((2, 2), U), 64), "k=64 needs 1 words"),
+        (lambda: kn.xnor_gemm(np.zeros((2, 1), U), np.zeros((2, 1), U), -1), "non-negative int"),
+        (lambda: kn.xnor_gemm(np.zeros((2, 1), U), np.zeros((2, 1), U), 1.0), "non-negative int"),
+        (lambda: kn.xnor_gemm(np.full((2, 1), 2, U), np.zeros((2, 1), U), 1), "a has non-zero pad bits"),
+        (lambda: kn.xnor_gemm_par(np.zeros((2, 1), U), np.full((2, 1), 2**63, U), 63), "w has non-zero pad"),
+        (lambda: kn.and_gemm(np.zeros((2, 1), U), np.zeros((2, 3), U)), "number of packed words"),
+        (lambda: kn.and_gemm_par(np.zeros((2, 1), np.float64), np.zeros((2, 1), U)), "dtype uint64"),
+        (lambda: kn.gsb_av(np.zeros((1, 2, 1), U), np.zeros((3, 1), U), np.zeros((1, 4, 1), U)), "v_masks"),
+        (lambda: kn.gsb_av(np.zeros((1, 2, 2), U), np.zeros((3, 1), U), np.zeros((0, 3, 1), U)), "packed words"),
+        (lambda: kn.gsb_av(np.zeros((0, 2, 1), U), np.zeros((3, 1), U), np.zeros((0, 3, 1), U)), "Ga >= 1"),
+        (lambda: kn.gsb_av_par(np.zeros((2, 1), U), np.zeros((3, 1), U), np.zeros((0, 3, 1), U)), "3 axes"),
+        (lambda: kn.pack_rows_ge(np.zeros((2, 3), np.float32), np.zeros(3, np.int64)), "int32 or int64"),
+        (lambda: kn.pack_rows_ge(np.zeros((2, 3), np.int32), np.zeros(4, np.int64)), r"shape \(3,\)"),
+        (lambda: kn.pack_rows_2sided(np.zeros((2, 3), np.int32), np.zeros(3), np.zeros(3, np.int64)), "t_hi"),
+        (lambda: kn.pack_rows_2sided(np.zeros((2, 3), np.int64), np.zeros(3, np.int64), np.zeros(2)), "t_lo"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(call, match):
+    with pytest.raises(kn.KernelInputError, match=match) as info:
+        call()
+    assert isinstance(info.value, ValueError)
+    assert "gsbsim.kernels" in str(info.value)
