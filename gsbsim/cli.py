@@ -1,0 +1,451 @@
+"""The ``gsbsim`` command line: run a model on data, describe it, write test vectors.
+
+Every bad input ends as one line ``gsbsim: error: <message>`` on stderr and exit code 2,
+with nothing half-written: outputs (plot, vectors) are written to a temporary name and
+renamed into place only when complete. Heavy imports (numpy engines, torch for the
+digits data, matplotlib) happen inside the subcommands that need them.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import costs as costs_mod
+from .costs import CostModelError, CostReport
+from .folding import DEFAULT_CLOCK_MHZ, CycleReport, FoldingError, cycle_report, global_folding, load_folding
+from .resources import LABEL as RESOURCE_LABEL, ResourceReport, estimate
+
+__all__ = ["main", "CliError"]
+
+PROG = "gsbsim"
+BATCH = 256  # images per forward call: bounds memory, results are batch-independent
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+class CliError(Exception):
+    """A bad input the user can fix; printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line and exit 2, like every other error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        where = self.prog.removeprefix(PROG).strip()  # "run", "info", ... or "" at the top
+        raise CliError(f"{where}: {message}" if where else message)
+
+
+# ============================================================================ inputs
+def _load_model(path: str):
+    """load_model(path), with a missing file or a bad file as a CliError."""
+    from .model_file import ModelFileError, load_model
+    if not os.path.isfile(path):
+        raise CliError(f"model file not found: {path}")
+    try:
+        return load_model(path)
+    except ModelFileError as e:
+        raise CliError(str(e)) from None
+
+
+def _load_data(data: str, split: str) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """(uint8 images [N, C, H, W], labels or None, description) of ``--data``."""
+    if data == "digits":
+        try:
+            from reference.data import DataError, build_datasets, dataset_arrays
+        except ImportError as e:  # torch or the reference package missing
+            raise CliError(f"--data digits needs the reference package and torch: {e}") from None
+        try:
+            bundle = build_datasets("digits", augment=False)
+            images, labels = dataset_arrays(getattr(bundle, split))
+        except DataError as e:
+            raise CliError(str(e)) from None
+        return images, np.asarray(labels, dtype=np.int64), f"digits/{split}"
+    if not data.endswith(".npy"):
+        raise CliError(f"unknown data {data!r}: expected 'digits' or a path to a .npy file")
+    if not os.path.isfile(data):
+        raise CliError(f"data file not found: {data}")
+    try:
+        images = np.load(data, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise CliError(f"cannot read image array {data}: {e}") from None
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
+        raise CliError(f"{data}: expected a uint8 image array [N, C, H, W], got "
+                       f"{getattr(images, 'dtype', type(images).__name__)} of shape "
+                       f"{getattr(images, 'shape', '?')}")
+    return images, None, data
+
+
+def _select_images(images: np.ndarray, labels: np.ndarray | None, header: dict, n: int | None,
+                   source: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Check the images against the model's input shape and take the first ``n``."""
+    want = (int(header["in_chans"]), int(header["img_size"]), int(header["img_size"]))
+    if tuple(images.shape[1:]) != want:
+        raise CliError(f"{source}: images have shape {tuple(images.shape[1:])} (C, H, W) but the "
+                       f"model expects {want}")
+    if len(images) == 0:
+        raise CliError(f"{source}: no images")
+    if n is not None:
+        if n < 1:
+            raise CliError(f"--images must be >= 1, got {n}")
+        images = images[:n]
+        labels = None if labels is None else labels[:n]
+    return images, labels
+
+
+def to_int8(images: np.ndarray) -> np.ndarray:
+    """uint8 pixels -> the integer model's int8 input p - 128 (exact)."""
+    return (images.astype(np.int16) - 128).astype(np.int8)
+
+
+def _engine(name: str) -> Callable:
+    if name == "golden":
+        from .golden import forward
+    else:
+        from .fast import forward
+    return forward
+
+
+def _checked(forward: Callable) -> Callable:
+    """``forward`` with the engines' input and overflow errors turned into CliError."""
+    from .golden import InputError, IntegerOverflowError
+
+    def run(model, x: np.ndarray, trace: bool):
+        try:
+            return forward(model, x, trace=trace)
+        except (InputError, IntegerOverflowError) as e:
+            raise CliError(f"{getattr(model, 'path', 'model')}: {e}") from None
+    return run
+
+
+def _forward_all(forward: Callable, model, x: np.ndarray) -> np.ndarray:
+    """Logits of every image, BATCH images per call."""
+    forward = _checked(forward)
+    parts = []
+    for i in range(0, len(x), BATCH):
+        logits, _ = forward(model, x[i:i + BATCH], trace=False)
+        parts.append(np.asarray(logits))
+    return np.concatenate(parts)
+
+
+def _folding(args, header: dict):
+    if args.folding is not None:
+        if args.pe is not None or args.simd is not None:
+            raise CliError("--folding and --pe/--simd are mutually exclusive")
+        return load_folding(header, args.folding)
+    return global_folding(header, args.pe if args.pe is not None else 1,
+                          args.simd if args.simd is not None else 1)
+
+
+def _atomic_write_file(path: str, write: Callable[[str], Any]) -> None:
+    """Call write(tmp_path) in the target's folder, then rename onto ``path``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CliError(f"output folder does not exist: {folder}")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".gsbsim-", suffix=os.path.splitext(path)[1])
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# ============================================================================ reports
+def cost_table(c: CostReport, cyc: CycleReport, res: ResourceReport) -> str:
+    """The text cost report: one row per layer, totals, memory, cycles, resources."""
+    rl = {r.name: r for r in res.layers}
+    head = (f"{'layer':<16} {'prec':<6} {'operands':<9} {'MH x MW':>11} {'vec x rep':>10} "
+            f"{'BOPs':>12} {'FLOPs':>11} {'OPs':>11} {'PE':>4} {'SIMD':>4} {'cycles':>10} "
+            f"{'LUT':>7} {'BRAM18':>6}")
+    rows = [head, "-" * len(head)]
+    for l, f in zip(c.layers, cyc.layers):
+        r = rl[l.name]
+        rows.append(f"{l.name:<16} {l.precision:<6} {l.operands:<9} {f'{l.mh}x{l.mw}':>11} "
+                    f"{f'{l.vectors}x{l.repeats}':>10} {l.bops:>12} {l.flops:>11} {l.ops:>11.1f} "
+                    f"{f.pe:>4} {f.simd:>4} {f.cycles:>10} {r.lut:>7} {r.bram18:>6}")
+    rows.append("-" * len(head))
+    rows.append(f"{'total':<16} {'':<6} {'':<9} {'':>11} {'':>10} {c.bops:>12} {c.flops:>11} "
+                f"{c.ops:>11.1f} {'':>4} {'':>4} {cyc.latency:>10} {res.lut:>7} {res.bram18:>6}")
+    wb = c.weight_bits
+    ew = ", ".join(f"{k} {v}" for k, v in c.elementwise.items())
+    rows += [
+        "",
+        f"OPs = BOPs/64 + FLOPs = {c.bops}/64 + {c.flops} = {c.ops:.6g} per image",
+        f"elementwise ops (not in OPs): {c.elementwise_total} ({ew})",
+        f"weights: binary {wb['binary']} bits, 8-bit {wb['8-bit']} bits, fixed-point "
+        f"{wb['fixed']} bits; model {c.model_bytes} bytes vs float32 {c.float32_bytes} bytes "
+        f"({c.float32_bytes / c.model_bytes:.1f}x)",
+        f"activation buffer peak: {c.peak_bits} bits ({c.peak_bits / 8 / 1024:.1f} KiB) at "
+        f"{c.peak_layer} (live: {', '.join(c.peak_tensors)})",
+        f"cycles: II {cyc.ii} ({cyc.bottleneck}), latency {cyc.latency} "
+        f"({cyc.latency_us:.4g} us), {cyc.fps:.6g} frames/s at {cyc.clock_mhz:g} MHz",
+        f"resources, {RESOURCE_LABEL}: {res.lut} LUT, {res.bram18} BRAM18, {res.dsp} DSP",
+    ]
+    return "\n".join(rows)
+
+
+def _costs(header: dict, args) -> tuple[CostReport, CycleReport, ResourceReport]:
+    c = costs_mod.count(header)
+    cyc = cycle_report(header, _folding(args, header), args.clock_mhz)
+    return c, cyc, estimate(cyc)
+
+
+# ============================================================================ subcommands
+def cmd_run(args) -> int:
+    model = _load_model(args.model)
+    header = dict(model.header)
+    c, cyc, res = _costs(header, args)  # folding errors before any heavy work
+    if args.plot and not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))):
+        raise CliError(f"--plot: output folder does not exist: {os.path.dirname(os.path.abspath(args.plot))}")
+    images, labels, source = _load_data(args.data, args.split)
+    images, labels = _select_images(images, labels, header, args.images, source)
+    logits = _forward_all(_engine(args.engine), model, to_int8(images))
+    pred = np.argmax(logits, axis=1)  # ties: lowest index, as the spec says
+    out: dict[str, Any] = {"model": args.model, "data": source, "engine": args.engine,
+                           "images": int(len(images)), "predictions": pred.tolist()}
+    if labels is not None:
+        correct = int((pred == labels).sum())
+        out.update(correct=correct, accuracy=correct / len(images))
+    if args.plot:
+        from .plots import plot_breakdown
+        _atomic_write_file(args.plot, lambda tmp: plot_breakdown(c, cyc, tmp))
+    if args.json:
+        out.update(c.to_dict())
+        out["cycles"] = cyc.to_dict()
+        out["resources"] = res.to_dict()
+        print(json.dumps(out))
+        return 0
+    print(f"model {args.model}: {_arch_line(header)}")
+    print(f"data {source}: {len(images)} images, engine {args.engine}")
+    if labels is not None:
+        print(f"top-1 accuracy: {100 * out['accuracy']:.2f}% ({out['correct']}/{len(images)} correct)")
+    else:
+        counts = np.bincount(pred, minlength=int(header["num_classes"]))
+        print(f"predictions: {len(pred)} (no labels; per class: {counts.tolist()})")
+    if args.count_ops:
+        print()
+        print(cost_table(c, cyc, res))
+    if args.plot:
+        print(f"plot written to {args.plot}")
+    return 0
+
+
+def _arch_line(h: dict) -> str:
+    return (f"preset {h.get('preset', '?')}, {h['img_size']}x{h['img_size']}x{h['in_chans']} "
+            f"patch {h['patch_size']}, E={h['embed_dim']}, depth {h['depth']}, heads {h['num_heads']}, "
+            f"MLP {h['mlp_hidden']}, tokens {h['num_tokens']}, classes {h['num_classes']}, "
+            f"groups {h['groups']}")
+
+
+def info_dict(header: dict) -> dict:
+    """Architecture, precision map and accumulator widths of a model header."""
+    shape = costs_mod.shape_of(header)
+    first = [l for l in costs_mod.layers(header)
+             if l.name in ("patch", "head") or l.name.startswith("blocks.0.")]
+    fixed = [p for p in costs_mod.parameters(header) if p.precision == "fixed"
+             and (p.name.startswith("blocks.0.") or not p.name.startswith("blocks."))]
+    keys = ("preset", "method", "img_size", "patch_size", "in_chans", "embed_dim", "depth",
+            "num_heads", "head_dim", "mlp_hidden", "num_tokens", "num_classes", "groups",
+            "ratios", "mask_stat", "frac_bits", "shifts", "source", "float_top1")
+    arch = {k: header[k] for k in keys if k in header}
+    arch["head_dim"] = shape.head_dim
+    return {
+        "architecture": arch,
+        "precision": {l.op: {"precision": l.precision, "operands": l.operands,
+                             "weights": ("none (activation x activation)" if l.weight_params == 0
+                                         else f"{l.weight_bits_each}-bit"),
+                             "mh": l.mh, "mw": l.mw} for l in first},
+        "fixed_point": {p.name.removeprefix("blocks.0."): {"dtype": p.dtype, "shape": list(p.shape)}
+                        for p in fixed},
+        "accumulator_bits": {l.op: l.acc_bits for l in first},
+    }
+
+
+def cmd_info(args) -> int:
+    model = _load_model(args.model)
+    d = info_dict(dict(model.header))
+    if args.json:
+        print(json.dumps(d))
+        return 0
+    a = d["architecture"]
+    print(f"model {args.model}")
+    print("architecture:")
+    for k, v in a.items():
+        print(f"  {k:<12} {v}")
+    print("precision map (per block: blocks.<i>.<layer>):")
+    for op, p in d["precision"].items():
+        print(f"  {op:<6} {p['precision']:<7} {p['operands']:<10} weights {p['weights']:<32} "
+              f"MH x MW = {p['mh']} x {p['mw']}")
+    print("fixed-point constants (per block ones listed once, blocks.<i>. prefix dropped):")
+    for name, p in d["fixed_point"].items():
+        print(f"  {name:<22} {p['dtype']:<6} {tuple(p['shape'])}")
+    print("accumulator widths (signed bits, docs/integer_model.md §10):")
+    for op, b in d["accumulator_bits"].items():
+        print(f"  {op:<6} {b}")
+    return 0
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cmd_vectors(args) -> int:
+    model = _load_model(args.model)
+    header = dict(model.header)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise CliError(f"--out {args.out} exists and is not a folder")
+    images, labels, source = _load_data(args.data, args.split)
+    images, labels = _select_images(images, labels, header, args.images, source)
+    _, trace = _checked(_engine("golden"))(model, to_int8(images), trace=True)
+    for name in trace:
+        if not _SAFE_NAME.match(name):
+            raise CliError(f"trace name {name!r} cannot be a file name")
+    os.makedirs(args.out, exist_ok=True)  # only now: a failed run leaves nothing behind
+    final = os.path.join(args.out, "vectors")
+    tmp = tempfile.mkdtemp(dir=args.out, prefix=".vectors-")
+    try:
+        tensors = []
+        for name, arr in trace.items():
+            arr = np.ascontiguousarray(arr)
+            np.save(os.path.join(tmp, name + ".npy"), arr, allow_pickle=False)
+            tensors.append({"name": name, "file": name + ".npy", "dtype": str(arr.dtype),
+                            "shape": list(arr.shape)})
+        manifest = {"model": os.path.basename(args.model), "model_sha256": _sha256(args.model),
+                    "engine": "golden", "data": source, "images": int(len(images)),
+                    "labels": None if labels is None else labels.tolist(), "tensors": tensors}
+        with open(os.path.join(tmp, "manifest.json"), "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=1)
+        _swap_in(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    print(f"wrote {len(tensors)} tensors for {len(images)} images to {final}")
+    return 0
+
+
+def _swap_in(tmp: str, final: str) -> None:
+    """Rename the finished folder ``tmp`` to ``final``, replacing an older one."""
+    old = None
+    if os.path.lexists(final):
+        old = tempfile.mkdtemp(dir=os.path.dirname(final), prefix=".vectors-old-")
+        os.rmdir(old)
+        os.rename(final, old)
+    os.rename(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ============================================================================ the parser
+_RUN_EXAMPLES = """examples:
+  gsbsim run --model runs/digits/model.npz                      top-1 on the digits test split
+  gsbsim run --model m.npz --count-ops --pe 8 --simd 32         with the cost report
+  gsbsim run --model m.npz --json --folding fold.json --plot costs.png
+  gsbsim run --model m.npz --data images.npy                    predictions for your images
+
+A folding file is JSON: {"blocks.*.fc1": {"pe": 16, "simd": 32}, "head": {"pe": 2, "simd": 8}}
+(layer names as in the traces, shell patterns allowed; unnamed layers get PE = SIMD = 1).
+"""
+_INFO_EXAMPLES = """examples:
+  gsbsim info --model runs/digits/model.npz
+  gsbsim info --model m.npz --json
+"""
+_VEC_EXAMPLES = """examples:
+  gsbsim vectors --model m.npz --out build/ --images 4     writes build/vectors/*.npy + manifest.json
+                                                           (4 digits test images, golden engine)
+  gsbsim vectors --model m.npz --out build/ --data images.npy
+"""
+
+
+def _add_data_args(p: argparse.ArgumentParser, images_default: int | None) -> None:
+    p.add_argument("--data", default="digits", metavar="digits|PATH.npy",
+                   help="'digits' (scikit-learn's bundled set, needs torch; default) or a .npy "
+                        "uint8 image array [N, C, H, W] (predictions only, no labels)")
+    p.add_argument("--split", default="test", choices=("test", "val", "train"),
+                   help="digits split (default test)")
+    p.add_argument("--images", type=int, default=images_default, metavar="N",
+                   help="use the first N images" + (f" (default {images_default})" if images_default
+                                                    else " (default all)"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(prog=PROG, description="Bit-exact integer simulator of GSB binary vision "
+                     "transformers: accuracy, costs, test vectors.", formatter_class=fmt)
+    sub = parser.add_subparsers(dest="command", metavar="{run,info,vectors}")
+    sub.required = True
+
+    run = sub.add_parser("run", help="run a model on data (accuracy, optional cost report)",
+                         description="Run an integer model file on images and report top-1 "
+                         "accuracy; optionally the cost report (BOPs, FLOPs, OPs, memory, "
+                         "cycles, FINN-R resource estimate).", epilog=_RUN_EXAMPLES, formatter_class=fmt)
+    run.add_argument("--model", required=True, metavar="M.npz", help="integer model file")
+    _add_data_args(run, None)
+    run.add_argument("--engine", default="fast", choices=("fast", "golden"),
+                     help="fast (Numba, default) or golden (plain numpy reference)")
+    run.add_argument("--count-ops", action="store_true",
+                     help="print the per-layer cost table (BOPs, FLOPs, OPs, cycles, memory)")
+    run.add_argument("--json", action="store_true",
+                     help="print one JSON object (accuracy, costs, cycles, resources) instead of text")
+    run.add_argument("--pe", type=int, metavar="P", help="PE for every layer, clipped to the "
+                     "largest divisor of MH <= P (default 1)")
+    run.add_argument("--simd", type=int, metavar="S", help="SIMD for every layer, clipped to MW "
+                     "(default 1)")
+    run.add_argument("--folding", metavar="FILE", help="per-layer folding JSON (exclusive with --pe/--simd)")
+    run.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ, metavar="F",
+                     help=f"clock for frames/s (default {DEFAULT_CLOCK_MHZ:g})")
+    run.add_argument("--plot", metavar="OUT.png", help="write the per-layer breakdown chart (PNG)")
+    run.set_defaults(func=cmd_run)
+
+    info = sub.add_parser("info", help="architecture, precision map, accumulator widths",
+                          description="Describe an integer model file: architecture, which layer "
+                          "is binary / 8-bit / fixed point, accumulator widths.",
+                          epilog=_INFO_EXAMPLES, formatter_class=fmt)
+    info.add_argument("--model", required=True, metavar="M.npz", help="integer model file")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(func=cmd_info)
+
+    vec = sub.add_parser("vectors", help="write golden test vectors of every traced tensor",
+                         description="Run the golden (numpy) path with tracing and write "
+                         "OUT/vectors/<name>.npy for each traced tensor plus manifest.json "
+                         "(names, dtypes, shapes, model sha256). Written to a temporary folder "
+                         "and renamed into place; an older OUT/vectors is replaced.",
+                         epilog=_VEC_EXAMPLES, formatter_class=fmt)
+    vec.add_argument("--model", required=True, metavar="M.npz", help="integer model file")
+    vec.add_argument("--out", required=True, metavar="DIR",
+                     help="output folder (created if missing); the vectors go to DIR/vectors")
+    _add_data_args(vec, 4)
+    vec.set_defaults(func=cmd_vectors)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gsbsim`` console script; returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except SystemExit as e:  # --help (code 0)
+        return e.code if isinstance(e.code, int) else 0
+    except (CliError, CostModelError, FoldingError) as e:
+        print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())

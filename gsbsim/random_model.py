@@ -1,0 +1,138 @@
+"""Random but plausible integer models and images, for tests and cost studies (numpy only).
+
+"Plausible" means every binarizer actually toggles: thresholds sit near the middle of
+their accumulator's range, requantization multipliers keep the residual stream around a
+few units (2^F fixed point) so it stays far from int32, the exp table decreases from
+2^prob, the attention bias is small and the context scales are positive. The model
+passes ``model_file.validate`` like an exported one.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .conventions import pack_bits, round_half_up
+from .model_file import IntModel, expected_arrays, validate
+
+__all__ = ["random_model", "random_images", "DEFAULT_SHIFTS"]
+
+DEFAULT_SHIFTS = {"patch": 16, "resid": 16, "head_ln": 12, "logit": 16, "value": 8, "prob": 16,
+                  "recip": 48, "ctx": 24, "ln": 16}
+LN_EPS = 1e-6
+
+
+def _weights(rng: np.random.Generator, rows: int, k: int) -> np.ndarray:
+    """Random +-1 (or {0,1}) weights packed along K, pads 0."""
+    return pack_bits(rng.integers(0, 2, (rows, k), dtype=np.uint8))
+
+
+def _fixed(x, bits: int) -> np.ndarray:
+    return round_half_up(np.asarray(x, dtype=np.float64) * 2.0 ** bits)
+
+
+def _fc1_thresholds(rng: np.random.Generator, hidden: int, e: int) -> tuple[np.ndarray, np.ndarray]:
+    """A mix of every two-sided case: upper ray, lower ray, both, all, none."""
+    spread = max(1.0, math.sqrt(e))
+    hi = np.round(rng.normal(0.0, 0.7 * spread, hidden)).astype(np.int64)
+    lo = np.full(hidden, -e - 1, dtype=np.int64)
+    kind = rng.choice(5, size=hidden, p=[0.55, 0.1, 0.25, 0.05, 0.05])
+    both = kind == 2
+    lo[both] = hi[both] - np.round(np.abs(rng.normal(1.5 * spread, 0.5 * spread, both.sum()))).astype(np.int64) - 1
+    lower = kind == 1
+    lo[lower] = hi[lower]
+    hi[lower] = e + 1
+    hi[kind == 3] = -e          # always on
+    hi[kind == 4] = e + 1       # never on
+    lo[kind == 4] = -e - 1
+    return hi.astype(np.int32), lo.astype(np.int32)
+
+
+def random_model(rng: np.random.Generator, *, img_size: int = 8, patch_size: int = 2, in_chans: int = 1,
+                 embed_dim: int = 24, depth: int = 2, num_heads: int = 2, mlp_hidden: int = 48,
+                 num_classes: int = 10, groups: int = 3, ratios=(179, 230), mask_stat: str = "row",
+                 frac_bits: int = 12) -> IntModel:
+    """A valid IntModel with random, plausible parameters (see the module docstring)."""
+    ratios = [int(r) for r in ratios][: max(groups - 1, 0)]   # the first groups-1 ratios are used
+    if len(ratios) < groups - 1:
+        raise ValueError(f"random_model: groups={groups} needs {groups - 1} ratios, got {len(ratios)}")
+    if num_heads < 1 or embed_dim % num_heads:
+        raise ValueError(f"random_model: embed_dim {embed_dim} is not a multiple of num_heads {num_heads}")
+    if patch_size < 1 or img_size % patch_size:
+        raise ValueError(f"random_model: img_size {img_size} is not a multiple of patch_size {patch_size}")
+    e, h, hd, c = embed_dim, num_heads, mlp_hidden, num_classes
+    d = e // h
+    n = (img_size // patch_size) ** 2 + 2
+    k_patch = in_chans * patch_size ** 2
+    sh = dict(DEFAULT_SHIFTS)
+    header = {
+        "format": "gsbsim-int", "preset": "random", "img_size": img_size, "patch_size": patch_size,
+        "in_chans": in_chans, "embed_dim": e, "depth": depth, "num_heads": h, "head_dim": d,
+        "mlp_hidden": hd, "num_tokens": n, "num_classes": c, "groups": groups, "ratios": ratios,
+        "mask_stat": mask_stat, "frac_bits": frac_bits,
+        "ln_eps": int(max(1, round(LN_EPS * e * e * 4.0 ** frac_bits))), "shifts": sh, "source": "random",
+        "method": "gsb",
+    }
+    one = 2.0 ** frac_bits                   # 1.0 in the residual stream
+    a: dict[str, np.ndarray] = {}
+
+    # §2 patch embedding: |acc| ~ 64*74*sqrt(K); map one standard deviation to ~1.0
+    a["patch.weight"] = rng.integers(-64, 65, (e, k_patch)).astype(np.int8)
+    acc_std = 64 / math.sqrt(3) * 74 * math.sqrt(k_patch)
+    s = frac_bits + sh["patch"]
+    a["patch.mult"] = _fixed(rng.uniform(0.5, 1.5, e) / acc_std, s)
+    a["patch.bias"] = _fixed(rng.normal(0, 0.3, e), s)
+    a["pos"] = np.round(rng.normal(0, 0.2, (n, e)) * one).astype(np.int32)
+    a["tokens"] = np.round(rng.normal(0, 0.2, (2, e)) * one).astype(np.int32)
+
+    root_e = math.sqrt(e)
+    for i in range(depth):
+        p = f"blocks.{i}."
+        for ln in ("ln1", "ln2"):
+            sign = rng.choice(np.array([-1, 1, 0], dtype=np.int8), size=e, p=[0.3, 0.65, 0.05])
+            thr = _fixed(rng.normal(0, 0.5, e), sh["ln"])
+            thr[sign == 0] = rng.integers(0, 2, int((sign == 0).sum()))
+            a[p + ln + ".sign"], a[p + ln + ".thr"] = sign, thr
+        a[p + "qkv.weight"] = _weights(rng, 3 * e, e)
+        a[p + "q.thr"] = np.round(rng.normal(0, 0.5 * root_e, e)).astype(np.int32)
+        a[p + "k.thr"] = np.round(rng.normal(0, 0.5 * root_e, e)).astype(np.int32)
+        a[p + "v.offset"] = _fixed(rng.normal(0, 0.5 * root_e, e), sh["value"])
+        c_soft = rng.uniform(0.3, 3.0) / max(d, 1)           # exp(-2 c m): a few e-folds over [0, d]
+        a[p + "exp_lut"] = _fixed(np.exp(-2.0 * c_soft * np.arange(d + 1)), sh["prob"])
+        a[p + "att_bias"] = rng.integers(-(1 << 11), 1 << 11, (h, n, n)).astype(np.int32)
+        a[p + "a.thr1"] = np.int64(round(2.0 ** sh["prob"] / n * rng.uniform(0.5, 1.5)))
+        alpha_a = np.sort(rng.uniform(0.5, 2.0, groups))[::-1] / n
+        alpha_v = np.sort(rng.uniform(0.2, 1.0, groups))[::-1]
+        scale = _fixed(np.outer(alpha_a, alpha_v), sh["ctx"])
+        a[p + "ctx.scale"] = scale
+        # ctx ~ scale[0,0] * sqrt(N) in spread; thresholds around the middle
+        a[p + "proj.in_thr"] = _fixed(rng.normal(0, 0.3, e) * float(scale[0, 0]) * math.sqrt(n), 0)
+        s = frac_bits + sh["resid"]
+        a[p + "proj.weight"] = _weights(rng, e, e)
+        a[p + "proj.mult"] = np.int64(_fixed(rng.uniform(0.5, 1.0) / root_e, s))
+        a[p + "proj.bias"] = _fixed(rng.normal(0, 0.1, e), s)
+        a[p + "fc1.weight"] = _weights(rng, hd, e)
+        a[p + "fc1.thr_hi"], a[p + "fc1.thr_lo"] = _fc1_thresholds(rng, hd, e)
+        a[p + "fc2.weight"] = _weights(rng, e, hd)
+        a[p + "fc2.mult"] = np.int64(_fixed(rng.uniform(0.5, 1.0) / math.sqrt(hd / 2), s))
+        a[p + "fc2.bias"] = _fixed(rng.normal(0, 0.1, e), s)
+
+    k = sh["head_ln"]
+    for norm in ("norm", "head_dist_norm"):
+        a[norm + ".gain"] = _fixed(rng.uniform(10, 60, e) * rng.choice([-1.0, 1.0], e, p=[0.2, 0.8]), k)
+        a[norm + ".offset"] = _fixed(rng.normal(0, 10, e), k)
+    for head in ("head", "head_dist"):
+        a[head + ".weight"] = rng.integers(-127, 128, (c, e)).astype(np.int8)
+        a[head + ".mult"] = np.int64(rng.integers(5, 50))
+    a["logit.bias"] = _fixed(rng.normal(0, 0.1, c), sh["logit"])
+    a["format_version"] = np.array(1, dtype=np.int64)
+
+    # exact dtypes of the layout table (int64 scalars, int32 tables...)
+    arrays = {name: np.asarray(a[name]).astype(dtype) for name, (dtype, _) in expected_arrays(header).items()}
+    validate(header, arrays, "<random_model>")
+    return IntModel(header=header, arrays=arrays, path="<random>")
+
+
+def random_images(rng: np.random.Generator, model: IntModel, n: int) -> np.ndarray:
+    """n random int8 images [n, Cin, I, I] (uniform pixels minus 128)."""
+    return rng.integers(-128, 128, (n, model.in_chans, model.img_size, model.img_size)).astype(np.int8)

@@ -1,0 +1,74 @@
+"""How closely the integer model follows the float model it was exported from.
+
+    python -m reference.agreement --checkpoint runs/digits/stage2/best.pt --model m.npz
+
+Runs the PyTorch stage-2 model and gsbsim's integer model on the same split and reports
+top-1 of each and the fraction of images on which their predictions agree.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Agreement:
+    images: int
+    float_top1: float
+    int_top1: float
+    agreement: float
+
+    def line(self) -> str:
+        return (f"float top-1 {100 * self.float_top1:.2f}%  integer top-1 {100 * self.int_top1:.2f}%  "
+                f"agreement {100 * self.agreement:.2f}% on {self.images} images")
+
+
+@torch.no_grad()
+def float_predictions(model: torch.nn.Module, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    model.eval()
+    out = [model(torch.from_numpy(images[i:i + batch]).float()).argmax(-1).numpy()
+           for i in range(0, len(images), batch)]
+    return np.concatenate(out)
+
+
+def measure(model: torch.nn.Module, int_model, images: np.ndarray, labels: np.ndarray) -> Agreement:
+    """images: uint8 [N, C, H, W]; int_model: a gsbsim IntModel."""
+    from gsbsim import fast
+    f_pred = float_predictions(model, images)
+    logits, _ = fast.forward(int_model, (images.astype(np.int16) - 128).astype(np.int8))
+    i_pred = logits.argmax(-1)  # numpy argmax takes the lowest index on ties, as the spec says
+    return Agreement(images=len(labels), float_top1=float((f_pred == labels).mean()),
+                     int_top1=float((i_pred == labels).mean()), agreement=float((f_pred == i_pred).mean()))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m reference.agreement", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True, help="stage-2 checkpoint (reference.train)")
+    ap.add_argument("--model", required=True, help="integer model exported from it (reference.export)")
+    ap.add_argument("--split", default="test", choices=("train", "val", "test"))
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args(argv)
+    from gsbsim.model_file import ModelFileError, load_model as load_int
+    from .checkpoint import CheckpointError, load_model
+    from .data import DataError, build_datasets, dataset_arrays
+    try:
+        model, meta = load_model(args.checkpoint)
+        int_model = load_int(args.model)
+        bundle = build_datasets(meta.get("dataset", "digits"), meta.get("data_path"), augment=False)
+        images, labels = dataset_arrays(getattr(bundle, args.split))
+    except (CheckpointError, ModelFileError, DataError, OSError) as exc:
+        print(f"agreement: error: {exc}", file=sys.stderr)
+        return 2
+    result = measure(model, int_model, images, labels)
+    print(json.dumps(asdict(result)) if args.json else result.line())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

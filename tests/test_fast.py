@@ -1,0 +1,241 @@
+"""gsbsim.fast (Numba, packed bits) equals gsbsim.golden at every traced tensor, bit for bit."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gsbsim import fast, golden
+from gsbsim.model_file import IntModel, validate
+from gsbsim.random_model import random_images, random_model
+
+
+def assert_same(model: IntModel, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Golden and fast agree on every trace tensor (names, order, dtype, shape, integers)."""
+    lg, tg = golden.forward(model, x, trace=True)
+    lf, tf = fast.forward(model, x, trace=True)
+    assert list(tf) == list(tg) == golden.trace_names(model.depth)
+    for name in tg:
+        assert tf[name].dtype == tg[name].dtype, (name, tf[name].dtype, tg[name].dtype)
+        assert tf[name].shape == tg[name].shape, (name, tf[name].shape, tg[name].shape)
+        assert np.array_equal(tf[name], tg[name]), name
+    assert lf.dtype == lg.dtype == np.int64 and np.array_equal(lf, lg)
+    plain, empty = fast.forward(model, x)
+    assert empty == {} and np.array_equal(plain, lg)
+    return tg
+
+
+def _derive(model: IntModel, **changes: np.ndarray) -> IntModel:
+    arrays = dict(model.arrays)
+    arrays.update({k.replace("__", "."): v for k, v in changes.items()})
+    return IntModel(header=model.header, arrays=arrays, path="<test>")
+
+
+# ----------------------------------------------------------------------------- random models
+@st.composite
+def model_configs(draw):
+    e = draw(st.sampled_from([24, 40, 72, 96, 130]))
+    groups = draw(st.sampled_from([1, 2, 3]))
+    return dict(
+        embed_dim=e,
+        num_heads=draw(st.sampled_from([h for h in (1, 2, 3, 4) if e % h == 0])),
+        img_size=0,  # filled from grid * patch below
+        patch_size=draw(st.sampled_from([1, 2, 3])),
+        in_chans=draw(st.sampled_from([1, 3])),
+        grid=draw(st.integers(1, 6)),                  # N = grid^2 + 2 tokens, up to 38
+        mlp_hidden=draw(st.sampled_from([24, 48, 65, 130])),
+        depth=draw(st.integers(1, 2)),
+        num_classes=draw(st.integers(2, 12)),
+        groups=groups,
+        ratios=sorted(draw(st.lists(st.integers(1, 255), min_size=groups - 1, max_size=groups - 1))),
+        mask_stat=draw(st.sampled_from(["row", "image"])),
+        batch=draw(st.integers(1, 3)),
+        seed=draw(st.integers(0, 2 ** 32 - 1)),
+    )
+
+
+@settings(max_examples=30, deadline=None)
+@given(cfg=model_configs())
+def test_fast_equals_golden_on_random_models(cfg):
+    cfg = dict(cfg)
+    rng = np.random.default_rng(cfg.pop("seed"))
+    batch, grid = cfg.pop("batch"), cfg.pop("grid")
+    cfg["img_size"] = grid * cfg["patch_size"]
+    model = random_model(rng, **cfg)
+    assert_same(model, random_images(rng, model, batch))
+
+
+@pytest.mark.parametrize("stat", ["row", "image"])
+def test_fast_equals_golden_on_a_digits_sized_model(stat):
+    rng = np.random.default_rng(12)
+    model = random_model(rng, embed_dim=96, depth=4, num_heads=3, mlp_hidden=384, mask_stat=stat)
+    tr = assert_same(model, random_images(rng, model, 8))
+    assert len(set(tr["pred"].tolist())) > 1 or len({tuple(r) for r in tr["logits"].tolist()}) == 8
+
+
+# ----------------------------------------------------------------------------- exact ties
+def _tie_model(stat: str) -> tuple[IntModel, np.ndarray, dict]:
+    """A model whose thresholds equal accumulator values that the images attain (in every block):
+    q/k thresholds, the V mask ratios (max and min side), a.thr1, the A mask ratio,
+    proj.in_thr and both fc1 thresholds."""
+    rng = np.random.default_rng(21)
+    m = random_model(rng, embed_dim=40, depth=2, num_heads=2, mlp_hidden=70, groups=3, ratios=(128, 200),
+                     mask_stat=stat)
+    x = random_images(rng, m, 2)
+    e, h, d, n, hd = m.embed_dim, m.num_heads, m.head_dim, m.num_tokens, m.mlp_hidden
+    r2 = m.ratios[0]
+    big = 1 << 16
+    ties: dict[str, int] = {}
+
+    def trace(model):
+        return golden.forward(model, x, trace=True)[1]
+
+    for i in range(m.depth):
+        p = f"blocks.{i}."
+        t = trace(m)
+        acc = t[p + "qkv.acc"][0].astype(np.int64)                  # image 0 [N, 3E]
+        toks = rng.integers(0, n, e)
+        m = _derive(m, **{p + "q.thr": acc[toks, np.arange(e)].astype(np.int32),
+                          p + "k.thr": acc[rng.integers(0, n, e), e + np.arange(e)].astype(np.int32)})
+        # V masks of head 0: channel 0 the (row or image) max, channel 1 exactly r2/256 of it,
+        # channel 2 the min, channel 3 exactly r2/256 of it
+        vacc = acc[:, 2 * e:] * 256
+        t_max, t_min = int(np.argmax(vacc[:, 0])), int(np.argmin(vacc[:, 2]))
+        off = m.arrays[p + "v.offset"].copy()
+        off[0] = 256 * big - vacc[t_max, 0]
+        off[1] = r2 * big - vacc[t_max, 1]
+        off[2] = -256 * big - vacc[t_min, 2]
+        off[3] = -r2 * big - vacc[t_min, 3]
+        m = _derive(m, **{p + "v.offset": off})
+        # A masks: row 0 of head 0 gets a max of 256*big and an entry exactly r2/256 of it
+        t = trace(m)
+        pr = t[p + "probs"][0, 0, 0] - m.arrays[p + "att_bias"][0, 0]
+        bias = m.arrays[p + "att_bias"].copy()
+        bias[0, 0, 0] = 256 * big - pr[0]
+        bias[0, 0, 1] = r2 * big - pr[1]
+        m = _derive(m, **{p + "att_bias": bias})
+        t = trace(m)
+        m = _derive(m, **{p + "a.thr1": np.array(t[p + "probs"][0, h - 1, n // 2, n // 3], dtype=np.int64)})
+        t = trace(m)
+        ctx = t[p + "ctx"][0]
+        m = _derive(m, **{p + "proj.in_thr": ctx[rng.integers(0, n, e), np.arange(e)]})
+        t = trace(m)
+        f1 = t[p + "fc1.acc"][0]
+        vals = f1[rng.integers(0, n, hd), np.arange(hd)]
+        hi = vals.astype(np.int32)                             # even channels: tie on the upper ray
+        lo = np.full(hd, -e - 1, dtype=np.int32)
+        lo[1::2], hi[1::2] = vals[1::2], vals[1::2] + 5       # odd channels: tie on the lower ray
+        m = _derive(m, **{p + "fc1.thr_hi": hi, p + "fc1.thr_lo": lo})
+        ties[i] = (t_max, t_min)
+    validate(m.header, m.arrays, "<tie model>")
+    return m, x, ties
+
+
+@pytest.mark.parametrize("stat", ["row", "image"])
+def test_fast_equals_golden_at_exact_threshold_ties(stat):
+    m, x, ties = _tie_model(stat)
+    tr = assert_same(m, x)
+    e, r2 = m.embed_dim, m.ratios[0]
+    for i, (t_max, t_min) in ties.items():
+        p, blk = f"blocks.{i}.", m.block(i)
+        acc = tr[p + "qkv.acc"][0].astype(np.int64)
+        assert np.all((acc[:, :e] == blk["q.thr"]).any(0))          # every Q channel has a tie
+        assert np.all((acc[:, e:2 * e] == blk["k.thr"]).any(0))
+        vq = tr[p + "v.q"][0, 0]                                    # image 0, head 0 [N, d]
+        pool = tr[p + "v.q"][0] if stat == "image" else vq[[t_max, t_min]]
+        assert vq[t_max, 0] == pool.max() and 256 * vq[t_max, 1] == r2 * vq[t_max, 0]
+        assert vq[t_min, 2] == pool.min() and 256 * vq[t_min, 3] == r2 * vq[t_min, 2]
+        assert tr[p + "v.planes"][0, 1, 0, t_max].tolist()[:2] == [1, 0]   # the max is in, the tie is out
+        assert tr[p + "v.planes"][0, 1, 0, t_min].tolist()[2:4] == [1, 0]
+        a = tr[p + "probs"][0]
+        assert 256 * a[0, 0, 1] == r2 * a[0, 0, 0] == r2 * a.max()
+        assert tr[p + "a.planes"][0, 1, 0, 0, :2].tolist() == [1, 0]
+        assert (a == blk["a.thr1"]).any()
+        assert np.all((tr[p + "ctx"][0] == blk["proj.in_thr"]).any(0))
+        f1 = tr[p + "fc1.acc"][0]
+        assert np.all((f1[:, 0::2] == blk["fc1.thr_hi"][0::2]).any(0))
+        assert np.all((f1[:, 1::2] == blk["fc1.thr_lo"][1::2]).any(0))
+        # ties resolve as specified: >= for thresholds, <= for the lower ray
+        assert np.array_equal(tr[p + "proj.bits"][0], (tr[p + "ctx"][0] >= blk["proj.in_thr"]).astype(np.uint8))
+
+
+# ----------------------------------------------------------------------------- errors
+@pytest.fixture(scope="module")
+def small():
+    rng = np.random.default_rng(5)
+    m = random_model(rng, embed_dim=24, depth=2, num_heads=2, mlp_hidden=40)
+    return m, random_images(rng, m, 3)
+
+
+def _same_error(model, x) -> str:
+    with pytest.raises(golden.IntegerOverflowError) as eg:
+        golden.forward(model, x)
+    with pytest.raises(golden.IntegerOverflowError) as ef:
+        fast.forward(model, x, trace=True)
+    assert str(ef.value) == str(eg.value)
+    return str(eg.value)
+
+
+def test_same_overflow_errors_as_golden(small):
+    m, x = small
+    msg = _same_error(_derive(m, blocks__1__fc2__bias=np.full(24, 2 ** 60, np.int64)), x)
+    assert msg.startswith("blocks.1.fc2: residual stream overflows int32 at image 0, token 0, channel 0")
+    msg = _same_error(_derive(m, blocks__0__proj__bias=np.full(24, -(2 ** 60), np.int64)), x)
+    assert msg.startswith("blocks.0.proj: residual stream overflows int32")
+    msg = _same_error(_derive(m, pos=np.full((18, 24), 2 ** 30, np.int32)), x)
+    assert msg.startswith("blocks.0.ln1: LayerNorm E*S2 + ln_eps reaches 2^62 at image 0, token 0")
+    msg = _same_error(_derive(m, tokens=np.full((2, 24), -(2 ** 31), np.int32), pos=np.full((18, 24), -1, np.int32)), x)
+    assert msg == "embed: residual stream overflows int32 at image 0, token 0, channel 0 (value -2147483649)"
+
+
+def test_overflow_at_the_exact_int32_boundary_names_the_same_element(small):
+    """fc2.bias chosen so that the largest value of channel 5 is exactly 2^31 - 1 (allowed), then 2^31."""
+    m, x = small
+    _, t = golden.forward(m, x, trace=True)
+    blk, s = m.block(0), m.shifts["resid"]
+    base = t["blocks.0.resid1"].astype(np.int64) + \
+        ((t["blocks.0.fc2.acc"].astype(np.int64) * int(blk["fc2.mult"]) + (1 << (s - 1))) >> s)
+    top = int(base[..., 5].max())
+    bias = np.zeros(24, np.int64)
+    bias[5] = (2 ** 31 - 1 - top) << s
+    # 2^31 - 1 passes fc2's int32 check, and the next LayerNorm then refuses E*S2 >= 2^62
+    msg = _same_error(_derive(m, blocks__0__fc2__bias=bias.copy()), x)
+    assert msg.startswith("blocks.1.ln1: LayerNorm E*S2 + ln_eps reaches 2^62")
+    bias[5] += 1 << s
+    where = np.unravel_index(int(np.argmax(base[..., 5] == top)), base.shape[:2])
+    msg = _same_error(_derive(m, blocks__0__fc2__bias=bias), x)
+    assert msg == (f"blocks.0.fc2: residual stream overflows int32 at image {where[0]}, token {where[1]}, "
+                   f"channel 5 (value 2147483648)")
+
+
+def test_ln_overflow_boundary_matches_golden():
+    """The jitted LayerNorm check is exact at E*S2 + ln_eps = 2^62 - 1 (allowed) and 2^62 (error)."""
+    big = np.array([[2 ** 31 - 1]], dtype=np.int32)
+    one = np.ones(1, np.int64)
+    bits, bad = fast._ln_bits(big, one, one * 0, 16, 2 ** 32 - 2)
+    assert bad == -1 and bits.tolist() == [[1]]
+    _, bad = fast._ln_bits(big, one, one * 0, 16, 2 ** 32 - 1)
+    assert bad == 0
+    rows = np.array([[1, 2], [2 ** 31 - 1, -(2 ** 31)], [3, 4]], dtype=np.int32)   # row 1: 2*S2 ~ 2^64
+    _, bad = fast._ln_bits(rows, np.ones(2, np.int64), np.zeros(2, np.int64), 16, 1)
+    assert bad == 1
+
+
+def test_fast_rejects_bad_images(small):
+    m, _ = small
+    with pytest.raises(golden.InputError, match="int8"):
+        fast.forward(m, np.zeros((1, 1, 8, 8), np.uint8))
+    with pytest.raises(golden.InputError, match=r"\(1, 1, 4, 4\)"):
+        fast.forward(m, np.zeros((1, 1, 4, 4), np.int8))
+
+
+def test_fast_runs_a_model_loaded_from_file(tmp_path):
+    from gsbsim.model_file import load_model, save_model
+    rng = np.random.default_rng(31)
+    m = random_model(rng, embed_dim=72, num_heads=3, mlp_hidden=65, groups=2, ratios=(190,), mask_stat="image")
+    save_model(tmp_path / "m.npz", m.header, m.arrays)
+    x = random_images(rng, m, 2)
+    loaded = load_model(tmp_path / "m.npz")
+    assert np.array_equal(fast.forward(loaded, x)[0], golden.forward(m, x)[0])
+    assert_same(loaded, x)
