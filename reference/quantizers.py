@@ -313,9 +313,17 @@ class _GSBBase(_ScaledQuantizer):
         return op(x, dim=dims, keepdim=True)
 
     @staticmethod
-    def _threshold(stat: Tensor, ratio: float) -> Tensor:
-        """ratio*stat in float64, where the dyadic product of a float32 statistic is exact."""
-        return ratio_numerator(ratio) * stat.double() / (1 << RATIO_BITS)
+    def _threshold(x: Tensor, stat: Tensor, ratio: float, toward: float) -> Tensor:
+        """ratio*stat rounded to x's dtype toward `toward` (-inf for x > t, +inf for x < t).
+
+        The dyadic product of a float32 statistic is exact in float64; rounding it
+        down (up) to x's dtype keeps x > t (x < t) exact without promoting x itself,
+        so the masks equal the integer model's 256*x > r*stat.
+        """
+        t64 = ratio_numerator(ratio) * stat.double() / (1 << RATIO_BITS)
+        t = t64.to(x.dtype)
+        past = (t > t64) if toward < 0 else (t < t64)
+        return torch.where(past, torch.nextafter(t, torch.full_like(t, toward)), t)
 
     def _mask(self, x: Tensor, ratio: float) -> Tensor:
         raise NotImplementedError
@@ -399,7 +407,7 @@ class GSBAttention(_GSBBase):
         super().__init__(groups, ratios, stat, residual_init)
 
     def _mask(self, x: Tensor, ratio: float) -> Tensor:
-        return x > self._threshold(self._reduce(x, torch.amax), ratio)
+        return x > self._threshold(x, self._reduce(x, torch.amax), ratio, -math.inf)
 
     def _base_mean(self, x: Tensor, masks: Tensor) -> Tensor | None:
         return x.abs().mean()
@@ -436,7 +444,7 @@ class GSBValue(_GSBBase):
 
     def _mask(self, x: Tensor, ratio: float) -> Tensor:
         hi, lo = self._reduce(x, torch.amax), self._reduce(x, torch.amin)
-        return (x > self._threshold(hi, ratio)) | (x < self._threshold(lo, ratio))
+        return (x > self._threshold(x, hi, ratio, -math.inf)) | (x < self._threshold(x, lo, ratio, math.inf))
 
     def _base_mean(self, x: Tensor, masks: Tensor) -> Tensor | None:
         if self.groups == 1:

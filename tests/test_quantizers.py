@@ -417,3 +417,22 @@ def test_lsq_negative_alpha_clamped():
     out, _, da = run(m, t([1e-5, -3e-5, 1.0]), t([1.0, 1.0, 1.0]))
     close(out, [1e-5, -3e-5, 127e-5])
     close(da, 127 / math.sqrt(3 * 127))  # u = [1, -3, 1e5]: terms [0, 0, Qp]
+
+
+def test_mask_threshold_in_float32_equals_exact_float64_comparison():
+    """The masks compare in x's dtype; the result must equal the exact float64 test."""
+    from gsbsim.conventions import ratio_numerator
+    g = torch.Generator().manual_seed(0)
+    for stat in ("row", "image"):
+        q = GSBValue(groups=3, ratios=(0.7, 0.9), stat=stat)
+        x = torch.randn(4, 3, 17, 33, generator=g)
+        # plant exact ties and near-ties around 0.7*max of each row
+        x[..., 0] = x.amax(-1) * 179 / 256
+        x[..., 1] = torch.nextafter(x[..., 0], torch.full_like(x[..., 0], math.inf))
+        masks = q.masks(x)
+        dims = (-1,) if stat == "row" else (1, 2, 3)
+        hi, lo = x.double().amax(dims, keepdim=True), x.double().amin(dims, keepdim=True)
+        for k, r in enumerate((0.7, 0.9)):
+            t_hi, t_lo = ratio_numerator(r) * hi / 256, ratio_numerator(r) * lo / 256
+            expect = (x.double() > t_hi) | (x.double() < t_lo)
+            assert torch.equal(masks[k].bool(), expect)
