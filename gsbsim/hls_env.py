@@ -1,0 +1,175 @@
+"""Where the HLS C-simulation toolchain lives, and how to compile and run it.
+
+The HLS kernels in ``hls/include/gsb`` are plain C++ checked by C-simulation:
+g++ compiles them with the Apache-2.0 ``ap_int.h``/``ap_fixed.h`` headers from
+the hls4ml wheel (installed with ``pip install --no-deps hls4ml``; nothing else
+of hls4ml is used, and never its ``hls_stream.h``).  No Vitis is needed.
+
+Standard library only, so importing gsbsim never pulls in a compiler check.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Optional, Sequence, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+AP_TYPES_ENV = "GSBSIM_AP_TYPES"
+CXX_ENV = "CXX"
+
+# ap_private's default constructor reads its own uninitialised storage; GCC reports that
+# through inlined system-header code, so -Wuninitialized cannot be limited to our files.
+# HLS pragmas are unknown to g++ by design.
+WARNING_FLAGS = ("-Wall", "-Wextra", "-Werror", "-Wno-unknown-pragmas",
+                 "-Wno-uninitialized", "-Wno-maybe-uninitialized")
+SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                  "-fno-omit-frame-pointer", "-g", "-O1")
+STDERR_TAIL_LINES = 40
+
+
+class HlsEnvError(RuntimeError):
+    """The C-simulation toolchain is missing or a compile/run step failed."""
+
+
+def repo_hls_dir() -> Path:
+    """The repository's ``hls/`` directory (kernel library and testbenches)."""
+    return Path(__file__).resolve().parent.parent / "hls"
+
+
+def library_include_dir() -> Path:
+    """Directory to put on the include path so that ``#include "gsb/mvau.hpp"`` works."""
+    return repo_hls_dir() / "include"
+
+
+def testbench_dir() -> Path:
+    """Directory of the per-kernel testbenches (``<kernel>_tb.cpp``, ``tb_util.hpp``)."""
+    return repo_hls_dir() / "tb"
+
+
+def find_ap_types() -> Path:
+    """Directory holding ``ap_int.h``: $GSBSIM_AP_TYPES, else the installed hls4ml wheel's copy.
+
+    hls4ml is located with importlib.util.find_spec, without importing it.
+    """
+    override = os.environ.get(AP_TYPES_ENV)
+    if override:
+        path = Path(override)
+        if not (path / "ap_int.h").is_file():
+            raise HlsEnvError(f"{AP_TYPES_ENV}={override} does not contain ap_int.h; point it at a "
+                              "directory with the Apache-2.0 ap_types headers, or unset it to use "
+                              "the hls4ml wheel (pip install --no-deps hls4ml)")
+        return path
+    spec = importlib.util.find_spec("hls4ml")
+    if spec is None or not spec.submodule_search_locations:
+        raise HlsEnvError("ap_types headers (ap_int.h) not found: install them with "
+                          f"`pip install --no-deps hls4ml`, or set {AP_TYPES_ENV} to their directory")
+    for root in spec.submodule_search_locations:
+        path = Path(root) / "templates" / "vivado" / "ap_types"
+        if (path / "ap_int.h").is_file():
+            return path
+    raise HlsEnvError("the installed hls4ml has no templates/vivado/ap_types/ap_int.h: reinstall it with "
+                      f"`pip install --no-deps --force-reinstall hls4ml`, or set {AP_TYPES_ENV}")
+
+
+def find_compiler() -> str:
+    """The C++ compiler command: $CXX if set, else g++; raises HlsEnvError if it is not runnable."""
+    cxx = os.environ.get(CXX_ENV) or "g++"
+    words = shlex.split(cxx)
+    if not words or shutil.which(words[0]) is None:
+        source = f"{CXX_ENV}={cxx}" if os.environ.get(CXX_ENV) else "g++"
+        raise HlsEnvError(f"C++ compiler not found ({source}): install g++ (apt-get install g++) "
+                          f"or set {CXX_ENV} to a C++14 compiler")
+    return cxx
+
+
+def _tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def compile_cpp(sources: Sequence[PathLike], out: PathLike, include_dirs: Iterable[PathLike] = (),
+                flags: Sequence[str] = (), sanitize: bool = False, timeout: float = 600.0) -> Path:
+    """Compile and link C++ ``sources`` into the executable ``out``; return its path.
+
+    Runs ``$CXX -std=c++14 -O2`` with -Wall -Wextra -Werror for our code, the ap_types
+    headers as -isystem (their warnings are not ours), the kernel library
+    (``hls/include``) and ``include_dirs`` as -I, then ``flags`` (later flags win, e.g.
+    "-O1" or "-DNAME=1").  ``sanitize`` adds AddressSanitizer and UBSan, aborting on the
+    first error.  Raises HlsEnvError with the compiler's stderr tail on failure.
+    """
+    cxx = shlex.split(find_compiler())
+    ap_types = find_ap_types()
+    out = Path(out)
+    srcs = [Path(s) for s in sources]
+    for src in srcs:
+        if not src.is_file():
+            raise HlsEnvError(f"compile_cpp: source file {src} does not exist")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [*cxx, "-std=c++14", "-O2", *WARNING_FLAGS, "-isystem", str(ap_types),
+           "-I", str(library_include_dir())]
+    for inc in include_dirs:
+        cmd += ["-I", str(inc)]
+    cmd += [*(SANITIZE_FLAGS if sanitize else ()), *flags, *map(str, srcs), "-o", str(out)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise HlsEnvError(f"compiling {', '.join(map(str, srcs))} took more than {timeout:.0f} s") from exc
+    except OSError as exc:
+        raise HlsEnvError(f"cannot run the C++ compiler {cxx[0]}: {exc}") from exc
+    if proc.returncode != 0:
+        raise HlsEnvError(f"compiling {', '.join(map(str, srcs))} failed (exit {proc.returncode}):\n"
+                          f"{_tail(proc.stderr)}")
+    return out
+
+
+def write_config_header(path: PathLike, defines: Mapping[str, Union[int, str]],
+                        comment: str = "generated by gsbsim") -> Path:
+    """Write a ``config.h`` of ``#define NAME VALUE`` lines (testbench and project configuration)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"// {comment}", "#pragma once"]
+    for name, value in defines.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise HlsEnvError(f"write_config_header: {name!r} is not a valid macro name")
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise HlsEnvError(f"write_config_header: value of {name} must be an int or a str, got {value!r}")
+        lines.append(f"#define {name} {value}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@dataclass(frozen=True)
+class CsimResult:
+    """Outcome of one testbench run (see hls/tb/tb_util.hpp for the output format)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    iters: Optional[int]         # from the `ITERS <n>` line, None if absent
+    mismatches: tuple[str, ...]  # the `MISMATCH ...` lines
+
+    @property
+    def passed(self) -> bool:
+        return self.returncode == 0 and not self.mismatches and "PASS" in self.stdout.split()
+
+
+def run_csim(exe: PathLike, data_dir: PathLike, timeout: float = 60.0,
+             env: Optional[Mapping[str, str]] = None) -> CsimResult:
+    """Run a compiled testbench on the .npy files in ``data_dir`` and parse its report."""
+    try:
+        proc = subprocess.run([str(exe), str(data_dir)], capture_output=True, text=True, timeout=timeout,
+                              env=None if env is None else {**os.environ, **env})
+    except subprocess.TimeoutExpired as exc:
+        raise HlsEnvError(f"C-simulation {exe} on {data_dir} ran longer than {timeout:.0f} s") from exc
+    except OSError as exc:
+        raise HlsEnvError(f"cannot run C-simulation executable {exe}: {exc}") from exc
+    match = re.search(r"^ITERS (\d+)$", proc.stdout, re.MULTILINE)
+    mismatches = tuple(line for line in proc.stdout.splitlines() if line.startswith("MISMATCH "))
+    return CsimResult(proc.returncode, proc.stdout, proc.stderr,
+                      int(match.group(1)) if match else None, mismatches)
