@@ -36,11 +36,61 @@ def float_predictions(model: torch.nn.Module, images: np.ndarray, batch: int = 2
     return np.concatenate(out)
 
 
+@torch.no_grad()
+def float_bits(model: torch.nn.Module, images: np.ndarray) -> dict[str, np.ndarray]:
+    """The float model's binarized tensors, named and laid out as gsbsim's trace (uint8 0/1).
+
+    Captured with forward hooks: the bits each binarizer produces, so a disagreement
+    with the integer model can be located to the first layer where it appears.
+    """
+    bits: dict[str, np.ndarray] = {}
+    hooks = []
+
+    def keep(name, fn):
+        return lambda mod, inp: bits.__setitem__(name, fn(mod, inp[0]).to(torch.uint8).numpy())
+
+    for i, blk in enumerate(model.blocks):
+        at, mlp, p = blk.attn, blk.mlp, f"blocks.{i}."
+        hooks += [
+            at.qkv.register_forward_pre_hook(keep(p + "ln1.bits", lambda m, x: m.move(x) >= 0)),
+            at.q_bin.register_forward_pre_hook(keep(p + "q.bits", lambda m, x: x >= 0)),
+            at.k_bin.register_forward_pre_hook(keep(p + "k.bits", lambda m, x: x >= 0)),
+            at.v_gsb.register_forward_pre_hook(
+                keep(p + "v.planes", lambda m, x: torch.stack(m.planes(x)[0], 1))),
+            at.a_gsb.register_forward_pre_hook(
+                keep(p + "a.planes", lambda m, x: torch.stack(m.planes(x)[0], 1))),
+            at.proj.register_forward_pre_hook(keep(p + "proj.bits", lambda m, x: m.move(x) >= 0)),
+            mlp.fc1.register_forward_pre_hook(keep(p + "ln2.bits", lambda m, x: m.move(x) >= 0)),
+            mlp.fc2.register_forward_pre_hook(
+                keep(p + "fc1.bits", lambda m, x: m.move(x) >= m.act_q.scales() / 2)),
+        ]
+    try:
+        model.eval()
+        model(torch.from_numpy(images).float())
+    finally:
+        for h in hooks:
+            h.remove()
+    return bits
+
+
+def layer_agreement(model: torch.nn.Module, int_model, images: np.ndarray) -> dict[str, float]:
+    """Fraction of equal bits per binarized tensor, float model vs integer model (golden trace)."""
+    from gsbsim import golden
+    fb = float_bits(model, images)
+    _, trace = golden.forward(int_model, to_int8(images), trace=True)
+    return {name: float(np.mean(fb[name].reshape(trace[name].shape) == trace[name])) for name in fb}
+
+
+def to_int8(images: np.ndarray) -> np.ndarray:
+    """uint8 pixels -> the integer model's input p - 128 (exact)."""
+    return (images.astype(np.int16) - 128).astype(np.int8)
+
+
 def measure(model: torch.nn.Module, int_model, images: np.ndarray, labels: np.ndarray) -> Agreement:
     """images: uint8 [N, C, H, W]; int_model: a gsbsim IntModel."""
     from gsbsim import fast
     f_pred = float_predictions(model, images)
-    logits, _ = fast.forward(int_model, (images.astype(np.int16) - 128).astype(np.int8))
+    logits, _ = fast.forward(int_model, to_int8(images))
     i_pred = logits.argmax(-1)  # numpy argmax takes the lowest index on ties, as the spec says
     return Agreement(images=len(labels), float_top1=float((f_pred == labels).mean()),
                      int_top1=float((i_pred == labels).mean()), agreement=float((f_pred == i_pred).mean()))
@@ -53,6 +103,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", required=True, help="integer model exported from it (reference.export)")
     ap.add_argument("--split", default="test", choices=("train", "val", "test"))
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--layers", type=int, default=0, metavar="N",
+                    help="also compare every binarized tensor, float vs integer, on N images")
     args = ap.parse_args(argv)
     from gsbsim.model_file import ModelFileError, load_model as load_int
     from .checkpoint import CheckpointError, load_model
@@ -66,7 +118,15 @@ def main(argv=None) -> int:
         print(f"agreement: error: {exc}", file=sys.stderr)
         return 2
     result = measure(model, int_model, images, labels)
-    print(json.dumps(asdict(result)) if args.json else result.line())
+    out = asdict(result)
+    if args.layers:
+        out["layers"] = layer_agreement(model, int_model, images[:args.layers])
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(result.line())
+        for name, frac in out.get("layers", {}).items():
+            print(f"  {name:<22} {100 * frac:8.3f}% equal bits")
     return 0
 
 

@@ -253,6 +253,8 @@ def _calibration_images(meta: dict, n: int) -> torch.Tensor:
 
 def main(argv=None) -> int:
     from gsbsim.model_file import ModelFileError, save_model
+    from .checkpoint import CheckpointError
+    from .data import DataError
     args = _parser().parse_args(argv)
     try:
         if args.random:
@@ -269,7 +271,7 @@ def main(argv=None) -> int:
             source, preset = args.checkpoint, meta.get("preset", "?")
         header, arrays = export(model, calib, preset, source)
         save_model(args.out, header, arrays)
-    except (ExportError, ModelFileError, ValueError, OSError) as exc:
+    except (ExportError, CheckpointError, DataError, ModelFileError, ValueError, OSError) as exc:
         print(f"export: error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}: {json.dumps({k: header[k] for k in ('preset', 'embed_dim', 'depth', 'groups', 'frac_bits')})}")

@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the interrupted stage from <out>/<stage>/last.pt (finished stages are skipped)")
     g.add_argument("--limit-train", type=int, default=None, metavar="N",
                    help="train on N training images only (a fixed random subset; for tests and smoke runs)")
+    g.add_argument("--no-augment", action="store_true",
+                   help="no train-time augmentation (the digits preset has none anyway)")
 
     g = p.add_argument_group("recipe overrides (defaults come from the preset's recipe per stage)")
     g.add_argument("--epochs", type=int, default=None, metavar="N", help="epochs of every stage")
@@ -640,7 +642,8 @@ def build_context(args: argparse.Namespace, d: Dist, device: torch.device) -> Co
         raise TrainError(f"--data-path {args.data_path}: no such file or directory")
     name = args.data or preset.dataset
     try:
-        bundle = build_datasets(name, path=args.data_path, img_size=preset.img_size, augment=True, seed=args.seed)
+        augment = preset.augment and not args.no_augment
+        bundle = build_datasets(name, path=args.data_path, img_size=preset.img_size, augment=augment, seed=args.seed)
     except DataError as e:
         msg = str(e)
         raise TrainError(msg if msg.startswith(f"{name}:") else f"--data {name}: {msg}") from None
