@@ -62,9 +62,12 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as F
 
+# The split rule (SPLIT_SEED, stratified_split, the digits holdouts) lives in the torch-free
+# gsbsim.digits, so that ``gsbsim run --data digits`` gets the same split without torch.
+from gsbsim.digits import SPLIT_SEED, digits_split_indices, stratified_split  # noqa: F401
+
 DEFAULT_DATA = "digits"
 DATASET_NAMES = ("digits", "cifar100", "flowers102", "chaoyang")
-SPLIT_SEED = 20240607  # fixed: the splits are part of the dataset definition, not of a run
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 BICUBIC = F.InterpolationMode.BICUBIC
 
@@ -82,28 +85,6 @@ class DataBundle:
     in_chans: int
     img_size: int
     name: str
-
-
-# ============================================================================ splits
-def stratified_split(labels: np.ndarray, fractions: Sequence[float],
-                     seed: int = SPLIT_SEED) -> list[np.ndarray]:
-    """Split indices per class: ``floor(f * n_c + 0.5)`` of each class for each fraction f,
-    the remainder last. Returns ``len(fractions) + 1`` sorted index arrays (holdouts..., rest).
-
-    Deterministic: a numpy Generator seeded with ``seed`` permutes each class in class order.
-    """
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        start = 0
-        for k, f in enumerate(fractions):
-            n = int(math.floor(f * len(idx) + 0.5))
-            parts[k].append(idx[start:start + n])
-            start += n
-        parts[-1].append(idx[start:])
-    return [np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts]
 
 
 # ============================================================================ augmentation
@@ -386,7 +367,8 @@ def _build_digits(path, img_size, augment, seed) -> DataBundle:
     d = load_digits()
     images = np.minimum(d.images * 16, 255).astype(np.uint8)[:, None]  # [N, 1, 8, 8]
     labels = d.target.astype(np.int64)
-    val, test, train = stratified_split(labels, (0.2, 0.2))
+    split = digits_split_indices(labels)
+    train, val, test = split["train"], split["val"], split["test"]
     aug = functools.partial(_tensor_transform, aug=translate_aug, size=None)
     plain = functools.partial(_tensor_transform, aug=None, size=None)
     return DataBundle(

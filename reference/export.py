@@ -268,7 +268,8 @@ def main(argv=None) -> int:
             model, meta = load_model(args.checkpoint)
             meta = dict(meta)
             calib = _calibration_images(meta, args.calib_images)
-            source, preset = args.checkpoint, meta.get("preset", "?")
+            preset = meta.get("preset", "?")
+            source, preset = args.checkpoint, preset["name"] if isinstance(preset, dict) else str(preset)
         header, arrays = export(model, calib, preset, source)
         save_model(args.out, header, arrays)
     except (ExportError, CheckpointError, DataError, ModelFileError, ValueError, OSError) as exc:

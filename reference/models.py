@@ -74,12 +74,35 @@ def build_model(preset: str | Preset, kind: str, num_classes: int, in_chans: int
     return BinaryDeiT(preset, num_classes, in_chans, img_size, cfg)
 
 
-def load_stage1(stage2: nn.Module, stage1_state: dict) -> list[str]:
+def fold_patch_bn(stage1_state: dict, prefix: str = "patch_embed.") -> dict:
+    """Fold stage 1's patch-embedding BatchNorm into its conv (an exact rewrite at eval).
+
+    The released code simply drops that BN when stage 2 loads stage 1, so stage 2 starts
+    from a patch embedding whose outputs have another scale; folding keeps the function.
+    """
+    state = dict(stage1_state)
+    bn = prefix + "bn."
+    if bn + "weight" not in state:
+        return state
+    scale = state[bn + "weight"] / torch.sqrt(state[bn + "running_var"] + 1e-5)
+    w, b = state[prefix + "proj.weight"], state.get(prefix + "proj.bias")
+    state[prefix + "proj.weight"] = w * scale.reshape(-1, 1, 1, 1)
+    bias = b if b is not None else torch.zeros_like(scale)
+    state[prefix + "proj.bias"] = (bias - state[bn + "running_mean"]) * scale + state[bn + "bias"]
+    for key in [k for k in state if k.startswith(bn)]:
+        del state[key]
+    return state
+
+
+def load_stage1(stage2: nn.Module, stage1_state: dict, fold_bn: bool = True) -> list[str]:
     """Initialise a stage-2 model from a stage-1 state dict (strict=False, as released).
 
-    Returns the stage-2 keys that stage 1 did not provide (the new scales, shifts and
-    attention biases, initialised fresh); the stage-1 BatchNorm is dropped.
+    The stage-1 patch-embedding BatchNorm is folded into the conv (fold_bn=False drops it,
+    as the released code does). Returns the stage-2 keys that stage 1 did not provide
+    (the new scales, shifts and attention biases, initialised fresh).
     """
+    if fold_bn:
+        stage1_state = fold_patch_bn(stage1_state)
     own = stage2.state_dict()
     usable = {k: v for k, v in stage1_state.items() if k in own and own[k].shape == v.shape}
     result = stage2.load_state_dict(usable, strict=False)

@@ -71,7 +71,7 @@ PRESETS: dict[str, Preset] = {
         recipes={
             "teacher": Recipe(epochs=30, batch_size=32, lr=2e-3, warmup_epochs=2),
             "stage1": Recipe(epochs=20, batch_size=32, lr=2e-3, warmup_epochs=2),
-            "stage2": Recipe(epochs=30, batch_size=32, lr=1e-3, warmup_epochs=2),
+            "stage2": Recipe(epochs=40, batch_size=32, lr=1e-3, warmup_epochs=2),
         },
     ),
     "cifar": Preset(name="cifar", img_size=32, patch_size=4, embed_dim=192, depth=12, num_heads=3,

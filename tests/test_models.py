@@ -94,3 +94,24 @@ def test_quant_config_validates_and_defaults_ratios():
         QuantConfig(groups=3, ratios=(0.5,))
     with pytest.raises(ValueError):
         build_model("digits", "student", num_classes=10, in_chans=1)
+
+
+def test_stage1_patch_batchnorm_is_folded_exactly_into_the_stage2_conv():
+    torch.manual_seed(0)
+    s1 = build_model("digits", "stage1", num_classes=10, in_chans=1)
+    with torch.no_grad():  # a BN with non-trivial statistics and affine parameters
+        bn = s1.patch_embed.bn
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+    s1.eval()
+    x = _images()
+    from reference.models import fold_patch_bn
+    folded = fold_patch_bn(s1.state_dict())
+    assert not any(k.startswith("patch_embed.bn.") for k in folded)
+    conv = torch.nn.functional.conv2d(scale_pixels(x), folded["patch_embed.proj.weight"],
+                                      folded["patch_embed.proj.bias"], stride=4)
+    with torch.no_grad():
+        expect = s1.patch_embed(x)
+    assert torch.allclose(conv.flatten(2).transpose(1, 2), expect, atol=1e-5)
