@@ -1,9 +1,10 @@
-"""The ``gsbsim`` command line: run a model on data, describe it, write test vectors.
+"""The ``gsbsim`` command line: run a model on data, describe it, write test vectors,
+generate the HLS project of a model (``hls``) and C-simulate it against gsbsim (``csim``).
 
 Every bad input ends as one line ``gsbsim: error: <message>`` on stderr and exit code 2,
 with nothing half-written: outputs (plot, vectors) are written to a temporary name and
-renamed into place only when complete. Heavy imports (numpy engines, torch for the
-digits data, matplotlib) happen inside the subcommands that need them.
+renamed into place only when complete. Heavy imports (numpy engines, matplotlib) happen
+inside the subcommands that need them; the digits data is read without torch (gsbsim.digits).
 """
 from __future__ import annotations
 
@@ -58,16 +59,12 @@ def _load_model(path: str):
 def _load_data(data: str, split: str) -> tuple[np.ndarray, np.ndarray | None, str]:
     """(uint8 images [N, C, H, W], labels or None, description) of ``--data``."""
     if data == "digits":
+        from .digits import DigitsError, digits_split  # torch-free: the same split as reference.data
         try:
-            from reference.data import DataError, build_datasets, dataset_arrays
-        except ImportError as e:  # torch or the reference package missing
-            raise CliError(f"--data digits needs the reference package and torch: {e}") from None
-        try:
-            bundle = build_datasets("digits", augment=False)
-            images, labels = dataset_arrays(getattr(bundle, split))
-        except DataError as e:
+            images, labels = digits_split(split)
+        except DigitsError as e:
             raise CliError(str(e)) from None
-        return images, np.asarray(labels, dtype=np.int64), f"digits/{split}"
+        return images, labels, f"digits/{split}"
     if not data.endswith(".npy"):
         raise CliError(f"unknown data {data!r}: expected 'digits' or a path to a .npy file")
     if not os.path.isfile(data):
@@ -349,6 +346,55 @@ def _swap_in(tmp: str, final: str) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def cmd_hls(args) -> int:
+    """Generate the HLS C++ project of a model (gsbsim/hls_gen.py)."""
+    from .hls_env import HlsEnvError
+    from .hls_gen import TOP_NAME, HlsGenError, generate
+    model = _load_model(args.model)
+    header = dict(model.header)
+    fold = _folding(args, header)
+    try:
+        generate(model, args.model, args.out, fold, part=args.part, clock_mhz=args.clock_mhz)
+    except (HlsGenError, HlsEnvError) as e:
+        raise CliError(str(e)) from None
+    cyc = cycle_report(header, fold, args.clock_mhz)
+    print(f"wrote HLS project for {args.model} to {args.out} (top {TOP_NAME}, "
+          f"{len(fold)} layers, II {cyc.ii} cycles at {args.clock_mhz:g} MHz, latency {cyc.latency})")
+    print(f"next: gsbsim csim {args.out}")
+    return 0
+
+
+def cmd_csim(args) -> int:
+    """Refresh the vectors, build and run a generated project's C-simulation (gsbsim/csim.py)."""
+    from . import csim
+    from .hls_env import HlsEnvError, find_ap_types, find_compiler
+    from .hls_gen import HlsGenError, load_project
+    try:
+        project = load_project(args.dir)
+        csim.check_model(project)
+        find_compiler()
+        find_ap_types()
+    except (HlsGenError, HlsEnvError, csim.CsimError) as e:
+        raise CliError(str(e)) from None
+    if args.timeout <= 0:
+        raise CliError(f"--timeout must be positive, got {args.timeout}")
+    if args.keep_vectors:
+        if args.data != "digits" or args.images is not None:
+            raise CliError("--keep-vectors uses the vectors already in DIR/vectors; it takes no --data/--images")
+    else:
+        images = 4 if args.images is None else args.images
+        cmd_vectors(argparse.Namespace(model=project.model_path, out=str(project.root), data=args.data,
+                                        split=args.split, images=images))
+    try:
+        images = csim.check_vectors(project)
+        exe, build_s, rebuilt = csim.build(project, sanitize=args.sanitize)
+        rep = csim.run_testbench(project, exe, timeout=args.timeout)
+    except (HlsEnvError, csim.CsimError) as e:
+        raise CliError(str(e)) from None
+    print(csim.report_text(project, rep, images, build_s, rebuilt, args.sanitize))
+    return 0 if rep.passed else 1
+
+
 # ============================================================================ the parser
 _RUN_EXAMPLES = """examples:
   gsbsim run --model runs/digits/model.npz                      top-1 on the digits test split
@@ -370,9 +416,23 @@ _VEC_EXAMPLES = """examples:
 """
 
 
+_HLS_EXAMPLES = """examples:
+  gsbsim hls --model m.npz --out build/hls                     PE = SIMD = 1 everywhere
+  gsbsim hls --model m.npz --out build/hls --pe 4 --simd 8     one folding for every layer (clipped)
+  gsbsim hls --model m.npz --out build/hls --folding fold.json
+then: gsbsim csim build/hls
+"""
+_CSIM_EXAMPLES = """examples:
+  gsbsim csim build/hls                     4 digits test images: vectors, build, run, compare
+  gsbsim csim build/hls --images 16 --sanitize
+  gsbsim csim build/hls --keep-vectors      reuse build/hls/vectors as they are
+Exit status: 0 pass, 1 a traced tensor or an iteration count differs, 2 an error.
+"""
+
+
 def _add_data_args(p: argparse.ArgumentParser, images_default: int | None) -> None:
     p.add_argument("--data", default="digits", metavar="digits|PATH.npy",
-                   help="'digits' (scikit-learn's bundled set, needs torch; default) or a .npy "
+                   help="'digits' (scikit-learn's bundled set; default) or a .npy "
                         "uint8 image array [N, C, H, W] (predictions only, no labels)")
     p.add_argument("--split", default="test", choices=("test", "val", "train"),
                    help="digits split (default test)")
@@ -382,10 +442,11 @@ def _add_data_args(p: argparse.ArgumentParser, images_default: int | None) -> No
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .hls_gen import DEFAULT_PART
     fmt = argparse.RawDescriptionHelpFormatter
     parser = _Parser(prog=PROG, description="Bit-exact integer simulator of GSB binary vision "
-                     "transformers: accuracy, costs, test vectors.", formatter_class=fmt)
-    sub = parser.add_subparsers(dest="command", metavar="{run,info,vectors}")
+                     "transformers: accuracy, costs, test vectors, HLS generation and C-simulation.", formatter_class=fmt)
+    sub = parser.add_subparsers(dest="command", metavar="{run,info,vectors,hls,csim}")
     sub.required = True
 
     run = sub.add_parser("run", help="run a model on data (accuracy, optional cost report)",
@@ -429,6 +490,40 @@ def build_parser() -> argparse.ArgumentParser:
                      help="output folder (created if missing); the vectors go to DIR/vectors")
     _add_data_args(vec, 4)
     vec.set_defaults(func=cmd_vectors)
+
+    hls = sub.add_parser("hls", help="generate the HLS C++ project of a model",
+                         description="Generate DIR/src (top function, config.h, params/*.h), DIR/tb "
+                         "(C-simulation testbench), a Makefile, vitis.tcl and project.json for a model "
+                         "and a folding (see docs/hls.md).", epilog=_HLS_EXAMPLES, formatter_class=fmt)
+    hls.add_argument("--model", required=True, metavar="M.npz", help="integer model file")
+    hls.add_argument("--out", required=True, metavar="DIR", help="project folder (created; an older "
+                     "project there is regenerated)")
+    hls.add_argument("--pe", type=int, metavar="P", help="PE for every layer, clipped to the largest "
+                     "divisor of MH <= P (default 1)")
+    hls.add_argument("--simd", type=int, metavar="S", help="SIMD for every layer, clipped to MW (default 1)")
+    hls.add_argument("--folding", metavar="FILE", help="per-layer folding JSON (exclusive with --pe/--simd)")
+    hls.add_argument("--part", default=DEFAULT_PART, help=f"FPGA part for vitis.tcl (default {DEFAULT_PART})")
+    hls.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ, metavar="F",
+                     help=f"target clock for vitis.tcl and the report (default {DEFAULT_CLOCK_MHZ:g})")
+    hls.set_defaults(func=cmd_hls)
+
+    cs = sub.add_parser("csim", help="C-simulate a generated HLS project against gsbsim",
+                        description="Write gsbsim's vectors for N images into DIR/vectors, build the "
+                        "project's testbench with g++, run it, and compare every traced tensor and "
+                        "each layer's iteration count with gsbsim's cycle model.",
+                        epilog=_CSIM_EXAMPLES, formatter_class=fmt)
+    cs.add_argument("dir", metavar="DIR", help="project folder written by `gsbsim hls`")
+    cs.add_argument("--data", default="digits", metavar="digits|PATH.npy",
+                    help="'digits' (default) or a .npy uint8 image array [N, C, H, W]")
+    cs.add_argument("--split", default="test", choices=("test", "val", "train"), help="digits split")
+    cs.add_argument("--images", type=int, default=None, metavar="N", help="first N images (default 4)")
+    cs.add_argument("--sanitize", action="store_true",
+                    help="build with AddressSanitizer + UBSan (slower build, aborts on the first error)")
+    cs.add_argument("--keep-vectors", action="store_true",
+                    help="use DIR/vectors as they are instead of rewriting them")
+    cs.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                    help="limit for the testbench run in seconds (default 600)")
+    cs.set_defaults(func=cmd_csim)
     return parser
 
 

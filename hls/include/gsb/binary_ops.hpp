@@ -9,7 +9,8 @@
  *   AndMode   ({0,1} activations x +-1 weights): count popcount(a & w) and
  *             popcount(a); dot = 2 * popcount(a & w) - popcount(a).
  *
- * A mode is a stateless type used by mvau (and later by the attention matmuls):
+ * A mode is a stateless type used by mvau (and by the attention matmuls):
+ *   static const unsigned lane_bits;                         // bits per SIMD lane (1 here)
  *   template <unsigned MW> struct acc;                       // per-lane accumulator
  *   template <unsigned MW> static void clear(acc<MW>&);
  *   template <unsigned MW, unsigned SIMD>
@@ -55,6 +56,7 @@ ap_uint<count_bits(W)> popcount(const ap_uint<W>& x) {
 
 /** +-1 x +-1: accumulate mismatches, dot = MW - 2 * mismatches. */
 struct XnorMode {
+    static const unsigned lane_bits = 1;
     template <unsigned MW>
     struct acc {
         ap_uint<count_bits(MW)> mismatches;
@@ -74,6 +76,7 @@ struct XnorMode {
 
 /** {0,1} x +-1: accumulate popcount(a & w) and popcount(a), dot = 2*both - ones. */
 struct AndMode {
+    static const unsigned lane_bits = 1;
     template <unsigned MW>
     struct acc {
         ap_uint<count_bits(MW)> both;

@@ -19,6 +19,10 @@
  * holding the PE results of rows nf*PE .. nf*PE+PE-1 (Policy::out_t), so NF words
  * per vector, in row order.
  *
+ * Lane width: a word carries SIMD lanes of Mode::lane_bits bits each: 1 for the
+ * binary modes (XnorMode, AndMode: ap_uint<SIMD>), 8 for Int8Mode (gsb/int8_ops.hpp:
+ * ap_uint<8*SIMD>, lane i in bits 8i..8i+7, two's complement).  Pads are zero lanes.
+ *
  * Timing: one flattened loop of reps * NF * SF iterations at II=1, i.e. FINN's
  * (MH/PE) * ceil(MW/SIMD) cycles per vector.  In C-simulation `iters` is
  * incremented once per executed iteration (it accumulates; zero it first).
@@ -34,6 +38,7 @@
 #include "gsb/binary_ops.hpp"
 #include "gsb/common.hpp"
 #include "gsb/stream.hpp"
+#include "gsb/weights.hpp"
 
 namespace gsb {
 
@@ -45,13 +50,27 @@ struct mvau_shape {
     static const unsigned TILES = NF * SF;
     static const unsigned PAD = SF * SIMD - MW;  // zero bits at the top of the last word
     static const unsigned long CYCLES_PER_VECTOR = (unsigned long)NF * SF;
+    // where element (row r, column c) of the matrix lives: weights[lane(r)][tile(r, c)] bit bit(c)
+    static unsigned lane(unsigned r) { return r % PE; }
+    static unsigned tile(unsigned r, unsigned c) { return (r / PE) * SF + c / SIMD; }
+    static unsigned bit(unsigned c) { return c % SIMD; }
 };
 
-template <unsigned MW, unsigned MH, unsigned SIMD, unsigned PE, typename Mode, typename Policy>
-void mvau(stream<ap_uint<SIMD>>& in, stream<typename Policy::out_t>& out,
-          const ap_uint<SIMD> weights[PE][(MH / PE) * ((MW + SIMD - 1) / SIMD)],
+/**
+ * weights: [PE][TILES] words (an array of ap_uint<lane_bits*SIMD>, of uint64_t, or of
+ * uint64_t[CHUNKS] for words above 64 bits: gsb/weights.hpp).
+ */
+template <unsigned MW, unsigned MH, unsigned SIMD, unsigned PE, typename Mode, typename Policy, typename Weights>
+void mvau(stream<ap_uint<Mode::lane_bits * SIMD>>& in, stream<typename Policy::out_t>& out, const Weights& weights,
           const Policy& act, unsigned reps, unsigned long& iters) {
     typedef mvau_shape<MW, MH, SIMD, PE> shape;
+    typedef ap_uint<Mode::lane_bits * SIMD> word_t;
+    static_assert(sizeof(Weights) == sizeof(weights[0][0]) * PE * shape::TILES,
+                  "mvau: weights must be an array [PE][TILES] of words");
+    const unsigned PAD_SHIFT = Mode::lane_bits * (SIMD - shape::PAD);  // first pad bit of the last word
+    (void)PAD_SHIFT;  // only read by the C-simulation checks
+    // (they compare with word_t(0), never with a plain 0: `ap_uint == int` builds a signed
+    //  ap_int<32> whose default constructor shifts uninitialised storage, undefined behaviour)
     static_assert(MW > 0 && MH > 0 && SIMD > 0 && PE > 0, "mvau: empty shape");
     static_assert(MH % PE == 0, "mvau: MH must be a multiple of PE");
     static_assert(MW < (1u << 24), "mvau: MW must be below 2^24 (int32 dot products)");
@@ -59,7 +78,7 @@ void mvau(stream<ap_uint<SIMD>>& in, stream<typename Policy::out_t>& out,
     static_assert(Policy::lanes == PE, "mvau: policy built for a different PE");
     const unsigned SF = shape::SF, NF = shape::NF;
 
-    ap_uint<SIMD> input_buf[SF];
+    word_t input_buf[SF];
     typename Mode::template acc<MW> acc[PE];
 #pragma HLS ARRAY_PARTITION variable=acc complete dim=1
     unsigned nf = 0, sf = 0, tile = 0;
@@ -67,10 +86,10 @@ void mvau(stream<ap_uint<SIMD>>& in, stream<typename Policy::out_t>& out,
 
     for (unsigned long i = 0; i < total; ++i) {
 #pragma HLS PIPELINE II=1
-        ap_uint<SIMD> x;
+        word_t x;
         if (nf == 0) {
             x = in.read();
-            GSB_CHECK(shape::PAD == 0 || sf != SF - 1 || (x >> (SIMD - shape::PAD)) == 0,
+            GSB_CHECK(shape::PAD == 0 || sf != SF - 1 || (x >> PAD_SHIFT) == word_t(0),
                       "mvau: input '" << in.name() << "' has non-zero pad bits above MW=" << MW);
             input_buf[sf] = x;
         } else {
@@ -79,8 +98,8 @@ void mvau(stream<ap_uint<SIMD>>& in, stream<typename Policy::out_t>& out,
         for (unsigned pe = 0; pe < PE; ++pe) {
 #pragma HLS UNROLL
             if (sf == 0) Mode::clear(acc[pe]);
-            const ap_uint<SIMD> w = weights[pe][tile];
-            GSB_CHECK(shape::PAD == 0 || sf != SF - 1 || (w >> (SIMD - shape::PAD)) == 0,
+            const word_t w = to_word<Mode::lane_bits * SIMD>(weights[pe][tile]);
+            GSB_CHECK(shape::PAD == 0 || sf != SF - 1 || (w >> PAD_SHIFT) == word_t(0),
                       "mvau: weights[" << pe << "][" << tile << "] has non-zero pad bits above MW=" << MW);
             Mode::template accumulate<MW, SIMD>(acc[pe], x, w);
         }

@@ -1,10 +1,19 @@
 /**
- * gsb/residual.hpp: the residual connection, an elementwise int32 add of two streams.
+ * gsb/residual.hpp: the residual connection.
  *
- * Both inputs and the output carry N / PE words of PE int32 lanes per vector
- * (the RequantPolicy layout of mvau).  The int32 result must not overflow:
- * the integer model is exported so that it cannot, and C-simulation checks it.
- * Timing: reps * N / PE iterations at II=1; `iters` counts them in C-simulation.
+ * residual_add: an elementwise int32 add of two streams.  Both inputs and the output
+ * carry N / PE words of PE int32 lanes per vector (the RequantPolicy layout of mvau).
+ * Timing: reps * N / PE iterations at II=1.
+ *
+ * requant_residual_add: proj and fc2 (docs/integer_model.md §7): the residual stream X
+ * (one int32 per word, token-major) plus the requantized raw MVAU accumulators (E/PE words
+ * of PE int32 lanes per token):
+ *   X'[t, o] = X[t, o] + ((acc*mult + bias[o] + 2^(shift-1)) >> shift)     (int64, shift >= 1)
+ * Timing: tokens * E iterations at II=1 (elementwise stage).
+ *
+ * The int32 result must not overflow: the integer model is exported so that it cannot,
+ * and C-simulation checks it (an error naming the layer, token and channel, never a wrap).
+ * `iters` counts the iterations in C-simulation.
  */
 #ifndef GSB_RESIDUAL_HPP
 #define GSB_RESIDUAL_HPP
@@ -37,6 +46,29 @@ void residual_add(stream<vec<int32_t, PE>>& a, stream<vec<int32_t, PE>>& b,
             sum[pe] = int32_t(s);
         }
         out.write(sum);
+        GSB_COUNT_ITER(iters);
+    }
+}
+
+template <unsigned E, unsigned PE>
+void requant_residual_add(stream<int32_t>& x, stream<vec<int32_t, PE>>& acc, stream<int32_t>& out, int64_t mult,
+                          const int64_t bias[E], unsigned shift, unsigned tokens, const char* where,
+                          unsigned long& iters) {
+    static_assert(E % PE == 0, "requant_residual_add: PE must divide E");
+    GSB_CHECK(shift >= 1 && shift <= 62, where << ": requantization shift " << shift << " outside 1..62");
+    const int64_t half = int64_t(1) << (shift - 1);
+    vec<int32_t, PE> word = {};
+    for (unsigned long i = 0; i < (unsigned long)tokens * E; ++i) {
+#pragma HLS PIPELINE II=1
+        const unsigned c = i % E;
+        if (c % PE == 0) word = acc.read();
+        const int64_t y = (int64_t(word[c % PE]) * mult + bias[c] + half) >> shift;
+        const int64_t s = int64_t(x.read()) + y;
+        GSB_CHECK(s >= INT32_MIN && s <= INT32_MAX,
+                  where << ": residual stream overflows int32 at token " << i / E << ", channel " << c
+                        << " (value " << s << ")");
+        (void)where;
+        out.write(int32_t(s));
         GSB_COUNT_ITER(iters);
     }
 }

@@ -25,6 +25,7 @@ using stream = hls::stream<T>;
 #include <cstddef>
 #include <deque>
 #include <string>
+#include <vector>
 
 #include "gsb/common.hpp"
 
@@ -58,6 +59,9 @@ public:
     /** Deepest fill level seen so far (the FIFO depth a dataflow design needs). */
     std::size_t max_size() const { return max_size_; }
     const std::string& name() const { return name_; }
+    /** C-simulation probe: the elements waiting in the FIFO, oldest first, without reading them
+     *  (the generated top function traces a finished kernel's output stream with it). */
+    std::vector<T> contents() const { return std::vector<T>(fifo_.begin(), fifo_.end()); }
 
 private:
     std::string name_;

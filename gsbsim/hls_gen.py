@@ -1,0 +1,840 @@
+"""``gsbsim hls``: generate the HLS C++ project of one integer model (hls4ml style).
+
+A fixed skeleton (hls/include/gsb kernels, called in dataflow order) is filled per model:
+
+    DIR/src/config.h        shapes, folding (PE/SIMD per layer), shifts, ratios
+    DIR/src/params/*.h      packed weights (ap_uint<SIMD>, FINN layout), thresholds, LUTs, ...
+    DIR/src/top.h, top.cpp  gsb_top(image, logits, pred[, probe]): the model, one image per call
+    DIR/tb/tb.cpp           C-simulation testbench: every trace tensor vs gsbsim's vectors
+    DIR/Makefile            g++ -std=c++14 -O2 -Wall, ap_types via -isystem (AP_TYPES=... overrides)
+    DIR/vitis.tcl           optional Vitis HLS flow (csim_design, csynth_design); never required
+    DIR/project.json        model path + sha256, folding, header, part, clock
+
+The generated C++ reproduces ``gsbsim.golden`` exactly; ``gsbsim csim`` (gsbsim/csim.py)
+compiles and runs it against ``gsbsim vectors`` output. docs/hls.md describes the flow.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import golden
+from .costs import layers
+from .folding import Fold, FoldingError, cycle_report
+from .hls_env import HlsEnvError, find_ap_types, library_include_dir
+from .hls_params import c_array, c_int, c_scalar, finn_tiles, packed_rows_to_bits
+from .model_file import IntModel
+
+__all__ = ["HlsGenError", "Project", "generate", "load_project", "sha256_file", "layer_macro",
+           "trace_specs", "trace_producer", "PROJECT_FILE", "DEFAULT_PART", "TOP_NAME"]
+
+PROJECT_FILE = "project.json"
+PROJECT_FORMAT = 1
+GENERATOR = "gsbsim hls"
+TOP_NAME = "gsb_top"
+DEFAULT_PART = "xczu7ev-ffvc1156-2-e"   # ZCU104; any part works for csim, csynth needs a licensed one
+GENERATED = ("src", "tb", "Makefile", "vitis.tcl", PROJECT_FILE)
+
+
+class HlsGenError(ValueError):
+    """A project folder or generation request that cannot be used; the message names it."""
+
+
+# ============================================================================ names and tables
+def layer_macro(name: str) -> str:
+    """Layer name -> C identifier prefix: patch -> PATCH, blocks.3.fc1 -> B3_FC1, head -> HEAD."""
+    if name.startswith("blocks."):
+        _, i, op = name.split(".")
+        return f"B{i}_{op.upper()}"
+    return name.upper()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def trace_specs(header: Mapping[str, Any]) -> list[tuple[str, str, tuple[int, ...]]]:
+    """(trace name, numpy dtype, shape without the batch axis) of every traced tensor (spec §12)."""
+    e, n, h, d = header["embed_dim"], header["num_tokens"], header["num_heads"], header["head_dim"]
+    hd, g, c = header["mlp_hidden"], header["groups"], header["num_classes"]
+    cin, img = header["in_chans"], header["img_size"]
+    t = n - 2
+    block = {"ln1.bits": ("uint8", (n, e)), "qkv.acc": ("int32", (n, 3 * e)), "q.bits": ("uint8", (h, n, d)),
+             "k.bits": ("uint8", (h, n, d)), "v.q": ("int64", (h, n, d)), "v.planes": ("uint8", (g, h, n, d)),
+             "scores": ("int32", (h, n, n)), "probs": ("int64", (h, n, n)), "a.planes": ("uint8", (g, h, n, n)),
+             "ctx": ("int64", (n, e)), "proj.bits": ("uint8", (n, e)), "proj.acc": ("int32", (n, e)),
+             "resid1": ("int32", (n, e)), "ln2.bits": ("uint8", (n, e)), "fc1.acc": ("int32", (n, hd)),
+             "fc1.bits": ("uint8", (n, hd)), "fc2.acc": ("int32", (n, e)), "resid2": ("int32", (n, e))}
+    other = {"input": ("int8", (cin, img, img)), "patch.acc": ("int32", (t, e)), "embed": ("int32", (n, e)),
+             "head.q": ("int8", (2, e)), "head.acc": ("int32", (2, c)), "logits": ("int64", (c,)),
+             "pred": ("int64", ())}
+    out = []
+    for name in golden.trace_names(int(header["depth"])):
+        if name.startswith("blocks."):
+            dtype, shape = block[name.split(".", 2)[2]]
+        else:
+            dtype, shape = other[name]
+        out.append((name, dtype, tuple(int(s) for s in shape)))
+    return out
+
+
+# trace (block part) -> the layer or elementwise stage of the generated top that produces it
+_BLOCK_PRODUCER = {"ln1.bits": "ln1", "qkv.acc": "qkv", "q.bits": "qkv_split", "k.bits": "qkv_split",
+                   "v.q": "qkv_split", "v.planes": "value_planes", "scores": "qk", "probs": "softmax",
+                   "a.planes": "attention_planes", "ctx": "av", "proj.bits": "ctx_threshold",
+                   "proj.acc": "proj", "resid1": "proj_residual", "ln2.bits": "ln2", "fc1.acc": "fc1",
+                   "fc1.bits": "fc1_act", "fc2.acc": "fc2", "resid2": "fc2_residual"}
+_OTHER_PRODUCER = {"input": "input", "patch.acc": "patch", "embed": "embed", "head.q": "final_norm",
+                   "head.acc": "head", "logits": "logits", "pred": "argmax"}
+
+
+def trace_producer(name: str) -> str:
+    """The layer (cycle-model name) or elementwise stage whose output a trace tensor is."""
+    if name.startswith("blocks."):
+        _, i, rest = name.split(".", 2)
+        return f"blocks.{i}.{_BLOCK_PRODUCER[rest]}"
+    return _OTHER_PRODUCER[name]
+
+
+# ============================================================================ the project record
+@dataclass
+class Project:
+    """A generated project folder (what project.json records)."""
+    root: Path
+    model_path: str
+    model_sha256: str
+    folding: dict[str, Fold]
+    header: dict
+    part: str
+    clock_mhz: float
+
+    @property
+    def vectors_dir(self) -> Path:
+        return self.root / "vectors"
+
+    @property
+    def build_dir(self) -> Path:
+        return self.root / "build"
+
+    def sources(self) -> list[Path]:
+        return [self.root / "src" / "top.cpp", self.root / "tb" / "tb.cpp"]
+
+    def to_json(self) -> dict:
+        return {"generator": GENERATOR, "format": PROJECT_FORMAT, "top": TOP_NAME,
+                "model": self.model_path, "model_sha256": self.model_sha256,
+                "folding": {k: {"pe": f.pe, "simd": f.simd} for k, f in self.folding.items()},
+                "part": self.part, "clock_mhz": self.clock_mhz, "header": self.header}
+
+
+def load_project(folder: str | os.PathLike) -> Project:
+    """Read DIR/project.json; HlsGenError if DIR is not a project generated by ``gsbsim hls``."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise HlsGenError(f"{root} is not a folder (expected a project written by `gsbsim hls`)")
+    pj = root / PROJECT_FILE
+    if not pj.is_file():
+        raise HlsGenError(f"{root} is not a gsbsim HLS project (no {PROJECT_FILE}; create one with "
+                          f"`gsbsim hls --model M.npz --out {root}`)")
+    try:
+        d = json.loads(pj.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise HlsGenError(f"{pj}: not a readable project file: {e}") from None
+    if not isinstance(d, dict) or d.get("generator") != GENERATOR or d.get("format") != PROJECT_FORMAT:
+        raise HlsGenError(f"{pj}: not a project file of `{GENERATOR}` format {PROJECT_FORMAT}")
+    try:
+        folding = {k: Fold(int(v["pe"]), int(v["simd"])) for k, v in d["folding"].items()}
+        proj = Project(root, str(d["model"]), str(d["model_sha256"]), folding, dict(d["header"]),
+                       str(d["part"]), float(d["clock_mhz"]))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise HlsGenError(f"{pj}: incomplete project file ({type(e).__name__}: {e})") from None
+    for path in proj.sources():
+        if not path.is_file():
+            raise HlsGenError(f"{root}: generated file {path.relative_to(root)} is missing; regenerate "
+                              f"with `gsbsim hls`")
+    return proj
+
+
+# ============================================================================ config.h
+def _config_h(model: IntModel, folding: Mapping[str, Fold], sha: str) -> str:
+    hd = model.header
+    e, n, h, d = model.embed_dim, model.num_tokens, model.num_heads, model.head_dim
+    sh = model.shifts
+    ln_s2_max = (2 ** 62 - 1 - model.ln_eps) // e      # largest S2 with E*S2 + ln_eps < 2^62
+    cyc = cycle_report(hd, dict(folding)).per_layer
+    ratios = [0] + list(model.ratios)
+    lines = [
+        f"// config.h: generated by gsbsim hls for {os.path.basename(model.path)} (sha256 {sha[:16]}...).",
+        "// Shapes, constants and folding of one integer model (docs/integer_model.md notation).",
+        "#ifndef GSB_MODEL_CONFIG_H", "#define GSB_MODEL_CONFIG_H", "", "#include <cstdint>", "",
+        "namespace cfg {", "",
+        "// ---- architecture",
+        f"const unsigned IMG = {model.img_size};        // img_size",
+        f"const unsigned PATCH = {model.patch_size};      // patch_size P",
+        f"const unsigned CIN = {model.in_chans};        // in_chans",
+        f"const unsigned KP = CIN * PATCH * PATCH;  // patch-embedding inputs per patch",
+        "const unsigned IN_ELEMS = CIN * IMG * IMG;  // int8 pixels of one image",
+        f"const unsigned E = {e};         // embed_dim",
+        f"const unsigned H = {h};          // num_heads",
+        f"const unsigned D = {d};         // head_dim = E / H",
+        f"const unsigned N = {n};         // num_tokens (cls, dist, patches)",
+        "const unsigned T = N - 2;        // patches",
+        f"const unsigned HD = {model.mlp_hidden};        // mlp_hidden",
+        f"const unsigned C = {model.num_classes};         // num_classes",
+        f"const unsigned G = {model.groups};          // GSB groups",
+        f"const unsigned DEPTH = {model.depth};      // blocks",
+        f"const bool MASK_IMAGE = {'true' if model.mask_stat == 'image' else 'false'};  "
+        f"// mask statistic: {model.mask_stat!r} (false = per row, true = per image)",
+        "// mask ratio numerators over 256 of plane p (p >= 1: r_{p+1}); [0] unused (base/sign plane)",
+        f"const int32_t PLANE_RATIO[G] = {{{', '.join(str(r) for r in ratios)}}};",
+        "",
+        "// ---- fixed point (header 'shifts', 'frac_bits', 'ln_eps')",
+        f"const unsigned FRAC_BITS = {model.frac_bits};",
+    ]
+    for k in ("patch", "resid", "ln", "head_ln", "value", "prob", "recip", "ctx", "logit"):
+        lines.append(f"const unsigned SHIFT_{k.upper()} = {sh[k]};")
+    lines += [
+        f"const int64_t LN_EPS = {c_int(model.ln_eps)};",
+        f"const int64_t LN_S2_MAX = {c_int(ln_s2_max)};  // largest S2 with E*S2 + ln_eps < 2^62 "
+        "(LayerNorm overflow check)",
+        "",
+        "// ---- folding: PE output lanes, SIMD input lanes per matrix layer; cycles per image at II=1",
+    ]
+    for l in layers(hd):
+        f = folding[l.name]
+        lines.append(f"const unsigned {layer_macro(l.name)}_PE = {f.pe}, {layer_macro(l.name)}_SIMD = {f.simd};"
+                     f"  // {l.name}: MH {l.mh}, MW {l.mw}, {l.vectors} vectors x {l.repeats}: "
+                     f"{cyc[l.name]} cycles")
+    lines += ["", "}  // namespace cfg", "", "#endif  // GSB_MODEL_CONFIG_H", ""]
+    return "\n".join(lines)
+
+
+# ============================================================================ params/*.h
+def _tiles_decl(name: str, matrix: np.ndarray, fold: Fold, macro: str, mw: str, mh: str, lane_bits: int,
+                what: str) -> str:
+    """A weight matrix as FINN tiles of lane_bits*SIMD-bit words held as uint64 (gsb/weights.hpp)."""
+    words = finn_tiles(matrix, fold.simd, fold.pe, lane_bits)
+    width = lane_bits * fold.simd
+    dims = [f"{macro}_PE", f"gsb::mvau_shape<{mw}, {mh}, {macro}_SIMD, {macro}_PE>::TILES"]
+    layout = (f"FINN layout [PE][TILES] of {width}-bit words: row r in lane r % PE, tile (r / PE) * SF + "
+              f"c / SIMD, {'bit' if lane_bits == 1 else 'int8 lane'} c % SIMD; pads 0")
+    if width <= 64:
+        return c_array("uint64_t", name, words, f"{what} [{matrix.shape[0]} x {matrix.shape[1]}], {layout}",
+                       dims, fmt=lambda v: f"0x{v:X}ULL")
+    chunks = (width + 63) // 64
+    split = [[[(w >> (64 * c)) & (2 ** 64 - 1) for c in range(chunks)] for w in row] for row in words]
+    return c_array("uint64_t", name, split, f"{what} [{matrix.shape[0]} x {matrix.shape[1]}], {layout}, "
+                   f"each word as {chunks} uint64 chunks (chunk c = bits 64c..64c+63)",
+                   dims + [str(chunks)], fmt=lambda v: f"0x{v:X}ULL")
+
+
+def _header_file(title: str, body: list[str]) -> str:
+    guard = "GSB_PARAMS_" + title.upper().replace(".", "_").replace("/", "_")
+    return "\n".join([f"// params/{title}: generated by gsbsim hls; one array per model parameter "
+                      "(docs/integer_model.md §1).", f"#ifndef {guard}", f"#define {guard}", "",
+                      "#include <ap_int.h>", "", "#include <cstdint>", "", '#include "config.h"',
+                      '#include "gsb/kernels.hpp"', "", "namespace params {", "using namespace cfg;", "",
+                      *body, "}  // namespace params", "", f"#endif  // {guard}", ""])
+
+
+def _embed_params(model: IntModel, folding: Mapping[str, Fold]) -> str:
+    a = model.arrays
+    body = [
+        _tiles_decl("patch_weight", a["patch.weight"], folding["patch"], "PATCH", "KP", "E", 8,
+                    "patch.weight: int8 conv weights E x Cin*P*P, (c, ky, kx) order"),
+        c_array("int64_t", "patch_mult", a["patch.mult"], "patch.mult [E]: requant multiplier per channel", ["E"]),
+        c_array("int64_t", "patch_bias", a["patch.bias"], "patch.bias [E]: requant bias per channel", ["E"]),
+        c_array("int32_t", "embed_tokens", a["tokens"], "tokens [2][E]: cls and distillation tokens, 2^-F",
+                ["2", "E"]),
+        c_array("int32_t", "embed_pos", a["pos"], "pos [N][E]: position embedding, 2^-F", ["N", "E"]),
+    ]
+    return _header_file("embed.h", body)
+
+
+def _block_params(model: IntModel, i: int, folding: Mapping[str, Fold]) -> str:
+    blk = model.block(i)
+    e, hd = model.embed_dim, model.mlp_hidden
+    p, n = f"b{i}_", f"blocks.{i}."
+
+    def f(op: str) -> Fold:
+        return folding[n + op]
+
+    def m(op: str) -> str:
+        return layer_macro(n + op)
+
+    def rows(values: np.ndarray) -> str:
+        return ",\n        ".join(", ".join(c_int(v, "int32_t") for v in values[k:k + 16])
+                                  for k in range(0, len(values), 16))
+    lo, hi = rows(blk["fc1.thr_lo"]), rows(blk["fc1.thr_hi"])
+    body = [
+        c_array("int8_t", p + "ln1_sign", blk["ln1.sign"], n + "ln1.sign [E]: sign of the LayerNorm gain", ["E"]),
+        c_array("int64_t", p + "ln1_thr", blk["ln1.thr"], n + "ln1.thr [E]: LayerNorm -> bit thresholds (§3)", ["E"]),
+        _tiles_decl(p + "qkv_weight", packed_rows_to_bits(blk["qkv.weight"], e), f("qkv"), m("qkv"), "E",
+                    "3 * E", 1, n + "qkv.weight: +-1 weights 3E x E (bit 1 = +1)"),
+        c_array("int32_t", p + "q_thr", blk["q.thr"], n + "q.thr [E]: Q bit thresholds on the qkv accumulator", ["E"]),
+        c_array("int32_t", p + "k_thr", blk["k.thr"], n + "k.thr [E]: K bit thresholds", ["E"]),
+        c_array("int64_t", p + "v_offset", blk["v.offset"], n + "v.offset [E]: Vq = acc * 2^value + v.offset", ["E"]),
+        c_array("int64_t", p + "exp_lut", blk["exp_lut"], n + "exp_lut [d+1]: exact exp table of the softmax, "
+                "2^-prob", ["D + 1"]),
+        c_array("int32_t", p + "att_bias", blk["att_bias"], n + "att_bias [H][N][N]: attention bias, 2^-prob",
+                ["H", "N", "N"]),
+        c_scalar("int64_t", p + "a_thr1", int(blk["a.thr1"]), n + "a.thr1: base attention plane threshold"),
+        c_array("int64_t", p + "ctx_scale", blk["ctx.scale"], n + "ctx.scale [G][G]: scale products "
+                "S[a][v], 2^-ctx", ["G", "G"]),
+        c_array("int64_t", p + "proj_in_thr", blk["proj.in_thr"], n + "proj.in_thr [E]: context -> proj "
+                "input bit thresholds", ["E"]),
+        _tiles_decl(p + "proj_weight", packed_rows_to_bits(blk["proj.weight"], e), f("proj"), m("proj"), "E", "E",
+                    1, n + "proj.weight: +-1 weights E x E"),
+        c_scalar("int64_t", p + "proj_mult", int(blk["proj.mult"]), n + "proj.mult: requant multiplier"),
+        c_array("int64_t", p + "proj_bias", blk["proj.bias"], n + "proj.bias [E]: requant bias", ["E"]),
+        c_array("int8_t", p + "ln2_sign", blk["ln2.sign"], n + "ln2.sign [E]: sign of the LayerNorm gain", ["E"]),
+        c_array("int64_t", p + "ln2_thr", blk["ln2.thr"], n + "ln2.thr [E]: LayerNorm -> bit thresholds", ["E"]),
+        _tiles_decl(p + "fc1_weight", packed_rows_to_bits(blk["fc1.weight"], e), f("fc1"), m("fc1"), "E", "HD",
+                    1, n + "fc1.weight: +-1 weights Hd x E"),
+        f"// {n}fc1.thr_lo, {n}fc1.thr_hi [Hd]: two-sided thresholds, bit = acc >= hi || acc <= lo (§8)\n"
+        f"static const gsb::TwoSidedThresholdPolicy<HD, {m('fc1')}_PE> {p}fc1_act = {{\n"
+        f"    {{{lo}}},\n    {{{hi}}}}};\n",
+        _tiles_decl(p + "fc2_weight", packed_rows_to_bits(blk["fc2.weight"], hd), f("fc2"), m("fc2"), "HD", "E",
+                    1, n + "fc2.weight: +-1 weights E x Hd ({0,1} inputs)"),
+        c_scalar("int64_t", p + "fc2_mult", int(blk["fc2.mult"]), n + "fc2.mult: requant multiplier"),
+        c_array("int64_t", p + "fc2_bias", blk["fc2.bias"], n + "fc2.bias [E]: requant bias", ["E"]),
+    ]
+    return _header_file(f"block_{i}.h", body)
+
+
+def _head_params(model: IntModel, folding: Mapping[str, Fold]) -> str:
+    a = model.arrays
+    body = [
+        c_array("int64_t", "final_gain", np.stack([a["norm.gain"], a["head_dist_norm.gain"]]),
+                "norm.gain, head_dist_norm.gain [2][E]: final LayerNorm gains of tokens 0 and 1 (§9)", ["2", "E"]),
+        c_array("int64_t", "final_offset", np.stack([a["norm.offset"], a["head_dist_norm.offset"]]),
+                "norm.offset, head_dist_norm.offset [2][E]: final LayerNorm offsets", ["2", "E"]),
+        _tiles_decl("head_weight", a["head.weight"], folding["head"], "HEAD", "E", "C", 8,
+                    "head.weight: int8 weights C x E (token 0)"),
+        _tiles_decl("head_dist_weight", a["head_dist.weight"], folding["head"], "HEAD", "E", "C", 8,
+                    "head_dist.weight: int8 weights C x E (token 1)"),
+        c_scalar("int64_t", "head_mult", int(a["head.mult"]), "head.mult: logit multiplier of the head"),
+        c_scalar("int64_t", "head_dist_mult", int(a["head_dist.mult"]), "head_dist.mult: logit multiplier"),
+        c_array("int64_t", "logit_bias", a["logit.bias"], "logit.bias [C]: logit bias, 2^-logit", ["C"]),
+    ]
+    return _header_file("head.h", body)
+
+
+# ============================================================================ top.h / top.cpp
+_TOP_H = """\
+// top.h: generated by gsbsim hls. The model's top function, one image per call.
+#ifndef GSB_MODEL_TOP_H
+#define GSB_MODEL_TOP_H
+
+#include <cstdint>
+
+#include "config.h"
+
+#ifndef __SYNTHESIS__
+#include "gsb/probe.hpp"
+// C-simulation: an optional probe records every traced tensor and the iteration counts
+#define GSB_PROBE_PARAM , gsb::Probe* probe
+#define GSB_PROBE_ARG , probe
+#else
+#define GSB_PROBE_PARAM
+#define GSB_PROBE_ARG
+#endif
+
+/**
+ * image: the int8 pixels (uint8 - 128) in C order [Cin][I][I]; logits: int64, 2^-logit;
+ * pred: argmax of the logits (ties -> lowest index).
+ */
+void gsb_top(const int8_t image[cfg::IN_ELEMS], int64_t logits[cfg::C], int64_t& pred GSB_PROBE_PARAM);
+
+#endif  // GSB_MODEL_TOP_H
+"""
+
+_TOP_PRELUDE = """\
+// top.cpp: generated by gsbsim hls for {model} (sha256 {sha}...).
+// The integer model of docs/integer_model.md as a dataflow of hls/include/gsb kernels.
+// Each matrix layer's pipelined iterations are reported under its cycle-model name
+// (GSB_LAYER), elementwise stages under their own names (GSB_STAGE), and every traced
+// tensor under its gsbsim trace name (GSB_TRACE), all in C-simulation only.
+#include "top.h"
+
+#include "gsb/kernels.hpp"
+{includes}
+
+#ifndef __SYNTHESIS__
+#define GSB_TRACE(name, ...) do {{ if (probe) probe->put(name, __VA_ARGS__); }} while (0)
+#define GSB_LAYER(name, n) do {{ if (probe) probe->layer(name, n); }} while (0)
+#define GSB_STAGE(name, n) do {{ if (probe) probe->stage(name, n); }} while (0)
+#else
+#define GSB_TRACE(name, ...) ((void)0)
+#define GSB_LAYER(name, n) ((void)(n))
+#define GSB_STAGE(name, n) ((void)(n))
+#endif
+
+using namespace cfg;
+using namespace params;
+
+// ============================================================================ patch embedding (§2)
+static void embed_stage(const int8_t image[IN_ELEMS], gsb::stream<int32_t>& x GSB_PROBE_PARAM) {{
+    gsb::stream<ap_uint<8 * PATCH_SIMD>> cols("patch.in");
+    gsb::stream<gsb::vec<int32_t, PATCH_PE>> acc("patch.acc");
+    const gsb::RawPolicy<E, PATCH_PE> raw = {{}};
+    {{ unsigned long it = 0; gsb::im2col<CIN, IMG, PATCH, PATCH_SIMD>(image, cols, it); GSB_STAGE("im2col", it); }}
+    {{ unsigned long it = 0; gsb::mvau<KP, E, PATCH_SIMD, PATCH_PE, gsb::Int8Mode>(cols, acc, patch_weight, raw, T, it);
+      GSB_LAYER("patch", it); }}
+    GSB_TRACE("patch.acc", gsb::trace::lanes(acc));
+    {{ unsigned long it = 0;
+      gsb::patch_embed<N, E, PATCH_PE>(acc, embed_tokens, embed_pos, patch_mult, patch_bias, SHIFT_PATCH, x, it);
+      GSB_STAGE("embed", it); }}
+    GSB_TRACE("embed", gsb::trace::scalars(x));
+}}
+"""
+
+_BLOCK = """
+// ============================================================================ block {i} (§3-§8)
+static void block_{i}(gsb::stream<int32_t>& x_in, gsb::stream<int32_t>& x_out GSB_PROBE_PARAM) {{
+    const unsigned QKV_PE = B{i}_QKV_PE, QKV_SIMD = B{i}_QKV_SIMD, QK_PE = B{i}_QK_PE, QK_SIMD = B{i}_QK_SIMD;
+    const unsigned AV_PE = B{i}_AV_PE, AV_SIMD = B{i}_AV_SIMD, PROJ_PE = B{i}_PROJ_PE, PROJ_SIMD = B{i}_PROJ_SIMD;
+    const unsigned FC1_PE = B{i}_FC1_PE, FC1_SIMD = B{i}_FC1_SIMD, FC2_PE = B{i}_FC2_PE, FC2_SIMD = B{i}_FC2_SIMD;
+    typedef gsb::mvau_shape<D, N, QK_SIMD, QK_PE> qk_shape;  // K rows: the QK unit's runtime weights
+    typedef gsb::mvau_shape<N, D, AV_SIMD, AV_PE> av_shape;  // value planes: the A.V unit's runtime weights
+    // whole-image attention buffers (every key before the first score; image statistics)
+    static ap_uint<QK_SIMD> q_rows[H][N][qk_shape::SF];
+    static ap_uint<QK_SIMD> k_tiles[H][QK_PE][qk_shape::TILES];
+    static int64_t vq[H][N][D];
+    static ap_uint<AV_SIMD> v_tiles[G][H][AV_PE][av_shape::TILES];
+    static int64_t att[H][N][N];
+    static ap_uint<AV_SIMD> a_rows[G][H][N][av_shape::SF];
+    static int64_t ctx[N][E];
+    const gsb::RawPolicy<3 * E, QKV_PE> qkv_raw = {{}};
+    const gsb::RawPolicy<E, PROJ_PE> proj_raw = {{}};
+    const gsb::RawPolicy<HD, FC1_PE> fc1_raw = {{}};
+    const gsb::RawPolicy<E, FC2_PE> fc2_raw = {{}};
+
+    gsb::stream<int32_t> x_ln1("blocks.{i}.x_ln1"), x_skip1("blocks.{i}.x_skip1"), x_mid("blocks.{i}.resid1");
+    gsb::stream<int32_t> x_ln2("blocks.{i}.x_ln2"), x_skip2("blocks.{i}.x_skip2");
+    gsb::stream<ap_uint<QKV_SIMD>> ln1_bits("blocks.{i}.ln1.bits");
+    gsb::stream<gsb::vec<int32_t, QKV_PE>> qkv_acc("blocks.{i}.qkv.acc");
+    gsb::stream<gsb::vec<int32_t, QK_PE>> scores("blocks.{i}.scores");
+    gsb::stream<ap_uint<PROJ_SIMD>> proj_bits("blocks.{i}.proj.bits");
+    gsb::stream<gsb::vec<int32_t, PROJ_PE>> proj_acc("blocks.{i}.proj.acc");
+    gsb::stream<ap_uint<FC1_SIMD>> ln2_bits("blocks.{i}.ln2.bits");
+    gsb::stream<gsb::vec<int32_t, FC1_PE>> fc1_acc("blocks.{i}.fc1.acc");
+    gsb::stream<ap_uint<FC2_SIMD>> fc1_bits("blocks.{i}.fc1.bits");
+    gsb::stream<gsb::vec<int32_t, FC2_PE>> fc2_acc("blocks.{i}.fc2.acc");
+
+    // ---- attention
+    {{ unsigned long it = 0; gsb::fork(x_in, x_ln1, x_skip1, (unsigned long)N * E, it); GSB_STAGE("blocks.{i}.fork1", it); }}
+    {{ unsigned long it = 0;
+      gsb::layernorm_bits<E, QKV_SIMD>(x_ln1, ln1_bits, b{i}_ln1_sign, b{i}_ln1_thr, SHIFT_LN, LN_EPS, LN_S2_MAX, N,
+                                       "blocks.{i}.ln1", it);
+      GSB_STAGE("blocks.{i}.ln1", it); }}
+    GSB_TRACE("blocks.{i}.ln1.bits", gsb::trace::bits<QKV_SIMD>(ln1_bits, E));
+    {{ unsigned long it = 0;
+      gsb::mvau<E, 3 * E, QKV_SIMD, QKV_PE, gsb::XnorMode>(ln1_bits, qkv_acc, b{i}_qkv_weight, qkv_raw, N, it);
+      GSB_LAYER("blocks.{i}.qkv", it); }}
+    GSB_TRACE("blocks.{i}.qkv.acc", gsb::trace::lanes(qkv_acc));
+    {{ unsigned long it = 0;
+      gsb::qkv_split<E, H, N, QKV_PE, QK_SIMD, QK_PE>(qkv_acc, b{i}_q_thr, b{i}_k_thr, b{i}_v_offset, SHIFT_VALUE,
+                                                     q_rows, k_tiles, vq, it);
+      GSB_STAGE("blocks.{i}.qkv_split", it); }}
+    GSB_TRACE("blocks.{i}.q.bits", gsb::trace::bit_rows<QK_SIMD, qk_shape::SF>(&q_rows[0][0], H * N, D));
+    GSB_TRACE("blocks.{i}.k.bits", gsb::trace::tiles<D, N, QK_SIMD, QK_PE>(&k_tiles[0][0], H, false));
+    GSB_TRACE("blocks.{i}.v.q", gsb::trace::flat(&vq[0][0][0], (std::size_t)H * N * D));
+    {{ unsigned long it = 0;
+      gsb::value_planes<H, N, D, G, AV_SIMD, AV_PE, MASK_IMAGE>(vq, PLANE_RATIO, v_tiles, it);
+      GSB_STAGE("blocks.{i}.value_planes", it); }}
+    GSB_TRACE("blocks.{i}.v.planes", gsb::trace::tiles<N, D, AV_SIMD, AV_PE>(&v_tiles[0][0][0], G * H, true));
+    {{ unsigned long it = 0; gsb::attention_qk<N, D, H, QK_SIMD, QK_PE>(q_rows, k_tiles, scores, it);
+      GSB_LAYER("blocks.{i}.qk", it); }}
+    GSB_TRACE("blocks.{i}.scores", gsb::trace::lanes(scores));
+    {{ unsigned long it = 0;
+      gsb::softmax<H, N, D, QK_PE>(scores, b{i}_exp_lut, b{i}_att_bias, SHIFT_PROB, SHIFT_RECIP, att, it);
+      GSB_STAGE("blocks.{i}.softmax", it); }}
+    GSB_TRACE("blocks.{i}.probs", gsb::trace::flat(&att[0][0][0], (std::size_t)H * N * N));
+    {{ unsigned long it = 0;
+      gsb::attention_planes<H, N, G, AV_SIMD, MASK_IMAGE>(att, b{i}_a_thr1, PLANE_RATIO, a_rows, it);
+      GSB_STAGE("blocks.{i}.attention_planes", it); }}
+    GSB_TRACE("blocks.{i}.a.planes", gsb::trace::bit_rows<AV_SIMD, av_shape::SF>(&a_rows[0][0][0], G * H * N, N));
+    {{ unsigned long it = 0; gsb::gsb_av<H, N, D, G, AV_SIMD, AV_PE>(a_rows, v_tiles, b{i}_ctx_scale, ctx, it);
+      GSB_LAYER("blocks.{i}.av", it); }}
+    GSB_TRACE("blocks.{i}.ctx", gsb::trace::flat(&ctx[0][0], (std::size_t)N * E));
+    {{ unsigned long it = 0; gsb::ctx_threshold<N, E, PROJ_SIMD>(ctx, b{i}_proj_in_thr, proj_bits, it);
+      GSB_STAGE("blocks.{i}.ctx_threshold", it); }}
+    GSB_TRACE("blocks.{i}.proj.bits", gsb::trace::bits<PROJ_SIMD>(proj_bits, E));
+    {{ unsigned long it = 0;
+      gsb::mvau<E, E, PROJ_SIMD, PROJ_PE, gsb::XnorMode>(proj_bits, proj_acc, b{i}_proj_weight, proj_raw, N, it);
+      GSB_LAYER("blocks.{i}.proj", it); }}
+    GSB_TRACE("blocks.{i}.proj.acc", gsb::trace::lanes(proj_acc));
+    {{ unsigned long it = 0;
+      gsb::requant_residual_add<E, PROJ_PE>(x_skip1, proj_acc, x_mid, b{i}_proj_mult, b{i}_proj_bias, SHIFT_RESID, N,
+                                            "blocks.{i}.proj", it);
+      GSB_STAGE("blocks.{i}.proj_residual", it); }}
+    GSB_TRACE("blocks.{i}.resid1", gsb::trace::scalars(x_mid));
+
+    // ---- MLP
+    {{ unsigned long it = 0; gsb::fork(x_mid, x_ln2, x_skip2, (unsigned long)N * E, it); GSB_STAGE("blocks.{i}.fork2", it); }}
+    {{ unsigned long it = 0;
+      gsb::layernorm_bits<E, FC1_SIMD>(x_ln2, ln2_bits, b{i}_ln2_sign, b{i}_ln2_thr, SHIFT_LN, LN_EPS, LN_S2_MAX, N,
+                                       "blocks.{i}.ln2", it);
+      GSB_STAGE("blocks.{i}.ln2", it); }}
+    GSB_TRACE("blocks.{i}.ln2.bits", gsb::trace::bits<FC1_SIMD>(ln2_bits, E));
+    {{ unsigned long it = 0;
+      gsb::mvau<E, HD, FC1_SIMD, FC1_PE, gsb::XnorMode>(ln2_bits, fc1_acc, b{i}_fc1_weight, fc1_raw, N, it);
+      GSB_LAYER("blocks.{i}.fc1", it); }}
+    GSB_TRACE("blocks.{i}.fc1.acc", gsb::trace::lanes(fc1_acc));
+    {{ unsigned long it = 0; gsb::activate_bits<HD, FC1_PE, FC2_SIMD>(fc1_acc, fc1_bits, b{i}_fc1_act, N, it);
+      GSB_STAGE("blocks.{i}.fc1_act", it); }}
+    GSB_TRACE("blocks.{i}.fc1.bits", gsb::trace::bits<FC2_SIMD>(fc1_bits, HD));
+    {{ unsigned long it = 0;
+      gsb::mvau<HD, E, FC2_SIMD, FC2_PE, gsb::AndMode>(fc1_bits, fc2_acc, b{i}_fc2_weight, fc2_raw, N, it);
+      GSB_LAYER("blocks.{i}.fc2", it); }}
+    GSB_TRACE("blocks.{i}.fc2.acc", gsb::trace::lanes(fc2_acc));
+    {{ unsigned long it = 0;
+      gsb::requant_residual_add<E, FC2_PE>(x_skip2, fc2_acc, x_out, b{i}_fc2_mult, b{i}_fc2_bias, SHIFT_RESID, N,
+                                           "blocks.{i}.fc2", it);
+      GSB_STAGE("blocks.{i}.fc2_residual", it); }}
+    GSB_TRACE("blocks.{i}.resid2", gsb::trace::scalars(x_out));
+}}
+"""
+
+_HEAD = """
+// ============================================================================ final norm, heads, logits (§9)
+static void head_stage(gsb::stream<int32_t>& x, int64_t logits[C], int64_t& pred GSB_PROBE_PARAM) {{
+    gsb::stream<ap_uint<8 * HEAD_SIMD>> q("head.q");
+    gsb::stream<gsb::vec<int32_t, HEAD_PE>> acc("head.acc");
+    gsb::stream<gsb::vec<int64_t, HEAD_PE>> logit_words("logits"), to_argmax("logits.argmax");
+    gsb::stream<uint32_t> best("pred");
+    const gsb::RawPolicy<C, HEAD_PE> raw = {{}};
+    {{ unsigned long it = 0;
+      gsb::final_layernorm<E, HEAD_SIMD>(x, q, final_gain, final_offset, SHIFT_HEAD_LN, LN_EPS, LN_S2_MAX, N, it);
+      GSB_STAGE("final_norm", it); }}
+    GSB_TRACE("head.q", gsb::trace::int8_lanes<HEAD_SIMD>(q, E));
+    {{ unsigned long it = 0;  // one unit, two weight matrices: head on token 0, head_dist on token 1
+      gsb::mvau<E, C, HEAD_SIMD, HEAD_PE, gsb::Int8Mode>(q, acc, head_weight, raw, 1, it);
+      gsb::mvau<E, C, HEAD_SIMD, HEAD_PE, gsb::Int8Mode>(q, acc, head_dist_weight, raw, 1, it);
+      GSB_LAYER("head", it); }}
+    GSB_TRACE("head.acc", gsb::trace::lanes(acc));
+    {{ unsigned long it = 0; gsb::logits_combine<C, HEAD_PE>(acc, head_mult, head_dist_mult, logit_bias, logit_words, it);
+      GSB_STAGE("logits", it); }}
+    for (unsigned f = 0; f < C / HEAD_PE; ++f) {{
+#pragma HLS PIPELINE II=1
+        const gsb::vec<int64_t, HEAD_PE> w = logit_words.read();
+        for (unsigned pe = 0; pe < HEAD_PE; ++pe) logits[f * HEAD_PE + pe] = w[pe];
+        to_argmax.write(w);
+    }}
+    {{ unsigned long it = 0; gsb::argmax<C, HEAD_PE, int64_t>(to_argmax, best, 1, it); GSB_STAGE("argmax", it); }}
+    pred = int64_t(best.read());
+}}
+
+// ============================================================================ the top function
+void gsb_top(const int8_t image[IN_ELEMS], int64_t logits[C], int64_t& pred GSB_PROBE_PARAM) {{
+#pragma HLS DATAFLOW
+    GSB_TRACE("input", gsb::trace::flat(image, IN_ELEMS));
+{streams}
+    embed_stage(image, x_0 GSB_PROBE_ARG);
+{calls}
+    head_stage(x_{depth}, logits, pred GSB_PROBE_ARG);
+}}
+"""
+
+
+def _top_cpp(model: IntModel, sha: str) -> str:
+    depth = model.depth
+    includes = "\n".join(['#include "params/embed.h"'] + [f'#include "params/block_{i}.h"' for i in range(depth)]
+                         + ['#include "params/head.h"'])
+    names = ["embed"] + [f"blocks.{i}.resid2" for i in range(depth)]
+    streams = "\n".join(f'    gsb::stream<int32_t> x_{k}("{nm}");  // residual stream, one int32 per word'
+                        for k, nm in enumerate(names))
+    calls = "\n".join(f"    block_{i}(x_{i}, x_{i + 1} GSB_PROBE_ARG);" for i in range(depth))
+    out = _TOP_PRELUDE.format(model=os.path.basename(model.path), sha=sha[:16], includes=includes)
+    out += "".join(_BLOCK.format(i=i) for i in range(depth))
+    out += _HEAD.format(streams=streams, calls=calls, depth=depth)
+    return out
+
+
+# ============================================================================ tb.cpp
+_TB = """\
+// tb.cpp: generated by gsbsim hls. C-simulation testbench of gsb_top.
+//
+// usage: tb VECTORS_DIR    (the folder `gsbsim vectors` writes: <trace name>.npy per tensor)
+// Runs gsb_top on every image of input.npy, then prints
+//   ITERS <layer> <n>     pipelined iterations of each matrix layer, per image (cycle-model names)
+//   STAGE <stage> <n>     iterations of each elementwise stage, per image (not in the cycle model)
+// and compares every traced tensor, in execution order, element by element with the vectors:
+//   MISMATCH <name>[image, index...]: got X expected Y    then FAIL <name>, exit 1 (first bad tensor)
+//   PASS <tensors> tensors, <images> images                  exit 0
+// Any error (missing or malformed vector file, a kernel check such as an overflow) -> stderr, exit 2.
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "gsb/npy.hpp"
+#include "top.h"
+
+namespace {{
+
+struct Tensor {{
+    const char* name;
+    const char* dtype;                // numpy dtype of the vector file
+    std::vector<std::size_t> shape;   // without the batch axis
+}};
+
+const Tensor TENSORS[] = {{
+{tensors}
+}};
+
+const char* const LAYERS[] = {{
+{layers}
+}};
+
+template <typename T>
+std::vector<int64_t> load_as(const std::string& path, const std::vector<std::size_t>& shape) {{
+    const gsb::npy::array<T> a = gsb::npy::load<T>(path, shape);
+    return std::vector<int64_t>(a.data.begin(), a.data.end());
+}}
+
+std::vector<int64_t> load_tensor(const std::string& dir, const Tensor& t, std::size_t batch) {{
+    std::vector<std::size_t> shape(1, batch);
+    shape.insert(shape.end(), t.shape.begin(), t.shape.end());
+    const std::string path = dir + "/" + t.name + ".npy", dtype = t.dtype;
+    if (dtype == "int8") return load_as<int8_t>(path, shape);
+    if (dtype == "uint8") return load_as<uint8_t>(path, shape);
+    if (dtype == "int32") return load_as<int32_t>(path, shape);
+    if (dtype == "int64") return load_as<int64_t>(path, shape);
+    throw std::runtime_error(path + ": unsupported dtype " + dtype);
+}}
+
+std::string index_str(std::size_t image, std::size_t flat, const std::vector<std::size_t>& shape) {{
+    std::vector<std::size_t> idx(shape.size());
+    for (std::size_t k = shape.size(); k-- > 0;) {{
+        idx[k] = flat % shape[k];
+        flat /= shape[k];
+    }}
+    std::string s = std::to_string(image);
+    for (std::size_t v : idx) s += ", " + std::to_string(v);
+    return s;
+}}
+
+int run(const std::string& dir) {{
+    const gsb::npy::array<int8_t> input = gsb::npy::load<int8_t>(dir + "/input.npy");
+    if (input.shape.size() != 4 || input.shape[1] != cfg::CIN || input.shape[2] != cfg::IMG || input.shape[3] != cfg::IMG)
+        throw std::runtime_error(dir + "/input.npy: shape " + gsb::npy::shape_str(input.shape) +
+                                 " is not (B, " + std::to_string(cfg::CIN) + ", " + std::to_string(cfg::IMG) + ", " +
+                                 std::to_string(cfg::IMG) + ")");
+    const std::size_t batch = input.shape[0];
+    std::vector<std::vector<int64_t>> expected;
+    for (const Tensor& t : TENSORS) expected.push_back(load_tensor(dir, t, batch));  // every file before running
+
+    std::vector<gsb::Probe> probes(batch);
+    for (std::size_t b = 0; b < batch; ++b) {{
+        std::vector<int8_t> image(&input.data[b * cfg::IN_ELEMS], &input.data[b * cfg::IN_ELEMS] + cfg::IN_ELEMS);
+        std::vector<int64_t> logits(cfg::C, 0);
+        int64_t pred = -1;
+        try {{
+            gsb_top(image.data(), logits.data(), pred, &probes[b]);
+        }} catch (const std::exception& e) {{
+            throw std::runtime_error("image " + std::to_string(b) + ": " + e.what());
+        }}
+        probes[b].put("logits", logits);               // the top function's outputs themselves
+        probes[b].put("pred", std::vector<int64_t>(1, pred));
+    }}
+
+    for (const char* layer : LAYERS) {{
+        const unsigned long n = probes[0].layer_iters[layer];
+        for (std::size_t b = 1; b < batch; ++b)
+            if (probes[b].layer_iters[layer] != n)
+                throw std::runtime_error(std::string("layer ") + layer + ": iteration count differs between images");
+        std::printf("ITERS %s %lu\\n", layer, n);
+    }}
+    for (const std::string& stage : probes[0].stage_order) std::printf("STAGE %s %lu\\n", stage.c_str(),
+                                                                       probes[0].stage_iters[stage]);
+
+    std::size_t k = 0;
+    for (const Tensor& t : TENSORS) {{
+        const std::vector<int64_t>& want = expected[k++];
+        const std::size_t per = want.size() / batch;
+        for (std::size_t b = 0; b < batch; ++b) {{
+            if (!probes[b].tensors.count(t.name))
+                throw std::runtime_error(std::string("the top function recorded no tensor ") + t.name);
+            const std::vector<int64_t>& got = probes[b].tensors[t.name];
+            if (got.size() != per)
+                throw std::runtime_error(std::string(t.name) + ": the top function recorded " + std::to_string(got.size()) +
+                                         " values, the vectors hold " + std::to_string(per) + " per image");
+            for (std::size_t i = 0; i < per; ++i)
+                if (got[i] != want[b * per + i]) {{
+                    std::printf("MISMATCH %s[%s]: got %lld expected %lld\\n", t.name, index_str(b, i, t.shape).c_str(),
+                                (long long)got[i], (long long)want[b * per + i]);
+                    std::printf("FAIL %s\\n", t.name);
+                    return 1;
+                }}
+        }}
+    }}
+    std::printf("PASS %zu tensors, %zu images\\n", sizeof(TENSORS) / sizeof(TENSORS[0]), batch);
+    return 0;
+}}
+
+}}  // namespace
+
+int main(int argc, char** argv) {{
+    if (argc != 2) {{
+        std::fprintf(stderr, "usage: %s VECTORS_DIR\\n", argv[0]);
+        return 2;
+    }}
+    try {{
+        return run(argv[1]);
+    }} catch (const std::exception& e) {{
+        std::fflush(stdout);
+        std::fprintf(stderr, "ERROR: %s\\n", e.what());
+        return 2;
+    }}
+}}
+"""
+
+
+def _tb_cpp(header: Mapping[str, Any]) -> str:
+    tensors = ",\n".join(f'    {{"{name}", "{dtype}", {{{", ".join(map(str, shape))}}}}}'
+                         for name, dtype, shape in trace_specs(header))
+    lyrs = ",\n".join(f'    "{l.name}"' for l in layers(header))
+    return _TB.format(tensors=tensors, layers=lyrs)
+
+
+# ============================================================================ Makefile, vitis.tcl
+def _makefile(ap_types: str) -> str:
+    inc = library_include_dir()
+    return f"""\
+# Generated by gsbsim hls. C-simulation of the generated model with plain g++ (no Vitis):
+#   make            build build/tb
+#   make csim       build and run it on vectors/ (write them with `gsbsim vectors --out .`
+#                   or let `gsbsim csim .` do everything)
+# AP_TYPES: the Apache-2.0 ap_int.h headers, found by gsbsim at generation time; override with
+#   make AP_TYPES=/path/to/ap_types
+AP_TYPES ?= {ap_types}
+ifeq ($(AP_TYPES),)
+$(error AP_TYPES is not set: point it at the ap_types headers, e.g. make AP_TYPES=/path/to/ap_types)
+endif
+HLS_INCLUDE ?= {inc}
+CXX ?= g++
+CXXFLAGS ?= -std=c++14 -O2 -Wall -Wextra -Wno-unknown-pragmas -Wno-uninitialized -Wno-maybe-uninitialized
+SRC := src/top.cpp tb/tb.cpp
+DEPS := $(SRC) src/top.h src/config.h $(wildcard src/params/*.h) $(wildcard $(HLS_INCLUDE)/gsb/*.hpp)
+
+.PHONY: all csim clean
+all: build/tb
+
+build/tb: $(DEPS)
+\tmkdir -p build
+\t$(CXX) $(CXXFLAGS) -isystem $(AP_TYPES) -I$(HLS_INCLUDE) -Isrc $(SRC) -o $@
+
+csim: build/tb
+\t./build/tb vectors
+
+clean:
+\trm -rf build
+"""
+
+
+def _vitis_tcl(part: str, clock_mhz: float) -> str:
+    inc = library_include_dir()
+    period = 1000.0 / clock_mhz
+    return f"""\
+# Generated by gsbsim hls: an optional Vitis HLS flow (never needed by gsbsim's tests).
+#   vitis_hls -f vitis.tcl      (run from this folder; vectors/ must exist for csim_design)
+# csim_design runs the same testbench as `gsbsim csim`; csynth_design synthesizes gsb_top
+# (the library's streams become hls::stream, C-simulation probes and checks disappear).
+open_project -reset gsb_vit_prj
+set_top {TOP_NAME}
+add_files src/top.cpp -cflags "-std=c++14 -I{inc} -Isrc"
+add_files -tb tb/tb.cpp -cflags "-std=c++14 -I{inc} -Isrc"
+open_solution -reset solution1
+set_part {{{part}}}
+create_clock -period {period:.3f} -name default
+csim_design -argv "[pwd]/vectors"
+csynth_design
+exit
+"""
+
+
+# ============================================================================ generate
+def generate(model: IntModel, model_path: str | os.PathLike, out: str | os.PathLike,
+             folding: Mapping[str, Fold], part: str = DEFAULT_PART, clock_mhz: float = 200.0) -> Project:
+    """Write the HLS project of ``model`` (read from ``model_path``) into ``out``.
+
+    Everything is written into a temporary folder first and moved into place when complete.
+    An existing ``out`` must be empty, hold only ``vectors/``, or be a project generated
+    before (its generated files are replaced, its build folder removed; vectors are kept,
+    csim checks their model).
+    """
+    out = Path(out)
+    model_path = os.path.abspath(os.fspath(model_path))
+    if out.exists() and not out.is_dir():
+        raise HlsGenError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and not (out / PROJECT_FILE).is_file() and any(p.name != "vectors" for p in out.iterdir()):
+        raise HlsGenError(f"--out {out} is a non-empty folder that is not a gsbsim HLS project; "
+                          "refusing to write into it")
+    if not out.parent.resolve().is_dir():
+        raise HlsGenError(f"--out {out}: parent folder does not exist")
+    if not (isinstance(clock_mhz, (int, float)) and clock_mhz > 0):
+        raise HlsGenError(f"--clock-mhz must be positive, got {clock_mhz!r}")
+    missing = [l.name for l in layers(model.header) if l.name not in folding]
+    if missing:
+        raise FoldingError(f"folding has no entry for layer {missing[0]}")
+    try:
+        ap_types = str(find_ap_types())
+    except HlsEnvError:
+        ap_types = ""        # the Makefile then asks for AP_TYPES=...; csim reports the missing headers
+    sha = sha256_file(model_path)
+    folding = {l.name: folding[l.name] for l in layers(model.header)}
+    project = Project(out, model_path, sha, folding, dict(model.header), part, float(clock_mhz))
+
+    files = {
+        "src/config.h": _config_h(model, folding, sha),
+        "src/top.h": _TOP_H,
+        "src/top.cpp": _top_cpp(model, sha),
+        "src/params/embed.h": _embed_params(model, folding),
+        **{f"src/params/block_{i}.h": _block_params(model, i, folding) for i in range(model.depth)},
+        "src/params/head.h": _head_params(model, folding),
+        "tb/tb.cpp": _tb_cpp(model.header),
+        "Makefile": _makefile(ap_types),
+        "vitis.tcl": _vitis_tcl(part, clock_mhz),
+        PROJECT_FILE: json.dumps(project.to_json(), indent=1) + "\n",
+    }
+    existed = out.is_dir()
+    staging = Path(tempfile.mkdtemp(dir=out if existed else out.parent, prefix=".gsbsim-hls-"))
+    try:
+        for rel, text in files.items():
+            path = staging / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        if not existed:
+            os.rename(staging, out)
+        else:
+            for item in GENERATED:
+                _remove(out / item)
+                os.rename(staging / item, out / item)
+            _remove(out / "build")
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return project
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()

@@ -1,0 +1,63 @@
+/**
+ * gsb/attention_planes.hpp: the GSB attention planes of one image (docs/integer_model.md §5).
+ *
+ * From A[h][i][j] (int64, 2^-prob): the base plane b1 = A >= thr1 and G-1 mask planes
+ *   M_k = 256*A > r_k*amax,  k = 2..G,  r_k = plane_ratio[k-1]
+ * with amax the max of A over j (IMAGE_STAT false: per row, the `row` statistic) or over
+ * every head, row and key of the image (IMAGE_STAT true: `image`).
+ *
+ * Output: rows[p][h][i][sf], plane p of query row i of head h as the A.V unit's input words
+ * (SIMD bits over key tokens, bit j%SIMD of word j/SIMD; pad bits 0).
+ *
+ * Timing (elementwise): G*H*N*SF clearing iterations, H*N*N for the statistic and H*N*N for
+ * the planes.
+ */
+#ifndef GSB_ATTENTION_PLANES_HPP
+#define GSB_ATTENTION_PLANES_HPP
+
+#include <ap_int.h>
+
+#include <cstdint>
+
+#include "gsb/common.hpp"
+
+namespace gsb {
+
+template <unsigned H, unsigned N, unsigned G, unsigned SIMD, bool IMAGE_STAT>
+void attention_planes(const int64_t a[H][N][N], int64_t thr1, const int32_t plane_ratio[G],
+                      ap_uint<SIMD> rows[G][H][N][ceil_div(N, SIMD)], unsigned long& iters) {
+    static_assert(G >= 1 && G <= 8, "attention_planes: 1 <= G <= 8");
+    const unsigned SF = ceil_div(N, SIMD);
+    int64_t amax[H][N];
+    int64_t gmax = 0;
+
+    for (unsigned long i = 0; i < (unsigned long)G * H * N * SF; ++i) {
+#pragma HLS PIPELINE II=1
+        rows[i / (H * N * SF)][(i / (N * SF)) % H][(i / SF) % N][i % SF] = 0;
+        GSB_COUNT_ITER(iters);
+    }
+    for (unsigned long i = 0; i < (unsigned long)H * N * N; ++i) {
+#pragma HLS PIPELINE II=1
+        const unsigned h = i / (N * N), q = (i / N) % N, j = i % N;
+        const int64_t v = a[h][q][j];
+        if (j == 0 || v > amax[h][q]) amax[h][q] = v;
+        if (i == 0 || v > gmax) gmax = v;
+        GSB_COUNT_ITER(iters);
+    }
+    for (unsigned long i = 0; i < (unsigned long)H * N * N; ++i) {
+#pragma HLS PIPELINE II=1
+        const unsigned h = i / (N * N), q = (i / N) % N, j = i % N;
+        const int64_t v = a[h][q][j];
+        const int64_t mx = IMAGE_STAT ? gmax : amax[h][q];
+        rows[0][h][q][j / SIMD][j % SIMD] = v >= thr1;
+        for (unsigned p = 1; p < G; ++p) {
+#pragma HLS UNROLL
+            rows[p][h][q][j / SIMD][j % SIMD] = 256 * v > int64_t(plane_ratio[p]) * mx;
+        }
+        GSB_COUNT_ITER(iters);
+    }
+}
+
+}  // namespace gsb
+
+#endif  // GSB_ATTENTION_PLANES_HPP

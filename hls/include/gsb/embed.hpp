@@ -1,0 +1,76 @@
+/**
+ * gsb/embed.hpp: the 8-bit patch embedding around its MVAU (docs/integer_model.md §2).
+ *
+ *   im2col       the image (int8 [Cin][I][I], C order) -> per patch t (row-major over the
+ *                patch grid) ceil(K/SIMD) words of SIMD int8 lanes, K = Cin*P*P elements in
+ *                (c, ky, kx) order: the input of mvau<K, E, SIMD, PE, Int8Mode>.
+ *                Timing: T * ceil(K/SIMD) iterations.
+ *   patch_embed  the residual stream X (one int32 per word, token-major, N = T + 2 tokens):
+ *                X[0|1, e] = tokens[0|1][e] + pos[0|1][e]
+ *                X[2+t, e] = ((acc*mult[e] + bias[e] + 2^(shift-1)) >> shift) + pos[2+t][e]
+ *                from the raw accumulators (E/PE words of PE int32 lanes per patch).
+ *                C-simulation checks that X fits int32 (an error naming `embed`, never a wrap).
+ *                Timing: N * E iterations.
+ */
+#ifndef GSB_EMBED_HPP
+#define GSB_EMBED_HPP
+
+#include <ap_int.h>
+
+#include <cstdint>
+
+#include "gsb/common.hpp"
+#include "gsb/int8_ops.hpp"
+#include "gsb/stream.hpp"
+
+namespace gsb {
+
+template <unsigned CIN, unsigned IMG, unsigned P, unsigned SIMD>
+void im2col(const int8_t image[CIN * IMG * IMG], stream<ap_uint<8 * SIMD>>& out, unsigned long& iters) {
+    static_assert(IMG % P == 0, "im2col: the image side must be a multiple of the patch size");
+    const unsigned GRID = IMG / P, K = CIN * P * P, SF = ceil_div(K, SIMD);
+    for (unsigned long i = 0; i < (unsigned long)GRID * GRID * SF; ++i) {
+#pragma HLS PIPELINE II=1
+        const unsigned t = i / SF, sf = i % SF, py = t / GRID, px = t % GRID;
+        ap_uint<8 * SIMD> word = 0;
+        for (unsigned l = 0; l < SIMD; ++l) {
+#pragma HLS UNROLL
+            const unsigned k = sf * SIMD + l;
+            if (k < K) {
+                const unsigned c = k / (P * P), ky = (k / P) % P, kx = k % P;
+                set_int8_lane(word, l, image[(c * IMG + py * P + ky) * IMG + px * P + kx]);
+            }
+        }
+        out.write(word);
+        GSB_COUNT_ITER(iters);
+    }
+}
+
+template <unsigned N, unsigned E, unsigned PE>
+void patch_embed(stream<vec<int32_t, PE>>& acc, const int32_t tokens[2][E], const int32_t pos[N][E],
+                 const int64_t mult[E], const int64_t bias[E], unsigned shift, stream<int32_t>& x,
+                 unsigned long& iters) {
+    static_assert(E % PE == 0, "patch_embed: PE must divide E");
+    GSB_CHECK(shift >= 1 && shift <= 62, "embed: requantization shift " << shift << " outside 1..62");
+    const int64_t half = int64_t(1) << (shift - 1);
+    vec<int32_t, PE> word = {};
+    for (unsigned long i = 0; i < (unsigned long)N * E; ++i) {
+#pragma HLS PIPELINE II=1
+        const unsigned t = i / E, c = i % E;
+        int64_t v;
+        if (t < 2) {
+            v = int64_t(tokens[t][c]) + pos[t][c];
+        } else {
+            if (c % PE == 0) word = acc.read();
+            v = ((int64_t(word[c % PE]) * mult[c] + bias[c] + half) >> shift) + pos[t][c];
+        }
+        GSB_CHECK(v >= INT32_MIN && v <= INT32_MAX,
+                  "embed: residual stream overflows int32 at token " << t << ", channel " << c << " (value " << v << ")");
+        x.write(int32_t(v));
+        GSB_COUNT_ITER(iters);
+    }
+}
+
+}  // namespace gsb
+
+#endif  // GSB_EMBED_HPP

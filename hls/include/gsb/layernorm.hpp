@@ -1,0 +1,167 @@
+/**
+ * gsb/layernorm.hpp: the integer LayerNorms of the model (docs/integer_model.md §3, §9).
+ *
+ * Per token of E int32 values X_c (the residual stream, one value per stream word):
+ *   S1 = sum X_c, S2 = sum X_c^2, D_c = E*X_c - S1, V = E*S2 - S1^2 + ln_eps, sigma = isqrt(V)
+ *
+ *   layernorm_bits   (norm1 -> qkv input, norm2 -> fc1 input):
+ *                    bit_c = sign_c * D_c * 2^ln >= thr_c * sigma, packed into SIMD-bit words
+ *                    (the next MVAU's input words; pad bits 0)
+ *   final_layernorm  (tokens 0 and 1 -> the two 8-bit heads):
+ *                    q_c = clamp(floor((2*num + den) / (2*den)), -128, 127),
+ *                    num = gain_c*D_c + offset_c*sigma, den = sigma * 2^k,
+ *                    packed as int8 lanes (gsb/int8_ops.hpp); tokens >= 2 are read and dropped
+ *
+ * isqrt64 is the exact bit-by-bit (digit-by-digit) floor square root: 32 iterations, one
+ * result bit each, shifts/compares/subtracts only.
+ *
+ * Overflow (spec §1, run-time checks): a token with E*S2 + ln_eps >= 2^62 is an error, never
+ * a wrap.  S2 is accumulated in int64 saturating just above `s2_max` = the largest S2 with
+ * E*S2 + ln_eps < 2^62 (computed by the generator), and C-simulation throws naming the layer
+ * and token.  Under that bound every other intermediate fits int64 (spec §1).
+ *
+ * Timing (elementwise stage, not part of the cycle model): per token E + 32 + E iterations
+ * (statistics, isqrt, output); `iters` counts them.
+ */
+#ifndef GSB_LAYERNORM_HPP
+#define GSB_LAYERNORM_HPP
+
+#include <ap_int.h>
+
+#include <cstdint>
+
+#include "gsb/common.hpp"
+#include "gsb/int8_ops.hpp"
+#include "gsb/stream.hpp"
+
+namespace gsb {
+
+/** floor(sqrt(v)) of a non-negative int64, bit by bit (32 iterations, exact). */
+inline int64_t isqrt64(int64_t v, unsigned long& iters) {
+    GSB_CHECK(v >= 0, "isqrt64 of a negative number " << v);
+    uint64_t rem = uint64_t(v), root = 0, bit = uint64_t(1) << 62;
+    for (unsigned i = 0; i < 32; ++i) {
+#pragma HLS PIPELINE II=1
+        if (rem >= root + bit) {
+            rem -= root + bit;
+            root = (root >> 1) + bit;
+        } else {
+            root >>= 1;
+        }
+        bit >>= 2;
+        GSB_COUNT_ITER(iters);
+    }
+    return int64_t(root);
+}
+
+/** floor(a / b) for b > 0 (C++ division truncates toward zero). */
+inline int64_t floor_div(int64_t a, int64_t b) {
+#pragma HLS INLINE
+    const int64_t q = a / b;
+    return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+/** One token's statistics: S1 and sigma = isqrt(V). */
+struct ln_stats {
+    int64_t s1;
+    int64_t sigma;
+};
+
+/**
+ * Read one token (E values) into buf and return S1 and sigma.
+ * `where` and `token` only name the offender in the overflow error.
+ */
+template <unsigned E>
+ln_stats layernorm_stats(stream<int32_t>& x, int32_t buf[E], int64_t ln_eps, int64_t s2_max,
+                            const char* where, unsigned token, unsigned long& iters) {
+    int64_t s1 = 0, s2 = 0;
+    bool too_big = s2_max < 0;
+    for (unsigned c = 0; c < E; ++c) {
+#pragma HLS PIPELINE II=1
+        const int32_t v = x.read();
+        buf[c] = v;
+        s1 += v;
+        // v^2 <= 2^62 and s2 <= s2_max < 2^62 before the add: no int64 overflow
+        s2 += int64_t(v) * int64_t(v);
+        if (s2 > s2_max) {
+            too_big = true;
+            s2 = s2_max < 0 ? 0 : s2_max;  // saturate; the token is an error anyway
+        }
+        GSB_COUNT_ITER(iters);
+    }
+    GSB_CHECK(!too_big, where << ": LayerNorm E*S2 + ln_eps reaches 2^62 at token " << token);
+    (void)where;
+    (void)token;
+    ln_stats st;
+    st.s1 = s1;
+    st.sigma = isqrt64(int64_t(E) * s2 - s1 * s1 + ln_eps, iters);
+    return st;
+}
+
+/** norm -> binarizer: SIMD-bit words, ceil(E/SIMD) per token. */
+template <unsigned E, unsigned SIMD>
+void layernorm_bits(stream<int32_t>& x, stream<ap_uint<SIMD>>& out, const int8_t sign[E], const int64_t thr[E],
+                    unsigned ln_shift, int64_t ln_eps, int64_t s2_max, unsigned tokens, const char* where,
+                    unsigned long& iters) {
+    static_assert(E > 0 && SIMD > 0, "layernorm_bits: empty shape");
+    int32_t buf[E];
+    const int64_t scale = int64_t(1) << ln_shift;
+    for (unsigned t = 0; t < tokens; ++t) {
+        const ln_stats st = layernorm_stats<E>(x, buf, ln_eps, s2_max, where, t, iters);
+        ap_uint<SIMD> word = 0;
+        for (unsigned c = 0; c < E; ++c) {
+#pragma HLS PIPELINE II=1
+            const int64_t d = int64_t(E) * buf[c] - st.s1;
+            word[c % SIMD] = int64_t(sign[c]) * d * scale >= thr[c] * st.sigma;
+            if (c % SIMD == SIMD - 1 || c == E - 1) {
+                out.write(word);
+                word = 0;
+            }
+            GSB_COUNT_ITER(iters);
+        }
+    }
+}
+
+/**
+ * Final LayerNorm of tokens 0 and 1 into the 8-bit head inputs: gain[0]/offset[0] for
+ * token 0 (norm), gain[1]/offset[1] for token 1 (head_dist_norm).  Reads all `tokens`
+ * tokens of the residual stream; writes ceil(E/SIMD) int8-lane words per head token.
+ */
+template <unsigned E, unsigned SIMD>
+void final_layernorm(stream<int32_t>& x, stream<ap_uint<8 * SIMD>>& out, const int64_t gain[2][E],
+                     const int64_t offset[2][E], unsigned k, int64_t ln_eps, int64_t s2_max, unsigned tokens,
+                     unsigned long& iters) {
+    static_assert(E > 0 && SIMD > 0, "final_layernorm: empty shape");
+    static const char* const names[2] = {"norm", "head_dist_norm"};
+    int32_t buf[E];
+    for (unsigned t = 0; t < tokens; ++t) {
+        if (t >= 2) {  // patch tokens: not used by the heads
+            for (unsigned c = 0; c < E; ++c) {
+#pragma HLS PIPELINE II=1
+                (void)x.read();
+                GSB_COUNT_ITER(iters);
+            }
+            continue;
+        }
+        const ln_stats st = layernorm_stats<E>(x, buf, ln_eps, s2_max, names[t], t, iters);
+        const int64_t den = st.sigma * (int64_t(1) << k);
+        ap_uint<8 * SIMD> word = 0;
+        for (unsigned c = 0; c < E; ++c) {
+#pragma HLS PIPELINE II=1
+            const int64_t d = int64_t(E) * buf[c] - st.s1;
+            const int64_t num = gain[t][c] * d + offset[t][c] * st.sigma;
+            int64_t q = floor_div(2 * num + den, 2 * den);
+            q = q < -128 ? -128 : (q > 127 ? 127 : q);
+            set_int8_lane(word, c % SIMD, int32_t(q));
+            if (c % SIMD == SIMD - 1 || c == E - 1) {
+                out.write(word);
+                word = 0;
+            }
+            GSB_COUNT_ITER(iters);
+        }
+    }
+}
+
+}  // namespace gsb
+
+#endif  // GSB_LAYERNORM_HPP

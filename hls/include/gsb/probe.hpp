@@ -1,0 +1,136 @@
+/**
+ * gsb/probe.hpp: C-simulation probes of a generated top function (never synthesized).
+ *
+ * The generated top function takes a gsb::Probe* in C-simulation.  After each kernel it
+ * records the kernel's output under its gsbsim trace name (docs/integer_model.md §12), as
+ * int64 values in the golden layout of one image (no batch axis), and the kernel's
+ * pipelined-iteration count: matrix layers under the cycle model's layer names
+ * (`patch`, `blocks.{i}.qkv`, ..., `head`), elementwise stages under their own names.
+ * Recording reads stream contents without consuming them (gsb::stream::contents), so the
+ * dataflow itself is the same with and without a probe.
+ */
+#ifndef GSB_PROBE_HPP
+#define GSB_PROBE_HPP
+
+#ifdef __SYNTHESIS__
+#error "gsb/probe.hpp is a C-simulation helper and cannot be synthesized"
+#endif
+
+#include <ap_int.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gsb/common.hpp"
+#include "gsb/int8_ops.hpp"
+#include "gsb/mvau.hpp"
+#include "gsb/stream.hpp"
+
+namespace gsb {
+
+struct Probe {
+    std::map<std::string, std::vector<int64_t>> tensors;  // trace name -> values, golden C order
+    std::map<std::string, unsigned long> layer_iters;     // matrix layer -> pipelined iterations
+    std::map<std::string, unsigned long> stage_iters;     // elementwise stage -> iterations
+    std::vector<std::string> stage_order;                 // stages in execution order
+
+    void put(const std::string& name, std::vector<int64_t> values) { tensors[name] = std::move(values); }
+    void layer(const std::string& name, unsigned long n) { layer_iters[name] += n; }
+    void stage(const std::string& name, unsigned long n) {
+        if (!stage_iters.count(name)) stage_order.push_back(name);
+        stage_iters[name] += n;
+    }
+};
+
+namespace trace {
+
+/** One value per stream word. */
+template <typename T>
+std::vector<int64_t> scalars(const stream<T>& s) {
+    std::vector<int64_t> out;
+    for (const T& v : s.contents()) out.push_back(int64_t(v));
+    return out;
+}
+
+/** PE lanes per stream word, in lane order. */
+template <typename T, unsigned PE>
+std::vector<int64_t> lanes(const stream<vec<T, PE>>& s) {
+    std::vector<int64_t> out;
+    for (const vec<T, PE>& w : s.contents())
+        for (unsigned pe = 0; pe < PE; ++pe) out.push_back(int64_t(w[pe]));
+    return out;
+}
+
+/** The first k bits of ceil(k/SIMD) consecutive words (bit i of word i/SIMD). */
+template <unsigned SIMD>
+void append_bits(std::vector<int64_t>& out, const ap_uint<SIMD>* words, unsigned k) {
+    for (unsigned i = 0; i < k; ++i) out.push_back(words[i / SIMD][i % SIMD] ? 1 : 0);
+}
+
+/** Vectors of k bits, ceil(k/SIMD) words each. */
+template <unsigned SIMD>
+std::vector<int64_t> bits(const stream<ap_uint<SIMD>>& s, unsigned k) {
+    const std::vector<ap_uint<SIMD>> words = s.contents();
+    const unsigned sf = ceil_div(k, SIMD);
+    GSB_CHECK(words.size() % sf == 0, "trace: stream '" << s.name() << "' holds " << words.size()
+                                                         << " words, not a whole number of vectors");
+    std::vector<int64_t> out;
+    for (std::size_t v = 0; v < words.size(); v += sf) append_bits<SIMD>(out, &words[v], k);
+    return out;
+}
+
+/** Vectors of k int8 lanes, ceil(k/SIMD) words of SIMD lanes each. */
+template <unsigned SIMD>
+std::vector<int64_t> int8_lanes(const stream<ap_uint<8 * SIMD>>& s, unsigned k) {
+    const std::vector<ap_uint<8 * SIMD>> words = s.contents();
+    const unsigned sf = ceil_div(k, SIMD);
+    std::vector<int64_t> out;
+    for (std::size_t v = 0; v + sf <= words.size(); v += sf)
+        for (unsigned i = 0; i < k; ++i) out.push_back(int8_lane(words[v + i / SIMD], i % SIMD));
+    return out;
+}
+
+/** A C-order array of n values. */
+template <typename T>
+std::vector<int64_t> flat(const T* data, std::size_t n) {
+    std::vector<int64_t> out(n);
+    for (std::size_t i = 0; i < n; ++i) out[i] = int64_t(data[i]);
+    return out;
+}
+
+/** Rows of bits: rows[r][sf] words, the first k bits of each row. */
+template <unsigned SIMD, unsigned SF>
+std::vector<int64_t> bit_rows(const ap_uint<SIMD> (*rows)[SF], std::size_t n_rows, unsigned k) {
+    std::vector<int64_t> out;
+    for (std::size_t r = 0; r < n_rows; ++r) append_bits<SIMD>(out, rows[r], k);
+    return out;
+}
+
+/**
+ * Matrices stored as FINN weight tiles (mvau_shape<MW, MH, SIMD, PE>), `count` of them
+ * back to back, unpacked to [count][MH][MW] (transposed = false) or [count][MW][MH] (true).
+ */
+template <unsigned MW, unsigned MH, unsigned SIMD, unsigned PE>
+std::vector<int64_t> tiles(const ap_uint<SIMD> (*t)[mvau_shape<MW, MH, SIMD, PE>::TILES], std::size_t count,
+                           bool transposed) {
+    typedef mvau_shape<MW, MH, SIMD, PE> shape;
+    std::vector<int64_t> out;
+    for (std::size_t m = 0; m < count; ++m) {
+        const ap_uint<SIMD>(*lane)[shape::TILES] = t + m * PE;
+        const unsigned outer = transposed ? MW : MH, inner = transposed ? MH : MW;
+        for (unsigned a = 0; a < outer; ++a)
+            for (unsigned b = 0; b < inner; ++b) {
+                const unsigned r = transposed ? b : a, c = transposed ? a : b;
+                out.push_back(lane[shape::lane(r)][shape::tile(r, c)][shape::bit(c)] ? 1 : 0);
+            }
+    }
+    return out;
+}
+
+}  // namespace trace
+}  // namespace gsb
+
+#endif  // GSB_PROBE_HPP

@@ -1,0 +1,71 @@
+/**
+ * gsb/softmax.hpp: the integer softmax with attention bias (docs/integer_model.md §5).
+ *
+ * Per head h and query row i of the scores (read as N/PE words of PE int32 lanes):
+ *   smax = max_j sc[j];  m_j = (smax - sc[j]) / 2   (an integer in [0, d]: one row's scores
+ *   share the parity of d);  e_j = exp_lut[m_j];  Z = sum_j e_j;
+ *   R = floor(2^recip / Z)                            (the one reciprocal of the row)
+ *   P_j = (e_j * R + 2^(recip-prob-1)) >> (recip-prob)
+ *   A_j = P_j + att_bias[h][i][j]                      (int64, fixed point 2^-prob)
+ * Output: a[h][i][j], the buffer gsb/attention_planes.hpp reads (its statistic may need the
+ * whole image).  exp_lut[0] = 2^prob >= 1, so Z >= 1; every e_j*R <= 2^recip <= 2^62.
+ * Timing (elementwise): per row N/PE (read, max) + N (exp, sum) + 1 (reciprocal) + N (scale,
+ * bias) iterations in `iters`.
+ */
+#ifndef GSB_SOFTMAX_HPP
+#define GSB_SOFTMAX_HPP
+
+#include <cstdint>
+
+#include "gsb/common.hpp"
+#include "gsb/stream.hpp"
+
+namespace gsb {
+
+template <unsigned H, unsigned N, unsigned D, unsigned PE>
+void softmax(stream<vec<int32_t, PE>>& scores, const int64_t exp_lut[D + 1], const int32_t att_bias[H][N][N],
+             unsigned prob, unsigned recip, int64_t a[H][N][N], unsigned long& iters) {
+    static_assert(N % PE == 0, "softmax: PE must divide N");
+    GSB_CHECK(recip > prob && recip <= 62, "softmax: need prob < recip <= 62, got prob " << prob << ", recip " << recip);
+    const unsigned down = recip - prob;
+    const int64_t half = int64_t(1) << (down - 1);
+    int32_t row[N];
+    int64_t e[N];
+    for (unsigned h = 0; h < H; ++h) {
+        for (unsigned i = 0; i < N; ++i) {
+            int32_t smax = 0;
+            for (unsigned f = 0; f < N / PE; ++f) {
+#pragma HLS PIPELINE II=1
+                const vec<int32_t, PE> w = scores.read();
+                for (unsigned pe = 0; pe < PE; ++pe) {
+#pragma HLS UNROLL
+                    row[f * PE + pe] = w[pe];
+                    if ((f == 0 && pe == 0) || w[pe] > smax) smax = w[pe];
+                }
+                GSB_COUNT_ITER(iters);
+            }
+            int64_t z = 0;
+            for (unsigned j = 0; j < N; ++j) {
+#pragma HLS PIPELINE II=1
+                const int32_t twice_m = smax - row[j];
+                GSB_CHECK(twice_m >= 0 && twice_m % 2 == 0 && twice_m / 2 <= int32_t(D),
+                          "softmax: head " << h << " row " << i << ": score " << row[j] << " and row max " << smax
+                                           << " differ by " << twice_m << " (must be even, at most 2d)");
+                e[j] = exp_lut[twice_m / 2];
+                z += e[j];
+                GSB_COUNT_ITER(iters);
+            }
+            const int64_t r = (int64_t(1) << recip) / z;
+            GSB_COUNT_ITER(iters);
+            for (unsigned j = 0; j < N; ++j) {
+#pragma HLS PIPELINE II=1
+                a[h][i][j] = ((e[j] * r + half) >> down) + att_bias[h][i][j];
+                GSB_COUNT_ITER(iters);
+            }
+        }
+    }
+}
+
+}  // namespace gsb
+
+#endif  // GSB_SOFTMAX_HPP
