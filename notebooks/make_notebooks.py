@@ -60,6 +60,38 @@ LUTs on layers that are not the bottleneck: FINN balances per-layer foldings, an
 folding file (`gsbsim run --folding FILE`)."""),
 ]
 
+WALKTHROUGH = [
+    new_markdown_cell("""# The whole chain on digits: train → export → simulate → costs → HLS C-sim
+
+Each step is the command a user would type (`python -m reference.train`, `python -m
+reference.export`, `gsbsim run`, `gsbsim hls`, `gsbsim csim`), called here through the same
+`main` functions. With `GSBSIM_NB_SMALL=1` (the tests) training is cut to one epoch on a subset."""),
+    new_code_cell("""import json, os
+from pathlib import Path
+import numpy as np
+from reference import train, export, agreement
+from gsbsim import cli
+
+SMALL = os.environ.get("GSBSIM_NB_SMALL") == "1"
+out = Path("runs_nb/digits")
+quick = ["--epochs", "1", "--limit-train", "128"] if SMALL else []"""),
+    new_markdown_cell("## 1. Train teacher → stage 1 → stage 2 (DeiT hard distillation)"),
+    new_code_cell("""assert train.main(["--stage", "all", "--out", str(out), "--no-progress", *quick]) == 0
+for stage in ("teacher", "stage1", "stage2"):
+    s = json.loads((out / stage / "summary.json").read_text())
+    print(f"{stage:8s} val {s['best_val_acc']:.2f}%  test {s['test_acc']:.2f}%")"""),
+    new_markdown_cell("## 2. Export the integer model and check it against the float model"),
+    new_code_cell("""ckpt, model = str(out / "stage2" / "best.pt"), str(out / "model.npz")
+assert export.main(["--checkpoint", ckpt, "--out", model]) == 0
+assert agreement.main(["--checkpoint", ckpt, "--model", model, "--layers", "16"]) == 0"""),
+    new_markdown_cell("## 3. Bit-exact simulation and the cost report"),
+    new_code_cell("""assert cli.main(["run", "--model", model, "--count-ops", "--plot", "costs.png"]) == 0"""),
+    new_markdown_cell("## 4. HLS project and C-simulation, bit-exact against gsbsim"),
+    new_code_cell("""prj = str(out / "hls")
+assert cli.main(["hls", "--model", model, "--out", prj, "--pe", "4", "--simd", "16"]) == 0
+assert cli.main(["csim", prj, "--images", "2" if SMALL else "8"]) == 0"""),
+]
+
 
 def write(name: str, cells) -> Path:
     nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
@@ -70,5 +102,5 @@ def write(name: str, cells) -> Path:
 
 
 if __name__ == "__main__":
-    for name, cells in (("hardware_costs.ipynb", HARDWARE),):
+    for name, cells in (("hardware_costs.ipynb", HARDWARE), ("walkthrough.ipynb", WALKTHROUGH)):
         print("wrote", write(name, cells))
