@@ -7,6 +7,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 OUT    ?= runs/digits
 
+# One BLAS/OpenMP thread: this model's ops are tiny, so a 2nd thread gains ~8% on an idle
+# 2-core machine but costs 10x or more as soon as anything else runs (numba, g++).
+export OMP_NUM_THREADS ?= 1
+
 .PHONY: setup demo test clean
 
 $(STAMP): setup.cfg
