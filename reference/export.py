@@ -26,7 +26,14 @@ from .presets import get_preset
 FORMAT_VERSION = 1
 SHIFTS = {"patch": 16, "resid": 16, "head_ln": 12, "logit": 16, "value": 8, "prob": 16, "recip": 48,
           "ctx": 24, "ln": 16}
-RESID_TARGET_BITS = 20  # calibration picks F so that max|x| * 2^F stays below 2^20 (int32 headroom)
+# calibration picks F so that 4 * max|x| * 2^F <= 2^22: then E*S2 < 2^62 (exact isqrt) and
+# D*2^16 < 2^48 even for E = 768, and the residual keeps 9 bits of int32 headroom; finer
+# than that gains nothing, coarser makes float ties flip (the cls/dist tokens' LayerNorm is
+# the same for every image, so one tie there flips every image's answer)
+RESID_TARGET_BITS = 22
+# methods (config.METHODS) whose stage-2 model maps onto this integer model; 'bit' is gsb with one
+# group, 'sign' one group with zero shifts, running-mean scales and the attention threshold 1/N
+EXPORTABLE_METHODS = ("gsb", "bit", "sign")
 
 
 class ExportError(Exception):
@@ -55,6 +62,23 @@ def _in_scale(linear) -> float:
     return float(linear.act_q.scales())
 
 
+def _shift(move, size: int) -> np.ndarray:
+    """A learnable shift flattened to `size` values; zeros where the method has none (sign)."""
+    return _np(move.bias).reshape(size) if move is not None else np.zeros(size)
+
+
+def _attention_scales(at, n_tok: int) -> tuple[np.ndarray, np.ndarray, np.int64]:
+    """(attention plane scales, value plane scales, a.thr1) of a block's attention.
+
+    gsb/bit: the GSB scales and thr1 = ceil(a1*2^(prob-1)) (A >= a1/2); sign: the {0, 1} plane
+    1[A >= 1/N] with scale 1 (thr1 = ceil(2^prob/N)) and V's running-mean scale.
+    """
+    if hasattr(at, "a_gsb"):
+        a_scales = _np(at.a_gsb.scales())
+        return a_scales, _np(at.v_gsb.scales()), np.int64(_ceil_int(a_scales[0] * 2.0 ** (SHIFTS["prob"] - 1)))
+    return np.ones(1), _np(at.v_bin.scales()).reshape(1), np.int64(_ceil_int(2.0 ** SHIFTS["prob"] / n_tok))
+
+
 def _ln_sign_thresholds(norm, shift: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
     """LayerNorm + shift + sign -> sign(gamma)*D*2^ln >= thr*sigma (spec §3)."""
     gamma, beta = _np(norm.weight), _np(norm.bias)
@@ -81,7 +105,7 @@ def _fc1_thresholds(fc1, fc2, hidden: int, dim: int) -> tuple[np.ndarray, np.nda
     acc = np.arange(-dim, dim + 1, dtype=np.float64)
     f = torch.from_numpy(ab * acc[None, :] + _np(fc1.bias)[:, None])
     g = torch.nn.functional.gelu(f).clamp(-GELU_CLIP, GELU_CLIP).numpy()
-    on = g + _np(fc2.move.bias)[:, None] >= _in_scale(fc2) / 2
+    on = g + _shift(fc2.move, hidden)[:, None] >= _in_scale(fc2) / 2
     hi = np.full(hidden, dim + 1, dtype=np.int64)
     lo = np.full(hidden, -dim - 1, dtype=np.int64)
     for o in range(hidden):
@@ -102,27 +126,28 @@ def _requant(scale: float, bias: np.ndarray, frac_bits: int) -> tuple[np.ndarray
     return np.int64(round_half_up(scale * 2.0 ** s)), _fixed(bias, s)
 
 
-def _export_block(blk: BinaryBlock, dim: int, frac_bits: int) -> dict[str, np.ndarray]:
+def _export_block(blk: BinaryBlock, dim: int, n_tok: int, frac_bits: int) -> dict[str, np.ndarray]:
     at, mlp = blk.attn, blk.mlp
     d = at.head_dim
     out: dict[str, np.ndarray] = {}
-    out["ln1.sign"], out["ln1.thr"] = _ln_sign_thresholds(blk.norm1, _np(at.qkv.move.bias), dim)
-    out["ln2.sign"], out["ln2.thr"] = _ln_sign_thresholds(blk.norm2, _np(mlp.fc1.move.bias), dim)
+    out["ln1.sign"], out["ln1.thr"] = _ln_sign_thresholds(blk.norm1, _shift(at.qkv.move, dim), dim)
+    out["ln2.sign"], out["ln2.thr"] = _ln_sign_thresholds(blk.norm2, _shift(mlp.fc1.move, dim), dim)
 
     out["qkv.weight"], beta = _binary_weight(at.qkv)
     ab = _in_scale(at.qkv) * beta
     bias = _np(at.qkv.bias).reshape(3, dim)
-    out["q.thr"] = _acc_threshold(bias[0] + _np(at.q_move.bias).reshape(dim), ab, dim)
-    out["k.thr"] = _acc_threshold(bias[1] + _np(at.k_move.bias).reshape(dim), ab, dim)
-    out["v.offset"] = _fixed((bias[2] + _np(at.v_move.bias).reshape(dim)) / ab, SHIFTS["value"])
+    moves = [getattr(at, name, None) for name in ("q_move", "k_move", "v_move")]
+    out["q.thr"] = _acc_threshold(bias[0] + _shift(moves[0], dim), ab, dim)
+    out["k.thr"] = _acc_threshold(bias[1] + _shift(moves[1], dim), ab, dim)
+    out["v.offset"] = _fixed((bias[2] + _shift(moves[2], dim)) / ab, SHIFTS["value"])
 
     c = float(at.q_bin.scales()) * float(at.k_bin.scales()) / math.sqrt(d)
     out["exp_lut"] = _fixed(np.exp(-2.0 * c * np.arange(d + 1)), SHIFTS["prob"])
-    out["att_bias"] = _fixed(_np(at.att_bias.bias), SHIFTS["prob"]).astype(np.int32)
-    a_scales, v_scales = _np(at.a_gsb.scales()), _np(at.v_gsb.scales())
-    out["a.thr1"] = np.int64(_ceil_int(a_scales[0] * 2.0 ** (SHIFTS["prob"] - 1)))
+    att_bias = _np(at.att_bias.bias) if hasattr(at, "att_bias") else np.zeros((at.num_heads, n_tok, n_tok))
+    out["att_bias"] = _fixed(att_bias, SHIFTS["prob"]).astype(np.int32)
+    a_scales, v_scales, out["a.thr1"] = _attention_scales(at, n_tok)
     out["ctx.scale"] = _fixed(np.outer(a_scales, v_scales), SHIFTS["ctx"])
-    out["proj.in_thr"] = _ceil_int(-_np(at.proj.move.bias) * 2.0 ** SHIFTS["ctx"])
+    out["proj.in_thr"] = _ceil_int(-_shift(at.proj.move, dim) * 2.0 ** SHIFTS["ctx"])
 
     out["proj.weight"], beta = _binary_weight(at.proj)
     out["proj.mult"], out["proj.bias"] = _requant(_in_scale(at.proj) * beta, _np(at.proj.bias), frac_bits)
@@ -138,7 +163,7 @@ def _export_head(model: BinaryDeiT, head, frac_bits: int) -> dict[str, np.ndarra
     k = SHIFTS["head_ln"]
     ax = float(head.act_q.scales())
     gain = _fixed(_np(model.norm.weight) / ax, k)
-    offset = _fixed((_np(model.norm.bias) + _np(head.move.bias)) / ax, k)
+    offset = _fixed((_np(model.norm.bias) + _np(head.move.bias)) / ax, k)  # heads keep their shift in every method
     q, aw = head.weight_q.int_repr(head.weight)
     mult = np.int64(round_half_up(ax * float(aw) / 2 * 2.0 ** SHIFTS["logit"]))
     return {"gain": gain, "offset": offset, "weight": q.numpy().astype(np.int8), "mult": mult}
@@ -162,10 +187,12 @@ def calibrate_frac_bits(model: BinaryDeiT, images: torch.Tensor) -> int:
 
 @torch.no_grad()
 def export(model: BinaryDeiT, calib_images: torch.Tensor, preset: str, source: str) -> tuple[dict, dict]:
-    """Return (header, arrays) of the integer model of a stage-2 student."""
+    """Return (header, arrays) of the integer model of a stage-2 student (methods EXPORTABLE_METHODS)."""
     if not isinstance(model, BinaryDeiT) or model.cfg.stage != 2:
         raise ExportError("only a stage-2 (fully binary) student can be exported to the integer model")
     cfg = model.cfg
+    if cfg.method not in EXPORTABLE_METHODS:
+        raise ExportError(f"method {cfg.method} has no integer model yet (docs/integer_model.md)")
     if cfg.mask_stat == "batch":
         raise ExportError("mask statistic 'batch' makes an image's answer depend on its batch; "
                           "export supports 'row' and 'image' (train with --mask-stat row or image)")
@@ -187,7 +214,7 @@ def export(model: BinaryDeiT, calib_images: torch.Tensor, preset: str, source: s
     tokens = np.concatenate([_np(model.cls_token)[0], _np(model.dist_token)[0]], axis=0)
     arrays["tokens"] = _fixed(tokens, frac_bits).astype(np.int32)
     for i, blk in enumerate(model.blocks):
-        for name, value in _export_block(blk, dim, frac_bits).items():
+        for name, value in _export_block(blk, dim, n_tok, frac_bits).items():
             arrays[f"blocks.{i}.{name}"] = value
     main, dist = _export_head(model, model.head, frac_bits), _export_head(model, model.head_dist, frac_bits)
     arrays["norm.gain"], arrays["norm.offset"] = main["gain"], main["offset"]
