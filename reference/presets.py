@@ -36,6 +36,8 @@ class Preset:
     dataset: str = "digits"
     recipes: dict = field(default_factory=dict)
     augment: bool = True  # train-time augmentation of the dataset (reference/data.py)
+    distill: str = "hard"  # knowledge distillation of the student stages (DeiT hard by default)
+    tau: float = 1.0
 
     def recipe(self, stage: str) -> Recipe:
         if stage not in STAGES:
@@ -66,8 +68,11 @@ PRESETS: dict[str, Preset] = {
         # steps to converge (90.5% vs 97.8% val after 30 epochs, same recipe; README)
         # no augmentation: a 1-pixel shift moves a quarter of a 4x4 patch and, in this short
         # recipe, left the teacher underfitting (92% val with it, README)
+        # soft distillation: the teacher fits the training set, so its arg-max is the label and
+        # hard KD adds nothing; soft KD at tau 4 carries its dark knowledge (stage 2: 95.8% vs
+        # 93.3% best val, README)
         name="digits", img_size=8, patch_size=4, embed_dim=96, depth=4, num_heads=3,
-        dataset="digits", augment=False,
+        dataset="digits", augment=False, distill="soft", tau=4.0,
         recipes={
             "teacher": Recipe(epochs=30, batch_size=32, lr=2e-3, warmup_epochs=2),
             "stage1": Recipe(epochs=20, batch_size=32, lr=2e-3, warmup_epochs=2),

@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 
 from .checkpoint import (CHECKPOINT_KEYS, CheckpointError, capture_rng, load_checkpoint, load_model, load_weights,
                          preset_to_dict, restore_rng, save_checkpoint, write_text_atomic)
+from .config import METHODS
 from .distill import DISTILL_KINDS, TrainLoss, student_logits
 from .metrics import append_jsonl, format_table, percent, plot_curves, top1_correct, truncate_jsonl
 
@@ -110,16 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random seed (default 0); epoch e shuffles with seed + e")
 
     g = p.add_argument_group("distillation (student stages)")
-    g.add_argument("--distill", choices=DISTILL_KINDS, default="hard",
-                   help="hard (default): CE to the teacher's arg-max on the distillation head; soft: KL to the "
+    g.add_argument("--distill", choices=DISTILL_KINDS, default=None,
+                   help="default: the preset's (hard for the paper presets, soft for digits); hard: CE to the teacher's arg-max on the distillation head; soft: KL to the "
                         "teacher's softened logits; none: CE to the labels on both heads")
     g.add_argument("--distill-alpha", type=float, default=0.5, metavar="A",
                    help="weight a of the distillation term: (1-a)*CE(cls, y) + a*distill (default 0.5)")
-    g.add_argument("--tau", type=float, default=1.0, help="temperature of soft distillation (default 1.0)")
+    g.add_argument("--tau", type=float, default=None,
+                   help="temperature of soft distillation (default: the preset's; 1.0 for the paper presets)")
     g.add_argument("--smoothing", type=float, default=TEACHER_SMOOTHING, metavar="S",
                    help=f"label smoothing of the teacher's cross-entropy (default {TEACHER_SMOOTHING})")
 
     g = p.add_argument_group("quantization (student stages; passed to models.build_model)")
+    g.add_argument("--method", choices=METHODS, default="gsb",
+                   help="student method (docs/didb.md): gsb (default), didb (our DIDB-ViT formulation), "
+                        "bit, reactnet, sign (baselines) or fp (full-precision student, the upper bound); "
+                        "every method but gsb uses one binary plane (--groups is ignored)")
     g.add_argument("--groups", type=int, default=3, metavar="G", help="GSB groups per tensor (default 3, as released)")
     g.add_argument("--mask-stat", choices=("row", "image", "batch"), default="row",
                    help="statistic of the GSB mask max: row (default, batch-independent), image, or batch "
@@ -448,7 +454,10 @@ def quant_options(stage: str, args: argparse.Namespace) -> dict:
     """What build_model gets as **quant_options (nothing for the teacher)."""
     if stage == "teacher":
         return {}
-    return {"groups": args.groups, "mask_stat": args.mask_stat, "released_quirks": bool(args.released_quirks)}
+    options = {"groups": args.groups, "mask_stat": args.mask_stat, "released_quirks": bool(args.released_quirks)}
+    if args.method != "gsb":  # absent means gsb: checkpoints written before --method existed
+        options["method"] = args.method
+    return options
 
 
 def build_stage_model(stage: str, ctx: Context) -> nn.Module:
@@ -491,6 +500,11 @@ def init_from_stage1(model: nn.Module, ctx: Context) -> Path:
     path = stage_input(ctx.args.init, ctx.out / "stage1" / "best.pt", "--init", "stage2", "a stage-1 checkpoint")
     ckpt = load_checkpoint(path)
     check_fits(ckpt, path, ctx, "stage1")
+    # binary methods share GSB's stage 1; only fp's (a float model) differs
+    theirs = dict(ckpt.get("quant_options", {})).get("method", "gsb")
+    if (theirs == "fp") != (ctx.args.method == "fp"):
+        raise CheckpointError(f"{path}: is a stage-1 checkpoint of method {theirs!r}, "
+                              f"which cannot start a {ctx.args.method!r} stage 2")
     missing = load_stage1(model, ckpt["model"])
     if len(missing) == len(model.state_dict()):
         raise CheckpointError(f"{path}: no tensor fits the stage-2 model")
@@ -641,6 +655,8 @@ def build_context(args: argparse.Namespace, d: Dist, device: torch.device) -> Co
     if args.data_path is not None and not Path(args.data_path).exists():
         raise TrainError(f"--data-path {args.data_path}: no such file or directory")
     name = args.data or preset.dataset
+    args.distill = args.distill or preset.distill
+    args.tau = preset.tau if args.tau is None else args.tau
     try:
         augment = preset.augment and not args.no_augment
         bundle = build_datasets(name, path=args.data_path, img_size=preset.img_size, augment=augment, seed=args.seed)
