@@ -24,7 +24,9 @@ __all__ = ["FORMAT_VERSION", "ModelFileError", "IntModel", "expected_arrays", "v
 
 FORMAT_VERSION = 1
 FORMAT_NAME = "gsbsim-int"
-METHOD = "gsb"
+# training methods whose exported model is exactly this integer model (bit = GSB with one
+# group; sign = fixed scales and a 1/N attention threshold): the arithmetic does not change
+METHODS = ("gsb", "bit", "sign")
 MASK_STATS = ("row", "image")
 SHIFT_NAMES = ("patch", "resid", "head_ln", "logit", "value", "prob", "recip", "ctx", "ln")
 HEADER_KEYS = ("format", "preset", "img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads",
@@ -146,8 +148,8 @@ def _header_errors(header: Any) -> list[str]:
     errs: list[str] = []
     if header["format"] != FORMAT_NAME:
         errs.append(f"header format is {header['format']!r}, expected {FORMAT_NAME!r}")
-    if header["method"] != METHOD:
-        errs.append(f"header method is {header['method']!r}, expected {METHOD!r}")
+    if header["method"] not in METHODS:
+        errs.append(f"header method is {header['method']!r}, expected one of {', '.join(METHODS)}")
     for k in ("preset", "source"):
         if not isinstance(header[k], str):
             errs.append(f"header {k} must be a string, got {header[k]!r}")

@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 MASK_STATS = ("row", "image", "batch")
+# gsb: the paper's method; didb: our formulation of DIDB-ViT (docs/didb.md); bit, reactnet, sign:
+# baselines; fp: the full-precision student of the same shape (the upper bound)
+METHODS = ("gsb", "didb", "bit", "reactnet", "sign", "fp")
 
 
 def default_ratios(groups: int) -> tuple[float, ...]:
@@ -33,6 +36,8 @@ class QuantConfig:
     'image' (per image) or 'batch' (the released code, batch-dependent).
     `released_quirks` reproduces the released code where it differs from the
     intended equations (raw band-mean scales, 3*G value input gradient).
+    `method` (METHODS, docs/didb.md): every method but 'gsb' uses one binary plane for the
+    attention and V, so its groups are forced to 1 (and its ratios to ()).
     """
 
     stage: int = 2
@@ -47,6 +52,11 @@ class QuantConfig:
             raise ValueError(f"stage must be 1 or 2, got {self.stage}")
         if self.mask_stat not in MASK_STATS:
             raise ValueError(f"mask_stat must be one of {MASK_STATS}, got {self.mask_stat!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.method != "gsb":
+            object.__setattr__(self, "groups", 1)
+            object.__setattr__(self, "ratios", ())
         if self.ratios is None:
             object.__setattr__(self, "ratios", default_ratios(self.groups))
         object.__setattr__(self, "ratios", tuple(float(r) for r in self.ratios))

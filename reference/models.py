@@ -14,6 +14,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 from .blocks import BinaryBlock
 from .config import QuantConfig
+from .methods import is_binary
 from .layers import Linear8, PatchEmbed, scale_pixels
 from .presets import Preset, get_preset
 
@@ -32,8 +33,18 @@ class PixelTeacher(nn.Module):
         return self.net(scale_pixels(x))
 
 
+def _patch_mode(cfg: QuantConfig) -> str:
+    """8-bit patch embedding in stage 2, float conv + BN in stage 1, a float conv for method 'fp'."""
+    if cfg.method == "fp":
+        return "fp"
+    return "int8" if cfg.stage == 2 else "fp_bn"
+
+
 class BinaryDeiT(VisionTransformerDistilled):
-    """Binary DeiT student (stage 1 or stage 2, research/gsb.md §3)."""
+    """Binary DeiT student (stage 1 or stage 2, research/gsb.md §3; cfg.method picks the method).
+
+    Method 'fp' is the full-precision student of the same shape (stage 1 = stage 2).
+    """
 
     def __init__(self, preset: Preset, num_classes: int, in_chans: int, img_size: int, cfg: QuantConfig):
         num_tokens = (img_size // preset.patch_size) ** 2 + 2
@@ -41,12 +52,12 @@ class BinaryDeiT(VisionTransformerDistilled):
             img_size=img_size, patch_size=preset.patch_size, in_chans=in_chans, num_classes=num_classes,
             embed_dim=preset.embed_dim, depth=preset.depth, num_heads=preset.num_heads,
             mlp_ratio=preset.mlp_ratio, qkv_bias=True,
-            embed_layer=partial(PatchEmbed, mode="int8" if cfg.stage == 2 else "fp_bn"),
+            embed_layer=partial(PatchEmbed, mode=_patch_mode(cfg)),
             block_fn=partial(BinaryBlock, cfg=cfg, num_tokens=num_tokens),
             norm_layer=partial(nn.LayerNorm, eps=LN_EPS),
         )
         self.cfg = cfg
-        if cfg.stage == 2:
+        if is_binary(cfg):
             self.head = Linear8(preset.embed_dim, num_classes)
             self.head_dist = Linear8(preset.embed_dim, num_classes)
             for head in (self.head, self.head_dist):
@@ -58,7 +69,10 @@ class BinaryDeiT(VisionTransformerDistilled):
 def build_model(preset: str | Preset, kind: str, num_classes: int, in_chans: int, img_size: int | None = None,
                 groups: int = 3, ratios=None, mask_stat: str = "row", released_quirks: bool = False,
                 method: str = "gsb") -> nn.Module:
-    """Build a teacher ('teacher') or a student ('stage1', 'stage2') for a preset."""
+    """Build a teacher ('teacher') or a student ('stage1', 'stage2') for a preset.
+
+    method: one of config.METHODS (docs/didb.md); every method but 'gsb' forces groups to 1.
+    """
     preset = get_preset(preset) if isinstance(preset, str) else preset
     img_size = img_size or preset.img_size
     if kind not in KINDS:

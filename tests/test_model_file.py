@@ -341,3 +341,17 @@ def test_saved_file_has_ordinary_permissions(model, tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (p.stat().st_mode & 0o777) == (0o666 & ~mask)
+
+
+@pytest.mark.parametrize("method,ok", [("gsb", True), ("bit", True), ("sign", True), ("didb", False)])
+def test_methods_sharing_the_integer_model_load(tmp_path, method, ok):
+    import numpy as np
+    from gsbsim.random_model import random_model
+    m = random_model(np.random.default_rng(0))
+    header = dict(m.header, method=method)
+    if ok:
+        save_model(tmp_path / "m.npz", header, m.arrays)
+        assert load_model(tmp_path / "m.npz").header["method"] == method
+    else:
+        with pytest.raises(ModelFileError, match="method"):
+            save_model(tmp_path / "m.npz", header, m.arrays)

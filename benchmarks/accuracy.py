@@ -1,0 +1,215 @@
+"""Accuracy of every training method on digits, one recipe, several seeds (docs/didb.md).
+
+Usage:  .venv/bin/python benchmarks/accuracy.py [--seeds 3] [--epochs N] [--methods gsb,didb,...]
+                                                [--limit-train N] [--out DIR] [--no-write]
+
+Per seed, with the `digits` preset's recipe (or --epochs for every stage):
+1. one teacher; one stage 1 shared by the binary methods (they all use GSB's stage 1) and one
+   for `fp` (its float student); then stage 2 of every method from its stage 1, all through
+   ``python -m reference.train`` (in process) with the same seed;
+2. the float test top-1 of each stage-2 best checkpoint (chosen on validation);
+3. for the exportable methods (gsb, bit, sign): export, then the integer model's test top-1 with
+   ``gsbsim.fast.forward`` and the agreement of its predictions with the float model's;
+4. per-image BOPs, OPs (BOPs/64 + FLOPs) and model bytes from ``gsbsim.costs.count(header)``
+   ("n/a" for methods without an integer model: didb, reactnet, fp).
+
+Results: mean ± std over seeds, printed and written to the "## Accuracy" section of
+benchmarks/RESULTS.md (other sections kept), with the machine and the command, a plot
+benchmarks/accuracy.png, and the per-seed numbers in <out>/results.json. gsbsim's model file accepts only method "gsb" for now, so the integer
+models of bit and sign are run under that name (the arrays are unchanged).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # allow running from a checkout without installing gsbsim
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.kernels import machine, write_section  # noqa: E402
+from gsbsim import costs  # noqa: E402
+from gsbsim.model_file import IntModel, validate  # noqa: E402
+from reference import export as ex  # noqa: E402
+from reference import train  # noqa: E402
+from reference.agreement import measure  # noqa: E402
+from reference.checkpoint import load_model  # noqa: E402
+from reference.config import METHODS  # noqa: E402
+from reference.data import build_datasets  # noqa: E402
+
+SECTION = "## Accuracy"
+PRESET = "digits"
+PLOT = ROOT / "benchmarks" / "accuracy.png"
+CALIB_IMAGES = 64
+
+
+class BenchError(Exception):
+    """A bad argument or a failed run of benchmarks/accuracy.py."""
+
+
+def _train(args: list[str]) -> None:
+    rc = train.main(["--preset", PRESET, "--no-progress", *args])
+    if rc != 0:
+        raise BenchError(f"benchmarks/accuracy.py: python -m reference.train {' '.join(args)} exited with {rc}")
+
+
+def _summary(stage_dir: Path) -> dict:
+    return json.loads((stage_dir / "summary.json").read_text())
+
+
+def train_seed(seed: int, methods: list[str], common: list[str], out: Path) -> dict[str, Path]:
+    """Train the teacher, the stage-1 model(s) and every method's stage 2; stage-2 dirs by method."""
+    base = ["--seed", str(seed), *common]
+    _train([*base, "--stage", "teacher", "--out", str(out / "shared")])
+    teacher = out / "shared" / "teacher" / "best.pt"
+    firsts = {}
+    for first in sorted({"fp" if m == "fp" else "gsb" for m in methods}):
+        _train([*base, "--stage", "stage1", "--method", first, "--teacher", str(teacher),
+                "--out", str(out / f"stage1-{first}")])
+        firsts[first] = out / f"stage1-{first}" / "stage1" / "best.pt"
+    dirs = {}
+    for method in methods:
+        init = firsts["fp" if method == "fp" else "gsb"]
+        _train([*base, "--stage", "stage2", "--method", method, "--teacher", str(teacher), "--init", str(init),
+                "--out", str(out / method)])
+        dirs[method] = out / method / "stage2"
+    return dirs
+
+
+def _test_arrays(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(uint8 test images, test labels, calibration images from train) of the digits split."""
+    bundle = build_datasets(PRESET, augment=False, seed=seed)
+    xs, ys = zip(*[bundle.test[i] for i in range(len(bundle.test))])
+    calib = np.stack([bundle.train[i][0].numpy() for i in range(min(CALIB_IMAGES, len(bundle.train)))])
+    return np.stack([x.numpy() for x in xs]).astype(np.uint8), np.asarray(ys), calib
+
+
+def evaluate(method: str, stage_dir: Path, seed: int) -> dict:
+    """Float test top-1; for exportable methods the integer top-1, agreement and costs."""
+    row = {"float": _summary(stage_dir)["test_acc"]}
+    if method not in ex.EXPORTABLE_METHODS:
+        return row
+    import torch
+
+    model, _ = load_model(stage_dir / "best.pt")
+    images, labels, calib = _test_arrays(seed)
+    header, arrays = ex.export(model, torch.from_numpy(calib).float(), PRESET, str(stage_dir / "best.pt"))
+    report = costs.count(header)
+    header = dict(header, method="gsb")  # gsbsim's model file accepts "gsb" only (see the docstring)
+    arrays = dict(arrays, format_version=np.int64(ex.FORMAT_VERSION))
+    validate(header, arrays, f"{method} export")
+    agree = measure(model, IntModel(header, arrays), images, labels)
+    row.update(int=100 * agree.int_top1, agreement=100 * agree.agreement, bops=report.bops, ops=report.ops,
+               model_bytes=report.model_bytes)
+    return row
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    a = np.asarray(values, dtype=np.float64)
+    return f"{a.mean():.2f} ± {a.std(ddof=1):.2f}" if len(a) > 1 else f"{a.mean():.2f}"
+
+
+def _cost(rows: list[dict], key: str, fmt: str) -> str:
+    return format(rows[0][key], fmt) if rows and key in rows[0] else "n/a"
+
+
+def report(results: dict[str, list[dict]], seeds: int, command: str, wall: float, epochs: int | None) -> str:
+    lines = [
+        SECTION, "",
+        f"Machine: {machine()}. Command: `{command}` ({seeds} seed(s), wall time {wall / 60:.1f} min).",
+        *([f"**Short run: --epochs {epochs} for every stage instead of the recipe. These numbers only show "
+           "that the script works; they are not results.**"] if epochs else []),
+        f"Preset `{PRESET}` (8x8 digits, patch 4, E=96, 4 blocks, 3 heads), its recipe for every method; one",
+        "teacher per seed, GSB's stage 1 shared by the binary methods, fp's own stage 1; test top-1 (%) of the",
+        "stage-2 checkpoint chosen on validation, mean ± std over seeds. Integer = the exported model run by",
+        "gsbsim.fast (agreement: same prediction as the float model). BOPs/OPs/bytes per image from",
+        "gsbsim.costs.count; n/a: no integer model yet (didb, reactnet, fp; docs/didb.md §8).",
+        "`didb` is our formulation of DIDB-ViT (docs/didb.md), not the authors' model.", "",
+        "| method | float top-1 | integer top-1 | agreement | BOPs | OPs | model bytes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method, rows in results.items():
+        lines.append(f"| {method} | {_mean_std([r['float'] for r in rows])} "
+                     f"| {_mean_std([r['int'] for r in rows if 'int' in r])} "
+                     f"| {_mean_std([r['agreement'] for r in rows if 'agreement' in r])} "
+                     f"| {_cost(rows, 'bops', ',d')} | {_cost(rows, 'ops', ',.0f')} | {_cost(rows, 'model_bytes', ',d')} |")
+    lines += ["", f"Plot: `benchmarks/{PLOT.name}`."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, list[dict]], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(results)
+    x = np.arange(len(methods))
+    fl = [np.mean([r["float"] for r in results[m]]) for m in methods]
+    fl_err = [np.std([r["float"] for r in results[m]]) for m in methods]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.bar(x - 0.2, fl, 0.4, yerr=fl_err, capsize=3, label="float (PyTorch)")
+    ints = [np.mean([r["int"] for r in results[m]]) if "int" in results[m][0] else np.nan for m in methods]
+    ax.bar(x + 0.2, ints, 0.4, label="integer (gsbsim)")
+    ax.set_xticks(x, methods)
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title(f"{PRESET}: test top-1 per method ({len(next(iter(results.values())))} seed(s))")
+    ax.set_ylim(0, 100)
+    fig.legend(loc="lower center", ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    ap.add_argument("--epochs", type=int, default=None, help="epochs of every stage (default: the preset's recipe)")
+    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (default: all)")
+    ap.add_argument("--limit-train", type=int, default=None, help="use only N training images")
+    ap.add_argument("--out", default=None, help="run directory (default: a temporary one)")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md and the plot alone")
+    args = ap.parse_args(argv)
+    methods = [m for m in args.methods.split(",") if m]
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        ap.error(f"--methods: unknown {bad} (choose from {', '.join(METHODS)})")
+    if args.seeds < 1 or (args.epochs is not None and args.epochs < 1):
+        ap.error("--seeds and --epochs must be >= 1")
+    args.methods = methods
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    common = (["--epochs", str(args.epochs)] if args.epochs else []) + (
+        ["--limit-train", str(args.limit_train)] if args.limit_train else [])
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="gsbsim-accuracy-"))
+    start = time.time()
+    results: dict[str, list[dict]] = {m: [] for m in args.methods}
+    for seed in range(args.seeds):
+        dirs = train_seed(seed, args.methods, common, out / f"seed{seed}")
+        for method, stage_dir in dirs.items():
+            results[method].append(evaluate(method, stage_dir, seed))
+            print(f"seed {seed} {method}: {results[method][-1]}", flush=True)
+    command = "python benchmarks/accuracy.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    section = report(results, args.seeds, command.strip(), time.time() - start, args.epochs)
+    print(section)
+    if not args.no_write:
+        write_section(ROOT / "benchmarks" / "RESULTS.md", section, SECTION)
+        plot(results, PLOT)
+        print(f"wrote {ROOT / 'benchmarks' / 'RESULTS.md'} and {PLOT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
