@@ -76,7 +76,7 @@ def test_fc1_threshold_is_two_sided_where_gelu_is_not_monotonic():
     hi, lo = ex._fc1_thresholds(mlp.fc1, mlp.fc2, mlp.fc1.out_features, dim)
     assert np.all(lo > -dim - 1) and np.all(hi < dim + 1) and np.all(lo < hi)
     # brute force on the accumulator grid with the float formula
-    ab = float(mlp.fc1.act_q.scales()) * float(mlp.fc1.weight.abs().mean())
+    ab = float(mlp.fc1.act_q.scales()) * float(mlp.fc1.weight.detach().abs().mean())
     acc = torch.arange(-dim, dim + 1, dtype=torch.float64)
     on = torch.nn.functional.gelu(ab * acc).clamp(-10, 10) + 0.2 >= 0.1
     assert np.array_equal(on.numpy(), (acc.numpy() >= hi[0]) | (acc.numpy() <= lo[0]))
