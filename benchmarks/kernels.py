@@ -6,9 +6,12 @@ For every DeiT-S / DeiT-T linear shape (197 tokens x K -> N) it times xnor_gemm 
 and_gemm (single thread, end to end including the Python wrapper) and torch's float32
 ``F.linear`` with torch.set_num_threads(1), in the same process, and reports GMAC/s =
 M*N*K / time as the median over repeats, with the min-max range as the spread. It also
-times GSB's multi-plane A.V product (gsb_av) with 3x3 planes against 1x1 on one
-attention head (197 queries x 197 keys, head dim 64). Results are printed and written
-to the "## Kernels" section of benchmarks/RESULTS.md (other sections are kept).
+times GSB's multi-plane A.V product on one attention head (197 queries x 197 keys, head
+dim 64), G=3 planes against G=1: the plane-pair popcount kernel ``gsb_av`` and the
+combined context kernel (``kernels.context_head``, the one gsbsim.fast runs) with its
+sparse bit walk and its popcount form, on sparse planes (densities of the random DeiT-Tiny
+export) and on dense planes (1/2). Results are printed and written to the "## Kernels"
+section of benchmarks/RESULTS.md (other sections are kept).
 """
 from __future__ import annotations
 
@@ -114,23 +117,45 @@ def bench_linears(repeats: int) -> list[dict]:
     return rows
 
 
-def bench_av(repeats: int) -> list[dict]:
+# attention plane densities (b1, M_2, M_3) of the random DeiT-Tiny export, and dense planes
+AV_DENSITIES = {"sparse (DeiT-T export)": (0.009, 0.072, 0.014), "dense (1/2)": (0.5, 0.5, 0.5)}
+V_DENSITIES = (0.5, 0.12, 0.05)  # value planes: sign, M_2, M_3
+
+
+def _us(times: tuple[np.ndarray, np.ndarray]) -> dict:
+    wall, cpu = times
+    return dict(us=float(np.median(wall)) * 1e6, lo=float(wall.min()) * 1e6, hi=float(wall.max()) * 1e6,
+                cpu_us=float(np.median(cpu)) * 1e6)
+
+
+def bench_av(repeats: int) -> dict:
+    """{(planes, G, method): timing} of one head's A.V: gsb_av (plane pairs) and context_head."""
     rng = np.random.default_rng(1)
-    keys = TOKENS
-    out = []
-    for g in (1, 3):
-        a = cv.pack_bits(rng.integers(0, 2, (g, TOKENS, keys), dtype=np.uint8))
-        s = cv.pack_bits(rng.integers(0, 2, (HEAD_DIM, keys), dtype=np.uint8))
-        m = cv.pack_bits(rng.integers(0, 2, (g - 1, HEAD_DIM, keys), dtype=np.uint8))
-        wall, cpu = time_calls(lambda: kn.gsb_av(a, s, m), repeats)
-        out.append(dict(g=g, us=float(np.median(wall)) * 1e6, lo=float(wall.min()) * 1e6,
-                        hi=float(wall.max()) * 1e6, cpu_us=float(np.median(cpu)) * 1e6))
+    out = {}
+    for label, dens in AV_DENSITIES.items():
+        for g in (1, 3):
+            a_bits = np.stack([(rng.random((TOKENS, TOKENS)) < dens[k]).astype(np.uint8) for k in range(g)])
+            v_bits = np.stack([(rng.random((TOKENS, HEAD_DIM)) < V_DENSITIES[k]).astype(np.uint8) for k in range(g)])
+            planes = cv.pack_bits(a_bits)
+            scale = rng.integers(2 ** 15, 2 ** 18, (g, g))           # the export's ctx.scale magnitudes
+            s_cols, m_cols = cv.pack_bits(v_bits[0].T), cv.pack_bits(v_bits[1:].transpose(0, 2, 1))
+            out[label, g, "gsb_av"] = _us(time_calls(lambda: kn.gsb_av(planes, s_cols, m_cols), repeats))
+            weights = (np.uint8(1) << np.arange(g, dtype=np.uint8))[:, None, None]
+            codes = np.ascontiguousarray((v_bits * weights).sum(0, dtype=np.uint8))
+            counts = kn.row_popcounts(planes)
+            ws = kn.context_workspace(scale, TOKENS, HEAD_DIM)
+            ctx = np.empty((TOKENS, HEAD_DIM), np.int64)
+            want = kn.gsb_av_context(planes, v_bits, scale, "dense")
+            for name, method in (("context sparse", 1), ("context popcount", 2), ("context auto", 0)):
+                def call():
+                    kn.context_head(planes, counts, codes, scale, TOKENS, ctx, 0, 0, method, ws)
+                call()
+                assert np.array_equal(ctx, want)                       # benchmark what is correct
+                out[label, g, name] = _us(time_calls(call, repeats))
     return out
 
 
-def report(rows: list[dict], av: list[dict], repeats: int, command: str) -> str:
-    from numba import get_num_threads
-
+def report(rows: list[dict], av: dict, repeats: int, command: str) -> str:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [
         "## Kernels",
@@ -138,7 +163,8 @@ def report(rows: list[dict], av: list[dict], repeats: int, command: str) -> str:
         f"Machine: {machine()}; load average at the end of the run: {load} (other jobs share the cores).",
         f"Command: `{command}` ({repeats} repeats, median with min-max range over repeats).",
         "GMAC/s = 197 * N * K / time, one thread, end to end (validation and weight transpose included);",
-        f"torch = float32 `F.linear` with torch.set_num_threads(1); xnor_par uses {get_num_threads()} Numba threads.",
+        "torch = float32 `F.linear` with torch.set_num_threads(1); xnor_gemm_par splits rows over "
+        f"{os.cpu_count()} threads.",
         "",
         "Wall-clock columns: median (min-max) GMAC/s. CPU columns: median GMAC/s from the thread's CPU time,",
         "which is what a call costs with a core to itself (robust to other jobs on the machine).",
@@ -154,25 +180,37 @@ def report(rows: list[dict], av: list[dict], repeats: int, command: str) -> str:
             f"| {x['wall'][0] / t['wall'][0]:.1f}x | {fmt(r['xnor_par'])} "
             f"| {x['cpu']:.0f} | {a['cpu']:.0f} | {t['cpu']:.0f} | {x['cpu'] / t['cpu']:.1f}x |"
         )
-    one, three = av
     lines += [
         "",
-        f"gsb_av on one head (197 queries x 197 keys, D={HEAD_DIM}), median (min-max) microseconds:",
-        f"1x1 planes {one['us']:.0f} ({one['lo']:.0f}-{one['hi']:.0f}) us, "
-        f"3x3 planes {three['us']:.0f} ({three['lo']:.0f}-{three['hi']:.0f}) us, "
-        f"ratio {three['us'] / one['us']:.1f}x (CPU time: {one['cpu_us']:.0f} vs {three['cpu_us']:.0f} us, "
-        f"{three['cpu_us'] / one['cpu_us']:.1f}x). 3x3 computes 15 popcount rows per key word against 1 for 1x1",
-        "(3 A planes x (1 sign + 2 x 2 masked) V planes), so its floor is about 15x the 1x1 compute;",
-        "1x1 pays proportionally more call overhead.",
+        f"GSB A.V on one head (197 queries x 197 keys, D={HEAD_DIM}), median (min-max) microseconds per call",
+        "(CPU-time median in brackets). `gsb_av`: the G x G plane-pair popcount kernel (public wrapper,",
+        "value-plane transposition included). `context`: kernels.context_head, the G x G products already",
+        "combined with the scale products as gsbsim.fast runs it (jitted core, prepared inputs): the sparse",
+        "bit walk over the attention planes, the popcount form, and auto (the cost model's choice).",
+        "",
+        "| planes | kernel | G=1 (us) | G=3 (us) | G=3 / G=1 |",
+        "|---|---|---|---|---|",
+    ]
+    for label in AV_DENSITIES:
+        for name in ("gsb_av", "context sparse", "context popcount", "context auto"):
+            one, three = av[label, 1, name], av[label, 3, name]
+            cells = [f"{r['us']:.0f} ({r['lo']:.0f}-{r['hi']:.0f}) [{r['cpu_us']:.0f}]" for r in (one, three)]
+            lines.append(f"| {label} | {name} | {cells[0]} | {cells[1]} | {three['us'] / one['us']:.1f}x |")
+    lines += [
+        "",
+        "The popcount form needs 2G-1 popcounts per (attention plane, value column, key word), so G=3 costs",
+        "about 15x G=1; the bit walk costs one table-row addition per set attention bit, so it follows the",
+        "planes' density (the masks keep the keys near the row maximum: sparse), and the cost model picks",
+        "the popcount form when planes are dense. The whole-attention ratio is in the \"Whole model\" section.",
         "",
     ]
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) the '## Kernels' section of RESULTS.md, keeping the others."""
+def write_section(path: Path, section: str, title: str = "## Kernels") -> None:
+    """Replace (or append) the `title` section of RESULTS.md, keeping the others."""
     text = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    pattern = re.compile(r"^## Kernels\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(text):
         text = pattern.sub(lambda _: section + "\n", text, count=1)
     else:

@@ -1,32 +1,65 @@
-"""Packed binary GEMMs for the simulator, compiled with Numba.
+"""Packed binary kernels for the simulator, compiled with Numba.
 
 These are the optimised twins of the plain-numpy rules in ``gsbsim.conventions``
-(``xnor_dot``, ``and_dot``) and must agree with them integer for integer:
+(``xnor_dot``, ``and_dot``) and of the GSB context of ``gsbsim.golden``, and must agree
+with them integer for integer:
 
 * ``xnor_gemm``  +-1 x +-1:   dot = k - 2 * popcount(a ^ w)
 * ``and_gemm``   {0,1} x +-1: dot = 2 * popcount(a & w) - popcount(a)
-* ``gsb_av``     GSB's multi-plane attention x value product (see its docstring)
+* ``gsb_av``     GSB's multi-plane attention x value product, one output per plane pair
+* ``gsb_av_context``  the same product already combined with the scale products
+  (ctx = sum_a sum_v scale[a, v] * D[a][v]), which is all the model needs
 * ``pack_rows_ge`` / ``pack_rows_2sided``  integer thresholds -> packed bits
 
-How they are fast: the weights are transposed once per call to ``[W, N]`` so that the
-innermost loop runs over N output columns with contiguous loads; LLVM then vectorises
-``popcount(a_word ^ w_word)`` across columns (AVX2 nibble-table popcount), with one
-scalar a-word broadcast per (row, word). This beats register-tiling along K because
-binary ViT shapes have very few words per row (K=192 is 3 words). Everything runs
-single-threaded by default; the ``*_par`` variants split rows over Numba threads and
-are opt-in, because Numba threads on top of OpenBLAS threads oversubscribe small
-machines.
+How the GEMMs are fast: the weights are transposed to ``[W, N]`` so that the innermost
+loop runs over N output columns with contiguous loads; LLVM vectorises
+``popcount(a_word ^ w_word)`` across columns (AVX2 nibble-table popcount), with the
+a-words of one row broadcast. Up to four words are summed per pass over the columns
+(so K=192, three words, is a single pass with no accumulator reload): binary ViT rows
+are short, and the per-row prologue/epilogue is what costs at K=192. The row loop is
+one compiled function per operation (``_counts_xor``, ``_counts_and``) that every
+caller links, which keeps Numba's compile time bounded.
+
+Inner loops index 1-D views by the bare loop variable: an index LLVM cannot prove
+non-negative keeps Numba's negative-index wraparound select and stops vectorisation.
+
+How the GSB context is fast: the G x G plane products need 2G-1 popcounts per
+(attention plane, value column, key word), so a popcount formulation costs about
+(2G-1)*G times a plain binary attention. But the context is linear in the attention
+bits: ctx[i] = sum_a sum_{t : a_i[t] = 1} Y_a[t] with the value table
+Y_a[t, j] = sum_v scale[a, v] * value_v[t, j] (a lookup of the value planes' bits,
+built once per head; int32 when every partial sum provably fits, else int64).
+Attention planes are sparse (the masks keep the keys near the row maximum), so
+collecting the set bits of each attention row (``ctz64``) and adding those table rows
+costs a few row additions per query; a plane row denser than one half is walked through
+its zero bits instead (ctx = sum of all rows - the rows of the zeros).
+``context_head`` picks, per head, this sparse walk or the popcount form from the counts
+of set bits (a cost estimate), so dense planes (a plain binary model's b1, say) keep the
+popcount speed.
+
+Everything runs single-threaded by default; the ``*_par`` variants split rows over a
+pool of Python threads (the jitted cores release the GIL), opt-in. There is no Numba
+``parallel=True`` code: it compiles slowly and its threads oversubscribe small machines
+on top of OpenBLAS's.
 
 Each public function is a thin Python wrapper that validates shapes and dtypes
-(``KernelInputError``, a ValueError) and then calls a jitted core.
+(``KernelInputError``, a ValueError) and then calls a jitted core. The jitted
+building blocks (``xnor_into``, ``and_into``, ``pack_ge_into``, ``pack_2sided_into``,
+``pack_row`` (inlined), ``context_head`` with ``context_workspace`` and ``row_popcounts``)
+skip validation:
+they are for ``gsbsim.fast``'s fused loops.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import njit
 
 from gsbsim.conventions import WORD_BITS, n_words
-from gsbsim.popcnt import popcount64
+from gsbsim.popcnt import ctz64, popcount64
 
 __all__ = [
     "KernelInputError",
@@ -36,21 +69,34 @@ __all__ = [
     "and_gemm_par",
     "gsb_av",
     "gsb_av_par",
+    "gsb_av_context",
     "pack_rows_ge",
     "pack_rows_2sided",
+    "xnor_into",
+    "and_into",
+    "pack_ge_into",
+    "pack_2sided_into",
+    "pack_row",
+    "context_head",
+    "context_workspace",
+    "row_popcounts",
 ]
 
 _JIT = dict(cache=True, nogil=True, fastmath=False, boundscheck=False)
 _INLINE = dict(inline="always", nogil=True, fastmath=False, boundscheck=False)
+
+# Cost model of context_head, in "int64 additions": a popcount of one key word against
+# one value column costs about SPARSE_PER_WORD additions of a value-table element.
+SPARSE_PER_WORD = 2
 
 
 class KernelInputError(ValueError):
     """Bad shape, dtype or padding passed to a gsbsim.kernels function."""
 
 
-# ============================================================================ jitted building blocks
+# ============================================================================ GEMM building blocks
 @njit(**_INLINE)
-def _pair_count(x, y, use_and):
+def _pc(x, y, use_and):
     """popcount(x AND y) or popcount(x XOR y); use_and is a compile-time constant after inlining."""
     return popcount64(x & y) if use_and else popcount64(x ^ y)
 
@@ -59,21 +105,53 @@ def _pair_count(x, y, use_and):
 def _row_counts(a, m, w_t, use_and, acc):
     """acc[n] = sum_j popcount(a[m, j] OP w_t[j, n]), OP = AND if use_and else XOR.
 
-    The n loop is innermost and contiguous so LLVM vectorises it. The first word
-    assigns instead of adding (no separate zeroing pass: worth ~10% at K=192, 3 words).
+    The n loop is innermost and contiguous so LLVM vectorises it. The first pass takes
+    1-4 words and assigns (no zeroing pass), every later pass adds four words: K <= 256
+    is a single pass that writes acc once, and longer rows reload acc every 4 words.
+    Five loop bodies per operation (bounded compile time).
     """
     n_cols = w_t.shape[1]
     n_w = a.shape[1]
     if n_w == 0:
         acc[:] = 0
         return
-    x = a[m, 0]
-    for n in range(n_cols):
-        acc[n] = _pair_count(x, w_t[0, n], use_and)
-    for j in range(1, n_w):
-        x = a[m, j]
+    first = (n_w - 1) % 4 + 1
+    x0 = a[m, 0]
+    w0 = w_t[0]
+    if first == 1:
         for n in range(n_cols):
-            acc[n] += _pair_count(x, w_t[j, n], use_and)
+            acc[n] = _pc(x0, w0[n], use_and)
+    elif first == 2:
+        x1, w1 = a[m, 1], w_t[1]
+        for n in range(n_cols):
+            acc[n] = _pc(x0, w0[n], use_and) + _pc(x1, w1[n], use_and)
+    elif first == 3:
+        x1, x2, w1, w2 = a[m, 1], a[m, 2], w_t[1], w_t[2]
+        for n in range(n_cols):
+            acc[n] = _pc(x0, w0[n], use_and) + _pc(x1, w1[n], use_and) + _pc(x2, w2[n], use_and)
+    else:
+        x1, x2, x3, w1, w2, w3 = a[m, 1], a[m, 2], a[m, 3], w_t[1], w_t[2], w_t[3]
+        for n in range(n_cols):
+            acc[n] = (_pc(x0, w0[n], use_and) + _pc(x1, w1[n], use_and)
+                      + _pc(x2, w2[n], use_and) + _pc(x3, w3[n], use_and))
+    for j in range(first, n_w, 4):
+        x0, x1, x2, x3 = a[m, j], a[m, j + 1], a[m, j + 2], a[m, j + 3]
+        w0, w1, w2, w3 = w_t[j], w_t[j + 1], w_t[j + 2], w_t[j + 3]
+        for n in range(n_cols):
+            acc[n] += (_pc(x0, w0[n], use_and) + _pc(x1, w1[n], use_and)
+                       + _pc(x2, w2[n], use_and) + _pc(x3, w3[n], use_and))
+
+
+@njit(**_JIT)
+def _counts_xor(a, m, w_t, acc):
+    """_row_counts with XOR, compiled once (not inlined: every caller links this one copy)."""
+    _row_counts(a, m, w_t, False, acc)
+
+
+@njit(**_JIT)
+def _counts_and(a, m, w_t, acc):
+    """_row_counts with AND, compiled once (not inlined: every caller links this one copy)."""
+    _row_counts(a, m, w_t, True, acc)
 
 
 @njit(**_INLINE)
@@ -86,27 +164,8 @@ def _row_ones(a, m):
 
 
 @njit(**_INLINE)
-def _xnor_rows(a, w_t, k, out, lo, hi):
-    acc = np.empty(w_t.shape[1], dtype=np.int64)
-    for m in range(lo, hi):
-        _row_counts(a, m, w_t, False, acc)
-        for n in range(acc.shape[0]):
-            out[m, n] = k - 2 * acc[n]
-
-
-@njit(**_INLINE)
-def _and_rows(a, w_t, out, lo, hi):
-    acc = np.empty(w_t.shape[1], dtype=np.int64)
-    for m in range(lo, hi):
-        _row_counts(a, m, w_t, True, acc)
-        ones = _row_ones(a, m)
-        for n in range(acc.shape[0]):
-            out[m, n] = 2 * acc[n] - ones
-
-
-@njit(**_INLINE)
 def _av_rows(a2, v_t, n_v, out, lo, hi):
-    """GSB A.V for rows lo..hi of a2 = a_planes reshaped [Ga*M, W].
+    """GSB A.V plane-pair dots for rows lo..hi of a2 = a_planes reshaped [Ga*M, W].
 
     v_t is [W, (2*n_v - 1) * D]: column blocks 0..n_v-1 hold the sign plane and the
     (sign & mask_q) planes, blocks n_v..2*n_v-2 the masks m_q. One pass over the
@@ -119,7 +178,7 @@ def _av_rows(a2, v_t, n_v, out, lo, hi):
     for r in range(lo, hi):
         g = r // n_m
         m = r - g * n_m
-        _row_counts(a2, r, v_t, True, acc)
+        _counts_and(a2, r, v_t, acc)
         ones = _row_ones(a2, r)
         for n in range(d):
             out[g, 0, m, n] = 2 * acc[n] - ones
@@ -130,66 +189,300 @@ def _av_rows(a2, v_t, n_v, out, lo, hi):
                 out[g, q, m, n] = 2 * acc[both + n] - acc[mask + n]
 
 
+@njit(**_JIT)
+def xnor_into(a, w_t, k, out):
+    """out[m, n] = k - 2*popcount(a[m] ^ w_t[:, n]): a uint64[M, W], w_t uint64[W, N] (transposed
+    weights), out int32[M, N]. Jitted, unchecked (see ``xnor_gemm`` for the checked version)."""
+    acc = np.empty(w_t.shape[1], dtype=np.int64)
+    for m in range(a.shape[0]):
+        _counts_xor(a, m, w_t, acc)
+        orow = out[m]
+        for n in range(acc.shape[0]):
+            orow[n] = k - 2 * acc[n]
+
+
+@njit(**_JIT)
+def and_into(a, w_t, out):
+    """out[m, n] = 2*popcount(a[m] & w_t[:, n]) - popcount(a[m]); jitted, unchecked twin of ``and_gemm``."""
+    acc = np.empty(w_t.shape[1], dtype=np.int64)
+    for m in range(a.shape[0]):
+        _counts_and(a, m, w_t, acc)
+        ones = _row_ones(a, m)
+        orow = out[m]
+        for n in range(acc.shape[0]):
+            orow[n] = 2 * acc[n] - ones
+
+
+@njit(**_JIT)
+def _av_range(a2, v_t, n_v, out, lo, hi):
+    _av_rows(a2, v_t, n_v, out, lo, hi)
+
+
+# ============================================================================ thresholds -> packed bits
 @njit(**_INLINE)
-def _block(b, n_blocks, n_rows):
-    """Row range [lo, hi) of block b when n_rows rows are split into n_blocks blocks."""
-    return (b * n_rows) // n_blocks, ((b + 1) * n_rows) // n_blocks
+def _pack_word(vals, t_hi, t_lo, two_sided, base, width):
+    """Bits b < width of one word: vals[base + b] >= t_hi[base + b] (or <= t_lo[...])."""
+    bits = np.uint64(0)
+    for b in range(width):
+        v = vals[base + b]
+        on = v >= t_hi[base + b]
+        if two_sided:
+            on = on or v <= t_lo[base + b]
+        bits |= np.uint64(on) << np.uint64(b)
+    return bits
 
 
-# Serial drivers (default) and their parallel twins: separate tiny functions, because
-# Numba's on-disk cache does not key on the `parallel` flag.
-@njit(**_JIT)
-def _xnor_serial(a, w_t, k, out):
-    _xnor_rows(a, w_t, k, out, 0, a.shape[0])
+@njit(**_INLINE)
+def pack_row(vals, t_hi, t_lo, two_sided, out_row):
+    """Pack one row of comparisons into out_row (uint64[ceil(n/64)]), pad bits 0.
 
-
-@njit(parallel=True, **_JIT)
-def _xnor_parallel(a, w_t, k, out, n_blocks):
-    for b in prange(n_blocks):
-        lo, hi = _block(b, n_blocks, a.shape[0])
-        _xnor_rows(a, w_t, k, out, lo, hi)
-
-
-@njit(**_JIT)
-def _and_serial(a, w_t, out):
-    _and_rows(a, w_t, out, 0, a.shape[0])
-
-
-@njit(parallel=True, **_JIT)
-def _and_parallel(a, w_t, out, n_blocks):
-    for b in prange(n_blocks):
-        lo, hi = _block(b, n_blocks, a.shape[0])
-        _and_rows(a, w_t, out, lo, hi)
+    Full words use a constant trip count of 64 so that LLVM vectorises the compare,
+    shift and OR-reduction.
+    """
+    n = vals.shape[0]
+    full = n // 64
+    for w in range(full):
+        out_row[w] = _pack_word(vals, t_hi, t_lo, two_sided, w * 64, 64)
+    if n > full * 64:
+        out_row[full] = _pack_word(vals, t_hi, t_lo, two_sided, full * 64, n - full * 64)
 
 
 @njit(**_JIT)
-def _av_serial(a2, v_t, n_v, out):
-    _av_rows(a2, v_t, n_v, out, 0, a2.shape[0])
-
-
-@njit(parallel=True, **_JIT)
-def _av_parallel(a2, v_t, n_v, out, n_blocks):
-    for b in prange(n_blocks):
-        lo, hi = _block(b, n_blocks, a2.shape[0])
-        _av_rows(a2, v_t, n_v, out, lo, hi)
-
-
-@njit(**_JIT)
-def _pack_rows(acc, t_hi, t_lo, two_sided, out):
-    """out bit n of row m = acc[m, n] >= t_hi[n]  (or acc[m, n] <= t_lo[n] if two_sided)."""
-    n_cols = acc.shape[1]
+def pack_ge_into(acc, thr, out):
+    """out row m = packed (acc[m, n] >= thr[n]); jitted, unchecked twin of ``pack_rows_ge``."""
     for m in range(acc.shape[0]):
-        for word in range(out.shape[1]):
-            base = word * 64
-            width = min(64, n_cols - base)
-            bits = np.uint64(0)
-            for b in range(width):
-                v = acc[m, base + b]
-                on = v >= t_hi[base + b]
-                if two_sided:
-                    on = on or v <= t_lo[base + b]
-                bits |= np.uint64(on) << np.uint64(b)
-            out[m, word] = bits
+        pack_row(acc[m], thr, thr, False, out[m])
+
+
+@njit(**_JIT)
+def pack_2sided_into(acc, t_hi, t_lo, out):
+    """out row m = packed (acc >= t_hi or acc <= t_lo); jitted, unchecked twin of ``pack_rows_2sided``."""
+    for m in range(acc.shape[0]):
+        pack_row(acc[m], t_hi, t_lo, True, out[m])
+
+
+# ============================================================================ GSB context (A.V combined)
+@njit(**_INLINE)
+def _value_lut(scale):
+    """lut[a, c] = sgn(c) * (scale[a, 0] + sum_{k>=1} bit_k(c) * scale[a, k]) for the 2^G codes c
+    (bit 0 = sign s, bit k = mask k): sum_v scale[a, v] * value_v with value_0 = 2s-1 and
+    value_k = m_k * (2s-1). Also returns max |lut|."""
+    g = scale.shape[0]
+    lut = np.empty((g, 1 << g), dtype=np.int64)
+    big = np.int64(0)
+    for a in range(g):
+        for c in range(1 << g):
+            mag = scale[a, 0]
+            for k in range(1, g):
+                if (c >> k) & 1:
+                    mag += scale[a, k]
+            v = mag if c & 1 else -mag
+            lut[a, c] = v
+            big = max(big, v if v >= 0 else (-v if v > -2 ** 62 else 2 ** 62))   # |v|, saturated
+    return lut, big
+
+
+@njit(**_INLINE)
+def _value_table(codes, lut, y, ysum, need_sum):
+    """Y[a*N + t, j] = lut[a, codes[t, j]] and (where need_sum[a]) ysum[a] = sum_t Y[a*N + t]
+    (codes uint8[N, D]; y and ysum int32 or int64: the caller checks the values fit)."""
+    g = lut.shape[0]
+    n, d = codes.shape
+    for a in range(g):
+        la = lut[a]
+        for t in range(n):
+            row = y[a * n + t]
+            code = codes[t]
+            for j in range(d):
+                row[j] = la[np.uint64(code[j])]     # unsigned index: no wraparound code
+        tot = ysum[a]
+        tot[:] = 0
+        if need_sum[a]:
+            for t in range(n):
+                row = y[a * n + t]
+                for j in range(d):
+                    tot[j] += row[j]
+
+
+@njit(**_INLINE)
+def _set_bits(word, base, ids, cnt):
+    """Append base + the index of each set bit of word to ids[cnt:]; return the new count.
+
+    Four bits per step with no test in between (ctz of 0 is 64, written past the end and
+    overwritten later; ids needs 4 spare slots): sparse words cost no mispredicted branch.
+    """
+    end = cnt + popcount64(word)
+    while cnt < end:
+        ids[cnt] = base + ctz64(word)
+        word &= word - np.uint64(1)
+        ids[cnt + 1] = base + ctz64(word)
+        word &= word - np.uint64(1)
+        ids[cnt + 2] = base + ctz64(word)
+        word &= word - np.uint64(1)
+        ids[cnt + 3] = base + ctz64(word)
+        word &= word - np.uint64(1)
+        cnt += 4
+    return end
+
+
+@njit(**_INLINE)
+def _context_sparse(planes, counts, n_keys, y, ysum, out, r0, c0, add_ids, sub_ids, acc):
+    """ctx[i] = sum_a sum_{t : a_i[t]} Y[a*N + t]: collect the set bits of each attention row,
+    then add those table rows; a plane row denser than half contributes the sum of all its
+    rows minus the rows of its zero bits."""
+    g, m_n, w_n = planes.shape
+    d = acc.shape[0]
+    tail = n_keys - (w_n - 1) * 64
+    last = (~np.uint64(0)) >> np.uint64(64 - tail)
+    for i in range(m_n):
+        acc[:] = 0
+        n_add = 0
+        n_sub = 0
+        for a in range(g):
+            bits = planes[a, i]
+            base = a * n_keys
+            if 2 * counts[a, i] > n_keys:
+                tot = ysum[a]
+                for j in range(d):
+                    acc[j] += tot[j]
+                for w in range(w_n - 1):
+                    n_sub = _set_bits(~bits[w], base + w * 64, sub_ids, n_sub)
+                n_sub = _set_bits(~bits[w_n - 1] & last, base + (w_n - 1) * 64, sub_ids, n_sub)
+            else:
+                for w in range(w_n):
+                    n_add = _set_bits(bits[w], base + w * 64, add_ids, n_add)
+        for q in range(n_add):
+            src = y[add_ids[q]]
+            for j in range(d):
+                acc[j] += src[j]
+        for q in range(n_sub):
+            src = y[sub_ids[q]]
+            for j in range(d):
+                acc[j] -= src[j]
+        res = out[r0 + i, c0:c0 + d]
+        for j in range(d):
+            res[j] = acc[j]
+
+
+@njit(**_INLINE)
+def _value_columns(codes, g, v_t):
+    """Value planes packed along the keys, transposed for _row_counts: v_t uint64[W, (2G-1)*D],
+    column blocks: sign s, then s & m_k (k = 1..G-1), then m_k (k = 1..G-1)."""
+    n, d = codes.shape
+    v_t[:, :] = 0
+    for t in range(n):
+        w = t >> 6
+        sh = np.uint64(t & 63)
+        code = codes[t]
+        row = v_t[w]
+        for j in range(d):
+            row[j] |= np.uint64(code[j] & 1) << sh
+        for k in range(1, g):
+            both = k * d
+            mask = (g - 1 + k) * d
+            for j in range(d):
+                mk = np.uint64((code[j] >> k) & 1)
+                row[mask + j] |= mk << sh
+                row[both + j] |= (mk & np.uint64(code[j] & 1)) << sh
+
+
+@njit(**_INLINE)
+def _context_dense(planes, counts, v_t, scale, acc, d, out, r0, c0):
+    """ctx[i, j] = sum_a [scale[a,0]*(2 pc(a&s) - pc(a)) + sum_k scale[a,k]*(2 pc(a&s&m_k) - pc(a&m_k))]
+    (acc int64[(2G-1)*D] scratch)."""
+    g, m_n, _ = planes.shape
+    for i in range(m_n):
+        res = out[r0 + i, c0:c0 + d]
+        res[:] = 0
+        for a in range(g):
+            _counts_and(planes[a], i, v_t, acc)
+            ones = counts[a, i]
+            s0 = scale[a, 0]
+            for j in range(d):
+                res[j] += s0 * (2 * acc[j] - ones)
+            for k in range(1, g):
+                sk = scale[a, k]
+                both = acc[k * d:(k + 1) * d]
+                mask = acc[(g - 1 + k) * d:(g + k) * d]
+                for j in range(d):
+                    res[j] += sk * (2 * both[j] - mask[j])
+
+
+@njit(**_INLINE)
+def _sparse_is_cheaper(counts, n_keys, w_n, d):
+    """Cost estimate (in int64 additions) of the two context methods for one head."""
+    g, m_n = counts.shape
+    walk = 0
+    for a in range(g):
+        for i in range(m_n):
+            c = counts[a, i]
+            walk += min(c, n_keys - c) + 1
+    sparse = walk * d + g * n_keys * d * (g + 1)            # bit walk + value table
+    dense = SPARSE_PER_WORD * m_n * g * w_n * (2 * g - 1) * d + n_keys * d * (2 * g - 1)
+    return sparse <= dense
+
+
+@njit(**_JIT)
+def context_workspace(scale, n_keys, d):
+    """What context_head needs besides the head's planes: the value lookup table of the
+    scale products and scratch arrays for heads of N keys and head dim D (built once per
+    layer call, not once per head)."""
+    g = scale.shape[0]
+    w_n = (n_keys + 63) // 64
+    lut, big = _value_lut(scale)
+    return (lut, big, np.empty((g * n_keys, d), dtype=np.int64), np.empty((g * n_keys, d), dtype=np.int32),
+            np.empty((g, d), dtype=np.int64), np.empty((g, d), dtype=np.int32),
+            np.empty((2, g * n_keys + 4), dtype=np.int64), np.empty(d, dtype=np.int64), np.empty(d, dtype=np.int32),
+            np.empty((w_n, (2 * g - 1) * d), dtype=np.uint64), np.empty((2 * g - 1) * d, dtype=np.int64),
+            np.zeros(g, dtype=np.bool_))
+
+
+@njit(**_JIT)
+def context_head(planes, counts, codes, scale, n_keys, out, r0, c0, method, ws):
+    """GSB context of one head: out[r0 + i, c0 + j] = sum_a sum_v scale[a, v] * D[a][v][i, j].
+
+    planes uint64[G, M, W] attention planes packed along the N keys (pads 0); counts
+    int64[G, M] their popcounts per row; codes uint8[N, D] the value planes as bits
+    (bit 0 sign, bit k mask k); scale int64[G, G]; method 0 = choose by cost, 1 = sparse
+    bit walk, 2 = popcount form; ws = context_workspace(scale, N, D). Jitted, unchecked
+    (see ``gsb_av_context``). Returns the method used (1 or 2).
+    """
+    lut, big, y64, y32, ysum64, ysum32, ids, acc64, acc32, v_t, cnt, need_sum = ws
+    g, m_n, w_n = planes.shape
+    d = codes.shape[1]
+    if method == 0:
+        method = 1 if _sparse_is_cheaper(counts, n_keys, w_n, d) else 2
+    if method == 1:
+        for a in range(g):
+            need_sum[a] = False
+            for i in range(m_n):
+                need_sum[a] |= 2 * counts[a, i] > n_keys
+        # every partial sum of a row is bounded by 2*G*N*max|Y|: when that fits int32, the
+        # table and the sums are int32 (half the memory traffic), exactly
+        if big < (2 ** 31 - 1) // (2 * g * n_keys):
+            _value_table(codes, lut, y32, ysum32, need_sum)
+            _context_sparse(planes, counts, n_keys, y32, ysum32, out, r0, c0, ids[0], ids[1], acc32)
+        else:
+            _value_table(codes, lut, y64, ysum64, need_sum)
+            _context_sparse(planes, counts, n_keys, y64, ysum64, out, r0, c0, ids[0], ids[1], acc64)
+    else:
+        _value_columns(codes, g, v_t)
+        _context_dense(planes, counts, v_t, scale, cnt, d, out, r0, c0)
+    return method
+
+
+@njit(**_JIT)
+def row_popcounts(planes):
+    """counts[a, i] = popcount of packed row i of plane a (planes uint64[G, M, W] -> int64[G, M])."""
+    g, m_n, w_n = planes.shape
+    counts = np.empty((g, m_n), dtype=np.int64)
+    for a in range(g):
+        for i in range(m_n):
+            c = 0
+            for w in range(w_n):
+                c += popcount64(planes[a, i, w])
+            counts[a, i] = c
+    return counts
 
 
 # ============================================================================ validation
@@ -212,7 +505,7 @@ def _same_words(what: str, wa: int, wb: int) -> None:
 def _check_pads(name: str, x: np.ndarray, k: int) -> None:
     """Pad bits (positions >= k in the last word) must be 0, else k - 2*popcount is wrong."""
     used = k % WORD_BITS
-    if used and x.shape[0] and np.any(x[:, -1] >> np.uint64(used)):
+    if used and x.size and np.any(x[..., -1] >> np.uint64(used)):
         raise KernelInputError(f"gsbsim.kernels: {name} has non-zero pad bits beyond k={k}")
 
 
@@ -277,8 +570,53 @@ def _accumulator(acc) -> np.ndarray:
     return np.ascontiguousarray(acc)
 
 
-def _n_blocks(n_rows: int) -> int:
-    return max(1, min(n_rows, 4 * get_num_threads()))
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _in_threads(work: Callable[[int, int], None], n_rows: int) -> None:
+    """Run work(lo, hi) on row blocks in a thread pool (one block per core).
+
+    The jitted cores release the GIL (nogil=True), so plain Python threads run them in
+    parallel; no Numba ``parallel=True`` build (slow to compile, and its threads would
+    fight OpenBLAS's on small machines).
+    """
+    global _POOL
+    n = max(1, min(os.cpu_count() or 1, n_rows))
+    if n == 1:
+        work(0, n_rows)
+        return
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=os.cpu_count(), thread_name_prefix="gsbsim-kernels")
+    bounds = [(b * n_rows) // n for b in range(n + 1)]
+    for f in [_POOL.submit(work, bounds[b], bounds[b + 1]) for b in range(n)]:
+        f.result()
+
+
+_METHODS = {"auto": 0, "sparse": 1, "dense": 2}
+
+
+def _context_args(a_planes, v_planes, scale, method):
+    a_planes = _packed("a_planes", a_planes, 3)
+    if not isinstance(v_planes, np.ndarray) or v_planes.ndim != 3 or v_planes.dtype.kind not in "iub":
+        raise KernelInputError("gsbsim.kernels: v_planes must be an integer {0,1} array [G, N, D]")
+    g, n_keys, _ = v_planes.shape
+    if not 1 <= g <= 8:
+        raise KernelInputError(f"gsbsim.kernels: v_planes must have 1 to 8 planes, got {g}")
+    if v_planes.size and (v_planes.min() < 0 or v_planes.max() > 1):
+        raise KernelInputError("gsbsim.kernels: v_planes must hold only 0 and 1")
+    if a_planes.shape[0] != g:
+        raise KernelInputError(f"gsbsim.kernels: a_planes has {a_planes.shape[0]} planes, v_planes {g}")
+    _same_words("a_planes [G, M, W] and the N keys of v_planes", a_planes.shape[2], n_words(n_keys))
+    _check_pads("a_planes", a_planes, n_keys)
+    scale = np.asarray(scale)
+    if scale.dtype.kind not in "iu" or scale.shape != (g, g):
+        raise KernelInputError(f"gsbsim.kernels: scale must be an integer array of shape ({g}, {g}), "
+                               f"got {scale.dtype} {scale.shape}")
+    if method not in _METHODS:
+        raise KernelInputError(f"gsbsim.kernels: method must be one of {', '.join(_METHODS)}, got {method!r}")
+    weights = (np.uint8(1) << np.arange(g, dtype=np.uint8))[:, None, None]
+    codes = np.ascontiguousarray((v_planes.astype(np.uint8) * weights).sum(0, dtype=np.uint8))
+    return a_planes, codes, np.ascontiguousarray(scale, dtype=np.int64), _METHODS[method]
 
 
 # ============================================================================ public API
@@ -290,15 +628,15 @@ def xnor_gemm(a: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
     """
     a, w_t, k = _xnor_args(a, w, k)
     out = np.empty((a.shape[0], w_t.shape[1]), dtype=np.int32)
-    _xnor_serial(a, w_t, k, out)
+    xnor_into(a, w_t, k, out)
     return out
 
 
 def xnor_gemm_par(a: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
-    """``xnor_gemm`` with rows split over Numba threads (opt-in)."""
+    """``xnor_gemm`` with rows split over one thread per core (opt-in)."""
     a, w_t, k = _xnor_args(a, w, k)
     out = np.empty((a.shape[0], w_t.shape[1]), dtype=np.int32)
-    _xnor_parallel(a, w_t, k, out, _n_blocks(a.shape[0]))
+    _in_threads(lambda lo, hi: xnor_into(a[lo:hi], w_t, k, out[lo:hi]), a.shape[0])
     return out
 
 
@@ -309,15 +647,15 @@ def and_gemm(a: np.ndarray, w: np.ndarray) -> np.ndarray:
     """
     a, w_t = _and_args(a, w)
     out = np.empty((a.shape[0], w_t.shape[1]), dtype=np.int32)
-    _and_serial(a, w_t, out)
+    and_into(a, w_t, out)
     return out
 
 
 def and_gemm_par(a: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``and_gemm`` with rows split over Numba threads (opt-in)."""
+    """``and_gemm`` with rows split over one thread per core (opt-in)."""
     a, w_t = _and_args(a, w)
     out = np.empty((a.shape[0], w_t.shape[1]), dtype=np.int32)
-    _and_parallel(a, w_t, out, _n_blocks(a.shape[0]))
+    _in_threads(lambda lo, hi: and_into(a[lo:hi], w_t, out[lo:hi]), a.shape[0])
     return out
 
 
@@ -332,17 +670,35 @@ def gsb_av(a_planes: np.ndarray, v_sign: np.ndarray, v_masks: np.ndarray) -> np.
     out[g, q>=1]  = 2*pc(a_g & m_q & s) - pc(a_g & m_q)   (sign * mask, values in {-1, 0, +1})
 
     All Ga x Gv plane pairs come out of one pass over each attention row. a's pad bits
-    must be 0; the scales of the group pairs are applied by the caller.
+    must be 0; the scales of the group pairs are applied by the caller (or use
+    ``gsb_av_context``, which needs far fewer operations when the planes are sparse).
     """
     a2, v_t, n_v, out = _av_args(a_planes, v_sign, v_masks)
-    _av_serial(a2, v_t, n_v, out)
+    _av_range(a2, v_t, n_v, out, 0, a2.shape[0])
     return out
 
 
 def gsb_av_par(a_planes: np.ndarray, v_sign: np.ndarray, v_masks: np.ndarray) -> np.ndarray:
-    """``gsb_av`` with (plane, row) pairs split over Numba threads (opt-in)."""
+    """``gsb_av`` with (plane, row) pairs split over one thread per core (opt-in)."""
     a2, v_t, n_v, out = _av_args(a_planes, v_sign, v_masks)
-    _av_parallel(a2, v_t, n_v, out, _n_blocks(a2.shape[0]))
+    _in_threads(lambda lo, hi: _av_range(a2, v_t, n_v, out, lo, hi), a2.shape[0])
+    return out
+
+
+def gsb_av_context(a_planes: np.ndarray, v_planes: np.ndarray, scale: np.ndarray,
+                   method: str = "auto") -> np.ndarray:
+    """GSB context of one head: sum_a sum_v scale[a, v] * D[a][v] -> int64[M, D].
+
+    a_planes uint64[G, M, W]: attention planes (b1, M_2..M_G) packed along the N keys, pads 0.
+    v_planes {0,1}[G, N, D]: the value planes unpacked (sign s, then M_2..M_G), keys first.
+    scale int[G, G]: the scale products (``ctx.scale``). D[a][v] is spec §6's plane product.
+    method: "sparse" (walk the attention bits), "dense" (popcounts) or "auto" (cheaper one).
+    """
+    planes, codes, scale, how = _context_args(a_planes, v_planes, scale, method)
+    n_keys, d = codes.shape
+    out = np.empty((planes.shape[1], d), dtype=np.int64)
+    context_head(planes, row_popcounts(planes), codes, scale, n_keys, out, 0, 0, how,
+                 context_workspace(scale, n_keys, d))
     return out
 
 
@@ -355,7 +711,7 @@ def pack_rows_ge(acc: np.ndarray, thr: np.ndarray) -> np.ndarray:
     acc = _accumulator(acc)
     thr = _thresholds("thr", thr, acc.shape[1])
     out = np.empty((acc.shape[0], n_words(acc.shape[1])), dtype=np.uint64)
-    _pack_rows(acc, thr, thr, False, out)
+    pack_ge_into(acc, thr, out)
     return out
 
 
@@ -368,5 +724,5 @@ def pack_rows_2sided(acc: np.ndarray, t_hi: np.ndarray, t_lo: np.ndarray) -> np.
     t_hi = _thresholds("t_hi", t_hi, acc.shape[1])
     t_lo = _thresholds("t_lo", t_lo, acc.shape[1])
     out = np.empty((acc.shape[0], n_words(acc.shape[1])), dtype=np.uint64)
-    _pack_rows(acc, t_hi, t_lo, True, out)
+    pack_2sided_into(acc, t_hi, t_lo, out)
     return out

@@ -1,12 +1,15 @@
 """gsbsim.fast (Numba, packed bits) equals gsbsim.golden at every traced tensor, bit for bit."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gsbsim import fast, golden
+from gsbsim.conventions import unpack_bits
 from gsbsim.model_file import IntModel, validate
 from gsbsim.random_model import random_images, random_model
 
@@ -24,6 +27,17 @@ def assert_same(model: IntModel, x: np.ndarray) -> dict[str, np.ndarray]:
     plain, empty = fast.forward(model, x)
     assert empty == {} and np.array_equal(plain, lg)
     return tg
+
+
+@contextlib.contextmanager
+def context_method(method: str):
+    """Force the GSB context method of gsbsim.fast ("auto", "sparse" or "dense") in a with block."""
+    saved = fast.context_method
+    fast.context_method = method
+    try:
+        yield
+    finally:
+        fast.context_method = saved
 
 
 def _derive(model: IntModel, **changes: np.ndarray) -> IntModel:
@@ -56,21 +70,26 @@ def model_configs(draw):
 
 
 @settings(max_examples=30, deadline=None)
-@given(cfg=model_configs())
-def test_fast_equals_golden_on_random_models(cfg):
+@given(cfg=model_configs(), method=st.sampled_from(sorted(fast.CONTEXT_METHODS)))
+def test_fast_equals_golden_on_random_models(cfg, method):
     cfg = dict(cfg)
     rng = np.random.default_rng(cfg.pop("seed"))
     batch, grid = cfg.pop("batch"), cfg.pop("grid")
     cfg["img_size"] = grid * cfg["patch_size"]
     model = random_model(rng, **cfg)
-    assert_same(model, random_images(rng, model, batch))
+    with context_method(method):
+        assert_same(model, random_images(rng, model, batch))
 
 
-@pytest.mark.parametrize("stat", ["row", "image"])
-def test_fast_equals_golden_on_a_digits_sized_model(stat):
+
+
+
+@pytest.mark.parametrize("stat, method", [("row", "sparse"), ("image", "dense")])
+def test_fast_equals_golden_on_a_digits_sized_model(stat, method):
     rng = np.random.default_rng(12)
     model = random_model(rng, embed_dim=96, depth=4, num_heads=3, mlp_hidden=384, mask_stat=stat)
-    tr = assert_same(model, random_images(rng, model, 8))
+    with context_method(method):
+        tr = assert_same(model, random_images(rng, model, 8))
     assert len(set(tr["pred"].tolist())) > 1 or len({tuple(r) for r in tr["logits"].tolist()}) == 8
 
 
@@ -209,17 +228,70 @@ def test_overflow_at_the_exact_int32_boundary_names_the_same_element(small):
                    f"channel 5 (value 2147483648)")
 
 
+def _ln(x: np.ndarray, eps: int, sign=None, thr=None):
+    """fast._ln_bits on rows x with the rows' own fast-path limit: (packed bits, bad row)."""
+    e = x.shape[1]
+    sign = np.ones(e, np.int8) if sign is None else sign
+    thr = np.zeros(e, np.int64) if thr is None else thr
+    out = np.zeros((x.shape[0], 1), np.uint64)
+    bad = fast._ln_bits(x, sign, thr, np.int64(16), eps, fast._fast_limit(e, eps), out)
+    return out, bad
+
+
 def test_ln_overflow_boundary_matches_golden():
     """The jitted LayerNorm check is exact at E*S2 + ln_eps = 2^62 - 1 (allowed) and 2^62 (error)."""
     big = np.array([[2 ** 31 - 1]], dtype=np.int32)
-    one = np.ones(1, np.int64)
-    bits, bad = fast._ln_bits(big, one, one * 0, 16, 2 ** 32 - 2)
+    bits, bad = _ln(big, 2 ** 32 - 2)
     assert bad == -1 and bits.tolist() == [[1]]
-    _, bad = fast._ln_bits(big, one, one * 0, 16, 2 ** 32 - 1)
+    _, bad = _ln(big, 2 ** 32 - 1)
     assert bad == 0
     rows = np.array([[1, 2], [2 ** 31 - 1, -(2 ** 31)], [3, 4]], dtype=np.int32)   # row 1: 2*S2 ~ 2^64
-    _, bad = fast._ln_bits(rows, np.ones(2, np.int64), np.zeros(2, np.int64), 16, 1)
+    _, bad = _ln(rows, 1)
     assert bad == 1
+
+
+def test_ln_fast_limit_is_the_exact_edge():
+    """Rows with max|x| <= _fast_limit skip the overflow checks: the limit is the largest safe value."""
+    for e, eps in ((1, 1), (3, 5), (192, 2 ** 40), (4096, 1)):
+        lim = fast._fast_limit(e, eps)
+        assert e * e * lim * lim + eps < 2 ** 62 <= e * e * (lim + 1) ** 2 + eps
+    assert fast._fast_limit(2, 2 ** 62) == -1
+
+
+def test_fused_residual_layernorm_reports_the_residual_overflow_first():
+    """_residual_ln (residual add, then the next LayerNorm per row): an LN overflow in an early
+    row loses to a residual overflow in a later row, as when the layers run one after the other."""
+    e, shift = 4, 4
+    x = np.array([[2 ** 31 - 1] * e, [0] * e, [5, 6, 7, 8]], dtype=np.int32)
+    acc = np.zeros((3, e), np.int32)
+    acc[1, 2] = 1
+    bias = np.zeros(e, np.int64)
+    mult = np.int64(2 ** 40)                                   # acc 1 -> +2^36 in row 1, channel 2
+    sign, thr = np.ones(e, np.int8), np.zeros(e, np.int64)
+    bits = np.zeros((3, 1), np.uint64)
+    args = (sign, thr, np.int64(16), 1, fast._fast_limit(e, 1), bits)
+    out, bad, val, ln_bad = fast._residual_ln(x, acc, mult, bias, shift, *args)
+    assert (bad, int(val), ln_bad) == (1 * e + 2, 2 ** 36, 0)
+    with pytest.raises(golden.IntegerOverflowError, match="residual stream overflows int32 at image 0, token 1"):
+        golden.residual_add(x[None], acc[None], mult, bias, shift, "p")
+    acc[1, 2] = 0                                              # no residual overflow: the LN one shows
+    out, bad, val, ln_bad = fast._residual_ln(x, acc, mult, bias, shift, *args)
+    assert (bad, ln_bad) == (-1, 0) and np.array_equal(out, x)
+    assert np.array_equal(unpack_bits(bits[2:], e), golden.ln_bits(x[2:], sign, thr, 16, 1, "n"))
+
+
+def test_ln_bits_on_unvalidated_parameters_match_golden():
+    """Signs outside -1..1 or thresholds beyond int32 (which a model file cannot hold) take the
+    general int64 path and still equal the golden arithmetic."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(-2 ** 20, 2 ** 20, (6, 70)).astype(np.int32)
+    for sign, thr in ((rng.integers(-1, 2, 70).astype(np.int8), rng.integers(-2 ** 16, 2 ** 16, 70)),
+                      (rng.integers(-3, 4, 70).astype(np.int8), rng.integers(-2 ** 16, 2 ** 16, 70)),
+                      (rng.integers(-1, 2, 70).astype(np.int8), rng.integers(-2 ** 40, 2 ** 40, 70))):
+        want = golden.ln_bits(x, sign, thr, 16, 7, "test")
+        out = np.zeros((6, 2), np.uint64)
+        assert fast._ln_bits(x, sign, thr, np.int64(16), 7, fast._fast_limit(70, 7), out) == -1
+        assert np.array_equal(unpack_bits(out, 70), want)
 
 
 def test_fast_rejects_bad_images(small):
@@ -239,3 +311,56 @@ def test_fast_runs_a_model_loaded_from_file(tmp_path):
     loaded = load_model(tmp_path / "m.npz")
     assert np.array_equal(fast.forward(loaded, x)[0], golden.forward(m, x)[0])
     assert_same(loaded, x)
+
+
+# ----------------------------------------------------------------------------- larger attention, batch entry points
+def test_fast_equals_golden_with_more_than_64_keys_and_wide_heads():
+    """N = 83 keys (two words), head dim 65 (two words), G = 3 with a dense b1 plane: the
+    complement walk, multi-word scores and both context methods against the golden path."""
+    rng = np.random.default_rng(40)
+    m = random_model(rng, img_size=9, patch_size=1, embed_dim=130, num_heads=2, mlp_hidden=65, depth=1)
+    x = random_images(rng, m, 2)
+    thr1 = int(np.median(golden.forward(m, x, trace=True)[1]["blocks.0.probs"]))
+    m = _derive(m, blocks__0__a__thr1=np.array(thr1, np.int64))   # b1 about half dense
+    for method in ("sparse", "dense"):
+        with context_method(method):
+            tr = assert_same(m, x)
+    dens = tr["blocks.0.a.planes"][:, 0].mean()
+    assert 0.3 < dens < 0.7 and m.num_tokens == 83
+
+
+def test_forward_batch_and_profiled_equal_forward(small):
+    m, x = small
+    x = np.concatenate([x, x[::-1], x])                          # 9 images
+    want = fast.forward(m, x)[0]
+    for threads in (1, 2, 4, 20):
+        got = fast.forward_batch(m, x, threads=threads)
+        assert got.dtype == np.int64 and np.array_equal(got, want)
+    logits, prof = fast.forward_profiled(m, x)
+    assert np.array_equal(logits, want)
+    assert set(fast.ATTENTION_PHASES) <= set(prof) and "qkv (xnor)" in prof and "other" in prof
+    assert all(v >= 0 for v in prof.values()) and sum(prof.values()) > 0
+    with pytest.raises(golden.InputError, match="threads must be >= 1"):
+        fast.forward_batch(m, x, threads=0)
+
+
+def test_forward_batch_reports_the_same_overflow_as_forward(small):
+    """Image 2 of 3 overflows at the embedding, images 0 and 1 only later (at blocks.0.ln1): the
+    error names the first layer over the whole batch and the global image index, as golden's."""
+    m, x = small
+    x = np.concatenate([x[:2], np.full((1,) + x.shape[1:], 127, np.int8)])
+    weight = m.arrays["patch.weight"].copy()
+    weight[0] = 1                                                  # channel 0: acc = sum of the patch
+    pos = m.arrays["pos"].copy()
+    pos[2:, 0] = 2 ** 31 - 1 - 507                                 # overflows iff the patch sums to 508
+    bad = _derive(m, patch__weight=weight, patch__mult=np.full(24, 1 << m.shifts["patch"], np.int64),
+                  patch__bias=np.zeros(24, np.int64), pos=pos)
+    assert int(golden.patch_embed(bad, x[:2])[0][..., 0].max()) < 508
+    with pytest.raises(golden.IntegerOverflowError) as eg:
+        golden.forward(bad, x)
+    assert str(eg.value).startswith("embed: residual stream overflows int32 at image 2, token 2, channel 0")
+    with pytest.raises(golden.IntegerOverflowError, match="blocks.0.ln1"):
+        fast.forward(bad, x[:2])
+    with pytest.raises(golden.IntegerOverflowError) as eb:
+        fast.forward_batch(bad, x, threads=3)
+    assert str(eb.value) == str(eg.value)

@@ -9,10 +9,11 @@ from numba import njit
 
 from gsbsim import conventions as cv
 from gsbsim import kernels as kn
-from gsbsim.popcnt import popcount64, popcount_words
+from gsbsim.popcnt import ctz64, cycle_counter, popcount64, popcount_words
 
-# K values around word boundaries (1, 63, 64, 65, ...) and the DeiT head/linear sizes
-K_EDGES = [1, 2, 63, 64, 65, 127, 128, 129, 192, 200, 384]
+# K values around word boundaries (1, 63, 64, 65, ...), the DeiT head/linear sizes, and
+# 1..10 words (the GEMM sums 1-4 words in its first pass, then 4 per pass)
+K_EDGES = [1, 2, 63, 64, 65, 127, 128, 129, 192, 200, 256, 257, 320, 384, 449, 513, 640]
 SETTINGS = settings(max_examples=60, deadline=None)
 
 
@@ -38,6 +39,35 @@ def _popcounts(words):
     for i in range(words.shape[0]):
         out[i] = popcount64(words[i])
     return out
+
+
+@njit(cache=True)
+def _ctzs(words):
+    out = np.empty(words.shape[0], dtype=np.int64)
+    for i in range(words.shape[0]):
+        out[i] = ctz64(words[i])
+    return out
+
+
+@njit(cache=True)
+def _ticks():
+    a = cycle_counter()
+    s = 0
+    for i in range(100000):
+        s += i
+    return cycle_counter() - a, s
+
+
+def test_ctz64_and_cycle_counter():
+    rng = np.random.default_rng(1)
+    words = np.concatenate([np.array([0, 1, 2, 2**63, 2**64 - 1, 0xF0], dtype=np.uint64),
+                            rng.integers(1, 2**64, 300, dtype=np.uint64)])
+    got = _ctzs(words)
+    assert got[:6].tolist() == [64, 0, 1, 63, 0, 4]          # ctz(0) is defined: 64
+    low = words[6:] & (~words[6:] + np.uint64(1))             # lowest set bit
+    assert np.array_equal(got[6:], np.log2(low.astype(np.float64)).astype(np.int64))
+    ticks, s = _ticks()
+    assert s == 4999950000 and ticks > 0
 
 
 def test_popcount64_matches_numpy_on_edge_and_random_words():
@@ -141,10 +171,73 @@ def test_gsb_av_mask_plane_limits():
     assert np.array_equal(out[0, 2], out[0, 0])
 
 
+# ----------------------------------------------------------------------------- GSB context (combined A.V)
+def _context_reference(a_bits, v_bits, scale):
+    """sum_a sum_v scale[a, v] * D[a][v]: unpacked int64 matmuls (object ints: cannot wrap)."""
+    sgn = cv.from_bits(v_bits[0]).astype(np.int64)                         # [N, D]
+    vals = [sgn] + [sgn * v_bits[k].astype(np.int64) for k in range(1, v_bits.shape[0])]
+    a = a_bits.astype(np.int64)
+    out = np.zeros((a.shape[1], sgn.shape[1]), dtype=object)
+    for ai in range(a.shape[0]):
+        for vi in range(len(vals)):
+            out += int(scale[ai, vi]) * (a[ai] @ vals[vi]).astype(object)
+    return out.astype(np.int64)
+
+
+scales = st.sampled_from([2 ** 4, 2 ** 20, 2 ** 44])   # int32 table (small) and int64 table (large)
+
+
+@SETTINGS
+@given(g=st.integers(1, 4), m=dims, d=st.integers(1, 70),
+       keys=st.one_of(st.sampled_from([1, 64, 65, 198]), st.integers(1, 140)),
+       seed=seeds, p=st.sampled_from([0.0, 0.02, 0.3, 0.5, 0.7, 0.98, 1.0]), big=scales)
+def test_gsb_av_context_matches_unpacked_reference(g, m, d, keys, seed, p, big):
+    rng = np.random.default_rng(seed)
+    a_bits = _bits(rng, (g, m, keys), p)
+    v_bits = _bits(rng, (g, keys, d), 0.4)
+    scale = rng.integers(-big, big + 1, (g, g))
+    ref = _context_reference(a_bits, v_bits, scale)
+    for method in ("sparse", "dense", "auto"):
+        out = kn.gsb_av_context(cv.pack_bits(a_bits), v_bits, scale, method)
+        assert out.dtype == np.int64 and out.shape == (m, d)
+        assert np.array_equal(out, ref), method
+
+
+def test_gsb_av_context_equals_scaled_plane_pairs():
+    """The combined kernel is sum_a sum_v scale[a, v] * gsb_av(...)[a, v] on a DeiT-sized head."""
+    rng = np.random.default_rng(8)
+    a_bits, v_bits = _bits(rng, (3, 197, 197), 0.05), _bits(rng, (3, 197, 64), 0.3)
+    scale = rng.integers(-2 ** 30, 2 ** 30, (3, 3))
+    pairs = kn.gsb_av(cv.pack_bits(a_bits), cv.pack_bits(v_bits[0].T), cv.pack_bits(v_bits[1:].transpose(0, 2, 1)))
+    want = np.einsum("av,avmd->md", scale, pairs.astype(np.int64))
+    for method in ("sparse", "dense"):
+        assert np.array_equal(kn.gsb_av_context(cv.pack_bits(a_bits), v_bits, scale, method), want)
+
+
+@pytest.mark.parametrize("margin", [1, 0])
+def test_gsb_av_context_int32_table_bound_is_exact(margin):
+    """The sparse walk sums in int32 when 2*G*N*max|Y| < 2^31: at the largest such scale and
+    the largest sums (all attention and value bits set, dense and sparse rows), and one above."""
+    g, n, d = 3, 130, 5
+    limit = (2 ** 31 - 1) // (2 * g * n)                      # max|Y| must stay below this
+    per = (limit - margin) // g                                # max|Y| = sum of |scale| of a row
+    scale = np.full((g, g), per, dtype=np.int64)
+    a_bits = np.ones((g, 4, n), np.uint8)
+    a_bits[:, 1, ::2] = 0                                      # one row at density 1/2 (sparse walk)
+    a_bits[:, 2] = 0
+    a_bits[:, 3, 0] = 0                                        # walked through its zero bits
+    v_bits = np.ones((g, n, d), np.uint8)
+    v_bits[0, :, 1] = 0                                        # a negative sign column
+    out = kn.gsb_av_context(cv.pack_bits(a_bits), v_bits, scale, "sparse")
+    ref = _context_reference(a_bits, v_bits, scale)
+    assert np.array_equal(out, ref)
+    assert abs(int(ref[0, 0])) == g * n * g * per              # the bound's worst case is reached
+
+
 # ----------------------------------------------------------------------------- opt-in parallel variants
 @pytest.mark.parametrize("m, n, k", [(1, 1, 1), (3, 70, 65), (13, 5, 200), (197, 64, 192)])
 def test_parallel_variants_match_references(m, n, k):
-    """Fixed shapes (not hypothesis): the parallel cores are slow to compile, the row split is the risk."""
+    """Fixed shapes: the thread split of the rows is the risk (1 row, fewer rows than threads...)."""
     rng = np.random.default_rng(m * 1000 + k)
     a_bits, w_bits = _bits(rng, (3, m, k)), _bits(rng, (n, k))
     a, w = cv.pack_bits(a_bits[0]), cv.pack_bits(w_bits)
@@ -197,6 +290,11 @@ def test_packed_thresholds_feed_the_next_layer():
 U = np.uint64
 
 
+def _ctx(a, v, scale=None, method="auto"):
+    """gsb_av_context with an identity scale by default (for the error cases)."""
+    return kn.gsb_av_context(a, v, np.eye(v.shape[0], dtype=np.int64) if scale is None else scale, method)
+
+
 @pytest.mark.parametrize(
     "call, match",
     [
@@ -215,6 +313,14 @@ U = np.uint64
         (lambda: kn.gsb_av(np.zeros((1, 2, 2), U), np.zeros((3, 1), U), np.zeros((0, 3, 1), U)), "packed words"),
         (lambda: kn.gsb_av(np.zeros((0, 2, 1), U), np.zeros((3, 1), U), np.zeros((0, 3, 1), U)), "Ga >= 1"),
         (lambda: kn.gsb_av_par(np.zeros((2, 1), U), np.zeros((3, 1), U), np.zeros((0, 3, 1), U)), "3 axes"),
+        (lambda: _ctx(np.zeros((2, 3, 1), U), np.zeros((3, 5, 4), np.uint8)), "a_planes has 2 planes"),
+        (lambda: _ctx(np.zeros((2, 3, 2), U), np.zeros((2, 5, 4), np.uint8)), "packed words"),
+        (lambda: _ctx(np.full((1, 3, 1), 2**40, U), np.zeros((1, 5, 4), np.uint8)), "pad bits"),
+        (lambda: _ctx(np.zeros((1, 3, 1), U), np.full((1, 5, 4), 2, np.uint8)), "only 0 and 1"),
+        (lambda: _ctx(np.zeros((1, 3, 1), U), np.zeros((1, 5, 4), np.uint8), np.eye(2, dtype=np.int64)),
+         r"scale must be an integer array of shape \(1, 1\)"),
+        (lambda: _ctx(np.zeros((1, 3, 1), U), np.zeros((1, 5, 4), np.uint8), method="fast"), "method must be one of"),
+        (lambda: _ctx(np.zeros((9, 3, 1), U), np.zeros((9, 5, 4), np.uint8)), "1 to 8 planes"),
         (lambda: kn.pack_rows_ge(np.zeros((2, 3), np.float32), np.zeros(3, np.int64)), "int32 or int64"),
         (lambda: kn.pack_rows_ge(np.zeros((2, 3), np.int32), np.zeros(4, np.int64)), r"shape \(3,\)"),
         (lambda: kn.pack_rows_2sided(np.zeros((2, 3), np.int32), np.zeros(3), np.zeros(3, np.int64)), "t_hi"),

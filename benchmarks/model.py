@@ -1,0 +1,277 @@
+"""Whole-model benchmark: bit-exact GSB DeiT-Tiny (gsbsim.fast) against timm's float32 DeiT-Tiny.
+
+Usage:  .venv/bin/python benchmarks/model.py [--repeats 21] [--batch 16] [--no-write]
+                                             [--model dt.npz] [--model-g1 dt_g1.npz]
+
+The integer models are random exports of the deit_tiny preset (made on first use with
+``python -m reference.export --random --preset deit_tiny [--groups 1] --out ...`` into
+$TMPDIR/gsbsim-bench/ unless given). Measured in one process, interleaved repeat by repeat
+so that both sides see the same machine load:
+
+1. latency, 1 image, 1 thread: gsbsim.fast.forward vs timm.create_model(
+   'deit_tiny_patch16_224', pretrained=False) in eval/inference mode with
+   torch.set_num_threads(1) (BLAS also held to one thread); each repeat is a round of 5
+   calls of one model then 5 of the other (best call of each), the ratio is taken per round;
+2. batch throughput, 1 and 2 threads: gsbsim.fast.forward_batch(threads=2) vs timm with
+   torch.set_num_threads(2), images/s;
+3. the op split of the integer model (gsbsim.fast.forward_profiled, median over repeats);
+4. GSB's cost: the whole attention (split q/k/v + Q.K^T + softmax + planes + A.V + ctx
+   thresholds) and the A.V context alone, G=3 model vs G=1 model, summed over the 12 blocks
+   (per repeat the best of 3 profiled runs of each model, alternating).
+
+Wall-clock and this thread's CPU time are both reported: the machine is shared, and CPU
+time is what a call costs with a core to itself. Results are printed and written to the
+"## Whole model" section of benchmarks/RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # allow running from a checkout without installing gsbsim
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.kernels import machine, write_section  # noqa: E402
+from gsbsim import fast, golden  # noqa: E402
+from gsbsim.model_file import load_model  # noqa: E402
+from gsbsim.random_model import random_images  # noqa: E402
+
+CACHE = Path(tempfile.gettempdir()) / "gsbsim-bench"   # the exports are made once, outside the checkout
+SECTION = "## Whole model"
+STAGE_GROUPS = {  # op split rows: stage names of fast.forward_profiled, grouped
+    "binary GEMMs (qkv, proj, fc1, fc2)": ("qkv (xnor)", "proj (xnor)", "fc1 (xnor)", "fc2 (and)"),
+    "attention: split q/k/v": ("attention: split q/k/v",),
+    "attention: Q.K^T + softmax + planes": ("attention: scores+softmax+planes",),
+    "attention: GSB A.V context": ("attention: A.V context",),
+    "thresholds (ctx -> bits, fc1 GELU)": ("attention: ctx thresholds", "fc1 thresholds"),
+    "residual requant + layernorm -> bits": ("layernorm -> bits", "residual requant + layernorm -> bits"),
+    "patch embedding (8-bit)": ("patch embedding",),
+    "final norm + heads (8-bit)": ("final norm + heads",),
+    "weight layout + Python glue": ("weight layout", "other"),
+}
+
+
+def export(path: Path, groups: int) -> Path:
+    """The random deit_tiny export at `path`, made with reference.export if missing."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "reference.export", "--random", "--preset", "deit_tiny",
+               "--groups", str(groups), "--out", str(path)]
+        print("making", path, "with:", " ".join(cmd[1:]), flush=True)
+        subprocess.run(cmd, cwd=ROOT, check=True)
+    return path
+
+
+def timed(fn) -> tuple[float, float]:
+    """(wall seconds, this thread's CPU seconds) of one call."""
+    t0, c0 = time.perf_counter(), time.thread_time()
+    fn()
+    return time.perf_counter() - t0, time.thread_time() - c0
+
+
+def stats(values) -> tuple[float, float, float]:
+    v = np.asarray(values, dtype=np.float64)
+    return float(np.median(v)), float(v.min()), float(v.max())
+
+
+def fmt(s: tuple[float, float, float], scale: float = 1.0, digits: int = 1) -> str:
+    return f"{s[0] * scale:.{digits}f} ({s[1] * scale:.{digits}f}-{s[2] * scale:.{digits}f})"
+
+
+def bench_latency(model, timm_model, rounds: int, per_round: int = 5) -> dict:
+    """1 image, 1 thread: `rounds` rounds of `per_round` gsbsim calls then `per_round` timm calls;
+    per round the best call of each (timeit's rule: the least disturbed call on a shared
+    machine; each model runs on warm caches, as when it serves requests) and their ratio."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    x = random_images(np.random.default_rng(0), model, 1)
+    xt = torch.from_numpy(x.astype(np.float32) / 128.0)
+    rows = []
+    with threadpool_limits(limits=1), torch.inference_mode():
+        torch.set_num_threads(1)
+        for _ in range(3):  # warm-up (compilation, caches)
+            fast.forward(model, x)
+            timm_model(xt)
+        for _ in range(rounds):
+            g = np.min([timed(lambda: fast.forward(model, x)) for _ in range(per_round)], axis=0)
+            t = np.min([timed(lambda: timm_model(xt)) for _ in range(per_round)], axis=0)
+            rows.append((*g, *t))
+    r = np.array(rows)
+    return dict(gsb_wall=stats(r[:, 0]), gsb_cpu=stats(r[:, 1]), timm_wall=stats(r[:, 2]),
+                timm_cpu=stats(r[:, 3]), ratio_wall=stats(r[:, 2] / r[:, 0]), ratio_cpu=stats(r[:, 3] / r[:, 1]))
+
+
+def bench_throughput(model, timm_model, batch: int, repeats: int) -> dict:
+    """Images/s of a batch with 1 and 2 threads (gsbsim: forward_batch; timm: torch threads)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    x = random_images(np.random.default_rng(1), model, batch)
+    xt = torch.from_numpy(x.astype(np.float32) / 128.0)
+    want = fast.forward(model, x)[0]
+    assert np.array_equal(fast.forward_batch(model, x, threads=2), want)
+    out = {}
+    with torch.inference_mode():
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            with threadpool_limits(limits=threads):
+                fast.forward_batch(model, x, threads=threads)
+                timm_model(xt)
+                g, t = [], []
+                for _ in range(max(3, repeats // 3)):
+                    g.append(batch / timed(lambda: fast.forward_batch(model, x, threads=threads))[0])
+                    t.append(batch / timed(lambda: timm_model(xt))[0])
+            out[threads] = dict(gsb=stats(g), timm=stats(t), ratio=stats(np.array(g) / np.array(t)))
+    torch.set_num_threads(1)
+    return out
+
+
+def profile(model, repeats: int) -> tuple[dict, dict]:
+    """Median seconds per stage (forward_profiled, 1 image, 1 thread) and the total."""
+    from threadpoolctl import threadpool_limits
+
+    x = random_images(np.random.default_rng(0), model, 1)
+    with threadpool_limits(limits=1):
+        fast.forward_profiled(model, x)
+        runs = [fast.forward_profiled(model, x)[1] for _ in range(repeats)]
+    stages = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
+    return stages, dict(total=sum(stages.values()))
+
+
+def bench_gsb_cost(g3, g1, repeats: int, per_round: int = 3) -> dict:
+    """Attention and A.V time of the G=3 model over the G=1 model: per repeat, the best of
+    `per_round` profiled runs of each model (alternating)."""
+    from threadpoolctl import threadpool_limits
+
+    x = random_images(np.random.default_rng(0), g3, 1)
+    att = fast.ATTENTION_PHASES
+
+    def best(model) -> tuple[float, float]:
+        runs = [fast.forward_profiled(model, x)[1] for _ in range(per_round)]
+        return min(sum(p[k] for k in att) for p in runs), min(p["attention: A.V context"] for p in runs)
+
+    rows = []
+    with threadpool_limits(limits=1):
+        fast.forward_profiled(g3, x)
+        fast.forward_profiled(g1, x)
+        for _ in range(repeats):
+            (a3, c3), (a1, c1) = best(g3), best(g1)
+            rows.append((a3, a1, c3, c1))
+    r = np.array(rows)
+    return dict(att3=stats(r[:, 0]), att1=stats(r[:, 1]), att_ratio=stats(r[:, 0] / r[:, 1]),
+                av3=stats(r[:, 2]), av1=stats(r[:, 3]), av_ratio=stats(r[:, 2] / r[:, 3]))
+
+
+def plane_density(model) -> list[float]:
+    """Mean density of each attention plane over the 12 blocks (1 image), for the report."""
+    x = random_images(np.random.default_rng(0), model, 1)
+    tr = fast.forward(model, x, trace=True)[1]
+    planes = [tr[f"blocks.{i}.a.planes"][0] for i in range(model.depth)]
+    return [float(np.mean([p[a].mean() for p in planes])) for a in range(model.groups)]
+
+
+def report(lat: dict, thr: dict, stages: dict, total: dict, cost: dict, dens3: list, dens1: list,
+           batch: int, repeats: int, command: str) -> str:
+    from numba import __version__ as numba_version
+    import torch
+
+    lines = [
+        SECTION,
+        "",
+        f"Machine: {machine()}; numba {numba_version}, torch {torch.__version__}.",
+        f"Command: `{command}` ({repeats} repeats; median (min-max) over repeats; both models timed in the same",
+        "process, alternating; a latency repeat is a round of 5 calls of each model, best call of each). Integer",
+        "models: random exports",
+        "`python -m reference.export --random --preset deit_tiny --out dt.npz` (G=3) and",
+        "`... --groups 1 --out dt_g1.npz` (G=1). timm: `timm.create_model('deit_tiny_patch16_224',",
+        "pretrained=False)`, eval, torch.inference_mode, float32. gsbsim.fast is bit-exact (tests/test_fast.py).",
+        "",
+        "### Latency, 1 image, 1 thread",
+        "",
+        "| | gsbsim.fast (G=3, ms) | timm fp32 (ms) | timm / gsbsim |",
+        "|---|---|---|---|",
+        f"| wall clock | {fmt(lat['gsb_wall'], 1e3, 2)} | {fmt(lat['timm_wall'], 1e3, 2)} | "
+        f"{fmt(lat['ratio_wall'], 1, 2)}x |",
+        f"| thread CPU time | {fmt(lat['gsb_cpu'], 1e3, 2)} | {fmt(lat['timm_cpu'], 1e3, 2)} | "
+        f"{fmt(lat['ratio_cpu'], 1, 2)}x |",
+        "",
+        f"### Batch throughput, {batch} images (images/s, wall clock)",
+        "",
+        "| threads | gsbsim.fast.forward_batch | timm fp32 | gsbsim / timm |",
+        "|---|---|---|---|",
+    ]
+    for threads, r in thr.items():
+        lines.append(f"| {threads} | {fmt(r['gsb'], 1, 0)} | {fmt(r['timm'], 1, 0)} | {fmt(r['ratio'], 1, 2)}x |")
+    tot = total["total"]
+    lines += [
+        "",
+        f"### Op split of gsbsim.fast (1 image, 1 thread, median of {repeats} profiled runs per stage, sum "
+        f"{tot * 1e3:.2f} ms)",
+        "",
+        "| stage | ms | share |",
+        "|---|---|---|",
+    ]
+    grouped = {name: sum(stages.get(k, 0.0) for k in keys) for name, keys in STAGE_GROUPS.items()}
+    for name, sec in sorted(grouped.items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {name} | {sec * 1e3:.2f} | {100 * sec / tot:.1f}% |")
+    lines += [
+        "",
+        "### GSB's cost: G=3 vs a plain binary (G=1) model, 12 blocks, 1 image",
+        "",
+        "Whole attention = split q/k/v + Q.K^T + softmax + attention planes + A.V context + ctx thresholds.",
+        f"Attention plane densities (b1, M_2, M_3): G=3 {', '.join(f'{d:.3f}' for d in dens3)}; "
+        f"G=1 {', '.join(f'{d:.3f}' for d in dens1)}.",
+        "",
+        "| | G=3 (ms) | G=1 (ms) | G=3 / G=1 |",
+        "|---|---|---|---|",
+        f"| whole attention | {fmt(cost['att3'], 1e3, 2)} | {fmt(cost['att1'], 1e3, 2)} | "
+        f"{fmt(cost['att_ratio'], 1, 2)}x |",
+        f"| A.V context alone | {fmt(cost['av3'], 1e3, 2)} | {fmt(cost['av1'], 1e3, 2)} | "
+        f"{fmt(cost['av_ratio'], 1, 2)}x |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--model", type=Path, default=CACHE / "deit_tiny_g3.npz")
+    parser.add_argument("--model-g1", type=Path, default=CACHE / "deit_tiny_g1.npz")
+    parser.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md alone")
+    args = parser.parse_args()
+    import timm
+    import torch
+
+    g3 = load_model(export(args.model, 3))
+    g1 = load_model(export(args.model_g1, 1))
+    x = random_images(np.random.default_rng(0), g3, 1)
+    assert np.array_equal(fast.forward(g3, x)[0], golden.forward(g3, x)[0])  # benchmark what is correct
+    torch.manual_seed(0)
+    timm_model = timm.create_model("deit_tiny_patch16_224", pretrained=False).eval()
+
+    lat = bench_latency(g3, timm_model, args.repeats)
+    thr = bench_throughput(g3, timm_model, args.batch, args.repeats)
+    stages, total = profile(g3, args.repeats)
+    cost = bench_gsb_cost(g3, g1, args.repeats)
+    command = "python benchmarks/model.py" + (f" --repeats {args.repeats}" if args.repeats != 21 else "") + \
+        (f" --batch {args.batch}" if args.batch != 16 else "")
+    section = report(lat, thr, stages, total, cost, plane_density(g3), plane_density(g1), args.batch,
+                     args.repeats, command)
+    print(section)
+    if not args.no_write:
+        write_section(ROOT / "benchmarks" / "RESULTS.md", section, SECTION)
+        print(f"wrote {ROOT / 'benchmarks' / 'RESULTS.md'}")
+
+
+if __name__ == "__main__":
+    main()
