@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import costs as costs_mod
+from .conventions import pixels_to_int8
 from .costs import CostModelError, CostReport
 from .folding import DEFAULT_CLOCK_MHZ, CycleReport, FoldingError, cycle_report, global_folding, load_folding
 from .resources import LABEL as RESOURCE_LABEL, ResourceReport, estimate
@@ -95,11 +96,6 @@ def _select_images(images: np.ndarray, labels: np.ndarray | None, header: dict, 
         images = images[:n]
         labels = None if labels is None else labels[:n]
     return images, labels
-
-
-def to_int8(images: np.ndarray) -> np.ndarray:
-    """uint8 pixels -> the integer model's int8 input p - 128 (exact)."""
-    return (images.astype(np.int16) - 128).astype(np.int8)
 
 
 def _engine(name: str) -> Callable:
@@ -206,7 +202,7 @@ def cmd_run(args) -> int:
         raise CliError(f"--plot: output folder does not exist: {os.path.dirname(os.path.abspath(args.plot))}")
     images, labels, source = _load_data(args.data, args.split)
     images, labels = _select_images(images, labels, header, args.images, source)
-    logits = _forward_all(_engine(args.engine), model, to_int8(images))
+    logits = _forward_all(_engine(args.engine), model, pixels_to_int8(images))
     pred = np.argmax(logits, axis=1)  # ties: lowest index, as the spec says
     out: dict[str, Any] = {"model": args.model, "data": source, "engine": args.engine,
                            "images": int(len(images)), "predictions": pred.tolist()}
@@ -307,7 +303,7 @@ def cmd_vectors(args) -> int:
         raise CliError(f"--out {args.out} exists and is not a folder")
     images, labels, source = _load_data(args.data, args.split)
     images, labels = _select_images(images, labels, header, args.images, source)
-    _, trace = _checked(_engine("golden"))(model, to_int8(images), trace=True)
+    _, trace = _checked(_engine("golden"))(model, pixels_to_int8(images), trace=True)
     for name in trace:
         if not _SAFE_NAME.match(name):
             raise CliError(f"trace name {name!r} cannot be a file name")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 WORD_BITS = 64
+PIXEL_ZERO = 128  # uint8 pixel p enters the float model as (p - 128)/128, the integer model as p - 128
 RATIO_BITS = 8  # mask ratios are multiples of 2**-RATIO_BITS, in float and integer models alike
 
 
@@ -80,6 +81,11 @@ def and_dot(a_words: np.ndarray, w_words: np.ndarray) -> np.ndarray:
     both = popcount(a_words[:, None, :] & w_words[None, :, :]).sum(-1)
     ones = popcount(a_words).sum(-1)[:, None]
     return 2 * both - ones
+
+
+def pixels_to_int8(images: np.ndarray) -> np.ndarray:
+    """uint8 pixels -> the integer model's input p - 128, as int8 (exact)."""
+    return (np.asarray(images).astype(np.int16) - PIXEL_ZERO).astype(np.int8)
 
 
 # ----------------------------------------------------------------------------- integer rounding

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from gsbsim.conventions import pixels_to_int8
+
 
 @dataclass
 class Agreement:
@@ -77,20 +79,15 @@ def layer_agreement(model: torch.nn.Module, int_model, images: np.ndarray) -> di
     """Fraction of equal bits per binarized tensor, float model vs integer model (golden trace)."""
     from gsbsim import golden
     fb = float_bits(model, images)
-    _, trace = golden.forward(int_model, to_int8(images), trace=True)
+    _, trace = golden.forward(int_model, pixels_to_int8(images), trace=True)
     return {name: float(np.mean(fb[name].reshape(trace[name].shape) == trace[name])) for name in fb}
-
-
-def to_int8(images: np.ndarray) -> np.ndarray:
-    """uint8 pixels -> the integer model's input p - 128 (exact)."""
-    return (images.astype(np.int16) - 128).astype(np.int8)
 
 
 def measure(model: torch.nn.Module, int_model, images: np.ndarray, labels: np.ndarray) -> Agreement:
     """images: uint8 [N, C, H, W]; int_model: a gsbsim IntModel."""
     from gsbsim import fast
     f_pred = float_predictions(model, images)
-    logits, _ = fast.forward(int_model, to_int8(images))
+    logits, _ = fast.forward(int_model, pixels_to_int8(images))
     i_pred = logits.argmax(-1)  # numpy argmax takes the lowest index on ties, as the spec says
     return Agreement(images=len(labels), float_top1=float((f_pred == labels).mean()),
                      int_top1=float((i_pred == labels).mean()), agreement=float((f_pred == i_pred).mean()))

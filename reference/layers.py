@@ -10,9 +10,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from gsbsim import conventions
+
 from .quantizers import LearnableBias, LSQQuantizer, SignedBinarizer, UnsignedBinarizer, bwn_weight
 
-PIXEL_ZERO = 128.0  # images are uint8; the model sees (p - 128) / 128, the integer model p - 128
+PIXEL_ZERO = float(conventions.PIXEL_ZERO)  # the model sees (p - 128) / 128, the integer model p - 128
 PIXEL_SCALE = 128.0
 
 

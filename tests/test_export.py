@@ -8,7 +8,8 @@ import torch
 from gsbsim import golden
 from gsbsim.model_file import load_model, save_model
 from reference import export as ex
-from reference.agreement import layer_agreement, to_int8
+from gsbsim.conventions import pixels_to_int8
+from reference.agreement import layer_agreement
 from reference.models import build_model
 
 torch.set_num_threads(1)
@@ -49,7 +50,7 @@ def test_integer_logits_follow_the_float_logits(tmp_path):
     header, arrays = ex.export(model, calib, "digits", "test")
     im = load_model(save_and_return(tmp_path, header, arrays))
     imgs = _images(32)
-    logits, _ = golden.forward(im, to_int8(imgs))
+    logits, _ = golden.forward(im, pixels_to_int8(imgs))
     with torch.no_grad():
         ref = model(torch.from_numpy(imgs).float()).numpy()
     scaled = logits / 2.0 ** header["shifts"]["logit"]
