@@ -98,9 +98,9 @@ def _acc_threshold(bias: np.ndarray, scale: float, k: int) -> np.ndarray:
     return np.clip(_ceil_int(-bias / scale), -k - 1, k + 1).astype(np.int32)
 
 
-def _fc1_thresholds(fc1, fc2, hidden: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+def _fc1_thresholds(fc1, fc2, beta_w: float, dim: int) -> tuple[np.ndarray, np.ndarray]:
     """clip(GELU(a*b*acc + bias), +-10) + shift >= alpha/2 as acc >= hi OR acc <= lo (spec §8)."""
-    _, beta_w = _binary_weight(fc1)
+    hidden = fc1.out_features
     ab = _in_scale(fc1) * beta_w
     acc = np.arange(-dim, dim + 1, dtype=np.float64)
     f = torch.from_numpy(ab * acc[None, :] + _np(fc1.bias)[:, None])
@@ -151,9 +151,8 @@ def _export_block(blk: BinaryBlock, dim: int, n_tok: int, frac_bits: int) -> dic
 
     out["proj.weight"], beta = _binary_weight(at.proj)
     out["proj.mult"], out["proj.bias"] = _requant(_in_scale(at.proj) * beta, _np(at.proj.bias), frac_bits)
-    out["fc1.weight"], _ = _binary_weight(mlp.fc1)
-    hidden = mlp.fc1.out_features
-    out["fc1.thr_hi"], out["fc1.thr_lo"] = _fc1_thresholds(mlp.fc1, mlp.fc2, hidden, dim)
+    out["fc1.weight"], beta = _binary_weight(mlp.fc1)
+    out["fc1.thr_hi"], out["fc1.thr_lo"] = _fc1_thresholds(mlp.fc1, mlp.fc2, beta, dim)
     out["fc2.weight"], beta = _binary_weight(mlp.fc2)
     out["fc2.mult"], out["fc2.bias"] = _requant(_in_scale(mlp.fc2) * beta, _np(mlp.fc2.bias), frac_bits)
     return out
@@ -172,9 +171,8 @@ def _export_head(model: BinaryDeiT, head, frac_bits: int) -> dict[str, np.ndarra
 @torch.no_grad()
 def calibrate_frac_bits(model: BinaryDeiT, images: torch.Tensor) -> int:
     """Fractional bits F of the residual stream from the largest magnitude seen on `images`."""
-    peak = 0.0
     x = model._pos_embed(model.patch_embed(images))
-    peak = max(peak, float(x.abs().max()))
+    peak = float(x.abs().max())
     for blk in model.blocks:
         x = x + blk.attn(blk.norm1(x))
         peak = max(peak, float(x.abs().max()))

@@ -74,7 +74,8 @@ def test_fc1_threshold_is_two_sided_where_gelu_is_not_monotonic():
         mlp.fc2.move.bias.fill_(0.2)     # GELU >= -0.1: two-sided (the dip goes below -0.1)
         mlp.fc1.bias.zero_()
     dim = model.embed_dim
-    hi, lo = ex._fc1_thresholds(mlp.fc1, mlp.fc2, mlp.fc1.out_features, dim)
+    beta = float(mlp.fc1.weight.detach().abs().mean())
+    hi, lo = ex._fc1_thresholds(mlp.fc1, mlp.fc2, beta, dim)
     assert np.all(lo > -dim - 1) and np.all(hi < dim + 1) and np.all(lo < hi)
     # brute force on the accumulator grid with the float formula
     ab = float(mlp.fc1.act_q.scales()) * float(mlp.fc1.weight.detach().abs().mean())
