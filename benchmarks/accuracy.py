@@ -2,6 +2,14 @@
 
 Usage:  .venv/bin/python benchmarks/accuracy.py [--seeds 3] [--epochs N] [--methods gsb,didb,...]
                                                 [--limit-train N] [--out DIR] [--no-write]
+                                                [--reuse] [--train-only]
+
+Rows: every method of config.METHODS, plus `gsb-batch`: GSB trained and evaluated with the
+released code's batch-global mask statistic (--mask-stat batch). Its float column is that
+batch-dependent model on the test batches; an integer model cannot depend on the batch, so
+its integer column is the same weights exported with the per-image statistic.
+--reuse skips every stage whose best.pt and summary.json already exist under --out (resume an
+interrupted run, or evaluate a finished one again); --train-only stops before evaluation.
 
 Per seed, with the `digits` preset's recipe (or --epochs for every stage):
 1. one teacher; one stage 1 shared by the binary methods (they all use GSB's stage 1) and one
@@ -15,8 +23,7 @@ Per seed, with the `digits` preset's recipe (or --epochs for every stage):
 
 Results: mean ± std over seeds, printed and written to the "## Accuracy" section of
 benchmarks/RESULTS.md (other sections kept), with the machine and the command, a plot
-benchmarks/accuracy.png, and the per-seed numbers in <out>/results.json. gsbsim's model file accepts only method "gsb" for now, so the integer
-models of bit and sign are run under that name (the arrays are unchanged).
+benchmarks/accuracy.png, and the per-seed numbers in <out>/results.json.
 """
 from __future__ import annotations
 
@@ -64,23 +71,52 @@ def _summary(stage_dir: Path) -> dict:
     return json.loads((stage_dir / "summary.json").read_text())
 
 
-def train_seed(seed: int, methods: list[str], common: list[str], out: Path) -> dict[str, Path]:
-    """Train the teacher, the stage-1 model(s) and every method's stage 2; stage-2 dirs by method."""
+# table rows that are not plain methods: name -> stage-2 training options
+VARIANTS = {"gsb-batch": ["--method", "gsb", "--mask-stat", "batch"]}
+ROWS = (*METHODS, *VARIANTS)
+
+
+def _stage2_args(row: str) -> list[str]:
+    return VARIANTS.get(row, ["--method", row])
+
+
+def _done(stage_dir: Path) -> bool:
+    return (stage_dir / "best.pt").is_file() and (stage_dir / "summary.json").is_file()
+
+
+def _stage(args: list[str], stage_dir: Path, reuse: bool) -> None:
+    if reuse and _done(stage_dir):
+        print(f"reusing {stage_dir}", flush=True)
+        return
+    _train(args)
+
+
+def train_seed(seed: int, rows: list[str], common: list[str], out: Path, reuse: bool = False) -> dict[str, Path]:
+    """Train the teacher, the stage-1 model(s) and every row's stage 2; stage-2 dirs by row."""
     base = ["--seed", str(seed), *common]
-    _train([*base, "--stage", "teacher", "--out", str(out / "shared")])
+    _stage([*base, "--stage", "teacher", "--out", str(out / "shared")], out / "shared" / "teacher", reuse)
     teacher = out / "shared" / "teacher" / "best.pt"
     firsts = {}
-    for first in sorted({"fp" if m == "fp" else "gsb" for m in methods}):
-        _train([*base, "--stage", "stage1", "--method", first, "--teacher", str(teacher),
-                "--out", str(out / f"stage1-{first}")])
+    for first in sorted({"fp" if m == "fp" else "gsb" for m in rows}):
+        _stage([*base, "--stage", "stage1", "--method", first, "--teacher", str(teacher),
+                "--out", str(out / f"stage1-{first}")], out / f"stage1-{first}" / "stage1", reuse)
         firsts[first] = out / f"stage1-{first}" / "stage1" / "best.pt"
     dirs = {}
-    for method in methods:
-        init = firsts["fp" if method == "fp" else "gsb"]
-        _train([*base, "--stage", "stage2", "--method", method, "--teacher", str(teacher), "--init", str(init),
-                "--out", str(out / method)])
-        dirs[method] = out / method / "stage2"
+    for row in rows:
+        init = firsts["fp" if row == "fp" else "gsb"]
+        _stage([*base, "--stage", "stage2", *_stage2_args(row), "--teacher", str(teacher), "--init", str(init),
+                "--out", str(out / row)], out / row / "stage2", reuse)
+        dirs[row] = out / row / "stage2"
     return dirs
+
+
+def _per_image_statistic(model) -> None:
+    """Switch a batch-statistic GSB model to the per-image statistic (what an integer model can do)."""
+    from dataclasses import replace
+    for mod in model.modules():
+        if getattr(mod, "stat", None) == "batch":
+            mod.stat = "image"
+    model.cfg = replace(model.cfg, mask_stat="image")
 
 
 def _test_arrays(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -94,15 +130,16 @@ def _test_arrays(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def evaluate(method: str, stage_dir: Path, seed: int) -> dict:
     """Float test top-1; for exportable methods the integer top-1, agreement and costs."""
     row = {"float": _summary(stage_dir)["test_acc"]}
-    if method not in ex.EXPORTABLE_METHODS:
+    if method not in ex.EXPORTABLE_METHODS and method not in VARIANTS:
         return row
     import torch
 
     model, _ = load_model(stage_dir / "best.pt")
+    if model.cfg.mask_stat == "batch":
+        _per_image_statistic(model)
     images, labels, calib = _test_arrays(seed)
     header, arrays = ex.export(model, torch.from_numpy(calib).float(), PRESET, str(stage_dir / "best.pt"))
     report = costs.count(header)
-    header = dict(header, method="gsb")  # gsbsim's model file accepts "gsb" only (see the docstring)
     arrays = dict(arrays, format_version=np.int64(ex.FORMAT_VERSION))
     validate(header, arrays, f"{method} export")
     agree = measure(model, IntModel(header, arrays), images, labels)
@@ -173,15 +210,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     ap.add_argument("--epochs", type=int, default=None, help="epochs of every stage (default: the preset's recipe)")
-    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (default: all)")
+    ap.add_argument("--methods", default=",".join(ROWS),
+                    help=f"comma-separated table rows (default: all: {','.join(ROWS)})")
     ap.add_argument("--limit-train", type=int, default=None, help="use only N training images")
     ap.add_argument("--out", default=None, help="run directory (default: a temporary one)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md and the plot alone")
+    ap.add_argument("--reuse", action="store_true", help="skip stages already finished under --out")
+    ap.add_argument("--train-only", action="store_true", help="train (or reuse) every stage, evaluate nothing")
     args = ap.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
-    bad = [m for m in methods if m not in METHODS]
+    bad = [m for m in methods if m not in ROWS]
     if bad or not methods:
-        ap.error(f"--methods: unknown {bad} (choose from {', '.join(METHODS)})")
+        ap.error(f"--methods: unknown {bad} (choose from {', '.join(ROWS)})")
+    if args.reuse and not args.out:
+        ap.error("--reuse needs --out (the run directory to reuse)")
     if args.seeds < 1 or (args.epochs is not None and args.epochs < 1):
         ap.error("--seeds and --epochs must be >= 1")
     args.methods = methods
@@ -196,10 +238,15 @@ def main(argv=None) -> int:
     start = time.time()
     results: dict[str, list[dict]] = {m: [] for m in args.methods}
     for seed in range(args.seeds):
-        dirs = train_seed(seed, args.methods, common, out / f"seed{seed}")
+        dirs = train_seed(seed, args.methods, common, out / f"seed{seed}", args.reuse)
+        if args.train_only:
+            continue
         for method, stage_dir in dirs.items():
             results[method].append(evaluate(method, stage_dir, seed))
             print(f"seed {seed} {method}: {results[method][-1]}", flush=True)
+    if args.train_only:
+        print(f"trained every stage under {out}")
+        return 0
     command = "python benchmarks/accuracy.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     (out / "results.json").write_text(json.dumps(results, indent=1))
     section = report(results, args.seeds, command.strip(), time.time() - start, args.epochs)
