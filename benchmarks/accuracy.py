@@ -33,6 +33,7 @@ import shlex
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,7 @@ from reference.agreement import measure  # noqa: E402
 from reference.checkpoint import load_model  # noqa: E402
 from reference.config import METHODS  # noqa: E402
 from reference.data import build_datasets  # noqa: E402
+from reference.presets import get_preset  # noqa: E402
 
 SECTION = "## Accuracy"
 PRESET = "digits"
@@ -57,12 +59,41 @@ PLOT = ROOT / "benchmarks" / "accuracy.png"
 CALIB_IMAGES = 64
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What the table is trained on: a preset and its dataset (or another one) at a path."""
+
+    preset: str = PRESET
+    data: str | None = None        # None: the preset's dataset
+    data_path: str | None = None
+
+    @property
+    def dataset(self) -> str:
+        return self.data or get_preset(self.preset).dataset
+
+    def train_args(self) -> list[str]:
+        return (["--preset", self.preset] + (["--data", self.data] if self.data else [])
+                + (["--data-path", self.data_path] if self.data_path else []))
+
+    def section(self) -> str:
+        """Digits keep the "## Accuracy" section; other datasets get their own."""
+        return SECTION if (self.preset, self.dataset) == (PRESET, "digits") else f"{SECTION}: {self.preset} on {self.dataset}"
+
+    def plot_path(self) -> Path:
+        return PLOT if self.section() == SECTION else PLOT.with_name(f"accuracy-{self.preset}-{self.dataset}.png")
+
+    def describe(self) -> str:
+        p = get_preset(self.preset)
+        return (f"Preset `{p.name}` on `{self.dataset}` ({p.img_size}x{p.img_size} images, patch {p.patch_size}, "
+                f"E={p.embed_dim}, {p.depth} blocks, {p.num_heads} heads)")
+
+
 class BenchError(Exception):
     """A bad argument or a failed run of benchmarks/accuracy.py."""
 
 
-def _train(args: list[str]) -> None:
-    rc = train.main(["--preset", PRESET, "--no-progress", *args])
+def _train(setup: Setup, args: list[str]) -> None:
+    rc = train.main([*setup.train_args(), "--no-progress", *args])
     if rc != 0:
         raise BenchError(f"benchmarks/accuracy.py: python -m reference.train {' '.join(args)} exited with {rc}")
 
@@ -84,16 +115,17 @@ def _done(stage_dir: Path) -> bool:
     return (stage_dir / "best.pt").is_file() and (stage_dir / "summary.json").is_file()
 
 
-def _stage(args: list[str], stage_dir: Path, reuse: bool) -> None:
-    if reuse and _done(stage_dir):
-        print(f"reusing {stage_dir}", flush=True)
-        return
-    _train(args)
-
-
-def train_seed(seed: int, rows: list[str], common: list[str], out: Path, reuse: bool = False) -> dict[str, Path]:
+def train_seed(setup: Setup, seed: int, rows: list[str], common: list[str], out: Path,
+               reuse: bool = False) -> dict[str, Path]:
     """Train the teacher, the stage-1 model(s) and every row's stage 2; stage-2 dirs by row."""
     base = ["--seed", str(seed), *common]
+
+    def _stage(args: list[str], stage_dir: Path, reuse: bool) -> None:
+        if reuse and _done(stage_dir):
+            print(f"reusing {stage_dir}", flush=True)
+            return
+        _train(setup, args)
+
     _stage([*base, "--stage", "teacher", "--out", str(out / "shared")], out / "shared" / "teacher", reuse)
     teacher = out / "shared" / "teacher" / "best.pt"
     firsts = {}
@@ -119,15 +151,16 @@ def _per_image_statistic(model) -> None:
     model.cfg = replace(model.cfg, mask_stat="image")
 
 
-def _test_arrays(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(uint8 test images, test labels, calibration images from train) of the digits split."""
-    bundle = build_datasets(PRESET, augment=False, seed=seed)
+def _test_arrays(setup: Setup, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(uint8 test images, test labels, calibration images from train) of the dataset's split."""
+    bundle = build_datasets(setup.dataset, setup.data_path, img_size=get_preset(setup.preset).img_size,
+                            augment=False, seed=seed)
     xs, ys = zip(*[bundle.test[i] for i in range(len(bundle.test))])
     calib = np.stack([bundle.train[i][0].numpy() for i in range(min(CALIB_IMAGES, len(bundle.train)))])
     return np.stack([x.numpy() for x in xs]).astype(np.uint8), np.asarray(ys), calib
 
 
-def evaluate(method: str, stage_dir: Path, seed: int) -> dict:
+def evaluate(setup: Setup, method: str, stage_dir: Path, seed: int) -> dict:
     """Float test top-1; for exportable methods the integer top-1, agreement and costs."""
     row = {"float": _summary(stage_dir)["test_acc"]}
     if method not in ex.EXPORTABLE_METHODS and method not in VARIANTS:
@@ -137,8 +170,8 @@ def evaluate(method: str, stage_dir: Path, seed: int) -> dict:
     model, _ = load_model(stage_dir / "best.pt")
     if model.cfg.mask_stat == "batch":
         _per_image_statistic(model)
-    images, labels, calib = _test_arrays(seed)
-    header, arrays = ex.export(model, torch.from_numpy(calib).float(), PRESET, str(stage_dir / "best.pt"))
+    images, labels, calib = _test_arrays(setup, seed)
+    header, arrays = ex.export(model, torch.from_numpy(calib).float(), setup.preset, str(stage_dir / "best.pt"))
     report = costs.count(header)
     arrays = dict(arrays, format_version=np.int64(ex.FORMAT_VERSION))
     validate(header, arrays, f"{method} export")
@@ -159,13 +192,14 @@ def _cost(rows: list[dict], key: str, fmt: str) -> str:
     return format(rows[0][key], fmt) if rows and key in rows[0] else "n/a"
 
 
-def report(results: dict[str, list[dict]], seeds: int, command: str, wall: float, epochs: int | None) -> str:
+def report(setup: Setup, results: dict[str, list[dict]], seeds: int, command: str, wall: float,
+           epochs: int | None) -> str:
     lines = [
-        SECTION, "",
+        setup.section(), "",
         f"Machine: {machine()}. Command: `{command}` ({seeds} seed(s), wall time {wall / 60:.1f} min).",
         *([f"**Short run: --epochs {epochs} for every stage instead of the recipe. These numbers only show "
            "that the script works; they are not results.**"] if epochs else []),
-        f"Preset `{PRESET}` (8x8 digits, patch 4, E=96, 4 blocks, 3 heads), its recipe for every method; one",
+        f"{setup.describe()}, its recipe for every method; one",
         "teacher per seed, GSB's stage 1 shared by the binary methods, fp's own stage 1; test top-1 (%) of the",
         "stage-2 checkpoint chosen on validation, mean ± std over seeds. Integer = the exported model run by",
         "gsbsim.fast (agreement: same prediction as the float model). BOPs/OPs/bytes per image from",
@@ -179,11 +213,11 @@ def report(results: dict[str, list[dict]], seeds: int, command: str, wall: float
                      f"| {_mean_std([r['int'] for r in rows if 'int' in r])} "
                      f"| {_mean_std([r['agreement'] for r in rows if 'agreement' in r])} "
                      f"| {_cost(rows, 'bops', ',d')} | {_cost(rows, 'ops', ',.0f')} | {_cost(rows, 'model_bytes', ',d')} |")
-    lines += ["", f"Plot: `benchmarks/{PLOT.name}`."]
+    lines += ["", f"Plot: `benchmarks/{setup.plot_path().name}`."]
     return "\n".join(lines) + "\n"
 
 
-def plot(results: dict[str, list[dict]], path: Path) -> None:
+def plot(setup: Setup, results: dict[str, list[dict]], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -198,7 +232,7 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
     ax.bar(x + 0.2, ints, 0.4, label="integer (gsbsim)")
     ax.set_xticks(x, methods)
     ax.set_ylabel("test top-1 (%)")
-    ax.set_title(f"{PRESET}: test top-1 per method ({len(next(iter(results.values())))} seed(s))")
+    ax.set_title(f"{setup.preset} on {setup.dataset}: test top-1 per method ({len(next(iter(results.values())))} seed(s))")
     ax.set_ylim(0, 100)
     fig.legend(loc="lower center", ncol=2, frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
@@ -212,6 +246,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--epochs", type=int, default=None, help="epochs of every stage (default: the preset's recipe)")
     ap.add_argument("--methods", default=",".join(ROWS),
                     help=f"comma-separated table rows (default: all: {','.join(ROWS)})")
+    ap.add_argument("--preset", default=PRESET, help="training preset (default: digits)")
+    ap.add_argument("--data", default=None, help="dataset name: cifar100, flowers102, chaoyang (default: the preset's)")
+    ap.add_argument("--data-path", default=None, help="dataset location on disk (not needed for digits)")
     ap.add_argument("--limit-train", type=int, default=None, help="use only N training images")
     ap.add_argument("--out", default=None, help="run directory (default: a temporary one)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md and the plot alone")
@@ -232,29 +269,35 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    setup = Setup(args.preset, args.data, args.data_path)
+    try:
+        get_preset(setup.preset)
+    except (KeyError, ValueError) as exc:
+        print(f"benchmarks/accuracy.py: error: {exc}", file=sys.stderr)
+        return 2
     common = (["--epochs", str(args.epochs)] if args.epochs else []) + (
         ["--limit-train", str(args.limit_train)] if args.limit_train else [])
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="gsbsim-accuracy-"))
     start = time.time()
     results: dict[str, list[dict]] = {m: [] for m in args.methods}
     for seed in range(args.seeds):
-        dirs = train_seed(seed, args.methods, common, out / f"seed{seed}", args.reuse)
+        dirs = train_seed(setup, seed, args.methods, common, out / f"seed{seed}", args.reuse)
         if args.train_only:
             continue
         for method, stage_dir in dirs.items():
-            results[method].append(evaluate(method, stage_dir, seed))
+            results[method].append(evaluate(setup, method, stage_dir, seed))
             print(f"seed {seed} {method}: {results[method][-1]}", flush=True)
     if args.train_only:
         print(f"trained every stage under {out}")
         return 0
     command = "python benchmarks/accuracy.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    section = report(results, args.seeds, command.strip(), time.time() - start, args.epochs)
+    section = report(setup, results, args.seeds, command.strip(), time.time() - start, args.epochs)
     print(section)
     if not args.no_write:
-        write_section(ROOT / "benchmarks" / "RESULTS.md", section, SECTION)
-        plot(results, PLOT)
-        print(f"wrote {ROOT / 'benchmarks' / 'RESULTS.md'} and {PLOT}")
+        write_section(ROOT / "benchmarks" / "RESULTS.md", section, setup.section())
+        plot(setup, results, setup.plot_path())
+        print(f"wrote {ROOT / 'benchmarks' / 'RESULTS.md'} and {setup.plot_path()}")
     return 0
 
 
