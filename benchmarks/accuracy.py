@@ -43,7 +43,7 @@ if str(ROOT) not in sys.path:  # allow running from a checkout without installin
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.kernels import machine, write_section  # noqa: E402
-from gsbsim import costs  # noqa: E402
+from gsbsim import costs, folding  # noqa: E402
 from gsbsim.model_file import IntModel, validate  # noqa: E402
 from reference import export as ex  # noqa: E402
 from reference import train  # noqa: E402
@@ -57,6 +57,7 @@ SECTION = "## Accuracy"
 PRESET = "digits"
 PLOT = ROOT / "benchmarks" / "accuracy.png"
 CALIB_IMAGES = 64
+REF_FOLDING = (4, 32)   # (PE, SIMD) of every layer for the cycles column (make demo's folding)
 
 
 @dataclass(frozen=True)
@@ -173,11 +174,12 @@ def evaluate(setup: Setup, method: str, stage_dir: Path, seed: int) -> dict:
     images, labels, calib = _test_arrays(setup, seed)
     header, arrays = ex.export(model, torch.from_numpy(calib).float(), setup.preset, str(stage_dir / "best.pt"))
     report = costs.count(header)
+    cyc = folding.cycle_report(header, folding.global_folding(header, *REF_FOLDING))
     arrays = dict(arrays, format_version=np.int64(ex.FORMAT_VERSION))
     validate(header, arrays, f"{method} export")
     agree = measure(model, IntModel(header, arrays), images, labels)
     row.update(int=100 * agree.int_top1, agreement=100 * agree.agreement, bops=report.bops, ops=report.ops,
-               model_bytes=report.model_bytes)
+               model_bytes=report.model_bytes, ii=cyc.ii, latency=cyc.latency)
     return row
 
 
@@ -205,14 +207,17 @@ def report(setup: Setup, results: dict[str, list[dict]], seeds: int, command: st
         "gsbsim.fast (agreement: same prediction as the float model). BOPs/OPs/bytes per image from",
         "gsbsim.costs.count; n/a: no integer model yet (didb, reactnet, fp; docs/didb.md §8).",
         "`didb` is our formulation of DIDB-ViT (docs/didb.md), not the authors' model.", "",
-        "| method | float top-1 | integer top-1 | agreement | BOPs | OPs | model bytes |",
-        "|---|---|---|---|---|---|---|",
+        f"Cycles: the FINN-style cycle model (gsbsim.folding) at PE {REF_FOLDING[0]}, SIMD {REF_FOLDING[1]} for "
+        "every layer: II (the slowest layer) and latency (sum of layers), per image.", "",
+        "| method | float top-1 | integer top-1 | agreement | BOPs | OPs | model bytes | II (cycles) | latency (cycles) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for method, rows in results.items():
         lines.append(f"| {method} | {_mean_std([r['float'] for r in rows])} "
                      f"| {_mean_std([r['int'] for r in rows if 'int' in r])} "
                      f"| {_mean_std([r['agreement'] for r in rows if 'agreement' in r])} "
-                     f"| {_cost(rows, 'bops', ',d')} | {_cost(rows, 'ops', ',.0f')} | {_cost(rows, 'model_bytes', ',d')} |")
+                     f"| {_cost(rows, 'bops', ',d')} | {_cost(rows, 'ops', ',.0f')} | {_cost(rows, 'model_bytes', ',d')} "
+                     f"| {_cost(rows, 'ii', ',d')} | {_cost(rows, 'latency', ',d')} |")
     lines += ["", f"Plot: `benchmarks/{setup.plot_path().name}`."]
     return "\n".join(lines) + "\n"
 

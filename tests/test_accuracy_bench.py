@@ -19,7 +19,7 @@ def test_accuracy_table_smoke(tmp_path, capsys):
         (r,) = row
         # integer columns exist (gsb-batch through the per-image statistic) and are percentages
         assert 0 <= r["float"] <= 100 and 0 <= r["int"] <= 100 and 0 <= r["agreement"] <= 100
-        assert r["bops"] > 0 and r["model_bytes"] > 0
+        assert r["bops"] > 0 and r["model_bytes"] > 0 and 0 < r["ii"] <= r["latency"]
     text = capsys.readouterr().out
     assert "| sign |" in text and "| gsb-batch |" in text
     # --reuse trains nothing again: every stage is reported as reused
