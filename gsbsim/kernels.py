@@ -32,7 +32,13 @@ built once per head; int32 when every partial sum provably fits, else int64).
 Attention planes are sparse (the masks keep the keys near the row maximum), so
 collecting the set bits of each attention row (``ctz64``) and adding those table rows
 costs a few row additions per query; a plane row denser than one half is walked through
-its zero bits instead (ctx = sum of all rows - the rows of the zeros).
+its zero bits instead (ctx = sum of all rows - the rows of the zeros). The rows are added
+four at a time (the list padded with a zero row) by ``popcnt.add4_i32x8``'s explicit
+8-lane vector adds: a vectorised loop over a 64-lane row spends more in LLVM's run-time
+aliasing checks than in the additions. Walking the union of the planes' bits once with
+per-pattern tables (sum of Y_a over the planes set at a key) was tried and does not pay:
+the masks are not inside b1 (b1 is mostly inside M_2), the union is ~3/4 of the planes'
+bits, and the multi-plane patterns are used about once per (pattern, key) built.
 ``context_head`` picks, per head, this sparse walk or the popcount form from the counts
 of set bits (a cost estimate), so dense planes (a plain binary model's b1, say) keep the
 popcount speed.
@@ -56,10 +62,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from gsbsim.conventions import WORD_BITS, n_words
-from gsbsim.popcnt import ctz64, popcount64
+from gsbsim.popcnt import add4_i32x8, ctz64, popcount64
 
 __all__ = [
     "KernelInputError",
@@ -285,7 +292,9 @@ def _value_lut(scale):
 @njit(**_INLINE)
 def _value_table(codes, lut, y, ysum, need_sum):
     """Y[a*N + t, j] = lut[a, codes[t, j]] and (where need_sum[a]) ysum[a] = sum_t Y[a*N + t]
-    (codes uint8[N, D]; y and ysum int32 or int64: the caller checks the values fit)."""
+    (codes uint8[N, D]; y [G*N + 1, >= D] and ysum [G, >= D], int32 or int64: the caller
+    checks the values fit). Lanes j >= D and the last row of y (the zero row that pads the
+    walk's row lists) are left as they are: zero."""
     g = lut.shape[0]
     n, d = codes.shape
     for a in range(g):
@@ -325,15 +334,50 @@ def _set_bits(word, base, ids, cnt):
     return end
 
 
+def _add_rows(y, ids, n, acc):
+    """acc += sum of the table rows y[ids[q]], q < n rounded up to a multiple of 4 (the caller
+    pads ids with the index of y's zero row). Jitted through its overloads only."""
+
+
+@overload(_add_rows, inline="always")
+def _add_rows_impl(y, ids, n, acc):
+    """int32 tables: four rows per step with explicit 8-lane vector adds (row width a multiple
+    of 8); other tables: a plain loop per four rows."""
+    if y.dtype == types.int32 and acc.dtype == types.int32:
+        def add_i32x8(y, ids, n, acc):
+            w = acc.shape[0]
+            yf = y.reshape(-1)
+            for q in range(0, n, 4):
+                o1, o2, o3, o4 = ids[q] * w, ids[q + 1] * w, ids[q + 2] * w, ids[q + 3] * w
+                for j in range(0, w, 8):
+                    add4_i32x8(acc, j, yf, o1 + j, o2 + j, o3 + j, o4 + j)
+        return add_i32x8
+
+    def add_loop(y, ids, n, acc):
+        for q in range(0, n, 4):
+            s1, s2, s3, s4 = y[ids[q]], y[ids[q + 1]], y[ids[q + 2]], y[ids[q + 3]]
+            for j in range(acc.shape[0]):
+                acc[j] += (s1[j] + s2[j]) + (s3[j] + s4[j])
+    return add_loop
+
+
 @njit(**_INLINE)
-def _context_sparse(planes, counts, n_keys, y, ysum, out, r0, c0, add_ids, sub_ids, acc):
+def _pad4(ids, n, zero):
+    """Pad the row list ids[:n] with the zero row's index up to a multiple of 4 (ids has 3 spare slots)."""
+    ids[n] = zero
+    ids[n + 1] = zero
+    ids[n + 2] = zero
+
+
+@njit(**_INLINE)
+def _context_sparse(planes, counts, n_keys, d, y, ysum, out, r0, c0, add_ids, sub_ids, acc):
     """ctx[i] = sum_a sum_{t : a_i[t]} Y[a*N + t]: collect the set bits of each attention row,
-    then add those table rows; a plane row denser than half contributes the sum of all its
-    rows minus the rows of its zero bits."""
+    then add those table rows, four at a time; a plane row denser than half contributes the
+    sum of all its rows minus the rows of its zero bits (acc - S = -(-acc + S))."""
     g, m_n, w_n = planes.shape
-    d = acc.shape[0]
     tail = n_keys - (w_n - 1) * 64
     last = (~np.uint64(0)) >> np.uint64(64 - tail)
+    zero = y.shape[0] - 1
     for i in range(m_n):
         acc[:] = 0
         n_add = 0
@@ -343,7 +387,7 @@ def _context_sparse(planes, counts, n_keys, y, ysum, out, r0, c0, add_ids, sub_i
             base = a * n_keys
             if 2 * counts[a, i] > n_keys:
                 tot = ysum[a]
-                for j in range(d):
+                for j in range(acc.shape[0]):
                     acc[j] += tot[j]
                 for w in range(w_n - 1):
                     n_sub = _set_bits(~bits[w], base + w * 64, sub_ids, n_sub)
@@ -351,14 +395,15 @@ def _context_sparse(planes, counts, n_keys, y, ysum, out, r0, c0, add_ids, sub_i
             else:
                 for w in range(w_n):
                     n_add = _set_bits(bits[w], base + w * 64, add_ids, n_add)
-        for q in range(n_add):
-            src = y[add_ids[q]]
-            for j in range(d):
-                acc[j] += src[j]
-        for q in range(n_sub):
-            src = y[sub_ids[q]]
-            for j in range(d):
-                acc[j] -= src[j]
+        _pad4(add_ids, n_add, zero)
+        _add_rows(y, add_ids, n_add, acc)
+        if n_sub:
+            _pad4(sub_ids, n_sub, zero)
+            for j in range(acc.shape[0]):
+                acc[j] = -acc[j]
+            _add_rows(y, sub_ids, n_sub, acc)
+            for j in range(acc.shape[0]):
+                acc[j] = -acc[j]
         res = out[r0 + i, c0:c0 + d]
         for j in range(d):
             res[j] = acc[j]
@@ -426,13 +471,17 @@ def _sparse_is_cheaper(counts, n_keys, w_n, d):
 def context_workspace(scale, n_keys, d):
     """What context_head needs besides the head's planes: the value lookup table of the
     scale products and scratch arrays for heads of N keys and head dim D (built once per
-    layer call, not once per head)."""
+    layer call, not once per head). The walk's tables have G*N rows plus a zero row, and
+    lanes rounded up to a multiple of 8 (zero) for the 8-lane vector adds."""
     g = scale.shape[0]
     w_n = (n_keys + 63) // 64
+    wide = (d + 7) // 8 * 8
     lut, big = _value_lut(scale)
-    return (lut, big, np.empty((g * n_keys, d), dtype=np.int64), np.empty((g * n_keys, d), dtype=np.int32),
-            np.empty((g, d), dtype=np.int64), np.empty((g, d), dtype=np.int32),
-            np.empty((2, g * n_keys + 4), dtype=np.int64), np.empty(d, dtype=np.int64), np.empty(d, dtype=np.int32),
+    return (lut, big, np.zeros((g * n_keys + 1, wide), dtype=np.int64),
+            np.zeros((g * n_keys + 1, wide), dtype=np.int32),
+            np.zeros((g, wide), dtype=np.int64), np.zeros((g, wide), dtype=np.int32),
+            np.empty((2, g * n_keys + 4), dtype=np.int64), np.empty(wide, dtype=np.int64),
+            np.empty(wide, dtype=np.int32),
             np.empty((w_n, (2 * g - 1) * d), dtype=np.uint64), np.empty((2 * g - 1) * d, dtype=np.int64),
             np.zeros(g, dtype=np.bool_))
 
@@ -461,10 +510,10 @@ def context_head(planes, counts, codes, scale, n_keys, out, r0, c0, method, ws):
         # table and the sums are int32 (half the memory traffic), exactly
         if big < (2 ** 31 - 1) // (2 * g * n_keys):
             _value_table(codes, lut, y32, ysum32, need_sum)
-            _context_sparse(planes, counts, n_keys, y32, ysum32, out, r0, c0, ids[0], ids[1], acc32)
+            _context_sparse(planes, counts, n_keys, d, y32, ysum32, out, r0, c0, ids[0], ids[1], acc32)
         else:
             _value_table(codes, lut, y64, ysum64, need_sum)
-            _context_sparse(planes, counts, n_keys, y64, ysum64, out, r0, c0, ids[0], ids[1], acc64)
+            _context_sparse(planes, counts, n_keys, d, y64, ysum64, out, r0, c0, ids[0], ids[1], acc64)
     else:
         _value_columns(codes, g, v_t)
         _context_dense(planes, counts, v_t, scale, cnt, d, out, r0, c0)

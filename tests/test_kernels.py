@@ -9,7 +9,7 @@ from numba import njit
 
 from gsbsim import conventions as cv
 from gsbsim import kernels as kn
-from gsbsim.popcnt import ctz64, cycle_counter, popcount64, popcount_words
+from gsbsim.popcnt import add4_i32x8, ctz64, cycle_counter, popcount64, popcount_words
 
 # K values around word boundaries (1, 63, 64, 65, ...), the DeiT head/linear sizes, and
 # 1..10 words (the GEMM sums 1-4 words in its first pass, then 4 per pass)
@@ -79,6 +79,28 @@ def test_popcount64_matches_numpy_on_edge_and_random_words():
     assert got[:6].tolist() == [0, 1, 1, 64, 32, 32]
     assert np.array_equal(got, np.bitwise_count(words).astype(np.int64))
     assert popcount_words(words) == int(np.bitwise_count(words).sum())
+
+
+@njit(cache=True)
+def _add4(acc, at, src, offsets):
+    add4_i32x8(acc, at, src, offsets[0], offsets[1], offsets[2], offsets[3])
+
+
+def test_add4_i32x8_adds_four_slices_into_eight_lanes_wrapping():
+    """Only acc[at:at+8] changes; lanes wrap modulo 2^32 like C int32 (the context walk keeps its
+    sums in range); the slices may overlap each other and sit anywhere in src."""
+    rng = np.random.default_rng(3)
+    src = rng.integers(-2 ** 31, 2 ** 31, 40).astype(np.int32)
+    src[5:13] = 2 ** 31 - 1                                   # four copies of INT32_MAX: wraps
+    acc = rng.integers(-1000, 1000, 20).astype(np.int32)
+    want = acc.astype(np.int64)
+    offsets = np.array([5, 5, 0, 31], dtype=np.int64)
+    total = sum(src[o:o + 8].astype(np.int64) for o in offsets)
+    want[7:15] += total
+    assert want.max() > 2 ** 31 - 1                            # the wrapping case is exercised
+    want = ((want + 2 ** 31) % 2 ** 32 - 2 ** 31).astype(np.int32)
+    _add4(acc, 7, src, offsets)
+    assert np.array_equal(acc, want)
 
 
 # ----------------------------------------------------------------------------- xnor / and GEMMs
