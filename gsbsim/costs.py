@@ -58,6 +58,13 @@ class Shape:
     groups: int
     class_heads: int = 2   # our distilled model: head (token 0) + head_dist (token 1)
     mask_stat: str = "row"
+    method: str = "gsb"    # reactnet/didb add the activation units, didb HFSC and DIBA (spec §13)
+    prob: int = 16         # shifts.prob: the length of didb's exp_hi table
+
+    @property
+    def act(self) -> bool:
+        """True for the methods with an activation unit after every binary linear."""
+        return self.method in _ACT_METHODS
 
     @property
     def head_dim(self) -> int:
@@ -76,6 +83,8 @@ class Shape:
         return self.in_chans * self.patch_size ** 2
 
 
+_METHODS = ("gsb", "bit", "sign", "reactnet", "didb")
+_ACT_METHODS = ("reactnet", "didb")
 _REQUIRED = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads",
              "mlp_hidden", "num_tokens", "num_classes", "groups")
 
@@ -101,7 +110,14 @@ def shape_of(header: Mapping[str, Any]) -> Shape:
     mask_stat = header.get("mask_stat", "row")
     if mask_stat not in ("row", "image"):
         raise CostModelError(f"header key 'mask_stat' must be 'row' or 'image', got {mask_stat!r}")
-    s = Shape(**vals, class_heads=class_heads, mask_stat=mask_stat)
+    method = header.get("method", "gsb")
+    if method not in _METHODS:
+        raise CostModelError(f"header key 'method' must be one of {', '.join(_METHODS)}, got {method!r}")
+    if method in _ACT_METHODS and vals["groups"] != 1:
+        raise CostModelError(f"header key 'groups' must be 1 for method {method}, got {vals['groups']}")
+    shifts = header.get("shifts") or {}
+    prob = _int_key(shifts, "prob", 0) if "prob" in shifts else 16
+    s = Shape(**vals, class_heads=class_heads, mask_stat=mask_stat, method=method, prob=prob)
     if s.embed_dim % s.num_heads:
         raise CostModelError(f"embed_dim {s.embed_dim} is not a multiple of num_heads {s.num_heads}")
     if "head_dim" in header and _int_key(header, "head_dim") != s.head_dim:
@@ -118,7 +134,7 @@ def shape_of(header: Mapping[str, Any]) -> Shape:
 def header_for_shape(img_size: int, patch_size: int, in_chans: int, embed_dim: int, depth: int,
                      num_heads: int, mlp_hidden: int, num_classes: int, groups: int,
                      num_tokens: int | None = None, class_heads: int | None = None,
-                     mask_stat: str = "row") -> dict:
+                     mask_stat: str = "row", method: str = "gsb") -> dict:
     """A header dict for a shape alone (no model file), e.g. the published DeiT shapes.
 
     ``num_tokens`` defaults to patches + 2 (our distilled model: cls + distillation token);
@@ -134,7 +150,7 @@ def header_for_shape(img_size: int, patch_size: int, in_chans: int, embed_dim: i
     header = dict(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
                   depth=depth, num_heads=num_heads, mlp_hidden=mlp_hidden, num_tokens=num_tokens,
                   num_classes=num_classes, groups=groups, class_heads=class_heads,
-                  mask_stat=mask_stat)
+                  mask_stat=mask_stat, method=method)
     s = shape_of(header)  # validate now, so a bad shape fails here, not later
     header["head_dim"] = s.head_dim
     return header
@@ -168,12 +184,13 @@ class Layer:
     acc_bits: int = 0
     weight_params: int = 0     # stored weights (0 for activation x activation matmuls)
     thresholds: int = 0        # threshold comparisons per output channel that follow it
+    output: str = ""           # trace tensor name when it is not the op's usual one (didb's qk: hfsc)
 
     @property
     def trace_output(self) -> str:
         """The golden trace tensor holding this layer's accumulators (qk -> scores, av -> ctx)."""
         prefix = self.name[: -len(self.op)]
-        return prefix + _TRACE_OUTPUT[self.op]
+        return prefix + (self.output or _TRACE_OUTPUT[self.op])
 
     @property
     def macs(self) -> int:
@@ -202,6 +219,7 @@ def layers(header: Mapping[str, Any]) -> list[Layer]:
     s = shape_of(header)
     E, N, d, Hd, H, G = s.embed_dim, s.num_tokens, s.head_dim, s.mlp_hidden, s.num_heads, s.groups
     acc_e, acc_hd = acc_bits_signed(E), acc_bits_signed(Hd)
+    bands = 2 if s.method == "didb" else 1
     out = [Layer("patch", "patch", "8-bit", "int8×int8", mh=E, mw=s.patch_k, vectors=s.num_patches,
                  weight_bits_each=8, input_bits=8,
                  acc_bits=acc_bits_signed(128 * 127 * s.patch_k), weight_params=E * s.patch_k)]
@@ -210,8 +228,9 @@ def layers(header: Mapping[str, Any]) -> list[Layer]:
         out += [
             Layer(p + "qkv", "qkv", "binary", "±1×±1", mh=3 * E, mw=E, vectors=N, acc_bits=acc_e,
                   weight_params=3 * E * E, thresholds=1),
-            Layer(p + "qk", "qk", "binary", "±1×±1", mh=N, mw=d, vectors=N, repeats=H,
-                  acc_bits=acc_bits_signed(d)),
+            # didb: two band products per head (HFSC, §13.2), summed into one score map
+            Layer(p + "qk", "qk", "binary", "±1×±1", mh=N, mw=d, vectors=N, repeats=H * bands,
+                  plane_pairs=bands, acc_bits=acc_bits_signed(d), output="hfsc" if bands == 2 else ""),
             Layer(p + "av", "av", "binary", "{0,1}×±1", mh=d, mw=N, vectors=N, repeats=H * G * G,
                   plane_pairs=G * G, input_signed=False, acc_bits=acc_bits_signed(N)),
             Layer(p + "proj", "proj", "binary", "±1×±1", mh=E, mw=E, vectors=N, acc_bits=acc_e,
@@ -281,12 +300,32 @@ def parameters(header: Mapping[str, Any]) -> list[Param]:
                 P(b + "fc1.thr_hi", (Hd,), "int32", "fixed"), P(b + "fc1.thr_lo", (Hd,), "int32", "fixed"),
                 P(b + "fc2.weight", (E, Hd), "uint64", "binary"),
                 P(b + "fc2.mult", (), "int64", "fixed"), P(b + "fc2.bias", (E,), "int64", "fixed")]
+        if s.act:
+            out = _method_parameters(s, b, out)
     heads = [("norm", "head"), ("head_dist_norm", "head_dist")][:s.class_heads]
     for norm, head in heads:
         out += [P(norm + ".gain", (E,), "int64", "fixed"), P(norm + ".offset", (E,), "int64", "fixed")]
     for _, head in heads:
         out += [P(head + ".weight", (C, E), "int8", "8-bit"), P(head + ".mult", (), "int64", "fixed")]
     out.append(P("logit.bias", (C,), "int64", "fixed"))
+    return out
+
+
+def _method_parameters(s: Shape, b: str, out: list[Param]) -> list[Param]:
+    """Block b's parameters for reactnet/didb (spec §13): the activation units; didb's HFSC and DIBA."""
+    E, N, Hd, H = s.embed_dim, s.num_tokens, s.mlp_hidden, s.num_heads
+    fixed = lambda name, shape: Param(b + name, shape, "int64", "fixed")   # noqa: E731
+    out = out + [fixed("qkv.mult", ()), fixed("qkv.bias", (3 * E,)), fixed("fc1.mult", ()), fixed("fc1.bias", (Hd,))]
+    for lin, ch in (("qkv", 3 * E), ("proj", E), ("fc1", Hd), ("fc2", E)):
+        out += [fixed(lin + ".tok_in", (N,)), fixed(lin + ".tok_out", (N,)), fixed(lin + ".slope", (ch,)),
+                fixed(lin + ".out", (ch,))]
+    if s.method != "didb":
+        return out
+    from .model_file import exp_hi_length
+    out = [p for p in out if p.name[len(b):] not in ("q.thr", "k.thr", "exp_lut")]
+    out += [fixed(n, (E,)) for n in ("q.thr_low", "q.thr_high", "k.thr_low", "k.thr_high")]
+    out += [fixed("score.w", (2, H)), fixed("exp_lo", (256,)), fixed("exp_mid", (256,)),
+            fixed("exp_hi", (exp_hi_length(s.prob),)), fixed("ctx.vscale", ()), fixed("ctx.local", (H,))]
     return out
 
 
@@ -300,7 +339,7 @@ def elementwise(header: Mapping[str, Any]) -> dict[str, int]:
     s = shape_of(header)
     E, N, Hd, H, G, L = s.embed_dim, s.num_tokens, s.mlp_hidden, s.num_heads, s.groups, s.depth
     NE, HNN = N * E, H * N * N
-    return {
+    out = {
         # LN -> sign folded compares (ln1, ln2) per block; final LN of the head tokens
         "layernorm": L * 2 * NE + s.class_heads * E,
         # exp lookup + row reciprocal multiply + attention bias, one per score
@@ -315,6 +354,14 @@ def elementwise(header: Mapping[str, Any]) -> dict[str, int]:
         # position/token add, two residual adds per block
         "residual_add": NE + L * 2 * NE,
     }
+    if s.act:   # spec §13.4: 4 ops per activation-unit element (multiply-add, compare, slope multiply, add)
+        out["act_units"] = L * 4 * N * (3 * E + E + Hd + E)
+    if s.method == "didb":
+        out["thresholds"] += L * 2 * NE          # the Q and K bits of both bands
+        out["haar"] = L * 4 * 2 * NE             # 4 adds per Q and per K element
+        out["hfsc_combine"] = L * HNN            # S = wL*scL + wH*scH, one per score
+        out["diba"] = L * 12 * NE                # 10 adds (Laplacian, correction) + 2 multiply-adds
+    return out
 
 
 # ============================================================================ activation buffer
@@ -337,8 +384,9 @@ def _activation_tensors(s: Shape, names: list[str]) -> list[Tensor]:
         b = f"blocks.{i}."
         qkv, qk, av = idx[b + "qkv"], idx[b + "qk"], idx[b + "av"]
         proj, fc1, fc2 = idx[b + "proj"], idx[b + "fc1"], idx[b + "fc2"]
+        bands = 2 if s.method == "didb" else 1
         ts += [Tensor(b + "ln1.bits", NE, qkv, qkv),
-               Tensor(b + "q.bits", NE, qkv, qk), Tensor(b + "k.bits", NE, qkv, qk),
+               Tensor(b + "q.bits", bands * NE, qkv, qk), Tensor(b + "k.bits", bands * NE, qkv, qk),
                Tensor(b + "v.planes", G * NE, qkv, av),
                Tensor(b + "a.planes", G * HNN, qk, av),
                Tensor(b + "ctx.bits", NE, av, proj),

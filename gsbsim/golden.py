@@ -39,6 +39,10 @@ logits                      int64      (B, C)              logits, 2^-logit     
 pred                        int64      (B,)                argmax, ties to the lowest index        §9
 ==========================  =========  ==================  ============================================
 
+Methods ``reactnet`` and ``didb`` (spec §13, gsbsim/golden_methods.py) add ``{L}.z`` after
+each binary linear's accumulators and, for didb, replace the Q/K bits and the scores by the
+HFSC bands (``block_trace_names(method)``, ``trace_names(depth, method)``).
+
 Errors: ``InputError`` for bad images; ``IntegerOverflowError`` when the residual stream
 leaves int32 or a LayerNorm's E*S2 + ln_eps reaches 2^62 (spec §1, "Overflow"); the message
 names the layer (``embed``, ``blocks.{i}.proj``, ``blocks.{i}.fc2``, ``blocks.{i}.ln1``,
@@ -49,11 +53,12 @@ from __future__ import annotations
 import numpy as np
 
 from .conventions import and_dot, div_round, isqrt, pack_bits, requant, xnor_dot
-from .model_file import IntModel
+from .model_file import ACT_METHODS, IntModel
 
 __all__ = ["forward", "InputError", "IntegerOverflowError", "trace_names", "BLOCK_TRACE_NAMES",
            "check_images", "overflow_message", "patch_embed", "ln_stats", "ln_bits", "binary_acc",
-           "split_qkv", "value_planes", "attention_scores", "softmax_probs", "attention_planes",
+           "split_qkv", "value_planes", "attention_scores", "softmax_probs", "probs_from_exp", "attention_planes",
+           "block_trace_names",
            "gsb_context", "residual_add", "fc1_bits", "head_inputs", "head_logits", "argmax_first"]
 
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
@@ -67,11 +72,31 @@ BLOCK_TRACE_NAMES = ("ln1.bits", "qkv.acc", "q.bits", "k.bits", "v.q", "v.planes
                      "fc1.bits", "fc2.acc", "resid2")
 
 
-def trace_names(depth: int) -> list[str]:
-    """All trace names of a model with `depth` blocks, in execution order."""
+def block_trace_names(method: str = "gsb") -> tuple[str, ...]:
+    """One block's trace names (without ``blocks.{i}.``) for a method, in execution order (§12, §13)."""
+    if method not in ACT_METHODS:
+        return BLOCK_TRACE_NAMES
+    names: list[str] = []
+    for n in BLOCK_TRACE_NAMES:
+        if method == "didb" and n in ("q.bits", "k.bits", "scores"):
+            if n == "q.bits":
+                names += ["q.low", "q.high", "k.low", "k.high"]
+            if n == "scores":
+                names += ["scores.low", "scores.high", "hfsc"]
+            continue
+        if method == "didb" and n == "ctx":
+            names.append("lap")
+        names.append(n)
+        if n.endswith(".acc"):
+            names.append(n[:-len("acc")] + "z")
+    return tuple(names)
+
+
+def trace_names(depth: int, method: str = "gsb") -> list[str]:
+    """All trace names of a model with `depth` blocks of `method`, in execution order."""
     names = ["input", "patch.acc", "embed"]
     for i in range(depth):
-        names += [f"blocks.{i}.{n}" for n in BLOCK_TRACE_NAMES]
+        names += [f"blocks.{i}.{n}" for n in block_trace_names(method)]
     return names + ["head.q", "head.acc", "logits", "pred"]
 
 
@@ -224,7 +249,11 @@ def softmax_probs(scores: np.ndarray, exp_lut: np.ndarray, att_bias: np.ndarray,
     sc = scores.astype(np.int64)
     twice_m = sc.max(axis=-1, keepdims=True) - sc
     assert not np.any(twice_m % 2), "scores of one row differ by an even number (same parity as d)"
-    e = exp_lut.astype(np.int64)[twice_m // 2]
+    return probs_from_exp(exp_lut.astype(np.int64)[twice_m // 2], att_bias, prob, recip)
+
+
+def probs_from_exp(e: np.ndarray, att_bias: np.ndarray, prob: int, recip: int) -> np.ndarray:
+    """A = P + att_bias from the row's exp weights e: Z = sum e, R = floor(2^recip/Z), P = rq(e*R) (§5)."""
     z = e.sum(axis=-1, keepdims=True)
     r = (np.int64(1) << np.int64(recip)) // z
     p = requant(e * r, 1, recip - prob)
@@ -348,8 +377,11 @@ def forward(model: IntModel, images: np.ndarray, trace: bool = False) -> tuple[n
     acc, x = patch_embed(model, images)
     rec("patch.acc", acc)
     rec("embed", x)
+    block = _block
+    if model.method in ACT_METHODS:
+        from .golden_methods import block  # noqa: PLC0415 - golden_methods imports this module
     for i in range(model.depth):
-        x = _block(model, i, x, rec)
+        x = block(model, i, x, rec)
     a, sh = model.arrays, model.shifts
     q = np.stack([head_inputs(x[:, 0], a["norm.gain"], a["norm.offset"], sh["head_ln"], model.ln_eps, "norm"),
                   head_inputs(x[:, 1], a["head_dist_norm.gain"], a["head_dist_norm.offset"], sh["head_ln"],

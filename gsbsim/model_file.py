@@ -17,16 +17,24 @@ from typing import Any
 
 import numpy as np
 
-from .conventions import WORD_BITS, n_words
+from .conventions import WORD_BITS, n_words, round_half_up
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "IntModel", "expected_arrays", "validate",
-           "load_model", "save_model", "SHIFT_NAMES", "HEADER_KEYS", "LIMITS"]
+           "load_model", "save_model", "SHIFT_NAMES", "HEADER_KEYS", "LIMITS", "METHODS", "ACT_METHODS",
+           "ACT_LINEARS", "SLOPE_SHIFT", "SCORE_SHIFT", "block_array_names", "exp_hi_length", "exp_tables"]
 
 FORMAT_VERSION = 1
 FORMAT_NAME = "gsbsim-int"
-# training methods whose exported model is exactly this integer model (bit = GSB with one
-# group; sign = fixed scales and a 1/N attention threshold): the arithmetic does not change
-METHODS = ("gsb", "bit", "sign")
+# training methods with an integer model: gsb, bit (GSB with one group) and sign (fixed scales,
+# a 1/N attention threshold) share §2-§9 exactly; reactnet and didb add the activation unit
+# after every binary linear, and didb HFSC and DIBA (spec §13)
+METHODS = ("gsb", "bit", "sign", "reactnet", "didb")
+ACT_METHODS = ("reactnet", "didb")           # methods with the §13.1 activation unit
+ACT_LINEARS = ("qkv", "proj", "fc1", "fc2")  # the binary linears an activation unit follows
+SLOPE_SHIFT = 16   # §13.1: the negative slope is fixed point 2^-16 (a format constant)
+SCORE_SHIFT = 16   # §13.2: HFSC scores are fixed point 2^-16 (natural-log units)
+EXP_LO_SIZE = 256  # §13.2: exp_mid and exp_lo each cover 8 bits of the 16 fractional bits of m
+EXP_HI_MAX = 4096
 MASK_STATS = ("row", "image")
 SHIFT_NAMES = ("patch", "resid", "head_ln", "logit", "value", "prob", "recip", "ctx", "ln")
 HEADER_KEYS = ("format", "preset", "img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads",
@@ -50,11 +58,54 @@ V_OFFSET_MAX = 2 ** 54
 CTX_SCALE_MAX = 2 ** 44
 HEAD_GAIN_MAX = 2 ** 22
 HEAD_OFFSET_MAX = 2 ** 28
+SLOPE_MAX = 2 ** 24         # |L.slope| (§13.1)
+ACT_OUT_MAX = 2 ** 30       # |L.out|, |L.tok_out| (§13.1)
+SCORE_W_MAX = 2 ** 24       # |score.w| (§13.2)
 
-# Arrays of one block, in spec order (stored as blocks.{i}.<name>).
+# Arrays of one block of methods gsb, bit and sign, in spec order (stored as blocks.{i}.<name>);
+# block_array_names(method) gives every method's list.
 BLOCK_ARRAYS = ("ln1.sign", "ln1.thr", "ln2.sign", "ln2.thr", "qkv.weight", "q.thr", "k.thr", "v.offset",
                 "exp_lut", "att_bias", "a.thr1", "ctx.scale", "proj.in_thr", "proj.weight", "proj.mult",
                 "proj.bias", "fc1.weight", "fc1.thr_hi", "fc1.thr_lo", "fc2.weight", "fc2.mult", "fc2.bias")
+# §13.1: the activation unit of each binary linear (qkv.mult/bias and fc1.mult/bias are new;
+# proj's and fc2's are the §7 arrays)
+ACT_ARRAYS = ("qkv.mult", "qkv.bias", "fc1.mult", "fc1.bias") + tuple(
+    f"{lin}.{part}" for lin in ACT_LINEARS for part in ("tok_in", "tok_out", "slope", "out"))
+# §13.2-§13.3: what didb adds and what it drops
+DIDB_ARRAYS = ("q.thr_low", "q.thr_high", "k.thr_low", "k.thr_high", "score.w", "exp_lo", "exp_mid",
+               "exp_hi", "ctx.vscale", "ctx.local")
+DIDB_DROPPED = ("q.thr", "k.thr", "exp_lut")
+
+
+def block_array_names(method: str) -> tuple[str, ...]:
+    """Names of one block's arrays (without the blocks.{i}. prefix) for a method."""
+    if method not in ACT_METHODS:
+        return BLOCK_ARRAYS
+    names = BLOCK_ARRAYS + ACT_ARRAYS
+    if method == "didb":
+        names = tuple(n for n in names if n not in DIDB_DROPPED) + DIDB_ARRAYS
+    return names
+
+
+def exp_hi_length(prob: int) -> int:
+    """Length U of the exporter's exp_hi table (§13.2): the first u with round(2^prob e^-u) = 0, plus one."""
+    u = 0
+    while math.floor(2.0 ** prob * math.exp(-u) + 0.5) > 0:
+        u += 1
+    return u + 1
+
+
+def exp_tables(prob: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """didb's three-level exp table (§13.2) as the exporter writes it: (exp_lo, exp_mid, exp_hi), int64.
+
+    exp_lo[r] = round_half_up(2^prob e^(-r/2^16)), exp_mid[s] = round_half_up(2^prob e^(-s/2^8)),
+    r, s < 256; exp_hi[u] = round_half_up(2^prob e^-u), u < exp_hi_length(prob) (the last entry is 0).
+    """
+    k = np.arange(EXP_LO_SIZE, dtype=np.float64)
+    lo = round_half_up(np.exp(-k / 2.0 ** 16) * 2.0 ** prob)
+    mid = round_half_up(np.exp(-k / 2.0 ** 8) * 2.0 ** prob)
+    hi = round_half_up(np.exp(-np.arange(exp_hi_length(prob), dtype=np.float64)) * 2.0 ** prob)
+    return lo, mid, hi
 
 
 class ModelFileError(Exception):
@@ -87,17 +138,21 @@ class IntModel:
     patch_size = property(lambda self: int(self.header["patch_size"]))
     in_chans = property(lambda self: int(self.header["in_chans"]))
     ln_eps = property(lambda self: int(self.header["ln_eps"]))
+    method = property(lambda self: str(self.header["method"]))
 
     def block(self, i: int) -> dict[str, np.ndarray]:
-        """Block i's arrays, keyed without the ``blocks.{i}.`` prefix."""
+        """Block i's arrays (the method's set, block_array_names), keyed without the ``blocks.{i}.`` prefix."""
         if not 0 <= int(i) < self.depth:
             raise IndexError(f"{self.path}: block {i} out of range (depth {self.depth})")
-        return {name: self.arrays[f"blocks.{i}.{name}"] for name in BLOCK_ARRAYS}
+        return {name: self.arrays[f"blocks.{i}.{name}"] for name in block_array_names(self.method)}
 
 
 # ----------------------------------------------------------------------------- the layout table
-def expected_arrays(header: dict) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
-    """Name -> (dtype, shape) of every array a file with this (valid) header must hold (spec §1)."""
+def expected_arrays(header: dict) -> dict[str, tuple[np.dtype, tuple[int | None, ...]]]:
+    """Name -> (dtype, shape) of every array a file with this (valid) header must hold (spec §1, §13).
+
+    The one variable length, didb's ``exp_hi`` (1..4096 entries), has shape ``(None,)``.
+    """
     e, n, c, hd = header["embed_dim"], header["num_tokens"], header["num_classes"], header["mlp_hidden"]
     h, d, g = header["num_heads"], header["head_dim"], header["groups"]
     k_patch = header["in_chans"] * header["patch_size"] ** 2
@@ -118,6 +173,20 @@ def expected_arrays(header: dict) -> dict[str, tuple[np.dtype, tuple[int, ...]]]
         "fc2.weight": (u64, (e, wh)), "fc2.mult": (i64, ()), "fc2.bias": (i64, (e,)),
     }
     assert tuple(block) == BLOCK_ARRAYS
+    method = header.get("method", "gsb")
+    if method in ACT_METHODS:
+        block.update({"qkv.mult": (i64, ()), "qkv.bias": (i64, (3 * e,)),
+                      "fc1.mult": (i64, ()), "fc1.bias": (i64, (hd,))})
+        for lin, ch in zip(ACT_LINEARS, (3 * e, e, hd, e)):
+            block.update({f"{lin}.tok_in": (i64, (n,)), f"{lin}.tok_out": (i64, (n,)),
+                          f"{lin}.slope": (i64, (ch,)), f"{lin}.out": (i64, (ch,))})
+    if method == "didb":
+        for name in DIDB_DROPPED:
+            del block[name]
+        block.update({"q.thr_low": (i64, (e,)), "q.thr_high": (i64, (e,)), "k.thr_low": (i64, (e,)),
+                      "k.thr_high": (i64, (e,)), "score.w": (i64, (2, h)), "exp_lo": (i64, (EXP_LO_SIZE,)),
+                      "exp_mid": (i64, (EXP_LO_SIZE,)), "exp_hi": (i64, (None,)), "ctx.vscale": (i64, ()), "ctx.local": (i64, (h,))})
+    assert tuple(block) == block_array_names(method)
     for i in range(header["depth"]):
         out.update({f"blocks.{i}.{name}": spec for name, spec in block.items()})
     for norm in ("norm", "head_dist_norm"):
@@ -192,6 +261,9 @@ def _header_errors(header: Any) -> list[str]:
         errs.append(f"header ratios must be a list of groups-1 = {header['groups'] - 1} integers, got {ratios!r}")
     elif not all(_is_int(r) and 1 <= r <= 255 for r in ratios):
         errs.append(f"header ratios must be integers in 1..255 (numerators over 256), got {ratios!r}")
+    if header["method"] in ACT_METHODS and (header["groups"] != 1 or ratios != []):
+        errs.append(f"header method {header['method']} needs groups = 1 and ratios = [] (spec §13), "
+                    f"got groups {header['groups']} and ratios {ratios!r}")
     if header["ln_eps"] > 2 ** 62:
         errs.append(f"header ln_eps {header['ln_eps']} exceeds 2^62")
     patch_inputs = header["in_chans"] * header["patch_size"] ** 2
@@ -238,11 +310,15 @@ def _value_errors(header: dict, arrays: dict[str, np.ndarray]) -> list[str]:
             check(p + ln + ".sign", -1, 1, "a sign is -1, 0 or +1")
             check(p + ln + ".thr", *_I32, "LayerNorm thresholds fit int32")
         check(p + "v.offset", -V_OFFSET_MAX, V_OFFSET_MAX, "|v.offset| <= 2^54")
-        lut = arrays[p + "exp_lut"]
-        check(p + "exp_lut", 0, 2 ** prob, "0 <= exp_lut <= 2^prob")
-        if int(lut[0]) != 2 ** prob:
-            errs.append(f"array {p}exp_lut[0] is {int(lut[0])}, must be 2^prob = {2 ** prob}")
+        for table in ("exp_lut", "exp_lo", "exp_mid", "exp_hi"):
+            if p + table not in arrays:
+                continue
+            check(p + table, 0, 2 ** prob, f"0 <= {table} <= 2^prob")
+            if int(arrays[p + table][0]) != 2 ** prob:
+                errs.append(f"array {p}{table}[0] is {int(arrays[p + table][0])}, must be 2^prob = {2 ** prob}")
         check(p + "ctx.scale", -CTX_SCALE_MAX, CTX_SCALE_MAX, "|ctx.scale| <= 2^44")
+        if header["method"] in ACT_METHODS:
+            errs += _act_value_errors(header, arrays, p, check)
         for lin, k in (("proj", e), ("fc2", hd)):
             check(p + lin + ".mult", -mult_bound(k), mult_bound(k), f"|mult| * {k} <= 2^61")
             check(p + lin + ".bias", -BIAS_MAX, BIAS_MAX, "|bias| <= 2^61")
@@ -255,6 +331,35 @@ def _value_errors(header: dict, arrays: dict[str, np.ndarray]) -> list[str]:
         check(head + ".mult", -mult_bound(acc_head), mult_bound(acc_head), "|mult| * 128*128*E <= 2^61")
     check("logit.bias", -BIAS_MAX, BIAS_MAX, "|bias| <= 2^61")
     return errs
+
+
+def _act_value_errors(header: dict, arrays: dict[str, np.ndarray], p: str, check) -> list[str]:
+    """Value ranges of block p's §13 arrays (activation units; didb's scores and context)."""
+    errs: list[str] = []
+    e = header["embed_dim"]
+    for lin in ("qkv", "fc1"):
+        check(p + lin + ".mult", -(MULT_ACC_MAX // e), MULT_ACC_MAX // e, f"|mult| * {e} <= 2^61")
+        check(p + lin + ".bias", -BIAS_MAX, BIAS_MAX, "|bias| <= 2^61")
+    for lin in ACT_LINEARS:
+        check(p + lin + ".slope", -SLOPE_MAX, SLOPE_MAX, "|slope| <= 2^24")
+        check(p + lin + ".out", -ACT_OUT_MAX, ACT_OUT_MAX, "|out| <= 2^30")
+        check(p + lin + ".tok_out", -ACT_OUT_MAX, ACT_OUT_MAX, "|tok_out| <= 2^30")
+        check(p + lin + ".tok_in", -BIAS_MAX, BIAS_MAX, "|tok_in| <= 2^61")
+        if header["method"] == "reactnet":
+            for part in ("tok_in", "tok_out"):
+                if np.any(arrays[p + lin + "." + part]):
+                    errs.append(f"array {p}{lin}.{part} must be all 0 for method reactnet (no token terms)")
+    if header["method"] == "didb":
+        check(p + "score.w", -SCORE_W_MAX, SCORE_W_MAX, "|score.w| <= 2^24")
+        check(p + "ctx.vscale", -CTX_SCALE_MAX, CTX_SCALE_MAX, "|ctx.vscale| <= 2^44")
+        check(p + "ctx.local", -CTX_SCALE_MAX, CTX_SCALE_MAX, "|ctx.local| <= 2^44")
+    return errs
+
+
+def _shape_ok(shape: tuple[int, ...], want: tuple[int | None, ...]) -> bool:
+    """shape == want, where None in want means any length in 1..EXP_HI_MAX."""
+    return len(shape) == len(want) and all(s == w if w is not None else 1 <= s <= EXP_HI_MAX
+                                           for s, w in zip(shape, want))
 
 
 def _array_errors(header: dict, arrays: dict[str, np.ndarray]) -> list[str]:
@@ -283,8 +388,9 @@ def _array_errors(header: dict, arrays: dict[str, np.ndarray]) -> list[str]:
             elif a.dtype.kind == "O":
                 why = " (object arrays are not allowed)"
             errs.append(f"array {name!r} has dtype {a.dtype}{why}, expected {dtype}")
-        elif a.shape != shape:
-            errs.append(f"array {name!r} has shape {a.shape}, expected {shape}")
+        elif not _shape_ok(a.shape, shape):
+            want = f"(1..{EXP_HI_MAX},)" if None in shape else str(shape)
+            errs.append(f"array {name!r} has shape {a.shape}, expected {want}")
     return errs or _value_errors(header, arrays)
 
 

@@ -5,6 +5,10 @@ their accumulator's range, requantization multipliers keep the residual stream a
 few units (2^F fixed point) so it stays far from int32, the exp table decreases from
 2^prob, the attention bias is small and the context scales are positive. The model
 passes ``model_file.validate`` like an exported one.
+
+``method`` picks the arithmetic (docs/integer_model.md §13 for reactnet and didb): the
+activation units see both signs of u, their slopes include 0, negative and > 1 values, the
+token terms of didb are non-zero, and z stays a few units (2^F) from 0, far inside 2^30.
 """
 from __future__ import annotations
 
@@ -13,9 +17,10 @@ import math
 import numpy as np
 
 from .conventions import pack_bits, round_half_up
-from .model_file import IntModel, expected_arrays, validate
+from .model_file import (ACT_LINEARS, ACT_METHODS, METHODS, SCORE_SHIFT, SLOPE_SHIFT, IntModel, exp_tables,
+                         expected_arrays, validate)
 
-__all__ = ["random_model", "random_images", "DEFAULT_SHIFTS"]
+__all__ = ["random_model", "random_images", "exp_tables", "DEFAULT_SHIFTS"]
 
 DEFAULT_SHIFTS = {"patch": 16, "resid": 16, "head_ln": 12, "logit": 16, "value": 8, "prob": 16,
                   "recip": 48, "ctx": 24, "ln": 16}
@@ -29,6 +34,66 @@ def _weights(rng: np.random.Generator, rows: int, k: int) -> np.ndarray:
 
 def _fixed(x, bits: int) -> np.ndarray:
     return round_half_up(np.asarray(x, dtype=np.float64) * 2.0 ** bits)
+
+
+def _act_fc1_thresholds(rng: np.random.Generator, hidden: int, one: float) -> tuple[np.ndarray, np.ndarray]:
+    """fc1 thresholds on z (§13.1): upper ray, lower ray, both, always (thr_hi = -2^30), never (+-2^30)."""
+    big = 2 ** 30
+    hi = np.round(rng.normal(0.3, 0.7, hidden) * one).astype(np.int64)
+    lo = np.full(hidden, -big, dtype=np.int64)
+    kind = rng.choice(5, size=hidden, p=[0.55, 0.1, 0.25, 0.05, 0.05])
+    both = kind == 2
+    lo[both] = hi[both] - np.round(np.abs(rng.normal(1.5, 0.5, both.sum())) * one).astype(np.int64) - 1
+    lower = kind == 1
+    lo[lower] = hi[lower]
+    hi[lower] = big
+    hi[kind == 3] = -big
+    hi[kind == 4] = big
+    lo[kind == 4] = -big
+    return hi.astype(np.int32), lo.astype(np.int32)
+
+
+def _act_block(rng: np.random.Generator, method: str, dims: dict, sh: dict, frac_bits: int,
+               scale00: int) -> dict[str, np.ndarray]:
+    """One block's §13 arrays (activation units; didb's HFSC and DIBA), z a few units 2^F around 0."""
+    e, h, n, hd = dims["e"], dims["h"], dims["n"], dims["hd"]
+    d = e // h
+    one = 2.0 ** frac_bits
+    s = frac_bits + sh["resid"]
+    out: dict[str, np.ndarray] = {}
+    for lin, ch in zip(ACT_LINEARS, (3 * e, e, hd, e)):
+        k = hd if lin == "fc2" else e
+        if lin in ("qkv", "fc1"):   # u ~ one unit: acc spreads by sqrt(K)
+            out[lin + ".mult"] = np.int64(_fixed(rng.uniform(0.5, 1.0) / math.sqrt(k), s))
+            out[lin + ".bias"] = _fixed(rng.normal(0, 0.3, ch), s)
+        # slopes: PReLU's 0.25, 0, negative, > 1 and random values
+        slope = rng.permutation(np.resize(np.array([0.25, 0.0, -0.5, 1.5, 3.0, 0.25]), ch))
+        out[lin + ".slope"] = _fixed(slope, SLOPE_SHIFT)
+        out[lin + ".out"] = _fixed(rng.normal(0, 0.2, ch), frac_bits)
+        token = method == "didb"
+        out[lin + ".tok_in"] = _fixed(rng.normal(0, 0.2, n) * token, s)
+        out[lin + ".tok_out"] = _fixed(rng.normal(0, 0.2, n) * token, frac_bits)
+    out["v.offset"] = _fixed(rng.normal(0, 0.3, e), frac_bits)
+    out["fc1.thr_hi"], out["fc1.thr_lo"] = _act_fc1_thresholds(rng, hd, one)
+    spread = float(scale00) * math.sqrt(n)
+    if method == "reactnet":
+        out["q.thr"] = _fixed(rng.normal(0, 0.3, e), frac_bits).astype(np.int32)
+        out["k.thr"] = _fixed(rng.normal(0, 0.3, e), frac_bits).astype(np.int32)
+    else:
+        for qk in ("q", "k"):
+            out[qk + ".thr_low"] = _fixed(rng.normal(0, 1.0, e), frac_bits)     # on 4*L
+            out[qk + ".thr_high"] = _fixed(rng.normal(0, 0.5, e), frac_bits)    # on 4*H
+        # a few e-folds over the score range [-2d, 2d] (2^-8 units); one band may weigh negatively
+        w = rng.uniform(0.3, 3.0, (2, h)) / d * 2 ** SCORE_SHIFT
+        w[1] *= rng.choice([1.0, -1.0], h, p=[0.8, 0.2])
+        out["score.w"] = np.round(w).astype(np.int64)
+        out["exp_lo"], out["exp_mid"], out["exp_hi"] = exp_tables(sh["prob"])
+        alpha_v = rng.uniform(0.2, 1.0)
+        out["ctx.vscale"] = np.int64(_fixed(alpha_v, sh["ctx"]))
+        out["ctx.local"] = _fixed(rng.normal(0, 0.3, h) * alpha_v, sh["ctx"])
+        spread += float(out["ctx.vscale"]) + 4 * float(np.abs(out["ctx.local"]).max())
+    out["proj.in_thr"] = _fixed(rng.normal(0, 0.3, e) * spread, 0)
+    return out
 
 
 def _fc1_thresholds(rng: np.random.Generator, hidden: int, e: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,9 +115,22 @@ def _fc1_thresholds(rng: np.random.Generator, hidden: int, e: int) -> tuple[np.n
 
 def random_model(rng: np.random.Generator, *, img_size: int = 8, patch_size: int = 2, in_chans: int = 1,
                  embed_dim: int = 24, depth: int = 2, num_heads: int = 2, mlp_hidden: int = 48,
-                 num_classes: int = 10, groups: int = 3, ratios=(179, 230), mask_stat: str = "row",
-                 frac_bits: int = 12) -> IntModel:
-    """A valid IntModel with random, plausible parameters (see the module docstring)."""
+                 num_classes: int = 10, groups: int | None = None, ratios=(179, 230), mask_stat: str = "row",
+                 frac_bits: int = 12, method: str = "gsb") -> IntModel:
+    """A valid IntModel with random, plausible parameters (see the module docstring).
+
+    groups defaults to 3 for gsb and 1 for the other methods (reactnet and didb need 1);
+    didb needs a square patch grid of at least 2 x 2.
+    """
+    if method not in METHODS:
+        raise ValueError(f"random_model: method must be one of {', '.join(METHODS)}, got {method!r}")
+    if groups is None:
+        groups = 3 if method == "gsb" else 1
+    if method in ACT_METHODS and groups != 1:
+        raise ValueError(f"random_model: method {method} needs groups = 1, got {groups}")
+    if method == "didb" and patch_size >= 1 and img_size // patch_size < 2:
+        raise ValueError(f"random_model: didb needs a patch grid of at least 2 x 2, got img_size {img_size} "
+                         f"and patch_size {patch_size}")
     ratios = [int(r) for r in ratios][: max(groups - 1, 0)]   # the first groups-1 ratios are used
     if len(ratios) < groups - 1:
         raise ValueError(f"random_model: groups={groups} needs {groups - 1} ratios, got {len(ratios)}")
@@ -71,7 +149,7 @@ def random_model(rng: np.random.Generator, *, img_size: int = 8, patch_size: int
         "mlp_hidden": hd, "num_tokens": n, "num_classes": c, "groups": groups, "ratios": ratios,
         "mask_stat": mask_stat, "frac_bits": frac_bits,
         "ln_eps": int(max(1, round(LN_EPS * e * e * 4.0 ** frac_bits))), "shifts": sh, "source": "random",
-        "method": "gsb",
+        "method": method,
     }
     one = 2.0 ** frac_bits                   # 1.0 in the residual stream
     a: dict[str, np.ndarray] = {}
@@ -116,6 +194,9 @@ def random_model(rng: np.random.Generator, *, img_size: int = 8, patch_size: int
         a[p + "fc2.weight"] = _weights(rng, e, hd)
         a[p + "fc2.mult"] = np.int64(_fixed(rng.uniform(0.5, 1.0) / math.sqrt(hd / 2), s))
         a[p + "fc2.bias"] = _fixed(rng.normal(0, 0.1, e), s)
+        if method in ACT_METHODS:
+            a.update({p + k: v for k, v in _act_block(rng, method, {"e": e, "h": h, "n": n, "hd": hd}, sh,
+                                                       frac_bits, int(scale[0, 0])).items()})
 
     k = sh["head_ln"]
     for norm in ("norm", "head_dist_norm"):

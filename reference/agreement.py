@@ -38,12 +38,40 @@ def float_predictions(model: torch.nn.Module, images: np.ndarray, batch: int = 2
     return np.concatenate(out)
 
 
+def _moved(m, x: torch.Tensor) -> torch.Tensor:
+    """A linear's input after its learnable shift (the `sign` method has none)."""
+    return m.move(x) if m.move is not None else x
+
+
+def _plane(x: torch.Tensor) -> torch.Tensor:
+    """A single sign plane x >= 0 laid out as a GSB plane stack [B, 1, ...]."""
+    return (x >= 0).unsqueeze(1)
+
+
+def _attention_hooks(at, p: str) -> list[tuple[torch.nn.Module, str, object]]:
+    """(module, trace name, input -> bits) of the attention binarizers of each method."""
+    out = []
+    if hasattr(at, "band_gain"):                       # didb: the HFSC bands
+        for qk in ("q", "k"):
+            for band in ("low", "high"):
+                out.append((getattr(at, f"{qk}_bin_{band}"), f"{p}{qk}.{band}", lambda m, x: x >= 0))
+    else:
+        out += [(at.q_bin, p + "q.bits", lambda m, x: x >= 0), (at.k_bin, p + "k.bits", lambda m, x: x >= 0)]
+    if hasattr(at, "v_gsb"):
+        out.append((at.v_gsb, p + "v.planes", lambda m, x: torch.stack(m.planes(x)[0], 1)))
+        out.append((at.a_gsb, p + "a.planes", lambda m, x: torch.stack(m.planes(x)[0], 1)))
+    else:                                              # sign: a*sign(V); its 1[A >= 1/N] has no module
+        out.append((at.v_bin, p + "v.planes", lambda m, x: _plane(x)))
+    return out
+
+
 @torch.no_grad()
 def float_bits(model: torch.nn.Module, images: np.ndarray) -> dict[str, np.ndarray]:
     """The float model's binarized tensors, named and laid out as gsbsim's trace (uint8 0/1).
 
     Captured with forward hooks: the bits each binarizer produces, so a disagreement
-    with the integer model can be located to the first layer where it appears.
+    with the integer model can be located to the first layer where it appears. Every
+    method with an integer model (gsb, bit, sign, reactnet, didb).
     """
     bits: dict[str, np.ndarray] = {}
     hooks = []
@@ -53,19 +81,12 @@ def float_bits(model: torch.nn.Module, images: np.ndarray) -> dict[str, np.ndarr
 
     for i, blk in enumerate(model.blocks):
         at, mlp, p = blk.attn, blk.mlp, f"blocks.{i}."
-        hooks += [
-            at.qkv.register_forward_pre_hook(keep(p + "ln1.bits", lambda m, x: m.move(x) >= 0)),
-            at.q_bin.register_forward_pre_hook(keep(p + "q.bits", lambda m, x: x >= 0)),
-            at.k_bin.register_forward_pre_hook(keep(p + "k.bits", lambda m, x: x >= 0)),
-            at.v_gsb.register_forward_pre_hook(
-                keep(p + "v.planes", lambda m, x: torch.stack(m.planes(x)[0], 1))),
-            at.a_gsb.register_forward_pre_hook(
-                keep(p + "a.planes", lambda m, x: torch.stack(m.planes(x)[0], 1))),
-            at.proj.register_forward_pre_hook(keep(p + "proj.bits", lambda m, x: m.move(x) >= 0)),
-            mlp.fc1.register_forward_pre_hook(keep(p + "ln2.bits", lambda m, x: m.move(x) >= 0)),
-            mlp.fc2.register_forward_pre_hook(
-                keep(p + "fc1.bits", lambda m, x: m.move(x) >= m.act_q.scales() / 2)),
-        ]
+        taps = [(at.qkv, p + "ln1.bits", lambda m, x: _moved(m, x) >= 0)]
+        taps += _attention_hooks(at, p)
+        taps += [(at.proj, p + "proj.bits", lambda m, x: _moved(m, x) >= 0),
+                 (mlp.fc1, p + "ln2.bits", lambda m, x: _moved(m, x) >= 0),
+                 (mlp.fc2, p + "fc1.bits", lambda m, x: _moved(m, x) >= m.act_q.scales() / 2)]
+        hooks += [mod.register_forward_pre_hook(keep(name, fn)) for mod, name, fn in taps]
     try:
         model.eval()
         model(torch.from_numpy(images).float())
@@ -83,11 +104,12 @@ def layer_agreement(model: torch.nn.Module, int_model, images: np.ndarray) -> di
     return {name: float(np.mean(fb[name].reshape(trace[name].shape) == trace[name])) for name in fb}
 
 
-def measure(model: torch.nn.Module, int_model, images: np.ndarray, labels: np.ndarray) -> Agreement:
-    """images: uint8 [N, C, H, W]; int_model: a gsbsim IntModel."""
-    from gsbsim import fast
+def measure(model: torch.nn.Module, int_model, images: np.ndarray, labels: np.ndarray,
+            engine: str = "fast") -> Agreement:
+    """images: uint8 [N, C, H, W]; int_model: a gsbsim IntModel; engine 'fast' or 'golden'."""
+    from gsbsim import fast, golden
     f_pred = float_predictions(model, images)
-    logits, _ = fast.forward(int_model, pixels_to_int8(images))
+    logits, _ = (golden if engine == "golden" else fast).forward(int_model, pixels_to_int8(images))
     i_pred = logits.argmax(-1)  # numpy argmax takes the lowest index on ties, as the spec says
     return Agreement(images=len(labels), float_top1=float((f_pred == labels).mean()),
                      int_top1=float((i_pred == labels).mean()), agreement=float((f_pred == i_pred).mean()))

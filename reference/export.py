@@ -2,6 +2,7 @@
 
     python -m reference.export --checkpoint runs/digits/stage2/best.pt --out m.npz
     python -m reference.export --random --preset deit_small --groups 1 --out ds.npz
+    python -m reference.export --random --method didb --out didb.npz
 
 All floating-point work of the toolchain happens here: scales, shifts, LayerNorm
 gains and the GELU are folded into integer thresholds, fixed-point multipliers and
@@ -31,9 +32,11 @@ SHIFTS = {"patch": 16, "resid": 16, "head_ln": 12, "logit": 16, "value": 8, "pro
 # than that gains nothing, coarser makes float ties flip (the cls/dist tokens' LayerNorm is
 # the same for every image, so one tie there flips every image's answer)
 RESID_TARGET_BITS = 22
-# methods (config.METHODS) whose stage-2 model maps onto this integer model; 'bit' is gsb with one
-# group, 'sign' one group with zero shifts, running-mean scales and the attention threshold 1/N
-EXPORTABLE_METHODS = ("gsb", "bit", "sign")
+# methods (config.METHODS) whose stage-2 model has an integer model: 'bit' is gsb with one group,
+# 'sign' one group with zero shifts, running-mean scales and the attention threshold 1/N;
+# 'reactnet' and 'didb' add §13 (the activation units; HFSC and DIBA), reference/export_methods.py
+EXPORTABLE_METHODS = ("gsb", "bit", "sign", "reactnet", "didb")
+ACT_METHODS = ("reactnet", "didb")
 
 
 class ExportError(Exception):
@@ -126,36 +129,43 @@ def _requant(scale: float, bias: np.ndarray, frac_bits: int) -> tuple[np.ndarray
     return np.int64(round_half_up(scale * 2.0 ** s)), _fixed(bias, s)
 
 
-def _export_block(blk: BinaryBlock, dim: int, n_tok: int, frac_bits: int) -> dict[str, np.ndarray]:
+def _export_block(blk: BinaryBlock, dim: int, n_tok: int, frac_bits: int, method: str) -> dict[str, np.ndarray]:
+    """One block's arrays: the parts every method shares, then the method's own (§4-§8, or §13)."""
     at, mlp = blk.attn, blk.mlp
-    d = at.head_dim
     out: dict[str, np.ndarray] = {}
     out["ln1.sign"], out["ln1.thr"] = _ln_sign_thresholds(blk.norm1, _shift(at.qkv.move, dim), dim)
     out["ln2.sign"], out["ln2.thr"] = _ln_sign_thresholds(blk.norm2, _shift(mlp.fc1.move, dim), dim)
-
-    out["qkv.weight"], beta = _binary_weight(at.qkv)
-    ab = _in_scale(at.qkv) * beta
-    bias = _np(at.qkv.bias).reshape(3, dim)
-    moves = [getattr(at, name, None) for name in ("q_move", "k_move", "v_move")]
-    out["q.thr"] = _acc_threshold(bias[0] + _shift(moves[0], dim), ab, dim)
-    out["k.thr"] = _acc_threshold(bias[1] + _shift(moves[1], dim), ab, dim)
-    out["v.offset"] = _fixed((bias[2] + _shift(moves[2], dim)) / ab, SHIFTS["value"])
-
-    c = float(at.q_bin.scales()) * float(at.k_bin.scales()) / math.sqrt(d)
-    out["exp_lut"] = _fixed(np.exp(-2.0 * c * np.arange(d + 1)), SHIFTS["prob"])
+    betas: dict[str, float] = {}
+    for name, lin in (("qkv", at.qkv), ("proj", at.proj), ("fc1", mlp.fc1), ("fc2", mlp.fc2)):
+        out[name + ".weight"], betas[name] = _binary_weight(lin)
     att_bias = _np(at.att_bias.bias) if hasattr(at, "att_bias") else np.zeros((at.num_heads, n_tok, n_tok))
     out["att_bias"] = _fixed(att_bias, SHIFTS["prob"]).astype(np.int32)
     a_scales, v_scales, out["a.thr1"] = _attention_scales(at, n_tok)
     out["ctx.scale"] = _fixed(np.outer(a_scales, v_scales), SHIFTS["ctx"])
     out["proj.in_thr"] = _ceil_int(-_shift(at.proj.move, dim) * 2.0 ** SHIFTS["ctx"])
+    if method in ACT_METHODS:
+        from .export_methods import act_block
+        out.update(act_block(blk, betas, frac_bits, float(v_scales[0]), n_tok, SHIFTS))
+        return out
 
-    out["proj.weight"], beta = _binary_weight(at.proj)
-    out["proj.mult"], out["proj.bias"] = _requant(_in_scale(at.proj) * beta, _np(at.proj.bias), frac_bits)
-    out["fc1.weight"], beta = _binary_weight(mlp.fc1)
-    out["fc1.thr_hi"], out["fc1.thr_lo"] = _fc1_thresholds(mlp.fc1, mlp.fc2, beta, dim)
-    out["fc2.weight"], beta = _binary_weight(mlp.fc2)
-    out["fc2.mult"], out["fc2.bias"] = _requant(_in_scale(mlp.fc2) * beta, _np(mlp.fc2.bias), frac_bits)
+    d = at.head_dim
+    ab = _in_scale(at.qkv) * betas["qkv"]
+    bias = _np(at.qkv.bias).reshape(3, dim)
+    moves = [getattr(at, name, None) for name in ("q_move", "k_move", "v_move")]
+    out["q.thr"] = _acc_threshold(bias[0] + _shift(moves[0], dim), ab, dim)
+    out["k.thr"] = _acc_threshold(bias[1] + _shift(moves[1], dim), ab, dim)
+    out["v.offset"] = _fixed((bias[2] + _shift(moves[2], dim)) / ab, SHIFTS["value"])
+    out["exp_lut"] = exp_lut(at)
+    out["proj.mult"], out["proj.bias"] = _requant(_in_scale(at.proj) * betas["proj"], _np(at.proj.bias), frac_bits)
+    out["fc1.thr_hi"], out["fc1.thr_lo"] = _fc1_thresholds(mlp.fc1, mlp.fc2, betas["fc1"], dim)
+    out["fc2.mult"], out["fc2.bias"] = _requant(_in_scale(mlp.fc2) * betas["fc2"], _np(mlp.fc2.bias), frac_bits)
     return out
+
+
+def exp_lut(at) -> np.ndarray:
+    """§5's exact exp table exp_lut[m] = 2^prob exp(-2 c m), c = a_q a_k / sqrt(d)."""
+    c = float(at.q_bin.scales()) * float(at.k_bin.scales()) / math.sqrt(at.head_dim)
+    return _fixed(np.exp(-2.0 * c * np.arange(at.head_dim + 1)), SHIFTS["prob"])
 
 
 def _export_head(model: BinaryDeiT, head, frac_bits: int) -> dict[str, np.ndarray]:
@@ -171,13 +181,16 @@ def _export_head(model: BinaryDeiT, head, frac_bits: int) -> dict[str, np.ndarra
 @torch.no_grad()
 def calibrate_frac_bits(model: BinaryDeiT, images: torch.Tensor) -> int:
     """Fractional bits F of the residual stream from the largest magnitude seen on `images`."""
+    from .export_methods import act_peaks
     x = model._pos_embed(model.patch_embed(images))
     peak = float(x.abs().max())
-    for blk in model.blocks:
-        x = x + blk.attn(blk.norm1(x))
-        peak = max(peak, float(x.abs().max()))
-        x = x + blk.mlp(blk.norm2(x))
-        peak = max(peak, float(x.abs().max()))
+    with act_peaks(model) as acts:   # reactnet/didb: the activation units' inputs and outputs too
+        for blk in model.blocks:
+            x = x + blk.attn(blk.norm1(x))
+            peak = max(peak, float(x.abs().max()))
+            x = x + blk.mlp(blk.norm2(x))
+            peak = max(peak, float(x.abs().max()))
+    peak = max(peak, acts.peak)
     # 4x headroom over the calibration peak for unseen images
     f = math.floor(RESID_TARGET_BITS - math.log2(max(peak, 1e-3) * 4))
     return int(min(max(f, 4), 16))
@@ -212,7 +225,7 @@ def export(model: BinaryDeiT, calib_images: torch.Tensor, preset: str, source: s
     tokens = np.concatenate([_np(model.cls_token)[0], _np(model.dist_token)[0]], axis=0)
     arrays["tokens"] = _fixed(tokens, frac_bits).astype(np.int32)
     for i, blk in enumerate(model.blocks):
-        for name, value in _export_block(blk, dim, n_tok, frac_bits).items():
+        for name, value in _export_block(blk, dim, n_tok, frac_bits, cfg.method).items():
             arrays[f"blocks.{i}.{name}"] = value
     main, dist = _export_head(model, model.head, frac_bits), _export_head(model, model.head_dist, frac_bits)
     arrays["norm.gain"], arrays["norm.offset"] = main["gain"], main["offset"]
@@ -234,12 +247,12 @@ def export(model: BinaryDeiT, calib_images: torch.Tensor, preset: str, source: s
 
 
 def random_student(preset: str, groups: int, num_classes: int, in_chans: int, seed: int,
-                   mask_stat: str = "row") -> tuple[BinaryDeiT, torch.Tensor]:
-    """An untrained stage-2 student with its scales initialised from random images (for cost studies)."""
+                   mask_stat: str = "row", method: str = "gsb") -> tuple[BinaryDeiT, torch.Tensor]:
+    """An untrained stage-2 student of `method` with its scales initialised from random images (cost studies)."""
     p = get_preset(preset)
     torch.manual_seed(seed)
     model = build_model(p, "stage2", num_classes=num_classes, in_chans=in_chans, groups=groups,
-                        mask_stat=mask_stat)
+                        mask_stat=mask_stat, method=method)
     images = torch.randint(0, 256, (4, in_chans, p.img_size, p.img_size)).float()
     model.train()
     with torch.no_grad():
@@ -252,7 +265,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m reference.export",
         description="Export a stage-2 binary DeiT to the integer model (.npz, docs/integer_model.md).",
         epilog="examples:\n  python -m reference.export --checkpoint runs/digits/stage2/best.pt --out m.npz\n"
-               "  python -m reference.export --random --preset deit_small --groups 1 --out ds.npz",
+               "  python -m reference.export --random --preset deit_small --groups 1 --out ds.npz\n"
+               "  python -m reference.export --random --method didb --out didb.npz",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="a stage-2 checkpoint written by python -m reference.train")
@@ -260,6 +274,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", required=True, help="output .npz path (written atomically)")
     ap.add_argument("--preset", default="digits", help="preset of the --random model (default: digits)")
     ap.add_argument("--groups", type=int, default=3, help="GSB groups of the --random model (1 = plain binary)")
+    ap.add_argument("--method", default="gsb", choices=EXPORTABLE_METHODS,
+                    help="training method of the --random model (docs/didb.md; not gsb: one group)")
     ap.add_argument("--num-classes", type=int, default=None, help="classes of the --random model")
     ap.add_argument("--in-chans", type=int, default=None, help="image channels of the --random model")
     ap.add_argument("--mask-stat", default="row", choices=("row", "image"), help="mask statistic (--random)")
@@ -286,7 +302,8 @@ def main(argv=None) -> int:
             p = get_preset(args.preset)
             in_chans = args.in_chans or (1 if p.dataset == "digits" else 3)
             classes = args.num_classes or (10 if p.dataset == "digits" else 1000)
-            model, calib = random_student(args.preset, args.groups, classes, in_chans, args.seed, args.mask_stat)
+            model, calib = random_student(args.preset, args.groups, classes, in_chans, args.seed, args.mask_stat,
+                                          args.method)
             source, preset = f"random(seed={args.seed})", args.preset
         else:
             from .checkpoint import load_model
@@ -300,7 +317,8 @@ def main(argv=None) -> int:
     except (ExportError, CheckpointError, DataError, ModelFileError, ValueError, OSError) as exc:
         print(f"export: error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out}: {json.dumps({k: header[k] for k in ('preset', 'embed_dim', 'depth', 'groups', 'frac_bits')})}")
+    keys = ("preset", "method", "embed_dim", "depth", "groups", "frac_bits")
+    print(f"wrote {args.out}: {json.dumps({k: header[k] for k in keys})}")
     return 0
 
 

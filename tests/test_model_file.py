@@ -343,7 +343,7 @@ def test_saved_file_has_ordinary_permissions(model, tmp_path):
     assert (p.stat().st_mode & 0o777) == (0o666 & ~mask)
 
 
-@pytest.mark.parametrize("method,ok", [("gsb", True), ("bit", True), ("sign", True), ("didb", False)])
+@pytest.mark.parametrize("method,ok", [("gsb", True), ("bit", True), ("sign", True), ("fp", False), ("didb", False)])
 def test_methods_sharing_the_integer_model_load(tmp_path, method, ok):
     import numpy as np
     from gsbsim.random_model import random_model

@@ -1,0 +1,152 @@
+"""Export of the `reactnet` and `didb` blocks (docs/integer_model.md §13), used by reference/export.py.
+
+What these methods add to a block becomes integers here: the (I)RPReLU after every binary
+linear (multiplier, bias with the input shift folded in, token shifts, slope, output shifts),
+the thresholds on the unit's output z (Q/K bits, HFSC bands, the GELU + {0, 1} binarizer of
+fc1 found by bisection on z), the HFSC score weights and exp tables, and DIBA's constants.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from gsbsim.conventions import round_half_up
+from gsbsim.model_file import SCORE_SHIFT, SLOPE_SHIFT, exp_tables
+from .blocks import GELU_CLIP, BinaryBlock
+from .export import ExportError, exp_lut
+from .reactnet import RPReLU
+
+__all__ = ["act_block", "act_peaks", "fc1_z_thresholds", "Z_NEVER"]
+
+Z_NEVER = 2 ** 30            # |z| < 2^30 (§13.1): z >= 2^30 never holds, z >= -2^30 always does
+THR_BAND_MAX = 2 ** 33       # HFSC band thresholds are clipped to [-2^33, 2^33] (§13.2)
+GELU_ARGMIN = -0.7517916     # GELU decreases left of this point and increases right of it
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().double().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=np.float64)
+
+
+def _fixed(x, bits: int) -> np.ndarray:
+    return round_half_up(np.asarray(x, dtype=np.float64) * 2.0 ** bits)
+
+
+def _ceil_clip(x, bound: int) -> np.ndarray:
+    return np.clip(np.ceil(np.asarray(x, dtype=np.float64)), -bound, bound).astype(np.int64)
+
+
+class _Peak:
+    peak = 0.0
+
+
+@contextlib.contextmanager
+def act_peaks(model: torch.nn.Module) -> Iterator[_Peak]:
+    """While active, records the largest |x - shifts| and |output| any RPReLU/IRPReLU of `model` sees.
+
+    The exporter's choice of F (calibrate_frac_bits) must keep u and z of every activation unit,
+    not only the residual stream, well inside their ranges.
+    """
+    found = _Peak()
+
+    def hook(mod: RPReLU, inp, out) -> None:
+        shift_in, _ = mod.shifts()
+        found.peak = max(found.peak, float((inp[0] - shift_in).abs().max()), float(out.abs().max()))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, RPReLU)]
+    try:
+        yield found
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _unit(lin, act: RPReLU, beta_w: float, frac_bits: int, resid: int, n_tok: int) -> dict[str, np.ndarray]:
+    """§13.1's arrays of one activation unit: u = rq(acc, mult, bias + tok_in), slope, out, tok_out."""
+    s = frac_bits + resid
+    alpha = float(lin.act_q.scales())
+    gamma_tok = _np(getattr(act, "gamma_token", torch.zeros(n_tok)))
+    zeta_tok = _np(getattr(act, "zeta_token", torch.zeros(n_tok)))
+    return {"mult": np.int64(round_half_up(alpha * beta_w * 2.0 ** s)),
+            "bias": _fixed(_np(lin.bias) - _np(act.gamma), s), "tok_in": _fixed(-gamma_tok, s),
+            "slope": _fixed(_np(act.beta), SLOPE_SHIFT), "out": _fixed(_np(act.zeta), frac_bits),
+            "tok_out": _fixed(zeta_tok, frac_bits)}
+
+
+def _gelu_on(z: np.ndarray, frac_bits: int, level: np.ndarray) -> np.ndarray:
+    """clip(GELU(z 2^-F), -10, 10) >= level, in float64 (level = alpha_fc2/2 - shift, per channel)."""
+    x = torch.from_numpy(np.asarray(z, dtype=np.float64) * 2.0 ** -frac_bits)
+    return (torch.nn.functional.gelu(x).clamp(-GELU_CLIP, GELU_CLIP).numpy() >= level)
+
+
+def _first_true(pred, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per channel, the smallest z in [lo, hi] with pred true (pred monotone false..true), or hi + 1."""
+    left, right = lo.copy(), hi + 1
+    while np.any(left < right):
+        mid = (left + right) // 2
+        ok = pred(mid)
+        active = left < right
+        right = np.where(active & ok, mid, right)
+        left = np.where(active & ~ok, mid + 1, left)
+    return left
+
+
+def fc1_z_thresholds(level: np.ndarray, frac_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """fc1's two-sided threshold on z (§13.1): on(z) = clip(GELU(z 2^-F), +-10) >= level as
+    z >= thr_hi OR z <= thr_lo, by bisection on each monotone side of GELU's minimum.
+
+    "never" is thr_hi = 2^30, thr_lo = -2^30; "always" thr_hi = -2^30. The integer points next to
+    each crossing are checked against the float function.
+    """
+    level = np.asarray(level, dtype=np.float64)
+    ch = level.shape[0]
+    top = np.full(ch, Z_NEVER - 1, dtype=np.int64)
+    z_min = np.full(ch, int(round(GELU_ARGMIN * 2.0 ** frac_bits)), dtype=np.int64)
+    on = lambda z: _gelu_on(z, frac_bits, level)   # noqa: E731
+    hi = _first_true(on, z_min, top)                                 # increasing side: an upper ray
+    lo = _first_true(lambda z: ~on(z), -top, z_min - 1) - 1          # decreasing side: a lower ray
+    always = hi <= lo + 1
+    hi = np.where(always, -Z_NEVER, hi)
+    lo = np.where(always, -Z_NEVER, lo)
+    for thr, inside, sign in ((hi, (hi > -Z_NEVER) & (hi < Z_NEVER), -1), (lo, lo > -Z_NEVER, 1)):
+        if np.any(inside & ~(on(thr) & ~on(thr + sign))):
+            o = int(np.flatnonzero(inside & ~(on(thr) & ~on(thr + sign)))[0])
+            raise ExportError(f"fc1 channel {o}: the GELU binarizer on z is not a two-sided threshold near {int(thr[o])}")
+    return hi.astype(np.int32), lo.astype(np.int32)
+
+
+def act_block(blk: BinaryBlock, betas: dict[str, float], frac_bits: int, alpha_v: float, n_tok: int,
+              shifts: dict[str, int]) -> dict[str, np.ndarray]:
+    """The §13 arrays of a reactnet or didb block (the shared ones come from export._export_block)."""
+    at, mlp = blk.attn, blk.mlp
+    e, h, d = at.num_heads * at.head_dim, at.num_heads, at.head_dim
+    out: dict[str, np.ndarray] = {}
+    units = (("qkv", at.qkv, at.qkv_act), ("proj", at.proj, at.proj_act), ("fc1", mlp.fc1, mlp.fc1_act),
+             ("fc2", mlp.fc2, mlp.fc2_act))
+    for name, lin, act in units:
+        out.update({f"{name}.{k}": v for k, v in _unit(lin, act, betas[name], frac_bits, shifts["resid"],
+                                                        n_tok).items()})
+    one = 2.0 ** frac_bits
+    out["v.offset"] = _fixed(_np(at.v_move.bias).reshape(e), frac_bits)
+    level = float(mlp.fc2.act_q.scales()) / 2 - _np(mlp.fc2.move.bias)
+    out["fc1.thr_hi"], out["fc1.thr_lo"] = fc1_z_thresholds(level, frac_bits)
+    if not hasattr(at, "band_gain"):     # reactnet: §4's Q/K bits on z, §5's softmax
+        out["q.thr"] = _ceil_clip(-_np(at.q_move.bias).reshape(e) * one, Z_NEVER).astype(np.int32)
+        out["k.thr"] = _ceil_clip(-_np(at.k_move.bias).reshape(e) * one, Z_NEVER).astype(np.int32)
+        out["exp_lut"] = exp_lut(at)
+        return out
+    for qk in ("q", "k"):                # didb: HFSC bands on S4 = 4L and 4H
+        for band in ("low", "high"):
+            move = _np(getattr(at, f"{qk}_move_{band}").bias).reshape(e)
+            out[f"{qk}.thr_{band}"] = _ceil_clip(-4 * move * one, THR_BAND_MAX)
+    gain = _np(at.band_gain).reshape(2, h)
+    alphas = np.array([[float(at.q_bin_low.scales()) * float(at.k_bin_low.scales())],
+                       [float(at.q_bin_high.scales()) * float(at.k_bin_high.scales())]])
+    out["score.w"] = _fixed(gain * alphas / math.sqrt(d), SCORE_SHIFT)
+    out["exp_lo"], out["exp_mid"], out["exp_hi"] = exp_tables(shifts["prob"])
+    out["ctx.vscale"] = np.int64(_fixed(alpha_v, shifts["ctx"]))
+    out["ctx.local"] = _fixed(_np(at.local_gain).reshape(h) * alpha_v, shifts["ctx"])
+    return out
