@@ -690,6 +690,9 @@ class _Run:
     def block(self, i: int, x: np.ndarray, a_bits: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Block i on X [B*N, E] (a_bits: its ln1 bits when the previous block computed them);
         returns the new X and the next block's ln1 bits (None after the last block)."""
+        from . import fast_methods                   # reactnet, didb (spec §13); it imports this module
+        if self.m.method in fast_methods.METHODS:
+            return fast_methods.block(self, i, x, a_bits)
         m = self.m
         t = self.tick()
         pb = _prepare_block(m, i)
