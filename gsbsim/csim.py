@@ -186,8 +186,9 @@ def report_text(project: Project, rep: CsimReport, images: int, build_s: float, 
     rows.append(f"build {build}{' (ASan+UBSan)' if sanitize else ''}, run {rep.run_s:.2f} s, {images} images")
     if rep.mismatch is not None:
         name, idx, got, want = rep.mismatch
+        producer = trace_producer(name, project.header.get("method", "gsb"))
         rows.append(f"FAIL: MISMATCH {name}[{idx}]: got {got} expected {want} "
-                    f"(layer {trace_producer(name)}, image {idx.split(',')[0]})")
+                    f"(layer {producer}, image {idx.split(',')[0]})")
     for name, got, want in rep.iter_differences:
         rows.append(f"FAIL: layer {name}: C-sim counted {got if got is not None else 'no'} iterations, "
                     f"the cycle model {want}")

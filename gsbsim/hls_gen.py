@@ -10,6 +10,7 @@ A fixed skeleton (hls/include/gsb kernels, called in dataflow order) is filled p
     DIR/vitis.tcl           optional Vitis HLS flow (csim_design, csynth_design); never required
     DIR/project.json        model path + sha256, folding, header, part, clock
 
+The block's C++ per method (gsb/bit/sign, reactnet, didb) comes from gsbsim/hls_blocks.py.
 The generated C++ reproduces ``gsbsim.golden`` exactly; ``gsbsim csim`` (gsbsim/csim.py)
 compiles and runs it against ``gsbsim vectors`` output. docs/hls.md describes the flow.
 """
@@ -29,9 +30,10 @@ import numpy as np
 from . import golden
 from .costs import layers
 from .folding import Fold, FoldingError, cycle_report
+from .hls_blocks import block_cpp
 from .hls_env import HlsEnvError, find_ap_types, library_include_dir
-from .hls_params import c_array, c_int, c_scalar, finn_tiles, packed_rows_to_bits
-from .model_file import IntModel
+from .hls_params import c_array, c_int, c_scalar, c_struct, finn_tiles, packed_rows_to_bits
+from .model_file import ACT_METHODS, IntModel
 
 __all__ = ["HlsGenError", "Project", "generate", "load_project", "sha256_file", "layer_macro",
            "trace_specs", "trace_producer", "PROJECT_FILE", "DEFAULT_PART", "TOP_NAME"]
@@ -76,12 +78,17 @@ def trace_specs(header: Mapping[str, Any]) -> list[tuple[str, str, tuple[int, ..
              "scores": ("int32", (h, n, n)), "probs": ("int64", (h, n, n)), "a.planes": ("uint8", (g, h, n, n)),
              "ctx": ("int64", (n, e)), "proj.bits": ("uint8", (n, e)), "proj.acc": ("int32", (n, e)),
              "resid1": ("int32", (n, e)), "ln2.bits": ("uint8", (n, e)), "fc1.acc": ("int32", (n, hd)),
-             "fc1.bits": ("uint8", (n, hd)), "fc2.acc": ("int32", (n, e)), "resid2": ("int32", (n, e))}
+             "fc1.bits": ("uint8", (n, hd)), "fc2.acc": ("int32", (n, e)), "resid2": ("int32", (n, e)),
+             # §13: the activation units' z (reactnet, didb), didb's Haar bits, score maps and Laplacian
+             "qkv.z": ("int32", (n, 3 * e)), "proj.z": ("int32", (n, e)), "fc1.z": ("int32", (n, hd)),
+             "fc2.z": ("int32", (n, e)), "q.low": ("uint8", (h, n, d)), "q.high": ("uint8", (h, n, d)),
+             "k.low": ("uint8", (h, n, d)), "k.high": ("uint8", (h, n, d)), "scores.low": ("int32", (h, n, n)),
+             "scores.high": ("int32", (h, n, n)), "hfsc": ("int64", (h, n, n)), "lap": ("int32", (n, e))}
     other = {"input": ("int8", (cin, img, img)), "patch.acc": ("int32", (t, e)), "embed": ("int32", (n, e)),
              "head.q": ("int8", (2, e)), "head.acc": ("int32", (2, c)), "logits": ("int64", (c,)),
              "pred": ("int64", ())}
     out = []
-    for name in golden.trace_names(int(header["depth"])):
+    for name in golden.trace_names(int(header["depth"]), header.get("method", "gsb")):
         if name.startswith("blocks."):
             dtype, shape = block[name.split(".", 2)[2]]
         else:
@@ -95,15 +102,20 @@ _BLOCK_PRODUCER = {"ln1.bits": "ln1", "qkv.acc": "qkv", "q.bits": "qkv_split", "
                    "v.q": "qkv_split", "v.planes": "value_planes", "scores": "qk", "probs": "softmax",
                    "a.planes": "attention_planes", "ctx": "av", "proj.bits": "ctx_threshold",
                    "proj.acc": "proj", "resid1": "proj_residual", "ln2.bits": "ln2", "fc1.acc": "fc1",
-                   "fc1.bits": "fc1_act", "fc2.acc": "fc2", "resid2": "fc2_residual"}
+                   "fc1.bits": "fc1_act", "fc2.acc": "fc2", "resid2": "fc2_residual",
+                   "qkv.z": "qkv.act", "proj.z": "proj.act", "fc1.z": "fc1.act", "fc2.z": "fc2.act",
+                   "q.low": "haar", "q.high": "haar", "k.low": "haar", "k.high": "haar", "scores.low": "qk",
+                   "scores.high": "qk", "hfsc": "hfsc", "lap": "diba"}
 _OTHER_PRODUCER = {"input": "input", "patch.acc": "patch", "embed": "embed", "head.q": "final_norm",
                    "head.acc": "head", "logits": "logits", "pred": "argmax"}
 
 
-def trace_producer(name: str) -> str:
+def trace_producer(name: str, method: str = "gsb") -> str:
     """The layer (cycle-model name) or elementwise stage whose output a trace tensor is."""
     if name.startswith("blocks."):
         _, i, rest = name.split(".", 2)
+        if method == "didb" and rest == "ctx":
+            return f"blocks.{i}.diba"           # blocks.{i}.av, then the DIBA terms
         return f"blocks.{i}.{_BLOCK_PRODUCER[rest]}"
     return _OTHER_PRODUCER[name]
 
@@ -198,6 +210,8 @@ def _config_h(model: IntModel, folding: Mapping[str, Fold], sha: str) -> str:
         f"// mask statistic: {model.mask_stat!r} (false = per row, true = per image)",
         "// mask ratio numerators over 256 of plane p (p >= 1: r_{p+1}); [0] unused (base/sign plane)",
         f"const int32_t PLANE_RATIO[G] = {{{', '.join(str(r) for r in ratios)}}};",
+        *([f"const unsigned GRID = {model.img_size // model.patch_size};      // patch grid side (didb: "
+            "Haar split and DIBA Laplacian on the GRID x GRID patches)"] if model.header["method"] == "didb" else []),
         "",
         "// ---- fixed point (header 'shifts', 'frac_bits', 'ln_eps')",
         f"const unsigned FRAC_BITS = {model.frac_bits};",
@@ -277,38 +291,90 @@ def _block_params(model: IntModel, i: int, folding: Mapping[str, Fold]) -> str:
         return ",\n        ".join(", ".join(c_int(v, "int32_t") for v in values[k:k + 16])
                                   for k in range(0, len(values), 16))
     lo, hi = rows(blk["fc1.thr_lo"]), rows(blk["fc1.thr_hi"])
+    method = model.header["method"]
+    act, didb = method in ACT_METHODS, method == "didb"
+
+    def act_unit(lin: str, c: str, mult: str, bias: str) -> str:
+        return c_struct(f"gsb::ActUnit<{c}, N>", f"{p}{lin}_act_unit",
+                        f"{n}{lin} activation unit (§13.1, gsb/act.hpp): {n}{mult}, {n}{bias} [{c}], "
+                        f"{n}{lin}.tok_in, .tok_out [N], .slope, .out [{c}]",
+                        [("mult", blk[mult]), ("bias", blk[bias]), ("tok_in", blk[f"{lin}.tok_in"]),
+                         ("tok_out", blk[f"{lin}.tok_out"]), ("slope", blk[f"{lin}.slope"]),
+                         ("out", blk[f"{lin}.out"])])
+
+    def requant(lin: str) -> list[str]:
+        if act:
+            return [act_unit(lin, "E", f"{lin}.mult", f"{lin}.bias")]
+        return [c_scalar("int64_t", f"{p}{lin}_mult", int(blk[f"{lin}.mult"]), f"{n}{lin}.mult: requant multiplier"),
+                c_array("int64_t", f"{p}{lin}_bias", blk[f"{lin}.bias"], f"{n}{lin}.bias [E]: requant bias", ["E"])]
+
     body = [
         c_array("int8_t", p + "ln1_sign", blk["ln1.sign"], n + "ln1.sign [E]: sign of the LayerNorm gain", ["E"]),
         c_array("int64_t", p + "ln1_thr", blk["ln1.thr"], n + "ln1.thr [E]: LayerNorm -> bit thresholds (§3)", ["E"]),
         _tiles_decl(p + "qkv_weight", packed_rows_to_bits(blk["qkv.weight"], e), f("qkv"), m("qkv"), "E",
                     "3 * E", 1, n + "qkv.weight: +-1 weights 3E x E (bit 1 = +1)"),
-        c_array("int32_t", p + "q_thr", blk["q.thr"], n + "q.thr [E]: Q bit thresholds on the qkv accumulator", ["E"]),
-        c_array("int32_t", p + "k_thr", blk["k.thr"], n + "k.thr [E]: K bit thresholds", ["E"]),
-        c_array("int64_t", p + "v_offset", blk["v.offset"], n + "v.offset [E]: Vq = acc * 2^value + v.offset", ["E"]),
-        c_array("int64_t", p + "exp_lut", blk["exp_lut"], n + "exp_lut [d+1]: exact exp table of the softmax, "
-                "2^-prob", ["D + 1"]),
+    ]
+    if act:
+        body.append(act_unit("qkv", "3 * E", "qkv.mult", "qkv.bias"))
+    if didb:
+        body += [c_array("int64_t", f"{p}{qk}_thr_{band}", blk[f"{qk}.thr_{band}"],
+                         f"{n}{qk}.thr_{band} [E]: {qk.upper()} {band}-band bit thresholds on the Haar S4 (§13.2)",
+                         ["E"]) for qk in ("q", "k") for band in ("low", "high")]
+        body.append(c_array("int64_t", p + "v_offset", blk["v.offset"], n + "v.offset [E]: Vq = z + v.offset",
+                            ["E"]))
+        u = len(blk["exp_hi"])
+        body += [c_array("int64_t", p + "score_w", blk["score.w"], n + "score.w [2][H]: low/high score weights "
+                         "per head, 2^-16 (§13.2)", ["2", "H"]),
+                 c_array("int64_t", p + "exp_lo", blk["exp_lo"], n + "exp_lo [256]: exp(-r/2^16), 2^-prob", ["256"]),
+                 c_array("int64_t", p + "exp_mid", blk["exp_mid"], n + "exp_mid [256]: exp(-s/2^8), 2^-prob",
+                         ["256"]),
+                 f"// {n}exp_hi: its length U (the softmax_hfsc template argument)\n"
+                 f"static const unsigned B{i}_EXP_HI_LEN = {u};\n",
+                 c_array("int64_t", p + "exp_hi", blk["exp_hi"], n + "exp_hi [U]: exp(-u), 2^-prob; last entry 0",
+                         [f"B{i}_EXP_HI_LEN"])]
+    else:
+        body += [
+            c_array("int32_t", p + "q_thr", blk["q.thr"], n + "q.thr [E]: Q bit thresholds on the qkv "
+                    + ("z" if act else "accumulator"), ["E"]),
+            c_array("int32_t", p + "k_thr", blk["k.thr"], n + "k.thr [E]: K bit thresholds", ["E"]),
+            c_array("int64_t", p + "v_offset", blk["v.offset"],
+                    n + ("v.offset [E]: Vq = z + v.offset" if act else "v.offset [E]: Vq = acc * 2^value + v.offset"),
+                    ["E"]),
+            c_array("int64_t", p + "exp_lut", blk["exp_lut"], n + "exp_lut [d+1]: exact exp table of the softmax, "
+                    "2^-prob", ["D + 1"])]
+    body += [
         c_array("int32_t", p + "att_bias", blk["att_bias"], n + "att_bias [H][N][N]: attention bias, 2^-prob",
                 ["H", "N", "N"]),
         c_scalar("int64_t", p + "a_thr1", int(blk["a.thr1"]), n + "a.thr1: base attention plane threshold"),
         c_array("int64_t", p + "ctx_scale", blk["ctx.scale"], n + "ctx.scale [G][G]: scale products "
                 "S[a][v], 2^-ctx", ["G", "G"]),
+    ]
+    if didb:
+        body += [c_scalar("int64_t", p + "ctx_vscale", int(blk["ctx.vscale"]), n + "ctx.vscale: alpha_V, 2^-ctx "
+                          "(DIBA, §13.3)"),
+                 c_array("int64_t", p + "ctx_local", blk["ctx.local"], n + "ctx.local [H]: lambda_h * alpha_V, "
+                         "2^-ctx (DIBA Laplacian weight)", ["H"])]
+    body += [
         c_array("int64_t", p + "proj_in_thr", blk["proj.in_thr"], n + "proj.in_thr [E]: context -> proj "
                 "input bit thresholds", ["E"]),
         _tiles_decl(p + "proj_weight", packed_rows_to_bits(blk["proj.weight"], e), f("proj"), m("proj"), "E", "E",
                     1, n + "proj.weight: +-1 weights E x E"),
-        c_scalar("int64_t", p + "proj_mult", int(blk["proj.mult"]), n + "proj.mult: requant multiplier"),
-        c_array("int64_t", p + "proj_bias", blk["proj.bias"], n + "proj.bias [E]: requant bias", ["E"]),
+        *requant("proj"),
         c_array("int8_t", p + "ln2_sign", blk["ln2.sign"], n + "ln2.sign [E]: sign of the LayerNorm gain", ["E"]),
         c_array("int64_t", p + "ln2_thr", blk["ln2.thr"], n + "ln2.thr [E]: LayerNorm -> bit thresholds", ["E"]),
         _tiles_decl(p + "fc1_weight", packed_rows_to_bits(blk["fc1.weight"], e), f("fc1"), m("fc1"), "E", "HD",
                     1, n + "fc1.weight: +-1 weights Hd x E"),
-        f"// {n}fc1.thr_lo, {n}fc1.thr_hi [Hd]: two-sided thresholds, bit = acc >= hi || acc <= lo (§8)\n"
+    ]
+    if act:
+        body.append(act_unit("fc1", "HD", "fc1.mult", "fc1.bias"))
+    on, sec = ("z", "§13.1") if act else ("acc", "§8")
+    body += [
+        f"// {n}fc1.thr_lo, {n}fc1.thr_hi [Hd]: two-sided thresholds, bit = {on} >= hi || {on} <= lo ({sec})\n"
         f"static const gsb::TwoSidedThresholdPolicy<HD, {m('fc1')}_PE> {p}fc1_act = {{\n"
         f"    {{{lo}}},\n    {{{hi}}}}};\n",
         _tiles_decl(p + "fc2_weight", packed_rows_to_bits(blk["fc2.weight"], hd), f("fc2"), m("fc2"), "HD", "E",
                     1, n + "fc2.weight: +-1 weights E x Hd ({0,1} inputs)"),
-        c_scalar("int64_t", p + "fc2_mult", int(blk["fc2.mult"]), n + "fc2.mult: requant multiplier"),
-        c_array("int64_t", p + "fc2_bias", blk["fc2.bias"], n + "fc2.bias [E]: requant bias", ["E"]),
+        *requant("fc2"),
     ]
     return _header_file(f"block_{i}.h", body)
 
@@ -400,114 +466,6 @@ static void embed_stage(const int8_t image[IN_ELEMS], gsb::stream<int32_t>& x GS
 }}
 """
 
-_BLOCK = """
-// ============================================================================ block {i} (§3-§8)
-static void block_{i}(gsb::stream<int32_t>& x_in, gsb::stream<int32_t>& x_out GSB_PROBE_PARAM) {{
-    const unsigned QKV_PE = B{i}_QKV_PE, QKV_SIMD = B{i}_QKV_SIMD, QK_PE = B{i}_QK_PE, QK_SIMD = B{i}_QK_SIMD;
-    const unsigned AV_PE = B{i}_AV_PE, AV_SIMD = B{i}_AV_SIMD, PROJ_PE = B{i}_PROJ_PE, PROJ_SIMD = B{i}_PROJ_SIMD;
-    const unsigned FC1_PE = B{i}_FC1_PE, FC1_SIMD = B{i}_FC1_SIMD, FC2_PE = B{i}_FC2_PE, FC2_SIMD = B{i}_FC2_SIMD;
-    typedef gsb::mvau_shape<D, N, QK_SIMD, QK_PE> qk_shape;  // K rows: the QK unit's runtime weights
-    typedef gsb::mvau_shape<N, D, AV_SIMD, AV_PE> av_shape;  // value planes: the A.V unit's runtime weights
-    // whole-image attention buffers (every key before the first score; image statistics)
-    static ap_uint<QK_SIMD> q_rows[H][N][qk_shape::SF];
-    static ap_uint<QK_SIMD> k_tiles[H][QK_PE][qk_shape::TILES];
-    static int64_t vq[H][N][D];
-    static ap_uint<AV_SIMD> v_tiles[G][H][AV_PE][av_shape::TILES];
-    static int64_t att[H][N][N];
-    static ap_uint<AV_SIMD> a_rows[G][H][N][av_shape::SF];
-    static int64_t ctx[N][E];
-    const gsb::RawPolicy<3 * E, QKV_PE> qkv_raw = {{}};
-    const gsb::RawPolicy<E, PROJ_PE> proj_raw = {{}};
-    const gsb::RawPolicy<HD, FC1_PE> fc1_raw = {{}};
-    const gsb::RawPolicy<E, FC2_PE> fc2_raw = {{}};
-
-    gsb::stream<int32_t> x_ln1("blocks.{i}.x_ln1"), x_skip1("blocks.{i}.x_skip1"), x_mid("blocks.{i}.resid1");
-    gsb::stream<int32_t> x_ln2("blocks.{i}.x_ln2"), x_skip2("blocks.{i}.x_skip2");
-    gsb::stream<ap_uint<QKV_SIMD>> ln1_bits("blocks.{i}.ln1.bits");
-    gsb::stream<gsb::vec<int32_t, QKV_PE>> qkv_acc("blocks.{i}.qkv.acc");
-    gsb::stream<gsb::vec<int32_t, QK_PE>> scores("blocks.{i}.scores");
-    gsb::stream<ap_uint<PROJ_SIMD>> proj_bits("blocks.{i}.proj.bits");
-    gsb::stream<gsb::vec<int32_t, PROJ_PE>> proj_acc("blocks.{i}.proj.acc");
-    gsb::stream<ap_uint<FC1_SIMD>> ln2_bits("blocks.{i}.ln2.bits");
-    gsb::stream<gsb::vec<int32_t, FC1_PE>> fc1_acc("blocks.{i}.fc1.acc");
-    gsb::stream<ap_uint<FC2_SIMD>> fc1_bits("blocks.{i}.fc1.bits");
-    gsb::stream<gsb::vec<int32_t, FC2_PE>> fc2_acc("blocks.{i}.fc2.acc");
-
-    // ---- attention
-    {{ unsigned long it = 0; gsb::fork(x_in, x_ln1, x_skip1, (unsigned long)N * E, it); GSB_STAGE("blocks.{i}.fork1", it); }}
-    {{ unsigned long it = 0;
-      gsb::layernorm_bits<E, QKV_SIMD>(x_ln1, ln1_bits, b{i}_ln1_sign, b{i}_ln1_thr, SHIFT_LN, LN_EPS, LN_S2_MAX, N,
-                                       "blocks.{i}.ln1", it);
-      GSB_STAGE("blocks.{i}.ln1", it); }}
-    GSB_TRACE("blocks.{i}.ln1.bits", gsb::trace::bits<QKV_SIMD>(ln1_bits, E));
-    {{ unsigned long it = 0;
-      gsb::mvau<E, 3 * E, QKV_SIMD, QKV_PE, gsb::XnorMode>(ln1_bits, qkv_acc, b{i}_qkv_weight, qkv_raw, N, it);
-      GSB_LAYER("blocks.{i}.qkv", it); }}
-    GSB_TRACE("blocks.{i}.qkv.acc", gsb::trace::lanes(qkv_acc));
-    {{ unsigned long it = 0;
-      gsb::qkv_split<E, H, N, QKV_PE, QK_SIMD, QK_PE>(qkv_acc, b{i}_q_thr, b{i}_k_thr, b{i}_v_offset, SHIFT_VALUE,
-                                                     q_rows, k_tiles, vq, it);
-      GSB_STAGE("blocks.{i}.qkv_split", it); }}
-    GSB_TRACE("blocks.{i}.q.bits", gsb::trace::bit_rows<QK_SIMD, qk_shape::SF>(&q_rows[0][0], H * N, D));
-    GSB_TRACE("blocks.{i}.k.bits", gsb::trace::tiles<D, N, QK_SIMD, QK_PE>(&k_tiles[0][0], H, false));
-    GSB_TRACE("blocks.{i}.v.q", gsb::trace::flat(&vq[0][0][0], (std::size_t)H * N * D));
-    {{ unsigned long it = 0;
-      gsb::value_planes<H, N, D, G, AV_SIMD, AV_PE, MASK_IMAGE>(vq, PLANE_RATIO, v_tiles, it);
-      GSB_STAGE("blocks.{i}.value_planes", it); }}
-    GSB_TRACE("blocks.{i}.v.planes", gsb::trace::tiles<N, D, AV_SIMD, AV_PE>(&v_tiles[0][0][0], G * H, true));
-    {{ unsigned long it = 0; gsb::attention_qk<N, D, H, QK_SIMD, QK_PE>(q_rows, k_tiles, scores, it);
-      GSB_LAYER("blocks.{i}.qk", it); }}
-    GSB_TRACE("blocks.{i}.scores", gsb::trace::lanes(scores));
-    {{ unsigned long it = 0;
-      gsb::softmax<H, N, D, QK_PE>(scores, b{i}_exp_lut, b{i}_att_bias, SHIFT_PROB, SHIFT_RECIP, att, it);
-      GSB_STAGE("blocks.{i}.softmax", it); }}
-    GSB_TRACE("blocks.{i}.probs", gsb::trace::flat(&att[0][0][0], (std::size_t)H * N * N));
-    {{ unsigned long it = 0;
-      gsb::attention_planes<H, N, G, AV_SIMD, MASK_IMAGE>(att, b{i}_a_thr1, PLANE_RATIO, a_rows, it);
-      GSB_STAGE("blocks.{i}.attention_planes", it); }}
-    GSB_TRACE("blocks.{i}.a.planes", gsb::trace::bit_rows<AV_SIMD, av_shape::SF>(&a_rows[0][0][0], G * H * N, N));
-    {{ unsigned long it = 0; gsb::gsb_av<H, N, D, G, AV_SIMD, AV_PE>(a_rows, v_tiles, b{i}_ctx_scale, ctx, it);
-      GSB_LAYER("blocks.{i}.av", it); }}
-    GSB_TRACE("blocks.{i}.ctx", gsb::trace::flat(&ctx[0][0], (std::size_t)N * E));
-    {{ unsigned long it = 0; gsb::ctx_threshold<N, E, PROJ_SIMD>(ctx, b{i}_proj_in_thr, proj_bits, it);
-      GSB_STAGE("blocks.{i}.ctx_threshold", it); }}
-    GSB_TRACE("blocks.{i}.proj.bits", gsb::trace::bits<PROJ_SIMD>(proj_bits, E));
-    {{ unsigned long it = 0;
-      gsb::mvau<E, E, PROJ_SIMD, PROJ_PE, gsb::XnorMode>(proj_bits, proj_acc, b{i}_proj_weight, proj_raw, N, it);
-      GSB_LAYER("blocks.{i}.proj", it); }}
-    GSB_TRACE("blocks.{i}.proj.acc", gsb::trace::lanes(proj_acc));
-    {{ unsigned long it = 0;
-      gsb::requant_residual_add<E, PROJ_PE>(x_skip1, proj_acc, x_mid, b{i}_proj_mult, b{i}_proj_bias, SHIFT_RESID, N,
-                                            "blocks.{i}.proj", it);
-      GSB_STAGE("blocks.{i}.proj_residual", it); }}
-    GSB_TRACE("blocks.{i}.resid1", gsb::trace::scalars(x_mid));
-
-    // ---- MLP
-    {{ unsigned long it = 0; gsb::fork(x_mid, x_ln2, x_skip2, (unsigned long)N * E, it); GSB_STAGE("blocks.{i}.fork2", it); }}
-    {{ unsigned long it = 0;
-      gsb::layernorm_bits<E, FC1_SIMD>(x_ln2, ln2_bits, b{i}_ln2_sign, b{i}_ln2_thr, SHIFT_LN, LN_EPS, LN_S2_MAX, N,
-                                       "blocks.{i}.ln2", it);
-      GSB_STAGE("blocks.{i}.ln2", it); }}
-    GSB_TRACE("blocks.{i}.ln2.bits", gsb::trace::bits<FC1_SIMD>(ln2_bits, E));
-    {{ unsigned long it = 0;
-      gsb::mvau<E, HD, FC1_SIMD, FC1_PE, gsb::XnorMode>(ln2_bits, fc1_acc, b{i}_fc1_weight, fc1_raw, N, it);
-      GSB_LAYER("blocks.{i}.fc1", it); }}
-    GSB_TRACE("blocks.{i}.fc1.acc", gsb::trace::lanes(fc1_acc));
-    {{ unsigned long it = 0; gsb::activate_bits<HD, FC1_PE, FC2_SIMD>(fc1_acc, fc1_bits, b{i}_fc1_act, N, it);
-      GSB_STAGE("blocks.{i}.fc1_act", it); }}
-    GSB_TRACE("blocks.{i}.fc1.bits", gsb::trace::bits<FC2_SIMD>(fc1_bits, HD));
-    {{ unsigned long it = 0;
-      gsb::mvau<HD, E, FC2_SIMD, FC2_PE, gsb::AndMode>(fc1_bits, fc2_acc, b{i}_fc2_weight, fc2_raw, N, it);
-      GSB_LAYER("blocks.{i}.fc2", it); }}
-    GSB_TRACE("blocks.{i}.fc2.acc", gsb::trace::lanes(fc2_acc));
-    {{ unsigned long it = 0;
-      gsb::requant_residual_add<E, FC2_PE>(x_skip2, fc2_acc, x_out, b{i}_fc2_mult, b{i}_fc2_bias, SHIFT_RESID, N,
-                                           "blocks.{i}.fc2", it);
-      GSB_STAGE("blocks.{i}.fc2_residual", it); }}
-    GSB_TRACE("blocks.{i}.resid2", gsb::trace::scalars(x_out));
-}}
-"""
-
 _HEAD = """
 // ============================================================================ final norm, heads, logits (§9)
 static void head_stage(gsb::stream<int32_t>& x, int64_t logits[C], int64_t& pred GSB_PROBE_PARAM) {{
@@ -558,7 +516,7 @@ def _top_cpp(model: IntModel, sha: str) -> str:
                         for k, nm in enumerate(names))
     calls = "\n".join(f"    block_{i}(x_{i}, x_{i + 1} GSB_PROBE_ARG);" for i in range(depth))
     out = _TOP_PRELUDE.format(model=os.path.basename(model.path), sha=sha[:16], includes=includes)
-    out += "".join(_BLOCK.format(i=i) for i in range(depth))
+    out += "".join(block_cpp(i, model.header["method"]) for i in range(depth))
     out += _HEAD.format(streams=streams, calls=calls, depth=depth)
     return out
 

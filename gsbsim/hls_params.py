@@ -19,7 +19,7 @@ import numpy as np
 
 from .conventions import unpack_bits
 
-__all__ = ["finn_tiles", "packed_rows_to_bits", "c_int", "c_array", "c_scalar", "INT64_MIN"]
+__all__ = ["finn_tiles", "packed_rows_to_bits", "c_int", "c_array", "c_scalar", "c_struct", "INT64_MIN"]
 
 INT64_MIN = -(2 ** 63)
 _LINE = 100  # wrap initialiser lines near this width
@@ -112,3 +112,19 @@ def c_array(ctype: str, name: str, values, comment: str, dims: Sequence[str] | N
 def c_scalar(ctype: str, name: str, value: int, comment: str) -> str:
     """``// comment`` + ``static const ctype name = value;``."""
     return f"// {comment}\nstatic const {ctype} {name} = {c_int(value, ctype)};\n"
+
+
+def c_struct(ctype: str, name: str, comment: str, fields: Sequence[tuple[str, object]],
+             elem: str = "int64_t") -> str:
+    """``// comment`` + ``static const ctype name = {...};`` of an aggregate (e.g. gsb::ActUnit).
+
+    ``fields`` are (field name, a scalar or an array of ``elem`` values) in declaration order;
+    each initialiser is preceded by a ``/* field */`` comment.
+    """
+    fmt = lambda v: c_int(v, elem)  # noqa: E731
+    inits = []
+    for field, value in fields:
+        arr = np.asarray(value)
+        init = fmt(int(arr)) if arr.ndim == 0 else _nested(arr, fmt).replace("\n", "\n    ")
+        inits.append(f"    /* {field} */ {init}")
+    return f"// {comment}\nstatic const {ctype} {name} = {{\n" + ",\n".join(inits) + "};\n"

@@ -5,6 +5,7 @@
 #ifndef GSB_KERNELS_HPP
 #define GSB_KERNELS_HPP
 
+#include "gsb/act.hpp"
 #include "gsb/activate.hpp"
 #include "gsb/activations.hpp"
 #include "gsb/argmax.hpp"
@@ -12,9 +13,12 @@
 #include "gsb/attention_qk.hpp"
 #include "gsb/binary_ops.hpp"
 #include "gsb/common.hpp"
+#include "gsb/diba.hpp"
 #include "gsb/embed.hpp"
 #include "gsb/gsb_av.hpp"
+#include "gsb/haar.hpp"
 #include "gsb/head.hpp"
+#include "gsb/hfsc.hpp"
 #include "gsb/int8_ops.hpp"
 #include "gsb/layernorm.hpp"
 #include "gsb/mvau.hpp"

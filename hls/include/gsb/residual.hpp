@@ -11,6 +11,9 @@
  *   X'[t, o] = X[t, o] + ((acc*mult + bias[o] + 2^(shift-1)) >> shift)     (int64, shift >= 1)
  * Timing: tokens * E iterations at II=1 (elementwise stage).
  *
+ * residual_add_lanes: the same without the requantization, X'[t, o] = X[t, o] + z[t, o] for
+ * the activation unit's z words (`reactnet`, `didb`: §13.1).
+ *
  * The int32 result must not overflow: the integer model is exported so that it cannot,
  * and C-simulation checks it (an error naming the layer, token and channel, never a wrap).
  * `iters` counts the iterations in C-simulation.
@@ -50,6 +53,19 @@ void residual_add(stream<vec<int32_t, PE>>& a, stream<vec<int32_t, PE>>& b,
     }
 }
 
+/** X + y formed in int64 and checked to fit int32 (an error naming the layer, token, channel). */
+inline int32_t residual_sum(int32_t x, int64_t y, const char* where, unsigned long token, unsigned c) {
+#pragma HLS INLINE
+    const int64_t s = int64_t(x) + y;
+    GSB_CHECK(s >= INT32_MIN && s <= INT32_MAX,
+              where << ": residual stream overflows int32 at token " << token << ", channel " << c
+                    << " (value " << s << ")");
+    (void)where;
+    (void)token;
+    (void)c;
+    return int32_t(s);
+}
+
 template <unsigned E, unsigned PE>
 void requant_residual_add(stream<int32_t>& x, stream<vec<int32_t, PE>>& acc, stream<int32_t>& out, int64_t mult,
                           const int64_t bias[E], unsigned shift, unsigned tokens, const char* where,
@@ -63,12 +79,22 @@ void requant_residual_add(stream<int32_t>& x, stream<vec<int32_t, PE>>& acc, str
         const unsigned c = i % E;
         if (c % PE == 0) word = acc.read();
         const int64_t y = (int64_t(word[c % PE]) * mult + bias[c] + half) >> shift;
-        const int64_t s = int64_t(x.read()) + y;
-        GSB_CHECK(s >= INT32_MIN && s <= INT32_MAX,
-                  where << ": residual stream overflows int32 at token " << i / E << ", channel " << c
-                        << " (value " << s << ")");
-        (void)where;
-        out.write(int32_t(s));
+        out.write(residual_sum(x.read(), y, where, i / E, c));
+        GSB_COUNT_ITER(iters);
+    }
+}
+
+/** The residual stream plus z words of an activation unit (gsb/act.hpp, §13.1: `reactnet`, `didb`). */
+template <unsigned E, unsigned PE>
+void residual_add_lanes(stream<int32_t>& x, stream<vec<int32_t, PE>>& z, stream<int32_t>& out, unsigned tokens,
+                        const char* where, unsigned long& iters) {
+    static_assert(E % PE == 0, "residual_add_lanes: PE must divide E");
+    vec<int32_t, PE> word = {};
+    for (unsigned long i = 0; i < (unsigned long)tokens * E; ++i) {
+#pragma HLS PIPELINE II=1
+        const unsigned c = i % E;
+        if (c % PE == 0) word = z.read();
+        out.write(residual_sum(x.read(), word[c % PE], where, i / E, c));
         GSB_COUNT_ITER(iters);
     }
 }

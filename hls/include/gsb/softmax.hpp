@@ -22,13 +22,30 @@
 
 namespace gsb {
 
+/**
+ * Z, R, P_j and A_j of one row from its exp values e_j (§5 from e_j on; shared with the three-level
+ * exp of `didb`, gsb/hfsc.hpp): R = floor(2^recip / Z), A_j = ((e_j*R + 2^(down-1)) >> down) + bias_j,
+ * down = recip - prob >= 1.  Needs Z >= 1.  1 + N iterations.
+ */
+template <unsigned N>
+void probabilities_row(const int64_t e[N], int64_t z, const int32_t bias[N], unsigned prob, unsigned recip,
+                       int64_t a[N], unsigned long& iters) {
+    const unsigned down = recip - prob;
+    const int64_t half = int64_t(1) << (down - 1);
+    const int64_t r = (int64_t(1) << recip) / z;
+    GSB_COUNT_ITER(iters);
+    for (unsigned j = 0; j < N; ++j) {
+#pragma HLS PIPELINE II=1
+        a[j] = ((e[j] * r + half) >> down) + bias[j];
+        GSB_COUNT_ITER(iters);
+    }
+}
+
 template <unsigned H, unsigned N, unsigned D, unsigned PE>
 void softmax(stream<vec<int32_t, PE>>& scores, const int64_t exp_lut[D + 1], const int32_t att_bias[H][N][N],
              unsigned prob, unsigned recip, int64_t a[H][N][N], unsigned long& iters) {
     static_assert(N % PE == 0, "softmax: PE must divide N");
     GSB_CHECK(recip > prob && recip <= 62, "softmax: need prob < recip <= 62, got prob " << prob << ", recip " << recip);
-    const unsigned down = recip - prob;
-    const int64_t half = int64_t(1) << (down - 1);
     int32_t row[N];
     int64_t e[N];
     for (unsigned h = 0; h < H; ++h) {
@@ -55,13 +72,7 @@ void softmax(stream<vec<int32_t, PE>>& scores, const int64_t exp_lut[D + 1], con
                 z += e[j];
                 GSB_COUNT_ITER(iters);
             }
-            const int64_t r = (int64_t(1) << recip) / z;
-            GSB_COUNT_ITER(iters);
-            for (unsigned j = 0; j < N; ++j) {
-#pragma HLS PIPELINE II=1
-                a[h][i][j] = ((e[j] * r + half) >> down) + att_bias[h][i][j];
-                GSB_COUNT_ITER(iters);
-            }
+            probabilities_row<N>(e, z, att_bias[h][i], prob, recip, a[h][i], iters);
         }
     }
 }
