@@ -205,7 +205,8 @@ def report(setup: Setup, results: dict[str, list[dict]], seeds: int, command: st
         "teacher per seed, GSB's stage 1 shared by the binary methods, fp's own stage 1; test top-1 (%) of the",
         "stage-2 checkpoint chosen on validation, mean ± std over seeds. Integer = the exported model run by",
         "gsbsim.fast (agreement: same prediction as the float model). BOPs/OPs/bytes per image from",
-        "gsbsim.costs.count; n/a: no integer model yet (didb, reactnet, fp; docs/didb.md §8).",
+        "gsbsim.costs.count; n/a: `fp` has no integer model. `gsb-batch`: GSB with the released code's batch-global",
+        "mask statistic (float column); its integer column runs the same weights with the per-image statistic.",
         "`didb` is our formulation of DIDB-ViT (docs/didb.md), not the authors' model.", "",
         f"Cycles: the FINN-style cycle model (gsbsim.folding) at PE {REF_FOLDING[0]}, SIMD {REF_FOLDING[1]} for "
         "every layer: II (the slowest layer) and latency (sum of layers), per image.", "",

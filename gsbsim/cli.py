@@ -237,7 +237,7 @@ def _arch_line(h: dict) -> str:
     return (f"preset {h.get('preset', '?')}, {h['img_size']}x{h['img_size']}x{h['in_chans']} "
             f"patch {h['patch_size']}, E={h['embed_dim']}, depth {h['depth']}, heads {h['num_heads']}, "
             f"MLP {h['mlp_hidden']}, tokens {h['num_tokens']}, classes {h['num_classes']}, "
-            f"groups {h['groups']}")
+            f"method {h.get('method', 'gsb')}, groups {h['groups']}")
 
 
 def info_dict(header: dict) -> dict:
