@@ -1,7 +1,7 @@
 """The golden path of methods ``reactnet`` and ``didb`` (docs/integer_model.md §13), plain numpy.
 
 What the two methods change in a block: the activation unit after every binary linear
-(§13.1, both), and for ``didb`` the frequency-split scores HFSC with their two-level exp
+(§13.1, both), and for ``didb`` the frequency-split scores HFSC with their three-level exp
 table (§13.2) and the DIBA context (§13.3). Everything else is golden.py's code, reused.
 ``gsbsim.golden.forward`` calls ``block`` for these methods; the ops are public so that
 tests (and the fast path) can check them one by one.
