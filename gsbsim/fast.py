@@ -412,6 +412,26 @@ def _mask_row(arow, amax, ratios, planes_h, counts_h, i):
         counts_h[a, i] = c
 
 
+@njit(**_INLINE)
+def _probabilities_row(ebuf, r, half, ush, brow, arow):
+    """§5 from R = floor(2^recip / Z) on, shared with didb's softmax (gsbsim.fast_methods):
+    arow[j] = ((e_j*R + half) >> ush) + brow[j] for the row's exp values e_j = ebuf[j], j < len(arow).
+
+    The exp tables hold 0 <= e <= 2^prob <= 2^30, so e*R <= 2^recip < 2^63: unsigned arithmetic
+    is exact and vectorises; when R fits 32 bits (R <= 2^(recip-prob): usually) the product is
+    one 32x32 -> 64-bit vector multiply.
+    """
+    n = arow.shape[0]
+    if r < 2 ** 32:
+        r32 = np.uint64(np.uint32(r))
+        for t in range(n):
+            arow[t] = np.int64((np.uint64(np.uint32(ebuf[t])) * r32 + half) >> ush) + np.int64(brow[t])
+    else:
+        ur = np.uint64(r)
+        for t in range(n):
+            arow[t] = np.int64((np.uint64(ebuf[t]) * ur + half) >> ush) + np.int64(brow[t])
+
+
 @njit(**_JIT)
 def _softmax_head(qh, kh, d, exp_lut, bias, shift, one_r, thr1, ratios, image_stat, a_out, planes_h, counts_h,
                   scores, b, h, trace, rowmax, pcs, ebuf):
@@ -448,20 +468,8 @@ def _softmax_head(qh, kh, d, exp_lut, bias, shift, one_r, thr1, ratios, image_st
             e = exp_lut[np.uint64(pcs[t] - pmin)]
             ebuf[t] = e
             z += e
-        r = one_r // z
-        brow = bias[i]
-        # P = (e*R + half) >> shift: e*R <= 2^recip < 2^63 and >= 0, so unsigned arithmetic is exact
-        # and vectorises; when R fits 32 bits (R <= 2^(recip-prob): usually), e < 2^31 and R are
-        # 32-bit: one vector multiply
         arow = a_out[i if a_out.shape[0] > 1 else 0]      # one row buffer when A is not kept
-        if r < 2 ** 32:
-            r32 = np.uint64(np.uint32(r))
-            for t in range(n):
-                arow[t] = np.int64((np.uint64(np.uint32(ebuf[t])) * r32 + half) >> ush) + np.int64(brow[t])
-        else:
-            ur = np.uint64(r)
-            for t in range(n):
-                arow[t] = np.int64((np.uint64(ebuf[t]) * ur + half) >> ush) + np.int64(brow[t])
+        _probabilities_row(ebuf, one_r // z, half, ush, bias[i], arow)
         amax = arow[0]
         for t in range(n):
             amax = max(amax, arow[t])
@@ -687,6 +695,21 @@ class _Run:
                 self.prof[name] = self.prof.get(name, 0.0) + spent * cycles / max(int(phases.sum()), 1)
         return out
 
+    def record_attention(self, p: str, out: tuple) -> np.ndarray:
+        """Record the §4-§6 traces of block prefix `p` from what self.attention returned (also
+        reactnet's attention, gsbsim.fast_methods); returns the proj input bits."""
+        qp, kp, vq, codes, scores, att, ap, ctx, pin = out
+        b, n, d, g = self.b, self.n, self.m.head_dim, self.m.groups
+        self.rec(p + "q.bits", lambda: _unpack(qp, d))
+        self.rec(p + "k.bits", lambda: _unpack(kp, d))
+        self.rec(p + "v.q", lambda: vq)
+        self.rec(p + "v.planes", lambda: np.stack([(codes >> np.uint8(j)) & np.uint8(1) for j in range(g)], axis=1))
+        self.rec(p + "scores", lambda: scores)
+        self.rec(p + "probs", lambda: att)
+        self.rec(p + "a.planes", lambda: _unpack(ap, n).transpose(0, 2, 1, 3, 4).copy())
+        self.rec(p + "ctx", lambda: ctx.reshape(b, n, self.e))
+        return pin
+
     def block(self, i: int, x: np.ndarray, a_bits: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Block i on X [B*N, E] (a_bits: its ln1 bits when the previous block computed them);
         returns the new X and the next block's ln1 bits (None after the last block)."""
@@ -698,7 +721,7 @@ class _Run:
         pb = _prepare_block(m, i)
         self.tock("weight layout", t)
         blk = pb.raw
-        b, n, e, d, g = self.b, self.n, self.e, m.head_dim, m.groups
+        b, n, e = self.b, self.n, self.e
         p = f"blocks.{i}."
         shape = (b, n, e)
 
@@ -707,15 +730,7 @@ class _Run:
         self.rec(p + "ln1.bits", lambda: _unpack(a_bits, e).reshape(shape))
         qkv = self.linear("qkv (xnor)", a_bits, pb.qkv_t, e)
         self.rec(p + "qkv.acc", lambda: qkv.reshape(b, n, 3 * e))
-        qp, kp, vq, codes, scores, att, ap, ctx, pin = self.attention(blk, qkv)
-        self.rec(p + "q.bits", lambda: _unpack(qp, d))
-        self.rec(p + "k.bits", lambda: _unpack(kp, d))
-        self.rec(p + "v.q", lambda: vq)
-        self.rec(p + "v.planes", lambda: np.stack([(codes >> np.uint8(j)) & np.uint8(1) for j in range(g)], axis=1))
-        self.rec(p + "scores", lambda: scores)
-        self.rec(p + "probs", lambda: att)
-        self.rec(p + "a.planes", lambda: _unpack(ap, n).transpose(0, 2, 1, 3, 4).copy())
-        self.rec(p + "ctx", lambda: ctx.reshape(shape))
+        pin = self.record_attention(p, self.attention(blk, qkv))
         self.rec(p + "proj.bits", lambda: _unpack(pin, e).reshape(shape))
         pacc = self.linear("proj (xnor)", pin, pb.proj_t, e)
         self.rec(p + "proj.acc", lambda: pacc.reshape(shape))

@@ -30,6 +30,7 @@ from numba import njit
 
 from . import fast
 from .conventions import n_words
+from .fast import _INLINE, _JIT, _probabilities_row
 from .golden import LN_OVERFLOW, RESID_OVERFLOW
 from .golden_methods import U_LIMIT, U_OVERFLOW, Z_LIMIT, Z_OVERFLOW
 from .kernels import context_head, context_workspace, pack_2sided_into, pack_row
@@ -39,8 +40,6 @@ from .popcnt import popcount64
 __all__ = ["METHODS", "block"]
 
 METHODS = ACT_METHODS
-_JIT = dict(cache=True, nogil=True, boundscheck=False)
-_INLINE = dict(inline="always", nogil=True, boundscheck=False)
 SLOPE_HALF = 1 << (SLOPE_SHIFT - 1)      # rq(u, slope, 0, SLOPE_SHIFT)'s rounding constant
 
 
@@ -281,19 +280,8 @@ def _hfsc_softmax_head(ql, qh, kl, kh, d, w_low, w_high, table, exp_lo, prob, bi
             e = np.int64((hm * np.uint64(np.uint32(exp_lo[m & low])) + half_p) >> ush_p)
             ebuf[t] = e
             zsum += e
-        r = one_r // zsum
-        brow = bias[i]
         arow = a_out[i if a_out.shape[0] > 1 else 0]
-        # P = (e*R + half) >> shift: e*R <= 2^recip < 2^63, so unsigned arithmetic is exact; when R
-        # fits 32 bits (and so e <= 2^prob < 2^31) the product is one 32x32 -> 64-bit vector multiply
-        if r < 2 ** 32:
-            r32 = np.uint64(np.uint32(r))
-            for t in range(n):
-                arow[t] = np.int64((np.uint64(np.uint32(ebuf[t])) * r32 + half) >> ush) + np.int64(brow[t])
-        else:
-            ur = np.uint64(r)
-            for t in range(n):
-                arow[t] = np.int64((np.uint64(ebuf[t]) * ur + half) >> ush) + np.int64(brow[t])
+        _probabilities_row(ebuf, one_r // zsum, half, ush, bias[i], arow)
         pack_row(arow, thr_row, thr_row, False, plane[i])
         c = 0
         for w in range(plane.shape[1]):
@@ -425,18 +413,8 @@ def _reactnet_attention(run, blk: dict, zq: np.ndarray, p: str) -> np.ndarray:
     """§4-§6 on the qkv unit's z: GSB with one group and value scale 1 (Vq = z + v.offset,
     ``shifts.value`` unused), i.e. ``gsbsim.fast``'s attention; records its traces (the same
     names and layout as ``gsbsim.fast``'s block) and returns the proj input bits."""
-    b, n, d = run.b, run.n, run.m.head_dim
     run.vscale = np.int64(1)
-    qp, kp, vq, codes, scores, att, ap, ctx, pin = run.attention(blk, zq)
-    run.rec(p + "q.bits", lambda: fast._unpack(qp, d))
-    run.rec(p + "k.bits", lambda: fast._unpack(kp, d))
-    run.rec(p + "v.q", lambda: vq)
-    run.rec(p + "v.planes", lambda: (codes & np.uint8(1))[:, None])
-    run.rec(p + "scores", lambda: scores)
-    run.rec(p + "probs", lambda: att)
-    run.rec(p + "a.planes", lambda: fast._unpack(ap, n).transpose(0, 2, 1, 3, 4).copy())
-    run.rec(p + "ctx", lambda: ctx.reshape(b, n, run.e))
-    return pin
+    return run.record_attention(p, run.attention(blk, zq))
 
 
 def _didb_attention_block(run, blk: dict, zq: np.ndarray, p: str) -> np.ndarray:

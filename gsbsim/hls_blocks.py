@@ -19,6 +19,37 @@ from .model_file import ACT_METHODS   # methods with the §13.1 activation unit
 
 __all__ = ["block_cpp"]
 
+
+# the binary linears: (input features, output features), as C++ expressions of the config macros
+_LINEAR = {"qkv": ("E", "3 * E"), "proj": ("E", "E"), "fc1": ("E", "HD"), "fc2": ("HD", "E")}
+
+
+def _ln_bits(half: int, x_in: str, simd: str) -> str:
+    """Fork X into LayerNorm ln{half} and the skip path x_skip{half}; the LayerNorm's bits (§3),
+    traced as ln{half}.bits, in words of `simd` bits (the SIMD of the linear they feed)."""
+    call = f"      gsb::layernorm_bits<E, {simd}>("
+    return (f"    {{{{ unsigned long it = 0; gsb::fork({x_in}, x_ln{half}, x_skip{half}, (unsigned long)N * E, it); "
+            f"GSB_STAGE(\"blocks.{{i}}.fork{half}\", it); }}}}\n"
+            f"    {{{{ unsigned long it = 0;\n"
+            f"{call}x_ln{half}, ln{half}_bits, b{{i}}_ln{half}_sign, b{{i}}_ln{half}_thr, "
+            f"SHIFT_LN, LN_EPS, LN_S2_MAX, N,\n"
+            f"{' ' * len(call)}\"blocks.{{i}}.ln{half}\", it);\n"
+            f"      GSB_STAGE(\"blocks.{{i}}.ln{half}\", it); }}}}\n"
+            f"    GSB_TRACE(\"blocks.{{i}}.ln{half}.bits\", gsb::trace::bits<{simd}>(ln{half}_bits, E));\n")
+
+
+def _mvau(lin: str, bits: str, mode: str) -> str:
+    """Binary linear `lin` on the MVAU (gsb::XnorMode or gsb::AndMode): the input bit stream
+    `bits` -> {lin}_acc, traced as {lin}.acc."""
+    k, c = _LINEAR[lin]
+    f = lin.upper()
+    return (f"    {{{{ unsigned long it = 0;\n"
+            f"      gsb::mvau<{k}, {c}, {f}_SIMD, {f}_PE, gsb::{mode}>({bits}, {lin}_acc, b{{i}}_{lin}_weight, "
+            f"{lin}_raw, N, it);\n"
+            f"      GSB_LAYER(\"blocks.{{i}}.{lin}\", it); }}}}\n"
+            f"    GSB_TRACE(\"blocks.{{i}}.{lin}.acc\", gsb::trace::lanes({lin}_acc));\n")
+
+
 _HEAD = """
 // ============================================================================ block {i} ({sections})
 static void block_{i}(gsb::stream<int32_t>& x_in, gsb::stream<int32_t>& x_out GSB_PROBE_PARAM) {{
@@ -81,24 +112,12 @@ _Z_STREAMS = """\
     gsb::stream<gsb::vec<int32_t, FC1_PE>> fc1_z("blocks.{i}.fc1.z");
     gsb::stream<gsb::vec<int32_t, FC2_PE>> fc2_z("blocks.{i}.fc2.z");
 """
-_LN1_QKV = """
-    // ---- attention
-    {{ unsigned long it = 0; gsb::fork(x_in, x_ln1, x_skip1, (unsigned long)N * E, it); GSB_STAGE("blocks.{i}.fork1", it); }}
-    {{ unsigned long it = 0;
-      gsb::layernorm_bits<E, QKV_SIMD>(x_ln1, ln1_bits, b{i}_ln1_sign, b{i}_ln1_thr, SHIFT_LN, LN_EPS, LN_S2_MAX, N,
-                                       "blocks.{i}.ln1", it);
-      GSB_STAGE("blocks.{i}.ln1", it); }}
-    GSB_TRACE("blocks.{i}.ln1.bits", gsb::trace::bits<QKV_SIMD>(ln1_bits, E));
-    {{ unsigned long it = 0;
-      gsb::mvau<E, 3 * E, QKV_SIMD, QKV_PE, gsb::XnorMode>(ln1_bits, qkv_acc, b{i}_qkv_weight, qkv_raw, N, it);
-      GSB_LAYER("blocks.{i}.qkv", it); }}
-    GSB_TRACE("blocks.{i}.qkv.acc", gsb::trace::lanes(qkv_acc));
-"""
+_LN1_QKV = "\n    // ---- attention\n" + _ln_bits(1, "x_in", "QKV_SIMD") + _mvau("qkv", "ln1_bits", "XnorMode")
 
 
 def _act(lin: str, pe: str) -> str:
     """The activation unit of one binary linear: raw accumulators -> z (traced as {lin}.z)."""
-    c = {"qkv": "3 * E", "proj": "E", "fc1": "HD", "fc2": "E"}[lin]
+    c = _LINEAR[lin][1]
     return (f"    {{{{ unsigned long it = 0;\n"
             f"      gsb::act_unit<{c}, N, {pe}>({lin}_acc, {lin}_z, b{{i}}_{lin}_act_unit, SHIFT_RESID, N, "
             f"\"blocks.{{i}}.{lin}.act\", it);\n"
@@ -182,11 +201,7 @@ _PROJ_MVAU = """\
     {{ unsigned long it = 0; gsb::ctx_threshold<N, E, PROJ_SIMD>(ctx, b{i}_proj_in_thr, proj_bits, it);
       GSB_STAGE("blocks.{i}.ctx_threshold", it); }}
     GSB_TRACE("blocks.{i}.proj.bits", gsb::trace::bits<PROJ_SIMD>(proj_bits, E));
-    {{ unsigned long it = 0;
-      gsb::mvau<E, E, PROJ_SIMD, PROJ_PE, gsb::XnorMode>(proj_bits, proj_acc, b{i}_proj_weight, proj_raw, N, it);
-      GSB_LAYER("blocks.{i}.proj", it); }}
-    GSB_TRACE("blocks.{i}.proj.acc", gsb::trace::lanes(proj_acc));
-"""
+""" + _mvau("proj", "proj_bits", "XnorMode")
 
 
 def _residual(lin: str, pe: str, x_in: str, x_out: str, stage: str, act: bool) -> str:
@@ -207,26 +222,12 @@ _MLP = """\
     GSB_TRACE("blocks.{i}.resid1", gsb::trace::scalars(x_mid));
 
     // ---- MLP
-    {{ unsigned long it = 0; gsb::fork(x_mid, x_ln2, x_skip2, (unsigned long)N * E, it); GSB_STAGE("blocks.{i}.fork2", it); }}
-    {{ unsigned long it = 0;
-      gsb::layernorm_bits<E, FC1_SIMD>(x_ln2, ln2_bits, b{i}_ln2_sign, b{i}_ln2_thr, SHIFT_LN, LN_EPS, LN_S2_MAX, N,
-                                       "blocks.{i}.ln2", it);
-      GSB_STAGE("blocks.{i}.ln2", it); }}
-    GSB_TRACE("blocks.{i}.ln2.bits", gsb::trace::bits<FC1_SIMD>(ln2_bits, E));
-    {{ unsigned long it = 0;
-      gsb::mvau<E, HD, FC1_SIMD, FC1_PE, gsb::XnorMode>(ln2_bits, fc1_acc, b{i}_fc1_weight, fc1_raw, N, it);
-      GSB_LAYER("blocks.{i}.fc1", it); }}
-    GSB_TRACE("blocks.{i}.fc1.acc", gsb::trace::lanes(fc1_acc));
-"""
+""" + _ln_bits(2, "x_mid", "FC1_SIMD") + _mvau("fc1", "ln2_bits", "XnorMode")
 _FC1_BITS_FC2 = """\
     {{ unsigned long it = 0; gsb::activate_bits<HD, FC1_PE, FC2_SIMD>({fc1_src}, fc1_bits, b{i}_fc1_act, N, it);
       GSB_STAGE("blocks.{i}.fc1_act", it); }}
     GSB_TRACE("blocks.{i}.fc1.bits", gsb::trace::bits<FC2_SIMD>(fc1_bits, HD));
-    {{ unsigned long it = 0;
-      gsb::mvau<HD, E, FC2_SIMD, FC2_PE, gsb::AndMode>(fc1_bits, fc2_acc, b{i}_fc2_weight, fc2_raw, N, it);
-      GSB_LAYER("blocks.{i}.fc2", it); }}
-    GSB_TRACE("blocks.{i}.fc2.acc", gsb::trace::lanes(fc2_acc));
-"""
+""" + _mvau("fc2", "fc1_bits", "AndMode")
 _TAIL = """\
     GSB_TRACE("blocks.{i}.resid2", gsb::trace::scalars(x_out));
 }}

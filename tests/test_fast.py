@@ -1,8 +1,6 @@
 """gsbsim.fast (Numba, packed bits) equals gsbsim.golden at every traced tensor, bit for bit."""
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -12,32 +10,7 @@ from gsbsim import fast, golden
 from gsbsim.conventions import unpack_bits
 from gsbsim.model_file import IntModel, validate
 from gsbsim.random_model import random_images, random_model
-
-
-def assert_same(model: IntModel, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Golden and fast agree on every trace tensor (names, order, dtype, shape, integers)."""
-    lg, tg = golden.forward(model, x, trace=True)
-    lf, tf = fast.forward(model, x, trace=True)
-    assert list(tf) == list(tg) == golden.trace_names(model.depth)
-    for name in tg:
-        assert tf[name].dtype == tg[name].dtype, (name, tf[name].dtype, tg[name].dtype)
-        assert tf[name].shape == tg[name].shape, (name, tf[name].shape, tg[name].shape)
-        assert np.array_equal(tf[name], tg[name]), name
-    assert lf.dtype == lg.dtype == np.int64 and np.array_equal(lf, lg)
-    plain, empty = fast.forward(model, x)
-    assert empty == {} and np.array_equal(plain, lg)
-    return tg
-
-
-@contextlib.contextmanager
-def context_method(method: str):
-    """Force the GSB context method of gsbsim.fast ("auto", "sparse" or "dense") in a with block."""
-    saved = fast.context_method
-    fast.context_method = method
-    try:
-        yield
-    finally:
-        fast.context_method = saved
+from tests.fast_checks import assert_same, context_method
 
 
 def _derive(model: IntModel, **changes: np.ndarray) -> IntModel:

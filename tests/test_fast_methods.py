@@ -1,8 +1,6 @@
 """gsbsim.fast on methods reactnet and didb (spec §13) equals gsbsim.golden at every traced tensor."""
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -13,34 +11,9 @@ from gsbsim.fast_methods import _act_unit
 from gsbsim.golden_methods import U_OVERFLOW, Z_OVERFLOW, act_unit
 from gsbsim.model_file import SCORE_SHIFT, IntModel
 from gsbsim.random_model import random_images, random_model
+from tests.fast_checks import assert_same, context_method
 
 METHODS = ("reactnet", "didb")
-
-
-def assert_same(model: IntModel, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Golden and fast agree on every trace tensor (names, order, dtype, shape, integers)."""
-    lg, tg = golden.forward(model, x, trace=True)
-    lf, tf = fast.forward(model, x, trace=True)
-    assert list(tf) == list(tg) == golden.trace_names(model.depth, model.method)
-    for name in tg:
-        assert tf[name].dtype == tg[name].dtype, (name, tf[name].dtype, tg[name].dtype)
-        assert tf[name].shape == tg[name].shape, (name, tf[name].shape, tg[name].shape)
-        assert np.array_equal(tf[name], tg[name]), name
-    assert lf.dtype == np.int64 and np.array_equal(lf, lg)
-    plain, empty = fast.forward(model, x)
-    assert empty == {} and np.array_equal(plain, lg)
-    return tg
-
-
-@contextlib.contextmanager
-def context_method(method: str):
-    """Force gsbsim.fast's A.V context method ("auto", "sparse" or "dense") in a with block."""
-    saved = fast.context_method
-    fast.context_method = method
-    try:
-        yield
-    finally:
-        fast.context_method = saved
 
 
 def _model(method: str, seed: int, *, grid: int, patch: int = 1, e: int, heads: int, hidden: int, depth: int = 1,

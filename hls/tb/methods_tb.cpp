@@ -22,9 +22,6 @@
  *           (ctx: gsb_av with G = 1, then diba_context)
  */
 #include <cstdint>
-#include <cstdio>
-#include <exception>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -32,6 +29,7 @@
 #include "gsb/kernels.hpp"
 #include "gsb/npy.hpp"
 #include "gsb/probe.hpp"
+#include "tb_util.hpp"
 
 using namespace gsb;
 
@@ -181,33 +179,9 @@ void k_diba() {
     out("lap", trace::flat(&lap[0][0], N * E), {N, E});
 }
 
-struct Kernel {
-    const char* name;
-    void (*run)();
-};
-const Kernel KERNELS[] = {{"act", k_act}, {"act_residual", k_act_residual}, {"haar", k_haar},
+const tb::Kernel KERNELS[] = {{"act", k_act}, {"act_residual", k_act_residual}, {"haar", k_haar},
                           {"exp3", k_exp3}, {"hfsc", k_hfsc},            {"diba", k_diba}};
 
 }  // namespace
 
-int main(int argc, char** argv) {
-    if (argc != 3) {
-        std::fprintf(stderr, "usage: %s KERNEL DIR\n", argv[0]);
-        return 2;
-    }
-    const std::string kernel = argv[1];
-    dir_ = argv[2];
-    try {
-        for (const Kernel& k : KERNELS)
-            if (kernel == k.name) {
-                k.run();
-                std::printf("ITERS %lu\n", iters_);
-                return 0;
-            }
-        throw std::runtime_error("unknown kernel " + kernel);
-    } catch (const std::exception& e) {
-        std::fflush(stdout);
-        std::fprintf(stderr, "ERROR: %s\n", e.what());
-        return 2;
-    }
-}
+int main(int argc, char** argv) { return tb::run_kernel(argc, argv, KERNELS, dir_, iters_); }

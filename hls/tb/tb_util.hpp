@@ -7,6 +7,8 @@
  *   of each compared array, then `ITERS <n>` (pipelined iterations, C-sim count),
  *   then `PASS` or `FAIL <k> mismatches`; exits 0 on pass, 1 on mismatch and 2 on
  *   an error (bad input file, stream misuse, violated kernel precondition).
+ * A testbench of several kernels (usage: <tb> KERNEL DIR) writes its outputs to DIR and prints
+ * only `ITERS <n>`; its main() is run_kernel below.
  */
 #ifndef GSB_TB_UTIL_HPP
 #define GSB_TB_UTIL_HPP
@@ -16,6 +18,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -104,6 +107,40 @@ int run(int argc, char** argv, Body body) {
     }
     try {
         return body(std::string(argv[1]));
+    } catch (const std::exception& e) {
+        std::fflush(stdout);
+        std::fprintf(stderr, "ERROR: %s\n", e.what());
+        return 2;
+    }
+}
+
+/** One kernel of a multi-kernel testbench: its name on the command line and the function that runs it. */
+struct Kernel {
+    const char* name;
+    void (*run)();
+};
+
+/**
+ * main() of a testbench holding several kernels (usage: <tb> KERNEL DIR): set `dir` to DIR, run
+ * the kernel of `table` named KERNEL and print `ITERS <iters>` (the count it added to `iters`);
+ * exit 0, or 2 with the message on stderr (bad usage, unknown kernel, an exception from the kernel).
+ */
+template <std::size_t K>
+int run_kernel(int argc, char** argv, const Kernel (&table)[K], std::string& dir, const unsigned long& iters) {
+    if (argc != 3) {
+        std::fprintf(stderr, "usage: %s KERNEL DIR\n", argv[0]);
+        return 2;
+    }
+    const std::string kernel = argv[1];
+    dir = argv[2];
+    try {
+        for (const Kernel& k : table)
+            if (kernel == k.name) {
+                k.run();
+                std::printf("ITERS %lu\n", iters);
+                return 0;
+            }
+        throw std::runtime_error("unknown kernel " + kernel);
     } catch (const std::exception& e) {
         std::fflush(stdout);
         std::fprintf(stderr, "ERROR: %s\n", e.what());

@@ -29,9 +29,6 @@
  *   fc1_act     acc[T][HD] int32, lo[HD], hi[HD] int32       -> bits[T][HD]
  */
 #include <cstdint>
-#include <cstdio>
-#include <exception>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -39,6 +36,7 @@
 #include "gsb/kernels.hpp"
 #include "gsb/npy.hpp"
 #include "gsb/probe.hpp"
+#include "tb_util.hpp"
 
 using namespace gsb;
 
@@ -332,11 +330,7 @@ void k_fc1_act() {
     out("bits", trace::bits<FC2_SIMD>(s_bits, HD), {tokens, HD});
 }
 
-struct Kernel {
-    const char* name;
-    void (*run)();
-};
-const Kernel KERNELS[] = {{"isqrt", k_isqrt},       {"ln_bits", k_ln_bits},   {"final_ln", k_final_ln},
+const tb::Kernel KERNELS[] = {{"isqrt", k_isqrt},       {"ln_bits", k_ln_bits},   {"final_ln", k_final_ln},
                           {"qkv_split", k_qkv_split}, {"value_planes", k_value_planes}, {"qk", k_qk},
                           {"softmax", k_softmax},   {"a_planes", k_a_planes}, {"av", k_av},
                           {"patch", k_patch},       {"head", k_head},         {"residual", k_residual},
@@ -344,24 +338,4 @@ const Kernel KERNELS[] = {{"isqrt", k_isqrt},       {"ln_bits", k_ln_bits},   {"
 
 }  // namespace
 
-int main(int argc, char** argv) {
-    if (argc != 3) {
-        std::fprintf(stderr, "usage: %s KERNEL DIR\n", argv[0]);
-        return 2;
-    }
-    const std::string kernel = argv[1];
-    dir_ = argv[2];
-    try {
-        for (const Kernel& k : KERNELS)
-            if (kernel == k.name) {
-                k.run();
-                std::printf("ITERS %lu\n", iters_);
-                return 0;
-            }
-        throw std::runtime_error("unknown kernel " + kernel);
-    } catch (const std::exception& e) {
-        std::fflush(stdout);
-        std::fprintf(stderr, "ERROR: %s\n", e.what());
-        return 2;
-    }
-}
+int main(int argc, char** argv) { return tb::run_kernel(argc, argv, KERNELS, dir_, iters_); }

@@ -78,17 +78,7 @@ void softmax_hfsc(stream<vec<int64_t, PE>>& scores, const int64_t exp_hi[U], con
     int64_t row[N], e[N];
     for (unsigned h = 0; h < H; ++h) {
         for (unsigned i = 0; i < N; ++i) {
-            int64_t smax = 0;
-            for (unsigned f = 0; f < N / PE; ++f) {
-#pragma HLS PIPELINE II=1
-                const vec<int64_t, PE> w = scores.read();
-                for (unsigned pe = 0; pe < PE; ++pe) {
-#pragma HLS UNROLL
-                    row[f * PE + pe] = w[pe];
-                    if ((f == 0 && pe == 0) || w[pe] > smax) smax = w[pe];
-                }
-                GSB_COUNT_ITER(iters);
-            }
+            const int64_t smax = read_row_max<N, PE>(scores, row, iters);
             int64_t z = 0;
             for (unsigned j = 0; j < N; ++j) {
 #pragma HLS PIPELINE II=1

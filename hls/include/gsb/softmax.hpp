@@ -23,6 +23,27 @@
 namespace gsb {
 
 /**
+ * Read one row of N scores (N/PE words of PE lanes) from `scores` into row[] and return its
+ * maximum (shared with softmax_hfsc, gsb/hfsc.hpp).  N/PE iterations.
+ */
+template <unsigned N, unsigned PE, typename T>
+T read_row_max(stream<vec<T, PE>>& scores, T row[N], unsigned long& iters) {
+#pragma HLS INLINE
+    T smax = 0;
+    for (unsigned f = 0; f < N / PE; ++f) {
+#pragma HLS PIPELINE II=1
+        const vec<T, PE> w = scores.read();
+        for (unsigned pe = 0; pe < PE; ++pe) {
+#pragma HLS UNROLL
+            row[f * PE + pe] = w[pe];
+            if ((f == 0 && pe == 0) || w[pe] > smax) smax = w[pe];
+        }
+        GSB_COUNT_ITER(iters);
+    }
+    return smax;
+}
+
+/**
  * Z, R, P_j and A_j of one row from its exp values e_j (§5 from e_j on; shared with the three-level
  * exp of `didb`, gsb/hfsc.hpp): R = floor(2^recip / Z), A_j = ((e_j*R + 2^(down-1)) >> down) + bias_j,
  * down = recip - prob >= 1.  Needs Z >= 1.  1 + N iterations.
@@ -50,17 +71,7 @@ void softmax(stream<vec<int32_t, PE>>& scores, const int64_t exp_lut[D + 1], con
     int64_t e[N];
     for (unsigned h = 0; h < H; ++h) {
         for (unsigned i = 0; i < N; ++i) {
-            int32_t smax = 0;
-            for (unsigned f = 0; f < N / PE; ++f) {
-#pragma HLS PIPELINE II=1
-                const vec<int32_t, PE> w = scores.read();
-                for (unsigned pe = 0; pe < PE; ++pe) {
-#pragma HLS UNROLL
-                    row[f * PE + pe] = w[pe];
-                    if ((f == 0 && pe == 0) || w[pe] > smax) smax = w[pe];
-                }
-                GSB_COUNT_ITER(iters);
-            }
+            const int32_t smax = read_row_max<N, PE>(scores, row, iters);
             int64_t z = 0;
             for (unsigned j = 0; j < N; ++j) {
 #pragma HLS PIPELINE II=1
