@@ -37,6 +37,23 @@ gsb = costs.header_for_shape(**shape, groups=3)"""),
           f"model {r.model_bytes / 1e6:.2f} MB")
 by = costs.count(gsb).by_op()
 print({k: f"{v['bops']:.2e}" for k, v in by.items() if v.get('bops')})"""),
+    new_markdown_cell("""## Every binary method: operations and cycles at one folding
+
+`bit`, `sign` and `reactnet` have GSB's G=1 matmuls (reactnet adds elementwise activation
+units); `didb` adds a second Q·Kᵀ per head (HFSC) and the DIBA correction (docs/didb.md §7)."""),
+    new_code_cell("""rows = []
+for method in ("gsb", "bit", "sign", "reactnet", "didb"):
+    h = costs.header_for_shape(**shape, groups=3 if method == "gsb" else 1, method=method)
+    r = costs.count(h)
+    rep = folding.cycle_report(h, folding.global_folding(h, 4, 32), clock_mhz=200)
+    rows.append((method, r.bops, r.ops, sum(r.elementwise.values()), rep.ii, rep.latency))
+    print(f"{method:9s} BOPs {r.bops:.3e}  OPs {r.ops:.3e}  elementwise {rows[-1][3]:.3e}  "
+          f"II {rep.ii:>9,d}  latency {rep.latency:>10,d} cycles (PE 4, SIMD 32)")
+fig, ax = plt.subplots(figsize=(6, 3))
+ax.bar([r[0] for r in rows], [r[2] for r in rows])
+ax.set_ylabel("OPs per image (BOPs/64 + FLOPs)")
+ax.set_title("DeiT-Tiny shape: OPs per method")
+fig.savefig("methods_ops.png", dpi=100)"""),
     new_markdown_cell("## Folding sweep: frames/s vs estimated LUTs"),
     new_code_cell("""grid = [1, 4, 16] if SMALL else [1, 2, 4, 8, 16, 32, 64]
 points = []
