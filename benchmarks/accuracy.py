@@ -57,6 +57,7 @@ SECTION = "## Accuracy"
 PRESET = "digits"
 PLOT = ROOT / "benchmarks" / "accuracy.png"
 CALIB_IMAGES = 64
+TRAIN_RECORD = "train_only.json"   # written by --train-only: its command and wall time
 REF_FOLDING = (4, 32)   # (PE, SIMD) of every layer for the cycles column (make demo's folding)
 
 
@@ -195,10 +196,12 @@ def _cost(rows: list[dict], key: str, fmt: str) -> str:
 
 
 def report(setup: Setup, results: dict[str, list[dict]], seeds: int, command: str, wall: float,
-           epochs: int | None) -> str:
+           epochs: int | None, trained: dict | None = None) -> str:
     lines = [
         setup.section(), "",
         f"Machine: {machine()}. Command: `{command}` ({seeds} seed(s), wall time {wall / 60:.1f} min).",
+        *([f"Trained beforehand by `{trained['command']}` ({trained['minutes']:.0f} min wall; the command above "
+           "reused those checkpoints)."] if trained else []),
         *([f"**Short run: --epochs {epochs} for every stage instead of the recipe. These numbers only show "
            "that the script works; they are not results.**"] if epochs else []),
         f"{setup.describe()}, its recipe for every method; one",
@@ -235,11 +238,14 @@ def plot(setup: Setup, results: dict[str, list[dict]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.bar(x - 0.2, fl, 0.4, yerr=fl_err, capsize=3, label="float (PyTorch)")
     ints = [np.mean([r["int"] for r in results[m]]) if "int" in results[m][0] else np.nan for m in methods]
-    ax.bar(x + 0.2, ints, 0.4, label="integer (gsbsim)")
+    int_err = [np.std([r["int"] for r in results[m]]) if "int" in results[m][0] else 0.0 for m in methods]
+    ax.bar(x + 0.2, ints, 0.4, yerr=int_err, capsize=3, label="integer (gsbsim)")
     ax.set_xticks(x, methods)
     ax.set_ylabel("test top-1 (%)")
-    ax.set_title(f"{setup.preset} on {setup.dataset}: test top-1 per method ({len(next(iter(results.values())))} seed(s))")
-    ax.set_ylim(0, 100)
+    name = setup.preset if setup.preset == setup.dataset else f"{setup.preset} on {setup.dataset}"
+    ax.set_title(f"{name}: test top-1 per method ({len(next(iter(results.values())))} seed(s))")
+    low = np.nanmin(np.concatenate([np.subtract(fl, fl_err), ints]))
+    ax.set_ylim(max(0.0, np.floor(low / 5) * 5 - 5), 100)   # zoomed: the methods differ by a few points
     fig.legend(loc="lower center", ncol=2, frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=120)
@@ -293,12 +299,14 @@ def main(argv=None) -> int:
         for method, stage_dir in dirs.items():
             results[method].append(evaluate(setup, method, stage_dir, seed))
             print(f"seed {seed} {method}: {results[method][-1]}", flush=True)
+    command = "python benchmarks/accuracy.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     if args.train_only:
+        (out / TRAIN_RECORD).write_text(json.dumps({"command": command.strip(), "minutes": (time.time() - start) / 60}))
         print(f"trained every stage under {out}")
         return 0
-    command = "python benchmarks/accuracy.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    section = report(setup, results, args.seeds, command.strip(), time.time() - start, args.epochs)
+    trained = json.loads((out / TRAIN_RECORD).read_text()) if args.reuse and (out / TRAIN_RECORD).is_file() else None
+    section = report(setup, results, args.seeds, command.strip(), time.time() - start, args.epochs, trained)
     print(section)
     if not args.no_write:
         write_section(ROOT / "benchmarks" / "RESULTS.md", section, setup.section())
