@@ -58,12 +58,12 @@ STAGE_GROUPS = {  # op split rows: stage names of fast.forward_profiled, grouped
 }
 
 
-def export(path: Path, groups: int) -> Path:
+def export(path: Path, groups: int, method: str = "gsb") -> Path:
     """The random deit_tiny export at `path`, made with reference.export if missing."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "reference.export", "--random", "--preset", "deit_tiny",
-               "--groups", str(groups), "--out", str(path)]
+               "--groups", str(groups), "--method", method, "--out", str(path)]
         print("making", path, "with:", " ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, cwd=ROOT, check=True)
     return path
@@ -170,6 +170,19 @@ def bench_gsb_cost(g3, g1, repeats: int, per_round: int = 3) -> dict:
                 av3=stats(r[:, 2]), av1=stats(r[:, 3]), av_ratio=stats(r[:, 2] / r[:, 3]))
 
 
+def bench_methods(models: dict, repeats: int) -> dict:
+    """Whole-model thread CPU time per image of each method's model (alternating, best of 3 per round)."""
+    x = random_images(np.random.default_rng(0), next(iter(models.values())), 1)
+    for m in models.values():
+        fast.forward(m, x)                       # compile / warm up
+    rows = {name: [] for name in models}
+    for _ in range(repeats):
+        for name, m in models.items():
+            rows[name].append(min(timed(lambda: fast.forward(m, x))[1] for _ in range(3)))
+    base = np.asarray(rows["gsb G=1"])
+    return {name: (stats(v), stats(np.asarray(v) / base)) for name, v in rows.items()}
+
+
 def plane_density(model) -> list[float]:
     """Mean density of each attention plane over the 12 blocks (1 image), for the report."""
     x = random_images(np.random.default_rng(0), model, 1)
@@ -179,7 +192,7 @@ def plane_density(model) -> list[float]:
 
 
 def report(lat: dict, thr: dict, stages: dict, total: dict, cost: dict, dens3: list, dens1: list,
-           batch: int, repeats: int, command: str) -> str:
+           batch: int, repeats: int, command: str, methods: dict) -> str:
     from numba import __version__ as numba_version
     import torch
 
@@ -237,6 +250,15 @@ def report(lat: dict, thr: dict, stages: dict, total: dict, cost: dict, dens3: l
         f"| A.V context alone | {fmt(cost['av3'], 1e3, 2)} | {fmt(cost['av1'], 1e3, 2)} | "
         f"{fmt(cost['av_ratio'], 1, 2)}x |",
         "",
+        "### Other methods: whole model, 1 image, 1 thread (thread CPU time, best of 3 calls per round)",
+        "",
+        "Random deit_tiny exports `python -m reference.export --random --preset deit_tiny --groups 1 --method M`;",
+        "every one bit-exact with the golden path (tests/test_fast.py, tests/test_fast_methods.py).",
+        "",
+        "| model | ms | / gsb G=1 |",
+        "|---|---|---|",
+        *[f"| {name} | {fmt(t, 1e3, 2)} | {fmt(r, 1, 2)}x |" for name, (t, r) in methods.items()],
+        "",
     ]
     return "\n".join(lines)
 
@@ -263,10 +285,14 @@ def main() -> None:
     thr = bench_throughput(g3, timm_model, args.batch, args.repeats)
     stages, total = profile(g3, args.repeats)
     cost = bench_gsb_cost(g3, g1, args.repeats)
+    others = {"gsb G=1": g1, "gsb G=3": g3}
+    for method in ("bit", "reactnet", "didb"):
+        others[method] = load_model(export(CACHE / f"deit_tiny_{method}.npz", 1, method))
+    methods = bench_methods(others, args.repeats)
     command = "python benchmarks/model.py" + (f" --repeats {args.repeats}" if args.repeats != 21 else "") + \
         (f" --batch {args.batch}" if args.batch != 16 else "")
     section = report(lat, thr, stages, total, cost, plane_density(g3), plane_density(g1), args.batch,
-                     args.repeats, command)
+                     args.repeats, command, methods)
     print(section)
     if not args.no_write:
         write_section(ROOT / "benchmarks" / "RESULTS.md", section, SECTION)
