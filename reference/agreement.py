@@ -124,14 +124,16 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--layers", type=int, default=0, metavar="N",
                     help="also compare every binarized tensor, float vs integer, on N images")
+    ap.add_argument("--data-path", default=None,
+                    help="where the checkpoint's dataset is now (default: the path it was trained with)")
     args = ap.parse_args(argv)
     from gsbsim.model_file import ModelFileError, load_model as load_int
-    from .checkpoint import CheckpointError, load_model
+    from .checkpoint import CheckpointError, checkpoint_data, load_model
     from .data import DataError, build_datasets, dataset_arrays
     try:
         model, meta = load_model(args.checkpoint)
         int_model = load_int(args.model)
-        bundle = build_datasets(meta.get("dataset", "digits"), meta.get("data_path"), augment=False)
+        bundle = build_datasets(**checkpoint_data(meta, args.data_path), augment=False)
         images, labels = dataset_arrays(getattr(bundle, args.split))
     except (CheckpointError, ModelFileError, DataError, OSError) as exc:
         print(f"agreement: error: {exc}", file=sys.stderr)

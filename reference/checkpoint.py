@@ -171,6 +171,17 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     return model, meta
 
 
-__all__ = ["CHECKPOINT_KEYS", "CheckpointError", "atomic_write", "build_from_checkpoint", "capture_rng",
+def checkpoint_data(meta: dict, data_path: str | None = None) -> dict:
+    """build_datasets keywords for the data a checkpoint was trained on (name, path, image size).
+
+    The dataset name and path are the training run's (``meta['dataset']``, ``meta['args']``);
+    ``data_path`` overrides the path (the data moved, or another machine).
+    """
+    args = meta.get("args") or {}
+    name = meta.get("dataset") or args.get("data") or "digits"
+    return {"name": name, "path": data_path or args.get("data_path"), "img_size": meta.get("img_size")}
+
+
+__all__ = ["CHECKPOINT_KEYS", "checkpoint_data", "CheckpointError", "atomic_write", "build_from_checkpoint", "capture_rng",
            "load_checkpoint", "load_model", "load_weights", "preset_from_dict", "preset_to_dict", "restore_rng",
            "save_checkpoint", "write_text_atomic"]

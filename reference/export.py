@@ -154,7 +154,9 @@ def _export_block(blk: BinaryBlock, dim: int, n_tok: int, frac_bits: int, method
     moves = [getattr(at, name, None) for name in ("q_move", "k_move", "v_move")]
     out["q.thr"] = _acc_threshold(bias[0] + _shift(moves[0], dim), ab, dim)
     out["k.thr"] = _acc_threshold(bias[1] + _shift(moves[1], dim), ab, dim)
-    out["v.offset"] = _fixed((bias[2] + _shift(moves[2], dim)) / ab, SHIFTS["value"])
+    # floor, not round: acc*2^value + offset >= 0 is then exactly acc*ab + bias + shift >= 0 (a tiny
+    # negative bias, e.g. timm's zero-initialised ones after little training, must not round to 0)
+    out["v.offset"] = np.floor((bias[2] + _shift(moves[2], dim)) / ab * 2.0 ** SHIFTS["value"]).astype(np.int64)
     out["exp_lut"] = exp_lut(at)
     out["proj.mult"], out["proj.bias"] = _requant(_in_scale(at.proj) * betas["proj"], _np(at.proj.bias), frac_bits)
     out["fc1.thr_hi"], out["fc1.thr_lo"] = _fc1_thresholds(mlp.fc1, mlp.fc2, betas["fc1"], dim)
@@ -281,13 +283,15 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--mask-stat", default="row", choices=("row", "image"), help="mask statistic (--random)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the --random model")
     ap.add_argument("--calib-images", type=int, default=64, help="training images used to calibrate F")
+    ap.add_argument("--data-path", default=None,
+                    help="where the checkpoint's dataset is now (default: the path it was trained with)")
     return ap
 
 
-def _calibration_images(meta: dict, n: int) -> torch.Tensor:
+def _calibration_images(meta: dict, n: int, data_path: str | None = None) -> torch.Tensor:
+    from .checkpoint import checkpoint_data
     from .data import build_datasets
-    bundle = build_datasets(meta.get("dataset", "digits"), meta.get("data_path"), img_size=meta.get("img_size"),
-                            augment=False)
+    bundle = build_datasets(**checkpoint_data(meta, data_path), augment=False)
     xs = [bundle.train[i][0] for i in range(min(n, len(bundle.train)))]
     return torch.stack(xs).float()
 
@@ -309,7 +313,7 @@ def main(argv=None) -> int:
             from .checkpoint import load_model
             model, meta = load_model(args.checkpoint)
             meta = dict(meta)
-            calib = _calibration_images(meta, args.calib_images)
+            calib = _calibration_images(meta, args.calib_images, args.data_path)
             preset = meta.get("preset", "?")
             source, preset = args.checkpoint, preset["name"] if isinstance(preset, dict) else str(preset)
         header, arrays = export(model, calib, preset, source)

@@ -130,7 +130,8 @@ def act_block(blk: BinaryBlock, betas: dict[str, float], frac_bits: int, alpha_v
         out.update({f"{name}.{k}": v for k, v in _unit(lin, act, betas[name], frac_bits, shifts["resid"],
                                                         n_tok).items()})
     one = 2.0 ** frac_bits
-    out["v.offset"] = _fixed(_np(at.v_move.bias).reshape(e), frac_bits)
+    # floor: z + offset >= 0 is then exactly z*2^-F + v_move >= 0 (z is an integer)
+    out["v.offset"] = np.floor(_np(at.v_move.bias).reshape(e) * 2.0 ** frac_bits).astype(np.int64)
     level = float(mlp.fc2.act_q.scales()) / 2 - _np(mlp.fc2.move.bias)
     out["fc1.thr_hi"], out["fc1.thr_lo"] = fc1_z_thresholds(level, frac_bits)
     if not hasattr(at, "band_gain"):     # reactnet: §4's Q/K bits on z, §5's softmax

@@ -23,6 +23,20 @@ def scale_pixels(x: torch.Tensor) -> torch.Tensor:
     return (x.float() - PIXEL_ZERO) / PIXEL_SCALE
 
 
+def unit_codes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x / s, s) for a binarized tensor whose entries are all 0 or ±s (one scalar s, detached).
+
+    The codes are exactly 0/±1, so a matmul of codes is an exact integer in float32 and its
+    product with the scales is exactly 0 where the integer model's accumulator is 0: without
+    this, a sum of ±s in float32 leaves a rounding residue (±1e-9) whose sign decides the next
+    binarizer at a tie, which the integer model resolves exactly (sign(0) = +1). Gradients are
+    unchanged: s is a constant, so d(codes)/dx = 1/s and the product brings back s.
+    """
+    s = x.detach().abs().amax()
+    s = torch.where(s > 0, s, torch.ones_like(s))
+    return x / s, s
+
+
 class BinaryLinear(nn.Linear):
     """Linear layer with BWN weights and an optionally binarized input.
 
@@ -57,7 +71,13 @@ class BinaryLinear(nn.Linear):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(self.quant_input(x), self.quant_weight(), self.bias)
+        xq, wq = self.quant_input(x), self.quant_weight()
+        if self.act in ("signed", "unsigned") and self.binary_weight:
+            # binary x binary: the integer-valued product first, then the scales (unit_codes)
+            (xc, a), (wc, b) = unit_codes(xq), unit_codes(wq)
+            out = F.linear(xc, wc) * (a * b)
+            return out if self.bias is None else out + self.bias
+        return F.linear(xq, wq, self.bias)
 
 
 class Linear8(nn.Linear):

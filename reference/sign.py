@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from .blocks import BinaryAttention
 from .config import QuantConfig
-from .layers import BinaryLinear
+from .layers import BinaryLinear, unit_codes
 from .quantizers import ALPHA_EPS, _SignedBinarize, _UnsignedBinarize
 
 KINDS = ("signed", "unsigned")
@@ -107,4 +107,5 @@ class SignAttention(BinaryAttention):
     def mix(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         q, k, v = self.q_bin(q), self.k_bin(k), self.v_bin(v)
         attn = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1)
-        return uniform_threshold(attn) @ v
+        codes, alpha = unit_codes(v)           # exact zeros where the integer context is 0
+        return (uniform_threshold(attn) @ codes) * alpha
