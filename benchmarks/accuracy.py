@@ -309,9 +309,9 @@ def main(argv=None) -> int:
     section = report(setup, results, args.seeds, command.strip(), time.time() - start, args.epochs, trained)
     print(section)
     if not args.no_write:
-        write_section(ROOT / "benchmarks" / "RESULTS.md", section, setup.section())
+        write_section(section, setup.section())
         plot(setup, results, setup.plot_path())
-        print(f"wrote {ROOT / 'benchmarks' / 'RESULTS.md'} and {setup.plot_path()}")
+        print(f"wrote {setup.plot_path()}")
     return 0
 
 

@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 if str(ROOT) not in sys.path:  # allow running from a checkout without installing gsbsim
     sys.path.insert(0, str(ROOT))
 
@@ -207,8 +208,8 @@ def report(rows: list[dict], av: dict, repeats: int, command: str) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str, title: str = "## Kernels") -> None:
-    """Replace (or append) the `title` section of RESULTS.md, keeping the others."""
+def write_section(section: str, title: str, path: Path = RESULTS) -> None:
+    """Replace (or append) the `title` section of RESULTS.md, keeping the others, and say so."""
     text = path.read_text() if path.exists() else "# Benchmark results\n\n"
     pattern = re.compile(rf"^{re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(text):
@@ -216,6 +217,7 @@ def write_section(path: Path, section: str, title: str = "## Kernels") -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)
+    print(f"wrote {path}")
 
 
 def main() -> None:
@@ -229,8 +231,7 @@ def main() -> None:
     section = report(rows, av, args.repeats, command)
     print(section)
     if not args.no_write:
-        write_section(ROOT / "benchmarks" / "RESULTS.md", section)
-        print(f"wrote {ROOT / 'benchmarks' / 'RESULTS.md'}")
+        write_section(section, "## Kernels")
 
 
 if __name__ == "__main__":

@@ -295,8 +295,7 @@ def main() -> None:
                      args.repeats, command, methods)
     print(section)
     if not args.no_write:
-        write_section(ROOT / "benchmarks" / "RESULTS.md", section, SECTION)
-        print(f"wrote {ROOT / 'benchmarks' / 'RESULTS.md'}")
+        write_section(section, SECTION)
 
 
 if __name__ == "__main__":

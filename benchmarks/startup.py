@@ -105,8 +105,7 @@ def main() -> None:
     section = report(r, args.repeats, command, desc)
     print(section)
     if not args.no_write:
-        write_section(ROOT / "benchmarks" / "RESULTS.md", section, SECTION)
-        print(f"wrote {ROOT / 'benchmarks' / 'RESULTS.md'}")
+        write_section(section, SECTION)
 
 
 if __name__ == "__main__":
