@@ -293,7 +293,11 @@ def main(argv=None) -> int:
     start = time.time()
     results: dict[str, list[dict]] = {m: [] for m in args.methods}
     for seed in range(args.seeds):
-        dirs = train_seed(setup, seed, args.methods, common, out / f"seed{seed}", args.reuse)
+        try:
+            dirs = train_seed(setup, seed, args.methods, common, out / f"seed{seed}", args.reuse)
+        except BenchError as exc:          # the training run has printed its own reason
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         if args.train_only:
             continue
         for method, stage_dir in dirs.items():

@@ -36,3 +36,12 @@ def test_accuracy_bad_arguments(capsys):
         accuracy.parse_args(["--reuse"])
     assert accuracy.main(["--preset", "nope", "--no-write"]) == 2
     assert "unknown preset" in capsys.readouterr().err
+
+
+def test_accuracy_missing_dataset_is_one_error_line(tmp_path, capsys):
+    rc = accuracy.main(["--preset", "cifar", "--data", "cifar100", "--data-path", str(tmp_path / "absent"),
+                        "--seeds", "1", "--epochs", "1", "--out", str(tmp_path / "run"), "--no-write"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "--data-path" in err and "no such file" in err and "exited with 2" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "results.json").exists()
