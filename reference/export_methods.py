@@ -14,10 +14,9 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from gsbsim.conventions import round_half_up
 from gsbsim.model_file import SCORE_SHIFT, SLOPE_SHIFT, exp_tables
 from .blocks import GELU_CLIP, BinaryBlock
-from .export import ExportError, exp_lut
+from .export import SHIFTS, ExportError, _ceil_int, _fixed, _np, _requant, exp_lut
 from .reactnet import RPReLU
 
 __all__ = ["act_block", "act_peaks", "fc1_z_thresholds", "Z_NEVER"]
@@ -27,16 +26,8 @@ THR_BAND_MAX = 2 ** 33       # HFSC band thresholds are clipped to [-2^33, 2^33]
 GELU_ARGMIN = -0.7517916     # GELU decreases left of this point and increases right of it
 
 
-def _np(t) -> np.ndarray:
-    return t.detach().double().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=np.float64)
-
-
-def _fixed(x, bits: int) -> np.ndarray:
-    return round_half_up(np.asarray(x, dtype=np.float64) * 2.0 ** bits)
-
-
 def _ceil_clip(x, bound: int) -> np.ndarray:
-    return np.clip(np.ceil(np.asarray(x, dtype=np.float64)), -bound, bound).astype(np.int64)
+    return np.clip(_ceil_int(x), -bound, bound)
 
 
 class _Peak:
@@ -64,14 +55,14 @@ def act_peaks(model: torch.nn.Module) -> Iterator[_Peak]:
             h.remove()
 
 
-def _unit(lin, act: RPReLU, beta_w: float, frac_bits: int, resid: int, n_tok: int) -> dict[str, np.ndarray]:
+def _unit(lin, act: RPReLU, beta_w: float, frac_bits: int, n_tok: int) -> dict[str, np.ndarray]:
     """§13.1's arrays of one activation unit: u = rq(acc, mult, bias + tok_in), slope, out, tok_out."""
-    s = frac_bits + resid
+    s = frac_bits + SHIFTS["resid"]
     alpha = float(lin.act_q.scales())
     gamma_tok = _np(getattr(act, "gamma_token", torch.zeros(n_tok)))
     zeta_tok = _np(getattr(act, "zeta_token", torch.zeros(n_tok)))
-    return {"mult": np.int64(round_half_up(alpha * beta_w * 2.0 ** s)),
-            "bias": _fixed(_np(lin.bias) - _np(act.gamma), s), "tok_in": _fixed(-gamma_tok, s),
+    mult, bias = _requant(alpha * beta_w, _np(lin.bias) - _np(act.gamma), frac_bits)   # §7's requant
+    return {"mult": mult, "bias": bias, "tok_in": _fixed(-gamma_tok, s),
             "slope": _fixed(_np(act.beta), SLOPE_SHIFT), "out": _fixed(_np(act.zeta), frac_bits),
             "tok_out": _fixed(zeta_tok, frac_bits)}
 
@@ -112,8 +103,9 @@ def fc1_z_thresholds(level: np.ndarray, frac_bits: int) -> tuple[np.ndarray, np.
     hi = np.where(always, -Z_NEVER, hi)
     lo = np.where(always, -Z_NEVER, lo)
     for thr, inside, sign in ((hi, (hi > -Z_NEVER) & (hi < Z_NEVER), -1), (lo, lo > -Z_NEVER, 1)):
-        if np.any(inside & ~(on(thr) & ~on(thr + sign))):
-            o = int(np.flatnonzero(inside & ~(on(thr) & ~on(thr + sign)))[0])
+        bad = inside & ~(on(thr) & ~on(thr + sign))
+        if np.any(bad):
+            o = int(np.flatnonzero(bad)[0])
             raise ExportError(f"fc1 channel {o}: the GELU binarizer on z is not a two-sided threshold near {int(thr[o])}")
     return hi.astype(np.int32), lo.astype(np.int32)
 
@@ -127,8 +119,7 @@ def act_block(blk: BinaryBlock, betas: dict[str, float], frac_bits: int, alpha_v
     units = (("qkv", at.qkv, at.qkv_act), ("proj", at.proj, at.proj_act), ("fc1", mlp.fc1, mlp.fc1_act),
              ("fc2", mlp.fc2, mlp.fc2_act))
     for name, lin, act in units:
-        out.update({f"{name}.{k}": v for k, v in _unit(lin, act, betas[name], frac_bits, shifts["resid"],
-                                                        n_tok).items()})
+        out.update({f"{name}.{k}": v for k, v in _unit(lin, act, betas[name], frac_bits, n_tok).items()})
     one = 2.0 ** frac_bits
     # floor: z + offset >= 0 is then exactly z*2^-F + v_move >= 0 (z is an integer)
     out["v.offset"] = np.floor(_np(at.v_move.bias).reshape(e) * 2.0 ** frac_bits).astype(np.int64)
