@@ -298,11 +298,8 @@ def _value_errors(header: dict, arrays: dict[str, np.ndarray]) -> list[str]:
             if np.any(pad):
                 errs.append(f"array {name!r} has nonzero pad bits beyond element {k} (pads must be 0)")
 
-    def mult_bound(acc_max: int) -> int:
-        return MULT_ACC_MAX // acc_max
-
     check("format_version", FORMAT_VERSION, FORMAT_VERSION, "format version")
-    check("patch.mult", -mult_bound(acc_patch), mult_bound(acc_patch), "|mult| * 128*128*Cin*P^2 <= 2^61")
+    check("patch.mult", -_mult_bound(acc_patch), _mult_bound(acc_patch), "|mult| * 128*128*Cin*P^2 <= 2^61")
     check("patch.bias", -BIAS_MAX, BIAS_MAX, "|bias| <= 2^61")
     for i in range(header["depth"]):
         p = f"blocks.{i}."
@@ -320,7 +317,7 @@ def _value_errors(header: dict, arrays: dict[str, np.ndarray]) -> list[str]:
         if header["method"] in ACT_METHODS:
             errs += _act_value_errors(header, arrays, p, check)
         for lin, k in (("proj", e), ("fc2", hd)):
-            check(p + lin + ".mult", -mult_bound(k), mult_bound(k), f"|mult| * {k} <= 2^61")
+            check(p + lin + ".mult", -_mult_bound(k), _mult_bound(k), f"|mult| * {k} <= 2^61")
             check(p + lin + ".bias", -BIAS_MAX, BIAS_MAX, "|bias| <= 2^61")
         for lin, k in (("qkv", e), ("proj", e), ("fc1", e), ("fc2", hd)):
             check_pads(p + lin + ".weight", k)
@@ -328,9 +325,14 @@ def _value_errors(header: dict, arrays: dict[str, np.ndarray]) -> list[str]:
         check(norm + ".gain", -HEAD_GAIN_MAX, HEAD_GAIN_MAX, "|gain| <= 2^22")
         check(norm + ".offset", -HEAD_OFFSET_MAX, HEAD_OFFSET_MAX, "|offset| <= 2^28")
     for head in ("head", "head_dist"):
-        check(head + ".mult", -mult_bound(acc_head), mult_bound(acc_head), "|mult| * 128*128*E <= 2^61")
+        check(head + ".mult", -_mult_bound(acc_head), _mult_bound(acc_head), "|mult| * 128*128*E <= 2^61")
     check("logit.bias", -BIAS_MAX, BIAS_MAX, "|bias| <= 2^61")
     return errs
+
+
+def _mult_bound(acc_max: int) -> int:
+    """The largest |mult| with |mult| * acc_max <= 2^61 (§1 value ranges)."""
+    return MULT_ACC_MAX // acc_max
 
 
 def _act_value_errors(header: dict, arrays: dict[str, np.ndarray], p: str, check) -> list[str]:
@@ -338,7 +340,7 @@ def _act_value_errors(header: dict, arrays: dict[str, np.ndarray], p: str, check
     errs: list[str] = []
     e = header["embed_dim"]
     for lin in ("qkv", "fc1"):
-        check(p + lin + ".mult", -(MULT_ACC_MAX // e), MULT_ACC_MAX // e, f"|mult| * {e} <= 2^61")
+        check(p + lin + ".mult", -_mult_bound(e), _mult_bound(e), f"|mult| * {e} <= 2^61")
         check(p + lin + ".bias", -BIAS_MAX, BIAS_MAX, "|bias| <= 2^61")
     for lin in ACT_LINEARS:
         check(p + lin + ".slope", -SLOPE_MAX, SLOPE_MAX, "|slope| <= 2^24")
