@@ -25,6 +25,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .model_file import ACT_METHODS, EXP_LO_SIZE, METHODS, exp_hi_length
+
 __all__ = [
     "CostModelError", "Layer", "Param", "Tensor", "CostReport", "Shape",
     "shape_of", "header_for_shape", "layers", "parameters", "elementwise",
@@ -64,7 +66,7 @@ class Shape:
     @property
     def act(self) -> bool:
         """True for the methods with an activation unit after every binary linear."""
-        return self.method in _ACT_METHODS
+        return self.method in ACT_METHODS
 
     @property
     def head_dim(self) -> int:
@@ -83,8 +85,6 @@ class Shape:
         return self.in_chans * self.patch_size ** 2
 
 
-_METHODS = ("gsb", "bit", "sign", "reactnet", "didb")
-_ACT_METHODS = ("reactnet", "didb")
 _REQUIRED = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads",
              "mlp_hidden", "num_tokens", "num_classes", "groups")
 
@@ -111,9 +111,9 @@ def shape_of(header: Mapping[str, Any]) -> Shape:
     if mask_stat not in ("row", "image"):
         raise CostModelError(f"header key 'mask_stat' must be 'row' or 'image', got {mask_stat!r}")
     method = header.get("method", "gsb")
-    if method not in _METHODS:
-        raise CostModelError(f"header key 'method' must be one of {', '.join(_METHODS)}, got {method!r}")
-    if method in _ACT_METHODS and vals["groups"] != 1:
+    if method not in METHODS:
+        raise CostModelError(f"header key 'method' must be one of {', '.join(METHODS)}, got {method!r}")
+    if method in ACT_METHODS and vals["groups"] != 1:
         raise CostModelError(f"header key 'groups' must be 1 for method {method}, got {vals['groups']}")
     shifts = header.get("shifts") or {}
     prob = _int_key(shifts, "prob", 0) if "prob" in shifts else 16
@@ -321,10 +321,9 @@ def _method_parameters(s: Shape, b: str, out: list[Param]) -> list[Param]:
                 fixed(lin + ".out", (ch,))]
     if s.method != "didb":
         return out
-    from .model_file import exp_hi_length
     out = [p for p in out if p.name[len(b):] not in ("q.thr", "k.thr", "exp_lut")]
     out += [fixed(n, (E,)) for n in ("q.thr_low", "q.thr_high", "k.thr_low", "k.thr_high")]
-    out += [fixed("score.w", (2, H)), fixed("exp_lo", (256,)), fixed("exp_mid", (256,)),
+    out += [fixed("score.w", (2, H)), fixed("exp_lo", (EXP_LO_SIZE,)), fixed("exp_mid", (EXP_LO_SIZE,)),
             fixed("exp_hi", (exp_hi_length(s.prob),)), fixed("ctx.vscale", ()), fixed("ctx.local", (H,))]
     return out
 
