@@ -36,23 +36,6 @@ def _fixed(x, bits: int) -> np.ndarray:
     return round_half_up(np.asarray(x, dtype=np.float64) * 2.0 ** bits)
 
 
-def _act_fc1_thresholds(rng: np.random.Generator, hidden: int, one: float) -> tuple[np.ndarray, np.ndarray]:
-    """fc1 thresholds on z (§13.1): upper ray, lower ray, both, always (thr_hi = -2^30), never (+-2^30)."""
-    big = 2 ** 30
-    hi = np.round(rng.normal(0.3, 0.7, hidden) * one).astype(np.int64)
-    lo = np.full(hidden, -big, dtype=np.int64)
-    kind = rng.choice(5, size=hidden, p=[0.55, 0.1, 0.25, 0.05, 0.05])
-    both = kind == 2
-    lo[both] = hi[both] - np.round(np.abs(rng.normal(1.5, 0.5, both.sum())) * one).astype(np.int64) - 1
-    lower = kind == 1
-    lo[lower] = hi[lower]
-    hi[lower] = big
-    hi[kind == 3] = -big
-    hi[kind == 4] = big
-    lo[kind == 4] = -big
-    return hi.astype(np.int32), lo.astype(np.int32)
-
-
 def _act_block(rng: np.random.Generator, method: str, dims: dict, sh: dict, frac_bits: int,
                scale00: int) -> dict[str, np.ndarray]:
     """One block's §13 arrays (activation units; didb's HFSC and DIBA), z a few units 2^F around 0."""
@@ -74,7 +57,8 @@ def _act_block(rng: np.random.Generator, method: str, dims: dict, sh: dict, frac
         out[lin + ".tok_in"] = _fixed(rng.normal(0, 0.2, n) * token, s)
         out[lin + ".tok_out"] = _fixed(rng.normal(0, 0.2, n) * token, frac_bits)
     out["v.offset"] = _fixed(rng.normal(0, 0.3, e), frac_bits)
-    out["fc1.thr_hi"], out["fc1.thr_lo"] = _act_fc1_thresholds(rng, hd, one)
+    # on z (§13.1): |z| < 2^30, so 2^30 is never reached and -2^30 always
+    out["fc1.thr_hi"], out["fc1.thr_lo"] = _fc1_thresholds(rng, hd, one, 0.3 * one, 2 ** 30, -2 ** 30)
     spread = float(scale00) * math.sqrt(n)
     if method == "reactnet":
         out["q.thr"] = _fixed(rng.normal(0, 0.3, e), frac_bits).astype(np.int32)
@@ -96,20 +80,24 @@ def _act_block(rng: np.random.Generator, method: str, dims: dict, sh: dict, frac
     return out
 
 
-def _fc1_thresholds(rng: np.random.Generator, hidden: int, e: int) -> tuple[np.ndarray, np.ndarray]:
-    """A mix of every two-sided case: upper ray, lower ray, both, all, none."""
-    spread = max(1.0, math.sqrt(e))
-    hi = np.round(rng.normal(0.0, 0.7 * spread, hidden)).astype(np.int64)
-    lo = np.full(hidden, -e - 1, dtype=np.int64)
+def _fc1_thresholds(rng: np.random.Generator, hidden: int, unit: float, centre: float, never: int,
+                    always: int) -> tuple[np.ndarray, np.ndarray]:
+    """A mix of every two-sided case: upper ray, lower ray, both, always, never.
+
+    Thresholds spread by `unit` around `centre` (the accumulator or z domain); `never` is a
+    threshold no value reaches (thr_hi = never, thr_lo = -never), `always` a thr_hi every value does.
+    """
+    hi = np.round(rng.normal(centre, 0.7 * unit, hidden)).astype(np.int64)
+    lo = np.full(hidden, -never, dtype=np.int64)
     kind = rng.choice(5, size=hidden, p=[0.55, 0.1, 0.25, 0.05, 0.05])
     both = kind == 2
-    lo[both] = hi[both] - np.round(np.abs(rng.normal(1.5 * spread, 0.5 * spread, both.sum()))).astype(np.int64) - 1
+    lo[both] = hi[both] - np.round(np.abs(rng.normal(1.5 * unit, 0.5 * unit, both.sum()))).astype(np.int64) - 1
     lower = kind == 1
     lo[lower] = hi[lower]
-    hi[lower] = e + 1
-    hi[kind == 3] = -e          # always on
-    hi[kind == 4] = e + 1       # never on
-    lo[kind == 4] = -e - 1
+    hi[lower] = never
+    hi[kind == 3] = always      # always on
+    hi[kind == 4] = never       # never on
+    lo[kind == 4] = -never
     return hi.astype(np.int32), lo.astype(np.int32)
 
 
@@ -190,7 +178,7 @@ def random_model(rng: np.random.Generator, *, img_size: int = 8, patch_size: int
         a[p + "proj.mult"] = np.int64(_fixed(rng.uniform(0.5, 1.0) / root_e, s))
         a[p + "proj.bias"] = _fixed(rng.normal(0, 0.1, e), s)
         a[p + "fc1.weight"] = _weights(rng, hd, e)
-        a[p + "fc1.thr_hi"], a[p + "fc1.thr_lo"] = _fc1_thresholds(rng, hd, e)
+        a[p + "fc1.thr_hi"], a[p + "fc1.thr_lo"] = _fc1_thresholds(rng, hd, max(1.0, math.sqrt(e)), 0.0, e + 1, -e)
         a[p + "fc2.weight"] = _weights(rng, e, hd)
         a[p + "fc2.mult"] = np.int64(_fixed(rng.uniform(0.5, 1.0) / math.sqrt(hd / 2), s))
         a[p + "fc2.bias"] = _fixed(rng.normal(0, 0.1, e), s)
