@@ -41,7 +41,7 @@ from .golden import (LN_OVERFLOW, RESID_OVERFLOW, IntegerOverflowError, InputErr
                      overflow_message)
 from .kernels import and_into, context_head, context_workspace, pack_2sided_into, pack_row, xnor_into
 from .popcnt import cycle_counter, popcount64
-from .model_file import IntModel
+from .model_file import ACT_METHODS, IntModel
 
 __all__ = ["forward", "forward_batch", "forward_profiled", "InputError", "IntegerOverflowError",
            "CONTEXT_METHODS", "ATTENTION_PHASES"]
@@ -713,8 +713,8 @@ class _Run:
     def block(self, i: int, x: np.ndarray, a_bits: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Block i on X [B*N, E] (a_bits: its ln1 bits when the previous block computed them);
         returns the new X and the next block's ln1 bits (None after the last block)."""
-        from . import fast_methods                   # reactnet, didb (spec §13); it imports this module
-        if self.m.method in fast_methods.METHODS:
+        if self.m.method in ACT_METHODS:               # reactnet, didb (spec §13)
+            from . import fast_methods                 # imported here: it imports this module
             return fast_methods.block(self, i, x, a_bits)
         m = self.m
         t = self.tick()

@@ -34,12 +34,11 @@ from .fast import _INLINE, _JIT, _probabilities_row
 from .golden import LN_OVERFLOW, RESID_OVERFLOW
 from .golden_methods import U_LIMIT, U_OVERFLOW, Z_LIMIT, Z_OVERFLOW
 from .kernels import context_head, context_workspace, pack_2sided_into, pack_row
-from .model_file import ACT_METHODS, SLOPE_SHIFT
+from .model_file import SLOPE_SHIFT
 from .popcnt import popcount64
 
-__all__ = ["METHODS", "block"]
+__all__ = ["block"]
 
-METHODS = ACT_METHODS
 SLOPE_HALF = 1 << (SLOPE_SHIFT - 1)      # rq(u, slope, 0, SLOPE_SHIFT)'s rounding constant
 
 
