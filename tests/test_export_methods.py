@@ -123,3 +123,15 @@ def test_cli_exports_a_random_didb_model(tmp_path, capsys):
     with pytest.raises(SystemExit):   # argparse: fp has no integer model
         ex.main(["--random", "--method", "fp", "--out", str(tmp_path / "x.npz")])
     assert not (tmp_path / "x.npz").exists()
+
+
+
+def test_fc1_z_thresholds_check_each_crossing_against_the_float_function(monkeypatch):
+    """The integer points next to each crossing are re-evaluated: a crossing one step off (as float
+    rounding between the search and the check could make it) fails, naming the channel."""
+    from reference import export_methods as em
+
+    exact = em._first_true
+    monkeypatch.setattr(em, "_first_true", lambda pred, lo, hi: exact(pred, lo, hi) + 1)
+    with pytest.raises(ex.ExportError, match="fc1 channel 0: the GELU binarizer on z is not a two-sided threshold"):
+        fc1_z_thresholds(np.array([0.1]), 12)
