@@ -17,8 +17,8 @@ Per seed, with the `digits` preset's recipe (or --epochs for every stage):
    ``python -m reference.train`` (in process) with the same seed;
 2. the float test top-1 of each stage-2 best checkpoint (chosen on validation);
 3. for the exportable methods (gsb, bit, sign): export, then the integer model's test top-1 with
-   ``gsbsim.fast.forward`` and the agreement of its predictions with the float model's;
-4. per-image BOPs, OPs (BOPs/64 + FLOPs) and model bytes from ``gsbsim.costs.count(header)``
+   ``gsbsim.engine.fast.forward`` and the agreement of its predictions with the float model's;
+4. per-image BOPs, OPs (BOPs/64 + FLOPs) and model bytes from ``gsbsim.hw.costs.count(header)``
    ("n/a" for methods without an integer model: didb, reactnet, fp).
 
 Results: mean ± std over seeds, printed and written to the "## Accuracy" section of
@@ -43,8 +43,8 @@ if str(ROOT) not in sys.path:  # allow running from a checkout without installin
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.kernels import machine, write_section  # noqa: E402
-from gsbsim import costs, folding  # noqa: E402
-from gsbsim.model_file import IntModel, validate  # noqa: E402
+from gsbsim.hw import costs, folding  # noqa: E402
+from gsbsim.format.model_file import IntModel, validate  # noqa: E402
 from reference import export as ex  # noqa: E402
 from reference import train  # noqa: E402
 from reference.agreement import measure  # noqa: E402
@@ -208,7 +208,7 @@ def report(setup: Setup, results: dict[str, list[dict]], seeds: int, command: st
         "teacher per seed, GSB's stage 1 shared by the binary methods, fp's own stage 1; test top-1 (%) of the",
         "stage-2 checkpoint chosen on validation, mean ± std over seeds. Integer = the exported model run by",
         "gsbsim.fast (agreement: same prediction as the float model). BOPs/OPs/bytes per image from",
-        "gsbsim.costs.count; n/a: `fp` has no integer model. `gsb-batch`: GSB with the released code's batch-global",
+        "gsbsim.hw.costs.count; n/a: `fp` has no integer model. `gsb-batch`: GSB with the released code's batch-global",
         "mask statistic (float column); its integer column runs the same weights with the per-image statistic.",
         "`didb` is our formulation of DIDB-ViT (docs/didb.md), not the authors' model.", "",
         f"Cycles: the FINN-style cycle model (gsbsim.folding) at PE {REF_FOLDING[0]}, SIMD {REF_FOLDING[1]} for "

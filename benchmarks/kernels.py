@@ -32,8 +32,8 @@ RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 if str(ROOT) not in sys.path:  # allow running from a checkout without installing gsbsim
     sys.path.insert(0, str(ROOT))
 
-from gsbsim import conventions as cv  # noqa: E402
-from gsbsim import kernels as kn  # noqa: E402
+from gsbsim.format import conventions as cv  # noqa: E402
+from gsbsim.engine import kernels as kn  # noqa: E402
 
 TOKENS = 197
 # (model, layer, K, N): the four linears of a block

@@ -8,13 +8,13 @@ The integer models are random exports of the deit_tiny preset (made on first use
 $TMPDIR/gsbsim-bench/ unless given). Measured in one process, interleaved repeat by repeat
 so that both sides see the same machine load:
 
-1. latency, 1 image, 1 thread: gsbsim.fast.forward vs timm.create_model(
+1. latency, 1 image, 1 thread: gsbsim.engine.fast.forward vs timm.create_model(
    'deit_tiny_patch16_224', pretrained=False) in eval/inference mode with
    torch.set_num_threads(1) (BLAS also held to one thread); each repeat is a round of 5
    calls of one model then 5 of the other (best call of each), the ratio is taken per round;
-2. batch throughput, 1 and 2 threads: gsbsim.fast.forward_batch(threads=2) vs timm with
+2. batch throughput, 1 and 2 threads: gsbsim.engine.fast.forward_batch(threads=2) vs timm with
    torch.set_num_threads(2), images/s;
-3. the op split of the integer model (gsbsim.fast.forward_profiled, median over repeats);
+3. the op split of the integer model (gsbsim.engine.fast.forward_profiled, median over repeats);
 4. GSB's cost: the whole attention (split q/k/v + Q.K^T + softmax + planes + A.V + ctx
    thresholds) and the A.V context alone, G=3 model vs G=1 model, summed over the 12 blocks
    (per repeat the best of 3 profiled runs of each model, alternating).
@@ -39,9 +39,9 @@ if str(ROOT) not in sys.path:  # allow running from a checkout without installin
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.kernels import machine, write_section  # noqa: E402
-from gsbsim import fast, golden  # noqa: E402
-from gsbsim.model_file import load_model  # noqa: E402
-from gsbsim.random_model import random_images  # noqa: E402
+from gsbsim.engine import fast, golden  # noqa: E402
+from gsbsim.format.model_file import load_model  # noqa: E402
+from gsbsim.format.random_model import random_images  # noqa: E402
 
 CACHE = Path(tempfile.gettempdir()) / "gsbsim-bench"   # the exports are made once, outside the checkout
 SECTION = "## Whole model"
@@ -218,7 +218,7 @@ def report(lat: dict, thr: dict, stages: dict, total: dict, cost: dict, dens3: l
         "",
         f"### Batch throughput, {batch} images (images/s, wall clock)",
         "",
-        "| threads | gsbsim.fast.forward_batch | timm fp32 | gsbsim / timm |",
+        "| threads | gsbsim.engine.fast.forward_batch | timm fp32 | gsbsim / timm |",
         "|---|---|---|---|",
     ]
     for threads, r in thr.items():

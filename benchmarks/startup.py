@@ -38,8 +38,8 @@ SECTION = "## Start-up"
 
 def digits_sized_model(path: Path) -> Path:
     """A random model with the digits preset's shapes, saved at `path`."""
-    from gsbsim.model_file import save_model
-    from gsbsim.random_model import random_model
+    from gsbsim.format.model_file import save_model
+    from gsbsim.format.random_model import random_model
 
     m = random_model(np.random.default_rng(0), img_size=8, patch_size=2, in_chans=1, embed_dim=96, depth=4,
                      num_heads=3, mlp_hidden=384, num_classes=10, groups=3)
@@ -67,7 +67,7 @@ def bench(model: Path, repeats: int) -> dict:
     imports = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import gsbsim.cli, gsbsim.fast"], cwd=ROOT, env=env, check=True)
+        subprocess.run([sys.executable, "-c", "import gsbsim.cli.main, gsbsim.fast"], cwd=ROOT, env=env, check=True)
         imports.append(time.perf_counter() - t0)
     return dict(first=first, cached=cached, imports=imports)
 
@@ -85,7 +85,7 @@ def report(r: dict, repeats: int, command: str, model_desc: str) -> str:
         "|---|---|",
         f"| `gsbsim run`, cold process, Numba cache populated | {np.median(c):.2f} ({c.min():.2f}-{c.max():.2f}) |",
         f"| `gsbsim run`, first run, empty Numba cache (compiles the kernels once) | {r['first']:.1f} |",
-        f"| `python -c \"import gsbsim.cli, gsbsim.fast\"` (interpreter + numpy + numba) | "
+        f"| `python -c \"import gsbsim.cli.main, gsbsim.fast\"` (interpreter + numpy + numba) | "
         f"{np.median(i):.2f} ({i.min():.2f}-{i.max():.2f}) |",
         "",
     ])

@@ -23,7 +23,7 @@ and the FINN-R LUT/BRAM **estimates** (labelled as such: not synthesis results).
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from gsbsim import costs, folding, resources
+from gsbsim.hw import costs, folding, resources
 
 SMALL = os.environ.get("GSBSIM_NB_SMALL") == "1"   # the tests run a smaller sweep
 shape = dict(img_size=224, patch_size=16, in_chans=3, embed_dim=192, depth=12, num_heads=3,

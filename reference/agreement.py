@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from gsbsim.conventions import pixels_to_int8
+from gsbsim.format.conventions import pixels_to_int8
 
 
 @dataclass
@@ -98,7 +98,7 @@ def float_bits(model: torch.nn.Module, images: np.ndarray) -> dict[str, np.ndarr
 
 def layer_agreement(model: torch.nn.Module, int_model, images: np.ndarray) -> dict[str, float]:
     """Fraction of equal bits per binarized tensor, float model vs integer model (golden trace)."""
-    from gsbsim import golden
+    from gsbsim.engine import golden
     fb = float_bits(model, images)
     _, trace = golden.forward(int_model, pixels_to_int8(images), trace=True)
     return {name: float(np.mean(fb[name].reshape(trace[name].shape) == trace[name])) for name in fb}
@@ -107,7 +107,7 @@ def layer_agreement(model: torch.nn.Module, int_model, images: np.ndarray) -> di
 def measure(model: torch.nn.Module, int_model, images: np.ndarray, labels: np.ndarray,
             engine: str = "fast") -> Agreement:
     """images: uint8 [N, C, H, W]; int_model: a gsbsim IntModel; engine 'fast' or 'golden'."""
-    from gsbsim import fast, golden
+    from gsbsim.engine import fast, golden
     f_pred = float_predictions(model, images)
     logits, _ = (golden if engine == "golden" else fast).forward(int_model, pixels_to_int8(images))
     i_pred = logits.argmax(-1)  # numpy argmax takes the lowest index on ties, as the spec says
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data-path", default=None,
                     help="where the checkpoint's dataset is now (default: the path it was trained with)")
     args = ap.parse_args(argv)
-    from gsbsim.model_file import ModelFileError, load_model as load_int
+    from gsbsim.format.model_file import ModelFileError, load_model as load_int
     from .checkpoint import CheckpointError, checkpoint_data, load_model
     from .data import DataError, build_datasets, dataset_arrays
     try:

@@ -64,7 +64,7 @@ from torchvision.transforms.v2 import functional as F
 
 # The split rule (SPLIT_SEED, stratified_split, the digits holdouts) lives in the torch-free
 # gsbsim.digits, so that ``gsbsim run --data digits`` gets the same split without torch.
-from gsbsim.digits import SPLIT_SEED, digits_split_indices, stratified_split  # noqa: F401
+from gsbsim.data.digits import SPLIT_SEED, digits_split_indices, stratified_split  # noqa: F401
 
 DEFAULT_DATA = "digits"
 DATASET_NAMES = ("digits", "cifar100", "flowers102", "chaoyang")

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 import torch
 
-from gsbsim.conventions import pack_bits, ratio_numerator, round_half_up
+from gsbsim.format.conventions import pack_bits, ratio_numerator, round_half_up
 from .blocks import GELU_CLIP, BinaryBlock
 from .layers import PIXEL_SCALE
 from .models import LN_EPS, BinaryDeiT, build_model
@@ -297,7 +297,7 @@ def _calibration_images(meta: dict, n: int, data_path: str | None = None) -> tor
 
 
 def main(argv=None) -> int:
-    from gsbsim.model_file import ModelFileError, save_model
+    from gsbsim.format.model_file import ModelFileError, save_model
     from .checkpoint import CheckpointError
     from .data import DataError
     args = _parser().parse_args(argv)

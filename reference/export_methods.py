@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from gsbsim.model_file import SCORE_SHIFT, SLOPE_SHIFT, exp_tables
+from gsbsim.format.model_file import SCORE_SHIFT, SLOPE_SHIFT, exp_tables
 from .blocks import GELU_CLIP, BinaryBlock
 from .export import SHIFTS, ExportError, _ceil_int, _fixed, _np, _requant, exp_lut
 from .reactnet import RPReLU

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gsbsim import conventions
+from gsbsim.format import conventions
 
 from .quantizers import LearnableBias, LSQQuantizer, SignedBinarizer, UnsignedBinarizer, bwn_weight
 

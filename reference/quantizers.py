@@ -3,7 +3,7 @@
 Forward and backward follow the released GSB code (research/gsb.md §1, §2), as
 custom autograd Functions because every gradient here is a straight-through
 estimate that autograd could not derive. Deliberate, project-wide departures from
-the released code (DESIGN.md §2, gsbsim/conventions.py):
+the released code (DESIGN.md §2, gsbsim/format/conventions.py):
 
 * sign(0) = +1 (``sign_pos``), never ``torch.sign`` (whose 0 would leak a third value);
 * every rounding is half up, ``floor(x + 0.5)``: the {0, a} binarizer is 1[x/a >= 0.5];
@@ -29,7 +29,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from gsbsim.conventions import RATIO_BITS, quantize_ratio, ratio_numerator
+from gsbsim.format.conventions import RATIO_BITS, quantize_ratio, ratio_numerator
 
 ALPHA_EPS = 1e-5
 MASK_STATS = ("row", "image", "batch")

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from gsbsim import fast, golden
-from gsbsim.model_file import IntModel
+from gsbsim.engine import fast, golden
+from gsbsim.format.model_file import IntModel
 
 
 def assert_same(model: IntModel, x: np.ndarray) -> dict[str, np.ndarray]:

@@ -10,10 +10,12 @@ import sys
 import numpy as np
 import pytest
 
-from gsbsim import costs, folding, golden
-from gsbsim.cli import main
-from gsbsim.model_file import save_model
-from gsbsim.random_model import random_images, random_model
+from gsbsim.hw import costs, folding
+
+from gsbsim.engine import golden
+from gsbsim.cli.main import main
+from gsbsim.format.model_file import save_model
+from gsbsim.format.random_model import random_images, random_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from gsbsim import costs, folding, resources
-from gsbsim.costs import CostModelError, header_for_shape
-from gsbsim.folding import Fold, FoldingError
+from gsbsim.hw import costs, folding, resources
+from gsbsim.hw.costs import CostModelError, header_for_shape
+from gsbsim.hw.folding import Fold, FoldingError
 
 
 def deit(embed_dim: int, heads: int, groups: int = 1) -> dict:
@@ -97,7 +97,7 @@ def test_activation_peak_is_the_largest_live_set():
 
 def test_parameters_match_the_model_file_layout():
     """The parameter table is the file layout of docs/integer_model.md §1 (model_file's table)."""
-    from gsbsim.model_file import expected_arrays
+    from gsbsim.format.model_file import expected_arrays
     h = header_for_shape(img_size=4, patch_size=2, in_chans=1, embed_dim=8, depth=2, num_heads=2,
                          mlp_hidden=80, num_classes=3, groups=2)
     want = {k: (str(dt), shape) for k, (dt, shape) in expected_arrays(h).items() if k != "format_version"}
@@ -222,6 +222,6 @@ def test_binary_lut_estimate_matches_finn_r_closed_form():
 
 
 def test_plot_writes_a_png(tmp_path):
-    from gsbsim.plots import plot_breakdown
+    from gsbsim.hw.plots import plot_breakdown
     out = plot_breakdown(costs.count(TINY), folding.cycle_report(TINY), tmp_path / "c.png")
     assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gsbsim import costs
-from gsbsim.costs import CostModelError, header_for_shape
-from gsbsim.model_file import expected_arrays
+from gsbsim.hw import costs
+from gsbsim.hw.costs import CostModelError, header_for_shape
+from gsbsim.format.model_file import expected_arrays
 
 
 def tiny(method: str) -> dict:
@@ -69,9 +69,9 @@ def test_methods_are_validated():
 
 def test_count_ops_on_model_files(tmp_path, capsys):
     """`gsbsim run --count-ops` on reactnet and didb files (golden engine: the counts need no fast path)."""
-    from gsbsim.cli import main
-    from gsbsim.model_file import save_model
-    from gsbsim.random_model import random_images, random_model
+    from gsbsim.cli.main import main
+    from gsbsim.format.model_file import save_model
+    from gsbsim.format.random_model import random_images, random_model
     for method in ("reactnet", "didb"):
         m = random_model(np.random.default_rng(0), method=method)
         path, data = tmp_path / f"{method}.npz", tmp_path / "x.npy"

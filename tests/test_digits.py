@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from gsbsim import digits
+from gsbsim.data import digits
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +70,11 @@ def test_errors_name_the_problem(monkeypatch):
 
 def test_cli_digits_run_imports_neither_torch_nor_sklearn(tmp_path):
     """`gsbsim run --data digits` reads the split without torch (the cold start depends on it)."""
-    from gsbsim.model_file import save_model
-    from gsbsim.random_model import random_model
+    from gsbsim.format.model_file import save_model
+    from gsbsim.format.random_model import random_model
     m = random_model(np.random.default_rng(0), embed_dim=24, num_heads=2, mlp_hidden=48)
     save_model(tmp_path / "m.npz", m.header, m.arrays)
-    code = ("import sys\nfrom gsbsim.cli import main\n"
+    code = ("import sys\nfrom gsbsim.cli.main import main\n"
             f"rc = main(['run', '--model', {str(tmp_path / 'm.npz')!r}, '--images', '5', '--json'])\n"
             "heavy = [m for m in ('torch', 'sklearn', 'reference') if m in sys.modules]\n"
             "print('HEAVY', heavy)\nsys.exit(rc)\n")

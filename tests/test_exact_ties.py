@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gsbsim.conventions import pack_bits, xnor_dot
+from gsbsim.format.conventions import pack_bits, xnor_dot
 from reference.checkpoint import checkpoint_data
 from reference.layers import BinaryLinear, unit_codes
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from gsbsim import golden
-from gsbsim.model_file import load_model, save_model
+from gsbsim.engine import golden
+from gsbsim.format.model_file import load_model, save_model
 from reference import export as ex
-from gsbsim.conventions import pixels_to_int8
+from gsbsim.format.conventions import pixels_to_int8
 from reference.agreement import layer_agreement
 from reference.models import build_model
 

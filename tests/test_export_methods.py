@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from gsbsim import golden
-from gsbsim.conventions import pixels_to_int8
-from gsbsim.model_file import load_model, save_model
+from gsbsim.engine import golden
+from gsbsim.format.conventions import pixels_to_int8
+from gsbsim.format.model_file import load_model, save_model
 from reference import export as ex
 from reference.agreement import float_predictions, layer_agreement
 from reference.export_methods import fc1_z_thresholds

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gsbsim import fast, golden
-from gsbsim.conventions import unpack_bits
-from gsbsim.model_file import IntModel, validate
-from gsbsim.random_model import random_images, random_model
+from gsbsim.engine import fast, golden
+from gsbsim.format.conventions import unpack_bits
+from gsbsim.format.model_file import IntModel, validate
+from gsbsim.format.random_model import random_images, random_model
 from tests.fast_checks import assert_same, context_method
 
 
@@ -276,7 +276,7 @@ def test_fast_rejects_bad_images(small):
 
 
 def test_fast_runs_a_model_loaded_from_file(tmp_path):
-    from gsbsim.model_file import load_model, save_model
+    from gsbsim.format.model_file import load_model, save_model
     rng = np.random.default_rng(31)
     m = random_model(rng, embed_dim=72, num_heads=3, mlp_hidden=65, groups=2, ratios=(190,), mask_stat="image")
     save_model(tmp_path / "m.npz", m.header, m.arrays)

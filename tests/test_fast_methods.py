@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gsbsim import fast, golden
-from gsbsim.fast_methods import _act_unit
-from gsbsim.golden_methods import U_OVERFLOW, Z_OVERFLOW, act_unit
-from gsbsim.model_file import SCORE_SHIFT, IntModel
-from gsbsim.random_model import random_images, random_model
+from gsbsim.engine import fast, golden
+from gsbsim.engine.fast_methods import _act_unit
+from gsbsim.engine.golden_methods import U_OVERFLOW, Z_OVERFLOW, act_unit
+from gsbsim.format.model_file import SCORE_SHIFT, IntModel
+from gsbsim.format.random_model import random_images, random_model
 from tests.fast_checks import assert_same, context_method
 
 METHODS = ("reactnet", "didb")

@@ -7,10 +7,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from gsbsim import golden as g
-from gsbsim.conventions import pack_bits
-from gsbsim.golden import InputError, IntegerOverflowError
-from gsbsim.random_model import random_images, random_model
+from gsbsim.engine import golden as g
+from gsbsim.format.conventions import pack_bits
+from gsbsim.engine.golden import InputError, IntegerOverflowError
+from gsbsim.format.random_model import random_images, random_model
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from gsbsim import golden
-from gsbsim import golden_methods as gm
-from gsbsim.golden import IntegerOverflowError
-from gsbsim.model_file import ModelFileError, load_model, save_model
-from gsbsim.random_model import exp_tables, random_images, random_model
+from gsbsim.engine import golden
+from gsbsim.engine import golden_methods as gm
+from gsbsim.engine.golden import IntegerOverflowError
+from gsbsim.format.model_file import ModelFileError, load_model, save_model
+from gsbsim.format.random_model import exp_tables, random_images, random_model
 from reference import didb
 
 METHODS = ("reactnet", "didb")

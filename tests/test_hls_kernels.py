@@ -21,9 +21,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gsbsim import conventions as cv
-from gsbsim import hls_env
-from gsbsim.folding import mvau_cycles
+from gsbsim.format import conventions as cv
+from gsbsim.hlsgen import toolchain
+from gsbsim.hw.folding import mvau_cycles
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 MISMATCH_RE = re.compile(r"^MISMATCH (\w+)\[(\d+)\]: got (-?\d+) expected (-?\d+)$")
@@ -90,15 +90,15 @@ class Builds:
 
     def _compile(self, name: str, build: Build) -> Path:
         d = self.root / name
-        hls_env.write_config_header(d / "config.h", build.defines, comment=f"testbench config {name}")
-        return hls_env.compile_cpp([hls_env.testbench_dir() / build.source], d / "tb",
-                                   include_dirs=[d, hls_env.testbench_dir()], sanitize=build.sanitize)
+        toolchain.write_config_header(d / "config.h", build.defines, comment=f"testbench config {name}")
+        return toolchain.compile_cpp([toolchain.testbench_dir() / build.source], d / "tb",
+                                   include_dirs=[d, toolchain.testbench_dir()], sanitize=build.sanitize)
 
     def __getitem__(self, name: str) -> Path:
         if not self.futures:
             # fail fast, in this thread, if the toolchain is missing
-            hls_env.find_compiler()
-            hls_env.find_ap_types()
+            toolchain.find_compiler()
+            toolchain.find_ap_types()
             # longest first: the sanitizer build takes about three times the others
             order = sorted(BUILDS.items(), key=lambda item: not item[1].sanitize)
             self.futures = {n: self.pool.submit(self._compile, n, b) for n, b in order}
@@ -171,8 +171,8 @@ def tie_values(case: MvauCase, rng: np.random.Generator) -> np.ndarray:
     return case.dots[rng.integers(0, case.reps, case.dots.shape[1]), np.arange(case.dots.shape[1])]
 
 
-def run_ok(exe: Path, d: Path, expected_iters: int) -> hls_env.CsimResult:
-    res = hls_env.run_csim(exe, d)
+def run_ok(exe: Path, d: Path, expected_iters: int) -> toolchain.CsimResult:
+    res = toolchain.run_csim(exe, d)
     assert res.passed, f"C-sim failed (exit {res.returncode}):\n{res.stdout}\n{res.stderr}"
     assert res.iters == expected_iters
     return res
@@ -309,7 +309,7 @@ def test_mvau_flipped_weight_bit_is_reported(builds: Builds, tmp_path: Path) -> 
     bit = col % cfg.simd
     tiles[row % cfg.pe, (row // cfg.pe) * cfg.sf + col // cfg.simd, bit // 64] ^= np.uint64(1 << (bit % 64))
     np.save(d / "weights.npy", tiles)
-    res = hls_env.run_csim(builds["xnor_raw"], d)
+    res = toolchain.run_csim(builds["xnor_raw"], d)
     assert res.returncode == 1 and not res.passed
     m = MISMATCH_RE.match(res.mismatches[0])
     assert m, res.stdout
@@ -330,7 +330,7 @@ def test_mvau_rejects_nonzero_pad_bits(builds: Builds, tmp_path: Path) -> None:
     tiles = np.load(d / "weights.npy")
     tiles[0, cfg.sf - 1, 0] |= np.uint64(1 << (cfg.simd - 1))   # a bit above MW
     np.save(d / "weights.npy", tiles)
-    res = hls_env.run_csim(builds["xnor_threshold"], d)
+    res = toolchain.run_csim(builds["xnor_threshold"], d)
     assert res.returncode == 2
     assert "weights[0][6] has non-zero pad bits above MW=100" in res.stderr
 
@@ -339,11 +339,11 @@ def test_mvau_testbench_rejects_bad_inputs(builds: Builds, tmp_path: Path) -> No
     cfg = MVAU["xnor_raw"]
     case = random_mvau_case(cfg, np.random.default_rng(17), reps=2)
     d = write_mvau_case(tmp_path, cfg, case, case.dots.astype("<i8"))   # wrong dtype
-    res = hls_env.run_csim(builds["xnor_raw"], d)
+    res = toolchain.run_csim(builds["xnor_raw"], d)
     assert res.returncode == 2
     assert "expected.npy: dtype '<i8' does not match the expected '<i4'" in res.stderr
     save(d, expected=case.dots[:, :-1].astype("<i4"))                   # wrong shape
-    res = hls_env.run_csim(builds["xnor_raw"], d)
+    res = toolchain.run_csim(builds["xnor_raw"], d)
     assert res.returncode == 2 and "expected.npy: shape (2, 23) does not match the expected (2, 24)" in res.stderr
 
 
@@ -374,7 +374,7 @@ def test_residual_add(builds: Builds, tmp_path: Path) -> None:
 
     a[3, 7], b[3, 7] = INT32_MAX, 1              # overflow must be loud: row 3 -> words 9..11
     save(tmp_path, a=a.astype("<i4"), b=b.astype("<i4"))
-    res = hls_env.run_csim(builds["residual"], tmp_path)
+    res = toolchain.run_csim(builds["residual"], tmp_path)
     assert res.returncode == 2 and "2147483647 + 1 overflows int32 (word 10, lane 3)" in res.stderr
 
 
@@ -387,7 +387,7 @@ def test_npy_round_trip_and_loud_errors(builds: Builds, tmp_path: Path) -> None:
               "i8": np.array(5, dtype="<i8"),                                    # 0-d
               "u8": np.array([[0], [1], [2**63], [2**64 - 1]], dtype="<u8")}
     save(tmp_path, **arrays)
-    res = hls_env.run_csim(builds["npy_stream"], tmp_path)
+    res = toolchain.run_csim(builds["npy_stream"], tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     for tag, arr in arrays.items():
         back = np.load(tmp_path / f"out_{tag}.npy")
@@ -397,7 +397,7 @@ def test_npy_round_trip_and_loud_errors(builds: Builds, tmp_path: Path) -> None:
     assert f"SHAPE_ERROR {tmp_path}/i4.npy: shape (2, 3, 4) does not match the expected (7, 7)" in res.stdout
 
     np.save(tmp_path / "i4.npy", np.asfortranarray(arrays["i4"]))           # Fortran order is refused
-    res = hls_env.run_csim(builds["npy_stream"], tmp_path)
+    res = toolchain.run_csim(builds["npy_stream"], tmp_path)
     assert res.returncode == 2 and "i4.npy: Fortran-order arrays are not supported" in res.stderr
 
 
@@ -406,27 +406,27 @@ def test_missing_compiler_is_a_clear_error(builds: Builds, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     builds.wait_all()                     # the background compiles read $CXX too
     monkeypatch.setenv("CXX", "/nonexistent/g++")
-    with pytest.raises(hls_env.HlsEnvError, match=r"C\+\+ compiler not found \(CXX=/nonexistent/g\+\+\)"):
-        hls_env.find_compiler()
-    with pytest.raises(hls_env.HlsEnvError, match="install g\\+\\+"):
-        hls_env.compile_cpp([hls_env.testbench_dir() / "npy_stream_tb.cpp"], tmp_path / "x")
+    with pytest.raises(toolchain.HlsEnvError, match=r"C\+\+ compiler not found \(CXX=/nonexistent/g\+\+\)"):
+        toolchain.find_compiler()
+    with pytest.raises(toolchain.HlsEnvError, match="install g\\+\\+"):
+        toolchain.compile_cpp([toolchain.testbench_dir() / "npy_stream_tb.cpp"], tmp_path / "x")
 
 
 def test_missing_ap_types_is_a_clear_error(builds: Builds, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     builds.wait_all()
     monkeypatch.setenv("GSBSIM_AP_TYPES", "/nonexistent")
-    with pytest.raises(hls_env.HlsEnvError, match=r"GSBSIM_AP_TYPES=/nonexistent does not contain ap_int.h"):
-        hls_env.find_ap_types()
-    with pytest.raises(hls_env.HlsEnvError, match="pip install --no-deps hls4ml"):
-        hls_env.compile_cpp([hls_env.testbench_dir() / "npy_stream_tb.cpp"], tmp_path / "x")
+    with pytest.raises(toolchain.HlsEnvError, match=r"GSBSIM_AP_TYPES=/nonexistent does not contain ap_int.h"):
+        toolchain.find_ap_types()
+    with pytest.raises(toolchain.HlsEnvError, match="pip install --no-deps hls4ml"):
+        toolchain.compile_cpp([toolchain.testbench_dir() / "npy_stream_tb.cpp"], tmp_path / "x")
 
 
 def test_compile_error_reports_compiler_output(tmp_path: Path) -> None:
     src = tmp_path / "bad.cpp"
     src.write_text('#include "gsb/mvau.hpp"\nint main() { return undeclared_name; }\n')
-    with pytest.raises(hls_env.HlsEnvError, match=r"(?s)bad.cpp failed.*undeclared_name"):
-        hls_env.compile_cpp([src], tmp_path / "bad")
+    with pytest.raises(toolchain.HlsEnvError, match=r"(?s)bad.cpp failed.*undeclared_name"):
+        toolchain.compile_cpp([src], tmp_path / "bad")
 
 
 def test_sanitize_build_catches_memory_errors_and_ub(tmp_path: Path) -> None:
@@ -436,8 +436,8 @@ def test_sanitize_build_catches_memory_errors_and_ub(tmp_path: Path) -> None:
                    "int main(int argc, char** argv) {\n"
                    "  if (std::strcmp(argv[1], \"ub\") == 0) { int x = 0x7fffffff - 2 + argc; return x + 1; }\n"
                    "  int* p = new int[4](); delete[] p; return p[argc]; }\n")
-    exe = hls_env.compile_cpp([src], tmp_path / "bad", sanitize=True)
-    res = hls_env.run_csim(exe, "ub")
+    exe = toolchain.compile_cpp([src], tmp_path / "bad", sanitize=True)
+    res = toolchain.run_csim(exe, "ub")
     assert res.returncode != 0 and "runtime error: signed integer overflow" in res.stderr
-    res = hls_env.run_csim(exe, "heap")
+    res = toolchain.run_csim(exe, "heap")
     assert res.returncode != 0 and "AddressSanitizer: heap-use-after-free" in res.stderr

@@ -23,13 +23,13 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from gsbsim import conventions as cv
-from gsbsim import csim, hls_env
-from gsbsim.cli import main
-from gsbsim.folding import cycle_report
-from gsbsim.hls_gen import load_project, trace_specs
-from gsbsim.model_file import exp_hi_length, save_model
-from gsbsim.random_model import random_model
+from gsbsim.format import conventions as cv
+from gsbsim.hlsgen import csim, toolchain
+from gsbsim.cli.main import main
+from gsbsim.hw.folding import cycle_report
+from gsbsim.hlsgen.project import load_project, trace_specs
+from gsbsim.format.model_file import exp_hi_length, save_model
+from gsbsim.format.random_model import random_model
 
 # methods_tb configuration: E 12, 2 heads (d 6), 3 x 3 patch grid (N 11)
 E, H, GRID = 12, 2, 3
@@ -49,9 +49,9 @@ class Builds:
 
     def __init__(self, root: Path):
         try:
-            hls_env.find_compiler()
-            hls_env.find_ap_types()
-        except hls_env.HlsEnvError as e:  # pragma: no cover - the project's setup installs both
+            toolchain.find_compiler()
+            toolchain.find_ap_types()
+        except toolchain.HlsEnvError as e:  # pragma: no cover - the project's setup installs both
             pytest.skip(str(e))
         self.root = root
         self.pool = ThreadPoolExecutor(max_workers=2)
@@ -75,8 +75,8 @@ class Builds:
 
     def _kernel_tb(self) -> Path:
         d = self.root / "kernels"
-        hls_env.write_config_header(d / "config.h", {f"CFG_{k}": v for k, v in TB_CFG.items()})
-        return hls_env.compile_cpp([hls_env.testbench_dir() / "methods_tb.cpp"], d / "tb", include_dirs=[d],
+        toolchain.write_config_header(d / "config.h", {f"CFG_{k}": v for k, v in TB_CFG.items()})
+        return toolchain.compile_cpp([toolchain.testbench_dir() / "methods_tb.cpp"], d / "tb", include_dirs=[d],
                                    flags=("-O1",))
 
     def __getitem__(self, name: str):

@@ -25,13 +25,14 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from gsbsim import conventions as cv
-from gsbsim import csim, golden, hls_env
-from gsbsim.cli import main
-from gsbsim.folding import cycle_report, folding_from_dict, global_folding, mvau_cycles
-from gsbsim.hls_gen import load_project, trace_specs
-from gsbsim.model_file import IntModel, save_model
-from gsbsim.random_model import random_model
+from gsbsim.format import conventions as cv
+from gsbsim.hlsgen import csim, toolchain
+from gsbsim.engine import golden
+from gsbsim.cli.main import main
+from gsbsim.hw.folding import cycle_report, folding_from_dict, global_folding, mvau_cycles
+from gsbsim.hlsgen.project import load_project, trace_specs
+from gsbsim.format.model_file import IntModel, save_model
+from gsbsim.format.random_model import random_model
 
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 
@@ -51,9 +52,9 @@ RATIOS = {"a": (179, 230), "b": (150, 200, 240)}
 
 def _toolchain_or_skip() -> None:
     try:
-        hls_env.find_compiler()
-        hls_env.find_ap_types()
-    except hls_env.HlsEnvError as e:  # pragma: no cover - the project's setup installs both
+        toolchain.find_compiler()
+        toolchain.find_ap_types()
+    except toolchain.HlsEnvError as e:  # pragma: no cover - the project's setup installs both
         pytest.skip(str(e))
 
 
@@ -101,8 +102,8 @@ class Builds:
 
     def _kernel_tb(self, cfg: str) -> Path:
         d = self.root / f"kernels_{cfg}"
-        hls_env.write_config_header(d / "config.h", {f"CFG_{k}": v for k, v in KERNEL_CFGS[cfg].items()})
-        return hls_env.compile_cpp([hls_env.testbench_dir() / "vit_kernels_tb.cpp"], d / "tb", include_dirs=[d],
+        toolchain.write_config_header(d / "config.h", {f"CFG_{k}": v for k, v in KERNEL_CFGS[cfg].items()})
+        return toolchain.compile_cpp([toolchain.testbench_dir() / "vit_kernels_tb.cpp"], d / "tb", include_dirs=[d],
                                    flags=("-O1",))
 
     def _make(self, project: Path) -> subprocess.CompletedProcess:
@@ -585,7 +586,7 @@ def test_generated_project_layout(builds: Builds) -> None:
     assert pj["folding"]["blocks.1.qk"] == {"pe": 9, "simd": 16} and pj["header"]["groups"] == 3
     config = (root / "src" / "config.h").read_text()
     assert "const unsigned B1_AV_PE = 16, B1_AV_SIMD = 18;" in config
-    assert f"AP_TYPES ?= {hls_env.find_ap_types()}" in (root / "Makefile").read_text()
+    assert f"AP_TYPES ?= {toolchain.find_ap_types()}" in (root / "Makefile").read_text()
     tcl = (root / "vitis.tcl").read_text()
     assert "set_top gsb_top" in tcl and "csynth_design" in tcl and "create_clock -period 5.000" in tcl
     block = (root / "src" / "params" / "block_0.h").read_text()

@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
 
-from gsbsim import conventions as cv
-from gsbsim import kernels as kn
-from gsbsim.popcnt import add4_i32x8, ctz64, cycle_counter, popcount64, popcount_words
+from gsbsim.format import conventions as cv
+from gsbsim.engine import kernels as kn
+from gsbsim.engine.popcnt import add4_i32x8, ctz64, cycle_counter, popcount64, popcount_words
 
 # K values around word boundaries (1, 63, 64, 65, ...), the DeiT head/linear sizes, and
 # 1..10 words (the GEMM sums 1-4 words in its first pass, then 4 per pass)

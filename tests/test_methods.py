@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gsbsim import golden
-from gsbsim.model_file import IntModel, validate
+from gsbsim.engine import golden
+from gsbsim.format.model_file import IntModel, validate
 from reference import export as ex
 from reference import train
 from reference.checkpoint import load_checkpoint, load_model

@@ -8,9 +8,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from gsbsim import model_file as mf
-from gsbsim.model_file import IntModel, ModelFileError, expected_arrays, load_model, save_model
-from gsbsim.random_model import random_model
+from gsbsim.format import model_file as mf
+from gsbsim.format.model_file import IntModel, ModelFileError, expected_arrays, load_model, save_model
+from gsbsim.format.random_model import random_model
 
 
 @pytest.fixture(scope="module")
@@ -346,7 +346,7 @@ def test_saved_file_has_ordinary_permissions(model, tmp_path):
 @pytest.mark.parametrize("method,ok", [("gsb", True), ("bit", True), ("sign", True), ("fp", False), ("didb", False)])
 def test_methods_sharing_the_integer_model_load(tmp_path, method, ok):
     import numpy as np
-    from gsbsim.random_model import random_model
+    from gsbsim.format.random_model import random_model
     m = random_model(np.random.default_rng(0))
     header = dict(m.header, method=method)
     if ok:

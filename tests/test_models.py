@@ -41,7 +41,7 @@ def test_teacher_is_a_timm_vit_on_the_same_pixels():
 
 
 def test_pixels_map_exactly_to_int8():
-    from gsbsim.conventions import pixels_to_int8
+    from gsbsim.format.conventions import pixels_to_int8
     p = torch.arange(256.0)
     assert torch.equal(scale_pixels(p) * 128, p - 128)
     as_int8 = pixels_to_int8(p.numpy().astype("uint8"))

@@ -421,7 +421,7 @@ def test_lsq_negative_alpha_clamped():
 
 def test_mask_threshold_in_float32_equals_exact_float64_comparison():
     """The masks compare in x's dtype; the result must equal the exact float64 test."""
-    from gsbsim.conventions import ratio_numerator
+    from gsbsim.format.conventions import ratio_numerator
     g = torch.Generator().manual_seed(0)
     for stat in ("row", "image"):
         q = GSBValue(groups=3, ratios=(0.7, 0.9), stat=stat)

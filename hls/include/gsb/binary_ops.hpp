@@ -1,7 +1,7 @@
 /**
  * gsb/binary_ops.hpp: popcount and the two binary dot-product modes.
  *
- * Conventions (gsbsim/conventions.py, DESIGN.md §2): bit 1 = +1, bit 0 = -1;
+ * Conventions (gsbsim/format/conventions.py, DESIGN.md §2): bit 1 = +1, bit 0 = -1;
  * element i of a word is bit i (LSB first); pad bits are 0 in both operands.
  *
  *   XnorMode  (+-1 activations x +-1 weights): count mismatches popcount(a ^ w);

@@ -8,7 +8,7 @@
  * out in the same word layout.  Timing (elementwise): H*N*N/PE iterations.
  *
  * softmax_hfsc: per row, m_j = max_j' S - S_j (int64 >= 0, 2^-16) and the three-level exp table,
- * with rq(x, S) = (x + 2^(S-1)) >> S (no rounding term for S = 0, as gsbsim.conventions.requant):
+ * with rq(x, S) = (x + 2^(S-1)) >> S (no rounding term for S = 0, as gsbsim.format.conventions.requant):
  *   e_j = rq(rq(exp_hi[m >> 16] * exp_mid[(m >> 8) & 255], prob) * exp_lo[m & 255], prob)
  *         if (m >> 16) < U = len(exp_hi), else 0
  * then Z, R, P_j, A_j = P_j + att_bias exactly as §5 (gsb/softmax.hpp probabilities_row).

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .costs import Layer, layers
+from gsbsim.hw.costs import Layer, layers
 
 __all__ = ["FoldingError", "Fold", "FoldedLayer", "CycleReport", "mvau_cycles", "largest_divisor_le",
            "global_folding", "folding_from_dict", "load_folding", "cycle_report"]

@@ -16,8 +16,8 @@ import math
 
 import numpy as np
 
-from .conventions import pack_bits, round_half_up
-from .model_file import (ACT_LINEARS, ACT_METHODS, METHODS, SCORE_SHIFT, SLOPE_SHIFT, IntModel, exp_tables,
+from gsbsim.format.conventions import pack_bits, round_half_up
+from gsbsim.format.model_file import (ACT_LINEARS, ACT_METHODS, METHODS, SCORE_SHIFT, SLOPE_SHIFT, IntModel, exp_tables,
                          expected_arrays, validate)
 
 __all__ = ["random_model", "random_images", "exp_tables", "DEFAULT_SHIFTS"]

@@ -28,14 +28,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from . import fast
-from .conventions import n_words
-from .fast import _INLINE, _JIT, _probabilities_row
-from .golden import LN_OVERFLOW, RESID_OVERFLOW
-from .golden_methods import U_LIMIT, U_OVERFLOW, Z_LIMIT, Z_OVERFLOW
-from .kernels import context_head, context_workspace, pack_2sided_into, pack_row
-from .model_file import SLOPE_SHIFT
-from .popcnt import popcount64
+from gsbsim.engine import fast
+from gsbsim.format.conventions import n_words
+from gsbsim.engine.fast import _INLINE, _JIT, _probabilities_row
+from gsbsim.engine.golden import LN_OVERFLOW, RESID_OVERFLOW
+from gsbsim.engine.golden_methods import U_LIMIT, U_OVERFLOW, Z_LIMIT, Z_OVERFLOW
+from gsbsim.engine.kernels import context_head, context_workspace, pack_2sided_into, pack_row
+from gsbsim.format.model_file import SLOPE_SHIFT
+from gsbsim.engine.popcnt import popcount64
 
 __all__ = ["block"]
 
@@ -443,9 +443,9 @@ def _didb_attention_block(run, blk: dict, zq: np.ndarray, p: str) -> np.ndarray:
 
 
 def block(run, i: int, x: np.ndarray, a_bits: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Block i of a reactnet or didb model on X [B*N, E] (``gsbsim.fast._Run.block``'s contract:
+    """Block i of a reactnet or didb model on X [B*N, E] (``gsbsim.engine.fast._Run.block``'s contract:
     a_bits are its ln1 bits when the previous block computed them; returns the new X and the
-    next block's ln1 bits, None after the last block). `run` is the ``gsbsim.fast._Run``."""
+    next block's ln1 bits, None after the last block). `run` is the ``gsbsim.engine.fast._Run``."""
     m = run.m
     t = run.tick()
     blk = m.block(i)

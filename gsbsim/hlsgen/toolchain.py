@@ -40,7 +40,7 @@ class HlsEnvError(RuntimeError):
 
 def repo_hls_dir() -> Path:
     """The repository's ``hls/`` directory (kernel library and testbenches)."""
-    return Path(__file__).resolve().parent.parent / "hls"
+    return Path(__file__).resolve().parents[2] / "hls"
 
 
 def library_include_dir() -> Path:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .conventions import WORD_BITS, n_words, round_half_up
+from gsbsim.format.conventions import WORD_BITS, n_words, round_half_up
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "IntModel", "expected_arrays", "validate",
            "load_model", "save_model", "SHIFT_NAMES", "HEADER_KEYS", "LIMITS", "METHODS", "ACT_METHODS",

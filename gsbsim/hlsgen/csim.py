@@ -1,10 +1,10 @@
 """``gsbsim csim``: build and run the C-simulation of a generated HLS project.
 
-The project (``gsbsim hls``, gsbsim/hls_gen.py) holds the top function, the parameter
+The project (``gsbsim hls``, gsbsim/hlsgen/project.py) holds the top function, the parameter
 headers and a testbench that runs the model image by image on gsbsim's vectors
 (``DIR/vectors``, written by ``gsbsim vectors``) and compares every traced tensor. This
 module checks that the project still belongs to its model file (sha256), builds the
-testbench with g++ (``gsbsim.hls_env.compile_cpp``; cached until a source, the library,
+testbench with g++ (``gsbsim.hlsgen.toolchain.compile_cpp``; cached until a source, the library,
 the compiler or the flags change), runs it, and compares the per-layer iteration counts it
 reports with gsbsim's cycle model (``folding.cycle_report``) for the project's folding.
 """
@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import hls_env
-from .folding import cycle_report
-from .hls_gen import Project, sha256_file, trace_producer, trace_specs
+from gsbsim.hlsgen import toolchain
+from gsbsim.hw.folding import cycle_report
+from gsbsim.hlsgen.project import Project, sha256_file, trace_producer, trace_specs
 
 __all__ = ["CsimError", "CsimReport", "check_model", "check_vectors", "build", "run_testbench",
            "report_text"]
@@ -74,13 +74,13 @@ def _stamp(project: Project, exe: Path, flags: list[str], sanitize: bool) -> str
     h = hashlib.sha256()
     # project files by their path inside the project (a copied project keeps its build)
     files = sorted(list((project.root / "src").rglob("*")) + [project.root / "tb" / "tb.cpp"])
-    lib = hls_env.library_include_dir()
+    lib = toolchain.library_include_dir()
     for name, f in ([(str(f.relative_to(project.root)), f) for f in files] +
                     [(str(f), f) for f in sorted((lib / "gsb").glob("*.hpp"))]):
         if f.is_file():
             h.update(name.encode() + b"\0" + f.read_bytes())
-    h.update(json.dumps([hls_env.find_compiler(), str(hls_env.find_ap_types()), flags, sanitize,
-                         hls_env.WARNING_FLAGS, exe.name]).encode())
+    h.update(json.dumps([toolchain.find_compiler(), str(toolchain.find_ap_types()), flags, sanitize,
+                         toolchain.WARNING_FLAGS, exe.name]).encode())
     return h.hexdigest()
 
 
@@ -100,16 +100,16 @@ def build(project: Project, sanitize: bool = False, flags: tuple[str, ...] = ())
         return exe, 0.0, False
     start = time.monotonic()
     stamp_file.unlink(missing_ok=True)
-    hls_env.find_compiler()      # fail in this thread, with the environment's message
-    hls_env.find_ap_types()
+    toolchain.find_compiler()      # fail in this thread, with the environment's message
+    toolchain.find_ap_types()
     objs = [exe.with_name(f"{exe.name}_{src.stem}.o") for src in project.sources()]
     inc = [project.root / "src"]
     with ThreadPoolExecutor(max_workers=len(objs)) as pool:
-        jobs = [pool.submit(hls_env.compile_cpp, [src], obj, include_dirs=inc, sanitize=sanitize,
+        jobs = [pool.submit(toolchain.compile_cpp, [src], obj, include_dirs=inc, sanitize=sanitize,
                             flags=("-c", *flags)) for src, obj in zip(project.sources(), objs)]
         for job in jobs:
             job.result()
-    hls_env.compile_cpp(objs, exe, sanitize=sanitize, flags=flags)
+    toolchain.compile_cpp(objs, exe, sanitize=sanitize, flags=flags)
     stamp_file.write_text(stamp)
     return exe, time.monotonic() - start, True
 

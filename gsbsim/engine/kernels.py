@@ -65,8 +65,8 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from gsbsim.conventions import WORD_BITS, n_words
-from gsbsim.popcnt import add4_i32x8, ctz64, popcount64
+from gsbsim.format.conventions import WORD_BITS, n_words
+from gsbsim.engine.popcnt import add4_i32x8, ctz64, popcount64
 
 __all__ = [
     "KernelInputError",

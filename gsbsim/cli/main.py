@@ -20,11 +20,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import costs as costs_mod
-from .conventions import pixels_to_int8
-from .costs import CostModelError, CostReport
-from .folding import DEFAULT_CLOCK_MHZ, CycleReport, FoldingError, cycle_report, global_folding, load_folding
-from .resources import LABEL as RESOURCE_LABEL, ResourceReport, estimate
+from gsbsim.hw import costs as costs_mod
+from gsbsim.format.conventions import pixels_to_int8
+from gsbsim.hw.costs import CostModelError, CostReport
+from gsbsim.hw.folding import DEFAULT_CLOCK_MHZ, CycleReport, FoldingError, cycle_report, global_folding, load_folding
+from gsbsim.hw.resources import LABEL as RESOURCE_LABEL, ResourceReport, estimate
 
 __all__ = ["main", "CliError"]
 
@@ -48,7 +48,7 @@ class _Parser(argparse.ArgumentParser):
 # ============================================================================ inputs
 def _load_model(path: str):
     """load_model(path), with a missing file or a bad file as a CliError."""
-    from .model_file import ModelFileError, load_model
+    from gsbsim.format.model_file import ModelFileError, load_model
     if not os.path.isfile(path):
         raise CliError(f"model file not found: {path}")
     try:
@@ -60,7 +60,7 @@ def _load_model(path: str):
 def _load_data(data: str, split: str) -> tuple[np.ndarray, np.ndarray | None, str]:
     """(uint8 images [N, C, H, W], labels or None, description) of ``--data``."""
     if data == "digits":
-        from .digits import DigitsError, digits_split  # torch-free: the same split as reference.data
+        from gsbsim.data.digits import DigitsError, digits_split  # torch-free: the same split as reference.data
         try:
             images, labels = digits_split(split)
         except DigitsError as e:
@@ -100,15 +100,15 @@ def _select_images(images: np.ndarray, labels: np.ndarray | None, header: dict, 
 
 def _engine(name: str) -> Callable:
     if name == "golden":
-        from .golden import forward
+        from gsbsim.engine.golden import forward
     else:
-        from .fast import forward
+        from gsbsim.engine.fast import forward
     return forward
 
 
 def _checked(forward: Callable) -> Callable:
     """``forward`` with the engines' input and overflow errors turned into CliError."""
-    from .golden import InputError, IntegerOverflowError
+    from gsbsim.engine.golden import InputError, IntegerOverflowError
 
     def run(model, x: np.ndarray, trace: bool):
         try:
@@ -210,7 +210,7 @@ def cmd_run(args) -> int:
         correct = int((pred == labels).sum())
         out.update(correct=correct, accuracy=correct / len(images))
     if args.plot:
-        from .plots import plot_breakdown
+        from gsbsim.hw.plots import plot_breakdown
         _atomic_write_file(args.plot, lambda tmp: plot_breakdown(c, cyc, tmp))
     if args.json:
         out.update(c.to_dict())
@@ -343,9 +343,9 @@ def _swap_in(tmp: str, final: str) -> None:
 
 
 def cmd_hls(args) -> int:
-    """Generate the HLS C++ project of a model (gsbsim/hls_gen.py)."""
-    from .hls_env import HlsEnvError
-    from .hls_gen import TOP_NAME, HlsGenError, generate
+    """Generate the HLS C++ project of a model (gsbsim/hlsgen/project.py)."""
+    from gsbsim.hlsgen.toolchain import HlsEnvError
+    from gsbsim.hlsgen.project import TOP_NAME, HlsGenError, generate
     model = _load_model(args.model)
     header = dict(model.header)
     fold = _folding(args, header)
@@ -361,10 +361,10 @@ def cmd_hls(args) -> int:
 
 
 def cmd_csim(args) -> int:
-    """Refresh the vectors, build and run a generated project's C-simulation (gsbsim/csim.py)."""
-    from . import csim
-    from .hls_env import HlsEnvError, find_ap_types, find_compiler
-    from .hls_gen import HlsGenError, load_project
+    """Refresh the vectors, build and run a generated project's C-simulation (gsbsim/hlsgen/csim.py)."""
+    from gsbsim.hlsgen import csim
+    from gsbsim.hlsgen.toolchain import HlsEnvError, find_ap_types, find_compiler
+    from gsbsim.hlsgen.project import HlsGenError, load_project
     try:
         project = load_project(args.dir)
         csim.check_model(project)
@@ -438,7 +438,7 @@ def _add_data_args(p: argparse.ArgumentParser, images_default: int | None) -> No
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .hls_gen import DEFAULT_PART
+    from gsbsim.hlsgen.project import DEFAULT_PART
     fmt = argparse.RawDescriptionHelpFormatter
     parser = _Parser(prog=PROG, description="Bit-exact integer simulator of GSB binary vision "
                      "transformers: accuracy, costs, test vectors, HLS generation and C-simulation.", formatter_class=fmt)

@@ -3,7 +3,7 @@
 What the two methods change in a block: the activation unit after every binary linear
 (§13.1, both), and for ``didb`` the frequency-split scores HFSC with their three-level exp
 table (§13.2) and the DIBA context (§13.3). Everything else is golden.py's code, reused.
-``gsbsim.golden.forward`` calls ``block`` for these methods; the ops are public so that
+``gsbsim.engine.golden.forward`` calls ``block`` for these methods; the ops are public so that
 tests (and the fast path) can check them one by one.
 
 Trace names per block (golden.block_trace_names): the gsb list plus ``{L}.z`` after each
@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .conventions import requant
-from .golden import (IntegerOverflowError, _check_int32, _rq, attention_planes, attention_scores, binary_acc,
+from gsbsim.format.conventions import requant
+from gsbsim.engine.golden import (IntegerOverflowError, _check_int32, _rq, attention_planes, attention_scores, binary_acc,
                      fc1_bits, gsb_context, ln_bits, overflow_message, probs_from_exp, softmax_probs,
                      value_planes)
-from .model_file import SCORE_SHIFT, SLOPE_SHIFT, IntModel
+from gsbsim.format.model_file import SCORE_SHIFT, SLOPE_SHIFT, IntModel
 
 __all__ = ["act_unit", "haar_s4", "hfsc_bits", "hfsc_scores", "exp3_weights", "hfsc_softmax",
            "laplacian8", "diba_context", "block", "U_LIMIT", "Z_LIMIT"]

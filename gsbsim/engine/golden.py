@@ -39,7 +39,7 @@ logits                      int64      (B, C)              logits, 2^-logit     
 pred                        int64      (B,)                argmax, ties to the lowest index        §9
 ==========================  =========  ==================  ============================================
 
-Methods ``reactnet`` and ``didb`` (spec §13, gsbsim/golden_methods.py) add ``{L}.z`` after
+Methods ``reactnet`` and ``didb`` (spec §13, gsbsim/engine/golden_methods.py) add ``{L}.z`` after
 each binary linear's accumulators and, for didb, replace the Q/K bits and the scores by the
 HFSC bands (``block_trace_names(method)``, ``trace_names(depth, method)``).
 
@@ -52,8 +52,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .conventions import and_dot, div_round, isqrt, pack_bits, requant, xnor_dot
-from .model_file import ACT_METHODS, IntModel
+from gsbsim.format.conventions import and_dot, div_round, isqrt, pack_bits, requant, xnor_dot
+from gsbsim.format.model_file import ACT_METHODS, IntModel
 
 __all__ = ["forward", "InputError", "IntegerOverflowError", "trace_names", "BLOCK_TRACE_NAMES",
            "check_images", "overflow_message", "patch_embed", "ln_stats", "ln_bits", "binary_acc",
@@ -379,7 +379,7 @@ def forward(model: IntModel, images: np.ndarray, trace: bool = False) -> tuple[n
     rec("embed", x)
     block = _block
     if model.method in ACT_METHODS:
-        from .golden_methods import block  # noqa: PLC0415 - golden_methods imports this module
+        from gsbsim.engine.golden_methods import block  # noqa: PLC0415 - golden_methods imports this module
     for i in range(model.depth):
         x = block(model, i, x, rec)
     a, sh = model.arrays, model.shifts

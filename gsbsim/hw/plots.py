@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 
-from .costs import BOPS_PER_OP, CostReport
-from .folding import CycleReport
+from gsbsim.hw.costs import BOPS_PER_OP, CostReport
+from gsbsim.hw.folding import CycleReport
 
 __all__ = ["plot_breakdown"]
 

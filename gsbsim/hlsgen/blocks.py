@@ -1,4 +1,4 @@
-"""The C++ of one transformer block in a generated ``gsb_top`` (gsbsim/hls_gen.py), per method.
+"""The C++ of one transformer block in a generated ``gsb_top`` (gsbsim/hlsgen/project.py), per method.
 
 A block is assembled from stanzas (format strings over the block index ``i``), so the three
 arithmetics share everything they have in common (docs/integer_model.md):
@@ -15,7 +15,7 @@ Every traced tensor of the method is recorded under its gsbsim trace name (GSB_T
 """
 from __future__ import annotations
 
-from .model_file import ACT_METHODS   # methods with the §13.1 activation unit
+from gsbsim.format.model_file import ACT_METHODS   # methods with the §13.1 activation unit
 
 __all__ = ["block_cpp"]
 

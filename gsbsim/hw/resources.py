@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .folding import CycleReport, FoldedLayer
+from gsbsim.hw.folding import CycleReport, FoldedLayer
 
 __all__ = ["LABEL", "LayerResources", "ResourceReport", "lut_estimate", "bram18_estimate", "estimate"]
 

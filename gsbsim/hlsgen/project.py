@@ -10,8 +10,8 @@ A fixed skeleton (hls/include/gsb kernels, called in dataflow order) is filled p
     DIR/vitis.tcl           optional Vitis HLS flow (csim_design, csynth_design); never required
     DIR/project.json        model path + sha256, folding, header, part, clock
 
-The block's C++ per method (gsb/bit/sign, reactnet, didb) comes from gsbsim/hls_blocks.py.
-The generated C++ reproduces ``gsbsim.golden`` exactly; ``gsbsim csim`` (gsbsim/csim.py)
+The block's C++ per method (gsb/bit/sign, reactnet, didb) comes from gsbsim/hlsgen/blocks.py.
+The generated C++ reproduces ``gsbsim.golden`` exactly; ``gsbsim csim`` (gsbsim/hlsgen/csim.py)
 compiles and runs it against ``gsbsim vectors`` output. docs/hls.md describes the flow.
 """
 from __future__ import annotations
@@ -27,13 +27,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import golden
-from .costs import layers
-from .folding import Fold, FoldingError, cycle_report
-from .hls_blocks import block_cpp
-from .hls_env import HlsEnvError, find_ap_types, library_include_dir
-from .hls_params import c_array, c_int, c_scalar, c_struct, finn_tiles, packed_rows_to_bits
-from .model_file import ACT_METHODS, IntModel
+from gsbsim.engine import golden
+from gsbsim.hw.costs import layers
+from gsbsim.hw.folding import Fold, FoldingError, cycle_report
+from gsbsim.hlsgen.blocks import block_cpp
+from gsbsim.hlsgen.toolchain import HlsEnvError, find_ap_types, library_include_dir
+from gsbsim.hlsgen.params import c_array, c_int, c_scalar, c_struct, finn_tiles, packed_rows_to_bits
+from gsbsim.format.model_file import ACT_METHODS, IntModel
 
 __all__ = ["HlsGenError", "Project", "generate", "load_project", "sha256_file", "layer_macro",
            "trace_specs", "trace_producer", "PROJECT_FILE", "DEFAULT_PART", "TOP_NAME"]

@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .model_file import ACT_METHODS, EXP_LO_SIZE, METHODS, exp_hi_length
+from gsbsim.format.model_file import ACT_METHODS, EXP_LO_SIZE, METHODS, exp_hi_length
 
 __all__ = [
     "CostModelError", "Layer", "Param", "Tensor", "CostReport", "Shape",

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .conventions import unpack_bits
+from gsbsim.format.conventions import unpack_bits
 
 __all__ = ["finn_tiles", "packed_rows_to_bits", "c_int", "c_array", "c_scalar", "c_struct", "INT64_MIN"]
 

@@ -1,6 +1,6 @@
 """The fast path: the integer model on packed bits with Numba (must equal gsbsim.golden exactly).
 
-Same signature, trace names, dtypes and values as ``gsbsim.golden.forward`` (see its
+Same signature, trace names, dtypes and values as ``gsbsim.engine.golden.forward`` (see its
 docstring for the trace table). The batch is processed layer by layer with all tokens of
 all images stacked as rows, one jitted call per layer:
 
@@ -35,13 +35,13 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from . import golden
-from .conventions import n_words, unpack_bits
-from .golden import (LN_OVERFLOW, RESID_OVERFLOW, IntegerOverflowError, InputError, check_images,
+from gsbsim.engine import golden
+from gsbsim.format.conventions import n_words, unpack_bits
+from gsbsim.engine.golden import (LN_OVERFLOW, RESID_OVERFLOW, IntegerOverflowError, InputError, check_images,
                      overflow_message)
-from .kernels import and_into, context_head, context_workspace, pack_2sided_into, pack_row, xnor_into
-from .popcnt import cycle_counter, popcount64
-from .model_file import ACT_METHODS, IntModel
+from gsbsim.engine.kernels import and_into, context_head, context_workspace, pack_2sided_into, pack_row, xnor_into
+from gsbsim.engine.popcnt import cycle_counter, popcount64
+from gsbsim.format.model_file import ACT_METHODS, IntModel
 
 __all__ = ["forward", "forward_batch", "forward_profiled", "InputError", "IntegerOverflowError",
            "CONTEXT_METHODS", "ATTENTION_PHASES"]
@@ -714,7 +714,7 @@ class _Run:
         """Block i on X [B*N, E] (a_bits: its ln1 bits when the previous block computed them);
         returns the new X and the next block's ln1 bits (None after the last block)."""
         if self.m.method in ACT_METHODS:               # reactnet, didb (spec §13)
-            from . import fast_methods                 # imported here: it imports this module
+            from gsbsim.engine import fast_methods                 # imported here: it imports this module
             return fast_methods.block(self, i, x, a_bits)
         m = self.m
         t = self.tick()

@@ -1,0 +1,1 @@
+"""Embedded datasets readable without torch (the same splits as reference.data)."""

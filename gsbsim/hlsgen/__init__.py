@@ -1,0 +1,1 @@
+"""HLS project generation and C-simulation: parameters, blocks, templates, the g++ toolchain."""
