@@ -46,7 +46,7 @@ from benchmarks.kernels import machine, write_section  # noqa: E402
 from gsbsim.hw import costs, folding  # noqa: E402
 from gsbsim.format.model_file import IntModel, validate  # noqa: E402
 from reference import export as ex  # noqa: E402
-from reference import train  # noqa: E402
+from reference.train.entry import main as train_main  # noqa: E402
 from reference.agreement import measure  # noqa: E402
 from reference.checkpoint import load_model  # noqa: E402
 from reference.config import METHODS  # noqa: E402
@@ -95,7 +95,7 @@ class BenchError(Exception):
 
 
 def _train(setup: Setup, args: list[str]) -> None:
-    rc = train.main([*setup.train_args(), "--no-progress", *args])
+    rc = train_main([*setup.train_args(), "--no-progress", *args])
     if rc != 0:
         raise BenchError(f"benchmarks/accuracy.py: python -m reference.train {' '.join(args)} exited with {rc}")
 

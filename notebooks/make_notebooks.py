@@ -86,14 +86,15 @@ reference.export`, `gsbsim run`, `gsbsim hls`, `gsbsim csim`), called here throu
     new_code_cell("""import json, os
 from pathlib import Path
 import numpy as np
-from reference import train, export, agreement
+from reference import export, agreement
+from reference.train.entry import main as train_main
 from gsbsim import cli
 
 SMALL = os.environ.get("GSBSIM_NB_SMALL") == "1"
 out = Path("runs_nb/digits")
 quick = ["--epochs", "1", "--limit-train", "128"] if SMALL else []"""),
     new_markdown_cell("## 1. Train teacher → stage 1 → stage 2 (DeiT hard distillation)"),
-    new_code_cell("""assert train.main(["--stage", "all", "--out", str(out), "--no-progress", *quick]) == 0
+    new_code_cell("""assert train_main(["--stage", "all", "--out", str(out), "--no-progress", *quick]) == 0
 for stage in ("teacher", "stage1", "stage2"):
     s = json.loads((out / stage / "summary.json").read_text())
     print(f"{stage:8s} val {s['best_val_acc']:.2f}%  test {s['test_acc']:.2f}%")"""),

@@ -14,7 +14,8 @@ import torch.nn as nn
 
 from .config import QuantConfig
 from .methods import attention_class, is_binary, make_linear, post_activation
-from .quantizers import GSBAttention, GSBValue, LearnableBias, SignedBinarizer
+from .gsb import GSBAttention, GSBValue
+from .quantizers import LearnableBias, SignedBinarizer
 
 GELU_CLIP = 10.0
 

@@ -34,7 +34,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from gsbsim import cli as gsbsim_cli
-    from . import agreement, export, train
+    from . import agreement, export
+    from .train.entry import main as train_main
 
     out = Path(args.out)
     model = str(out / "model.npz")
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
     train_argv = ["--stage", "all", "--preset", "digits", "--out", str(out), "--seed", str(args.seed)]
     if args.epochs:
         train_argv += ["--epochs", str(args.epochs)]
-    _step("train", train.main, train_argv, timings)
+    _step("train", train_main, train_argv, timings)
     _step("export", export.main, ["--checkpoint", str(out / "stage2" / "best.pt"), "--out", model], timings)
     _step("agreement", agreement.main, ["--checkpoint", str(out / "stage2" / "best.pt"), "--model", model],
           timings)

@@ -16,7 +16,8 @@ from torch import Tensor, nn
 
 from .blocks import BinaryAttention
 from .config import QuantConfig
-from .quantizers import GSBAttention, GSBValue, LearnableBias, SignedBinarizer
+from .gsb import GSBAttention, GSBValue
+from .quantizers import LearnableBias, SignedBinarizer
 from .reactnet import RPReLU
 
 PREFIX_TOKENS = 2  # cls + dist: no grid position

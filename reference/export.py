@@ -23,10 +23,10 @@ from .blocks import GELU_CLIP, BinaryBlock
 from .layers import PIXEL_SCALE
 from .models import LN_EPS, BinaryDeiT, build_model
 from .presets import get_preset
+from .export_methods import act_block, act_peaks
+from .fixed_point import SHIFTS, ExportError, ceil_int, exp_lut, fixed, requant_params, to_numpy
 
 FORMAT_VERSION = 1
-SHIFTS = {"patch": 16, "resid": 16, "head_ln": 12, "logit": 16, "value": 8, "prob": 16, "recip": 48,
-          "ctx": 24, "ln": 16}
 # calibration picks F so that 4 * max|x| * 2^F <= 2^22: then E*S2 < 2^62 (exact isqrt) and
 # D*2^16 < 2^48 even for E = 768, and the residual keeps 9 bits of int32 headroom; finer
 # than that gains nothing, coarser makes float ties flip (the cls/dist tokens' LayerNorm is
@@ -39,25 +39,9 @@ EXPORTABLE_METHODS = ("gsb", "bit", "sign", "reactnet", "didb")
 ACT_METHODS = ("reactnet", "didb")
 
 
-class ExportError(Exception):
-    """A model that cannot be expressed as the integer model (message says why)."""
-
-
-def _np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().double().cpu().numpy()
-
-
-def _ceil_int(x) -> np.ndarray:
-    return np.ceil(np.asarray(x, dtype=np.float64)).astype(np.int64)
-
-
-def _fixed(x, bits: int) -> np.ndarray:
-    return round_half_up(np.asarray(x, dtype=np.float64) * 2.0 ** bits)
-
-
 def _binary_weight(linear) -> tuple[np.ndarray, float]:
     """BWN weights as packed bits (sign(W - mean W), tie +1) and the scale mean|W|."""
-    w = _np(linear.weight)
+    w = to_numpy(linear.weight)
     return pack_bits((w - w.mean() >= 0).astype(np.uint8)), float(np.abs(w).mean())
 
 
@@ -67,7 +51,7 @@ def _in_scale(linear) -> float:
 
 def _shift(move, size: int) -> np.ndarray:
     """A learnable shift flattened to `size` values; zeros where the method has none (sign)."""
-    return _np(move.bias).reshape(size) if move is not None else np.zeros(size)
+    return to_numpy(move.bias).reshape(size) if move is not None else np.zeros(size)
 
 
 def _attention_scales(at, n_tok: int) -> tuple[np.ndarray, np.ndarray, np.int64]:
@@ -77,28 +61,28 @@ def _attention_scales(at, n_tok: int) -> tuple[np.ndarray, np.ndarray, np.int64]
     1[A >= 1/N] with scale 1 (thr1 = ceil(2^prob/N)) and V's running-mean scale.
     """
     if hasattr(at, "a_gsb"):
-        a_scales = _np(at.a_gsb.scales())
-        return a_scales, _np(at.v_gsb.scales()), np.int64(_ceil_int(a_scales[0] * 2.0 ** (SHIFTS["prob"] - 1)))
-    return np.ones(1), _np(at.v_bin.scales()).reshape(1), np.int64(_ceil_int(2.0 ** SHIFTS["prob"] / n_tok))
+        a_scales = to_numpy(at.a_gsb.scales())
+        return a_scales, to_numpy(at.v_gsb.scales()), np.int64(ceil_int(a_scales[0] * 2.0 ** (SHIFTS["prob"] - 1)))
+    return np.ones(1), to_numpy(at.v_bin.scales()).reshape(1), np.int64(ceil_int(2.0 ** SHIFTS["prob"] / n_tok))
 
 
 def _ln_sign_thresholds(norm, shift: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
     """LayerNorm + shift + sign -> sign(gamma)*D*2^ln >= thr*sigma (spec §3)."""
-    gamma, beta = _np(norm.weight), _np(norm.bias)
+    gamma, beta = to_numpy(norm.weight), to_numpy(norm.bias)
     offset = beta + shift
     sgn = np.sign(gamma).astype(np.int8)
     # |x_c - mu| / sigma <= sqrt(E - 1): a larger |t| means a constant bit, so clamp (keeps int64 headroom)
     bound = math.sqrt(dim) + 1.0
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(gamma != 0, -offset / np.abs(gamma), 0.0)
-    thr = _fixed(np.clip(t, -bound, bound), SHIFTS["ln"])
+    thr = fixed(np.clip(t, -bound, bound), SHIFTS["ln"])
     thr = np.where(gamma == 0, np.where(offset >= 0, 0, 1), thr)
     return sgn, thr.astype(np.int64)
 
 
 def _acc_threshold(bias: np.ndarray, scale: float, k: int) -> np.ndarray:
     """scale*acc + bias >= 0  <=>  acc >= ceil(-bias/scale); clipped to the accumulator range."""
-    return np.clip(_ceil_int(-bias / scale), -k - 1, k + 1).astype(np.int32)
+    return np.clip(ceil_int(-bias / scale), -k - 1, k + 1).astype(np.int32)
 
 
 def _fc1_thresholds(fc1, fc2, beta_w: float, dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +90,7 @@ def _fc1_thresholds(fc1, fc2, beta_w: float, dim: int) -> tuple[np.ndarray, np.n
     hidden = fc1.out_features
     ab = _in_scale(fc1) * beta_w
     acc = np.arange(-dim, dim + 1, dtype=np.float64)
-    f = torch.from_numpy(ab * acc[None, :] + _np(fc1.bias)[:, None])
+    f = torch.from_numpy(ab * acc[None, :] + to_numpy(fc1.bias)[:, None])
     g = torch.nn.functional.gelu(f).clamp(-GELU_CLIP, GELU_CLIP).numpy()
     on = g + _shift(fc2.move, hidden)[:, None] >= _in_scale(fc2) / 2
     hi = np.full(hidden, dim + 1, dtype=np.int64)
@@ -124,11 +108,6 @@ def _fc1_thresholds(fc1, fc2, beta_w: float, dim: int) -> tuple[np.ndarray, np.n
     return hi.astype(np.int32), lo.astype(np.int32)
 
 
-def _requant(scale: float, bias: np.ndarray, frac_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    s = frac_bits + SHIFTS["resid"]
-    return np.int64(round_half_up(scale * 2.0 ** s)), _fixed(bias, s)
-
-
 def _export_block(blk: BinaryBlock, dim: int, n_tok: int, frac_bits: int, method: str) -> dict[str, np.ndarray]:
     """One block's arrays: the parts every method shares, then the method's own (§4-§8, or §13)."""
     at, mlp = blk.attn, blk.mlp
@@ -138,19 +117,18 @@ def _export_block(blk: BinaryBlock, dim: int, n_tok: int, frac_bits: int, method
     betas: dict[str, float] = {}
     for name, lin in (("qkv", at.qkv), ("proj", at.proj), ("fc1", mlp.fc1), ("fc2", mlp.fc2)):
         out[name + ".weight"], betas[name] = _binary_weight(lin)
-    att_bias = _np(at.att_bias.bias) if hasattr(at, "att_bias") else np.zeros((at.num_heads, n_tok, n_tok))
-    out["att_bias"] = _fixed(att_bias, SHIFTS["prob"]).astype(np.int32)
+    att_bias = to_numpy(at.att_bias.bias) if hasattr(at, "att_bias") else np.zeros((at.num_heads, n_tok, n_tok))
+    out["att_bias"] = fixed(att_bias, SHIFTS["prob"]).astype(np.int32)
     a_scales, v_scales, out["a.thr1"] = _attention_scales(at, n_tok)
-    out["ctx.scale"] = _fixed(np.outer(a_scales, v_scales), SHIFTS["ctx"])
-    out["proj.in_thr"] = _ceil_int(-_shift(at.proj.move, dim) * 2.0 ** SHIFTS["ctx"])
+    out["ctx.scale"] = fixed(np.outer(a_scales, v_scales), SHIFTS["ctx"])
+    out["proj.in_thr"] = ceil_int(-_shift(at.proj.move, dim) * 2.0 ** SHIFTS["ctx"])
     if method in ACT_METHODS:
-        from .export_methods import act_block
         out.update(act_block(blk, betas, frac_bits, float(v_scales[0]), n_tok, SHIFTS))
         return out
 
     d = at.head_dim
     ab = _in_scale(at.qkv) * betas["qkv"]
-    bias = _np(at.qkv.bias).reshape(3, dim)
+    bias = to_numpy(at.qkv.bias).reshape(3, dim)
     moves = [getattr(at, name, None) for name in ("q_move", "k_move", "v_move")]
     out["q.thr"] = _acc_threshold(bias[0] + _shift(moves[0], dim), ab, dim)
     out["k.thr"] = _acc_threshold(bias[1] + _shift(moves[1], dim), ab, dim)
@@ -158,23 +136,17 @@ def _export_block(blk: BinaryBlock, dim: int, n_tok: int, frac_bits: int, method
     # negative bias, e.g. timm's zero-initialised ones after little training, must not round to 0)
     out["v.offset"] = np.floor((bias[2] + _shift(moves[2], dim)) / ab * 2.0 ** SHIFTS["value"]).astype(np.int64)
     out["exp_lut"] = exp_lut(at)
-    out["proj.mult"], out["proj.bias"] = _requant(_in_scale(at.proj) * betas["proj"], _np(at.proj.bias), frac_bits)
+    out["proj.mult"], out["proj.bias"] = requant_params(_in_scale(at.proj) * betas["proj"], to_numpy(at.proj.bias), frac_bits)
     out["fc1.thr_hi"], out["fc1.thr_lo"] = _fc1_thresholds(mlp.fc1, mlp.fc2, betas["fc1"], dim)
-    out["fc2.mult"], out["fc2.bias"] = _requant(_in_scale(mlp.fc2) * betas["fc2"], _np(mlp.fc2.bias), frac_bits)
+    out["fc2.mult"], out["fc2.bias"] = requant_params(_in_scale(mlp.fc2) * betas["fc2"], to_numpy(mlp.fc2.bias), frac_bits)
     return out
-
-
-def exp_lut(at) -> np.ndarray:
-    """§5's exact exp table exp_lut[m] = 2^prob exp(-2 c m), c = a_q a_k / sqrt(d)."""
-    c = float(at.q_bin.scales()) * float(at.k_bin.scales()) / math.sqrt(at.head_dim)
-    return _fixed(np.exp(-2.0 * c * np.arange(at.head_dim + 1)), SHIFTS["prob"])
 
 
 def _export_head(model: BinaryDeiT, head, frac_bits: int) -> dict[str, np.ndarray]:
     k = SHIFTS["head_ln"]
     ax = float(head.act_q.scales())
-    gain = _fixed(_np(model.norm.weight) / ax, k)
-    offset = _fixed((_np(model.norm.bias) + _np(head.move.bias)) / ax, k)  # heads keep their shift in every method
+    gain = fixed(to_numpy(model.norm.weight) / ax, k)
+    offset = fixed((to_numpy(model.norm.bias) + to_numpy(head.move.bias)) / ax, k)  # heads keep their shift in every method
     q, aw = head.weight_q.int_repr(head.weight)
     mult = np.int64(round_half_up(ax * float(aw) / 2 * 2.0 ** SHIFTS["logit"]))
     return {"gain": gain, "offset": offset, "weight": q.numpy().astype(np.int8), "mult": mult}
@@ -183,7 +155,6 @@ def _export_head(model: BinaryDeiT, head, frac_bits: int) -> dict[str, np.ndarra
 @torch.no_grad()
 def calibrate_frac_bits(model: BinaryDeiT, images: torch.Tensor) -> int:
     """Fractional bits F of the residual stream from the largest magnitude seen on `images`."""
-    from .export_methods import act_peaks
     x = model._pos_embed(model.patch_embed(images))
     peak = float(x.abs().max())
     with act_peaks(model) as acts:   # reactnet/didb: the activation units' inputs and outputs too
@@ -221,11 +192,11 @@ def export(model: BinaryDeiT, calib_images: torch.Tensor, preset: str, source: s
     wq, walpha = pe.weight_q.int_repr(pe.proj.weight)
     arrays["patch.weight"] = wq.numpy().reshape(dim, -1).astype(np.int8)
     ps = frac_bits + SHIFTS["patch"]
-    arrays["patch.mult"] = round_half_up(_np(walpha).reshape(dim) / PIXEL_SCALE * 2.0 ** ps)
-    arrays["patch.bias"] = _fixed(_np(pe.proj.bias), ps)
-    arrays["pos"] = _fixed(_np(model.pos_embed)[0], frac_bits).astype(np.int32)
-    tokens = np.concatenate([_np(model.cls_token)[0], _np(model.dist_token)[0]], axis=0)
-    arrays["tokens"] = _fixed(tokens, frac_bits).astype(np.int32)
+    arrays["patch.mult"] = round_half_up(to_numpy(walpha).reshape(dim) / PIXEL_SCALE * 2.0 ** ps)
+    arrays["patch.bias"] = fixed(to_numpy(pe.proj.bias), ps)
+    arrays["pos"] = fixed(to_numpy(model.pos_embed)[0], frac_bits).astype(np.int32)
+    tokens = np.concatenate([to_numpy(model.cls_token)[0], to_numpy(model.dist_token)[0]], axis=0)
+    arrays["tokens"] = fixed(tokens, frac_bits).astype(np.int32)
     for i, blk in enumerate(model.blocks):
         for name, value in _export_block(blk, dim, n_tok, frac_bits, cfg.method).items():
             arrays[f"blocks.{i}.{name}"] = value
@@ -234,7 +205,7 @@ def export(model: BinaryDeiT, calib_images: torch.Tensor, preset: str, source: s
     arrays["head_dist_norm.gain"], arrays["head_dist_norm.offset"] = dist["gain"], dist["offset"]
     arrays["head.weight"], arrays["head.mult"] = main["weight"], main["mult"]
     arrays["head_dist.weight"], arrays["head_dist.mult"] = dist["weight"], dist["mult"]
-    arrays["logit.bias"] = _fixed((_np(model.head.bias) + _np(model.head_dist.bias)) / 2, SHIFTS["logit"])
+    arrays["logit.bias"] = fixed((to_numpy(model.head.bias) + to_numpy(model.head_dist.bias)) / 2, SHIFTS["logit"])
 
     header = {
         "format": "gsbsim-int", "preset": preset, "img_size": pe.img_size[0], "patch_size": pe.patch_size[0],

@@ -16,7 +16,7 @@ import torch
 
 from gsbsim.format.model_file import SCORE_SHIFT, SLOPE_SHIFT, exp_tables
 from .blocks import GELU_CLIP, BinaryBlock
-from .export import SHIFTS, ExportError, _ceil_int, _fixed, _np, _requant, exp_lut
+from .fixed_point import SHIFTS, ExportError, ceil_int, exp_lut, fixed, requant_params, to_numpy
 from .reactnet import RPReLU
 
 __all__ = ["act_block", "act_peaks", "fc1_z_thresholds", "Z_NEVER"]
@@ -27,7 +27,7 @@ GELU_ARGMIN = -0.7517916     # GELU decreases left of this point and increases r
 
 
 def _ceil_clip(x, bound: int) -> np.ndarray:
-    return np.clip(_ceil_int(x), -bound, bound)
+    return np.clip(ceil_int(x), -bound, bound)
 
 
 class _Peak:
@@ -59,12 +59,12 @@ def _unit(lin, act: RPReLU, beta_w: float, frac_bits: int, n_tok: int) -> dict[s
     """§13.1's arrays of one activation unit: u = rq(acc, mult, bias + tok_in), slope, out, tok_out."""
     s = frac_bits + SHIFTS["resid"]
     alpha = float(lin.act_q.scales())
-    gamma_tok = _np(getattr(act, "gamma_token", torch.zeros(n_tok)))
-    zeta_tok = _np(getattr(act, "zeta_token", torch.zeros(n_tok)))
-    mult, bias = _requant(alpha * beta_w, _np(lin.bias) - _np(act.gamma), frac_bits)   # §7's requant
-    return {"mult": mult, "bias": bias, "tok_in": _fixed(-gamma_tok, s),
-            "slope": _fixed(_np(act.beta), SLOPE_SHIFT), "out": _fixed(_np(act.zeta), frac_bits),
-            "tok_out": _fixed(zeta_tok, frac_bits)}
+    gamma_tok = to_numpy(getattr(act, "gamma_token", torch.zeros(n_tok)))
+    zeta_tok = to_numpy(getattr(act, "zeta_token", torch.zeros(n_tok)))
+    mult, bias = requant_params(alpha * beta_w, to_numpy(lin.bias) - to_numpy(act.gamma), frac_bits)   # §7's requant
+    return {"mult": mult, "bias": bias, "tok_in": fixed(-gamma_tok, s),
+            "slope": fixed(to_numpy(act.beta), SLOPE_SHIFT), "out": fixed(to_numpy(act.zeta), frac_bits),
+            "tok_out": fixed(zeta_tok, frac_bits)}
 
 
 def _gelu_on(z: np.ndarray, frac_bits: int, level: np.ndarray) -> np.ndarray:
@@ -122,23 +122,23 @@ def act_block(blk: BinaryBlock, betas: dict[str, float], frac_bits: int, alpha_v
         out.update({f"{name}.{k}": v for k, v in _unit(lin, act, betas[name], frac_bits, n_tok).items()})
     one = 2.0 ** frac_bits
     # floor: z + offset >= 0 is then exactly z*2^-F + v_move >= 0 (z is an integer)
-    out["v.offset"] = np.floor(_np(at.v_move.bias).reshape(e) * 2.0 ** frac_bits).astype(np.int64)
-    level = float(mlp.fc2.act_q.scales()) / 2 - _np(mlp.fc2.move.bias)
+    out["v.offset"] = np.floor(to_numpy(at.v_move.bias).reshape(e) * 2.0 ** frac_bits).astype(np.int64)
+    level = float(mlp.fc2.act_q.scales()) / 2 - to_numpy(mlp.fc2.move.bias)
     out["fc1.thr_hi"], out["fc1.thr_lo"] = fc1_z_thresholds(level, frac_bits)
     if not hasattr(at, "band_gain"):     # reactnet: §4's Q/K bits on z, §5's softmax
-        out["q.thr"] = _ceil_clip(-_np(at.q_move.bias).reshape(e) * one, Z_NEVER).astype(np.int32)
-        out["k.thr"] = _ceil_clip(-_np(at.k_move.bias).reshape(e) * one, Z_NEVER).astype(np.int32)
+        out["q.thr"] = _ceil_clip(-to_numpy(at.q_move.bias).reshape(e) * one, Z_NEVER).astype(np.int32)
+        out["k.thr"] = _ceil_clip(-to_numpy(at.k_move.bias).reshape(e) * one, Z_NEVER).astype(np.int32)
         out["exp_lut"] = exp_lut(at)
         return out
     for qk in ("q", "k"):                # didb: HFSC bands on S4 = 4L and 4H
         for band in ("low", "high"):
-            move = _np(getattr(at, f"{qk}_move_{band}").bias).reshape(e)
+            move = to_numpy(getattr(at, f"{qk}_move_{band}").bias).reshape(e)
             out[f"{qk}.thr_{band}"] = _ceil_clip(-4 * move * one, THR_BAND_MAX)
-    gain = _np(at.band_gain).reshape(2, h)
+    gain = to_numpy(at.band_gain).reshape(2, h)
     alphas = np.array([[float(at.q_bin_low.scales()) * float(at.k_bin_low.scales())],
                        [float(at.q_bin_high.scales()) * float(at.k_bin_high.scales())]])
-    out["score.w"] = _fixed(gain * alphas / math.sqrt(d), SCORE_SHIFT)
+    out["score.w"] = fixed(gain * alphas / math.sqrt(d), SCORE_SHIFT)
     out["exp_lo"], out["exp_mid"], out["exp_hi"] = exp_tables(shifts["prob"])
-    out["ctx.vscale"] = np.int64(_fixed(alpha_v, shifts["ctx"]))
-    out["ctx.local"] = _fixed(_np(at.local_gain).reshape(h) * alpha_v, shifts["ctx"])
+    out["ctx.vscale"] = np.int64(fixed(alpha_v, shifts["ctx"]))
+    out["ctx.local"] = fixed(to_numpy(at.local_gain).reshape(h) * alpha_v, shifts["ctx"])
     return out

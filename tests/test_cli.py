@@ -13,7 +13,7 @@ import pytest
 from gsbsim.hw import costs, folding
 
 from gsbsim.engine import golden
-from gsbsim.cli.main import main
+from gsbsim.cli.app import main
 from gsbsim.format.model_file import save_model
 from gsbsim.format.random_model import random_images, random_model
 

@@ -69,7 +69,7 @@ def test_methods_are_validated():
 
 def test_count_ops_on_model_files(tmp_path, capsys):
     """`gsbsim run --count-ops` on reactnet and didb files (golden engine: the counts need no fast path)."""
-    from gsbsim.cli.main import main
+    from gsbsim.cli.app import main
     from gsbsim.format.model_file import save_model
     from gsbsim.format.random_model import random_images, random_model
     for method in ("reactnet", "didb"):

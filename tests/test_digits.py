@@ -74,7 +74,7 @@ def test_cli_digits_run_imports_neither_torch_nor_sklearn(tmp_path):
     from gsbsim.format.random_model import random_model
     m = random_model(np.random.default_rng(0), embed_dim=24, num_heads=2, mlp_hidden=48)
     save_model(tmp_path / "m.npz", m.header, m.arrays)
-    code = ("import sys\nfrom gsbsim.cli.main import main\n"
+    code = ("import sys\nfrom gsbsim.cli.app import main\n"
             f"rc = main(['run', '--model', {str(tmp_path / 'm.npz')!r}, '--images', '5', '--json'])\n"
             "heavy = [m for m in ('torch', 'sklearn', 'reference') if m in sys.modules]\n"
             "print('HEAVY', heavy)\nsys.exit(rc)\n")

@@ -25,7 +25,7 @@ import pytest
 
 from gsbsim.format import conventions as cv
 from gsbsim.hlsgen import csim, toolchain
-from gsbsim.cli.main import main
+from gsbsim.cli.app import main
 from gsbsim.hw.folding import cycle_report
 from gsbsim.hlsgen.project import load_project, trace_specs
 from gsbsim.format.model_file import exp_hi_length, save_model

@@ -28,7 +28,7 @@ import pytest
 from gsbsim.format import conventions as cv
 from gsbsim.hlsgen import csim, toolchain
 from gsbsim.engine import golden
-from gsbsim.cli.main import main
+from gsbsim.cli.app import main
 from gsbsim.hw.folding import cycle_report, folding_from_dict, global_folding, mvau_cycles
 from gsbsim.hlsgen.project import load_project, trace_specs
 from gsbsim.format.model_file import IntModel, save_model

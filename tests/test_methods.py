@@ -11,12 +11,13 @@ import torch.nn.functional as F
 from gsbsim.engine import golden
 from gsbsim.format.model_file import IntModel, validate
 from reference import export as ex
-from reference import train
+from reference.train.entry import main as train_main
+from reference.train.schedule import build_optimizer
 from reference.checkpoint import load_checkpoint, load_model
 from reference.config import METHODS, QuantConfig
 from reference.didb import DIDBAttention, IRPReLU, diba, haar_split, laplacian8
 from reference.models import build_model, load_stage1
-from reference.quantizers import _ScaledQuantizer
+from reference.quantizers import ScaledQuantizer
 from reference.reactnet import RPReLU
 from reference.sign import FixedScaleBinarizer, SignAttention
 
@@ -90,7 +91,7 @@ def test_every_method_trains_one_step_and_reaches_its_new_parameters(method):
     # is zero on cls/dist, so that block's lambda has no gradient by construction
     last_lambda = f"blocks.{len(model.blocks) - 1}.attn.local_gain"
     labels = torch.arange(6) % 10
-    opt = train.build_optimizer(model, lr=1e-3, weight_decay=0.05)
+    opt = build_optimizer(model, lr=1e-3, weight_decay=0.05)
     model.train()
     cls, dist = model(_images())
     loss = F.cross_entropy(cls, labels) + F.cross_entropy(dist, labels)
@@ -134,7 +135,7 @@ def test_binary_methods_share_gsb_stage1_and_stage2_loads_it(method):
 def test_fp_student_is_full_precision_and_its_stages_are_identical():
     s1, s2 = _student("fp", "stage1"), _student("fp", "stage2")
     assert s1.state_dict().keys() == s2.state_dict().keys()
-    assert not any(isinstance(m, (_ScaledQuantizer, FixedScaleBinarizer)) for m in s2.modules())
+    assert not any(isinstance(m, (ScaledQuantizer, FixedScaleBinarizer)) for m in s2.modules())
     lin = s2.blocks[0].attn.qkv
     assert lin.act is None and not lin.binary_weight and s2.patch_embed.weight_q is None
     assert isinstance(s2.head, torch.nn.Linear) and type(s2.head) is torch.nn.Linear
@@ -169,7 +170,7 @@ def test_sign_has_no_learnable_shift_or_scale_in_its_blocks():
     model = _student("sign")
     names = [n for n, p in model.blocks.named_parameters() if p.requires_grad]
     assert names and not [n for n in names if any(f in n for f in ("move", "alpha", "att_bias", "gain"))]
-    assert not any(isinstance(m, _ScaledQuantizer) for m in model.blocks.modules())
+    assert not any(isinstance(m, ScaledQuantizer) for m in model.blocks.modules())
     at = model.blocks[0].attn
     assert isinstance(at, SignAttention)
     for lin in (at.qkv, at.proj, model.blocks[0].mlp.fc1, model.blocks[0].mlp.fc2):
@@ -349,7 +350,7 @@ def test_sign_maps_onto_the_integer_model():
 # ----------------------------------------------------------------------------- train CLI
 def test_train_cli_runs_every_stage_of_didb(tmp_path):
     out = tmp_path / "run"
-    assert train.main(["--method", "didb", "--limit-train", "64", "--epochs", "1", "--out", str(out),
+    assert train_main(["--method", "didb", "--limit-train", "64", "--epochs", "1", "--out", str(out),
                        "--no-progress"]) == 0
     for stage in ("teacher", "stage1", "stage2"):
         assert (out / stage / "best.pt").is_file()

@@ -12,7 +12,8 @@ import math
 import pytest
 import torch
 
-from reference.quantizers import (ALPHA_EPS, GSBAttention, GSBValue, LearnableBias, LSQQuantizer,
+from reference.gsb import GSBAttention, GSBValue
+from reference.quantizers import (ALPHA_EPS, LearnableBias, LSQQuantizer,
                                   QuantizerError, SignedBinarizer, UnsignedBinarizer, bwn_weight,
                                   round_half_up, sign_pos)
 

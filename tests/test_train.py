@@ -1,7 +1,7 @@
 """Tests for the training entry point (reference/train.py, distill.py, checkpoint.py, metrics.py).
 
 Runs are tiny: a 'tiny' preset (depth 1, width 16) on the embedded digits data with
---limit-train 128 and 1-3 epochs. Most runs call train.main() in-process; the
+--limit-train 128 and 1-3 epochs. Most runs call entry.main() in-process; the
 torchrun test and one bad-input test run this file as a script (see the bottom),
 which registers the same preset and calls main().
 """
@@ -19,7 +19,8 @@ import torch
 import torch.nn as nn
 
 from reference import checkpoint as ckpt_mod
-from reference import train
+from reference.train import cli as train_cli
+from reference.train import distributed, entry, loop, schedule, stages
 from reference.checkpoint import CHECKPOINT_KEYS, CheckpointError, load_checkpoint, load_model, save_checkpoint
 from reference.distill import TrainLoss, distillation_loss
 from reference.metrics import read_jsonl
@@ -46,7 +47,7 @@ def tiny_preset():
 
 
 def run_main(*argv: str) -> int:
-    return train.main([*TINY_ARGS, *argv])
+    return entry.main([*TINY_ARGS, *argv])
 
 
 def stage_files(stage_dir: Path) -> set[str]:
@@ -122,9 +123,9 @@ def test_best_checkpoint_and_test_accuracy_are_consistent(chain):
         model, meta = load_model(out / stage / "best.pt")
         assert meta["epoch"] == summary["best_epoch"] and meta["kind"] == stage
         assert not model.training
-        d = train.Dist()
-        assert train.evaluate(model, bundle.val, 64, torch.device("cpu"), d) == summary["best_val_acc"]
-        assert train.evaluate(model, bundle.test, 64, torch.device("cpu"), d) == summary["test_acc"]
+        d = distributed.Dist()
+        assert loop.evaluate(model, bundle.val, 64, torch.device("cpu"), d) == summary["best_val_acc"]
+        assert loop.evaluate(model, bundle.test, 64, torch.device("cpu"), d) == summary["test_acc"]
         last = load_checkpoint(out / stage / "last.pt", required=CHECKPOINT_KEYS)
         assert last["epoch"] == 2 and last["best_val"] == summary["best_val_acc"]
 
@@ -149,7 +150,7 @@ def test_checkpoint_holds_what_rebuilds_the_model(chain):
 # ----------------------------------------------------------------------------- best on validation
 def test_best_is_chosen_on_validation_never_test(tmp_path, monkeypatch):
     """Scripted accuracies: val peaks at epoch 2; the test set is scored once, for best.pt, at the end."""
-    real_context = train.build_context
+    real_context = entry.build_context
     seen = {}
 
     def spying_context(*a, **k):
@@ -162,11 +163,11 @@ def test_best_is_chosen_on_validation_never_test(tmp_path, monkeypatch):
     def fake_evaluate(model, dataset, *a, **k):
         bundle = seen["ctx"].bundle
         kind = "val" if dataset is bundle.val else "test" if dataset is bundle.test else "other"
-        calls.append((kind, {k: v.clone() for k, v in train.unwrap(model).state_dict().items()}))
+        calls.append((kind, {k: v.clone() for k, v in distributed.unwrap(model).state_dict().items()}))
         return next(val_script) if kind == "val" else 12.5
 
-    monkeypatch.setattr(train, "build_context", spying_context)
-    monkeypatch.setattr(train, "evaluate", fake_evaluate)
+    monkeypatch.setattr(entry, "build_context", spying_context)
+    monkeypatch.setattr(stages, "evaluate", fake_evaluate)
     assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "3") == 0
     assert [kind for kind, _ in calls] == ["val", "val", "val", "test"]
     assert_same_tensors(calls[3][1], calls[1][1])  # test top-1 is that of the epoch-2 weights
@@ -181,7 +182,7 @@ def test_best_is_chosen_on_validation_never_test(tmp_path, monkeypatch):
 def test_resume_reaches_the_uninterrupted_result(chain, tmp_path, monkeypatch, capsys):
     """--stage all interrupted during stage 1's 2nd epoch, then --resume: every stage equals the straight run."""
     ref, _ = chain
-    real = train.train_one_epoch
+    real = stages.train_one_epoch
     calls = {"n": 0}
 
     def interrupting(*a, **k):
@@ -190,14 +191,14 @@ def test_resume_reaches_the_uninterrupted_result(chain, tmp_path, monkeypatch, c
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(train, "train_one_epoch", interrupting)
+    monkeypatch.setattr(stages, "train_one_epoch", interrupting)
     assert run_main("--out", str(tmp_path), "--epochs", "2") == 130
     assert "--resume" in capsys.readouterr().err
     assert load_checkpoint(tmp_path / "stage1" / "last.pt")["epoch"] == 1
     assert not (tmp_path / "stage1" / "summary.json").exists() and not (tmp_path / "stage2").exists()
     teacher_mtime = (tmp_path / "teacher" / "last.pt").stat().st_mtime_ns
 
-    monkeypatch.setattr(train, "train_one_epoch", real)
+    monkeypatch.setattr(stages, "train_one_epoch", real)
     assert run_main("--out", str(tmp_path), "--epochs", "2", "--resume") == 0
     assert "[teacher] already finished" in capsys.readouterr().out
     assert (tmp_path / "teacher" / "last.pt").stat().st_mtime_ns == teacher_mtime
@@ -233,16 +234,16 @@ def _script_env() -> dict:
 
 def _record_weights_on_evaluate(folder: str) -> None:
     """(torchrun workers) before each evaluation, append a checksum of the weights to <folder>/rank<R>.txt."""
-    real = train.evaluate
+    real = stages.evaluate
 
     def evaluate(model, dataset, *a, **k):
-        state = train.unwrap(model).state_dict()
+        state = distributed.unwrap(model).state_dict()
         total = sum(float(v.double().sum()) for v in state.values() if v.is_floating_point())
         with open(os.path.join(folder, f"rank{os.environ['RANK']}.txt"), "a") as f:
             f.write(f"{total!r}\n")
         return real(model, dataset, *a, **k)
 
-    train.evaluate = evaluate
+    stages.evaluate = evaluate
 
 
 @pytest.mark.slow
@@ -342,12 +343,12 @@ class _Named(nn.Module):
 def test_weight_decay_groups():
     m = _Named()
     names = {id(p): n for n, p in m.named_parameters()}
-    decay, no_decay = train.param_groups(m, 0.05)
+    decay, no_decay = schedule.param_groups(m, 0.05)
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
     assert sorted(names[id(p)] for p in decay["params"]) == ["sub.weight", "weight"]
     assert sorted(names[id(p)] for p in no_decay["params"]) == [
         "alpha", "cls_token", "dist_token", "gain", "pos_embed", "scale", "sub.bias"]
-    opt = train.build_optimizer(m, 1e-3, 0.05)
+    opt = schedule.build_optimizer(m, 1e-3, 0.05)
     assert isinstance(opt, torch.optim.AdamW) and opt.defaults["eps"] == 1e-8
     assert opt.defaults["betas"] == (0.9, 0.999)
 
@@ -356,7 +357,7 @@ def test_weight_decay_groups_of_a_stage2_model():
     from reference.models import build_model
 
     model = build_model(TINY, "stage2", 10, 1, 8)
-    decay, no_decay = train.param_groups(model, 0.05)
+    decay, no_decay = schedule.param_groups(model, 0.05)
     dec = {n for n, p in model.named_parameters() if any(p is q for q in decay["params"])}
     assert "blocks.0.mlp.fc1.weight" in dec and "blocks.0.attn.qkv.weight" in dec and "head.weight" in dec
     skipped = {n for n, p in model.named_parameters() if any(p is q for q in no_decay["params"])}
@@ -367,7 +368,7 @@ def test_weight_decay_groups_of_a_stage2_model():
 
 def test_cosine_schedule_values():
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.0)
-    s = train.CosineSchedule(opt, lr=1.0, min_lr=0.1, epochs=5, warmup_epochs=1)
+    s = schedule.CosineSchedule(opt, lr=1.0, min_lr=0.1, epochs=5, warmup_epochs=1)
     expected = [0.5, 1.0] + [0.1 + 0.45 * (1 + math.cos(math.pi * t / 4)) for t in (1, 2, 3)]
     assert [s.step(e) for e in range(5)] == pytest.approx(expected, abs=1e-12)
     assert opt.param_groups[0]["lr"] == pytest.approx(expected[-1])
@@ -431,7 +432,7 @@ def test_bad_input_from_the_command_line_has_no_traceback(tmp_path):
 
 
 def test_help_explains_the_options():
-    text = train.build_parser().format_help()
+    text = train_cli.build_parser().format_help()
     for flag in ("--stage", "--preset", "--data-path", "--teacher", "--init", "--resume", "--limit-train",
                  "--distill", "--distill-alpha", "--tau", "--groups", "--mask-stat", "--released-quirks",
                  "--device", "--workers", "--epochs-stage2", "examples:", "torchrun"):
@@ -513,4 +514,4 @@ if __name__ == "__main__":  # the torchrun / subprocess tests run this file: mai
     PRESETS["tiny"] = TINY
     if os.environ.get("TRAIN_TEST_SUMS"):
         _record_weights_on_evaluate(os.environ["TRAIN_TEST_SUMS"])
-    sys.exit(train.main(sys.argv[1:]))
+    sys.exit(entry.main(sys.argv[1:]))

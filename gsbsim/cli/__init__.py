@@ -1,4 +1,4 @@
-"""The ``gsbsim`` command line (``gsbsim.cli.main:main``)."""
-from gsbsim.cli.main import main
+"""The ``gsbsim`` command line (``gsbsim.cli.app:main``)."""
+from gsbsim.cli.app import main
 
 __all__ = ["main"]

@@ -1,0 +1,74 @@
+"""The entry point ``python -m reference.train``: context from the arguments, then the stages in order."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.distributed as torch_dist
+
+from reference.checkpoint import (CheckpointError)
+from reference.metrics import format_table
+from reference.train.cli import PROG, build_parser, check_args
+from reference.train.distributed import Dist, setup_distributed
+from reference.train.errors import TrainError
+from reference.train.loop import limit_dataset
+from reference.train.stages import Context, STAGES, run_stage
+
+
+# ----------------------------------------------------------------------------- entry point
+def build_context(args: argparse.Namespace, d: Dist, device: torch.device) -> Context:
+    from reference.presets import get_preset
+
+    try:
+        preset = get_preset(args.preset)
+    except (KeyError, ValueError) as e:
+        raise TrainError(f"--preset: {e.args[0] if e.args else e}") from None
+    from reference.data import DataError, build_datasets  # after the cheap checks: it imports torchvision
+    if args.data_path is not None and not Path(args.data_path).exists():
+        raise TrainError(f"--data-path {args.data_path}: no such file or directory")
+    name = args.data or preset.dataset
+    args.distill = args.distill or preset.distill
+    args.tau = preset.tau if args.tau is None else args.tau
+    try:
+        augment = preset.augment and not args.no_augment
+        bundle = build_datasets(name, path=args.data_path, img_size=preset.img_size, augment=augment, seed=args.seed)
+    except DataError as e:
+        msg = str(e)
+        raise TrainError(msg if msg.startswith(f"{name}:") else f"--data {name}: {msg}") from None
+    if bundle.val is None or len(bundle.val) == 0:
+        raise TrainError(f"--data {name}: the dataset has no validation split")
+    in_chans = preset.in_chans or bundle.in_chans
+    out = Path(args.out) if args.out else Path("runs") / preset.name
+    progress = not args.no_progress and sys.stderr.isatty() and d.is_main
+    return Context(args, preset, bundle, limit_dataset(bundle.train, args.limit_train, args.seed), in_chans,
+                   device, d, out, progress)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(parser, args)
+    d = Dist()
+    try:
+        d, device = setup_distributed(args.device)
+        ctx = build_context(args, d, device)
+        stages = STAGES if args.stage == "all" else (args.stage,)
+        summaries = [run_stage(stage, ctx, first=i == 0) for i, stage in enumerate(stages)]
+    except (TrainError, CheckpointError) as e:
+        if d.is_main:
+            print(f"{PROG}: error: {e}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        if d.is_main:
+            print(f"{PROG}: interrupted; continue with --resume", file=sys.stderr, flush=True)
+        return 130
+    finally:
+        if torch_dist.is_available() and torch_dist.is_initialized():
+            torch_dist.destroy_process_group()
+    ctx.say("\n" + format_table(summaries))
+    return 0
+
+

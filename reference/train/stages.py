@@ -1,0 +1,257 @@
+"""One stage (teacher, stage1, stage2): plan, model, teacher, initialisation, resume, epochs, files."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torch.utils.data import Dataset
+
+from reference.checkpoint import (CHECKPOINT_KEYS, CheckpointError, capture_rng, load_checkpoint, load_model, load_weights,
+                         preset_to_dict, restore_rng, save_checkpoint, write_text_atomic)
+from reference.distill import TrainLoss
+from reference.metrics import append_jsonl, plot_curves, truncate_jsonl
+from reference.train.distributed import Dist, barrier, seed_everything, sync_buffers
+from reference.train.errors import TrainError
+from reference.train.loop import evaluate, init_scales_before_ddp, train_loader, train_one_epoch
+from reference.train.schedule import CosineSchedule, build_optimizer
+
+
+STAGES = ("teacher", "stage1", "stage2")
+# ----------------------------------------------------------------------------- one stage
+@dataclass
+class Context:
+    """What every stage of one invocation shares."""
+
+    args: argparse.Namespace
+    preset: object
+    bundle: object
+    train_set: Dataset
+    in_chans: int
+    device: torch.device
+    dist: Dist
+    out: Path
+    progress: bool
+
+    def say(self, msg: str) -> None:
+        if self.dist.is_main:
+            print(msg, flush=True)
+
+
+@dataclass
+class StagePlan:
+    stage: str
+    epochs: int
+    batch_size: int
+    lr: float
+    min_lr: float
+    weight_decay: float
+    warmup_epochs: int
+
+
+def plan_stage(stage: str, args: argparse.Namespace, preset, d: Dist) -> StagePlan:
+    recipe = preset.recipe(stage)
+    epochs = getattr(args, f"epochs_{stage}") or args.epochs or recipe.epochs
+    batch = args.batch_size or recipe.batch_size
+    if batch % d.world_size:
+        raise TrainError(f"--batch-size {batch} is not divisible by the {d.world_size} processes")
+    lr = args.lr if args.lr is not None else recipe.lr
+    wd = args.weight_decay if args.weight_decay is not None else recipe.weight_decay
+    return StagePlan(stage, epochs, batch, lr, recipe.min_lr, wd, recipe.warmup_epochs)
+
+
+def quant_options(stage: str, args: argparse.Namespace) -> dict:
+    """What build_model gets as **quant_options (nothing for the teacher)."""
+    if stage == "teacher":
+        return {}
+    options = {"groups": args.groups, "mask_stat": args.mask_stat, "released_quirks": bool(args.released_quirks)}
+    if args.method != "gsb":  # absent means gsb: checkpoints written before --method existed
+        options["method"] = args.method
+    return options
+
+
+def build_stage_model(stage: str, ctx: Context) -> nn.Module:
+    from reference.models import build_model
+
+    return build_model(ctx.preset, stage, ctx.bundle.num_classes, ctx.in_chans, ctx.bundle.img_size,
+                       **quant_options(stage, ctx.args))
+
+
+def check_fits(meta: dict, path: Path, ctx: Context, kind: str) -> None:
+    """A teacher/init checkpoint must be of `kind` and match the data's classes, channels and image size."""
+    if meta["kind"] != kind:
+        raise CheckpointError(f"{path}: is a {meta['kind']} checkpoint, expected a {kind} one")
+    want = {"num_classes": ctx.bundle.num_classes, "in_chans": ctx.in_chans, "img_size": ctx.bundle.img_size}
+    for key, value in want.items():
+        if int(meta[key]) != int(value):
+            raise CheckpointError(f"{path}: {key} is {meta[key]} but the data needs {value}")
+
+
+def stage_input(explicit: str | None, default: Path, flag: str, stage: str, what: str) -> Path:
+    if explicit:
+        return Path(explicit)
+    if default.is_file():
+        return default
+    raise TrainError(f"{stage} needs {what}: {default} does not exist; pass {flag} CKPT")
+
+
+def load_teacher(stage: str, ctx: Context) -> nn.Module | None:
+    if ctx.args.distill == "none":
+        return None
+    path = stage_input(ctx.args.teacher, ctx.out / "teacher" / "best.pt", "--teacher", stage, "a teacher")
+    teacher, meta = load_model(path, map_location="cpu")
+    check_fits(meta, path, ctx, "teacher")
+    return teacher.to(ctx.device)
+
+
+def init_from_stage1(model: nn.Module, ctx: Context) -> Path:
+    from reference.models import load_stage1
+
+    path = stage_input(ctx.args.init, ctx.out / "stage1" / "best.pt", "--init", "stage2", "a stage-1 checkpoint")
+    ckpt = load_checkpoint(path)
+    check_fits(ckpt, path, ctx, "stage1")
+    # binary methods share GSB's stage 1; only fp's (a float model) differs
+    theirs = dict(ckpt.get("quant_options", {})).get("method", "gsb")
+    if (theirs == "fp") != (ctx.args.method == "fp"):
+        raise CheckpointError(f"{path}: is a stage-1 checkpoint of method {theirs!r}, "
+                              f"which cannot start a {ctx.args.method!r} stage 2")
+    missing = load_stage1(model, ckpt["model"])
+    if len(missing) == len(model.state_dict()):
+        raise CheckpointError(f"{path}: no tensor fits the stage-2 model")
+    return path
+
+
+def find_resume(stage: str, ctx: Context, plan: StagePlan, first: bool) -> dict | None:
+    """The stage's last.pt for --resume, or None for a fresh start (later stages of 'all' not begun yet)."""
+    path = ctx.out / stage / "last.pt"
+    if not path.exists():
+        if first:
+            raise TrainError(f"--resume: {path} does not exist (nothing to resume)")
+        return None
+    ckpt = load_checkpoint(path, required=CHECKPOINT_KEYS)
+    if ckpt["kind"] != stage or ckpt["preset"].get("name") != ctx.preset.name:
+        raise CheckpointError(f"{path}: holds {ckpt['kind']} of preset {ckpt['preset'].get('name')}, "
+                              f"not {stage} of preset {ctx.preset.name}")
+    if int(ckpt["epoch"]) > plan.epochs:
+        raise TrainError(f"--resume: {path} has run {ckpt['epoch']} epochs, more than the {plan.epochs} asked")
+    return ckpt
+
+
+def restore_training(ckpt: dict, path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     schedule: CosineSchedule) -> tuple[int, float, int, float]:
+    """Load a last.pt into model/optimizer/schedule; returns (epochs done, best val, best epoch, wall time)."""
+    load_weights(model, ckpt["model"], path)
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"{path}: optimizer state does not fit ({e})") from None
+    schedule.load_state_dict(ckpt["scheduler"])
+    return (int(ckpt["epoch"]), float(ckpt["best_val"]), int(ckpt.get("best_epoch", 0)),
+            float(ckpt.get("wall_time", 0.0)))
+
+
+def prepare_stage_dir(stage_dir: Path, resumed_after: int | None) -> list[dict]:
+    """Create the stage folder (only once every input is known to be valid); returns the metrics kept.
+
+    A fresh start removes a previous run's metrics, summary, best.pt and curves; a
+    resumed one drops the metrics lines of epochs after its checkpoint.
+    """
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    if resumed_after is not None:
+        return truncate_jsonl(stage_dir / "metrics.jsonl", resumed_after)
+    for name in ("metrics.jsonl", "summary.json", "best.pt", "curves.png"):
+        (stage_dir / name).unlink(missing_ok=True)
+    return []
+
+
+def run_stage(stage: str, ctx: Context, first: bool) -> dict:
+    """Train one stage (or continue it with --resume) and return its summary."""
+    args, d = ctx.args, ctx.dist
+    plan = plan_stage(stage, args, ctx.preset, d)
+    stage_dir = ctx.out / stage
+    resume = find_resume(stage, ctx, plan, first) if args.resume else None
+    if resume is not None and int(resume["epoch"]) >= plan.epochs and (stage_dir / "summary.json").is_file():
+        summary = json.loads((stage_dir / "summary.json").read_text())
+        ctx.say(f"[{stage}] already finished ({resume['epoch']} epochs), skipped")
+        return summary
+
+    seed_everything(args.seed + d.rank)
+    teacher = load_teacher(stage, ctx) if stage != "teacher" else None
+    model = build_stage_model(stage, ctx)
+    init_path = init_from_stage1(model, ctx) if stage == "stage2" and resume is None else None
+    model.to(ctx.device)
+    optimizer = build_optimizer(model, plan.lr, plan.weight_decay)
+    schedule = CosineSchedule(optimizer, plan.lr, plan.min_lr, plan.epochs, plan.warmup_epochs)
+    start, best_val, best_epoch, elapsed = 0, -1.0, 0, 0.0
+    if resume is not None:
+        start, best_val, best_epoch, elapsed = restore_training(resume, stage_dir / "last.pt", model, optimizer,
+                                                                schedule)
+        init_path = resume.get("init")
+    loss_fn = TrainLoss(args.distill, teacher, args.distill_alpha, args.tau, args.smoothing,
+                        student=stage != "teacher")
+    net = model
+    if d.enabled:
+        init_scales_before_ddp(model, ctx.train_set, plan.batch_size // d.world_size, args.seed, d, ctx.device)
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+
+    records = prepare_stage_dir(stage_dir, start if resume is not None else None) if d.is_main else []
+    meta = {"preset": preset_to_dict(ctx.preset), "kind": stage, "num_classes": ctx.bundle.num_classes,
+            "in_chans": ctx.in_chans, "img_size": ctx.bundle.img_size, "quant_options": quant_options(stage, args),
+            "args": dict(vars(args)), "dataset": ctx.bundle.name,
+            "teacher": str(args.teacher or ctx.out / "teacher" / "best.pt") if teacher is not None else None,
+            "init": str(init_path) if init_path else None}
+    per_process = plan.batch_size // d.world_size
+    ctx.say(f"[{stage}] {sum(p.numel() for p in model.parameters()):,} parameters, {plan.epochs} epochs, "
+            f"batch {plan.batch_size}, lr {plan.lr:g}, {len(ctx.train_set)} training images"
+            + (f", resuming after epoch {start}" if resume is not None else ""))
+    if resume is not None:
+        restore_rng(resume["rng"])
+        if d.rank:
+            seed_everything(args.seed + d.rank + 7919 * start)  # only rank 0's RNG state is stored
+
+    for epoch in range(start, plan.epochs):
+        t0 = time.time()
+        lr = schedule.step(epoch)
+        loader = train_loader(ctx.train_set, per_process, epoch, args.seed, d, args.workers)
+        train_loss, train_acc = train_one_epoch(net, loss_fn, optimizer, loader, ctx.device, d,
+                                                f"{stage} {epoch + 1}/{plan.epochs}", ctx.progress)
+        sync_buffers(model, d)
+        val_acc = evaluate(model, ctx.bundle.val, per_process, ctx.device, d, args.workers)
+        seconds = time.time() - t0
+        elapsed += seconds
+        is_best = val_acc > best_val
+        if is_best:
+            best_val, best_epoch = val_acc, epoch + 1
+        record = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
+                  "val_acc": val_acc, "time": seconds}
+        ctx.say(f"[{stage}] epoch {epoch + 1}/{plan.epochs}  lr {lr:.3g}  loss {train_loss:.4f}  "
+                f"train {train_acc:.2f}%  val {val_acc:.2f}%  ({seconds:.1f}s)" + ("  *" if is_best else ""))
+        if d.is_main:
+            state = {**meta, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": schedule.state_dict(), "epoch": epoch + 1, "best_val": best_val,
+                     "best_epoch": best_epoch, "val_acc": val_acc, "wall_time": elapsed, "rng": capture_rng()}
+            append_jsonl(stage_dir / "metrics.jsonl", record)
+            records.append(record)
+            if is_best:
+                save_checkpoint(state, stage_dir / "best.pt")
+            save_checkpoint(state, stage_dir / "last.pt")
+            plot_curves(records, stage_dir / "curves.png", f"{ctx.preset.name} {stage}")
+
+    barrier(d)
+    best_path = stage_dir / "best.pt"
+    load_weights(model, load_checkpoint(best_path)["model"], best_path)
+    test_acc = evaluate(model, ctx.bundle.test, per_process, ctx.device, d, args.workers)
+    summary = {"stage": stage, "best_epoch": best_epoch, "best_val_acc": best_val, "test_acc": test_acc,
+               "epochs": plan.epochs, "wall_time": elapsed, "best_path": str(best_path),
+               "dataset": ctx.bundle.name, "preset": ctx.preset.name, "world_size": d.world_size,
+               "teacher": meta["teacher"], "init": meta["init"], "args": meta["args"]}
+    if d.is_main:
+        write_text_atomic(stage_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    ctx.say(f"[{stage}] best epoch {best_epoch}: val {best_val:.2f}%, test {test_acc:.2f}%")
+    barrier(d)
+    return summary
