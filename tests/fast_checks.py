@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from gsbsim.engine import fast, golden
+from gsbsim.engine.trace import trace_names
 from gsbsim.format.model_file import IntModel
 
 
@@ -18,7 +19,7 @@ def assert_same(model: IntModel, x: np.ndarray) -> dict[str, np.ndarray]:
     """Golden and fast agree on every trace tensor (names, order, dtype, shape, integers); the golden traces."""
     lg, tg = golden.forward(model, x, trace=True)
     lf, tf = fast.forward(model, x, trace=True)
-    assert list(tf) == list(tg) == golden.trace_names(model.depth, model.method)
+    assert list(tf) == list(tg) == trace_names(model.depth, model.method)
     for name in tg:
         assert tf[name].dtype == tg[name].dtype, (name, tf[name].dtype, tg[name].dtype)
         assert tf[name].shape == tg[name].shape, (name, tf[name].shape, tg[name].shape)
@@ -32,9 +33,9 @@ def assert_same(model: IntModel, x: np.ndarray) -> dict[str, np.ndarray]:
 @contextlib.contextmanager
 def context_method(method: str) -> Iterator[None]:
     """Force gsbsim.fast's A.V context method ("auto", "sparse" or "dense") in a with block."""
-    saved = fast.context_method
-    fast.context_method = method
+    saved = fast.av_strategy
+    fast.av_strategy = method
     try:
         yield
     finally:
-        fast.context_method = saved
+        fast.av_strategy = saved

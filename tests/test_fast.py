@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gsbsim.engine import fast, golden
+from gsbsim.engine import errors, fast, fast_ops, golden, golden_ops
 from gsbsim.format.conventions import unpack_bits
 from gsbsim.format.model_file import IntModel, validate
 from gsbsim.format.random_model import random_images, random_model
@@ -43,7 +43,7 @@ def model_configs(draw):
 
 
 @settings(max_examples=30, deadline=None)
-@given(cfg=model_configs(), method=st.sampled_from(sorted(fast.CONTEXT_METHODS)))
+@given(cfg=model_configs(), method=st.sampled_from(sorted(fast.AV_STRATEGIES)))
 def test_fast_equals_golden_on_random_models(cfg, method):
     cfg = dict(cfg)
     rng = np.random.default_rng(cfg.pop("seed"))
@@ -161,9 +161,9 @@ def small():
 
 
 def _same_error(model, x) -> str:
-    with pytest.raises(golden.IntegerOverflowError) as eg:
+    with pytest.raises(errors.IntegerOverflowError) as eg:
         golden.forward(model, x)
-    with pytest.raises(golden.IntegerOverflowError) as ef:
+    with pytest.raises(errors.IntegerOverflowError) as ef:
         fast.forward(model, x, trace=True)
     assert str(ef.value) == str(eg.value)
     return str(eg.value)
@@ -202,12 +202,12 @@ def test_overflow_at_the_exact_int32_boundary_names_the_same_element(small):
 
 
 def _ln(x: np.ndarray, eps: int, sign=None, thr=None):
-    """fast._ln_bits on rows x with the rows' own fast-path limit: (packed bits, bad row)."""
+    """fast_ops.ln_bits_rows on rows x with the rows' own fast-path limit: (packed bits, bad row)."""
     e = x.shape[1]
     sign = np.ones(e, np.int8) if sign is None else sign
     thr = np.zeros(e, np.int64) if thr is None else thr
     out = np.zeros((x.shape[0], 1), np.uint64)
-    bad = fast._ln_bits(x, sign, thr, np.int64(16), eps, fast._fast_limit(e, eps), out)
+    bad = fast_ops.ln_bits_rows(x, sign, thr, np.int64(16), eps, fast_ops.fast_limit(e, eps), out)
     return out, bad
 
 
@@ -226,9 +226,9 @@ def test_ln_overflow_boundary_matches_golden():
 def test_ln_fast_limit_is_the_exact_edge():
     """Rows with max|x| <= _fast_limit skip the overflow checks: the limit is the largest safe value."""
     for e, eps in ((1, 1), (3, 5), (192, 2 ** 40), (4096, 1)):
-        lim = fast._fast_limit(e, eps)
+        lim = fast_ops.fast_limit(e, eps)
         assert e * e * lim * lim + eps < 2 ** 62 <= e * e * (lim + 1) ** 2 + eps
-    assert fast._fast_limit(2, 2 ** 62) == -1
+    assert fast_ops.fast_limit(2, 2 ** 62) == -1
 
 
 def test_fused_residual_layernorm_reports_the_residual_overflow_first():
@@ -242,15 +242,15 @@ def test_fused_residual_layernorm_reports_the_residual_overflow_first():
     mult = np.int64(2 ** 40)                                   # acc 1 -> +2^36 in row 1, channel 2
     sign, thr = np.ones(e, np.int8), np.zeros(e, np.int64)
     bits = np.zeros((3, 1), np.uint64)
-    args = (sign, thr, np.int64(16), 1, fast._fast_limit(e, 1), bits)
-    out, bad, val, ln_bad = fast._residual_ln(x, acc, mult, bias, shift, *args)
+    args = (sign, thr, np.int64(16), 1, fast_ops.fast_limit(e, 1), bits)
+    out, bad, val, ln_bad = fast_ops.residual_ln_rows(x, acc, mult, bias, shift, *args)
     assert (bad, int(val), ln_bad) == (1 * e + 2, 2 ** 36, 0)
-    with pytest.raises(golden.IntegerOverflowError, match="residual stream overflows int32 at image 0, token 1"):
-        golden.residual_add(x[None], acc[None], mult, bias, shift, "p")
+    with pytest.raises(errors.IntegerOverflowError, match="residual stream overflows int32 at image 0, token 1"):
+        golden_ops.residual_add(x[None], acc[None], mult, bias, shift, "p")
     acc[1, 2] = 0                                              # no residual overflow: the LN one shows
-    out, bad, val, ln_bad = fast._residual_ln(x, acc, mult, bias, shift, *args)
+    out, bad, val, ln_bad = fast_ops.residual_ln_rows(x, acc, mult, bias, shift, *args)
     assert (bad, ln_bad) == (-1, 0) and np.array_equal(out, x)
-    assert np.array_equal(unpack_bits(bits[2:], e), golden.ln_bits(x[2:], sign, thr, 16, 1, "n"))
+    assert np.array_equal(unpack_bits(bits[2:], e), golden_ops.ln_bits(x[2:], sign, thr, 16, 1, "n"))
 
 
 def test_ln_bits_on_unvalidated_parameters_match_golden():
@@ -261,17 +261,17 @@ def test_ln_bits_on_unvalidated_parameters_match_golden():
     for sign, thr in ((rng.integers(-1, 2, 70).astype(np.int8), rng.integers(-2 ** 16, 2 ** 16, 70)),
                       (rng.integers(-3, 4, 70).astype(np.int8), rng.integers(-2 ** 16, 2 ** 16, 70)),
                       (rng.integers(-1, 2, 70).astype(np.int8), rng.integers(-2 ** 40, 2 ** 40, 70))):
-        want = golden.ln_bits(x, sign, thr, 16, 7, "test")
+        want = golden_ops.ln_bits(x, sign, thr, 16, 7, "test")
         out = np.zeros((6, 2), np.uint64)
-        assert fast._ln_bits(x, sign, thr, np.int64(16), 7, fast._fast_limit(70, 7), out) == -1
+        assert fast_ops.ln_bits_rows(x, sign, thr, np.int64(16), 7, fast_ops.fast_limit(70, 7), out) == -1
         assert np.array_equal(unpack_bits(out, 70), want)
 
 
 def test_fast_rejects_bad_images(small):
     m, _ = small
-    with pytest.raises(golden.InputError, match="int8"):
+    with pytest.raises(errors.InputError, match="int8"):
         fast.forward(m, np.zeros((1, 1, 8, 8), np.uint8))
-    with pytest.raises(golden.InputError, match=r"\(1, 1, 4, 4\)"):
+    with pytest.raises(errors.InputError, match=r"\(1, 1, 4, 4\)"):
         fast.forward(m, np.zeros((1, 1, 4, 4), np.int8))
 
 
@@ -313,7 +313,7 @@ def test_forward_batch_and_profiled_equal_forward(small):
     assert np.array_equal(logits, want)
     assert set(fast.ATTENTION_PHASES) <= set(prof) and "qkv (xnor)" in prof and "other" in prof
     assert all(v >= 0 for v in prof.values()) and sum(prof.values()) > 0
-    with pytest.raises(golden.InputError, match="threads must be >= 1"):
+    with pytest.raises(errors.InputError, match="threads must be >= 1"):
         fast.forward_batch(m, x, threads=0)
 
 
@@ -328,12 +328,12 @@ def test_forward_batch_reports_the_same_overflow_as_forward(small):
     pos[2:, 0] = 2 ** 31 - 1 - 507                                 # overflows iff the patch sums to 508
     bad = _derive(m, patch__weight=weight, patch__mult=np.full(24, 1 << m.shifts["patch"], np.int64),
                   patch__bias=np.zeros(24, np.int64), pos=pos)
-    assert int(golden.patch_embed(bad, x[:2])[0][..., 0].max()) < 508
-    with pytest.raises(golden.IntegerOverflowError) as eg:
+    assert int(golden_ops.patch_embed(bad, x[:2])[0][..., 0].max()) < 508
+    with pytest.raises(errors.IntegerOverflowError) as eg:
         golden.forward(bad, x)
     assert str(eg.value).startswith("embed: residual stream overflows int32 at image 2, token 2, channel 0")
-    with pytest.raises(golden.IntegerOverflowError, match="blocks.0.ln1"):
+    with pytest.raises(errors.IntegerOverflowError, match="blocks.0.ln1"):
         fast.forward(bad, x[:2])
-    with pytest.raises(golden.IntegerOverflowError) as eb:
+    with pytest.raises(errors.IntegerOverflowError) as eb:
         fast.forward_batch(bad, x, threads=3)
     assert str(eb.value) == str(eg.value)

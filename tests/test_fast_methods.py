@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gsbsim.engine import fast, golden
-from gsbsim.engine.fast_methods import _act_unit
-from gsbsim.engine.golden_methods import U_OVERFLOW, Z_OVERFLOW, act_unit
+from gsbsim.engine import errors, fast, golden
+from gsbsim.engine.fast_act import act_unit_rows as _act_unit
+from gsbsim.engine.errors import U_OVERFLOW, Z_OVERFLOW
+from gsbsim.engine.golden_act import act_unit
 from gsbsim.format.model_file import SCORE_SHIFT, IntModel
 from gsbsim.format.random_model import random_images, random_model
 from tests.fast_checks import assert_same, context_method
@@ -54,7 +55,7 @@ def configs(draw):
                 patch=draw(st.sampled_from([1, 2])), chans=draw(st.sampled_from([1, 3])), e=e,
                 heads=draw(st.sampled_from([h for h in (1, 2, 3, 4) if e % h == 0 and 8 <= e // h <= 70])),
                 hidden=draw(st.sampled_from([24, 65, 100])), seed=draw(st.integers(0, 2 ** 32 - 1)),
-                batch=draw(st.integers(1, 3)), context=draw(st.sampled_from(sorted(fast.CONTEXT_METHODS))))
+                batch=draw(st.integers(1, 3)), context=draw(st.sampled_from(sorted(fast.AV_STRATEGIES))))
 
 
 @settings(max_examples=12, deadline=None)
@@ -90,7 +91,7 @@ def test_exp_table_cut_off_and_zero_weights():
 
 # ----------------------------------------------------------------------------- the activation unit
 def test_act_unit_kernel_at_the_check_boundaries():
-    """_act_unit equals golden_methods.act_unit with |u| up to 2^31 - 1 and |z| near 2^30, and
+    """_act_unit equals golden_act.act_unit with |u| up to 2^31 - 1 and |z| near 2^30, and
     names the first element past |u| < 2^31 (flat C index) and its value."""
     rng = np.random.default_rng(5)
     b, n, c, shift = 2, 5, 70, 16
@@ -117,7 +118,7 @@ def test_act_unit_kernel_at_the_check_boundaries():
 @pytest.mark.parametrize("mult, slope_scale, shift", [(12345, 1, 16), (3 * 2 ** 33 + 7, 1, 40), (777, 2 ** 26, 24)])
 def test_act_unit_kernel_paths(mult, slope_scale, shift):
     """The lean path (narrow, provably in range), and the general one (mult or a slope past
-    int32) equal golden_methods.act_unit."""
+    int32) equal golden_act.act_unit."""
     rng = np.random.default_rng(mult)
     b, n, c, k = 3, 4, 67, 200
     acc = rng.integers(-k, k + 1, (b, n, c)).astype(np.int32)
@@ -135,11 +136,11 @@ def test_act_unit_kernel_paths(mult, slope_scale, shift):
 
 
 def _same_error(model: IntModel, x: np.ndarray) -> str:
-    with pytest.raises(golden.IntegerOverflowError) as eg:
+    with pytest.raises(errors.IntegerOverflowError) as eg:
         golden.forward(model, x)
-    with pytest.raises(golden.IntegerOverflowError) as ef:
+    with pytest.raises(errors.IntegerOverflowError) as ef:
         fast.forward(model, x)
-    with pytest.raises(golden.IntegerOverflowError) as eb:
+    with pytest.raises(errors.IntegerOverflowError) as eb:
         fast.forward_batch(model, x, threads=2)
     assert str(ef.value) == str(eg.value) == str(eb.value)
     return str(eg.value)
