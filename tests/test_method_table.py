@@ -16,7 +16,7 @@ from gsbsim.format import methods as table
 from gsbsim.format.model_file import expected_arrays
 from gsbsim.format.random_model import random_images, random_model
 from gsbsim.hw import costs
-from tests.fast_checks import assert_same
+from tests.support.engines import assert_same
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = sorted(table.METHODS)
