@@ -20,11 +20,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from gsbsim.cli.args import float_in, int_at_least, positive_float
+from gsbsim.cli.signals import EXIT_BAD_INPUT, guarded
 from gsbsim.hw import costs as costs_mod
 from gsbsim.format.conventions import pixels_to_int8
 from gsbsim.hw.costs import CostModelError, CostReport
 from gsbsim.hw.folding import DEFAULT_CLOCK_MHZ, CycleReport, FoldingError, cycle_report, global_folding, load_folding
 from gsbsim.hw.resources import LABEL as RESOURCE_LABEL, ResourceReport, estimate
+from gsbsim.outputs import OutputError, folder_lock, remove_stale, staging_dir
 
 __all__ = ["main", "CliError"]
 
@@ -296,20 +299,49 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
+VECTORS_TMP = ".vectors-"  # prefix of the staging folders (".vectors-old-" included) in --out
+
+
+def _check_replaceable_vectors(final: str) -> None:
+    """Refuse to replace ``final`` unless it is empty or a vectors folder gsbsim wrote (manifest.json)."""
+    if not os.path.lexists(final):
+        return
+    if os.path.islink(final) or not os.path.isdir(final):
+        raise CliError(f"{final} exists and is not a vectors folder written by gsbsim; refusing to replace it")
+    if not os.listdir(final):
+        return
+    try:
+        with open(os.path.join(final, "manifest.json"), encoding="utf-8") as f:
+            manifest = json.load(f)
+        ok = isinstance(manifest, dict) and {"tensors", "model_sha256", "engine"} <= set(manifest)
+    except (OSError, ValueError):
+        ok = False
+    if not ok:
+        raise CliError(f"{final} holds files that gsbsim did not write (no gsbsim manifest.json); "
+                       "refusing to replace it")
+
+
 def cmd_vectors(args) -> int:
-    model = _load_model(args.model)
-    header = dict(model.header)
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
+    if os.path.lexists(args.out) and not os.path.isdir(args.out):
         raise CliError(f"--out {args.out} exists and is not a folder")
+    _check_replaceable_vectors(os.path.join(args.out, "vectors"))
+    model = _load_model(args.model)
+    with folder_lock(args.out, "--out"):  # removed again if this run fails: nothing left behind
+        return _write_vectors(args, model)
+
+
+def _write_vectors(args, model) -> int:
+    """The golden trace of args.images into args.out/vectors; the caller holds args.out's lock."""
+    final = os.path.join(args.out, "vectors")
+    _check_replaceable_vectors(final)  # again under the lock: another run may have written it meanwhile
     images, labels, source = _load_data(args.data, args.split)
-    images, labels = _select_images(images, labels, header, args.images, source)
+    images, labels = _select_images(images, labels, dict(model.header), args.images, source)
     _, trace = _checked(_engine("golden"))(model, pixels_to_int8(images), trace=True)
     for name in trace:
         if not _SAFE_NAME.match(name):
             raise CliError(f"trace name {name!r} cannot be a file name")
-    os.makedirs(args.out, exist_ok=True)  # only now: a failed run leaves nothing behind
-    final = os.path.join(args.out, "vectors")
-    tmp = tempfile.mkdtemp(dir=args.out, prefix=".vectors-")
+    remove_stale(args.out, [VECTORS_TMP])  # left by a killed run; safe under the lock
+    tmp = str(staging_dir(args.out, VECTORS_TMP))
     try:
         tensors = []
         for name, arr in trace.items():
@@ -334,7 +366,7 @@ def _swap_in(tmp: str, final: str) -> None:
     """Rename the finished folder ``tmp`` to ``final``, replacing an older one."""
     old = None
     if os.path.lexists(final):
-        old = tempfile.mkdtemp(dir=os.path.dirname(final), prefix=".vectors-old-")
+        old = tempfile.mkdtemp(dir=os.path.dirname(final), prefix=VECTORS_TMP + "old-")
         os.rmdir(old)
         os.rename(final, old)
     os.rename(tmp, final)
@@ -342,15 +374,29 @@ def _swap_in(tmp: str, final: str) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _check_path_encoding(path: str, flag: str) -> None:
+    """Generated sources and project.json are UTF-8: a path that is not (undecodable bytes) is refused."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CliError(f"{flag} {path.encode('utf-8', 'surrogateescape')!r}: the path is not valid UTF-8; "
+                       "rename it") from None
+
+
 def cmd_hls(args) -> int:
     """Generate the HLS C++ project of a model (gsbsim/hlsgen/project.py)."""
     from gsbsim.hlsgen.toolchain import HlsEnvError
     from gsbsim.hlsgen.project import TOP_NAME, HlsGenError, generate
+    _check_path_encoding(args.model, "--model")
+    _check_path_encoding(args.out, "--out")
     model = _load_model(args.model)
     header = dict(model.header)
     fold = _folding(args, header)
+    if os.path.lexists(args.out) and not os.path.isdir(args.out):
+        raise CliError(f"--out {args.out} exists and is not a folder")
     try:
-        generate(model, args.model, args.out, fold, part=args.part, clock_mhz=args.clock_mhz)
+        with folder_lock(args.out, "--out"):  # parents created like `vectors` does; removed again on failure
+            generate(model, args.model, args.out, fold, part=args.part, clock_mhz=args.clock_mhz)
     except (HlsGenError, HlsEnvError) as e:
         raise CliError(str(e)) from None
     cyc = cycle_report(header, fold, args.clock_mhz)
@@ -372,21 +418,19 @@ def cmd_csim(args) -> int:
         find_ap_types()
     except (HlsGenError, HlsEnvError, csim.CsimError) as e:
         raise CliError(str(e)) from None
-    if args.timeout <= 0:
-        raise CliError(f"--timeout must be positive, got {args.timeout}")
-    if args.keep_vectors:
-        if args.data != "digits" or args.images is not None:
-            raise CliError("--keep-vectors uses the vectors already in DIR/vectors; it takes no --data/--images")
-    else:
-        images = 4 if args.images is None else args.images
-        cmd_vectors(argparse.Namespace(model=project.model_path, out=str(project.root), data=args.data,
-                                        split=args.split, images=images))
-    try:
-        images = csim.check_vectors(project)
-        exe, build_s, rebuilt = csim.build(project, sanitize=args.sanitize)
-        rep = csim.run_testbench(project, exe, timeout=args.timeout)
-    except (HlsEnvError, csim.CsimError) as e:
-        raise CliError(str(e)) from None
+    if args.keep_vectors and (args.data != "digits" or args.images is not None):
+        raise CliError("--keep-vectors uses the vectors already in DIR/vectors; it takes no --data/--images")
+    with folder_lock(project.root, "project folder"):  # one csim (or hls) per project at a time
+        if not args.keep_vectors:
+            images = 4 if args.images is None else args.images
+            _write_vectors(argparse.Namespace(model=project.model_path, out=str(project.root), data=args.data,
+                                              split=args.split, images=images), _load_model(project.model_path))
+        try:
+            images = csim.check_vectors(project)
+            exe, build_s, rebuilt = csim.build(project, sanitize=args.sanitize)
+            rep = csim.run_testbench(project, exe, timeout=args.timeout)
+        except (HlsEnvError, csim.CsimError) as e:
+            raise CliError(str(e)) from None
     print(csim.report_text(project, rep, images, build_s, rebuilt, args.sanitize))
     return 0 if rep.passed else 1
 
@@ -432,9 +476,20 @@ def _add_data_args(p: argparse.ArgumentParser, images_default: int | None) -> No
                         "uint8 image array [N, C, H, W] (predictions only, no labels)")
     p.add_argument("--split", default="test", choices=("test", "val", "train"),
                    help="digits split (default test)")
-    p.add_argument("--images", type=int, default=images_default, metavar="N",
+    p.add_argument("--images", type=int_at_least(1), default=images_default, metavar="N",
                    help="use the first N images" + (f" (default {images_default})" if images_default
                                                     else " (default all)"))
+
+
+CLOCK_MHZ = float_in(0.0, 100_000.0, low_open=True)  # a clock above 100 GHz is a typo, not a target
+
+
+def _part(text: str) -> str:
+    """An FPGA part name: it is written into vitis.tcl, so only letters, digits, '-', '_' and '.'."""
+    from gsbsim.hlsgen.project import PART_PATTERN
+    if not PART_PATTERN.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an FPGA part name (letters, digits, '-', '_', '.')")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -462,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--simd", type=int, metavar="S", help="SIMD for every layer, clipped to MW "
                      "(default 1)")
     run.add_argument("--folding", metavar="FILE", help="per-layer folding JSON (exclusive with --pe/--simd)")
-    run.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ, metavar="F",
+    run.add_argument("--clock-mhz", type=CLOCK_MHZ, default=DEFAULT_CLOCK_MHZ, metavar="F",
                      help=f"clock for frames/s (default {DEFAULT_CLOCK_MHZ:g})")
     run.add_argument("--plot", metavar="OUT.png", help="write the per-layer breakdown chart (PNG)")
     run.set_defaults(func=cmd_run)
@@ -498,8 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "divisor of MH <= P (default 1)")
     hls.add_argument("--simd", type=int, metavar="S", help="SIMD for every layer, clipped to MW (default 1)")
     hls.add_argument("--folding", metavar="FILE", help="per-layer folding JSON (exclusive with --pe/--simd)")
-    hls.add_argument("--part", default=DEFAULT_PART, help=f"FPGA part for vitis.tcl (default {DEFAULT_PART})")
-    hls.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ, metavar="F",
+    hls.add_argument("--part", default=DEFAULT_PART, type=_part, help=f"FPGA part for vitis.tcl (default {DEFAULT_PART})")
+    hls.add_argument("--clock-mhz", type=CLOCK_MHZ, default=DEFAULT_CLOCK_MHZ, metavar="F",
                      help=f"target clock for vitis.tcl and the report (default {DEFAULT_CLOCK_MHZ:g})")
     hls.set_defaults(func=cmd_hls)
 
@@ -512,30 +567,36 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--data", default="digits", metavar="digits|PATH.npy",
                     help="'digits' (default) or a .npy uint8 image array [N, C, H, W]")
     cs.add_argument("--split", default="test", choices=("test", "val", "train"), help="digits split")
-    cs.add_argument("--images", type=int, default=None, metavar="N", help="first N images (default 4)")
+    cs.add_argument("--images", type=int_at_least(1), default=None, metavar="N", help="first N images (default 4)")
     cs.add_argument("--sanitize", action="store_true",
                     help="build with AddressSanitizer + UBSan (slower build, aborts on the first error)")
     cs.add_argument("--keep-vectors", action="store_true",
                     help="use DIR/vectors as they are instead of rewriting them")
-    cs.add_argument("--timeout", type=float, default=600.0, metavar="S",
+    cs.add_argument("--timeout", type=positive_float, default=600.0, metavar="S",
                     help="limit for the testbench run in seconds (default 600)")
     cs.set_defaults(func=cmd_csim)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``gsbsim`` console script; returns the exit code."""
+    """Entry point of the ``gsbsim`` console script; returns the exit code (docs/errors.md)."""
+    return guarded(PROG, _main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
     except SystemExit as e:  # --help (code 0)
         return e.code if isinstance(e.code, int) else 0
-    except (CliError, CostModelError, FoldingError) as e:
+    except (CliError, CostModelError, FoldingError, OutputError) as e:
         print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        raise  # stdout's reader left: guarded() ends quietly
     except OSError as e:
         print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
 
 
 def _one_line(e: BaseException) -> str:

@@ -407,8 +407,48 @@ def validate(header: Any, arrays: dict[str, np.ndarray], path: str) -> None:
 
 
 # ----------------------------------------------------------------------------- load and save
+# Before anything is inflated, every zip member's name and declared (uncompressed) size is
+# checked: a small file must not make the reader allocate gigabytes for an array that would
+# be rejected anyway. zipfile never inflates past a member's declared size.
+NPY_HEADER_MAX = 4096          # an .npy header of the arrays we write is under 128 bytes
+HEADER_JSON_MAX = 1 << 20      # the JSON header of even the deepest model is a few KiB
+
+
+def _member_errors(members: list, expected: dict | None) -> list[str]:
+    """Problems of the zip members' names and declared sizes (``expected`` None: header members only)."""
+    errs = []
+    names = [m.filename for m in members]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        errs.append(f"duplicate member(s) {', '.join(dupes[:4])}")
+    odd = [n for n in names if not n.endswith(".npy")]
+    if odd:
+        errs.append(f"member(s) {', '.join(map(repr, odd[:4]))} are not .npy arrays")
+    small = {"header": HEADER_JSON_MAX, "format_version": 8}
+    for m in members:
+        name = m.filename.removesuffix(".npy")
+        if expected is None:
+            limit = small.get(name)
+        elif name in expected:
+            dtype, shape = expected[name]
+            limit = dtype.itemsize * math.prod(EXP_HI_MAX if s is None else s for s in shape)
+        elif name in small:
+            limit = small[name]
+        else:
+            errs.append(f"unknown array {name!r} (declared {m.file_size} bytes; not read)")
+            continue
+        if limit is not None and m.file_size > limit + NPY_HEADER_MAX:
+            errs.append(f"member {m.filename!r} declares {m.file_size} bytes, more than its array can hold "
+                        f"({limit} bytes of data); not read")
+    return errs
+
+
 def _read_npz(path: str) -> dict[str, np.ndarray]:
-    """Every array of the archive, read eagerly so that any corruption surfaces here."""
+    """Every array of the archive, read eagerly so that any corruption surfaces here.
+
+    Member names and declared sizes are checked first against the header (read alone,
+    with a size limit), so nothing unexpected or oversized is ever inflated.
+    """
     if not os.path.exists(path):
         raise ModelFileError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -427,6 +467,18 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
         if not isinstance(npz, np.lib.npyio.NpzFile):
             raise ModelFileError(f"{path}: not an .npz archive (a single .npy array?)")
         with npz:
+            members = npz.zip.infolist()
+            errs = _member_errors(members, None)
+            if errs:
+                raise ModelFileError(f"{path}: " + "; ".join(errs[:4]))
+            first = {k: np.asarray(npz[k]) for k in ("format_version", "header") if k in npz.files}
+            header = _parse_header(path, first)
+            if _header_errors(header):
+                validate(header, {}, path)  # raises, naming the header's problems; no array read
+            errs = _member_errors(members, expected_arrays(header))
+            if errs:
+                more = f" (and {len(errs) - 4} more)" if len(errs) > 4 else ""
+                raise ModelFileError(f"{path}: " + "; ".join(errs[:4]) + more)
             return {name: np.asarray(npz[name]) for name in npz.files}
     except ModelFileError:
         raise

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -34,6 +35,7 @@ from gsbsim.hlsgen.blocks import block_cpp
 from gsbsim.hlsgen.toolchain import HlsEnvError, find_ap_types, library_include_dir
 from gsbsim.hlsgen.params import c_array, c_int, c_scalar, c_struct, finn_tiles, packed_rows_to_bits
 from gsbsim.format.model_file import ACT_METHODS, IntModel
+from gsbsim.outputs import remove_stale, staging_dir
 
 __all__ = ["HlsGenError", "Project", "generate", "load_project", "sha256_file", "layer_macro",
            "trace_specs", "trace_producer", "PROJECT_FILE", "DEFAULT_PART", "TOP_NAME"]
@@ -44,6 +46,9 @@ GENERATOR = "gsbsim hls"
 TOP_NAME = "gsb_top"
 DEFAULT_PART = "xczu7ev-ffvc1156-2-e"   # ZCU104; any part works for csim, csynth needs a licensed one
 GENERATED = ("src", "tb", "Makefile", "vitis.tcl", PROJECT_FILE)
+# the part is written into vitis.tcl: letters, digits, '-', '_', '.' only (no tcl syntax can get in)
+PART_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+STAGING_PREFIX = ".gsbsim-hls-"
 
 
 class HlsGenError(ValueError):
@@ -745,8 +750,10 @@ def generate(model: IntModel, model_path: str | os.PathLike, out: str | os.PathL
                           "refusing to write into it")
     if not out.parent.resolve().is_dir():
         raise HlsGenError(f"--out {out}: parent folder does not exist")
-    if not (isinstance(clock_mhz, (int, float)) and clock_mhz > 0):
-        raise HlsGenError(f"--clock-mhz must be positive, got {clock_mhz!r}")
+    if not (isinstance(clock_mhz, (int, float)) and math.isfinite(clock_mhz) and clock_mhz > 0):
+        raise HlsGenError(f"--clock-mhz must be a finite positive number, got {clock_mhz!r}")
+    if not (isinstance(part, str) and PART_PATTERN.match(part)):
+        raise HlsGenError(f"--part {part!r} is not an FPGA part name (letters, digits, '-', '_', '.')")
     missing = [l.name for l in layers(model.header) if l.name not in folding]
     if missing:
         raise FoldingError(f"folding has no entry for layer {missing[0]}")
@@ -771,7 +778,9 @@ def generate(model: IntModel, model_path: str | os.PathLike, out: str | os.PathL
         PROJECT_FILE: json.dumps(project.to_json(), indent=1) + "\n",
     }
     existed = out.is_dir()
-    staging = Path(tempfile.mkdtemp(dir=out if existed else out.parent, prefix=".gsbsim-hls-"))
+    if existed:
+        remove_stale(out, [STAGING_PREFIX])  # a killed run's staging folder (the caller holds out's lock)
+    staging = staging_dir(out if existed else out.parent, STAGING_PREFIX)  # umask permissions, not mkdtemp's 0700
     try:
         for rel, text in files.items():
             path = staging / rel
