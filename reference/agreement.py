@@ -146,7 +146,7 @@ def _main(argv=None) -> int:
         bundle = build_datasets(**checkpoint_data(meta, args.data_path), augment=False)
         images, labels = dataset_arrays(getattr(bundle, args.split))
     except (CheckpointError, ModelFileError, DataError, OSError) as exc:
-        print(f"agreement: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     result = measure(model, int_model, images, labels)
     out = asdict(result)

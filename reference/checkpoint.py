@@ -119,9 +119,11 @@ def preset_from_dict(d: dict):
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
                     required: tuple[str, ...] = MODEL_KEYS) -> dict:
     """Read a checkpoint and check it holds `required`; CheckpointError naming the file otherwise."""
+    from gsbsim.paths import input_file_problem
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+    problem = input_file_problem(path)
+    if problem:
+        raise CheckpointError(f"{path}: checkpoint {problem}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types on truncated or foreign files

@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from gsbsim.cli.args import float_in, int_at_least, positive_float
+from gsbsim.paths import input_file_problem
 from gsbsim.cli.signals import EXIT_BAD_INPUT, guarded
 from gsbsim.hw import costs as costs_mod
 from gsbsim.format.conventions import pixels_to_int8
@@ -49,11 +50,18 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ============================================================================ inputs
+def _check_input_file(path: str, what: str) -> None:
+    problem = input_file_problem(path)
+    if problem == "not found":
+        raise CliError(f"{what} not found: {path}")
+    if problem:
+        raise CliError(f"{what} {path}: {problem}")
+
+
 def _load_model(path: str):
     """load_model(path), with a missing file or a bad file as a CliError."""
     from gsbsim.format.model_file import ModelFileError, load_model
-    if not os.path.isfile(path):
-        raise CliError(f"model file not found: {path}")
+    _check_input_file(path, "model file")
     try:
         return load_model(path)
     except ModelFileError as e:
@@ -71,8 +79,7 @@ def _load_data(data: str, split: str) -> tuple[np.ndarray, np.ndarray | None, st
         return images, labels, f"digits/{split}"
     if not data.endswith(".npy"):
         raise CliError(f"unknown data {data!r}: expected 'digits' or a path to a .npy file")
-    if not os.path.isfile(data):
-        raise CliError(f"data file not found: {data}")
+    _check_input_file(data, "data file")
     try:
         images = np.load(data, allow_pickle=False)
     except (OSError, ValueError) as e:
@@ -135,6 +142,7 @@ def _folding(args, header: dict):
     if args.folding is not None:
         if args.pe is not None or args.simd is not None:
             raise CliError("--folding and --pe/--simd are mutually exclusive")
+        _check_input_file(args.folding, "--folding file")
         return load_folding(header, args.folding)
     return global_folding(header, args.pe if args.pe is not None else 1,
                           args.simd if args.simd is not None else 1)

@@ -75,3 +75,4 @@ def nonnegative_float(text: str) -> float:
 
 
 seed = int_at_least(0, MAX_SEED)
+

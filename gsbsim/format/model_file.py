@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from gsbsim.format.conventions import WORD_BITS, n_words, round_half_up
+from gsbsim.paths import input_file_problem
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "IntModel", "expected_arrays", "validate",
            "load_model", "save_model", "SHIFT_NAMES", "HEADER_KEYS", "LIMITS", "METHODS", "ACT_METHODS",
@@ -449,10 +450,11 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
     Member names and declared sizes are checked first against the header (read alone,
     with a size limit), so nothing unexpected or oversized is ever inflated.
     """
-    if not os.path.exists(path):
+    problem = input_file_problem(path)
+    if problem == "not found":
         raise ModelFileError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise ModelFileError(f"{path}: is a directory, not a model file")
+    if problem:
+        raise ModelFileError(f"{path}: {problem}")
     try:
         with open(path, "rb") as f:
             magic = f.read(6)
