@@ -1,10 +1,10 @@
-"""Input paths: why one cannot be read, said in a few words (shared by gsbsim and reference)."""
+"""Paths given by the user: why one cannot be read or written, in a few words (shared by gsbsim and reference)."""
 from __future__ import annotations
 
 import os
 import stat
 
-__all__ = ["input_file_problem"]
+__all__ = ["input_file_problem", "output_file_problem"]
 
 
 def input_file_problem(path: str | os.PathLike) -> str | None:
@@ -22,4 +22,29 @@ def input_file_problem(path: str | os.PathLike) -> str | None:
         return "is a folder, not a file"
     if not stat.S_ISREG(st.st_mode):
         return "is not a regular file (a FIFO, socket or device)"
+    return None
+
+
+def output_file_problem(path: str | os.PathLike) -> str | None:
+    """Why a file cannot be (atomically) written at ``path``, or None.
+
+    Writing renames a finished temporary onto ``path``, which would silently replace a
+    folder's worth of confusion: a FIFO, a device, a dangling or looping symlink. Those are
+    refused, as are an empty name and a missing parent folder.
+    """
+    path = os.fspath(path)
+    if not path:
+        return "is an empty file name"
+    if os.path.lexists(path):
+        try:
+            st = os.stat(path)
+        except OSError as e:  # a dangling or looping symlink
+            return f"exists but cannot be used ({e.strerror or type(e).__name__})"
+        if stat.S_ISDIR(st.st_mode):
+            return "is a folder; give a file name"
+        if not stat.S_ISREG(st.st_mode):
+            return "exists and is not a regular file (a FIFO, socket or device); refusing to replace it"
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"folder {folder} does not exist"
     return None

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from gsbsim.cli.args import OneLineParser, int_at_least
+from gsbsim.cli.args import OneLineParser, int_at_least, nonempty_path
 from gsbsim.cli.signals import guarded
 from gsbsim.format.conventions import pixels_to_int8
 
@@ -128,8 +128,8 @@ def main(argv=None) -> int:
 def _main(argv=None) -> int:
     ap = OneLineParser(prog=PROG, description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", required=True, help="stage-2 checkpoint (reference.train)")
-    ap.add_argument("--model", required=True, help="integer model exported from it (reference.export)")
+    ap.add_argument("--checkpoint", required=True, type=nonempty_path, help="stage-2 checkpoint (reference.train)")
+    ap.add_argument("--model", required=True, type=nonempty_path, help="integer model exported from it (reference.export)")
     ap.add_argument("--split", default="test", choices=("train", "val", "test"))
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--layers", type=int_at_least(0), default=0, metavar="N",

@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 
 import numpy as np
 import torch
 
-from gsbsim.cli.args import OneLineParser, int_at_least, seed
+from gsbsim.cli.args import OneLineParser, int_at_least, nonempty_path, seed
 from gsbsim.cli.signals import guarded
 from gsbsim.format.conventions import pack_bits, ratio_numerator, round_half_up
 from .blocks import GELU_CLIP, BinaryBlock
@@ -246,9 +245,9 @@ def _parser() -> argparse.ArgumentParser:
                "  python -m reference.export --random --method didb --out didb.npz",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="a stage-2 checkpoint written by python -m reference.train")
+    src.add_argument("--checkpoint", type=nonempty_path, help="a stage-2 checkpoint written by python -m reference.train")
     src.add_argument("--random", action="store_true", help="export an untrained model of --preset (cost studies)")
-    ap.add_argument("--out", required=True, help="output .npz path (written atomically)")
+    ap.add_argument("--out", required=True, type=nonempty_path, help="output .npz path (written atomically)")
     ap.add_argument("--preset", default="digits", help="preset of the --random model (default: digits)")
     ap.add_argument("--groups", type=int_at_least(1), default=3, help="GSB groups of the --random model (1 = plain binary)")
     ap.add_argument("--method", default="gsb", choices=EXPORTABLE_METHODS,
@@ -272,12 +271,11 @@ def _calibration_images(meta: dict, n: int, data_path: str | None = None) -> tor
 
 
 def _check_out(path: str) -> None:
-    """--out before any work: its folder must exist and it must not be a folder itself."""
-    if os.path.isdir(path):
-        raise ExportError(f"--out {path} is a folder; give the .npz file to write")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ExportError(f"--out {path}: folder {folder} does not exist")
+    """--out before any work: a file (or nothing) in an existing folder."""
+    from gsbsim.paths import output_file_problem
+    problem = output_file_problem(path)
+    if problem:
+        raise ExportError(f"--out {path}: {problem}")
 
 
 def main(argv=None) -> int:

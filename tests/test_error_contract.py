@@ -58,7 +58,8 @@ COMMANDS = {"gsbsim": _gsbsim, "python -m reference.train": _train, "python -m r
             "python -m reference.agreement": _agreement, "python -m reference.demo": _demo}
 
 # (program, argv, fragment of the one error line); in argv, M is a valid model file, F a plain
-# file, D an empty folder, N a missing path, J a file of junk bytes, all inside the test's folder
+# file, D an empty folder, N a missing path, J a file of junk bytes, P a FIFO, L a symlink to
+# itself, all inside the test's folder
 CASES = [
     # gsbsim run
     ("gsbsim", ["run"], "--model"),
@@ -71,12 +72,21 @@ CASES = [
     ("gsbsim", ["run", "--model", "M", "--pe", "0"], "--pe"),
     ("gsbsim", ["run", "--model", "M", "--folding", "J"], "J"),
     ("gsbsim", ["run", "--model", "M", "--plot", "N/x.png"], "does not exist"),
+    ("gsbsim", ["run", "--model", "M", "--plot", "D"], "is a folder"),
+    ("gsbsim", ["run", "--model", "M", "--plot", "P"], "not a regular file"),
+    ("gsbsim", ["run", "--model", "M", "--plot", "L"], "cannot be used"),
+    ("gsbsim", ["run", "--model", "P"], "not a regular file"),
+    ("gsbsim", ["run", "--model", "L"], "symbolic links"),
+    ("gsbsim", ["run", "--model", "M", "--data", "P.npy"], "not found"),
+    ("gsbsim", ["run", "--model", ""], "must not be empty"),
     ("gsbsim", ["nope"], "invalid choice"),
     # gsbsim info
     ("gsbsim", ["info", "--model", "F"], "not an .npz archive"),
     ("gsbsim", ["info", "--model", "M", "--bogus"], "unrecognized arguments"),
     # gsbsim vectors
     ("gsbsim", ["vectors", "--model", "M", "--out", "F"], "not a folder"),
+    ("gsbsim", ["vectors", "--model", "M", "--out", ""], "must not be empty"),
+    ("gsbsim", ["vectors", "--model", "M", "--out", "L"], "not a folder"),
     ("gsbsim", ["vectors", "--model", "M", "--out", "D", "--images", "-3"], "--images"),
     ("gsbsim", ["vectors", "--model", "N", "--out", "D/o"], "not found"),
     ("gsbsim", ["vectors", "--model", "M", "--out", "D/o", "--data", "J.npy"], "not found"),
@@ -97,6 +107,7 @@ CASES = [
     ("python -m reference.train", ["--distill", "medium"], "--distill"),
     ("python -m reference.train", ["--preset", "nope", "--out", "D/o"], "unknown preset"),
     ("python -m reference.train", ["--out", "F", "--epochs", "1"], "not a folder"),
+    ("python -m reference.train", ["--out", ""], "must not be empty"),
     ("python -m reference.train", ["--resume", "--out", "D/o", "--stage", "teacher"], "nothing to resume"),
     ("python -m reference.train", ["--stage", "stage1", "--teacher", "J", "--out", "D/o"], "not a readable checkpoint"),
     # reference.export
@@ -107,6 +118,9 @@ CASES = [
     ("python -m reference.export", ["--checkpoint", "D", "--out", "D/m.npz"], "is a folder"),
     ("python -m reference.export", ["--random", "--out", "D"], "is a folder"),
     ("python -m reference.export", ["--random", "--out", "N/m.npz"], "does not exist"),
+    ("python -m reference.export", ["--random", "--out", "P"], "not a regular file"),
+    ("python -m reference.export", ["--random", "--out", ""], "must not be empty"),
+    ("python -m reference.export", ["--checkpoint", "P", "--out", "D/m.npz"], "not a regular file"),
     ("python -m reference.export", ["--random", "--checkpoint", "J", "--out", "D/m.npz"], "not allowed with"),
     # reference.agreement
     ("python -m reference.agreement", ["--checkpoint", "J", "--model", "M"], "not a readable checkpoint"),
@@ -127,7 +141,14 @@ def model_bytes(tmp_path_factory) -> bytes:
 
 
 def _tree(d: Path) -> dict:
-    return {str(p.relative_to(d)): (None if p.is_dir() else p.read_bytes()) for p in sorted(d.rglob("*"))}
+    """Every entry under d: folders None, symlinks their target, FIFOs 'fifo', files their bytes."""
+    def content(p: Path):
+        if p.is_symlink():
+            return ("symlink", os.readlink(p))
+        if p.is_fifo():
+            return "fifo"
+        return None if p.is_dir() else p.read_bytes()
+    return {str(p.relative_to(d)): content(p) for p in sorted(d.rglob("*"))}
 
 
 def _call(prog: str, argv: list[str]) -> tuple[int, str, str]:
@@ -148,6 +169,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(prog, argv, fragment, t
     Path("F").write_text("a plain file\n")
     Path("J").write_bytes(b"PK\x03\x04 junk, not an archive nor a checkpoint")
     Path("D").mkdir()
+    os.mkfifo("P")
+    os.symlink("L", "L")
     before = _tree(tmp_path)
     rc, out, err = _call(prog, argv)
     assert rc == 2, (rc, out, err)

@@ -20,8 +20,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from gsbsim.cli.args import float_in, int_at_least, positive_float
-from gsbsim.paths import input_file_problem
+from gsbsim.cli.args import float_in, int_at_least, nonempty_path, positive_float
+from gsbsim.outputs import file_mode
+from gsbsim.paths import input_file_problem, output_file_problem
 from gsbsim.cli.signals import EXIT_BAD_INPUT, guarded
 from gsbsim.hw import costs as costs_mod
 from gsbsim.format.conventions import pixels_to_int8
@@ -148,20 +149,27 @@ def _folding(args, header: dict):
                           args.simd if args.simd is not None else 1)
 
 
-def _atomic_write_file(path: str, write: Callable[[str], Any]) -> None:
-    """Call write(tmp_path) in the target's folder, then rename onto ``path``."""
+def _check_output_file(path: str, flag: str) -> None:
+    problem = output_file_problem(path)
+    if problem:
+        raise CliError(f"{flag} {path}: {problem}")
+
+
+def _atomic_write_file(path: str, write: Callable[[str], Any], flag: str) -> None:
+    """Call write(tmp_path) in the target's folder, then rename onto ``path`` (errors name ``path``)."""
+    _check_output_file(path, flag)
     folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise CliError(f"output folder does not exist: {folder}")
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".gsbsim-", suffix=os.path.splitext(path)[1])
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600; give the file ordinary permissions
         os.replace(tmp, path)
-    except BaseException:
+    except OSError as e:
+        raise CliError(f"{flag} {path}: cannot write ({e.strerror or e})") from None
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
 
 
 # ============================================================================ reports
@@ -209,8 +217,8 @@ def cmd_run(args) -> int:
     model = _load_model(args.model)
     header = dict(model.header)
     c, cyc, res = _costs(header, args)  # folding errors before any heavy work
-    if args.plot and not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))):
-        raise CliError(f"--plot: output folder does not exist: {os.path.dirname(os.path.abspath(args.plot))}")
+    if args.plot:
+        _check_output_file(args.plot, "--plot")
     images, labels, source = _load_data(args.data, args.split)
     images, labels = _select_images(images, labels, header, args.images, source)
     logits = _forward_all(_engine(args.engine), model, pixels_to_int8(images))
@@ -222,7 +230,7 @@ def cmd_run(args) -> int:
         out.update(correct=correct, accuracy=correct / len(images))
     if args.plot:
         from gsbsim.hw.plots import plot_breakdown
-        _atomic_write_file(args.plot, lambda tmp: plot_breakdown(c, cyc, tmp))
+        _atomic_write_file(args.plot, lambda tmp: plot_breakdown(c, cyc, tmp), "--plot")
     if args.json:
         out.update(c.to_dict())
         out["cycles"] = cyc.to_dict()
@@ -512,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Run an integer model file on images and report top-1 "
                          "accuracy; optionally the cost report (BOPs, FLOPs, OPs, memory, "
                          "cycles, FINN-R resource estimate).", epilog=_RUN_EXAMPLES, formatter_class=fmt)
-    run.add_argument("--model", required=True, metavar="M.npz", help="integer model file")
+    run.add_argument("--model", required=True, type=nonempty_path, metavar="M.npz", help="integer model file")
     _add_data_args(run, None)
     run.add_argument("--engine", default="fast", choices=("fast", "golden"),
                      help="fast (Numba, default) or golden (plain numpy reference)")
@@ -524,17 +532,17 @@ def build_parser() -> argparse.ArgumentParser:
                      "largest divisor of MH <= P (default 1)")
     run.add_argument("--simd", type=int, metavar="S", help="SIMD for every layer, clipped to MW "
                      "(default 1)")
-    run.add_argument("--folding", metavar="FILE", help="per-layer folding JSON (exclusive with --pe/--simd)")
+    run.add_argument("--folding", type=nonempty_path, metavar="FILE", help="per-layer folding JSON (exclusive with --pe/--simd)")
     run.add_argument("--clock-mhz", type=CLOCK_MHZ, default=DEFAULT_CLOCK_MHZ, metavar="F",
                      help=f"clock for frames/s (default {DEFAULT_CLOCK_MHZ:g})")
-    run.add_argument("--plot", metavar="OUT.png", help="write the per-layer breakdown chart (PNG)")
+    run.add_argument("--plot", type=nonempty_path, metavar="OUT.png", help="write the per-layer breakdown chart (PNG)")
     run.set_defaults(func=cmd_run)
 
     info = sub.add_parser("info", help="architecture, precision map, accumulator widths",
                           description="Describe an integer model file: architecture, which layer "
                           "is binary / 8-bit / fixed point, accumulator widths.",
                           epilog=_INFO_EXAMPLES, formatter_class=fmt)
-    info.add_argument("--model", required=True, metavar="M.npz", help="integer model file")
+    info.add_argument("--model", required=True, type=nonempty_path, metavar="M.npz", help="integer model file")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=cmd_info)
 
@@ -544,8 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(names, dtypes, shapes, model sha256). Written to a temporary folder "
                          "and renamed into place; an older OUT/vectors is replaced.",
                          epilog=_VEC_EXAMPLES, formatter_class=fmt)
-    vec.add_argument("--model", required=True, metavar="M.npz", help="integer model file")
-    vec.add_argument("--out", required=True, metavar="DIR",
+    vec.add_argument("--model", required=True, type=nonempty_path, metavar="M.npz", help="integer model file")
+    vec.add_argument("--out", required=True, type=nonempty_path, metavar="DIR",
                      help="output folder (created if missing); the vectors go to DIR/vectors")
     _add_data_args(vec, 4)
     vec.set_defaults(func=cmd_vectors)
@@ -554,13 +562,13 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Generate DIR/src (top function, config.h, params/*.h), DIR/tb "
                          "(C-simulation testbench), a Makefile, vitis.tcl and project.json for a model "
                          "and a folding (see docs/hls.md).", epilog=_HLS_EXAMPLES, formatter_class=fmt)
-    hls.add_argument("--model", required=True, metavar="M.npz", help="integer model file")
-    hls.add_argument("--out", required=True, metavar="DIR", help="project folder (created; an older "
+    hls.add_argument("--model", required=True, type=nonempty_path, metavar="M.npz", help="integer model file")
+    hls.add_argument("--out", required=True, type=nonempty_path, metavar="DIR", help="project folder (created; an older "
                      "project there is regenerated)")
     hls.add_argument("--pe", type=int, metavar="P", help="PE for every layer, clipped to the largest "
                      "divisor of MH <= P (default 1)")
     hls.add_argument("--simd", type=int, metavar="S", help="SIMD for every layer, clipped to MW (default 1)")
-    hls.add_argument("--folding", metavar="FILE", help="per-layer folding JSON (exclusive with --pe/--simd)")
+    hls.add_argument("--folding", type=nonempty_path, metavar="FILE", help="per-layer folding JSON (exclusive with --pe/--simd)")
     hls.add_argument("--part", default=DEFAULT_PART, type=_part, help=f"FPGA part for vitis.tcl (default {DEFAULT_PART})")
     hls.add_argument("--clock-mhz", type=CLOCK_MHZ, default=DEFAULT_CLOCK_MHZ, metavar="F",
                      help=f"target clock for vitis.tcl and the report (default {DEFAULT_CLOCK_MHZ:g})")
@@ -571,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "project's testbench with g++, run it, and compare every traced tensor and "
                         "each layer's iteration count with gsbsim's cycle model.",
                         epilog=_CSIM_EXAMPLES, formatter_class=fmt)
-    cs.add_argument("dir", metavar="DIR", help="project folder written by `gsbsim hls`")
+    cs.add_argument("dir", type=nonempty_path, metavar="DIR", help="project folder written by `gsbsim hls`")
     cs.add_argument("--data", default="digits", metavar="digits|PATH.npy",
                     help="'digits' (default) or a .npy uint8 image array [N, C, H, W]")
     cs.add_argument("--split", default="test", choices=("test", "val", "train"), help="digits split")

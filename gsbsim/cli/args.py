@@ -12,7 +12,7 @@ import math
 import sys
 from typing import Callable
 
-__all__ = ["OneLineParser", "int_at_least", "positive_float", "nonnegative_float", "float_in", "seed",
+__all__ = ["OneLineParser", "nonempty_path", "int_at_least", "positive_float", "nonnegative_float", "float_in", "seed",
            "MAX_SEED"]
 
 MAX_SEED = 2 ** 32 - 1  # numpy's and Python's seeding both accept [0, 2^32); torch accepts less than 2^64
@@ -76,3 +76,10 @@ def nonnegative_float(text: str) -> float:
 
 seed = int_at_least(0, MAX_SEED)
 
+
+
+def nonempty_path(text: str) -> str:
+    """A path argument: an empty string would silently mean the current folder."""
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text

@@ -565,6 +565,6 @@ def save_model(path: str | os.PathLike, header: dict, arrays: dict[str, np.ndarr
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        if isinstance(exc, OSError):
-            raise ModelFileError(f"{path}: cannot write: {exc}") from exc
+        if isinstance(exc, OSError):  # strerror: the message must name `path`, not the temporary
+            raise ModelFileError(f"{path}: cannot write: {exc.strerror or exc}") from exc
         raise

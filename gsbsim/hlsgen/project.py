@@ -794,8 +794,10 @@ def generate(model: IntModel, model_path: str | os.PathLike, out: str | os.PathL
                 os.rename(staging / item, out / item)
             _remove(out / "build")
             shutil.rmtree(staging, ignore_errors=True)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(e, OSError) and not isinstance(e, BrokenPipeError):  # name --out, not the staging folder
+            raise HlsGenError(f"--out {out}: cannot write the project ({e.strerror or e})") from None
         raise
     return project
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from gsbsim.cli.args import OneLineParser, float_in, int_at_least, nonnegative_float, positive_float, seed
+from gsbsim.cli.args import (OneLineParser, float_in, int_at_least, nonempty_path, nonnegative_float,
+                             positive_float, seed)
 from reference.config import METHODS
 from reference.distill import DISTILL_KINDS
 from reference.train.stages import STAGES
@@ -40,11 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preset", default="digits", metavar="NAME",
                    help="model preset and recipe: digits (default), cifar, deit_tiny, deit_small")
     g.add_argument("--data", default=None, metavar="NAME", help="dataset name (default: the preset's dataset)")
-    g.add_argument("--data-path", default=None, metavar="PATH", help="dataset location on disk (not needed for digits)")
-    g.add_argument("--out", default=None, metavar="DIR", help="output directory (default: runs/<preset>)")
-    g.add_argument("--teacher", default=None, metavar="CKPT",
+    g.add_argument("--data-path", default=None, type=nonempty_path, metavar="PATH", help="dataset location on disk (not needed for digits)")
+    g.add_argument("--out", default=None, type=nonempty_path, metavar="DIR", help="output directory (default: runs/<preset>)")
+    g.add_argument("--teacher", default=None, type=nonempty_path, metavar="CKPT",
                    help="teacher checkpoint for a single student stage (default: <out>/teacher/best.pt)")
-    g.add_argument("--init", default=None, metavar="CKPT",
+    g.add_argument("--init", default=None, type=nonempty_path, metavar="CKPT",
                    help="stage-1 checkpoint that initialises a single stage2 run (default: <out>/stage1/best.pt)")
     g.add_argument("--resume", action="store_true",
                    help="continue the interrupted stage from <out>/<stage>/last.pt (finished stages are skipped)")

@@ -43,7 +43,8 @@ def build_context(args: argparse.Namespace, d: Dist, device: torch.device) -> Co
         msg = str(e)
         raise TrainError(msg if msg.startswith(f"{name}:") else f"--data {name}: {msg}") from None
     if bundle.val is None or len(bundle.val) == 0:
-        raise TrainError(f"--data {name}: the dataset has no validation split")
+        raise TrainError(f"--data {name}: no validation images ({len(bundle.train)} training, {len(bundle.test)} "
+                         "test images): the dataset is too small to hold out a validation split")
     in_chans = preset.in_chans or bundle.in_chans
     out = Path(args.out) if args.out else Path("runs") / preset.name
     if out.exists() and not out.is_dir():
