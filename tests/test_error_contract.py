@@ -223,7 +223,7 @@ import os, signal, sys
 import {module} as target
 real = target.{function}
 def interrupted(*a, **k):
-    os.kill(os.getpid(), signal.SIGINT)   # a real Ctrl-C, mid-way through the work
+    os.kill(os.getpid(), signal.{signal})   # a real Ctrl-C (or kill), mid-way through the work
     return real(*a, **k)
 target.{function} = interrupted
 from {entry} import main
@@ -231,22 +231,30 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-@pytest.mark.parametrize("module, function, entry, argv, prog", [
-    ("gsbsim.cli.app", "_forward_all", "gsbsim.cli.app", ["run", "--model", "MODEL"], "gsbsim"),
-    ("gsbsim.cli.app", "_swap_in", "gsbsim.cli.app", ["vectors", "--model", "MODEL", "--out", "DIR"], "gsbsim"),
+@pytest.mark.parametrize("module, function, entry, argv, prog, sig", [
+    ("gsbsim.cli.app", "_forward_all", "gsbsim.cli.app", ["run", "--model", "MODEL"], "gsbsim", "SIGINT"),
+    ("gsbsim.cli.app", "_swap_in", "gsbsim.cli.app", ["vectors", "--model", "MODEL", "--out", "DIR"], "gsbsim",
+     "SIGINT"),
+    ("gsbsim.cli.app", "_swap_in", "gsbsim.cli.app", ["vectors", "--model", "MODEL", "--out", "DIR"], "gsbsim",
+     "SIGTERM"),
     ("gsbsim.hlsgen.project", "_vitis_tcl", "gsbsim.cli.app", ["hls", "--model", "MODEL", "--out", "DIR/p"],
-     "gsbsim"),
-    ("numpy", "savez", "reference.export", ["--random", "--out", "DIR/o.npz"], "python -m reference.export"),
+     "gsbsim", "SIGINT"),
+    ("numpy", "savez", "reference.export", ["--random", "--out", "DIR/o.npz"], "python -m reference.export",
+     "SIGINT"),
+    ("numpy", "savez", "reference.export", ["--random", "--out", "DIR/o.npz"], "python -m reference.export",
+     "SIGTERM"),
 ])
-def test_ctrl_c_is_one_line_exit_130_and_leaves_nothing(module, function, entry, argv, prog, model_file, tmp_path):
+def test_ctrl_c_or_kill_is_one_line_and_leaves_nothing(module, function, entry, argv, prog, sig, model_file,
+                                                        tmp_path):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     argv = [a.replace("MODEL", str(model_file)).replace("DIR", str(out_dir)) for a in argv]
-    code = _INTERRUPT.format(module=module, function=function, entry=entry)
+    code = _INTERRUPT.format(module=module, function=function, entry=entry, signal=sig)
     proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT,
                           env=_env(), timeout=300)
-    assert proc.returncode == 130, (proc.returncode, proc.stderr)
-    assert proc.stderr == f"{prog}: interrupted\n", proc.stderr
+    status, word = (130, "interrupted") if sig == "SIGINT" else (143, "terminated")
+    assert proc.returncode == status, (proc.returncode, proc.stderr)
+    assert proc.stderr == f"{prog}: {word}\n", proc.stderr
     assert list(out_dir.iterdir()) == []  # no temporary, no half output
 
 

@@ -170,6 +170,17 @@ def test_run_rejects_bad_numbers(model_path, capsys, argv):
     one_line_error(rc, err, "gsbsim", argv[0])
 
 
+def test_run_refuses_an_npy_that_declares_more_than_it_holds(model_path, tmp_path, capsys):
+    """A 200-byte .npy whose header declares 60 GiB: refused from its header, nothing allocated."""
+    from numpy.lib import format as npy_format
+    big = tmp_path / "big.npy"
+    with open(big, "wb") as f:
+        npy_format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": (10 ** 9, 1, 8, 8)})
+        f.write(b"x" * 100)
+    rc, _, err = gsbsim_cli(capsys, "run", "--model", model_path, "--data", big)
+    one_line_error(rc, err, "gsbsim", str(big))
+
+
 # ============================================================================ model files
 def _with_member(src: Path, dst: Path, name: str, size: int, compress=zipfile.ZIP_DEFLATED) -> Path:
     """src's archive plus a member ``name`` of ``size`` zero bytes (deflated: a few KiB on disk)."""

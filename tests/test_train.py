@@ -662,6 +662,14 @@ def test_out_naming_a_file(tmp_path, capsys):
     one_error_line(capsys, "--out", "is not a folder")
 
 
+def test_sigterm_is_one_line_exit_143_and_resumable(tmp_path, monkeypatch, capsys):
+    from gsbsim.cli.signals import Terminated
+    _interrupt_at(monkeypatch, 2, Terminated)
+    assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "2") == 143
+    assert capsys.readouterr().err == "python -m reference.train: terminated; continue with --resume\n"
+    assert load_checkpoint(tmp_path / "teacher" / "last.pt")["epoch"] == 1
+
+
 def test_diverged_training_is_one_line_exit_1(tmp_path, monkeypatch, capsys):
     _interrupt_at(monkeypatch, 2, FloatingPointError)
     assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "2") == 1

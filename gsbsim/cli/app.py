@@ -82,9 +82,11 @@ def _load_data(data: str, split: str) -> tuple[np.ndarray, np.ndarray | None, st
         raise CliError(f"unknown data {data!r}: expected 'digits' or a path to a .npy file")
     _check_input_file(data, "data file")
     try:
-        images = np.load(data, allow_pickle=False)
+        # memory-mapped first: the header's dtype and shape are checked, and a header that
+        # declares more data than the file holds is refused, before anything is allocated
+        images = np.load(data, allow_pickle=False, mmap_mode="r")
     except (OSError, ValueError) as e:
-        raise CliError(f"cannot read image array {data}: {e}") from None
+        raise CliError(f"cannot read image array {data}: {' '.join(str(e).split())}") from None
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
         raise CliError(f"{data}: expected a uint8 image array [N, C, H, W], got "
                        f"{getattr(images, 'dtype', type(images).__name__)} of shape "

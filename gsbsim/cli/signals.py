@@ -7,20 +7,40 @@
   status 130 (128 + SIGINT, what a shell reports). Outputs are written through temporary
   names and renamed into place, and every writer removes its temporary on any exception,
   so an interrupted command leaves the old complete output (or none), never half of one.
+* SIGTERM (``kill``, a scheduler's time limit) takes the same path as Ctrl-C (it raises
+  ``Terminated``, a KeyboardInterrupt, so the same cleanup runs): ``PROG: terminated``,
+  exit status 143. Only SIGKILL leaves temporaries; the next run into the folder removes them.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
+import threading
 from typing import Callable, Sequence
 
-__all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "guarded", "silence_stdout"]
+__all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "Terminated",
+           "guarded", "silence_stdout", "interrupt_status"]
 
 EXIT_OK = 0            # done (also: stdout's reader closed the pipe early)
 EXIT_FAILED = 1        # a check ran and failed (csim mismatch)
 EXIT_BAD_INPUT = 2     # bad input: one line PROG: error: ...
 EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_TERMINATED = 143   # SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every cleanup written for KeyboardInterrupt runs."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def interrupt_status(e: KeyboardInterrupt) -> tuple[int, str]:
+    """(exit status, word) of an interruption: SIGTERM or Ctrl-C."""
+    return (EXIT_TERMINATED, "terminated") if isinstance(e, Terminated) else (EXIT_INTERRUPTED, "interrupted")
 
 
 def silence_stdout() -> None:
@@ -37,15 +57,23 @@ def _say(line: str) -> None:
 
 
 def guarded(prog: str, main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None,
-            interrupted: str = "interrupted") -> int:
-    """Run ``main(argv)`` under the policy above; returns its exit status."""
+            hint: str = "") -> int:
+    """Run ``main(argv)`` under the policy above; returns its exit status. ``hint`` follows the
+    interruption line (the trainer's "; continue with --resume")."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         code = main(argv)
         sys.stdout.flush()  # a closed pipe shows up here, inside the policy, not at interpreter exit
         return code
-    except KeyboardInterrupt:
-        _say(f"{prog}: {interrupted}")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:
+        status, word = interrupt_status(e)
+        _say(f"{prog}: {word}{hint}")
+        return status
     except BrokenPipeError:
         silence_stdout()
         return EXIT_OK
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -10,7 +10,7 @@ from typing import Sequence
 import torch
 import torch.distributed as torch_dist
 
-from gsbsim.cli.signals import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, guarded
+from gsbsim.cli.signals import EXIT_BAD_INPUT, EXIT_FAILED, guarded, interrupt_status
 from gsbsim.outputs import OutputError, folder_lock
 from reference.checkpoint import CheckpointError
 from reference.data.bundle import DataError
@@ -56,7 +56,10 @@ def build_context(args: argparse.Namespace, d: Dist, device: torch.device) -> Co
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m reference.train``; returns the exit status (docs/errors.md)."""
-    return guarded(PROG, _main, argv, interrupted="interrupted; continue with --resume")
+    return guarded(PROG, _main, argv, hint=RESUME_HINT)
+
+
+RESUME_HINT = "; continue with --resume"
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -79,10 +82,11 @@ def _main(argv: Sequence[str] | None) -> int:
         if d.is_main:
             print(f"{PROG}: error: {_one_line(e)}; try a lower --lr", file=sys.stderr, flush=True)
         return EXIT_FAILED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (gsbsim/cli/signals.py); last.pt is the last epoch's
+        status, word = interrupt_status(e)
         if d.is_main:
-            print(f"{PROG}: interrupted; continue with --resume", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
+            print(f"{PROG}: {word}{RESUME_HINT}", file=sys.stderr, flush=True)
+        return status
     except BrokenPipeError:
         raise  # stdout's reader left: guarded() ends quietly
     except (DataError, OSError) as e:  # an image or file found unreadable during training (the message names it)
