@@ -12,18 +12,24 @@ Shared by ``gsbsim vectors``, ``gsbsim hls`` and ``python -m reference.train``:
   ``mkdir`` (mkdtemp makes 0700, which would hide the renamed output from other users).
 * ``remove_stale(parent, prefixes)``: temporary files and folders that a killed run left
   behind; only call it while holding the folder's lock (then no live writer owns them).
+* ``temp_file_for(path)`` / ``remove_dead_temps(path)``: for single files written without a
+  folder lock (``reference.export --out``, ``gsbsim run --plot``): the temporary sibling's
+  name carries the writer's process id, so a later write removes exactly the temporaries
+  whose writer is dead (killed with -9) and never a live one's.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
-__all__ = ["OutputError", "OutputLocked", "folder_lock", "staging_dir", "remove_stale", "umask", "dir_mode", "file_mode"]
+__all__ = ["OutputError", "OutputLocked", "folder_lock", "staging_dir", "remove_stale", "umask", "dir_mode",
+           "file_mode", "temp_file_for", "remove_dead_temps"]
 
 
 class OutputError(Exception):
@@ -104,3 +110,38 @@ def folder_lock(path: str | os.PathLike, what: str = "output folder") -> Iterato
         for p in reversed(created):
             with contextlib.suppress(OSError):
                 p.rmdir()  # only succeeds when empty: a failed run leaves nothing behind
+
+
+def temp_file_for(path: str | os.PathLike) -> tuple[int, str]:
+    """(fd, name) of a new temporary sibling of ``path``: ``.<name>.<pid>.<random>.tmp<ext>``, mode 0600.
+
+    It keeps ``path``'s extension, for writers that choose the format by it (matplotlib).
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    return tempfile.mkstemp(dir=folder, prefix=f".{name}.{os.getpid()}.", suffix=".tmp" + os.path.splitext(name)[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_dead_temps(path: str | os.PathLike) -> list[str]:
+    """Remove temporaries of ``path`` (temp_file_for's names) whose writing process no longer exists."""
+    folder, name = os.path.split(os.path.abspath(path))
+    ext = re.escape(os.path.splitext(name)[1])
+    pattern = re.compile(r"^\." + re.escape(name) + r"\.(\d+)\.[^/]*\.tmp" + ext + "$")
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.listdir(folder):
+            m = pattern.match(entry)
+            if m and not _alive(int(m.group(1))):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(folder, entry))
+                removed.append(entry)
+    return removed

@@ -280,3 +280,100 @@ def test_kill_9_at_random_moments_leaves_old_or_new_vectors(model_file, tmp_path
     assert subprocess.run(cmd + ["--images", "2"], cwd=ROOT, env=_env(), capture_output=True).returncode == 0
     assert [p.name for p in out.iterdir()] == ["vectors"]
     assert json.loads((out / "vectors" / "manifest.json").read_text())["images"] == 2
+
+
+_DIE_AT_RENAME = """
+import os, sys
+calls = {{"n": 0}}
+real = os.rename
+def dying(*a, **k):
+    calls["n"] += 1
+    if calls["n"] == {n}:
+        os._exit(137)            # like kill -9: no cleanup of any kind runs
+    return real(*a, **k)
+os.rename = dying
+from gsbsim.cli.app import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _project_state(out: Path) -> str:
+    """'pe=N' for a complete project (config.h agrees with project.json), or load_project's error."""
+    from gsbsim.hlsgen.project import HlsGenError, load_project
+    try:
+        proj = load_project(out)
+    except HlsGenError as e:
+        return f"error: {e}"
+    pe = proj.folding["patch"].pe
+    assert f"PATCH_PE = {pe}," in (out / "src" / "config.h").read_text()  # the sources are the same project's
+    return f"pe={pe}"
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+def test_kill_9_during_hls_regeneration_is_never_a_mixed_project(model_file, tmp_path, n):
+    """Killed between any two renames of a regeneration: the old or the new project, or one that says
+    its regeneration was interrupted; a new `gsbsim hls` then completes it and leaves no debris."""
+    out = tmp_path / "p"
+    base = ["hls", "--model", str(model_file), "--out", str(out)]
+    assert subprocess.run([sys.executable, "-m", "gsbsim", *base, "--pe", "2"], cwd=ROOT, env=_env(),
+                          capture_output=True).returncode == 0
+    proc = subprocess.run([sys.executable, "-c", _DIE_AT_RENAME.format(n=n), *base, "--pe", "3"], cwd=ROOT,
+                          env=_env(), capture_output=True, text=True)
+    state = _project_state(out)
+    assert state in ("pe=2", "pe=3") or "regeneration was interrupted" in state, (proc.returncode, state)
+    rc = subprocess.run([sys.executable, "-m", "gsbsim", *base, "--pe", "4"], cwd=ROOT, env=_env(),
+                        capture_output=True, text=True)
+    assert rc.returncode == 0, rc.stderr
+    assert _project_state(out) == "pe=4"
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_kill_9_at_random_moments_leaves_old_or_new_export(tmp_path):
+    """reference.export under kill -9: --out is the old model or the new one; the next export removes
+    the temporaries the killed ones left."""
+    from gsbsim.format.model_file import load_model
+    out = tmp_path / "m.npz"
+    cmd = [sys.executable, "-m", "reference.export", "--random", "--out", str(out)]
+    assert subprocess.run(cmd + ["--seed", "1"], cwd=ROOT, env=_env(), capture_output=True).returncode == 0
+    rng = random.Random(5)
+    for _ in range(4):
+        proc = subprocess.Popen(cmd + ["--seed", "2"], cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.5, 4.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert load_model(out).header["source"] in ("random(seed=1)", "random(seed=2)")
+    assert subprocess.run(cmd + ["--seed", "3"], cwd=ROOT, env=_env(), capture_output=True).returncode == 0
+    assert load_model(out).header["source"] == "random(seed=3)"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+
+
+_DIE_IN_SAVEZ = """
+import os, sys
+import numpy as np
+def dying(f, *a, **k):
+    f.write(b"PK half an archive")
+    f.flush()
+    os._exit(137)                # like kill -9 in the middle of the write
+np.savez = dying
+from reference.export import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_kill_9_inside_the_export_write(tmp_path):
+    """Killed while writing the temporary: the old model stays; the next export removes the temporary."""
+    from gsbsim.format.model_file import load_model
+    out = tmp_path / "m.npz"
+    cmd = ["--random", "--out", str(out)]
+    assert subprocess.run([sys.executable, "-m", "reference.export", *cmd, "--seed", "1"], cwd=ROOT, env=_env(),
+                          capture_output=True).returncode == 0
+    proc = subprocess.run([sys.executable, "-c", _DIE_IN_SAVEZ, *cmd, "--seed", "2"], cwd=ROOT, env=_env(),
+                          capture_output=True)
+    assert proc.returncode == 137
+    stray = [p.name for p in tmp_path.iterdir() if p.name != "m.npz"]
+    assert len(stray) == 1 and stray[0].startswith(".m.npz.") and stray[0].endswith(".tmp.npz")
+    assert load_model(out).header["source"] == "random(seed=1)"
+    assert subprocess.run([sys.executable, "-m", "reference.export", *cmd, "--seed", "3"], cwd=ROOT, env=_env(),
+                          capture_output=True).returncode == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]

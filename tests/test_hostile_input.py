@@ -283,3 +283,18 @@ def test_agreement_rejects_negative_layers(capsys):
         agreement.main(["--checkpoint", "c.pt", "--model", "m.npz", "--layers", "-1"])
     assert e.value.code == 2
     one_line_error(2, capsys.readouterr().err, "python -m reference.agreement", "--layers")
+
+
+def test_remove_dead_temps_keeps_a_live_writers(tmp_path):
+    import subprocess
+    import sys
+    from gsbsim.outputs import remove_dead_temps
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    target = tmp_path / "m.npz"
+    names = {"dead": f".m.npz.{dead.pid}.x1.tmp.npz", "live": f".m.npz.{os.getpid()}.x2.tmp.npz",
+             "other": f".n.npz.{dead.pid}.x3.tmp.npz", "user": ".m.npz.notes"}
+    for n in names.values():
+        (tmp_path / n).write_bytes(b"")
+    assert remove_dead_temps(target) == [names["dead"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(v for k, v in names.items() if k != "dead")

@@ -21,7 +21,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from gsbsim.cli.args import float_in, int_at_least, nonempty_path, positive_float
-from gsbsim.outputs import file_mode
 from gsbsim.paths import input_file_problem, output_file_problem
 from gsbsim.cli.signals import EXIT_BAD_INPUT, guarded
 from gsbsim.hw import costs as costs_mod
@@ -29,7 +28,8 @@ from gsbsim.format.conventions import pixels_to_int8
 from gsbsim.hw.costs import CostModelError, CostReport
 from gsbsim.hw.folding import DEFAULT_CLOCK_MHZ, CycleReport, FoldingError, cycle_report, global_folding, load_folding
 from gsbsim.hw.resources import LABEL as RESOURCE_LABEL, ResourceReport, estimate
-from gsbsim.outputs import OutputError, folder_lock, remove_stale, staging_dir
+from gsbsim.outputs import (OutputError, file_mode, folder_lock, remove_dead_temps, remove_stale, staging_dir,
+                            temp_file_for)
 
 __all__ = ["main", "CliError"]
 
@@ -160,8 +160,8 @@ def _check_output_file(path: str, flag: str) -> None:
 def _atomic_write_file(path: str, write: Callable[[str], Any], flag: str) -> None:
     """Call write(tmp_path) in the target's folder, then rename onto ``path`` (errors name ``path``)."""
     _check_output_file(path, flag)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".gsbsim-", suffix=os.path.splitext(path)[1])
+    remove_dead_temps(path)  # what a writer killed with -9 left behind
+    fd, tmp = temp_file_for(path)
     os.close(fd)
     try:
         write(tmp)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from gsbsim.format.conventions import WORD_BITS, n_words, round_half_up
+from gsbsim.outputs import remove_dead_temps, temp_file_for
 from gsbsim.paths import input_file_problem
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "IntModel", "expected_arrays", "validate",
@@ -552,7 +552,8 @@ def save_model(path: str | os.PathLike, header: dict, arrays: dict[str, np.ndarr
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ModelFileError(f"{path}: directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
+    remove_dead_temps(path)  # what a writer killed with -9 left behind
+    fd, tmp = temp_file_for(path)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, header=header_bytes(header), **arrays)

@@ -49,6 +49,9 @@ GENERATED = ("src", "tb", "Makefile", "vitis.tcl", PROJECT_FILE)
 # the part is written into vitis.tcl: letters, digits, '-', '_', '.' only (no tcl syntax can get in)
 PART_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 STAGING_PREFIX = ".gsbsim-hls-"
+# project.json is moved here while a regeneration swaps the files: a kill -9 in that window
+# leaves a folder that is recognisably ours (regenerate it) but never a mix that passes for a project
+REGENERATING = ".gsbsim-regenerating.json"  # not STAGING_PREFIX: remove_stale must keep it
 
 
 class HlsGenError(ValueError):
@@ -161,6 +164,9 @@ def load_project(folder: str | os.PathLike) -> Project:
     if not root.is_dir():
         raise HlsGenError(f"{root} is not a folder (expected a project written by `gsbsim hls`)")
     pj = root / PROJECT_FILE
+    if not pj.is_file() and (root / REGENERATING).is_file():
+        raise HlsGenError(f"{root}: its regeneration was interrupted; run `gsbsim hls --model M.npz --out {root}` "
+                          "again")
     if not pj.is_file():
         raise HlsGenError(f"{root} is not a gsbsim HLS project (no {PROJECT_FILE}; create one with "
                           f"`gsbsim hls --model M.npz --out {root}`)")
@@ -745,7 +751,8 @@ def generate(model: IntModel, model_path: str | os.PathLike, out: str | os.PathL
     model_path = os.path.abspath(os.fspath(model_path))
     if out.exists() and not out.is_dir():
         raise HlsGenError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and not (out / PROJECT_FILE).is_file() and any(p.name != "vectors" for p in out.iterdir()):
+    ours = (out / PROJECT_FILE).is_file() or (out / REGENERATING).is_file()
+    if out.is_dir() and not ours and any(p.name != "vectors" for p in out.iterdir()):
         raise HlsGenError(f"--out {out} is a non-empty folder that is not a gsbsim HLS project; "
                           "refusing to write into it")
     if not out.parent.resolve().is_dir():
@@ -788,10 +795,13 @@ def generate(model: IntModel, model_path: str | os.PathLike, out: str | os.PathL
             path.write_text(text, encoding="utf-8")
         if not existed:
             os.rename(staging, out)
-        else:
+        else:  # project.json goes first and comes back last: it exists only over a complete project
+            if (out / PROJECT_FILE).is_file():
+                os.replace(out / PROJECT_FILE, out / REGENERATING)
             for item in GENERATED:
                 _remove(out / item)
                 os.rename(staging / item, out / item)
+            _remove(out / REGENERATING)
             _remove(out / "build")
             shutil.rmtree(staging, ignore_errors=True)
     except BaseException as e:
