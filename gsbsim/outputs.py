@@ -28,6 +28,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from gsbsim.paths import output_folder_problem
+
 __all__ = ["OutputError", "OutputLocked", "folder_lock", "staging_dir", "remove_stale", "umask", "dir_mode",
            "file_mode", "temp_file_for", "remove_dead_temps"]
 
@@ -90,8 +92,9 @@ def folder_lock(path: str | os.PathLike, what: str = "output folder") -> Iterato
     when ``path`` is a file. On exit, a folder this call created is removed if still empty.
     """
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise OutputError(f"{what} {path} exists and is not a folder")
+    problem = output_folder_problem(path)
+    if problem:
+        raise OutputError(f"{what} {path} {problem}")
     created = []
     for p in reversed([path, *path.parents]):  # remember what we create, to undo it if unused
         if not p.exists():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import stat
 
-__all__ = ["input_file_problem", "output_file_problem"]
+__all__ = ["input_file_problem", "output_file_problem", "output_folder_problem"]
 
 
 def input_file_problem(path: str | os.PathLike) -> str | None:
@@ -47,4 +47,25 @@ def output_file_problem(path: str | os.PathLike) -> str | None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         return f"folder {folder} does not exist"
+    if not os.access(folder, os.W_OK | os.X_OK):  # checked here so no message names a temporary
+        return f"folder {folder} is not writable"
+    return None
+
+
+def output_folder_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be used (or created) as an output folder, or None."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.lexists(path):
+        if not os.path.isdir(path):
+            return "exists and is not a folder"
+        if not os.access(path, os.W_OK | os.X_OK):
+            return "is not writable"
+        return None
+    parent = os.path.dirname(path)
+    while not os.path.lexists(parent):  # the nearest existing ancestor is where mkdir must write
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"cannot be created: {parent} is not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot be created: {parent} is not writable"
     return None

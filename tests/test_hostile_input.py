@@ -298,3 +298,29 @@ def test_remove_dead_temps_keeps_a_live_writers(tmp_path):
         (tmp_path / n).write_bytes(b"")
     assert remove_dead_temps(target) == [names["dead"]]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(v for k, v in names.items() if k != "dead")
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["vectors", "--model", "MODEL", "--out", "RO"], "--out RO is not writable"),
+    (["vectors", "--model", "MODEL", "--out", "RO/a/b"], "--out RO/a/b cannot be created: RO is not writable"),
+    (["hls", "--model", "MODEL", "--out", "RO/p"], "cannot be created: RO is not writable"),
+    (["run", "--model", "MODEL", "--plot", "RO/p.png"], "--plot RO/p.png: folder RO is not writable"),
+])
+def test_unwritable_output_folders_are_named_not_their_temporaries(model_path, tmp_path, capsys, monkeypatch,
+                                                                   argv, needle):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if os.fspath(p) == str(ro) else real(p, mode))
+    argv = [a.replace("MODEL", str(model_path)).replace("RO", str(ro)) for a in argv]
+    rc, _, err = gsbsim_cli(capsys, *argv)
+    one_line_error(rc, err, "gsbsim", needle.replace("RO", str(ro)))
+    assert list(ro.iterdir()) == []
+
+
+def test_export_into_an_unwritable_folder(tmp_path, capsys, monkeypatch):
+    from reference import export
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if os.fspath(p) == str(tmp_path) else real(p, mode))
+    assert export.main(["--random", "--out", str(tmp_path / "m.npz")]) == 2
+    one_line_error(2, capsys.readouterr().err, "python -m reference.export", f"folder {tmp_path} is not writable")

@@ -670,6 +670,20 @@ def test_sigterm_is_one_line_exit_143_and_resumable(tmp_path, monkeypatch, capsy
     assert load_checkpoint(tmp_path / "teacher" / "last.pt")["epoch"] == 1
 
 
+def test_training_goes_on_when_stdout_is_closed(tmp_path):
+    """`train | head -1`: the reader leaves, the training finishes its epochs and writes every file."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        res = subprocess.run([sys.executable, str(Path(__file__)), *TINY_ARGS, "--stage", "teacher", "--epochs", "2",
+                              "--out", str(tmp_path)], cwd=ROOT, env=_script_env(), stdout=w, stderr=subprocess.PIPE,
+                             text=True, timeout=300)
+    finally:
+        os.close(w)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    assert stage_files(tmp_path / "teacher") == STAGE_FILES
+
+
 def test_diverged_training_is_one_line_exit_1(tmp_path, monkeypatch, capsys):
     _interrupt_at(monkeypatch, 2, FloatingPointError)
     assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "2") == 1

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 
 from reference.checkpoint import (CHECKPOINT_KEYS, CheckpointError, capture_rng, load_checkpoint, load_model, load_weights,
                          preset_to_dict, restore_rng, save_checkpoint, write_text_atomic)
+from gsbsim.cli.signals import silence_stdout
 from gsbsim.outputs import remove_stale
 from reference.distill import TrainLoss
 from reference.metrics import append_jsonl, plot_curves, truncate_jsonl
@@ -41,7 +42,10 @@ class Context:
 
     def say(self, msg: str) -> None:
         if self.dist.is_main:
-            print(msg, flush=True)
+            try:
+                print(msg, flush=True)
+            except BrokenPipeError:  # the reader left (`| head`): the training goes on, quietly
+                silence_stdout()
 
 
 @dataclass
