@@ -563,6 +563,22 @@ def test_resume_refuses_a_student_of_another_method(tmp_path, monkeypatch, capsy
     one_error_line(capsys, "method 'gsb' (now 'bit')")
 
 
+def test_resume_refuses_a_changed_teacher(tmp_path, monkeypatch, capsys, chain):
+    """stage1 interrupted, then its teacher retrained: continuing would mix two teachers' distillation."""
+    teacher = tmp_path / "teacher.pt"
+    raw = load_checkpoint(chain[0] / "teacher" / "best.pt")
+    torch.save(raw, teacher)
+    _interrupt_at(monkeypatch, 2)
+    argv = ["--stage", "stage1", "--teacher", str(teacher), "--out", str(tmp_path / "o"), "--epochs", "2"]
+    assert run_main(*argv) == 130
+    capsys.readouterr()
+    raw["model"] = {k: v + 1 if v.is_floating_point() else v for k, v in raw["model"].items()}
+    torch.save(raw, teacher)
+    monkeypatch.undo()
+    assert run_main(*argv, "--resume") == 2
+    one_error_line(capsys, "the teacher checkpoint changed since")
+
+
 def test_fresh_start_removes_the_old_runs_last_pt(tmp_path, monkeypatch, capsys):
     """A fresh run killed before its first epoch must not leave the old run's last.pt to --resume."""
     assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "1", "--seed", "5") == 0

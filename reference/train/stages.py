@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -147,7 +148,25 @@ def run_identity(stage: str, ctx: Context, plan: StagePlan) -> dict:
     else:
         ident.update(method=args.method, quant_options=quant_options(stage, args), distill=args.distill,
                      distill_alpha=args.distill_alpha, tau=args.tau)
+        if args.distill != "none":  # the teacher is used every epoch: a retrained one makes another run
+            path = stage_input(args.teacher, ctx.out / "teacher" / "best.pt", "--teacher", stage, "a teacher")
+            ident["teacher_sha256"] = file_sha256(path)
     return json.loads(json.dumps(ident))  # as it reads back from a checkpoint (tuples -> lists)
+
+
+def file_sha256(path: Path) -> str:
+    from gsbsim.paths import input_file_problem
+    problem = input_file_problem(path)
+    if problem:
+        raise CheckpointError(f"{path}: checkpoint {problem}")
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+    return h.hexdigest()
 
 
 def check_same_run(saved: dict | None, wanted: dict, path: Path) -> None:
@@ -157,7 +176,8 @@ def check_same_run(saved: dict | None, wanted: dict, path: Path) -> None:
                          "trainer), so it cannot be checked to be the same run; start afresh without --resume")
     diff = [k for k in wanted if saved.get(k) != wanted[k]]
     if diff:
-        said = ", ".join(f"{k} {saved.get(k)!r} (now {wanted[k]!r})" for k in diff[:4])
+        said = ", ".join("the teacher checkpoint changed since" if k == "teacher_sha256"
+                         else f"{k} {saved.get(k)!r} (now {wanted[k]!r})" for k in diff[:4])
         raise TrainError(f"--resume: {path} belongs to a run with other arguments: {said}; pass the same "
                          "arguments to continue it, or leave out --resume to start afresh")
 
