@@ -249,7 +249,8 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--random", action="store_true", help="export an untrained model of --preset (cost studies)")
     ap.add_argument("--out", required=True, type=nonempty_path, help="output .npz path (written atomically)")
     ap.add_argument("--preset", default="digits", help="preset of the --random model (default: digits)")
-    ap.add_argument("--groups", type=int_at_least(1), default=3, help="GSB groups of the --random model (1 = plain binary)")
+    ap.add_argument("--groups", type=int_at_least(1, 8), default=None,
+                    help="GSB groups of the --random model, 1..8 (default 3; 1 = plain binary)")
     ap.add_argument("--method", default="gsb", choices=EXPORTABLE_METHODS,
                     help="training method of the --random model (docs/didb.md; not gsb: one group)")
     ap.add_argument("--num-classes", type=int_at_least(1), default=None, help="classes of the --random model")
@@ -287,7 +288,11 @@ def _main(argv=None) -> int:
     from gsbsim.format.model_file import ModelFileError, save_model
     from .checkpoint import CheckpointError
     from .data import DataError
-    args = _parser().parse_args(argv)
+    ap = _parser()
+    args = ap.parse_args(argv)
+    if args.groups is not None and args.groups != 1 and args.method != "gsb":
+        ap.error(f"--groups {args.groups}: method {args.method} uses one binary plane (--groups is for gsb)")
+    args.groups = 3 if args.groups is None else args.groups
     try:
         _check_out(args.out)
         if args.random:

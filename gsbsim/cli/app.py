@@ -499,7 +499,7 @@ def _add_data_args(p: argparse.ArgumentParser, images_default: int | None) -> No
                                                     else " (default all)"))
 
 
-CLOCK_MHZ = float_in(0.0, 100_000.0, low_open=True)  # a clock above 100 GHz is a typo, not a target
+CLOCK_MHZ = float_in(0.001, 100_000.0)  # outside 1 kHz .. 100 GHz is a typo, not a target
 
 
 def _part(text: str) -> str:

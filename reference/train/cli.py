@@ -11,6 +11,8 @@ from reference.train.stages import STAGES
 
 
 PROG = "python -m reference.train"
+DEFAULT_GROUPS = 3
+MAX_GROUPS = 8  # the integer model format's limit (gsbsim/format/model_file.py LIMITS)
 TEACHER_SMOOTHING = 0.1
 EXAMPLES = f"""\
 examples:
@@ -85,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="student method (docs/didb.md): gsb (default), didb (our DIDB-ViT formulation), "
                         "bit, reactnet, sign (baselines) or fp (full-precision student, the upper bound); "
                         "every method but gsb uses one binary plane (--groups is ignored)")
-    g.add_argument("--groups", type=int_at_least(1), default=3, metavar="G", help="GSB groups per tensor (default 3, as released)")
+    g.add_argument("--groups", type=int_at_least(1, MAX_GROUPS), default=None, metavar="G",
+                   help=f"GSB groups per tensor, 1..{MAX_GROUPS} (default {DEFAULT_GROUPS}, as released)")
     g.add_argument("--mask-stat", choices=("row", "image", "batch"), default="row",
                    help="statistic of the GSB mask max: row (default, batch-independent), image, or batch "
                         "(the released code: an image's output depends on its batch)")
@@ -104,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Checks between arguments (exit 2 through p.error); single values are checked by their type=."""
+    if args.groups is not None and args.groups != 1 and args.method != "gsb":
+        p.error(f"--groups {args.groups}: method {args.method} uses one binary plane (--groups is for gsb)")
+    if args.groups is None:
+        args.groups = DEFAULT_GROUPS
     if args.stage == "all" and (args.teacher or args.init):
         p.error("--teacher and --init are for single-stage runs; --stage all uses <out>/teacher and <out>/stage1")
     if args.teacher and args.stage == "teacher":
