@@ -324,3 +324,15 @@ def test_export_into_an_unwritable_folder(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(os, "access", lambda p, mode: False if os.fspath(p) == str(tmp_path) else real(p, mode))
     assert export.main(["--random", "--out", str(tmp_path / "m.npz")]) == 2
     one_line_error(2, capsys.readouterr().err, "python -m reference.export", f"folder {tmp_path} is not writable")
+
+
+def test_a_failed_vectors_write_names_the_folder_not_the_temporary(model_path, tmp_path, capsys, monkeypatch):
+    import errno
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / ".vectors-abc" / "x.npy"))
+    monkeypatch.setattr(np, "save", full)
+    rc, _, err = gsbsim_cli(capsys, "vectors", "--model", model_path, "--out", tmp_path / "o")
+    line = one_line_error(rc, err, "gsbsim", f"--out {tmp_path / 'o'}: cannot write the vectors",
+                          "No space left on device")
+    assert ".vectors-" not in line and not (tmp_path / "o").exists()

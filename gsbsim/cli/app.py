@@ -373,8 +373,10 @@ def _write_vectors(args, model) -> int:
         with open(os.path.join(tmp, "manifest.json"), "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=1)
         _swap_in(tmp, final)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and not isinstance(e, BrokenPipeError):  # name the folder, not the temporary
+            raise CliError(f"--out {args.out}: cannot write the vectors ({e.strerror or e})") from None
         raise
     print(f"wrote {len(tensors)} tensors for {len(images)} images to {final}")
     return 0
