@@ -108,10 +108,11 @@ def test_hls_refuses_a_non_utf8_path(model_path, tmp_path, capsys):
     assert not (tmp_path / "p").exists()
 
 
-def test_hls_into_a_locked_folder_is_refused(model_path, tmp_path, capsys):
+@pytest.mark.parametrize("command", ["hls", "vectors"])
+def test_writing_into_a_locked_folder_is_refused(model_path, tmp_path, capsys, command):
     out = tmp_path / "p"
-    with folder_lock(out):
-        rc, _, err = gsbsim_cli(capsys, "hls", "--model", model_path, "--out", out)
+    with folder_lock(out):  # as a running hls, vectors or csim holds it
+        rc, _, err = gsbsim_cli(capsys, command, "--model", model_path, "--out", out)
         one_line_error(rc, err, "gsbsim", str(out), "in use by another running process")
     assert not out.exists()  # the lock created it for the test and removed it, still empty
 
