@@ -700,6 +700,25 @@ def test_training_goes_on_when_stdout_is_closed(tmp_path):
     assert stage_files(tmp_path / "teacher") == STAGE_FILES
 
 
+@pytest.mark.parametrize("exc", [OSError, "DataError"])
+def test_an_image_found_unreadable_during_training_is_one_line(tmp_path, monkeypatch, capsys, exc):
+    """Lazily decoded datasets meet a corrupt image mid-run: one line naming it, last.pt kept for --resume."""
+    from reference.data.bundle import DataError
+    exc = DataError if exc == "DataError" else exc
+    real = stages.train_one_epoch
+    calls = {"n": 0}
+
+    def corrupt(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise exc("cannot identify image file '/data/flowers/jpg/image_00042.jpg'")
+        return real(*a, **k)
+    monkeypatch.setattr(stages, "train_one_epoch", corrupt)
+    assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "2") == 2
+    one_error_line(capsys, "image_00042.jpg", "continue with --resume")
+    assert load_checkpoint(tmp_path / "teacher" / "last.pt")["epoch"] == 1
+
+
 def test_diverged_training_is_one_line_exit_1(tmp_path, monkeypatch, capsys):
     _interrupt_at(monkeypatch, 2, FloatingPointError)
     assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "2") == 1
