@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from gsbsim.cli.args import OneLineParser, int_at_least, nonempty_path
+from gsbsim.cli.signals import guarded
 from gsbsim.format.conventions import pixels_to_int8
 
 
@@ -115,14 +117,22 @@ def measure(model: torch.nn.Module, int_model, images: np.ndarray, labels: np.nd
                      int_top1=float((i_pred == labels).mean()), agreement=float((f_pred == i_pred).mean()))
 
 
+PROG = "python -m reference.agreement"
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m reference.agreement", description=__doc__,
+    """``python -m reference.agreement``; returns the exit status (docs/errors.md)."""
+    return guarded(PROG, _main, argv)
+
+
+def _main(argv=None) -> int:
+    ap = OneLineParser(prog=PROG, description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", required=True, help="stage-2 checkpoint (reference.train)")
-    ap.add_argument("--model", required=True, help="integer model exported from it (reference.export)")
+    ap.add_argument("--checkpoint", required=True, type=nonempty_path, help="stage-2 checkpoint (reference.train)")
+    ap.add_argument("--model", required=True, type=nonempty_path, help="integer model exported from it (reference.export)")
     ap.add_argument("--split", default="test", choices=("train", "val", "test"))
     ap.add_argument("--json", action="store_true", help="print one JSON object")
-    ap.add_argument("--layers", type=int, default=0, metavar="N",
+    ap.add_argument("--layers", type=int_at_least(0), default=0, metavar="N",
                     help="also compare every binarized tensor, float vs integer, on N images")
     ap.add_argument("--data-path", default=None,
                     help="where the checkpoint's dataset is now (default: the path it was trained with)")
@@ -136,7 +146,7 @@ def main(argv=None) -> int:
         bundle = build_datasets(**checkpoint_data(meta, args.data_path), augment=False)
         images, labels = dataset_arrays(getattr(bundle, args.split))
     except (CheckpointError, ModelFileError, DataError, OSError) as exc:
-        print(f"agreement: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     result = measure(model, int_model, images, labels)
     out = asdict(result)

@@ -119,12 +119,17 @@ def preset_from_dict(d: dict):
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
                     required: tuple[str, ...] = MODEL_KEYS) -> dict:
     """Read a checkpoint and check it holds `required`; CheckpointError naming the file otherwise."""
+    from gsbsim.paths import input_file_problem
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+    problem = input_file_problem(path)
+    if problem:
+        raise CheckpointError(f"{path}: checkpoint {problem}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types on truncated or foreign files
+        if _is_integer_model(path):
+            raise CheckpointError(f"{path}: is an integer model file (gsbsim .npz), not a training checkpoint "
+                                  "(.pt from python -m reference.train)") from None
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint ({first})") from None
     if not isinstance(ckpt, dict):
@@ -133,6 +138,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if missing:
         raise CheckpointError(f"{path}: not a reference checkpoint (missing {', '.join(missing)})")
     return ckpt
+
+
+def _is_integer_model(path: Path) -> bool:
+    """Whether ``path`` is a zip holding gsbsim's format_version array (a model given as a checkpoint)."""
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as z:
+            return "format_version.npy" in z.namelist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
 
 
 def build_from_checkpoint(ckpt: dict, path: str | os.PathLike = "<checkpoint>") -> nn.Module:

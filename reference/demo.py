@@ -15,6 +15,15 @@ import sys
 import time
 from pathlib import Path
 
+from gsbsim.cli.args import OneLineParser, int_at_least, seed
+from gsbsim.cli.signals import guarded
+
+PROG = "python -m reference.demo"
+
+
+class StepFailed(Exception):
+    """A step exited non-zero (it printed its own error line); carries its exit status."""
+
 
 def _step(name: str, fn, argv: list[str], timings: list) -> None:
     print(f"\n=== {name}: {' '.join(argv)}", flush=True)
@@ -22,17 +31,29 @@ def _step(name: str, fn, argv: list[str], timings: list) -> None:
     rc = fn(argv)
     timings.append((name, time.perf_counter() - t0))
     if rc:
-        raise SystemExit(f"demo: step '{name}' failed (exit code {rc})")
+        raise StepFailed(rc)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m reference.demo", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="runs/digits", help="output directory (default runs/digits)")
-    ap.add_argument("--epochs", type=int, default=None, help="override every stage's epochs (quick trials)")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
+    """``python -m reference.demo``; returns the exit status of the first failed step, else 0."""
+    return guarded(PROG, _main, argv)
 
+
+def _main(argv=None) -> int:
+    ap = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="runs/digits", help="output directory (default runs/digits)")
+    ap.add_argument("--epochs", type=int_at_least(1), default=None,
+                    help="override every stage's epochs (quick trials)")
+    ap.add_argument("--seed", type=seed, default=0)
+    args = ap.parse_args(argv)
+    try:
+        return _chain(args)
+    except StepFailed as e:
+        print(f"{PROG}: error: a step failed (exit status {e.args[0]}); see its message above", file=sys.stderr)
+        return e.args[0]
+
+
+def _chain(args) -> int:
     from gsbsim import cli as gsbsim_cli
     from . import agreement, export
     from .train.entry import main as train_main

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 
 from gsbsim.format.methods import METHOD_NAMES, method_of
+from gsbsim.cli.args import OneLineParser, int_at_least, nonempty_path, seed
+from gsbsim.cli.signals import guarded
 from gsbsim.format.conventions import pack_bits, ratio_numerator, round_half_up
 from .blocks import GELU_CLIP, BinaryBlock
 from .layers import PIXEL_SCALE
@@ -28,6 +30,7 @@ from .export_methods import act_block, act_peaks
 from .fixed_point import SHIFTS, ExportError, ceil_int, exp_lut, fixed, requant_params, to_numpy
 
 FORMAT_VERSION = 1
+PROG = "python -m reference.export"
 # calibration picks F so that 4 * max|x| * 2^F <= 2^22: then E*S2 < 2^62 (exact isqrt) and
 # D*2^16 < 2^48 even for E = 768, and the residual keeps 9 bits of int32 headroom; finer
 # than that gains nothing, coarser makes float ties flip (the cls/dist tokens' LayerNorm is
@@ -235,26 +238,27 @@ def random_student(preset: str, groups: int, num_classes: int, in_chans: int, se
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="python -m reference.export",
+    ap = OneLineParser(
+        prog=PROG,
         description="Export a stage-2 binary DeiT to the integer model (.npz, docs/integer_model.md).",
         epilog="examples:\n  python -m reference.export --checkpoint runs/digits/stage2/best.pt --out m.npz\n"
                "  python -m reference.export --random --preset deit_small --groups 1 --out ds.npz\n"
                "  python -m reference.export --random --method didb --out didb.npz",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="a stage-2 checkpoint written by python -m reference.train")
+    src.add_argument("--checkpoint", type=nonempty_path, help="a stage-2 checkpoint written by python -m reference.train")
     src.add_argument("--random", action="store_true", help="export an untrained model of --preset (cost studies)")
-    ap.add_argument("--out", required=True, help="output .npz path (written atomically)")
+    ap.add_argument("--out", required=True, type=nonempty_path, help="output .npz path (written atomically)")
     ap.add_argument("--preset", default="digits", help="preset of the --random model (default: digits)")
-    ap.add_argument("--groups", type=int, default=3, help="GSB groups of the --random model (1 = plain binary)")
+    ap.add_argument("--groups", type=int_at_least(1, 8), default=None,
+                    help="GSB groups of the --random model, 1..8 (default 3; 1 = plain binary)")
     ap.add_argument("--method", default="gsb", choices=EXPORTABLE_METHODS,
                     help="training method of the --random model (docs/didb.md; not gsb: one group)")
-    ap.add_argument("--num-classes", type=int, default=None, help="classes of the --random model")
-    ap.add_argument("--in-chans", type=int, default=None, help="image channels of the --random model")
+    ap.add_argument("--num-classes", type=int_at_least(1), default=None, help="classes of the --random model")
+    ap.add_argument("--in-chans", type=int_at_least(1), default=None, help="image channels of the --random model")
     ap.add_argument("--mask-stat", default="row", choices=("row", "image"), help="mask statistic (--random)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the --random model")
-    ap.add_argument("--calib-images", type=int, default=64, help="training images used to calibrate F")
+    ap.add_argument("--seed", type=seed, default=0, help="seed of the --random model")
+    ap.add_argument("--calib-images", type=int_at_least(1), default=64, help="training images used to calibrate F")
     ap.add_argument("--data-path", default=None,
                     help="where the checkpoint's dataset is now (default: the path it was trained with)")
     return ap
@@ -268,12 +272,30 @@ def _calibration_images(meta: dict, n: int, data_path: str | None = None) -> tor
     return torch.stack(xs).float()
 
 
+def _check_out(path: str) -> None:
+    """--out before any work: a file (or nothing) in an existing folder."""
+    from gsbsim.paths import output_file_problem
+    problem = output_file_problem(path)
+    if problem:
+        raise ExportError(f"--out {path}: {problem}")
+
+
 def main(argv=None) -> int:
+    """``python -m reference.export``; returns the exit status (docs/errors.md)."""
+    return guarded(PROG, _main, argv)
+
+
+def _main(argv=None) -> int:
     from gsbsim.format.model_file import ModelFileError, save_model
     from .checkpoint import CheckpointError
     from .data import DataError
-    args = _parser().parse_args(argv)
+    ap = _parser()
+    args = ap.parse_args(argv)
+    if args.groups is not None and args.groups != 1 and args.method != "gsb":
+        ap.error(f"--groups {args.groups}: method {args.method} uses one binary plane (--groups is for gsb)")
+    args.groups = 3 if args.groups is None else args.groups
     try:
+        _check_out(args.out)
         if args.random:
             p = get_preset(args.preset)
             in_chans = args.in_chans or (1 if p.dataset == "digits" else 3)
@@ -291,7 +313,7 @@ def main(argv=None) -> int:
         header, arrays = export(model, calib, preset, source)
         save_model(args.out, header, arrays)
     except (ExportError, CheckpointError, DataError, ModelFileError, ValueError, OSError) as exc:
-        print(f"export: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     keys = ("preset", "method", "embed_dim", "depth", "groups", "frac_bits")
     print(f"wrote {args.out}: {json.dumps({k: header[k] for k in keys})}")

@@ -27,12 +27,28 @@ def percent(correct: int | float, total: int | float) -> float:
 
 # ----------------------------------------------------------------------------- metrics.jsonl
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """All records of a JSON-lines file ([] if it does not exist)."""
+    """All records of a JSON-lines file ([] if it does not exist).
+
+    A last line without its newline is a write cut short by a kill: it is dropped. Any
+    other line that is not a JSON object is a ValueError naming the file and line.
+    """
     path = Path(path)
     if not path.exists():
         return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = f.read().split("\n")[:-1]  # after the last newline: "" or a record cut short by a kill
+    records = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: line {i} is not a JSON record (corrupt file; move it away to continue)")
+        records.append(record)
+    return records
 
 
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
@@ -45,7 +61,7 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
 
 def truncate_jsonl(path: str | os.PathLike, last_epoch: int) -> list[dict]:
     """Keep only records with epoch <= last_epoch (used on --resume); returns the kept records."""
-    kept = [r for r in read_jsonl(path) if int(r.get("epoch", 0)) <= last_epoch]
+    kept = [r for r in read_jsonl(path) if isinstance(r.get("epoch"), int) and r["epoch"] <= last_epoch]
     write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
     return kept
 

@@ -440,8 +440,8 @@ def test_help_explains_the_options():
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def test_failed_save_leaves_the_previous_last_pt(tmp_path, monkeypatch):
-    """torch.save dies half-way during epoch 2's save: epoch 1's last.pt and best.pt stay intact."""
+def test_failed_save_leaves_the_previous_last_pt(tmp_path, monkeypatch, capsys):
+    """torch.save dies half-way during epoch 2's save: one line, epoch 1's last.pt and best.pt stay intact."""
     real_save = torch.save
     calls = {"n": 0}
 
@@ -453,8 +453,9 @@ def test_failed_save_leaves_the_previous_last_pt(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", dying_save)
-    with pytest.raises(OSError, match="disk full"):
-        run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "2")
+    assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "2") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error: disk full" in err and "--resume" in err, err
     monkeypatch.setattr(torch, "save", real_save)
     assert stage_files(tmp_path / "teacher") == {"last.pt", "best.pt", "metrics.jsonl", "curves.png"}
     last = load_checkpoint(tmp_path / "teacher" / "last.pt", required=CHECKPOINT_KEYS)
@@ -508,6 +509,221 @@ def test_rng_states_round_trip():
     ckpt_mod.restore_rng(state)
     b = (random.random(), float(np.random.rand()), torch.rand(3))
     assert a[:2] == b[:2] and torch.equal(a[2], b[2])
+
+
+# ----------------------------------------------------------------------------- hostile runs (issue: nothing silently wrong)
+def _interrupt_at(monkeypatch, n: int, exc=KeyboardInterrupt) -> None:
+    """train_one_epoch raises ``exc`` on its n-th call (1-based); earlier calls train normally."""
+    real = stages.train_one_epoch
+    calls = {"n": 0}
+
+    def dying(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise exc("planted")
+        return real(*a, **k)
+    monkeypatch.setattr(stages, "train_one_epoch", dying)
+
+
+def one_error_line(capsys, *needles: str) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("python -m reference.train: error: "), err
+    for n in needles:
+        assert n in err, (n, err)
+    return err
+
+
+@pytest.mark.parametrize("change, needle", [
+    (["--seed", "1"], "seed 0 (now 1)"),
+    (["--epochs", "3"], "epochs 2 (now 3)"),
+    (["--lr", "0.01"], "lr 0.002 (now 0.01)"),
+    (["--limit-train", "64"], "limit_train 128 (now 64)"),
+])
+def test_resume_refuses_other_arguments(tmp_path, monkeypatch, capsys, change, needle):
+    _interrupt_at(monkeypatch, 2)
+    assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "2") == 130
+    capsys.readouterr()
+    before = (tmp_path / "teacher" / "last.pt").read_bytes()
+    argv = ["--stage", "teacher", "--out", str(tmp_path), "--epochs", "2", "--resume"]
+    i = argv.index(change[0]) if change[0] in argv else None
+    argv = argv[:i] + change + argv[i + 2:] if i is not None else argv + change
+    # TINY_ARGS come first, so a later --limit-train overrides theirs
+    assert run_main(*argv) == 2
+    one_error_line(capsys, "--resume:", "last.pt", needle, "leave out --resume")
+    assert (tmp_path / "teacher" / "last.pt").read_bytes() == before  # the old run is still resumable
+
+
+def test_resume_refuses_a_student_of_another_method(tmp_path, monkeypatch, capsys, chain):
+    teacher = str(chain[0] / "teacher" / "best.pt")
+    _interrupt_at(monkeypatch, 2)
+    assert run_main("--stage", "stage1", "--teacher", teacher, "--out", str(tmp_path), "--epochs", "2") == 130
+    capsys.readouterr()
+    assert run_main("--stage", "stage1", "--teacher", teacher, "--out", str(tmp_path), "--epochs", "2",
+                    "--resume", "--method", "bit") == 2
+    one_error_line(capsys, "method 'gsb' (now 'bit')")
+
+
+def test_resume_refuses_a_changed_teacher(tmp_path, monkeypatch, capsys, chain):
+    """stage1 interrupted, then its teacher retrained: continuing would mix two teachers' distillation."""
+    teacher = tmp_path / "teacher.pt"
+    raw = load_checkpoint(chain[0] / "teacher" / "best.pt")
+    torch.save(raw, teacher)
+    _interrupt_at(monkeypatch, 2)
+    argv = ["--stage", "stage1", "--teacher", str(teacher), "--out", str(tmp_path / "o"), "--epochs", "2"]
+    assert run_main(*argv) == 130
+    capsys.readouterr()
+    raw["model"] = {k: v + 1 if v.is_floating_point() else v for k, v in raw["model"].items()}
+    torch.save(raw, teacher)
+    monkeypatch.undo()
+    assert run_main(*argv, "--resume") == 2
+    one_error_line(capsys, "the teacher checkpoint changed since")
+
+
+def test_fresh_start_removes_the_old_runs_last_pt(tmp_path, monkeypatch, capsys):
+    """A fresh run killed before its first epoch must not leave the old run's last.pt to --resume."""
+    assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "1", "--seed", "5") == 0
+    _interrupt_at(monkeypatch, 1)
+    assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "1") == 130
+    capsys.readouterr()
+    assert list((tmp_path / "teacher").iterdir()) == []  # every file of the seed-5 run is gone
+    assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "1", "--resume") == 2
+    one_error_line(capsys, "nothing to resume")
+
+
+def test_fresh_stage_all_clears_the_later_stages(tmp_path, monkeypatch, capsys, chain):
+    """Old stage1/stage2 results were trained from the old teacher: a fresh --stage all drops them."""
+    import shutil
+    for stage in ("stage1", "stage2"):
+        shutil.copytree(chain[0] / stage, tmp_path / stage)
+    (tmp_path / "stage1" / "notes.txt").write_text("mine")  # not the trainer's: kept
+    _interrupt_at(monkeypatch, 1)
+    assert run_main("--out", str(tmp_path), "--epochs", "2", "--seed", "3") == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stage1", "teacher"]
+    assert [p.name for p in (tmp_path / "stage1").iterdir()] == ["notes.txt"]
+
+
+def test_stale_temporaries_are_removed(tmp_path, monkeypatch, capsys):
+    _interrupt_at(monkeypatch, 2)
+    assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "2") == 130
+    stale = [tmp_path / "teacher" / n for n in (".last.pt.k9x2_a.tmp", ".best.pt.abc.tmp", ".summary.json.z.tmp")]
+    for p in stale:
+        p.write_bytes(b"half")  # what kill -9 inside atomic_write leaves
+    (tmp_path / "teacher" / ".mine.tmp").write_bytes(b"x")  # not a trainer temporary: kept
+    monkeypatch.undo()
+    assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "2", "--resume") == 0
+    assert not any(p.exists() for p in stale)
+    assert stage_files(tmp_path / "teacher") == STAGE_FILES | {".mine.tmp"}
+
+
+def test_resume_after_a_half_written_metrics_line(tmp_path, monkeypatch, capsys):
+    _interrupt_at(monkeypatch, 2)
+    assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "2") == 130
+    with open(tmp_path / "teacher" / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 2, "lr": 0.00')  # killed inside append_jsonl
+    monkeypatch.undo()
+    assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "2", "--resume") == 0
+    assert [r["epoch"] for r in read_jsonl(tmp_path / "teacher" / "metrics.jsonl")] == [1, 2]
+
+
+def test_resume_with_a_corrupt_metrics_line_is_one_line(tmp_path, monkeypatch, capsys):
+    _interrupt_at(monkeypatch, 2)
+    assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "2") == 130
+    metrics = tmp_path / "teacher" / "metrics.jsonl"
+    metrics.write_text("garbage\n" + metrics.read_text())
+    capsys.readouterr()
+    monkeypatch.undo()
+    assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "2", "--resume") == 2
+    one_error_line(capsys, "metrics.jsonl: line 1 is not a JSON record")
+
+
+def test_second_training_into_a_locked_out_is_refused(tmp_path, capsys):
+    from gsbsim.outputs import folder_lock
+    with folder_lock(tmp_path / "o"):  # as a running training holds it
+        assert run_main("--stage", "teacher", "--out", str(tmp_path / "o"), "--epochs", "1") == 2
+        one_error_line(capsys, str(tmp_path / "o"), "in use by another running process")
+        assert list((tmp_path / "o").iterdir()) == []
+
+
+def test_two_concurrent_trainings_one_is_refused(tmp_path):
+    """Two processes into the same --out: exactly one trains, the other exits 2 at once with one line."""
+    cmd = [sys.executable, str(Path(__file__)), *TINY_ARGS, "--stage", "teacher", "--epochs", "3",
+           "--out", str(tmp_path)]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=_script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    results = sorted((p.wait(timeout=300), p.stderr.read()) for p in procs)
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    assert [rc for rc, _ in results] == [0, 2], results
+    assert "in use by another running process" in results[1][1] and results[1][1].count("\n") == 1
+    assert [r["epoch"] for r in read_jsonl(tmp_path / "teacher" / "metrics.jsonl")] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--lr", "inf"], "--lr"), (["--lr", "nan"], "--lr"), (["--weight-decay", "nan"], "--weight-decay"),
+    (["--seed", str(2 ** 70)], "--seed"), (["--seed", "-1"], "--seed"), (["--tau", "inf"], "--tau"),
+    (["--epochs", "x"], "--epochs"), (["--bogus"], "unrecognized arguments"),
+])
+def test_bad_numbers_are_one_line_before_any_work(tmp_path, capsys, argv, needle):
+    with pytest.raises(SystemExit) as e:
+        run_main("--out", str(tmp_path / "o"), *argv)
+    assert e.value.code == 2
+    one_error_line(capsys, needle)  # one line: no usage block
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_naming_a_file(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert run_main("--stage", "teacher", "--out", str(tmp_path / "f"), "--epochs", "1") == 2
+    one_error_line(capsys, "--out", "is not a folder")
+
+
+def test_sigterm_is_one_line_exit_143_and_resumable(tmp_path, monkeypatch, capsys):
+    from gsbsim.cli.signals import Terminated
+    _interrupt_at(monkeypatch, 2, Terminated)
+    assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "2") == 143
+    assert capsys.readouterr().err == "python -m reference.train: terminated; continue with --resume\n"
+    assert load_checkpoint(tmp_path / "teacher" / "last.pt")["epoch"] == 1
+
+
+def test_training_goes_on_when_stdout_is_closed(tmp_path):
+    """`train | head -1`: the reader leaves, the training finishes its epochs and writes every file."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        res = subprocess.run([sys.executable, str(Path(__file__)), *TINY_ARGS, "--stage", "teacher", "--epochs", "2",
+                              "--out", str(tmp_path)], cwd=ROOT, env=_script_env(), stdout=w, stderr=subprocess.PIPE,
+                             text=True, timeout=300)
+    finally:
+        os.close(w)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    assert stage_files(tmp_path / "teacher") == STAGE_FILES
+
+
+@pytest.mark.parametrize("exc", [OSError, "DataError"])
+def test_an_image_found_unreadable_during_training_is_one_line(tmp_path, monkeypatch, capsys, exc):
+    """Lazily decoded datasets meet a corrupt image mid-run: one line naming it, last.pt kept for --resume."""
+    from reference.data.bundle import DataError
+    exc = DataError if exc == "DataError" else exc
+    real = stages.train_one_epoch
+    calls = {"n": 0}
+
+    def corrupt(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise exc("cannot identify image file '/data/flowers/jpg/image_00042.jpg'")
+        return real(*a, **k)
+    monkeypatch.setattr(stages, "train_one_epoch", corrupt)
+    assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "2") == 2
+    one_error_line(capsys, "image_00042.jpg", "continue with --resume")
+    assert load_checkpoint(tmp_path / "teacher" / "last.pt")["epoch"] == 1
+
+
+def test_diverged_training_is_one_line_exit_1(tmp_path, monkeypatch, capsys):
+    _interrupt_at(monkeypatch, 2, FloatingPointError)
+    assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "2") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "planted" in err and "Traceback" not in err
 
 
 if __name__ == "__main__":  # the torchrun / subprocess tests run this file: main() with the tiny preset

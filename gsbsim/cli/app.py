@@ -20,11 +20,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from gsbsim.cli.args import float_in, int_at_least, nonempty_path, positive_float
+from gsbsim.paths import input_file_problem, output_file_problem
+from gsbsim.cli.signals import EXIT_BAD_INPUT, guarded
 from gsbsim.hw import costs as costs_mod
 from gsbsim.format.conventions import pixels_to_int8
 from gsbsim.hw.costs import CostModelError, CostReport
 from gsbsim.hw.folding import DEFAULT_CLOCK_MHZ, CycleReport, FoldingError, cycle_report, global_folding, load_folding
 from gsbsim.hw.resources import LABEL as RESOURCE_LABEL, ResourceReport, estimate
+from gsbsim.outputs import (OutputError, file_mode, folder_lock, remove_dead_temps, remove_stale, staging_dir,
+                            temp_file_for)
 
 __all__ = ["main", "CliError"]
 
@@ -46,11 +51,18 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ============================================================================ inputs
+def _check_input_file(path: str, what: str) -> None:
+    problem = input_file_problem(path)
+    if problem == "not found":
+        raise CliError(f"{what} not found: {path}")
+    if problem:
+        raise CliError(f"{what} {path}: {problem}")
+
+
 def _load_model(path: str):
     """load_model(path), with a missing file or a bad file as a CliError."""
     from gsbsim.format.model_file import ModelFileError, load_model
-    if not os.path.isfile(path):
-        raise CliError(f"model file not found: {path}")
+    _check_input_file(path, "model file")
     try:
         return load_model(path)
     except ModelFileError as e:
@@ -68,12 +80,13 @@ def _load_data(data: str, split: str) -> tuple[np.ndarray, np.ndarray | None, st
         return images, labels, f"digits/{split}"
     if not data.endswith(".npy"):
         raise CliError(f"unknown data {data!r}: expected 'digits' or a path to a .npy file")
-    if not os.path.isfile(data):
-        raise CliError(f"data file not found: {data}")
+    _check_input_file(data, "data file")
     try:
-        images = np.load(data, allow_pickle=False)
+        # memory-mapped first: the header's dtype and shape are checked, and a header that
+        # declares more data than the file holds is refused, before anything is allocated
+        images = np.load(data, allow_pickle=False, mmap_mode="r")
     except (OSError, ValueError) as e:
-        raise CliError(f"cannot read image array {data}: {e}") from None
+        raise CliError(f"cannot read image array {data}: {' '.join(str(e).split())}") from None
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
         raise CliError(f"{data}: expected a uint8 image array [N, C, H, W], got "
                        f"{getattr(images, 'dtype', type(images).__name__)} of shape "
@@ -132,25 +145,33 @@ def _folding(args, header: dict):
     if args.folding is not None:
         if args.pe is not None or args.simd is not None:
             raise CliError("--folding and --pe/--simd are mutually exclusive")
+        _check_input_file(args.folding, "--folding file")
         return load_folding(header, args.folding)
     return global_folding(header, args.pe if args.pe is not None else 1,
                           args.simd if args.simd is not None else 1)
 
 
-def _atomic_write_file(path: str, write: Callable[[str], Any]) -> None:
-    """Call write(tmp_path) in the target's folder, then rename onto ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise CliError(f"output folder does not exist: {folder}")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".gsbsim-", suffix=os.path.splitext(path)[1])
+def _check_output_file(path: str, flag: str) -> None:
+    problem = output_file_problem(path)
+    if problem:
+        raise CliError(f"{flag} {path}: {problem}")
+
+
+def _atomic_write_file(path: str, write: Callable[[str], Any], flag: str) -> None:
+    """Call write(tmp_path) in the target's folder, then rename onto ``path`` (errors name ``path``)."""
+    _check_output_file(path, flag)
+    remove_dead_temps(path)  # what a writer killed with -9 left behind
+    fd, tmp = temp_file_for(path)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600; give the file ordinary permissions
         os.replace(tmp, path)
-    except BaseException:
+    except OSError as e:
+        raise CliError(f"{flag} {path}: cannot write ({e.strerror or e})") from None
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
 
 
 # ============================================================================ reports
@@ -198,8 +219,8 @@ def cmd_run(args) -> int:
     model = _load_model(args.model)
     header = dict(model.header)
     c, cyc, res = _costs(header, args)  # folding errors before any heavy work
-    if args.plot and not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))):
-        raise CliError(f"--plot: output folder does not exist: {os.path.dirname(os.path.abspath(args.plot))}")
+    if args.plot:
+        _check_output_file(args.plot, "--plot")
     images, labels, source = _load_data(args.data, args.split)
     images, labels = _select_images(images, labels, header, args.images, source)
     logits = _forward_all(_engine(args.engine), model, pixels_to_int8(images))
@@ -211,7 +232,7 @@ def cmd_run(args) -> int:
         out.update(correct=correct, accuracy=correct / len(images))
     if args.plot:
         from gsbsim.hw.plots import plot_breakdown
-        _atomic_write_file(args.plot, lambda tmp: plot_breakdown(c, cyc, tmp))
+        _atomic_write_file(args.plot, lambda tmp: plot_breakdown(c, cyc, tmp), "--plot")
     if args.json:
         out.update(c.to_dict())
         out["cycles"] = cyc.to_dict()
@@ -296,20 +317,49 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
+VECTORS_TMP = ".vectors-"  # prefix of the staging folders (".vectors-old-" included) in --out
+
+
+def _check_replaceable_vectors(final: str) -> None:
+    """Refuse to replace ``final`` unless it is empty or a vectors folder gsbsim wrote (manifest.json)."""
+    if not os.path.lexists(final):
+        return
+    if os.path.islink(final) or not os.path.isdir(final):
+        raise CliError(f"{final} exists and is not a vectors folder written by gsbsim; refusing to replace it")
+    if not os.listdir(final):
+        return
+    try:
+        with open(os.path.join(final, "manifest.json"), encoding="utf-8") as f:
+            manifest = json.load(f)
+        ok = isinstance(manifest, dict) and {"tensors", "model_sha256", "engine"} <= set(manifest)
+    except (OSError, ValueError):
+        ok = False
+    if not ok:
+        raise CliError(f"{final} holds files that gsbsim did not write (no gsbsim manifest.json); "
+                       "refusing to replace it")
+
+
 def cmd_vectors(args) -> int:
-    model = _load_model(args.model)
-    header = dict(model.header)
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
+    if os.path.lexists(args.out) and not os.path.isdir(args.out):
         raise CliError(f"--out {args.out} exists and is not a folder")
+    _check_replaceable_vectors(os.path.join(args.out, "vectors"))
+    model = _load_model(args.model)
+    with folder_lock(args.out, "--out"):  # removed again if this run fails: nothing left behind
+        return _write_vectors(args, model)
+
+
+def _write_vectors(args, model) -> int:
+    """The golden trace of args.images into args.out/vectors; the caller holds args.out's lock."""
+    final = os.path.join(args.out, "vectors")
+    _check_replaceable_vectors(final)  # again under the lock: another run may have written it meanwhile
     images, labels, source = _load_data(args.data, args.split)
-    images, labels = _select_images(images, labels, header, args.images, source)
+    images, labels = _select_images(images, labels, dict(model.header), args.images, source)
     _, trace = _checked(_engine("golden"))(model, pixels_to_int8(images), trace=True)
     for name in trace:
         if not _SAFE_NAME.match(name):
             raise CliError(f"trace name {name!r} cannot be a file name")
-    os.makedirs(args.out, exist_ok=True)  # only now: a failed run leaves nothing behind
-    final = os.path.join(args.out, "vectors")
-    tmp = tempfile.mkdtemp(dir=args.out, prefix=".vectors-")
+    remove_stale(args.out, [VECTORS_TMP])  # left by a killed run; safe under the lock
+    tmp = str(staging_dir(args.out, VECTORS_TMP))
     try:
         tensors = []
         for name, arr in trace.items():
@@ -323,8 +373,10 @@ def cmd_vectors(args) -> int:
         with open(os.path.join(tmp, "manifest.json"), "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=1)
         _swap_in(tmp, final)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and not isinstance(e, BrokenPipeError):  # name the folder, not the temporary
+            raise CliError(f"--out {args.out}: cannot write the vectors ({e.strerror or e})") from None
         raise
     print(f"wrote {len(tensors)} tensors for {len(images)} images to {final}")
     return 0
@@ -334,7 +386,7 @@ def _swap_in(tmp: str, final: str) -> None:
     """Rename the finished folder ``tmp`` to ``final``, replacing an older one."""
     old = None
     if os.path.lexists(final):
-        old = tempfile.mkdtemp(dir=os.path.dirname(final), prefix=".vectors-old-")
+        old = tempfile.mkdtemp(dir=os.path.dirname(final), prefix=VECTORS_TMP + "old-")
         os.rmdir(old)
         os.rename(final, old)
     os.rename(tmp, final)
@@ -342,15 +394,29 @@ def _swap_in(tmp: str, final: str) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _check_path_encoding(path: str, flag: str) -> None:
+    """Generated sources and project.json are UTF-8: a path that is not (undecodable bytes) is refused."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CliError(f"{flag} {path.encode('utf-8', 'surrogateescape')!r}: the path is not valid UTF-8; "
+                       "rename it") from None
+
+
 def cmd_hls(args) -> int:
     """Generate the HLS C++ project of a model (gsbsim/hlsgen/project.py)."""
     from gsbsim.hlsgen.toolchain import HlsEnvError
     from gsbsim.hlsgen.project import TOP_NAME, HlsGenError, generate
+    _check_path_encoding(args.model, "--model")
+    _check_path_encoding(args.out, "--out")
     model = _load_model(args.model)
     header = dict(model.header)
     fold = _folding(args, header)
+    if os.path.lexists(args.out) and not os.path.isdir(args.out):
+        raise CliError(f"--out {args.out} exists and is not a folder")
     try:
-        generate(model, args.model, args.out, fold, part=args.part, clock_mhz=args.clock_mhz)
+        with folder_lock(args.out, "--out"):  # parents created like `vectors` does; removed again on failure
+            generate(model, args.model, args.out, fold, part=args.part, clock_mhz=args.clock_mhz)
     except (HlsGenError, HlsEnvError) as e:
         raise CliError(str(e)) from None
     cyc = cycle_report(header, fold, args.clock_mhz)
@@ -372,21 +438,19 @@ def cmd_csim(args) -> int:
         find_ap_types()
     except (HlsGenError, HlsEnvError, csim.CsimError) as e:
         raise CliError(str(e)) from None
-    if args.timeout <= 0:
-        raise CliError(f"--timeout must be positive, got {args.timeout}")
-    if args.keep_vectors:
-        if args.data != "digits" or args.images is not None:
-            raise CliError("--keep-vectors uses the vectors already in DIR/vectors; it takes no --data/--images")
-    else:
-        images = 4 if args.images is None else args.images
-        cmd_vectors(argparse.Namespace(model=project.model_path, out=str(project.root), data=args.data,
-                                        split=args.split, images=images))
-    try:
-        images = csim.check_vectors(project)
-        exe, build_s, rebuilt = csim.build(project, sanitize=args.sanitize)
-        rep = csim.run_testbench(project, exe, timeout=args.timeout)
-    except (HlsEnvError, csim.CsimError) as e:
-        raise CliError(str(e)) from None
+    if args.keep_vectors and (args.data != "digits" or args.images is not None):
+        raise CliError("--keep-vectors uses the vectors already in DIR/vectors; it takes no --data/--images")
+    with folder_lock(project.root, "project folder"):  # one csim (or hls) per project at a time
+        if not args.keep_vectors:
+            images = 4 if args.images is None else args.images
+            _write_vectors(argparse.Namespace(model=project.model_path, out=str(project.root), data=args.data,
+                                              split=args.split, images=images), _load_model(project.model_path))
+        try:
+            images = csim.check_vectors(project)
+            exe, build_s, rebuilt = csim.build(project, sanitize=args.sanitize)
+            rep = csim.run_testbench(project, exe, timeout=args.timeout)
+        except (HlsEnvError, csim.CsimError) as e:
+            raise CliError(str(e)) from None
     print(csim.report_text(project, rep, images, build_s, rebuilt, args.sanitize))
     return 0 if rep.passed else 1
 
@@ -432,9 +496,20 @@ def _add_data_args(p: argparse.ArgumentParser, images_default: int | None) -> No
                         "uint8 image array [N, C, H, W] (predictions only, no labels)")
     p.add_argument("--split", default="test", choices=("test", "val", "train"),
                    help="digits split (default test)")
-    p.add_argument("--images", type=int, default=images_default, metavar="N",
+    p.add_argument("--images", type=int_at_least(1), default=images_default, metavar="N",
                    help="use the first N images" + (f" (default {images_default})" if images_default
                                                     else " (default all)"))
+
+
+CLOCK_MHZ = float_in(0.001, 100_000.0)  # outside 1 kHz .. 100 GHz is a typo, not a target
+
+
+def _part(text: str) -> str:
+    """An FPGA part name: it is written into vitis.tcl, so only letters, digits, '-', '_' and '.'."""
+    from gsbsim.hlsgen.project import PART_PATTERN
+    if not PART_PATTERN.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an FPGA part name (letters, digits, '-', '_', '.')")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -449,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Run an integer model file on images and report top-1 "
                          "accuracy; optionally the cost report (BOPs, FLOPs, OPs, memory, "
                          "cycles, FINN-R resource estimate).", epilog=_RUN_EXAMPLES, formatter_class=fmt)
-    run.add_argument("--model", required=True, metavar="M.npz", help="integer model file")
+    run.add_argument("--model", required=True, type=nonempty_path, metavar="M.npz", help="integer model file")
     _add_data_args(run, None)
     run.add_argument("--engine", default="fast", choices=("fast", "golden"),
                      help="fast (Numba, default) or golden (plain numpy reference)")
@@ -461,17 +536,17 @@ def build_parser() -> argparse.ArgumentParser:
                      "largest divisor of MH <= P (default 1)")
     run.add_argument("--simd", type=int, metavar="S", help="SIMD for every layer, clipped to MW "
                      "(default 1)")
-    run.add_argument("--folding", metavar="FILE", help="per-layer folding JSON (exclusive with --pe/--simd)")
-    run.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ, metavar="F",
+    run.add_argument("--folding", type=nonempty_path, metavar="FILE", help="per-layer folding JSON (exclusive with --pe/--simd)")
+    run.add_argument("--clock-mhz", type=CLOCK_MHZ, default=DEFAULT_CLOCK_MHZ, metavar="F",
                      help=f"clock for frames/s (default {DEFAULT_CLOCK_MHZ:g})")
-    run.add_argument("--plot", metavar="OUT.png", help="write the per-layer breakdown chart (PNG)")
+    run.add_argument("--plot", type=nonempty_path, metavar="OUT.png", help="write the per-layer breakdown chart (PNG)")
     run.set_defaults(func=cmd_run)
 
     info = sub.add_parser("info", help="architecture, precision map, accumulator widths",
                           description="Describe an integer model file: architecture, which layer "
                           "is binary / 8-bit / fixed point, accumulator widths.",
                           epilog=_INFO_EXAMPLES, formatter_class=fmt)
-    info.add_argument("--model", required=True, metavar="M.npz", help="integer model file")
+    info.add_argument("--model", required=True, type=nonempty_path, metavar="M.npz", help="integer model file")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=cmd_info)
 
@@ -481,8 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(names, dtypes, shapes, model sha256). Written to a temporary folder "
                          "and renamed into place; an older OUT/vectors is replaced.",
                          epilog=_VEC_EXAMPLES, formatter_class=fmt)
-    vec.add_argument("--model", required=True, metavar="M.npz", help="integer model file")
-    vec.add_argument("--out", required=True, metavar="DIR",
+    vec.add_argument("--model", required=True, type=nonempty_path, metavar="M.npz", help="integer model file")
+    vec.add_argument("--out", required=True, type=nonempty_path, metavar="DIR",
                      help="output folder (created if missing); the vectors go to DIR/vectors")
     _add_data_args(vec, 4)
     vec.set_defaults(func=cmd_vectors)
@@ -491,15 +566,15 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Generate DIR/src (top function, config.h, params/*.h), DIR/tb "
                          "(C-simulation testbench), a Makefile, vitis.tcl and project.json for a model "
                          "and a folding (see docs/hls.md).", epilog=_HLS_EXAMPLES, formatter_class=fmt)
-    hls.add_argument("--model", required=True, metavar="M.npz", help="integer model file")
-    hls.add_argument("--out", required=True, metavar="DIR", help="project folder (created; an older "
+    hls.add_argument("--model", required=True, type=nonempty_path, metavar="M.npz", help="integer model file")
+    hls.add_argument("--out", required=True, type=nonempty_path, metavar="DIR", help="project folder (created; an older "
                      "project there is regenerated)")
     hls.add_argument("--pe", type=int, metavar="P", help="PE for every layer, clipped to the largest "
                      "divisor of MH <= P (default 1)")
     hls.add_argument("--simd", type=int, metavar="S", help="SIMD for every layer, clipped to MW (default 1)")
-    hls.add_argument("--folding", metavar="FILE", help="per-layer folding JSON (exclusive with --pe/--simd)")
-    hls.add_argument("--part", default=DEFAULT_PART, help=f"FPGA part for vitis.tcl (default {DEFAULT_PART})")
-    hls.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ, metavar="F",
+    hls.add_argument("--folding", type=nonempty_path, metavar="FILE", help="per-layer folding JSON (exclusive with --pe/--simd)")
+    hls.add_argument("--part", default=DEFAULT_PART, type=_part, help=f"FPGA part for vitis.tcl (default {DEFAULT_PART})")
+    hls.add_argument("--clock-mhz", type=CLOCK_MHZ, default=DEFAULT_CLOCK_MHZ, metavar="F",
                      help=f"target clock for vitis.tcl and the report (default {DEFAULT_CLOCK_MHZ:g})")
     hls.set_defaults(func=cmd_hls)
 
@@ -508,34 +583,40 @@ def build_parser() -> argparse.ArgumentParser:
                         "project's testbench with g++, run it, and compare every traced tensor and "
                         "each layer's iteration count with gsbsim's cycle model.",
                         epilog=_CSIM_EXAMPLES, formatter_class=fmt)
-    cs.add_argument("dir", metavar="DIR", help="project folder written by `gsbsim hls`")
+    cs.add_argument("dir", type=nonempty_path, metavar="DIR", help="project folder written by `gsbsim hls`")
     cs.add_argument("--data", default="digits", metavar="digits|PATH.npy",
                     help="'digits' (default) or a .npy uint8 image array [N, C, H, W]")
     cs.add_argument("--split", default="test", choices=("test", "val", "train"), help="digits split")
-    cs.add_argument("--images", type=int, default=None, metavar="N", help="first N images (default 4)")
+    cs.add_argument("--images", type=int_at_least(1), default=None, metavar="N", help="first N images (default 4)")
     cs.add_argument("--sanitize", action="store_true",
                     help="build with AddressSanitizer + UBSan (slower build, aborts on the first error)")
     cs.add_argument("--keep-vectors", action="store_true",
                     help="use DIR/vectors as they are instead of rewriting them")
-    cs.add_argument("--timeout", type=float, default=600.0, metavar="S",
+    cs.add_argument("--timeout", type=positive_float, default=600.0, metavar="S",
                     help="limit for the testbench run in seconds (default 600)")
     cs.set_defaults(func=cmd_csim)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``gsbsim`` console script; returns the exit code."""
+    """Entry point of the ``gsbsim`` console script; returns the exit code (docs/errors.md)."""
+    return guarded(PROG, _main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
     except SystemExit as e:  # --help (code 0)
         return e.code if isinstance(e.code, int) else 0
-    except (CliError, CostModelError, FoldingError) as e:
+    except (CliError, CostModelError, FoldingError, OutputError) as e:
         print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        raise  # stdout's reader left: guarded() ends quietly
     except OSError as e:
         print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
 
 
 def _one_line(e: BaseException) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +19,8 @@ import numpy as np
 from gsbsim.format.conventions import WORD_BITS, n_words, round_half_up
 from gsbsim.format.methods import ACT_LINEARS, ACT_METHODS, block_array_names, block_arrays, method_of
 from gsbsim.format.methods import METHOD_NAMES as METHODS
+from gsbsim.outputs import remove_dead_temps, temp_file_for
+from gsbsim.paths import input_file_problem
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "IntModel", "expected_arrays", "validate",
            "load_model", "save_model", "SHIFT_NAMES", "HEADER_KEYS", "LIMITS", "METHODS", "ACT_METHODS",
@@ -361,12 +362,53 @@ def validate(header: Any, arrays: dict[str, np.ndarray], path: str) -> None:
 
 
 # ----------------------------------------------------------------------------- load and save
+# Before anything is inflated, every zip member's name and declared (uncompressed) size is
+# checked: a small file must not make the reader allocate gigabytes for an array that would
+# be rejected anyway. zipfile never inflates past a member's declared size.
+NPY_HEADER_MAX = 4096          # an .npy header of the arrays we write is under 128 bytes
+HEADER_JSON_MAX = 1 << 20      # the JSON header of even the deepest model is a few KiB
+
+
+def _member_errors(members: list, expected: dict | None) -> list[str]:
+    """Problems of the zip members' names and declared sizes (``expected`` None: header members only)."""
+    errs = []
+    names = [m.filename for m in members]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        errs.append(f"duplicate member(s) {', '.join(dupes[:4])}")
+    odd = [n for n in names if not n.endswith(".npy")]
+    if odd:
+        errs.append(f"member(s) {', '.join(map(repr, odd[:4]))} are not .npy arrays")
+    small = {"header": HEADER_JSON_MAX, "format_version": 8}
+    for m in members:
+        name = m.filename.removesuffix(".npy")
+        if expected is None:
+            limit = small.get(name)
+        elif name in expected:
+            dtype, shape = expected[name]
+            limit = dtype.itemsize * math.prod(EXP_HI_MAX if s is None else s for s in shape)
+        elif name in small:
+            limit = small[name]
+        else:
+            errs.append(f"unknown array {name!r} (declared {m.file_size} bytes; not read)")
+            continue
+        if limit is not None and m.file_size > limit + NPY_HEADER_MAX:
+            errs.append(f"member {m.filename!r} declares {m.file_size} bytes, more than its array can hold "
+                        f"({limit} bytes of data); not read")
+    return errs
+
+
 def _read_npz(path: str) -> dict[str, np.ndarray]:
-    """Every array of the archive, read eagerly so that any corruption surfaces here."""
-    if not os.path.exists(path):
+    """Every array of the archive, read eagerly so that any corruption surfaces here.
+
+    Member names and declared sizes are checked first against the header (read alone,
+    with a size limit), so nothing unexpected or oversized is ever inflated.
+    """
+    problem = input_file_problem(path)
+    if problem == "not found":
         raise ModelFileError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise ModelFileError(f"{path}: is a directory, not a model file")
+    if problem:
+        raise ModelFileError(f"{path}: {problem}")
     try:
         with open(path, "rb") as f:
             magic = f.read(6)
@@ -381,6 +423,18 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
         if not isinstance(npz, np.lib.npyio.NpzFile):
             raise ModelFileError(f"{path}: not an .npz archive (a single .npy array?)")
         with npz:
+            members = npz.zip.infolist()
+            errs = _member_errors(members, None)
+            if errs:
+                raise ModelFileError(f"{path}: " + "; ".join(errs[:4]))
+            first = {k: np.asarray(npz[k]) for k in ("format_version", "header") if k in npz.files}
+            header = _parse_header(path, first)
+            if _header_errors(header):
+                validate(header, {}, path)  # raises, naming the header's problems; no array read
+            errs = _member_errors(members, expected_arrays(header))
+            if errs:
+                more = f" (and {len(errs) - 4} more)" if len(errs) > 4 else ""
+                raise ModelFileError(f"{path}: " + "; ".join(errs[:4]) + more)
             return {name: np.asarray(npz[name]) for name in npz.files}
     except ModelFileError:
         raise
@@ -452,7 +506,8 @@ def save_model(path: str | os.PathLike, header: dict, arrays: dict[str, np.ndarr
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ModelFileError(f"{path}: directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
+    remove_dead_temps(path)  # what a writer killed with -9 left behind
+    fd, tmp = temp_file_for(path)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, header=header_bytes(header), **arrays)
@@ -465,6 +520,6 @@ def save_model(path: str | os.PathLike, header: dict, arrays: dict[str, np.ndarr
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        if isinstance(exc, OSError):
-            raise ModelFileError(f"{path}: cannot write: {exc}") from exc
+        if isinstance(exc, OSError):  # strerror: the message must name `path`, not the temporary
+            raise ModelFileError(f"{path}: cannot write: {exc.strerror or exc}") from exc
         raise

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -35,6 +36,7 @@ from gsbsim.hlsgen.toolchain import HlsEnvError, find_ap_types, library_include_
 from gsbsim.hlsgen.params import c_array, c_int, c_scalar, c_struct, finn_tiles, packed_rows_to_bits
 from gsbsim.format.methods import method_of
 from gsbsim.format.model_file import IntModel
+from gsbsim.outputs import remove_stale, staging_dir
 
 __all__ = ["HlsGenError", "Project", "generate", "load_project", "sha256_file", "layer_macro",
            "trace_specs", "trace_producer", "PROJECT_FILE", "DEFAULT_PART", "TOP_NAME"]
@@ -45,6 +47,12 @@ GENERATOR = "gsbsim hls"
 TOP_NAME = "gsb_top"
 DEFAULT_PART = "xczu7ev-ffvc1156-2-e"   # ZCU104; any part works for csim, csynth needs a licensed one
 GENERATED = ("src", "tb", "Makefile", "vitis.tcl", PROJECT_FILE)
+# the part is written into vitis.tcl: letters, digits, '-', '_', '.' only (no tcl syntax can get in)
+PART_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+STAGING_PREFIX = ".gsbsim-hls-"
+# project.json is moved here while a regeneration swaps the files: a kill -9 in that window
+# leaves a folder that is recognisably ours (regenerate it) but never a mix that passes for a project
+REGENERATING = ".gsbsim-regenerating.json"  # not STAGING_PREFIX: remove_stale must keep it
 
 
 class HlsGenError(ValueError):
@@ -157,6 +165,9 @@ def load_project(folder: str | os.PathLike) -> Project:
     if not root.is_dir():
         raise HlsGenError(f"{root} is not a folder (expected a project written by `gsbsim hls`)")
     pj = root / PROJECT_FILE
+    if not pj.is_file() and (root / REGENERATING).is_file():
+        raise HlsGenError(f"{root}: its regeneration was interrupted; run `gsbsim hls --model M.npz --out {root}` "
+                          "again")
     if not pj.is_file():
         raise HlsGenError(f"{root} is not a gsbsim HLS project (no {PROJECT_FILE}; create one with "
                           f"`gsbsim hls --model M.npz --out {root}`)")
@@ -740,13 +751,16 @@ def generate(model: IntModel, model_path: str | os.PathLike, out: str | os.PathL
     model_path = os.path.abspath(os.fspath(model_path))
     if out.exists() and not out.is_dir():
         raise HlsGenError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and not (out / PROJECT_FILE).is_file() and any(p.name != "vectors" for p in out.iterdir()):
+    ours = (out / PROJECT_FILE).is_file() or (out / REGENERATING).is_file()
+    if out.is_dir() and not ours and any(p.name != "vectors" for p in out.iterdir()):
         raise HlsGenError(f"--out {out} is a non-empty folder that is not a gsbsim HLS project; "
                           "refusing to write into it")
     if not out.parent.resolve().is_dir():
         raise HlsGenError(f"--out {out}: parent folder does not exist")
-    if not (isinstance(clock_mhz, (int, float)) and clock_mhz > 0):
-        raise HlsGenError(f"--clock-mhz must be positive, got {clock_mhz!r}")
+    if not (isinstance(clock_mhz, (int, float)) and math.isfinite(clock_mhz) and clock_mhz > 0):
+        raise HlsGenError(f"--clock-mhz must be a finite positive number, got {clock_mhz!r}")
+    if not (isinstance(part, str) and PART_PATTERN.match(part)):
+        raise HlsGenError(f"--part {part!r} is not an FPGA part name (letters, digits, '-', '_', '.')")
     missing = [l.name for l in layers(model.header) if l.name not in folding]
     if missing:
         raise FoldingError(f"folding has no entry for layer {missing[0]}")
@@ -771,7 +785,9 @@ def generate(model: IntModel, model_path: str | os.PathLike, out: str | os.PathL
         PROJECT_FILE: json.dumps(project.to_json(), indent=1) + "\n",
     }
     existed = out.is_dir()
-    staging = Path(tempfile.mkdtemp(dir=out if existed else out.parent, prefix=".gsbsim-hls-"))
+    if existed:
+        remove_stale(out, [STAGING_PREFIX])  # a killed run's staging folder (the caller holds out's lock)
+    staging = staging_dir(out if existed else out.parent, STAGING_PREFIX)  # umask permissions, not mkdtemp's 0700
     try:
         for rel, text in files.items():
             path = staging / rel
@@ -779,14 +795,19 @@ def generate(model: IntModel, model_path: str | os.PathLike, out: str | os.PathL
             path.write_text(text, encoding="utf-8")
         if not existed:
             os.rename(staging, out)
-        else:
+        else:  # project.json goes first and comes back last: it exists only over a complete project
+            if (out / PROJECT_FILE).is_file():
+                os.replace(out / PROJECT_FILE, out / REGENERATING)
             for item in GENERATED:
                 _remove(out / item)
                 os.rename(staging / item, out / item)
+            _remove(out / REGENERATING)
             _remove(out / "build")
             shutil.rmtree(staging, ignore_errors=True)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(e, OSError) and not isinstance(e, BrokenPipeError):  # name --out, not the staging folder
+            raise HlsGenError(f"--out {out}: cannot write the project ({e.strerror or e})") from None
         raise
     return project
 

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import argparse
 
-
+from gsbsim.cli.args import (OneLineParser, float_in, int_at_least, nonempty_path, nonnegative_float,
+                             positive_float, seed)
 from reference.config import METHODS
 from reference.distill import DISTILL_KINDS
 from reference.train.stages import STAGES
 
 
 PROG = "python -m reference.train"
+DEFAULT_GROUPS = 3
+MAX_GROUPS = 8  # the integer model format's limit (gsbsim/format/model_file.py LIMITS)
 TEACHER_SMOOTHING = 0.1
 EXAMPLES = f"""\
 examples:
@@ -28,7 +31,7 @@ Accuracies are percentages. Bad input exits with status 2 and one line on stderr
 
 # ----------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog=PROG, description="Train the GSB reference models: a full-precision teacher, then the binary\n"
                                "student in two stages (stage1: binary MLP weights; stage2: the full binary\n"
                                "model, initialised from stage1), both distilled from the teacher.",
@@ -40,43 +43,43 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preset", default="digits", metavar="NAME",
                    help="model preset and recipe: digits (default), cifar, deit_tiny, deit_small")
     g.add_argument("--data", default=None, metavar="NAME", help="dataset name (default: the preset's dataset)")
-    g.add_argument("--data-path", default=None, metavar="PATH", help="dataset location on disk (not needed for digits)")
-    g.add_argument("--out", default=None, metavar="DIR", help="output directory (default: runs/<preset>)")
-    g.add_argument("--teacher", default=None, metavar="CKPT",
+    g.add_argument("--data-path", default=None, type=nonempty_path, metavar="PATH", help="dataset location on disk (not needed for digits)")
+    g.add_argument("--out", default=None, type=nonempty_path, metavar="DIR", help="output directory (default: runs/<preset>)")
+    g.add_argument("--teacher", default=None, type=nonempty_path, metavar="CKPT",
                    help="teacher checkpoint for a single student stage (default: <out>/teacher/best.pt)")
-    g.add_argument("--init", default=None, metavar="CKPT",
+    g.add_argument("--init", default=None, type=nonempty_path, metavar="CKPT",
                    help="stage-1 checkpoint that initialises a single stage2 run (default: <out>/stage1/best.pt)")
     g.add_argument("--resume", action="store_true",
                    help="continue the interrupted stage from <out>/<stage>/last.pt (finished stages are skipped)")
-    g.add_argument("--limit-train", type=int, default=None, metavar="N",
+    g.add_argument("--limit-train", type=int_at_least(1), default=None, metavar="N",
                    help="train on N training images only (a fixed random subset; for tests and smoke runs)")
     g.add_argument("--no-augment", action="store_true",
                    help="no train-time augmentation (the digits preset has none anyway)")
 
     g = p.add_argument_group("recipe overrides (defaults come from the preset's recipe per stage)")
-    g.add_argument("--epochs", type=int, default=None, metavar="N", help="epochs of every stage")
+    g.add_argument("--epochs", type=int_at_least(1), default=None, metavar="N", help="epochs of every stage")
     for stage in STAGES:
-        g.add_argument(f"--epochs-{stage}", type=int, default=None, metavar="N",
+        g.add_argument(f"--epochs-{stage}", type=int_at_least(1), default=None, metavar="N",
                        help=f"epochs of {stage} (beats --epochs)")
-    g.add_argument("--batch-size", type=int, default=None, metavar="N",
+    g.add_argument("--batch-size", type=int_at_least(1), default=None, metavar="N",
                    help="total batch size over all processes (split evenly between torchrun processes)")
-    g.add_argument("--lr", type=float, default=None,
+    g.add_argument("--lr", type=positive_float, default=None,
                    help="peak learning rate for the total batch; it is NOT rescaled with the number of "
                         "processes (the presets already apply the released lr = 1e-3 * batch / 512)")
-    g.add_argument("--weight-decay", type=float, default=None, metavar="WD",
+    g.add_argument("--weight-decay", type=nonnegative_float, default=None, metavar="WD",
                    help="AdamW weight decay (never applied to biases, norms, tokens, pos_embed, scales)")
-    g.add_argument("--seed", type=int, default=0, metavar="N",
+    g.add_argument("--seed", type=seed, default=0, metavar="N",
                    help="random seed (default 0); epoch e shuffles with seed + e")
 
     g = p.add_argument_group("distillation (student stages)")
     g.add_argument("--distill", choices=DISTILL_KINDS, default=None,
                    help="default: the preset's (hard for the paper presets, soft for digits); hard: CE to the teacher's arg-max on the distillation head; soft: KL to the "
                         "teacher's softened logits; none: CE to the labels on both heads")
-    g.add_argument("--distill-alpha", type=float, default=0.5, metavar="A",
+    g.add_argument("--distill-alpha", type=float_in(0.0, 1.0), default=0.5, metavar="A",
                    help="weight a of the distillation term: (1-a)*CE(cls, y) + a*distill (default 0.5)")
-    g.add_argument("--tau", type=float, default=None,
+    g.add_argument("--tau", type=positive_float, default=None,
                    help="temperature of soft distillation (default: the preset's; 1.0 for the paper presets)")
-    g.add_argument("--smoothing", type=float, default=TEACHER_SMOOTHING, metavar="S",
+    g.add_argument("--smoothing", type=float_in(0.0, 1.0, high_open=True), default=TEACHER_SMOOTHING, metavar="S",
                    help=f"label smoothing of the teacher's cross-entropy (default {TEACHER_SMOOTHING})")
 
     g = p.add_argument_group("quantization (student stages; passed to models.build_model)")
@@ -84,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="student method (docs/didb.md): gsb (default), didb (our DIDB-ViT formulation), "
                         "bit, reactnet, sign (baselines) or fp (full-precision student, the upper bound); "
                         "every method but gsb uses one binary plane (--groups is ignored)")
-    g.add_argument("--groups", type=int, default=3, metavar="G", help="GSB groups per tensor (default 3, as released)")
+    g.add_argument("--groups", type=int_at_least(1, MAX_GROUPS), default=None, metavar="G",
+                   help=f"GSB groups per tensor, 1..{MAX_GROUPS} (default {DEFAULT_GROUPS}, as released)")
     g.add_argument("--mask-stat", choices=("row", "image", "batch"), default="row",
                    help="statistic of the GSB mask max: row (default, batch-independent), image, or batch "
                         "(the released code: an image's output depends on its batch)")
@@ -95,33 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto (default): cuda if available, else cpu. Under torchrun each process uses "
                         "cuda:LOCAL_RANK (nccl) or the cpu (gloo); only rank 0 writes files and prints")
-    g.add_argument("--workers", type=int, default=0, metavar="N", help="data-loader worker processes (default 0)")
+    g.add_argument("--workers", type=int_at_least(0), default=0, metavar="N", help="data-loader worker processes (default 0)")
     g.add_argument("--no-progress", action="store_true",
                    help="no progress bars (they are also off when stderr is not a terminal)")
     return p
 
 
 def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Range checks argparse cannot express (exit 2 through p.error)."""
-    positive = ["epochs", "batch_size", "limit_train"] + [f"epochs_{s}" for s in STAGES]
-    for name in positive:
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    for name in ("lr", "tau"):
-        value = getattr(args, name)
-        if value is not None and not value > 0:
-            p.error(f"--{name.replace('_', '-')} must be > 0, got {value}")
-    if args.weight_decay is not None and args.weight_decay < 0:
-        p.error(f"--weight-decay must be >= 0, got {args.weight_decay}")
-    if not 0.0 <= args.distill_alpha <= 1.0:
-        p.error(f"--distill-alpha must be in [0, 1], got {args.distill_alpha}")
-    if not 0.0 <= args.smoothing < 1.0:
-        p.error(f"--smoothing must be in [0, 1), got {args.smoothing}")
-    if args.workers < 0:
-        p.error(f"--workers must be >= 0, got {args.workers}")
-    if args.groups < 1:
-        p.error(f"--groups must be >= 1, got {args.groups}")
+    """Checks between arguments (exit 2 through p.error); single values are checked by their type=."""
+    if args.groups is not None and args.groups != 1 and args.method != "gsb":
+        p.error(f"--groups {args.groups}: method {args.method} uses one binary plane (--groups is for gsb)")
+    if args.groups is None:
+        args.groups = DEFAULT_GROUPS
     if args.stage == "all" and (args.teacher or args.init):
         p.error("--teacher and --init are for single-stage runs; --stage all uses <out>/teacher and <out>/stage1")
     if args.teacher and args.stage == "teacher":

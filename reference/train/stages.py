@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from torch.utils.data import Dataset
 
 from reference.checkpoint import (CHECKPOINT_KEYS, CheckpointError, capture_rng, load_checkpoint, load_model, load_weights,
                          preset_to_dict, restore_rng, save_checkpoint, write_text_atomic)
+from gsbsim.cli.signals import silence_stdout
+from gsbsim.outputs import remove_stale
 from reference.distill import TrainLoss
 from reference.metrics import append_jsonl, plot_curves, truncate_jsonl
 from reference.train.distributed import Dist, barrier, seed_everything, sync_buffers
@@ -22,6 +25,7 @@ from reference.train.schedule import CosineSchedule, build_optimizer
 
 
 STAGES = ("teacher", "stage1", "stage2")
+STAGE_FILES = ("last.pt", "best.pt", "metrics.jsonl", "summary.json", "curves.png")
 # ----------------------------------------------------------------------------- one stage
 @dataclass
 class Context:
@@ -39,7 +43,10 @@ class Context:
 
     def say(self, msg: str) -> None:
         if self.dist.is_main:
-            print(msg, flush=True)
+            try:
+                print(msg, flush=True)
+            except BrokenPipeError:  # the reader left (`| head`): the training goes on, quietly
+                silence_stdout()
 
 
 @dataclass
@@ -125,6 +132,56 @@ def init_from_stage1(model: nn.Module, ctx: Context) -> Path:
     return path
 
 
+def run_identity(stage: str, ctx: Context, plan: StagePlan) -> dict:
+    """What makes one stage's run the run it is: a --resume must ask for all of it again.
+
+    The data location (--data-path) and the number of processes may change between the
+    interrupted run and its continuation; everything that changes the result may not.
+    """
+    args = ctx.args
+    ident = {"preset": ctx.preset.name, "data": ctx.bundle.name, "seed": args.seed, "limit_train": args.limit_train,
+             "augment": bool(ctx.preset.augment and not args.no_augment), "epochs": plan.epochs,
+             "batch_size": plan.batch_size, "lr": plan.lr, "min_lr": plan.min_lr,
+             "weight_decay": plan.weight_decay, "warmup_epochs": plan.warmup_epochs}
+    if stage == "teacher":
+        ident["smoothing"] = args.smoothing
+    else:
+        ident.update(method=args.method, quant_options=quant_options(stage, args), distill=args.distill,
+                     distill_alpha=args.distill_alpha, tau=args.tau)
+        if args.distill != "none":  # the teacher is used every epoch: a retrained one makes another run
+            path = stage_input(args.teacher, ctx.out / "teacher" / "best.pt", "--teacher", stage, "a teacher")
+            ident["teacher_sha256"] = file_sha256(path)
+    return json.loads(json.dumps(ident))  # as it reads back from a checkpoint (tuples -> lists)
+
+
+def file_sha256(path: Path) -> str:
+    from gsbsim.paths import input_file_problem
+    problem = input_file_problem(path)
+    if problem:
+        raise CheckpointError(f"{path}: checkpoint {problem}")
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+    return h.hexdigest()
+
+
+def check_same_run(saved: dict | None, wanted: dict, path: Path) -> None:
+    """Refuse a --resume whose arguments differ from the interrupted run's (one line naming them)."""
+    if not isinstance(saved, dict):
+        raise TrainError(f"--resume: {path} does not record the arguments of its run (written by an older "
+                         "trainer), so it cannot be checked to be the same run; start afresh without --resume")
+    diff = [k for k in wanted if saved.get(k) != wanted[k]]
+    if diff:
+        said = ", ".join("the teacher checkpoint changed since" if k == "teacher_sha256"
+                         else f"{k} {saved.get(k)!r} (now {wanted[k]!r})" for k in diff[:4])
+        raise TrainError(f"--resume: {path} belongs to a run with other arguments: {said}; pass the same "
+                         "arguments to continue it, or leave out --resume to start afresh")
+
+
 def find_resume(stage: str, ctx: Context, plan: StagePlan, first: bool) -> dict | None:
     """The stage's last.pt for --resume, or None for a fresh start (later stages of 'all' not begun yet)."""
     path = ctx.out / stage / "last.pt"
@@ -136,6 +193,7 @@ def find_resume(stage: str, ctx: Context, plan: StagePlan, first: bool) -> dict 
     if ckpt["kind"] != stage or ckpt["preset"].get("name") != ctx.preset.name:
         raise CheckpointError(f"{path}: holds {ckpt['kind']} of preset {ckpt['preset'].get('name')}, "
                               f"not {stage} of preset {ctx.preset.name}")
+    check_same_run(ckpt.get("run"), run_identity(stage, ctx, plan), path)
     if int(ckpt["epoch"]) > plan.epochs:
         raise TrainError(f"--resume: {path} has run {ckpt['epoch']} epochs, more than the {plan.epochs} asked")
     return ckpt
@@ -154,17 +212,40 @@ def restore_training(ckpt: dict, path: Path, model: nn.Module, optimizer: torch.
             float(ckpt.get("wall_time", 0.0)))
 
 
+def remove_stale_temps(stage_dir: Path) -> None:
+    """Temporary files of atomic writes (.last.pt.XXXX.tmp, ...) that a killed run left behind.
+
+    Safe because the trainer holds the output folder's lock: no live writer owns them.
+    """
+    remove_stale(stage_dir, [f".{name}." for name in STAGE_FILES], suffix=".tmp")
+
+
+def clear_stage_dir(stage_dir: Path) -> None:
+    """Remove every file a run of this stage writes (a fresh start; files of the user's are kept)."""
+    for name in STAGE_FILES:
+        (stage_dir / name).unlink(missing_ok=True)
+    remove_stale_temps(stage_dir)
+    try:
+        stage_dir.rmdir()  # only when empty
+    except OSError:
+        pass
+
+
 def prepare_stage_dir(stage_dir: Path, resumed_after: int | None) -> list[dict]:
     """Create the stage folder (only once every input is known to be valid); returns the metrics kept.
 
-    A fresh start removes a previous run's metrics, summary, best.pt and curves; a
-    resumed one drops the metrics lines of epochs after its checkpoint.
+    A fresh start removes every file of a previous run (last.pt too: a later --resume must
+    not continue the old run); a resumed one drops the metrics lines of epochs after its
+    checkpoint (and a last line half-written when the run was killed).
     """
-    stage_dir.mkdir(parents=True, exist_ok=True)
     if resumed_after is not None:
-        return truncate_jsonl(stage_dir / "metrics.jsonl", resumed_after)
-    for name in ("metrics.jsonl", "summary.json", "best.pt", "curves.png"):
-        (stage_dir / name).unlink(missing_ok=True)
+        remove_stale_temps(stage_dir)
+        try:
+            return truncate_jsonl(stage_dir / "metrics.jsonl", resumed_after)
+        except ValueError as e:
+            raise TrainError(f"--resume: {e}") from None
+    clear_stage_dir(stage_dir)
+    stage_dir.mkdir(parents=True, exist_ok=True)
     return []
 
 
@@ -200,11 +281,14 @@ def run_stage(stage: str, ctx: Context, first: bool) -> dict:
             model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
 
     records = prepare_stage_dir(stage_dir, start if resume is not None else None) if d.is_main else []
+    if d.is_main and resume is None and args.stage == "all":
+        for later in STAGES[STAGES.index(stage) + 1:]:  # they were trained from this stage's old result
+            clear_stage_dir(ctx.out / later)
     meta = {"preset": preset_to_dict(ctx.preset), "kind": stage, "num_classes": ctx.bundle.num_classes,
             "in_chans": ctx.in_chans, "img_size": ctx.bundle.img_size, "quant_options": quant_options(stage, args),
             "args": dict(vars(args)), "dataset": ctx.bundle.name,
             "teacher": str(args.teacher or ctx.out / "teacher" / "best.pt") if teacher is not None else None,
-            "init": str(init_path) if init_path else None}
+            "init": str(init_path) if init_path else None, "run": run_identity(stage, ctx, plan)}
     per_process = plan.batch_size // d.world_size
     ctx.say(f"[{stage}] {sum(p.numel() for p in model.parameters()):,} parameters, {plan.epochs} epochs, "
             f"batch {plan.batch_size}, lr {plan.lr:g}, {len(ctx.train_set)} training images"
