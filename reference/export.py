@@ -27,11 +27,20 @@ from .export_methods import act_block, act_peaks
 from .fixed_point import SHIFTS, ExportError, ceil_int, exp_lut, fixed, requant_params, to_numpy
 
 FORMAT_VERSION = 1
-# calibration picks F so that 4 * max|x| * 2^F <= 2^22: then E*S2 < 2^62 (exact isqrt) and
-# D*2^16 < 2^48 even for E = 768, and the residual keeps 9 bits of int32 headroom; finer
-# than that gains nothing, coarser makes float ties flip (the cls/dist tokens' LayerNorm is
-# the same for every image, so one tie there flips every image's answer)
-RESID_TARGET_BITS = 22
+# the residual stream's range: HEADROOM times the calibration peak must keep the exact LayerNorm
+# of §3 in int64 (E*S2 < 2^62, i.e. |X| < 2^31/E) and X, and the activation units' u and z,
+# well inside int32 (2^29); the largest F that does is the first candidate
+HEADROOM = 4
+RESID_LIMIT = 2 ** 29
+# F candidates, from the largest allowed down: the check (reference/verify.py) decides, because
+# a coarser grid can flip a constant token's bit and a finer one is not always better either
+CANDIDATES = 4
+MIN_FRAC_BITS = 4
+# an export that meets every goal at the largest F is taken without trying the others
+GOOD_BITS = 0.9999
+DEFAULT_MIN_AGREEMENT = 0.99
+VERIFY_IMAGES = 1000          # at most this many validation images (ImageNet's 50000 would take hours)
+VERIFY_RANDOM = 4
 # methods (config.METHODS) whose stage-2 model has an integer model: 'bit' is gsb with one group,
 # 'sign' one group with zero shifts, running-mean scales and the attention threshold 1/N;
 # 'reactnet' and 'didb' add §13 (the activation units; HFSC and DIBA), reference/export_methods.py
@@ -154,7 +163,8 @@ def _export_head(model: BinaryDeiT, head, frac_bits: int) -> dict[str, np.ndarra
 
 @torch.no_grad()
 def calibrate_frac_bits(model: BinaryDeiT, images: torch.Tensor) -> int:
-    """Fractional bits F of the residual stream from the largest magnitude seen on `images`."""
+    """The largest F the ranges allow: HEADROOM * peak * 2^F <= min(RESID_LIMIT, 2^31/E), the peak being
+    the largest magnitude of the residual stream (and the activation units) on `images`."""
     x = model._pos_embed(model.patch_embed(images))
     peak = float(x.abs().max())
     with act_peaks(model) as acts:   # reactnet/didb: the activation units' inputs and outputs too
@@ -164,14 +174,19 @@ def calibrate_frac_bits(model: BinaryDeiT, images: torch.Tensor) -> int:
             x = x + blk.mlp(blk.norm2(x))
             peak = max(peak, float(x.abs().max()))
     peak = max(peak, acts.peak)
-    # 4x headroom over the calibration peak for unseen images
-    f = math.floor(RESID_TARGET_BITS - math.log2(max(peak, 1e-3) * 4))
-    return int(min(max(f, 4), 16))
+    limit = min(RESID_LIMIT, 2.0 ** 31 / model.embed_dim)
+    f = math.floor(math.log2(limit / (HEADROOM * max(peak, 1e-3))))
+    return int(min(max(f, MIN_FRAC_BITS), 30))
 
 
 @torch.no_grad()
-def export(model: BinaryDeiT, calib_images: torch.Tensor, preset: str, source: str) -> tuple[dict, dict]:
-    """Return (header, arrays) of the integer model of a stage-2 student (methods EXPORTABLE_METHODS)."""
+def export(model: BinaryDeiT, calib_images: torch.Tensor, preset: str, source: str,
+           frac_bits: int | None = None) -> tuple[dict, dict]:
+    """Return (header, arrays) of the integer model of a stage-2 student (methods EXPORTABLE_METHODS).
+
+    frac_bits: F of the residual stream; None takes the largest the calibration ranges allow
+    (export_verified chooses among the allowed ones by measuring).
+    """
     if not isinstance(model, BinaryDeiT) or model.cfg.stage != 2:
         raise ExportError("only a stage-2 (fully binary) student can be exported to the integer model")
     cfg = model.cfg
@@ -181,7 +196,8 @@ def export(model: BinaryDeiT, calib_images: torch.Tensor, preset: str, source: s
         raise ExportError("mask statistic 'batch' makes an image's answer depend on its batch; "
                           "export supports 'row' and 'image' (train with --mask-stat row or image)")
     model.eval()
-    frac_bits = calibrate_frac_bits(model, calib_images)
+    if frac_bits is None:
+        frac_bits = calibrate_frac_bits(model, calib_images)
     dim = model.embed_dim
     blk0 = model.blocks[0]
     pe = model.patch_embed
@@ -217,6 +233,63 @@ def export(model: BinaryDeiT, calib_images: torch.Tensor, preset: str, source: s
         "shifts": dict(SHIFTS), "source": source, "method": cfg.method,
     }
     return header, arrays
+
+
+def _in_memory(header: dict, arrays: dict[str, np.ndarray]):
+    from gsbsim.format.model_file import IntModel, validate
+    arrays = {**arrays, "format_version": np.array(FORMAT_VERSION, dtype=np.int64)}
+    validate(header, arrays, "<export>")
+    return IntModel(header=header, arrays=arrays)
+
+
+def export_verified(model: BinaryDeiT, calib_images: torch.Tensor, images: np.ndarray, labels: np.ndarray | None,
+                    data: str, preset: str, source: str,
+                    min_agreement: float = DEFAULT_MIN_AGREEMENT) -> tuple[dict, dict, "Verification"]:
+    """Export, choosing F by measurement, and verify (docs/integer_model.md §11).
+
+    Candidates F = F_max, F_max - 1, ... (CANDIDATES of them, F_max from calibrate_frac_bits); each is
+    exported and checked on `images` (uint8, labels or None) by reference.verify. The first that
+    meets every goal (constant-token bits exact, all predictions equal, every binarizer >= GOOD_BITS
+    teacher-forced) is taken; otherwise the best by Verification.rank (ties: the larger F). The
+    figures go into the header. ExportError, naming the worst binarizer, when the chosen export
+    agrees on fewer than `min_agreement` of the images or flips a constant-token bit
+    (min_agreement 0: report only).
+    """
+    from gsbsim.engine.golden import IntegerOverflowError
+    from gsbsim.format.model_file import ModelFileError
+    from .verify import verify, weights_sha256
+    f_max = calibrate_frac_bits(model, calib_images)
+    best, tried = None, []
+    for f in range(f_max, max(f_max - CANDIDATES, MIN_FRAC_BITS - 1), -1):
+        header, arrays = export(model, calib_images, preset, source, frac_bits=f)
+        try:
+            v = verify(model, _in_memory(header, arrays), images, labels, data)
+        except (ModelFileError, IntegerOverflowError) as exc:   # outside the format's ranges: not a candidate
+            tried.append({"frac_bits": f, "error": str(exc)[:200]})
+            continue
+        tried.append({"frac_bits": f, "agreement": v.agreement, "min_teacher_forced": v.min_teacher_forced,
+                      "constant_bits_flipped": v.constant_bits_flipped})
+        if best is None or v.rank() > best[2].rank():
+            best = (header, arrays, v)
+        if v.constant_bits_flipped == 0 and v.agreement == 1.0 and v.min_teacher_forced >= GOOD_BITS:
+            break
+    if best is None:
+        raise ExportError(f"no residual-stream grid F in {f_max}..{tried[-1]['frac_bits']} gives a valid integer "
+                          f"model ({tried[0]['error']})")
+    header, arrays, v = best
+    header["float_top1"] = v.float_top1
+    header["source_sha256"] = weights_sha256(model)
+    header["verification"] = {**v.header(), "candidates": tried}
+    if min_agreement > 0 and (v.agreement < min_agreement or v.constant_bits_flipped):
+        name, worst = v.worst_layer
+        what = (f"flips {v.constant_bits_flipped} image-independent bit(s), first at {v.constant_flip_at}"
+                if v.constant_bits_flipped else
+                f"agrees with the float model on {100 * v.agreement:.2f}% of {v.images} {v.data} images, "
+                f"below --min-agreement {100 * min_agreement:.2f}%")
+        raise ExportError(f"at every frac_bits tried ({f_max}..{tried[-1]['frac_bits']}) the integer model {what}; "
+                          f"worst binarizer {name}: {100 * worst:.3f}% of its bits teacher-forced, "
+                          f"{100 * v.bits_end_to_end.get(name, 1.0):.3f}% end to end; nothing written")
+    return header, arrays, v
 
 
 def random_student(preset: str, groups: int, num_classes: int, in_chans: int, seed: int,
@@ -256,15 +329,33 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--calib-images", type=int, default=64, help="training images used to calibrate F")
     ap.add_argument("--data-path", default=None,
                     help="where the checkpoint's dataset is now (default: the path it was trained with)")
+    ap.add_argument("--verify-images", type=int, default=None, metavar="N",
+                    help=f"images the export is verified on: the first N of the validation split, or of the "
+                         f"training split when there is none (default {VERIFY_IMAGES}); --random: N random "
+                         f"images (default {VERIFY_RANDOM})")
+    ap.add_argument("--min-agreement", type=float, default=None, metavar="FRAC",
+                    help=f"fail, writing nothing, when float and integer predictions agree on fewer than FRAC "
+                         f"of the verification images or an image-independent bit flips (default "
+                         f"{DEFAULT_MIN_AGREEMENT}; --random: 0, report only, as an untrained model's "
+                         f"predictions are near-ties)")
     return ap
 
 
-def _calibration_images(meta: dict, n: int, data_path: str | None = None) -> torch.Tensor:
+def _checkpoint_images(meta: dict, n_calib: int, n_verify: int, data_path: str | None = None):
+    """(calibration images, verification images uint8, their labels, which split) of a checkpoint's dataset."""
     from .checkpoint import checkpoint_data
     from .data import build_datasets
     bundle = build_datasets(**checkpoint_data(meta, data_path), augment=False)
-    xs = [bundle.train[i][0] for i in range(min(n, len(bundle.train)))]
-    return torch.stack(xs).float()
+    xs = [bundle.train[i][0] for i in range(min(n_calib, len(bundle.train)))]
+    split = "val" if bundle.val is not None and len(bundle.val) else "train"
+    ds = bundle.val if split == "val" else bundle.train
+    n = min(n_verify, len(ds))
+    images = np.stack([ds[i][0].numpy() for i in range(n)]).astype(np.uint8)   # pixels 0..255, as dataset_arrays
+    return torch.stack(xs).float(), images, np.asarray(ds.labels[:n]), split
+
+
+def _random_images(n: int, in_chans: int, size: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed + 1).integers(0, 256, (n, in_chans, size, size), dtype=np.uint8)
 
 
 def main(argv=None) -> int:
@@ -280,20 +371,25 @@ def main(argv=None) -> int:
             model, calib = random_student(args.preset, args.groups, classes, in_chans, args.seed, args.mask_stat,
                                           args.method)
             source, preset = f"random(seed={args.seed})", args.preset
+            images = _random_images(args.verify_images or VERIFY_RANDOM, in_chans, p.img_size, args.seed)
+            labels, split, min_agreement = None, "random", args.min_agreement or 0.0
         else:
             from .checkpoint import load_model
             model, meta = load_model(args.checkpoint)
             meta = dict(meta)
-            calib = _calibration_images(meta, args.calib_images, args.data_path)
+            calib, images, labels, split = _checkpoint_images(meta, args.calib_images,
+                                                              args.verify_images or VERIFY_IMAGES, args.data_path)
             preset = meta.get("preset", "?")
             source, preset = args.checkpoint, preset["name"] if isinstance(preset, dict) else str(preset)
-        header, arrays = export(model, calib, preset, source)
+            min_agreement = DEFAULT_MIN_AGREEMENT if args.min_agreement is None else args.min_agreement
+        header, arrays, check = export_verified(model, calib, images, labels, split, preset, source, min_agreement)
         save_model(args.out, header, arrays)
     except (ExportError, CheckpointError, DataError, ModelFileError, ValueError, OSError) as exc:
         print(f"export: error: {exc}", file=sys.stderr)
         return 2
     keys = ("preset", "method", "embed_dim", "depth", "groups", "frac_bits")
     print(f"wrote {args.out}: {json.dumps({k: header[k] for k in keys})}")
+    print(f"verified: {check.summary()}")
     return 0
 
 

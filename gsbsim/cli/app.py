@@ -22,6 +22,7 @@ import numpy as np
 
 from gsbsim.hw import costs as costs_mod
 from gsbsim.format.conventions import pixels_to_int8
+from gsbsim.format.provenance import PROVENANCE_KEYS, verification_lines
 from gsbsim.hw.costs import CostModelError, CostReport
 from gsbsim.hw.folding import DEFAULT_CLOCK_MHZ, CycleReport, FoldingError, cycle_report, global_folding, load_folding
 from gsbsim.hw.resources import LABEL as RESOURCE_LABEL, ResourceReport, estimate
@@ -261,6 +262,7 @@ def info_dict(header: dict) -> dict:
         "fixed_point": {p.name.removeprefix("blocks.0."): {"dtype": p.dtype, "shape": list(p.shape)}
                         for p in fixed},
         "accumulator_bits": {l.op: l.acc_bits for l in first},
+        **{k: header[k] for k in PROVENANCE_KEYS if k in header},
     }
 
 
@@ -285,6 +287,8 @@ def cmd_info(args) -> int:
     print("accumulator widths (signed bits, docs/integer_model.md §10):")
     for op, b in d["accumulator_bits"].items():
         print(f"  {op:<6} {b}")
+    for line in verification_lines(model.header):
+        print(line)
     return 0
 
 

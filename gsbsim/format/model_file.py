@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from gsbsim.format.conventions import WORD_BITS, n_words, round_half_up
+from gsbsim.format.provenance import PROVENANCE_KEYS, provenance_errors
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "IntModel", "expected_arrays", "validate",
            "load_model", "save_model", "SHIFT_NAMES", "HEADER_KEYS", "LIMITS", "METHODS", "ACT_METHODS",
@@ -40,7 +41,7 @@ SHIFT_NAMES = ("patch", "resid", "head_ln", "logit", "value", "prob", "recip", "
 HEADER_KEYS = ("format", "preset", "img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads",
                "head_dim", "mlp_hidden", "num_tokens", "num_classes", "groups", "ratios", "mask_stat",
                "frac_bits", "ln_eps", "shifts", "source", "method")
-OPTIONAL_HEADER_KEYS = ("float_top1",)
+OPTIONAL_HEADER_KEYS = ("float_top1", *PROVENANCE_KEYS)
 
 # Dimension limits (spec §1): they bound the accumulators so that the value ranges below
 # keep every int64 intermediate of the integer model in range.
@@ -226,6 +227,7 @@ def _header_errors(header: Any) -> list[str]:
         v = header["float_top1"]
         if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)):
             errs.append(f"header float_top1 must be a finite number or null, got {v!r}")
+    errs += provenance_errors(header)
     for k in ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads", "head_dim",
               "mlp_hidden", "num_tokens", "num_classes", "groups", "ln_eps"):
         if not _is_int(header[k]) or header[k] < 1:
