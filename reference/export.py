@@ -151,13 +151,37 @@ def _export_block(blk: BinaryBlock, dim: int, n_tok: int, frac_bits: int, method
     return out
 
 
-def _export_head(model: BinaryDeiT, head, frac_bits: int) -> dict[str, np.ndarray]:
+def _head_shifts(model: BinaryDeiT) -> tuple[int, int]:
+    """(head_ln, logit): the finest grids the format's ranges allow for the final LayerNorm's gains and
+    offsets (|gain| <= 2^22, |offset| <= 2^28, head_ln <= 24) and the logit multipliers (each at least
+    2^24, float32's precision, unless |mult|*128*128*E <= 2^61 or |logit.bias| <= 2^61 forbid it),
+    never coarser than SHIFTS. A fixed 2^-16 rounded a collapsed head weight scale (1e-5) to a
+    multiplier of 0, and 2^-12 gains moved 1 % of the 8-bit head inputs."""
+    dim = model.embed_dim
+    gains, offsets, scales = [], [], []
+    for head in (model.head, model.head_dist):
+        ax = float(head.act_q.scales())
+        gains.append(np.abs(to_numpy(model.norm.weight)).max() / ax)
+        offsets.append(np.abs(to_numpy(model.norm.bias) + to_numpy(head.move.bias)).max() / ax)
+        scales.append(ax * float(head.weight_q.int_repr(head.weight)[1]) / 2)
     k = SHIFTS["head_ln"]
+    while k < 24 and max(gains) * 2.0 ** (k + 1) <= 2 ** 22 and max(offsets) * 2.0 ** (k + 1) <= 2 ** 28:
+        k += 1
+    bias = float(np.abs((to_numpy(model.head.bias) + to_numpy(model.head_dist.bias)) / 2).max())
+    logit = max(SHIFTS["logit"], math.ceil(24 - math.log2(min(scales))))
+    top = math.floor(61 - math.log2(max(scales) * 128 * 128 * dim))
+    if bias > 0:
+        top = min(top, math.floor(61 - math.log2(bias)))
+    return k, int(min(logit, max(top, SHIFTS["logit"]), 62))
+
+
+def _export_head(model: BinaryDeiT, head, shifts: dict[str, int]) -> dict[str, np.ndarray]:
+    k = shifts["head_ln"]
     ax = float(head.act_q.scales())
     gain = fixed(to_numpy(model.norm.weight) / ax, k)
     offset = fixed((to_numpy(model.norm.bias) + to_numpy(head.move.bias)) / ax, k)  # heads keep their shift in every method
     q, aw = head.weight_q.int_repr(head.weight)
-    mult = np.int64(round_half_up(ax * float(aw) / 2 * 2.0 ** SHIFTS["logit"]))
+    mult = np.int64(round_half_up(ax * float(aw) / 2 * 2.0 ** shifts["logit"]))
     return {"gain": gain, "offset": offset, "weight": q.numpy().astype(np.int8), "mult": mult}
 
 
@@ -216,12 +240,14 @@ def export(model: BinaryDeiT, calib_images: torch.Tensor, preset: str, source: s
     for i, blk in enumerate(model.blocks):
         for name, value in _export_block(blk, dim, n_tok, frac_bits, cfg.method).items():
             arrays[f"blocks.{i}.{name}"] = value
-    main, dist = _export_head(model, model.head, frac_bits), _export_head(model, model.head_dist, frac_bits)
+    shifts = dict(SHIFTS)
+    shifts["head_ln"], shifts["logit"] = _head_shifts(model)
+    main, dist = _export_head(model, model.head, shifts), _export_head(model, model.head_dist, shifts)
     arrays["norm.gain"], arrays["norm.offset"] = main["gain"], main["offset"]
     arrays["head_dist_norm.gain"], arrays["head_dist_norm.offset"] = dist["gain"], dist["offset"]
     arrays["head.weight"], arrays["head.mult"] = main["weight"], main["mult"]
     arrays["head_dist.weight"], arrays["head_dist.mult"] = dist["weight"], dist["mult"]
-    arrays["logit.bias"] = fixed((to_numpy(model.head.bias) + to_numpy(model.head_dist.bias)) / 2, SHIFTS["logit"])
+    arrays["logit.bias"] = fixed((to_numpy(model.head.bias) + to_numpy(model.head_dist.bias)) / 2, shifts["logit"])
 
     header = {
         "format": "gsbsim-int", "preset": preset, "img_size": pe.img_size[0], "patch_size": pe.patch_size[0],
@@ -230,7 +256,7 @@ def export(model: BinaryDeiT, calib_images: torch.Tensor, preset: str, source: s
         "mlp_hidden": blk0.mlp.fc1.out_features, "num_tokens": n_tok, "num_classes": classes,
         "groups": cfg.groups, "ratios": [ratio_numerator(r) for r in cfg.ratios], "mask_stat": cfg.mask_stat,
         "frac_bits": frac_bits, "ln_eps": int(max(1, round(LN_EPS * dim * dim * 4.0 ** frac_bits))),
-        "shifts": dict(SHIFTS), "source": source, "method": cfg.method,
+        "shifts": shifts, "source": source, "method": cfg.method,
     }
     return header, arrays
 

@@ -183,3 +183,20 @@ def test_agreement_refuses_a_model_file_of_other_weights(tmp_path, capsys):
     assert agreement.main(["--checkpoint", str(tmp_path / "b.pt"), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("agreement: error:") and "was not exported from" in err
+
+
+def test_head_grids_keep_a_tiny_head_scale():
+    """An undertrained 8-bit head whose weight scale collapsed to its floor (1e-5): at the fixed 2^-16
+    logit grid its multiplier would round to 0 (float and integer predictions then differ on ~10 % of
+    images); the exporter takes the finest logit and head_ln grids the ranges allow."""
+    model, calib = _student()
+    with torch.no_grad():
+        model.head.weight_q.alpha.fill_(1e-5)
+    ax = float(model.head.act_q.scales())
+    assert round(ax * 1e-5 / 2 * 2 ** 16) == 0                       # the failure this is about
+    header, arrays = ex.export(model, calib, "digits", "t")
+    assert header["shifts"]["logit"] > 16 and header["shifts"]["head_ln"] >= 12
+    assert abs(int(arrays["head.mult"])) >= 2 ** 24 and abs(int(arrays["head_dist.mult"])) >= 2 ** 24
+    assert np.abs(arrays["norm.gain"]).max() <= 2 ** 22 and np.abs(arrays["norm.offset"]).max() <= 2 ** 28
+    v = verify(model, ex._in_memory(header, arrays), _images(32), None, "random")
+    assert v.pred_teacher_forced == 1.0
