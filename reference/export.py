@@ -332,6 +332,22 @@ def random_student(preset: str, groups: int, num_classes: int, in_chans: int, se
     return model.eval(), images
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
+    return v
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m reference.export",
@@ -355,11 +371,11 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--calib-images", type=int, default=64, help="training images used to calibrate F")
     ap.add_argument("--data-path", default=None,
                     help="where the checkpoint's dataset is now (default: the path it was trained with)")
-    ap.add_argument("--verify-images", type=int, default=None, metavar="N",
+    ap.add_argument("--verify-images", type=_positive_int, default=None, metavar="N",
                     help=f"images the export is verified on: the first N of the validation split, or of the "
                          f"training split when there is none (default {VERIFY_IMAGES}); --random: N random "
                          f"images (default {VERIFY_RANDOM})")
-    ap.add_argument("--min-agreement", type=float, default=None, metavar="FRAC",
+    ap.add_argument("--min-agreement", type=_fraction, default=None, metavar="FRAC",
                     help=f"fail, writing nothing, when float and integer predictions agree on fewer than FRAC "
                          f"of the verification images or an image-independent bit flips (default "
                          f"{DEFAULT_MIN_AGREEMENT}; --random: 0, report only, as an untrained model's "

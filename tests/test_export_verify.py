@@ -200,3 +200,13 @@ def test_head_grids_keep_a_tiny_head_scale():
     assert np.abs(arrays["norm.gain"]).max() <= 2 ** 22 and np.abs(arrays["norm.offset"]).max() <= 2 ** 28
     v = verify(model, ex._in_memory(header, arrays), _images(32), None, "random")
     assert v.pred_teacher_forced == 1.0
+
+
+@pytest.mark.parametrize("flag,value", [("--verify-images", "0"), ("--verify-images", "x"),
+                                        ("--min-agreement", "1.5"), ("--min-agreement", "nan")])
+def test_bad_verification_arguments_are_refused(tmp_path, capsys, flag, value):
+    out = tmp_path / "m.npz"
+    with pytest.raises(SystemExit) as e:
+        ex.main(["--random", "--out", str(out), flag, value])
+    assert e.value.code == 2 and not out.exists()
+    assert f"{flag}: " in capsys.readouterr().err
