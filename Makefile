@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine (see README):
 #   make demo   set up, then train teacher -> stage 1 -> stage 2 on digits, export, simulate, HLS C-sim
-#   make test   set up, then run the test suite
+#   make test   set up, then run the test suite (CI)
+#   make test-quick   the numpy/Numba/torch-unit tier: no C++ builds, no training (under a minute)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -11,7 +12,7 @@ OUT    ?= runs/digits
 # 2-core machine but costs 10x or more as soon as anything else runs (numba, g++).
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test test-quick clean
 
 $(STAMP): setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q tests
+
+test-quick: $(STAMP)
+	$(VENV)/bin/pytest -q -m "not hls and not train and not slow" tests
 
 clean:
 	rm -rf $(VENV) runs build

@@ -1,12 +1,15 @@
 """Quantization options of a student model (what is binary, and how)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+
+from gsbsim.format.methods import METHOD_NAMES
 
 MASK_STATS = ("row", "image", "batch")
 # gsb: the paper's method; didb: our formulation of DIDB-ViT (docs/didb.md); bit, reactnet, sign:
 # baselines; fp: the full-precision student of the same shape (the upper bound)
-METHODS = ("gsb", "didb", "bit", "reactnet", "sign", "fp")
+# the binary methods of the integer model (gsbsim/format/methods.py) and a full-precision student
+METHODS = METHOD_NAMES + ("fp",)
 
 
 def default_ratios(groups: int) -> tuple[float, ...]:

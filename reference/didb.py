@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .blocks import BinaryAttention
+from .attention import BinaryAttention
 from .config import QuantConfig
 from .gsb import GSBAttention, GSBValue
 from .quantizers import LearnableBias, SignedBinarizer

@@ -18,6 +18,7 @@ import sys
 import numpy as np
 import torch
 
+from gsbsim.format.methods import METHOD_NAMES, method_of
 from gsbsim.format.conventions import pack_bits, ratio_numerator, round_half_up
 from .blocks import GELU_CLIP, BinaryBlock
 from .layers import PIXEL_SCALE
@@ -44,8 +45,7 @@ VERIFY_RANDOM = 4
 # methods (config.METHODS) whose stage-2 model has an integer model: 'bit' is gsb with one group,
 # 'sign' one group with zero shifts, running-mean scales and the attention threshold 1/N;
 # 'reactnet' and 'didb' add §13 (the activation units; HFSC and DIBA), reference/export_methods.py
-EXPORTABLE_METHODS = ("gsb", "bit", "sign", "reactnet", "didb")
-ACT_METHODS = ("reactnet", "didb")
+EXPORTABLE_METHODS = METHOD_NAMES   # every row of gsbsim/format/methods.py has an integer model
 
 
 def _binary_weight(linear) -> tuple[np.ndarray, float]:
@@ -131,8 +131,9 @@ def _export_block(blk: BinaryBlock, dim: int, n_tok: int, frac_bits: int, method
     a_scales, v_scales, out["a.thr1"] = _attention_scales(at, n_tok)
     out["ctx.scale"] = fixed(np.outer(a_scales, v_scales), SHIFTS["ctx"])
     out["proj.in_thr"] = ceil_int(-_shift(at.proj.move, dim) * 2.0 ** SHIFTS["ctx"])
-    if method in ACT_METHODS:
-        out.update(act_block(blk, betas, frac_bits, float(v_scales[0]), n_tok, SHIFTS))
+    features = method_of(method)
+    if features.act_unit:
+        out.update(act_block(blk, betas, frac_bits, float(v_scales[0]), n_tok, SHIFTS, features.attention))
         return out
 
     d = at.head_dim

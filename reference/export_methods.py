@@ -111,8 +111,9 @@ def fc1_z_thresholds(level: np.ndarray, frac_bits: int) -> tuple[np.ndarray, np.
 
 
 def act_block(blk: BinaryBlock, betas: dict[str, float], frac_bits: int, alpha_v: float, n_tok: int,
-              shifts: dict[str, int]) -> dict[str, np.ndarray]:
-    """The §13 arrays of a reactnet or didb block (the shared ones come from export._export_block)."""
+              shifts: dict[str, int], attention: str) -> dict[str, np.ndarray]:
+    """The §13 arrays of a block with the act_unit feature (the shared ones come from export._export_block);
+    `attention` is the method's attention feature (gsbsim/format/methods.py)."""
     at, mlp = blk.attn, blk.mlp
     e, h, d = at.num_heads * at.head_dim, at.num_heads, at.head_dim
     out: dict[str, np.ndarray] = {}
@@ -125,12 +126,12 @@ def act_block(blk: BinaryBlock, betas: dict[str, float], frac_bits: int, alpha_v
     out["v.offset"] = np.floor(to_numpy(at.v_move.bias).reshape(e) * 2.0 ** frac_bits).astype(np.int64)
     level = float(mlp.fc2.act_q.scales()) / 2 - to_numpy(mlp.fc2.move.bias)
     out["fc1.thr_hi"], out["fc1.thr_lo"] = fc1_z_thresholds(level, frac_bits)
-    if not hasattr(at, "band_gain"):     # reactnet: §4's Q/K bits on z, §5's softmax
+    if attention == "gsb":               # §4's Q/K bits on z, §5's softmax
         out["q.thr"] = _ceil_clip(-to_numpy(at.q_move.bias).reshape(e) * one, Z_NEVER).astype(np.int32)
         out["k.thr"] = _ceil_clip(-to_numpy(at.k_move.bias).reshape(e) * one, Z_NEVER).astype(np.int32)
         out["exp_lut"] = exp_lut(at)
         return out
-    for qk in ("q", "k"):                # didb: HFSC bands on S4 = 4L and 4H
+    for qk in ("q", "k"):                # hfsc_diba: HFSC bands on S4 = 4L and 4H
         for band in ("low", "high"):
             move = to_numpy(getattr(at, f"{qk}_move_{band}").bias).reshape(e)
             out[f"{qk}.thr_{band}"] = _ceil_clip(-4 * move * one, THR_BAND_MAX)

@@ -14,7 +14,8 @@ from timm.models.vision_transformer import VisionTransformer
 
 from .blocks import BinaryBlock
 from .config import QuantConfig
-from .methods import is_binary
+from .method_parts import is_binary
+from . import methods  # noqa: F401  (fills the method registry before any block is built)
 from .layers import Linear8, PatchEmbed, scale_pixels
 from .presets import Preset, get_preset
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .blocks import BinaryAttention
+from .attention import BinaryAttention
 from .config import QuantConfig
 from .layers import BinaryLinear, unit_codes
 from .quantizers import ALPHA_EPS, _SignedBinarize, _UnsignedBinarize

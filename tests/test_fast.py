@@ -6,17 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gsbsim.engine import fast, golden
+from gsbsim.engine import errors, fast, fast_ops, golden, golden_ops
 from gsbsim.format.conventions import unpack_bits
 from gsbsim.format.model_file import IntModel, validate
 from gsbsim.format.random_model import random_images, random_model
-from tests.fast_checks import assert_same, context_method
-
-
-def _derive(model: IntModel, **changes: np.ndarray) -> IntModel:
-    arrays = dict(model.arrays)
-    arrays.update({k.replace("__", "."): v for k, v in changes.items()})
-    return IntModel(header=model.header, arrays=arrays, path="<test>")
+from tests.support.engines import assert_same, av_strategy, derive, same_overflow_error
 
 
 # ----------------------------------------------------------------------------- random models
@@ -43,14 +37,14 @@ def model_configs(draw):
 
 
 @settings(max_examples=30, deadline=None)
-@given(cfg=model_configs(), method=st.sampled_from(sorted(fast.CONTEXT_METHODS)))
+@given(cfg=model_configs(), method=st.sampled_from(sorted(fast.AV_STRATEGIES)))
 def test_fast_equals_golden_on_random_models(cfg, method):
     cfg = dict(cfg)
     rng = np.random.default_rng(cfg.pop("seed"))
     batch, grid = cfg.pop("batch"), cfg.pop("grid")
     cfg["img_size"] = grid * cfg["patch_size"]
     model = random_model(rng, **cfg)
-    with context_method(method):
+    with av_strategy(method):
         assert_same(model, random_images(rng, model, batch))
 
 
@@ -61,7 +55,7 @@ def test_fast_equals_golden_on_random_models(cfg, method):
 def test_fast_equals_golden_on_a_digits_sized_model(stat, method):
     rng = np.random.default_rng(12)
     model = random_model(rng, embed_dim=96, depth=4, num_heads=3, mlp_hidden=384, mask_stat=stat)
-    with context_method(method):
+    with av_strategy(method):
         tr = assert_same(model, random_images(rng, model, 8))
     assert len(set(tr["pred"].tolist())) > 1 or len({tuple(r) for r in tr["logits"].tolist()}) == 8
 
@@ -88,7 +82,7 @@ def _tie_model(stat: str) -> tuple[IntModel, np.ndarray, dict]:
         t = trace(m)
         acc = t[p + "qkv.acc"][0].astype(np.int64)                  # image 0 [N, 3E]
         toks = rng.integers(0, n, e)
-        m = _derive(m, **{p + "q.thr": acc[toks, np.arange(e)].astype(np.int32),
+        m = derive(m, **{p + "q.thr": acc[toks, np.arange(e)].astype(np.int32),
                           p + "k.thr": acc[rng.integers(0, n, e), e + np.arange(e)].astype(np.int32)})
         # V masks of head 0: channel 0 the (row or image) max, channel 1 exactly r2/256 of it,
         # channel 2 the min, channel 3 exactly r2/256 of it
@@ -99,26 +93,26 @@ def _tie_model(stat: str) -> tuple[IntModel, np.ndarray, dict]:
         off[1] = r2 * big - vacc[t_max, 1]
         off[2] = -256 * big - vacc[t_min, 2]
         off[3] = -r2 * big - vacc[t_min, 3]
-        m = _derive(m, **{p + "v.offset": off})
+        m = derive(m, **{p + "v.offset": off})
         # A masks: row 0 of head 0 gets a max of 256*big and an entry exactly r2/256 of it
         t = trace(m)
         pr = t[p + "probs"][0, 0, 0] - m.arrays[p + "att_bias"][0, 0]
         bias = m.arrays[p + "att_bias"].copy()
         bias[0, 0, 0] = 256 * big - pr[0]
         bias[0, 0, 1] = r2 * big - pr[1]
-        m = _derive(m, **{p + "att_bias": bias})
+        m = derive(m, **{p + "att_bias": bias})
         t = trace(m)
-        m = _derive(m, **{p + "a.thr1": np.array(t[p + "probs"][0, h - 1, n // 2, n // 3], dtype=np.int64)})
+        m = derive(m, **{p + "a.thr1": np.array(t[p + "probs"][0, h - 1, n // 2, n // 3], dtype=np.int64)})
         t = trace(m)
         ctx = t[p + "ctx"][0]
-        m = _derive(m, **{p + "proj.in_thr": ctx[rng.integers(0, n, e), np.arange(e)]})
+        m = derive(m, **{p + "proj.in_thr": ctx[rng.integers(0, n, e), np.arange(e)]})
         t = trace(m)
         f1 = t[p + "fc1.acc"][0]
         vals = f1[rng.integers(0, n, hd), np.arange(hd)]
         hi = vals.astype(np.int32)                             # even channels: tie on the upper ray
         lo = np.full(hd, -e - 1, dtype=np.int32)
         lo[1::2], hi[1::2] = vals[1::2], vals[1::2] + 5       # odd channels: tie on the lower ray
-        m = _derive(m, **{p + "fc1.thr_hi": hi, p + "fc1.thr_lo": lo})
+        m = derive(m, **{p + "fc1.thr_hi": hi, p + "fc1.thr_lo": lo})
         ties[i] = (t_max, t_min)
     validate(m.header, m.arrays, "<tie model>")
     return m, x, ties
@@ -160,24 +154,15 @@ def small():
     return m, random_images(rng, m, 3)
 
 
-def _same_error(model, x) -> str:
-    with pytest.raises(golden.IntegerOverflowError) as eg:
-        golden.forward(model, x)
-    with pytest.raises(golden.IntegerOverflowError) as ef:
-        fast.forward(model, x, trace=True)
-    assert str(ef.value) == str(eg.value)
-    return str(eg.value)
-
-
 def test_same_overflow_errors_as_golden(small):
     m, x = small
-    msg = _same_error(_derive(m, blocks__1__fc2__bias=np.full(24, 2 ** 60, np.int64)), x)
+    msg = same_overflow_error(derive(m, blocks__1__fc2__bias=np.full(24, 2 ** 60, np.int64)), x)
     assert msg.startswith("blocks.1.fc2: residual stream overflows int32 at image 0, token 0, channel 0")
-    msg = _same_error(_derive(m, blocks__0__proj__bias=np.full(24, -(2 ** 60), np.int64)), x)
+    msg = same_overflow_error(derive(m, blocks__0__proj__bias=np.full(24, -(2 ** 60), np.int64)), x)
     assert msg.startswith("blocks.0.proj: residual stream overflows int32")
-    msg = _same_error(_derive(m, pos=np.full((18, 24), 2 ** 30, np.int32)), x)
+    msg = same_overflow_error(derive(m, pos=np.full((18, 24), 2 ** 30, np.int32)), x)
     assert msg.startswith("blocks.0.ln1: LayerNorm E*S2 + ln_eps reaches 2^62 at image 0, token 0")
-    msg = _same_error(_derive(m, tokens=np.full((2, 24), -(2 ** 31), np.int32), pos=np.full((18, 24), -1, np.int32)), x)
+    msg = same_overflow_error(derive(m, tokens=np.full((2, 24), -(2 ** 31), np.int32), pos=np.full((18, 24), -1, np.int32)), x)
     assert msg == "embed: residual stream overflows int32 at image 0, token 0, channel 0 (value -2147483649)"
 
 
@@ -192,22 +177,22 @@ def test_overflow_at_the_exact_int32_boundary_names_the_same_element(small):
     bias = np.zeros(24, np.int64)
     bias[5] = (2 ** 31 - 1 - top) << s
     # 2^31 - 1 passes fc2's int32 check, and the next LayerNorm then refuses E*S2 >= 2^62
-    msg = _same_error(_derive(m, blocks__0__fc2__bias=bias.copy()), x)
+    msg = same_overflow_error(derive(m, blocks__0__fc2__bias=bias.copy()), x)
     assert msg.startswith("blocks.1.ln1: LayerNorm E*S2 + ln_eps reaches 2^62")
     bias[5] += 1 << s
     where = np.unravel_index(int(np.argmax(base[..., 5] == top)), base.shape[:2])
-    msg = _same_error(_derive(m, blocks__0__fc2__bias=bias), x)
+    msg = same_overflow_error(derive(m, blocks__0__fc2__bias=bias), x)
     assert msg == (f"blocks.0.fc2: residual stream overflows int32 at image {where[0]}, token {where[1]}, "
                    f"channel 5 (value 2147483648)")
 
 
 def _ln(x: np.ndarray, eps: int, sign=None, thr=None):
-    """fast._ln_bits on rows x with the rows' own fast-path limit: (packed bits, bad row)."""
+    """fast_ops.ln_bits_rows on rows x with the rows' own fast-path limit: (packed bits, bad row)."""
     e = x.shape[1]
     sign = np.ones(e, np.int8) if sign is None else sign
     thr = np.zeros(e, np.int64) if thr is None else thr
     out = np.zeros((x.shape[0], 1), np.uint64)
-    bad = fast._ln_bits(x, sign, thr, np.int64(16), eps, fast._fast_limit(e, eps), out)
+    bad = fast_ops.ln_bits_rows(x, sign, thr, np.int64(16), eps, fast_ops.fast_limit(e, eps), out)
     return out, bad
 
 
@@ -226,9 +211,9 @@ def test_ln_overflow_boundary_matches_golden():
 def test_ln_fast_limit_is_the_exact_edge():
     """Rows with max|x| <= _fast_limit skip the overflow checks: the limit is the largest safe value."""
     for e, eps in ((1, 1), (3, 5), (192, 2 ** 40), (4096, 1)):
-        lim = fast._fast_limit(e, eps)
+        lim = fast_ops.fast_limit(e, eps)
         assert e * e * lim * lim + eps < 2 ** 62 <= e * e * (lim + 1) ** 2 + eps
-    assert fast._fast_limit(2, 2 ** 62) == -1
+    assert fast_ops.fast_limit(2, 2 ** 62) == -1
 
 
 def test_fused_residual_layernorm_reports_the_residual_overflow_first():
@@ -242,15 +227,15 @@ def test_fused_residual_layernorm_reports_the_residual_overflow_first():
     mult = np.int64(2 ** 40)                                   # acc 1 -> +2^36 in row 1, channel 2
     sign, thr = np.ones(e, np.int8), np.zeros(e, np.int64)
     bits = np.zeros((3, 1), np.uint64)
-    args = (sign, thr, np.int64(16), 1, fast._fast_limit(e, 1), bits)
-    out, bad, val, ln_bad = fast._residual_ln(x, acc, mult, bias, shift, *args)
+    args = (sign, thr, np.int64(16), 1, fast_ops.fast_limit(e, 1), bits)
+    out, bad, val, ln_bad = fast_ops.residual_ln_rows(x, acc, mult, bias, shift, *args)
     assert (bad, int(val), ln_bad) == (1 * e + 2, 2 ** 36, 0)
-    with pytest.raises(golden.IntegerOverflowError, match="residual stream overflows int32 at image 0, token 1"):
-        golden.residual_add(x[None], acc[None], mult, bias, shift, "p")
+    with pytest.raises(errors.IntegerOverflowError, match="residual stream overflows int32 at image 0, token 1"):
+        golden_ops.residual_add(x[None], acc[None], mult, bias, shift, "p")
     acc[1, 2] = 0                                              # no residual overflow: the LN one shows
-    out, bad, val, ln_bad = fast._residual_ln(x, acc, mult, bias, shift, *args)
+    out, bad, val, ln_bad = fast_ops.residual_ln_rows(x, acc, mult, bias, shift, *args)
     assert (bad, ln_bad) == (-1, 0) and np.array_equal(out, x)
-    assert np.array_equal(unpack_bits(bits[2:], e), golden.ln_bits(x[2:], sign, thr, 16, 1, "n"))
+    assert np.array_equal(unpack_bits(bits[2:], e), golden_ops.ln_bits(x[2:], sign, thr, 16, 1, "n"))
 
 
 def test_ln_bits_on_unvalidated_parameters_match_golden():
@@ -261,17 +246,17 @@ def test_ln_bits_on_unvalidated_parameters_match_golden():
     for sign, thr in ((rng.integers(-1, 2, 70).astype(np.int8), rng.integers(-2 ** 16, 2 ** 16, 70)),
                       (rng.integers(-3, 4, 70).astype(np.int8), rng.integers(-2 ** 16, 2 ** 16, 70)),
                       (rng.integers(-1, 2, 70).astype(np.int8), rng.integers(-2 ** 40, 2 ** 40, 70))):
-        want = golden.ln_bits(x, sign, thr, 16, 7, "test")
+        want = golden_ops.ln_bits(x, sign, thr, 16, 7, "test")
         out = np.zeros((6, 2), np.uint64)
-        assert fast._ln_bits(x, sign, thr, np.int64(16), 7, fast._fast_limit(70, 7), out) == -1
+        assert fast_ops.ln_bits_rows(x, sign, thr, np.int64(16), 7, fast_ops.fast_limit(70, 7), out) == -1
         assert np.array_equal(unpack_bits(out, 70), want)
 
 
 def test_fast_rejects_bad_images(small):
     m, _ = small
-    with pytest.raises(golden.InputError, match="int8"):
+    with pytest.raises(errors.InputError, match="int8"):
         fast.forward(m, np.zeros((1, 1, 8, 8), np.uint8))
-    with pytest.raises(golden.InputError, match=r"\(1, 1, 4, 4\)"):
+    with pytest.raises(errors.InputError, match=r"\(1, 1, 4, 4\)"):
         fast.forward(m, np.zeros((1, 1, 4, 4), np.int8))
 
 
@@ -294,9 +279,9 @@ def test_fast_equals_golden_with_more_than_64_keys_and_wide_heads():
     m = random_model(rng, img_size=9, patch_size=1, embed_dim=130, num_heads=2, mlp_hidden=65, depth=1)
     x = random_images(rng, m, 2)
     thr1 = int(np.median(golden.forward(m, x, trace=True)[1]["blocks.0.probs"]))
-    m = _derive(m, blocks__0__a__thr1=np.array(thr1, np.int64))   # b1 about half dense
+    m = derive(m, blocks__0__a__thr1=np.array(thr1, np.int64))   # b1 about half dense
     for method in ("sparse", "dense"):
-        with context_method(method):
+        with av_strategy(method):
             tr = assert_same(m, x)
     dens = tr["blocks.0.a.planes"][:, 0].mean()
     assert 0.3 < dens < 0.7 and m.num_tokens == 83
@@ -313,7 +298,7 @@ def test_forward_batch_and_profiled_equal_forward(small):
     assert np.array_equal(logits, want)
     assert set(fast.ATTENTION_PHASES) <= set(prof) and "qkv (xnor)" in prof and "other" in prof
     assert all(v >= 0 for v in prof.values()) and sum(prof.values()) > 0
-    with pytest.raises(golden.InputError, match="threads must be >= 1"):
+    with pytest.raises(errors.InputError, match="threads must be >= 1"):
         fast.forward_batch(m, x, threads=0)
 
 
@@ -326,14 +311,14 @@ def test_forward_batch_reports_the_same_overflow_as_forward(small):
     weight[0] = 1                                                  # channel 0: acc = sum of the patch
     pos = m.arrays["pos"].copy()
     pos[2:, 0] = 2 ** 31 - 1 - 507                                 # overflows iff the patch sums to 508
-    bad = _derive(m, patch__weight=weight, patch__mult=np.full(24, 1 << m.shifts["patch"], np.int64),
+    bad = derive(m, patch__weight=weight, patch__mult=np.full(24, 1 << m.shifts["patch"], np.int64),
                   patch__bias=np.zeros(24, np.int64), pos=pos)
-    assert int(golden.patch_embed(bad, x[:2])[0][..., 0].max()) < 508
-    with pytest.raises(golden.IntegerOverflowError) as eg:
+    assert int(golden_ops.patch_embed(bad, x[:2])[0][..., 0].max()) < 508
+    with pytest.raises(errors.IntegerOverflowError) as eg:
         golden.forward(bad, x)
     assert str(eg.value).startswith("embed: residual stream overflows int32 at image 2, token 2, channel 0")
-    with pytest.raises(golden.IntegerOverflowError, match="blocks.0.ln1"):
+    with pytest.raises(errors.IntegerOverflowError, match="blocks.0.ln1"):
         fast.forward(bad, x[:2])
-    with pytest.raises(golden.IntegerOverflowError) as eb:
+    with pytest.raises(errors.IntegerOverflowError) as eb:
         fast.forward_batch(bad, x, threads=3)
     assert str(eb.value) == str(eg.value)

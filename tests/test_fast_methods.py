@@ -7,11 +7,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gsbsim.engine import fast, golden
-from gsbsim.engine.fast_methods import _act_unit
-from gsbsim.engine.golden_methods import U_OVERFLOW, Z_OVERFLOW, act_unit
+from gsbsim.engine.fast_act import act_unit_rows as _act_unit
+from gsbsim.engine.errors import U_OVERFLOW, Z_OVERFLOW
+from gsbsim.engine.golden_act import act_unit
 from gsbsim.format.model_file import SCORE_SHIFT, IntModel
 from gsbsim.format.random_model import random_images, random_model
-from tests.fast_checks import assert_same, context_method
+from tests.support.engines import assert_same, av_strategy, derive, same_overflow_error
 
 METHODS = ("reactnet", "didb")
 
@@ -20,13 +21,6 @@ def _model(method: str, seed: int, *, grid: int, patch: int = 1, e: int, heads: 
            chans: int = 1) -> IntModel:
     return random_model(np.random.default_rng(seed), method=method, img_size=grid * patch, patch_size=patch,
                         in_chans=chans, embed_dim=e, num_heads=heads, mlp_hidden=hidden, depth=depth)
-
-
-def _derive(model: IntModel, **changes: np.ndarray) -> IntModel:
-    """The model with some arrays replaced (keyword b0__fc1__slope = blocks.0.fc1.slope), unvalidated."""
-    arrays = dict(model.arrays)
-    arrays.update({k.replace("b0__", "blocks.0.").replace("__", "."): v for k, v in changes.items()})
-    return IntModel(header=model.header, arrays=arrays, path="<test>")
 
 
 # ----------------------------------------------------------------------------- random models
@@ -54,7 +48,7 @@ def configs(draw):
                 patch=draw(st.sampled_from([1, 2])), chans=draw(st.sampled_from([1, 3])), e=e,
                 heads=draw(st.sampled_from([h for h in (1, 2, 3, 4) if e % h == 0 and 8 <= e // h <= 70])),
                 hidden=draw(st.sampled_from([24, 65, 100])), seed=draw(st.integers(0, 2 ** 32 - 1)),
-                batch=draw(st.integers(1, 3)), context=draw(st.sampled_from(sorted(fast.CONTEXT_METHODS))))
+                batch=draw(st.integers(1, 3)), context=draw(st.sampled_from(sorted(fast.AV_STRATEGIES))))
 
 
 @settings(max_examples=12, deadline=None)
@@ -63,7 +57,7 @@ def test_fast_equals_golden_on_random_models(cfg):
     cfg = dict(cfg)
     batch, context, method, seed = cfg.pop("batch"), cfg.pop("context"), cfg.pop("method"), cfg.pop("seed")
     model = _model(method, seed, **cfg)
-    with context_method(context):
+    with av_strategy(context):
         assert_same(model, random_images(np.random.default_rng(seed), model, batch))
 
 
@@ -71,7 +65,7 @@ def test_fast_equals_golden_on_random_models(cfg):
 def test_didb_with_more_than_64_keys(context):
     """N = 83 keys: two words per attention row; both A.V methods of the DIBA context."""
     model = _model("didb", 3, grid=9, e=48, heads=2, hidden=40)
-    with context_method(context):
+    with av_strategy(context):
         assert_same(model, random_images(np.random.default_rng(1), model, 1))
 
 
@@ -82,7 +76,7 @@ def test_exp_table_cut_off_and_zero_weights():
     w[0, 0] *= 40                      # large scores: many keys fall off a 2-entry exp_hi
     w[1, 1] = 0
     hi = model.arrays["blocks.0.exp_hi"][:2].copy()
-    derived = _derive(model, b0__score__w=w, b0__exp_hi=hi)
+    derived = derive(model, b0__score__w=w, b0__exp_hi=hi)
     tg = assert_same(derived, random_images(np.random.default_rng(2), model, 2))
     m = tg["blocks.0.hfsc"].max(-1, keepdims=True) - tg["blocks.0.hfsc"]
     assert (m >> SCORE_SHIFT >= 2).any() and (m >> SCORE_SHIFT < 2).any()
@@ -90,7 +84,7 @@ def test_exp_table_cut_off_and_zero_weights():
 
 # ----------------------------------------------------------------------------- the activation unit
 def test_act_unit_kernel_at_the_check_boundaries():
-    """_act_unit equals golden_methods.act_unit with |u| up to 2^31 - 1 and |z| near 2^30, and
+    """_act_unit equals golden_act.act_unit with |u| up to 2^31 - 1 and |z| near 2^30, and
     names the first element past |u| < 2^31 (flat C index) and its value."""
     rng = np.random.default_rng(5)
     b, n, c, shift = 2, 5, 70, 16
@@ -117,7 +111,7 @@ def test_act_unit_kernel_at_the_check_boundaries():
 @pytest.mark.parametrize("mult, slope_scale, shift", [(12345, 1, 16), (3 * 2 ** 33 + 7, 1, 40), (777, 2 ** 26, 24)])
 def test_act_unit_kernel_paths(mult, slope_scale, shift):
     """The lean path (narrow, provably in range), and the general one (mult or a slope past
-    int32) equal golden_methods.act_unit."""
+    int32) equal golden_act.act_unit."""
     rng = np.random.default_rng(mult)
     b, n, c, k = 3, 4, 67, 200
     acc = rng.integers(-k, k + 1, (b, n, c)).astype(np.int32)
@@ -134,17 +128,6 @@ def test_act_unit_kernel_paths(mult, slope_scale, shift):
     assert (abs(mult) >= 2 ** 31 or np.abs(slope).max() >= 2 ** 31) == (mult != 12345)   # general path but in case 1
 
 
-def _same_error(model: IntModel, x: np.ndarray) -> str:
-    with pytest.raises(golden.IntegerOverflowError) as eg:
-        golden.forward(model, x)
-    with pytest.raises(golden.IntegerOverflowError) as ef:
-        fast.forward(model, x)
-    with pytest.raises(golden.IntegerOverflowError) as eb:
-        fast.forward_batch(model, x, threads=2)
-    assert str(ef.value) == str(eg.value) == str(eb.value)
-    return str(eg.value)
-
-
 @pytest.mark.parametrize("method", METHODS)
 def test_act_unit_overflow_errors_match_golden(method):
     model = _model(method, 4, grid=2, e=24, heads=2, hidden=40)
@@ -153,18 +136,18 @@ def test_act_unit_overflow_errors_match_golden(method):
     # z overflow on fc1: one channel's output offset past 2^30
     out = model.arrays["blocks.0.fc1.out"].copy()
     out[7] = over
-    msg = _same_error(_derive(model, b0__fc1__out=out), x)
+    msg = same_overflow_error(derive(model, b0__fc1__out=out), x)
     assert msg.startswith(f"blocks.0.fc1.act: {Z_OVERFLOW} at image 0, token 0, channel 7 (value ")
     # u overflow on qkv at token 3 wins over a z overflow at token 1 (u is checked first)
     tok_in = np.zeros(n, dtype=np.int64)
     tok_in[3] = 2 ** 32 << (model.frac_bits + model.shifts["resid"])
     tok_out = np.zeros(n, dtype=np.int64)
     tok_out[1] = over
-    msg = _same_error(_derive(model, b0__qkv__tok_in=tok_in, b0__qkv__tok_out=tok_out), x)
+    msg = same_overflow_error(derive(model, b0__qkv__tok_in=tok_in, b0__qkv__tok_out=tok_out), x)
     assert msg.startswith(f"blocks.0.qkv.act: {U_OVERFLOW} at image 0, token 3, channel 0 (value ")
     # z overflow on fc2 at the negative limit, token 2
     tok_out[1], tok_out[2] = 0, -over
-    msg = _same_error(_derive(model, b0__fc2__tok_out=tok_out), x)
+    msg = same_overflow_error(derive(model, b0__fc2__tok_out=tok_out), x)
     assert msg.startswith(f"blocks.0.fc2.act: {Z_OVERFLOW} at image 0, token 2, channel 0 (value -")
 
 
@@ -175,7 +158,7 @@ def test_layernorm_overflow_after_the_unit_matches_golden():
     tok_out = np.zeros(model.num_tokens, dtype=np.int64)
     tok_out[4] = 2 ** 30 - 2 ** 20
     x = random_images(np.random.default_rng(0), model, 2)
-    msg = _same_error(_derive(model, b0__proj__tok_out=tok_out), x)
+    msg = same_overflow_error(derive(model, b0__proj__tok_out=tok_out), x)
     assert msg == "blocks.0.ln2: LayerNorm E*S2 + ln_eps reaches 2^62 at image 0, token 4"
 
 

@@ -7,9 +7,11 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from gsbsim.engine import golden as g
+from gsbsim.engine import golden_ops as g
+from gsbsim.engine.golden import forward
+from gsbsim.engine.trace import trace_names
 from gsbsim.format.conventions import pack_bits
-from gsbsim.engine.golden import InputError, IntegerOverflowError
+from gsbsim.engine.errors import InputError, IntegerOverflowError
 from gsbsim.format.random_model import random_images, random_model
 
 
@@ -256,8 +258,8 @@ def test_argmax_ties_go_to_the_lowest_index():
 # ----------------------------------------------------------------------------- the whole forward
 def test_forward_trace_names_dtypes_and_shapes(model):
     x = random_images(np.random.default_rng(9), model, 3)
-    logits, tr = g.forward(model, x, trace=True)
-    assert list(tr) == g.trace_names(model.depth)
+    logits, tr = forward(model, x, trace=True)
+    assert list(tr) == trace_names(model.depth)
     b, n, e, h, d, gg, hd, c = 3, 18, 24, 2, 12, 3, 40, 6
     want = {"input": (np.int8, (b, 1, 8, 8)), "patch.acc": (np.int32, (b, 16, e)), "embed": (np.int32, (b, n, e)),
             "head.q": (np.int8, (b, 2, e)), "head.acc": (np.int32, (b, 2, c)), "logits": (np.int64, (b, c)),
@@ -286,7 +288,7 @@ def test_forward_trace_names_dtypes_and_shapes(model):
     # the fixed-point probabilities of a row sum to about 2^16 (before the bias)
     p = tr["blocks.0.probs"] - model.arrays["blocks.0.att_bias"]
     assert np.all(np.abs(p.sum(-1) - 2 ** 16) <= n)
-    assert g.forward(model, x)[1] == {}
+    assert forward(model, x)[1] == {}
 
 
 @pytest.mark.parametrize("stat", ["row", "image"])
@@ -294,21 +296,21 @@ def test_forward_is_batch_independent(stat):
     rng = np.random.default_rng(10)
     m = random_model(rng, embed_dim=16, num_heads=2, mlp_hidden=20, mask_stat=stat)
     x = random_images(rng, m, 4)
-    together, _ = g.forward(m, x)
-    alone = np.concatenate([g.forward(m, x[i:i + 1])[0] for i in range(4)])
+    together, _ = forward(m, x)
+    alone = np.concatenate([forward(m, x[i:i + 1])[0] for i in range(4)])
     assert np.array_equal(together, alone)
     assert len(set(map(tuple, together.tolist()))) == 4
 
 
 def test_forward_rejects_bad_images(model):
     with pytest.raises(InputError, match=r"images: .*int8.*\(B, 1, 8, 8\).*float32"):
-        g.forward(model, np.zeros((2, 1, 8, 8), np.float32))
+        forward(model, np.zeros((2, 1, 8, 8), np.float32))
     with pytest.raises(InputError, match=r"shape \(2, 3, 8, 8\)"):
-        g.forward(model, np.zeros((2, 3, 8, 8), np.int8))
+        forward(model, np.zeros((2, 3, 8, 8), np.int8))
     with pytest.raises(InputError, match="empty batch"):
-        g.forward(model, np.zeros((0, 1, 8, 8), np.int8))
+        forward(model, np.zeros((0, 1, 8, 8), np.int8))
     with pytest.raises(InputError, match="list"):
-        g.forward(model, [[0]])
+        forward(model, [[0]])
 
 
 def test_forward_overflow_names_block_and_layer(model):
@@ -318,11 +320,11 @@ def test_forward_overflow_names_block_and_layer(model):
     bad = type(model)(header=model.header, arrays=arrays)
     with pytest.raises(IntegerOverflowError, match=r"^blocks\.1\.fc2: residual stream overflows int32 at image 0, "
                                                    r"token 0, channel 0"):
-        g.forward(bad, x)
+        forward(bad, x)
     arrays = dict(model.arrays, pos=np.full((18, 24), 2 ** 30, np.int32))  # E*S2 ~ 24 * 24 * 2^60
     with pytest.raises(IntegerOverflowError, match=r"^blocks\.0\.ln1: LayerNorm"):
-        g.forward(type(model)(header=model.header, arrays=arrays), x)
+        forward(type(model)(header=model.header, arrays=arrays), x)
     arrays = dict(model.arrays, tokens=np.full((2, 24), 2 ** 31 - 1, np.int32),
                   pos=np.ones((18, 24), np.int32))
     with pytest.raises(IntegerOverflowError, match=r"^embed: .* at image 0, token 0, channel 0 \(value 2147483648\)"):
-        g.forward(type(model)(header=model.header, arrays=arrays), x)
+        forward(type(model)(header=model.header, arrays=arrays), x)

@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from gsbsim.engine import golden
-from gsbsim.engine import golden_methods as gm
-from gsbsim.engine.golden import IntegerOverflowError
+from gsbsim.engine import golden_act, golden_didb
+from gsbsim.format.methods import block_trace_names
+from gsbsim.engine.trace import trace_names
+from gsbsim.engine.errors import IntegerOverflowError
 from gsbsim.format.model_file import ModelFileError, load_model, save_model
 from gsbsim.format.random_model import exp_tables, random_images, random_model
 from reference import didb
@@ -34,7 +36,7 @@ def test_act_unit_hand_example():
     bias, tok_in = np.array([1, 0, 0, 2]), np.array([2, -4])
     slope = np.array([1 << 15, 1 << 15, 0, -(3 << 16)])   # 0.5, 0.5, 0, -3 (2^-16)
     out, tok_out = np.array([10, 20, 30, 40]), np.array([0, 100])
-    z = gm.act_unit(acc, 3, bias, tok_in, slope, out, tok_out, 2, "w")
+    z = golden_act.act_unit(acc, 3, bias, tok_in, slope, out, tok_out, 2, "w")
     # token 0: u = 14>>2 = 3;  -11>>2 = -3 -> (-3*32768 + 32768)>>16 = -1 (-1.5 rounds up);
     #          -11>>2 = -3 -> slope 0 -> 0;   (-18 + 2 + 2 + 2)>>2 = -3 -> -3*-3 = 9
     # token 1: u = (3 + 1 - 4 + 2)>>2 = 0;  (-9 - 4 + 2)>>2 = -3 -> -1;  (21 - 4 + 2)>>2 = 4;
@@ -45,7 +47,7 @@ def test_act_unit_hand_example():
 
 def test_act_unit_slope_rounds_half_up_for_negative_u():
     u_vals = np.array([[[-1, -2, -3, -5]]])   # shift 1, mult 2: u = (2*acc + 1) >> 1 = acc
-    z = gm.act_unit(u_vals, 2, np.zeros(4, np.int64), np.zeros(1, np.int64), np.full(4, 1 << 15),
+    z = golden_act.act_unit(u_vals, 2, np.zeros(4, np.int64), np.zeros(1, np.int64), np.full(4, 1 << 15),
                     np.zeros(4, np.int64), np.zeros(1, np.int64), 1, "w")
     assert z.tolist() == [[[0, -1, -1, -2]]]  # -0.5 -> 0, -1, -1.5 -> -1, -2.5 -> -2
 
@@ -55,14 +57,14 @@ def test_act_unit_overflow_names_the_unit_image_and_token(acc, what):
     a = np.zeros((2, 3, 2), dtype=np.int64)
     a[1, 2, 0] = acc      # shift 1, mult 2: u = acc
     with pytest.raises(IntegerOverflowError) as ei:
-        gm.act_unit(a, 2, np.zeros(2, np.int64), np.zeros(3, np.int64), np.zeros(2, np.int64),
+        golden_act.act_unit(a, 2, np.zeros(2, np.int64), np.zeros(3, np.int64), np.zeros(2, np.int64),
                     np.zeros(2, np.int64), np.zeros(3, np.int64), 1, "blocks.1.fc2.act")
     msg = str(ei.value)
     assert msg.startswith("blocks.1.fc2.act: activation") and what in msg
     assert "image 1, token 2" in msg
     # just inside both limits: no error
     a[1, 2, 0] = 2 ** 30 - 1
-    gm.act_unit(a, 2, np.zeros(2, np.int64), np.zeros(3, np.int64), np.zeros(2, np.int64),
+    golden_act.act_unit(a, 2, np.zeros(2, np.int64), np.zeros(3, np.int64), np.zeros(2, np.int64),
                 np.zeros(2, np.int64), np.zeros(3, np.int64), 1, "w")
 
 
@@ -71,7 +73,7 @@ GRID3 = [5, -7, 1, 2, 3, 4, 5, 6, 7, 8, 9]   # cls, dist, then a 3x3 grid row-ma
 
 
 def test_haar_s4_on_a_3x3_grid_with_replicate_edges():
-    s4 = gm.haar_s4(_tokens(GRID3))
+    s4 = golden_didb.haar_s4(_tokens(GRID3))
     assert s4.ravel().tolist() == [20, -28, 12, 16, 18, 24, 28, 30, 30, 34, 36]
     # = 4 * reference.didb.haar_split's low band (exact on integers)
     low, high = didb.haar_split(torch.tensor(GRID3, dtype=torch.float64).reshape(-1, 1))
@@ -81,17 +83,17 @@ def test_haar_s4_on_a_3x3_grid_with_replicate_edges():
 
 def test_haar_s4_constant_grid_has_no_high_band_and_4x4_grid():
     z = np.full((1, 18, 2), -3, dtype=np.int64)
-    assert np.array_equal(gm.haar_s4(z), 4 * z)
+    assert np.array_equal(golden_didb.haar_s4(z), 4 * z)
     z = np.random.default_rng(0).integers(-50, 50, (2, 18, 3))
     ref, _ = didb.haar_split(torch.from_numpy(z).double())
-    assert np.array_equal(gm.haar_s4(z), (4 * ref).numpy().astype(np.int64))
+    assert np.array_equal(golden_didb.haar_s4(z), (4 * ref).numpy().astype(np.int64))
 
 
 def test_hfsc_bits_thresholds_and_head_layout():
     z = np.repeat(_tokens(GRID3), 4, axis=2)    # E = 4, 2 heads of d = 2; every channel the same
     thr_low = np.array([0, 20, 0, 0])
     thr_high = np.array([0, 0, -8, 1])
-    low, high = gm.hfsc_bits(z, thr_low, thr_high, heads=2)
+    low, high = golden_didb.hfsc_bits(z, thr_low, thr_high, heads=2)
     assert low.shape == high.shape == (1, 2, 11, 2)
     s4 = np.array([20, -28, 12, 16, 18, 24, 28, 30, 30, 34, 36])
     h4 = 4 * np.array(GRID3) - s4               # [0, 0, -8, -8, -6, -8, -8, -6, -2, -2, 0]
@@ -105,7 +107,7 @@ def test_hfsc_scores_weight_the_two_maps_per_head():
     lo = np.array([[[[2, -2]], [[4, 0]]]])       # [B=1, H=2, 1, 2]
     hi = np.array([[[[0, 2]], [[-4, 4]]]])
     w = np.array([[3, -1], [5, 7]])              # w[band, head]
-    s = gm.hfsc_scores(lo, hi, w)
+    s = golden_didb.hfsc_scores(lo, hi, w)
     assert s.tolist() == [[[[6, -6 + 10]], [[-4 - 28, 28]]]]
 
 
@@ -117,7 +119,7 @@ def test_exp_tables_and_three_level_exp():
     assert lo[:3].tolist() == [65536, 65535, 65534] and lo[255] == 65281             # e^(-r/65536)
     one = 1 << 16
     m = np.array([0, 1, 256, one, one + 3 * 256 + 5, 11 * one + 255 * 256, 12 * one, 13 * one, 2 ** 40])
-    e = gm.exp3_weights(m, lo, mid, hi, 16)
+    e = golden_didb.exp3_weights(m, lo, mid, hi, 16)
     # rq(rq(hi * mid, 16) * lo, 16): 1 -> lo[1]; 256 -> mid[1]; 1 nat -> hi[1];
     # 1 + 3/256 + 5/65536 nats: rq(24109 * 64772) = 23828, rq(23828 * 65531) = 23826 (float: 23826.6);
     # 11 nats + 255/256: rq(1 * 24204) = 0; 12 nats: hi[12] = 0; 13 nats and beyond: outside the table
@@ -128,7 +130,7 @@ def test_hfsc_softmax_row_hand_example():
     lo, mid, hi = exp_tables(16)
     one = 1 << 16
     s = np.array([[[[2 * one, one, 2 * one, 256]]]])       # m = [0, 1 nat, 0, 2 nats - 1/256]
-    a = gm.hfsc_softmax(s, lo, mid, hi, np.array([[[0, 0, 0, 5]]]), 16, 48)
+    a = golden_didb.hfsc_softmax(s, lo, mid, hi, np.array([[[0, 0, 0, 5]]]), 16, 48)
     e = np.array([65536, 24109, 65536, (24109 * 24204 + 32768) >> 16])   # the last: hi[1] * mid[255], lo[0]
     assert e[3] == 8904   # 65536 e^(-1 - 255/256) = 8903.9
     r = (1 << 48) // int(e.sum())
@@ -139,10 +141,10 @@ def test_hfsc_softmax_row_hand_example():
 # ----------------------------------------------------------------------------- §13.3 DIBA
 def test_laplacian_zero_padding_corners_edges_and_prefix():
     ones = np.ones((1, 11, 1), dtype=np.int64)
-    assert gm.laplacian8(ones).ravel().tolist() == [0, 0, -5, -3, -5, -3, 0, -3, -5, -3, -5]
+    assert golden_didb.laplacian8(ones).ravel().tolist() == [0, 0, -5, -3, -5, -3, 0, -3, -5, -3, -5]
     centre = ones.copy()
     centre[0, 2 + 4] = -1                        # grid (1, 1) is -1
-    lap = gm.laplacian8(centre).ravel().tolist()
+    lap = golden_didb.laplacian8(centre).ravel().tolist()
     assert lap == [0, 0, -7, -5, -7, -5, 16, -5, -7, -5, -7]
     ref = didb.laplacian8(torch.from_numpy(centre).double())
     assert ref.ravel().tolist() == lap
@@ -154,7 +156,7 @@ def test_diba_context_tiny_hand_example():
     b1 = np.zeros((1, 1, 6, 6), dtype=np.uint8)
     b1[0, 0, 0, [0, 1]] = 1                      # token 0 attends to 0, 1: D = 1 - 1 = 0, k = 2
     b1[0, 0, 3, [2, 3, 5]] = 1                   # token 3 attends to 2, 3, 5: D = 3, k = 3
-    ctx, lap = gm.diba_context(b1, s, 100, 40, np.array([7]))
+    ctx, lap = golden_didb.diba_context(b1, s, 100, 40, np.array([7]))
     # lap of the patch grid [[+1, +1], [-1, +1]]: token 2 (0,0): (1 - 1 + 1) - 8 = -7;
     # token 3 (0,1): (1 - 1 + 1) - 8 = -7; token 4 (1,0): (1 + 1 + 1) + 8 = 11; token 5: (1 + 1 - 1) - 8 = -7
     assert lap.ravel().tolist() == [0, 0, -7, -7, 11, -7]
@@ -189,25 +191,25 @@ def test_golden_didb_context_equals_reference_diba_within_rounding():
 
 # ----------------------------------------------------------------------------- the forward pass
 def test_trace_names_per_method():
-    g = golden.block_trace_names("gsb")
-    assert golden.block_trace_names("bit") == golden.block_trace_names("sign") == g
-    r = golden.block_trace_names("reactnet")
+    g = block_trace_names("gsb")
+    assert block_trace_names("bit") == block_trace_names("sign") == g
+    r = block_trace_names("reactnet")
     assert r == ("ln1.bits", "qkv.acc", "qkv.z", "q.bits", "k.bits", "v.q", "v.planes", "scores", "probs",
                  "a.planes", "ctx", "proj.bits", "proj.acc", "proj.z", "resid1", "ln2.bits", "fc1.acc",
                  "fc1.z", "fc1.bits", "fc2.acc", "fc2.z", "resid2")
-    d = golden.block_trace_names("didb")
+    d = block_trace_names("didb")
     assert d == ("ln1.bits", "qkv.acc", "qkv.z", "q.low", "q.high", "k.low", "k.high", "v.q", "v.planes",
                  "scores.low", "scores.high", "hfsc", "probs", "a.planes", "lap", "ctx", "proj.bits",
                  "proj.acc", "proj.z", "resid1", "ln2.bits", "fc1.acc", "fc1.z", "fc1.bits", "fc2.acc",
                  "fc2.z", "resid2")
-    assert golden.trace_names(2, "didb")[3:3 + len(d)] == [f"blocks.0.{n}" for n in d]
+    assert trace_names(2, "didb")[3:3 + len(d)] == [f"blocks.0.{n}" for n in d]
 
 
 def test_forward_trace_dtypes_and_shapes(model):
     b, n, e, h, hd = 2, model.num_tokens, model.embed_dim, model.num_heads, model.mlp_hidden
     d = e // h
     _, tr = golden.forward(model, random_images(np.random.default_rng(0), model, b), trace=True)
-    assert list(tr) == golden.trace_names(model.depth, model.method)
+    assert list(tr) == trace_names(model.depth, model.method)
     want = {"qkv.z": (np.int32, (b, n, 3 * e)), "proj.z": (np.int32, (b, n, e)), "fc1.z": (np.int32, (b, n, hd)),
             "fc2.z": (np.int32, (b, n, e)), "v.q": (np.int64, (b, h, n, d)), "v.planes": (np.uint8, (b, 1, h, n, d)),
             "a.planes": (np.uint8, (b, 1, h, n, n)), "probs": (np.int64, (b, h, n, n)), "ctx": (np.int64, (b, n, e))}
@@ -226,20 +228,20 @@ def test_forward_follows_the_spec_step_by_step(model):
     _, tr = golden.forward(model, imgs, trace=True)
     blk, sh, e, h = model.block(1), model.shifts, model.embed_dim, model.num_heads
     p = "blocks.1."
-    z = gm.act_unit(tr[p + "qkv.acc"], blk["qkv.mult"], blk["qkv.bias"], blk["qkv.tok_in"], blk["qkv.slope"],
+    z = golden_act.act_unit(tr[p + "qkv.acc"], blk["qkv.mult"], blk["qkv.bias"], blk["qkv.tok_in"], blk["qkv.slope"],
                     blk["qkv.out"], blk["qkv.tok_out"], sh["resid"], "x")
     assert np.array_equal(z, tr[p + "qkv.z"])
     vq = tr[p + "v.q"].transpose(0, 2, 1, 3).reshape(z.shape[0], -1, e)
     assert np.array_equal(vq, z[..., 2 * e:] + blk["v.offset"])
-    z2 = gm.act_unit(tr[p + "fc2.acc"], blk["fc2.mult"], blk["fc2.bias"], blk["fc2.tok_in"], blk["fc2.slope"],
+    z2 = golden_act.act_unit(tr[p + "fc2.acc"], blk["fc2.mult"], blk["fc2.bias"], blk["fc2.tok_in"], blk["fc2.slope"],
                      blk["fc2.out"], blk["fc2.tok_out"], sh["resid"], "x")
     assert np.array_equal(tr[p + "resid2"], tr[p + "resid1"] + z2)
     f1 = tr[p + "fc1.z"]
     assert np.array_equal(tr[p + "fc1.bits"], (f1 >= blk["fc1.thr_hi"]) | (f1 <= blk["fc1.thr_lo"]))
     if model.method == "didb":
-        lo, hi = gm.hfsc_bits(z[..., :e], blk["q.thr_low"], blk["q.thr_high"], h)
+        lo, hi = golden_didb.hfsc_bits(z[..., :e], blk["q.thr_low"], blk["q.thr_high"], h)
         assert np.array_equal(lo, tr[p + "q.low"]) and np.array_equal(hi, tr[p + "q.high"])
-        s = gm.hfsc_scores(tr[p + "scores.low"], tr[p + "scores.high"], blk["score.w"])
+        s = golden_didb.hfsc_scores(tr[p + "scores.low"], tr[p + "scores.high"], blk["score.w"])
         assert np.array_equal(s, tr[p + "hfsc"])
     else:
         q = (z[..., :e] >= blk["q.thr"]).reshape(2, -1, h, e // h).transpose(0, 2, 1, 3)

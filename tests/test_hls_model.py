@@ -27,7 +27,7 @@ import pytest
 
 from gsbsim.format import conventions as cv
 from gsbsim.hlsgen import csim, toolchain
-from gsbsim.engine import golden
+from gsbsim.engine import errors, golden_ops
 from gsbsim.cli.app import main
 from gsbsim.hw.folding import cycle_report, folding_from_dict, global_folding, mvau_cycles
 from gsbsim.hlsgen.project import load_project, trace_specs
@@ -214,11 +214,11 @@ def test_layernorm_bits_matches_golden(builds: Builds, tmp_path: Path, cfg: str)
     thr[::5] = 0
     thr[sign == 0] = rng.integers(0, 2, int((sign == 0).sum()))
     eps = 257 - e
-    d, sigma = golden.ln_stats(x[3:4], eps, "t")
+    d, sigma = golden_ops.ln_stats(x[3:4], eps, "t")
     assert sigma[0] == 16
     tie = (np.arange(e) % 3 == 1) & (sign != 0)
     thr[tie] = sign[tie] * d[0, tie] * 2 ** 8 // 16  # exact ties on token 3: bit 1
-    want = golden.ln_bits(x.astype(np.int32), sign, thr, 8, eps, "t")
+    want = golden_ops.ln_bits(x.astype(np.int32), sign, thr, 8, eps, "t")
     outs, iters = run_kernel(builds, cfg, "ln_bits", tmp_path, x=x.astype(np.int32), sign=sign, thr=thr,
                              p=np.array([8, eps, s2_max(e, eps)], dtype=np.int64))
     assert np.array_equal(outs["bits"], want)
@@ -233,8 +233,8 @@ def test_layernorm_overflow_is_an_error(builds: Builds, tmp_path: Path) -> None:
     err = run_kernel_error(builds, "a", "ln_bits", tmp_path, x=x, sign=np.ones(e, np.int8),
                            thr=np.zeros(e, np.int64), p=np.array([8, 1, s2_max(e, 1)], dtype=np.int64))
     assert "ln_bits: LayerNorm E*S2 + ln_eps reaches 2^62 at token 2" in err
-    with pytest.raises(golden.IntegerOverflowError, match="at image 0, token 2"):
-        golden.ln_stats(x[None].astype(np.int64), 1, "ln_bits")
+    with pytest.raises(errors.IntegerOverflowError, match="at image 0, token 2"):
+        golden_ops.ln_stats(x[None].astype(np.int64), 1, "ln_bits")
 
 
 @pytest.mark.parametrize("cfg", ["a", "b"])
@@ -248,7 +248,7 @@ def test_final_layernorm_rounds_half_up_and_clamps(builds: Builds, tmp_path: Pat
     offset = rng.integers(-(2 ** 20), 2 ** 20, (2, e))
     offset[1] = (2 * rng.integers(-200, 200, e) + 1) * 2 ** (k - 1)   # exact .5 ties, both signs
     eps = 5
-    want = np.stack([golden.head_inputs(x[None, t].astype(np.int64), gain[t], offset[t], k, eps, "t")[0]
+    want = np.stack([golden_ops.head_inputs(x[None, t].astype(np.int64), gain[t], offset[t], k, eps, "t")[0]
                      for t in range(2)])
     outs, _ = run_kernel(builds, cfg, "final_ln", tmp_path, x=x, gain=gain, offset=offset,
                          p=np.array([k, eps, s2_max(e, eps)], dtype=np.int64))
@@ -274,7 +274,7 @@ def qkv_case(cfg: str, rng: np.random.Generator):
 def test_qkv_split_matches_golden(builds: Builds, tmp_path: Path, cfg: str) -> None:
     s = shape_of(cfg)
     acc, q_thr, k_thr, v_offset = qkv_case(cfg, np.random.default_rng(4))
-    q, k, vq = golden.split_qkv(acc[None], q_thr, k_thr, v_offset, s["H"], 8)
+    q, k, vq = golden_ops.split_qkv(acc[None], q_thr, k_thr, v_offset, s["H"], 8)
     outs, _ = run_kernel(builds, cfg, "qkv_split", tmp_path, acc=acc, q_thr=q_thr, k_thr=k_thr,
                          v_offset=v_offset, p=np.array([8], dtype=np.int64))
     assert np.array_equal(outs["q"], q[0]) and np.array_equal(outs["k"], k[0])
@@ -300,7 +300,7 @@ def test_value_planes_match_golden(builds: Builds, tmp_path: Path, cfg: str, sta
     s = shape_of(cfg)
     vq = value_case(cfg, np.random.default_rng(5))
     vq[1, 4] //= 1000                                          # one row far below the image max
-    want = golden.value_planes(vq[None], RATIOS[cfg], stat)[0]
+    want = golden_ops.value_planes(vq[None], RATIOS[cfg], stat)[0]
     outs, _ = run_kernel(builds, cfg, "value_planes", tmp_path, vq=vq,
                          ratio=np.array((0,) + RATIOS[cfg], dtype=np.int32),
                          p=np.array([stat == "image"], dtype=np.int64))
@@ -317,7 +317,7 @@ def test_attention_scores_match_golden_and_cycle_model(builds: Builds, tmp_path:
     k = rng.integers(0, 2, (s["H"], s["N"], s["D"])).astype(np.uint8)
     k[0, 1] = q[0, 0]                                          # score d
     k[0, 2] = 1 - q[0, 0]                                      # score -d
-    want = golden.attention_scores(q[None], k[None])[0]
+    want = golden_ops.attention_scores(q[None], k[None])[0]
     outs, iters = run_kernel(builds, cfg, "qk", tmp_path, q=q, k=k)
     assert np.array_equal(outs["scores"], want)
     assert want[0, 0, 1] == s["D"] and want[0, 0, 2] == -s["D"]
@@ -332,11 +332,11 @@ def test_softmax_matches_golden(builds: Builds, tmp_path: Path, cfg: str) -> Non
     q = rng.integers(0, 2, (h, n, d)).astype(np.uint8)
     k = rng.integers(0, 2, (h, n, d)).astype(np.uint8)
     k[:, :3] = q[:, :1]                                        # repeated maxima in a row
-    scores = golden.attention_scores(q[None], k[None])[0]
+    scores = golden_ops.attention_scores(q[None], k[None])[0]
     lut = cv.round_half_up(2.0 ** 16 * np.exp(-0.3 * np.arange(d + 1)))
     lut[-3:] = 0                                              # far scores underflow to 0
     bias = rng.integers(-(2 ** 12), 2 ** 12, (h, n, n)).astype(np.int32)
-    want = golden.softmax_probs(scores[None], lut, bias, 16, 48)[0]
+    want = golden_ops.softmax_probs(scores[None], lut, bias, 16, 48)[0]
     outs, _ = run_kernel(builds, cfg, "softmax", tmp_path, scores=scores, lut=lut, bias=bias,
                          p=np.array([16, 48], dtype=np.int64))
     assert np.array_equal(outs["a"], want)
@@ -365,7 +365,7 @@ def test_attention_planes_match_golden(builds: Builds, tmp_path: Path, cfg: str,
     thr1 = 4096
     a[:, :, 2] = thr1                                          # base plane tie: set
     a[0, 3] = rng.integers(-50, 50, n)                         # a row with a tiny max
-    want = golden.attention_planes(a[None], thr1, RATIOS[cfg], stat)[0]
+    want = golden_ops.attention_planes(a[None], thr1, RATIOS[cfg], stat)[0]
     outs, _ = run_kernel(builds, cfg, "a_planes", tmp_path, a=a,
                          ratio=np.array((0,) + RATIOS[cfg], dtype=np.int32),
                          p=np.array([thr1, stat == "image"], dtype=np.int64))
@@ -383,7 +383,7 @@ def test_gsb_av_and_proj_input_match_golden(builds: Builds, tmp_path: Path, cfg:
     ap[0, 0, 0] = 1                                            # all keys: reaches +-N
     vp[0, 0, :, 0] = 1
     scale = rng.integers(-(2 ** 40), 2 ** 40, (g, g))
-    ctx = golden.gsb_context(ap[None], vp[None], scale)[0]
+    ctx = golden_ops.gsb_context(ap[None], vp[None], scale)[0]
     thr = ctx[rng.integers(0, n, e), np.arange(e)]             # a tie in every channel
     outs, iters = run_kernel(builds, cfg, "av", tmp_path, ap=ap, vp=vp, scale=scale, thr=thr)
     assert np.array_equal(outs["ctx"], ctx)
@@ -410,7 +410,7 @@ def test_patch_embedding_matches_golden(builds: Builds, tmp_path: Path, cfg: str
     w = a["patch.weight"].copy()
     w[0] = -128
     model.arrays["patch.weight"] = w
-    acc, x = golden.patch_embed(model, img)
+    acc, x = golden_ops.patch_embed(model, img)
     outs, iters = run_kernel(builds, cfg, "patch", tmp_path, img=img, w=w, mult=a["patch.mult"],
                              bias=a["patch.bias"], tokens=a["tokens"], pos=a["pos"],
                              p=np.array([model.shifts["patch"]], dtype=np.int64))
@@ -434,8 +434,8 @@ def test_heads_logits_and_argmax_match_golden(builds: Builds, tmp_path: Path, cf
     bias[4] = bias[1] = 10 ** 9                                # ... and are the largest
     a["logit.bias"] = bias
     q = rng.integers(-128, 128, (6, 2, s["E"])).astype(np.int8)
-    acc, logits = golden.head_logits(model, q)
-    pred = golden.argmax_first(logits)
+    acc, logits = golden_ops.head_logits(model, q)
+    pred = golden_ops.argmax_first(logits)
     outs, iters = run_kernel(builds, cfg, "head", tmp_path, q=q, w=a["head.weight"], wd=a["head_dist.weight"],
                              bias=bias, p=np.array([int(a["head.mult"]), int(a["head_dist.mult"])], np.int64))
     assert np.array_equal(outs["acc"], acc) and np.array_equal(outs["logits"], logits)
@@ -454,7 +454,7 @@ def test_requant_residual_rounds_half_up(builds: Builds, tmp_path: Path, cfg: st
     x = rng.integers(-(2 ** 28), 2 ** 28, (t, e)).astype(np.int32)
     prod = acc[0].astype(np.int64) * mult
     bias = (2 ** (shift - 1) - np.mod(prod, 2 ** shift)) + rng.integers(-3, 3, e) * 2 ** shift  # .5 ties on token 0
-    want = golden.residual_add(x, acc, mult, bias, shift, "t")
+    want = golden_ops.residual_add(x, acc, mult, bias, shift, "t")
     outs, _ = run_kernel(builds, cfg, "residual", tmp_path, x=x, acc=acc, bias=bias,
                          p=np.array([mult, shift], dtype=np.int64))
     assert np.array_equal(outs["out"], want)
@@ -477,7 +477,7 @@ def test_fc1_two_sided_activation(builds: Builds, tmp_path: Path, cfg: str) -> N
     hi = acc[rng.integers(0, 5, hd), np.arange(hd)]           # ties on the high side
     lo = np.minimum(acc[rng.integers(0, 5, hd), np.arange(hd)], hi - 1)   # and on the low side
     hi[::4], lo[::4] = e + 1, -e - 1                           # never
-    want = golden.fc1_bits(acc, hi, lo)
+    want = golden_ops.fc1_bits(acc, hi, lo)
     outs, iters = run_kernel(builds, cfg, "fc1_act", tmp_path, acc=acc, lo=lo.astype(np.int32),
                              hi=hi.astype(np.int32))
     assert np.array_equal(outs["bits"], want)

@@ -312,9 +312,9 @@ def test_packed_thresholds_feed_the_next_layer():
 U = np.uint64
 
 
-def _ctx(a, v, scale=None, method="auto"):
+def _ctx(a, v, scale=None, av_strategy="auto"):
     """gsb_av_context with an identity scale by default (for the error cases)."""
-    return kn.gsb_av_context(a, v, np.eye(v.shape[0], dtype=np.int64) if scale is None else scale, method)
+    return kn.gsb_av_context(a, v, np.eye(v.shape[0], dtype=np.int64) if scale is None else scale, av_strategy)
 
 
 @pytest.mark.parametrize(
@@ -341,7 +341,7 @@ def _ctx(a, v, scale=None, method="auto"):
         (lambda: _ctx(np.zeros((1, 3, 1), U), np.full((1, 5, 4), 2, np.uint8)), "only 0 and 1"),
         (lambda: _ctx(np.zeros((1, 3, 1), U), np.zeros((1, 5, 4), np.uint8), np.eye(2, dtype=np.int64)),
          r"scale must be an integer array of shape \(1, 1\)"),
-        (lambda: _ctx(np.zeros((1, 3, 1), U), np.zeros((1, 5, 4), np.uint8), method="fast"), "method must be one of"),
+        (lambda: _ctx(np.zeros((1, 3, 1), U), np.zeros((1, 5, 4), np.uint8), av_strategy="fast"), "av_strategy must be one of"),
         (lambda: _ctx(np.zeros((9, 3, 1), U), np.zeros((9, 5, 4), np.uint8)), "1 to 8 planes"),
         (lambda: kn.pack_rows_ge(np.zeros((2, 3), np.float32), np.zeros(3, np.int64)), "int32 or int64"),
         (lambda: kn.pack_rows_ge(np.zeros((2, 3), np.int32), np.zeros(4, np.int64)), r"shape \(3,\)"),

@@ -62,7 +62,7 @@ def test_convenience_properties_and_block(model):
     assert (model.img_size, model.patch_size, model.in_chans) == (8, 2, 1)
     assert model.shifts["prob"] == 16 and set(model.shifts) == set(mf.SHIFT_NAMES)
     blk = model.block(1)
-    assert set(blk) == set(mf.BLOCK_ARRAYS)
+    assert set(blk) == set(mf.block_array_names("gsb"))
     assert blk["qkv.weight"] is model.arrays["blocks.1.qkv.weight"]
     assert blk["qkv.weight"].shape == (120, 1) and blk["fc2.weight"].shape == (40, 2)
     with pytest.raises(IndexError):

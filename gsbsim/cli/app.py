@@ -109,7 +109,7 @@ def _engine(name: str) -> Callable:
 
 def _checked(forward: Callable) -> Callable:
     """``forward`` with the engines' input and overflow errors turned into CliError."""
-    from gsbsim.engine.golden import InputError, IntegerOverflowError
+    from gsbsim.engine.errors import InputError, IntegerOverflowError
 
     def run(model, x: np.ndarray, trace: bool):
         try:
@@ -238,7 +238,7 @@ def _arch_line(h: dict) -> str:
     return (f"preset {h.get('preset', '?')}, {h['img_size']}x{h['img_size']}x{h['in_chans']} "
             f"patch {h['patch_size']}, E={h['embed_dim']}, depth {h['depth']}, heads {h['num_heads']}, "
             f"MLP {h['mlp_hidden']}, tokens {h['num_tokens']}, classes {h['num_classes']}, "
-            f"method {h.get('method', 'gsb')}, groups {h['groups']}")
+            f"method {h['method']}, groups {h['groups']}")
 
 
 def info_dict(header: dict) -> dict:

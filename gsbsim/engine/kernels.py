@@ -487,21 +487,21 @@ def context_workspace(scale, n_keys, d):
 
 
 @njit(**_JIT)
-def context_head(planes, counts, codes, scale, n_keys, out, r0, c0, method, ws):
+def context_head(planes, counts, codes, scale, n_keys, out, r0, c0, av_strategy, ws):
     """GSB context of one head: out[r0 + i, c0 + j] = sum_a sum_v scale[a, v] * D[a][v][i, j].
 
     planes uint64[G, M, W] attention planes packed along the N keys (pads 0); counts
     int64[G, M] their popcounts per row; codes uint8[N, D] the value planes as bits
-    (bit 0 sign, bit k mask k); scale int64[G, G]; method 0 = choose by cost, 1 = sparse
+    (bit 0 sign, bit k mask k); scale int64[G, G]; av_strategy 0 = choose by cost, 1 = sparse
     bit walk, 2 = popcount form; ws = context_workspace(scale, N, D). Jitted, unchecked
-    (see ``gsb_av_context``). Returns the method used (1 or 2).
+    (see ``gsb_av_context``). Returns the av_strategy used (1 or 2).
     """
     lut, big, y64, y32, ysum64, ysum32, ids, acc64, acc32, v_t, cnt, need_sum = ws
     g, m_n, w_n = planes.shape
     d = codes.shape[1]
-    if method == 0:
-        method = 1 if _sparse_is_cheaper(counts, n_keys, w_n, d) else 2
-    if method == 1:
+    if av_strategy == 0:
+        av_strategy = 1 if _sparse_is_cheaper(counts, n_keys, w_n, d) else 2
+    if av_strategy == 1:
         for a in range(g):
             need_sum[a] = False
             for i in range(m_n):
@@ -517,7 +517,7 @@ def context_head(planes, counts, codes, scale, n_keys, out, r0, c0, method, ws):
     else:
         _value_columns(codes, g, v_t)
         _context_dense(planes, counts, v_t, scale, cnt, d, out, r0, c0)
-    return method
+    return av_strategy
 
 
 @njit(**_JIT)
@@ -641,10 +641,12 @@ def _in_threads(work: Callable[[int, int], None], n_rows: int) -> None:
         f.result()
 
 
-_METHODS = {"auto": 0, "sparse": 1, "dense": 2}
+#: how the GSB A.V context is computed: "auto" (per head, the cheaper), "sparse" (walk the attention bits) or
+#: "dense" (popcounts); all give the same integers (the codes context_head takes)
+AV_STRATEGIES = {"auto": 0, "sparse": 1, "dense": 2}
 
 
-def _context_args(a_planes, v_planes, scale, method):
+def _context_args(a_planes, v_planes, scale, av_strategy):
     a_planes = _packed("a_planes", a_planes, 3)
     if not isinstance(v_planes, np.ndarray) or v_planes.ndim != 3 or v_planes.dtype.kind not in "iub":
         raise KernelInputError("gsbsim.kernels: v_planes must be an integer {0,1} array [G, N, D]")
@@ -661,11 +663,12 @@ def _context_args(a_planes, v_planes, scale, method):
     if scale.dtype.kind not in "iu" or scale.shape != (g, g):
         raise KernelInputError(f"gsbsim.kernels: scale must be an integer array of shape ({g}, {g}), "
                                f"got {scale.dtype} {scale.shape}")
-    if method not in _METHODS:
-        raise KernelInputError(f"gsbsim.kernels: method must be one of {', '.join(_METHODS)}, got {method!r}")
+    if av_strategy not in AV_STRATEGIES:
+        raise KernelInputError(f"gsbsim.kernels: av_strategy must be one of {', '.join(AV_STRATEGIES)}, "
+                               f"got {av_strategy!r}")
     weights = (np.uint8(1) << np.arange(g, dtype=np.uint8))[:, None, None]
     codes = np.ascontiguousarray((v_planes.astype(np.uint8) * weights).sum(0, dtype=np.uint8))
-    return a_planes, codes, np.ascontiguousarray(scale, dtype=np.int64), _METHODS[method]
+    return a_planes, codes, np.ascontiguousarray(scale, dtype=np.int64), AV_STRATEGIES[av_strategy]
 
 
 # ============================================================================ public API
@@ -735,15 +738,15 @@ def gsb_av_par(a_planes: np.ndarray, v_sign: np.ndarray, v_masks: np.ndarray) ->
 
 
 def gsb_av_context(a_planes: np.ndarray, v_planes: np.ndarray, scale: np.ndarray,
-                   method: str = "auto") -> np.ndarray:
+                   av_strategy: str = "auto") -> np.ndarray:
     """GSB context of one head: sum_a sum_v scale[a, v] * D[a][v] -> int64[M, D].
 
     a_planes uint64[G, M, W]: attention planes (b1, M_2..M_G) packed along the N keys, pads 0.
     v_planes {0,1}[G, N, D]: the value planes unpacked (sign s, then M_2..M_G), keys first.
     scale int[G, G]: the scale products (``ctx.scale``). D[a][v] is spec §6's plane product.
-    method: "sparse" (walk the attention bits), "dense" (popcounts) or "auto" (cheaper one).
+    av_strategy: "sparse" (walk the attention bits), "dense" (popcounts) or "auto" (cheaper one).
     """
-    planes, codes, scale, how = _context_args(a_planes, v_planes, scale, method)
+    planes, codes, scale, how = _context_args(a_planes, v_planes, scale, av_strategy)
     n_keys, d = codes.shape
     out = np.empty((planes.shape[1], d), dtype=np.int64)
     context_head(planes, row_popcounts(planes), codes, scale, n_keys, out, 0, 0, how,

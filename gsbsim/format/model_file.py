@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from gsbsim.format.conventions import WORD_BITS, n_words, round_half_up
+from gsbsim.format.methods import ACT_LINEARS, ACT_METHODS, block_array_names, block_arrays, method_of
+from gsbsim.format.methods import METHOD_NAMES as METHODS
 from gsbsim.format.provenance import PROVENANCE_KEYS, provenance_errors
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "IntModel", "expected_arrays", "validate",
@@ -26,12 +28,7 @@ __all__ = ["FORMAT_VERSION", "ModelFileError", "IntModel", "expected_arrays", "v
 
 FORMAT_VERSION = 1
 FORMAT_NAME = "gsbsim-int"
-# training methods with an integer model: gsb, bit (GSB with one group) and sign (fixed scales,
-# a 1/N attention threshold) share §2-§9 exactly; reactnet and didb add the activation unit
-# after every binary linear, and didb HFSC and DIBA (spec §13)
-METHODS = ("gsb", "bit", "sign", "reactnet", "didb")
-ACT_METHODS = ("reactnet", "didb")           # methods with the §13.1 activation unit
-ACT_LINEARS = ("qkv", "proj", "fc1", "fc2")  # the binary linears an activation unit follows
+# the methods with an integer model and their features: gsbsim/format/methods.py
 SLOPE_SHIFT = 16   # §13.1: the negative slope is fixed point 2^-16 (a format constant)
 SCORE_SHIFT = 16   # §13.2: HFSC scores are fixed point 2^-16 (natural-log units)
 EXP_LO_SIZE = 256  # §13.2: exp_mid and exp_lo each cover 8 bits of the 16 fractional bits of m
@@ -62,31 +59,6 @@ HEAD_OFFSET_MAX = 2 ** 28
 SLOPE_MAX = 2 ** 24         # |L.slope| (§13.1)
 ACT_OUT_MAX = 2 ** 30       # |L.out|, |L.tok_out| (§13.1)
 SCORE_W_MAX = 2 ** 24       # |score.w| (§13.2)
-
-# Arrays of one block of methods gsb, bit and sign, in spec order (stored as blocks.{i}.<name>);
-# block_array_names(method) gives every method's list.
-BLOCK_ARRAYS = ("ln1.sign", "ln1.thr", "ln2.sign", "ln2.thr", "qkv.weight", "q.thr", "k.thr", "v.offset",
-                "exp_lut", "att_bias", "a.thr1", "ctx.scale", "proj.in_thr", "proj.weight", "proj.mult",
-                "proj.bias", "fc1.weight", "fc1.thr_hi", "fc1.thr_lo", "fc2.weight", "fc2.mult", "fc2.bias")
-# §13.1: the activation unit of each binary linear (qkv.mult/bias and fc1.mult/bias are new;
-# proj's and fc2's are the §7 arrays)
-ACT_ARRAYS = ("qkv.mult", "qkv.bias", "fc1.mult", "fc1.bias") + tuple(
-    f"{lin}.{part}" for lin in ACT_LINEARS for part in ("tok_in", "tok_out", "slope", "out"))
-# §13.2-§13.3: what didb adds and what it drops
-DIDB_ARRAYS = ("q.thr_low", "q.thr_high", "k.thr_low", "k.thr_high", "score.w", "exp_lo", "exp_mid",
-               "exp_hi", "ctx.vscale", "ctx.local")
-DIDB_DROPPED = ("q.thr", "k.thr", "exp_lut")
-
-
-def block_array_names(method: str) -> tuple[str, ...]:
-    """Names of one block's arrays (without the blocks.{i}. prefix) for a method."""
-    if method not in ACT_METHODS:
-        return BLOCK_ARRAYS
-    names = BLOCK_ARRAYS + ACT_ARRAYS
-    if method == "didb":
-        names = tuple(n for n in names if n not in DIDB_DROPPED) + DIDB_ARRAYS
-    return names
-
 
 def exp_hi_length(prob: int) -> int:
     """Length U of the exporter's exp_hi table (§13.2): the first u with round(2^prob e^-u) = 0, plus one."""
@@ -140,6 +112,7 @@ class IntModel:
     in_chans = property(lambda self: int(self.header["in_chans"]))
     ln_eps = property(lambda self: int(self.header["ln_eps"]))
     method = property(lambda self: str(self.header["method"]))
+    features = property(lambda self: method_of(self.method))   # the method table row (format/methods.py)
 
     def block(self, i: int) -> dict[str, np.ndarray]:
         """Block i's arrays (the method's set, block_array_names), keyed without the ``blocks.{i}.`` prefix."""
@@ -157,37 +130,17 @@ def expected_arrays(header: dict) -> dict[str, tuple[np.dtype, tuple[int | None,
     e, n, c, hd = header["embed_dim"], header["num_tokens"], header["num_classes"], header["mlp_hidden"]
     h, d, g = header["num_heads"], header["head_dim"], header["groups"]
     k_patch = header["in_chans"] * header["patch_size"] ** 2
-    i8, i32, i64, u64 = np.dtype(np.int8), np.dtype(np.int32), np.dtype(np.int64), np.dtype(np.uint64)
-    we, wh = n_words(e), n_words(hd)
+    i8, i32, i64 = np.dtype(np.int8), np.dtype(np.int32), np.dtype(np.int64)
     out: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
         "format_version": (i64, ()),
         "patch.weight": (i8, (e, k_patch)), "patch.mult": (i64, (e,)), "patch.bias": (i64, (e,)),
         "pos": (i32, (n, e)), "tokens": (i32, (2, e)),
     }
-    block = {
-        "ln1.sign": (i8, (e,)), "ln1.thr": (i64, (e,)), "ln2.sign": (i8, (e,)), "ln2.thr": (i64, (e,)),
-        "qkv.weight": (u64, (3 * e, we)), "q.thr": (i32, (e,)), "k.thr": (i32, (e,)), "v.offset": (i64, (e,)),
-        "exp_lut": (i64, (d + 1,)), "att_bias": (i32, (h, n, n)), "a.thr1": (i64, ()),
-        "ctx.scale": (i64, (g, g)), "proj.in_thr": (i64, (e,)),
-        "proj.weight": (u64, (e, we)), "proj.mult": (i64, ()), "proj.bias": (i64, (e,)),
-        "fc1.weight": (u64, (hd, we)), "fc1.thr_hi": (i32, (hd,)), "fc1.thr_lo": (i32, (hd,)),
-        "fc2.weight": (u64, (e, wh)), "fc2.mult": (i64, ()), "fc2.bias": (i64, (e,)),
-    }
-    assert tuple(block) == BLOCK_ARRAYS
-    method = header.get("method", "gsb")
-    if method in ACT_METHODS:
-        block.update({"qkv.mult": (i64, ()), "qkv.bias": (i64, (3 * e,)),
-                      "fc1.mult": (i64, ()), "fc1.bias": (i64, (hd,))})
-        for lin, ch in zip(ACT_LINEARS, (3 * e, e, hd, e)):
-            block.update({f"{lin}.tok_in": (i64, (n,)), f"{lin}.tok_out": (i64, (n,)),
-                          f"{lin}.slope": (i64, (ch,)), f"{lin}.out": (i64, (ch,))})
-    if method == "didb":
-        for name in DIDB_DROPPED:
-            del block[name]
-        block.update({"q.thr_low": (i64, (e,)), "q.thr_high": (i64, (e,)), "k.thr_low": (i64, (e,)),
-                      "k.thr_high": (i64, (e,)), "score.w": (i64, (2, h)), "exp_lo": (i64, (EXP_LO_SIZE,)),
-                      "exp_mid": (i64, (EXP_LO_SIZE,)), "exp_hi": (i64, (None,)), "ctx.vscale": (i64, ()), "ctx.local": (i64, (h,))})
-    assert tuple(block) == block_array_names(method)
+    sizes = {"E": e, "E3": 3 * e, "Hd": hd, "H": h, "N": n, "d1": d + 1, "G": g, "exp_lo": EXP_LO_SIZE,
+             "exp_hi": None}
+    block = {name: (np.dtype(dtype), tuple(n_words(sizes[r[6:]]) if isinstance(r, str) and r.startswith("words:")
+                                           else sizes.get(r, r) for r in rule))
+             for name, dtype, rule in block_arrays(header["method"])}
     for i in range(header["depth"]):
         out.update({f"blocks.{i}.{name}": spec for name, spec in block.items()})
     for norm in ("norm", "head_dist_norm"):
@@ -263,8 +216,9 @@ def _header_errors(header: Any) -> list[str]:
         errs.append(f"header ratios must be a list of groups-1 = {header['groups'] - 1} integers, got {ratios!r}")
     elif not all(_is_int(r) and 1 <= r <= 255 for r in ratios):
         errs.append(f"header ratios must be integers in 1..255 (numerators over 256), got {ratios!r}")
-    if header["method"] in ACT_METHODS and (header["groups"] != 1 or ratios != []):
-        errs.append(f"header method {header['method']} needs groups = 1 and ratios = [] (spec §13), "
+    fixed = method_of(header["method"]).fixed_groups if header["method"] in METHODS else None
+    if fixed is not None and (header["groups"] != fixed or ratios != []):
+        errs.append(f"header method {header['method']} needs groups = {fixed} and ratios = [] (spec §13), "
                     f"got groups {header['groups']} and ratios {ratios!r}")
     if header["ln_eps"] > 2 ** 62:
         errs.append(f"header ln_eps {header['ln_eps']} exceeds 2^62")
@@ -316,7 +270,7 @@ def _value_errors(header: dict, arrays: dict[str, np.ndarray]) -> list[str]:
             if int(arrays[p + table][0]) != 2 ** prob:
                 errs.append(f"array {p}{table}[0] is {int(arrays[p + table][0])}, must be 2^prob = {2 ** prob}")
         check(p + "ctx.scale", -CTX_SCALE_MAX, CTX_SCALE_MAX, "|ctx.scale| <= 2^44")
-        if header["method"] in ACT_METHODS:
+        if method_of(header["method"]).act_unit:
             errs += _act_value_errors(header, arrays, p, check)
         for lin, k in (("proj", e), ("fc2", hd)):
             check(p + lin + ".mult", -_mult_bound(k), _mult_bound(k), f"|mult| * {k} <= 2^61")
@@ -349,11 +303,11 @@ def _act_value_errors(header: dict, arrays: dict[str, np.ndarray], p: str, check
         check(p + lin + ".out", -ACT_OUT_MAX, ACT_OUT_MAX, "|out| <= 2^30")
         check(p + lin + ".tok_out", -ACT_OUT_MAX, ACT_OUT_MAX, "|tok_out| <= 2^30")
         check(p + lin + ".tok_in", -BIAS_MAX, BIAS_MAX, "|tok_in| <= 2^61")
-        if header["method"] == "reactnet":
+        if not method_of(header["method"]).token_terms:
             for part in ("tok_in", "tok_out"):
                 if np.any(arrays[p + lin + "." + part]):
-                    errs.append(f"array {p}{lin}.{part} must be all 0 for method reactnet (no token terms)")
-    if header["method"] == "didb":
+                    errs.append(f"array {p}{lin}.{part} must be all 0 for method {header['method']} (no token terms)")
+    if method_of(header["method"]).attention == "hfsc_diba":
         check(p + "score.w", -SCORE_W_MAX, SCORE_W_MAX, "|score.w| <= 2^24")
         check(p + "ctx.vscale", -CTX_SCALE_MAX, CTX_SCALE_MAX, "|ctx.vscale| <= 2^44")
         check(p + "ctx.local", -CTX_SCALE_MAX, CTX_SCALE_MAX, "|ctx.local| <= 2^44")

@@ -17,7 +17,8 @@ import math
 import numpy as np
 
 from gsbsim.format.conventions import pack_bits, round_half_up
-from gsbsim.format.model_file import (ACT_LINEARS, ACT_METHODS, METHODS, SCORE_SHIFT, SLOPE_SHIFT, IntModel, exp_tables,
+from gsbsim.format.methods import ACT_LINEARS, Method, method_of
+from gsbsim.format.model_file import (SCORE_SHIFT, SLOPE_SHIFT, IntModel, exp_tables,
                          expected_arrays, validate)
 
 __all__ = ["random_model", "random_images", "exp_tables", "DEFAULT_SHIFTS"]
@@ -36,7 +37,7 @@ def _fixed(x, bits: int) -> np.ndarray:
     return round_half_up(np.asarray(x, dtype=np.float64) * 2.0 ** bits)
 
 
-def _act_block(rng: np.random.Generator, method: str, dims: dict, sh: dict, frac_bits: int,
+def _act_block(rng: np.random.Generator, m: Method, dims: dict, sh: dict, frac_bits: int,
                scale00: int) -> dict[str, np.ndarray]:
     """One block's §13 arrays (activation units; didb's HFSC and DIBA), z a few units 2^F around 0."""
     e, h, n, hd = dims["e"], dims["h"], dims["n"], dims["hd"]
@@ -53,14 +54,14 @@ def _act_block(rng: np.random.Generator, method: str, dims: dict, sh: dict, frac
         slope = rng.permutation(np.resize(np.array([0.25, 0.0, -0.5, 1.5, 3.0, 0.25]), ch))
         out[lin + ".slope"] = _fixed(slope, SLOPE_SHIFT)
         out[lin + ".out"] = _fixed(rng.normal(0, 0.2, ch), frac_bits)
-        token = method == "didb"
+        token = m.token_terms
         out[lin + ".tok_in"] = _fixed(rng.normal(0, 0.2, n) * token, s)
         out[lin + ".tok_out"] = _fixed(rng.normal(0, 0.2, n) * token, frac_bits)
     out["v.offset"] = _fixed(rng.normal(0, 0.3, e), frac_bits)
     # on z (§13.1): |z| < 2^30, so 2^30 is never reached and -2^30 always
     out["fc1.thr_hi"], out["fc1.thr_lo"] = _fc1_thresholds(rng, hd, one, 0.3 * one, 2 ** 30, -2 ** 30)
     spread = float(scale00) * math.sqrt(n)
-    if method == "reactnet":
+    if m.attention == "gsb":   # Q/K thresholds on z
         out["q.thr"] = _fixed(rng.normal(0, 0.3, e), frac_bits).astype(np.int32)
         out["k.thr"] = _fixed(rng.normal(0, 0.3, e), frac_bits).astype(np.int32)
     else:
@@ -110,13 +111,15 @@ def random_model(rng: np.random.Generator, *, img_size: int = 8, patch_size: int
     groups defaults to 3 for gsb and 1 for the other methods (reactnet and didb need 1);
     didb needs a square patch grid of at least 2 x 2.
     """
-    if method not in METHODS:
-        raise ValueError(f"random_model: method must be one of {', '.join(METHODS)}, got {method!r}")
+    try:
+        m = method_of(method)
+    except ValueError as e:
+        raise ValueError(f"random_model: {e}") from None
     if groups is None:
-        groups = 3 if method == "gsb" else 1
-    if method in ACT_METHODS and groups != 1:
-        raise ValueError(f"random_model: method {method} needs groups = 1, got {groups}")
-    if method == "didb" and patch_size >= 1 and img_size // patch_size < 2:
+        groups = m.default_groups
+    if m.fixed_groups is not None and groups != m.fixed_groups:
+        raise ValueError(f"random_model: method {method} needs groups = {m.fixed_groups}, got {groups}")
+    if m.attention == "hfsc_diba" and patch_size >= 1 and img_size // patch_size < 2:
         raise ValueError(f"random_model: didb needs a patch grid of at least 2 x 2, got img_size {img_size} "
                          f"and patch_size {patch_size}")
     ratios = [int(r) for r in ratios][: max(groups - 1, 0)]   # the first groups-1 ratios are used
@@ -182,8 +185,8 @@ def random_model(rng: np.random.Generator, *, img_size: int = 8, patch_size: int
         a[p + "fc2.weight"] = _weights(rng, e, hd)
         a[p + "fc2.mult"] = np.int64(_fixed(rng.uniform(0.5, 1.0) / math.sqrt(hd / 2), s))
         a[p + "fc2.bias"] = _fixed(rng.normal(0, 0.1, e), s)
-        if method in ACT_METHODS:
-            a.update({p + k: v for k, v in _act_block(rng, method, {"e": e, "h": h, "n": n, "hd": hd}, sh,
+        if m.act_unit:
+            a.update({p + k: v for k, v in _act_block(rng, m, {"e": e, "h": h, "n": n, "hd": hd}, sh,
                                                        frac_bits, int(scale[0, 0])).items()})
 
     k = sh["head_ln"]

@@ -15,7 +15,7 @@ Every traced tensor of the method is recorded under its gsbsim trace name (GSB_T
 """
 from __future__ import annotations
 
-from gsbsim.format.model_file import ACT_METHODS   # methods with the §13.1 activation unit
+from gsbsim.format.methods import method_of
 
 __all__ = ["block_cpp"]
 
@@ -236,8 +236,9 @@ _TAIL = """\
 
 def block_cpp(i: int, method: str) -> str:
     """The C++ function ``block_{i}`` of a generated top for a model of ``method``."""
-    act, didb = method in ACT_METHODS, method == "didb"
-    sections = {"reactnet": "§3-§8, §13.1", "didb": "§3-§8, §13"}.get(method, "§3-§8")
+    f = method_of(method)
+    act, didb = f.act_unit, f.attention == "hfsc_diba"
+    sections = "§3-§8, §13" if didb else "§3-§8, §13.1" if act else "§3-§8"
     parts = [_HEAD.replace("{sections}", sections),
              _QK_BUFFERS_DIDB if didb else _QK_BUFFERS, _BUFFERS, _BUFFERS_DIDB if didb else "", _STREAMS,
              _SCORE_STREAMS_DIDB if didb else _SCORE_STREAMS, _STREAMS_MLP, _Z_STREAMS if act else "", _LN1_QKV]

@@ -186,7 +186,7 @@ def report_text(project: Project, rep: CsimReport, images: int, build_s: float, 
     rows.append(f"build {build}{' (ASan+UBSan)' if sanitize else ''}, run {rep.run_s:.2f} s, {images} images")
     if rep.mismatch is not None:
         name, idx, got, want = rep.mismatch
-        producer = trace_producer(name, project.header.get("method", "gsb"))
+        producer = trace_producer(name, project.header["method"])
         rows.append(f"FAIL: MISMATCH {name}[{idx}]: got {got} expected {want} "
                     f"(layer {producer}, image {idx.split(',')[0]})")
     for name, got, want in rep.iter_differences:

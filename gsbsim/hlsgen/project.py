@@ -27,13 +27,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from gsbsim.engine import golden
+from gsbsim.engine.trace import trace_names
 from gsbsim.hw.costs import layers
 from gsbsim.hw.folding import Fold, FoldingError, cycle_report
 from gsbsim.hlsgen.blocks import block_cpp
 from gsbsim.hlsgen.toolchain import HlsEnvError, find_ap_types, library_include_dir
 from gsbsim.hlsgen.params import c_array, c_int, c_scalar, c_struct, finn_tiles, packed_rows_to_bits
-from gsbsim.format.model_file import ACT_METHODS, IntModel
+from gsbsim.format.methods import method_of
+from gsbsim.format.model_file import IntModel
 
 __all__ = ["HlsGenError", "Project", "generate", "load_project", "sha256_file", "layer_macro",
            "trace_specs", "trace_producer", "PROJECT_FILE", "DEFAULT_PART", "TOP_NAME"]
@@ -88,7 +89,7 @@ def trace_specs(header: Mapping[str, Any]) -> list[tuple[str, str, tuple[int, ..
              "head.q": ("int8", (2, e)), "head.acc": ("int32", (2, c)), "logits": ("int64", (c,)),
              "pred": ("int64", ())}
     out = []
-    for name in golden.trace_names(int(header["depth"]), header.get("method", "gsb")):
+    for name in trace_names(int(header["depth"]), header["method"]):
         if name.startswith("blocks."):
             dtype, shape = block[name.split(".", 2)[2]]
         else:
@@ -114,7 +115,7 @@ def trace_producer(name: str, method: str = "gsb") -> str:
     """The layer (cycle-model name) or elementwise stage whose output a trace tensor is."""
     if name.startswith("blocks."):
         _, i, rest = name.split(".", 2)
-        if method == "didb" and rest == "ctx":
+        if method_of(method).attention == "hfsc_diba" and rest == "ctx":
             return f"blocks.{i}.diba"           # blocks.{i}.av, then the DIBA terms
         return f"blocks.{i}.{_BLOCK_PRODUCER[rest]}"
     return _OTHER_PRODUCER[name]
@@ -211,7 +212,7 @@ def _config_h(model: IntModel, folding: Mapping[str, Fold], sha: str) -> str:
         "// mask ratio numerators over 256 of plane p (p >= 1: r_{p+1}); [0] unused (base/sign plane)",
         f"const int32_t PLANE_RATIO[G] = {{{', '.join(str(r) for r in ratios)}}};",
         *([f"const unsigned GRID = {model.img_size // model.patch_size};      // patch grid side (didb: "
-            "Haar split and DIBA Laplacian on the GRID x GRID patches)"] if model.header["method"] == "didb" else []),
+            "Haar split and DIBA Laplacian on the GRID x GRID patches)"] if model.features.attention == "hfsc_diba" else []),
         "",
         "// ---- fixed point (header 'shifts', 'frac_bits', 'ln_eps')",
         f"const unsigned FRAC_BITS = {model.frac_bits};",
@@ -291,8 +292,7 @@ def _block_params(model: IntModel, i: int, folding: Mapping[str, Fold]) -> str:
         return ",\n        ".join(", ".join(c_int(v, "int32_t") for v in values[k:k + 16])
                                   for k in range(0, len(values), 16))
     lo, hi = rows(blk["fc1.thr_lo"]), rows(blk["fc1.thr_hi"])
-    method = model.header["method"]
-    act, didb = method in ACT_METHODS, method == "didb"
+    act, didb = model.features.act_unit, model.features.attention == "hfsc_diba"
 
     def act_unit(lin: str, c: str, mult: str, bias: str) -> str:
         return c_struct(f"gsb::ActUnit<{c}, N>", f"{p}{lin}_act_unit",

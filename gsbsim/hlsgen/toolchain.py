@@ -39,8 +39,9 @@ class HlsEnvError(RuntimeError):
 
 
 def repo_hls_dir() -> Path:
-    """The repository's ``hls/`` directory (kernel library and testbenches)."""
-    return Path(__file__).resolve().parents[2] / "hls"
+    """The ``hls/`` directory (kernel library and testbenches): the package's ``library`` (a link to the
+    repository's ``hls/`` in a checkout, the copied files in an installed wheel), resolved."""
+    return (Path(__file__).parent / "library").resolve()
 
 
 def library_include_dir() -> Path:

@@ -25,7 +25,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from gsbsim.format.model_file import ACT_METHODS, EXP_LO_SIZE, METHODS, exp_hi_length
+from gsbsim.format.methods import METHOD_NAMES, block_arrays, method_of
+from gsbsim.format.model_file import EXP_LO_SIZE, exp_hi_length
 
 __all__ = [
     "CostModelError", "Layer", "Param", "Tensor", "CostReport", "Shape",
@@ -60,13 +61,18 @@ class Shape:
     groups: int
     class_heads: int = 2   # our distilled model: head (token 0) + head_dist (token 1)
     mask_stat: str = "row"
-    method: str = "gsb"    # reactnet/didb add the activation units, didb HFSC and DIBA (spec §13)
+    method: str = "gsb"    # a row of gsbsim/format/methods.py: its features set the §13 costs
     prob: int = 16         # shifts.prob: the length of didb's exp_hi table
 
     @property
     def act(self) -> bool:
         """True for the methods with an activation unit after every binary linear."""
-        return self.method in ACT_METHODS
+        return method_of(self.method).act_unit
+
+    @property
+    def hfsc(self) -> bool:
+        """True for the hfsc_diba attention: two band score maps per head (§13.2)."""
+        return method_of(self.method).attention == "hfsc_diba"
 
     @property
     def head_dim(self) -> int:
@@ -110,11 +116,14 @@ def shape_of(header: Mapping[str, Any]) -> Shape:
     mask_stat = header.get("mask_stat", "row")
     if mask_stat not in ("row", "image"):
         raise CostModelError(f"header key 'mask_stat' must be 'row' or 'image', got {mask_stat!r}")
-    method = header.get("method", "gsb")
-    if method not in METHODS:
-        raise CostModelError(f"header key 'method' must be one of {', '.join(METHODS)}, got {method!r}")
-    if method in ACT_METHODS and vals["groups"] != 1:
-        raise CostModelError(f"header key 'groups' must be 1 for method {method}, got {vals['groups']}")
+    if "method" not in header:   # never a silent default: a header without its method is broken
+        raise CostModelError(f"header has no 'method' (one of {', '.join(METHOD_NAMES)})")
+    method = header["method"]
+    if method not in METHOD_NAMES:
+        raise CostModelError(f"header key 'method' must be one of {', '.join(METHOD_NAMES)}, got {method!r}")
+    fixed = method_of(method).fixed_groups
+    if fixed is not None and vals["groups"] != fixed:
+        raise CostModelError(f"header key 'groups' must be {fixed} for method {method}, got {vals['groups']}")
     shifts = header.get("shifts") or {}
     prob = _int_key(shifts, "prob", 0) if "prob" in shifts else 16
     s = Shape(**vals, class_heads=class_heads, mask_stat=mask_stat, method=method, prob=prob)
@@ -219,7 +228,7 @@ def layers(header: Mapping[str, Any]) -> list[Layer]:
     s = shape_of(header)
     E, N, d, Hd, H, G = s.embed_dim, s.num_tokens, s.head_dim, s.mlp_hidden, s.num_heads, s.groups
     acc_e, acc_hd = acc_bits_signed(E), acc_bits_signed(Hd)
-    bands = 2 if s.method == "didb" else 1
+    bands = 2 if s.hfsc else 1
     out = [Layer("patch", "patch", "8-bit", "int8×int8", mh=E, mw=s.patch_k, vectors=s.num_patches,
                  weight_bits_each=8, input_bits=8,
                  acc_bits=acc_bits_signed(128 * 127 * s.patch_k), weight_params=E * s.patch_k)]
@@ -282,49 +291,20 @@ def parameters(header: Mapping[str, Any]) -> list[Param]:
     out = [P("patch.weight", (E, s.patch_k), "int8", "8-bit"),
            P("patch.mult", (E,), "int64", "fixed"), P("patch.bias", (E,), "int64", "fixed"),
            P("pos", (N, E), "int32", "fixed"), P("tokens", (s.extra_tokens, E), "int32", "fixed")]
+    sizes = {"E": E, "E3": 3 * E, "Hd": Hd, "H": H, "N": N, "d1": d + 1, "G": G, "exp_lo": EXP_LO_SIZE,
+             "exp_hi": exp_hi_length(s.prob)}
+    block = [(name, dtype, tuple(sizes[r] if isinstance(r, str) and not r.startswith("words:") else
+                                 sizes[r[6:]] if isinstance(r, str) else r for r in rule))
+             for name, dtype, rule in block_arrays(s.method)]
     for i in range(s.depth):
-        b = f"blocks.{i}."
-        out += [P(b + "ln1.sign", (E,), "int8", "fixed"), P(b + "ln1.thr", (E,), "int64", "fixed"),
-                P(b + "qkv.weight", (3 * E, E), "uint64", "binary"),
-                P(b + "q.thr", (E,), "int32", "fixed"), P(b + "k.thr", (E,), "int32", "fixed"),
-                P(b + "v.offset", (E,), "int64", "fixed"),
-                P(b + "exp_lut", (d + 1,), "int64", "fixed"),
-                P(b + "att_bias", (H, N, N), "int32", "fixed"),
-                P(b + "a.thr1", (), "int64", "fixed"),
-                P(b + "ctx.scale", (G, G), "int64", "fixed"),
-                P(b + "proj.in_thr", (E,), "int64", "fixed"),
-                P(b + "proj.weight", (E, E), "uint64", "binary"),
-                P(b + "proj.mult", (), "int64", "fixed"), P(b + "proj.bias", (E,), "int64", "fixed"),
-                P(b + "ln2.sign", (E,), "int8", "fixed"), P(b + "ln2.thr", (E,), "int64", "fixed"),
-                P(b + "fc1.weight", (Hd, E), "uint64", "binary"),
-                P(b + "fc1.thr_hi", (Hd,), "int32", "fixed"), P(b + "fc1.thr_lo", (Hd,), "int32", "fixed"),
-                P(b + "fc2.weight", (E, Hd), "uint64", "binary"),
-                P(b + "fc2.mult", (), "int64", "fixed"), P(b + "fc2.bias", (E,), "int64", "fixed")]
-        if s.act:
-            out = _method_parameters(s, b, out)
+        out += [P(f"blocks.{i}.{name}", shape, dtype, "binary" if dtype == "uint64" else "fixed")
+                for name, dtype, shape in block]
     heads = [("norm", "head"), ("head_dist_norm", "head_dist")][:s.class_heads]
     for norm, head in heads:
         out += [P(norm + ".gain", (E,), "int64", "fixed"), P(norm + ".offset", (E,), "int64", "fixed")]
     for _, head in heads:
         out += [P(head + ".weight", (C, E), "int8", "8-bit"), P(head + ".mult", (), "int64", "fixed")]
     out.append(P("logit.bias", (C,), "int64", "fixed"))
-    return out
-
-
-def _method_parameters(s: Shape, b: str, out: list[Param]) -> list[Param]:
-    """Block b's parameters for reactnet/didb (spec §13): the activation units; didb's HFSC and DIBA."""
-    E, N, Hd, H = s.embed_dim, s.num_tokens, s.mlp_hidden, s.num_heads
-    fixed = lambda name, shape: Param(b + name, shape, "int64", "fixed")   # noqa: E731
-    out = out + [fixed("qkv.mult", ()), fixed("qkv.bias", (3 * E,)), fixed("fc1.mult", ()), fixed("fc1.bias", (Hd,))]
-    for lin, ch in (("qkv", 3 * E), ("proj", E), ("fc1", Hd), ("fc2", E)):
-        out += [fixed(lin + ".tok_in", (N,)), fixed(lin + ".tok_out", (N,)), fixed(lin + ".slope", (ch,)),
-                fixed(lin + ".out", (ch,))]
-    if s.method != "didb":
-        return out
-    out = [p for p in out if p.name[len(b):] not in ("q.thr", "k.thr", "exp_lut")]
-    out += [fixed(n, (E,)) for n in ("q.thr_low", "q.thr_high", "k.thr_low", "k.thr_high")]
-    out += [fixed("score.w", (2, H)), fixed("exp_lo", (EXP_LO_SIZE,)), fixed("exp_mid", (EXP_LO_SIZE,)),
-            fixed("exp_hi", (exp_hi_length(s.prob),)), fixed("ctx.vscale", ()), fixed("ctx.local", (H,))]
     return out
 
 
@@ -355,7 +335,7 @@ def elementwise(header: Mapping[str, Any]) -> dict[str, int]:
     }
     if s.act:   # spec §13.4: 4 ops per activation-unit element (multiply-add, compare, slope multiply, add)
         out["act_units"] = L * 4 * N * (3 * E + E + Hd + E)
-    if s.method == "didb":
+    if s.hfsc:
         out["thresholds"] += L * 2 * NE          # the Q and K bits of both bands
         out["haar"] = L * 4 * 2 * NE             # 4 adds per Q and per K element
         out["hfsc_combine"] = L * HNN            # S = wL*scL + wH*scH, one per score
@@ -383,7 +363,7 @@ def _activation_tensors(s: Shape, names: list[str]) -> list[Tensor]:
         b = f"blocks.{i}."
         qkv, qk, av = idx[b + "qkv"], idx[b + "qk"], idx[b + "av"]
         proj, fc1, fc2 = idx[b + "proj"], idx[b + "fc1"], idx[b + "fc2"]
-        bands = 2 if s.method == "didb" else 1
+        bands = 2 if s.hfsc else 1
         ts += [Tensor(b + "ln1.bits", NE, qkv, qkv),
                Tensor(b + "q.bits", bands * NE, qkv, qk), Tensor(b + "k.bits", bands * NE, qkv, qk),
                Tensor(b + "v.planes", G * NE, qkv, av),

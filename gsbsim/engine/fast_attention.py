@@ -1,0 +1,247 @@
+"""§4-§6 of the fast path in one jitted call per block: Q/K bits and value codes, Q.K^T popcounts, the
+fixed-point softmax with one reciprocal per row, the attention planes, the GSB context and the proj input bits."""
+from __future__ import annotations
+
+
+import numpy as np
+from numba import njit
+
+from gsbsim.engine.kernels import context_head, context_workspace, pack_row
+from gsbsim.engine.popcnt import cycle_counter, popcount64
+from gsbsim.engine.fast_ops import INLINE, JIT
+
+
+#: the phases of ``gsb_attention_batch`` that ``forward_profiled`` reports separately
+ATTENTION_PHASES = ("attention: split q/k/v", "attention: scores+softmax+planes", "attention: A.V context",
+                    "attention: ctx thresholds")
+
+# ============================================================================ attention (§4-§6)
+# Inner loops below index 1-D slices by the bare loop variable: an index LLVM cannot prove
+# non-negative (e.g. row[2*e + c0 + j]) keeps Numba's negative-index wraparound select and
+# stops vectorisation.
+@njit(**JIT)
+def _split_image(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, image_stat,
+                 qb, kb, vqb, codes, tmp):
+    """§4 for one image: packed Q bits qb [H, N, W(d)], K bits kb, Vq vqb int64 [H, N, d] and the
+    value planes as codes [H, N, d] (bit 0 = sign s, bit k = mask M_{k+1}); tmp int64 [d] scratch."""
+    d = vqb.shape[2]
+    e = heads * d
+    g1 = ratios.shape[0]
+    for t in range(n_tok):
+        row = acc[r0 + t]
+        for h in range(heads):
+            c0 = h * d
+            qt = q_thr[c0:c0 + d]
+            kt = k_thr[c0:c0 + d]
+            pack_row(row[c0:c0 + d], qt, qt, False, qb[h, t])
+            pack_row(row[e + c0:e + c0 + d], kt, kt, False, kb[h, t])
+            src = row[2 * e + c0:2 * e + c0 + d]
+            off = v_off[c0:c0 + d]
+            vrow = vqb[h, t]
+            for j in range(d):
+                vrow[j] = np.int64(src[j]) * vscale + off[j]
+    mx_img, mn_img = vqb[0, 0, 0], vqb[0, 0, 0]
+    if image_stat:
+        for h in range(heads):
+            for t in range(n_tok):
+                vrow = vqb[h, t]
+                for j in range(d):
+                    mx_img = max(mx_img, vrow[j])
+                for j in range(d):
+                    mn_img = min(mn_img, vrow[j])
+    for h in range(heads):
+        for t in range(n_tok):
+            vrow = vqb[h, t]
+            mx, mn = mx_img, mn_img
+            if not image_stat:
+                mx, mn = vrow[0], vrow[0]
+                for j in range(d):
+                    mx = max(mx, vrow[j])
+                for j in range(d):
+                    mn = min(mn, vrow[j])
+            for j in range(d):
+                tmp[j] = np.int64(vrow[j] >= 0)
+            for kk in range(g1):
+                # 256*v > r*mx  <=>  v > floor(r*mx/256);  256*v < r*mn  <=>  v < ceil(r*mn/256)
+                hi = (ratios[kk] * mx) >> 8
+                lo = -((-ratios[kk] * mn) >> 8)
+                for j in range(d):
+                    tmp[j] |= np.int64((vrow[j] > hi) | (vrow[j] < lo)) << (kk + 1)
+            crow = codes[h, t]
+            for j in range(d):
+                crow[j] = np.uint8(tmp[j])
+
+
+@njit(**INLINE)
+def _pack_ge_scalar(vals, thr, out_row):
+    """out_row bits = vals >= thr (one threshold for the row), pads 0."""
+    n = vals.shape[0]
+    full = n // 64
+    for w in range(full):
+        base = w * 64
+        bits = np.uint64(0)
+        for b in range(64):
+            bits |= np.uint64(vals[base + b] >= thr) << np.uint64(b)
+        out_row[w] = bits
+    if n > full * 64:
+        base = full * 64
+        bits = np.uint64(0)
+        for b in range(n - base):
+            bits |= np.uint64(vals[base + b] >= thr) << np.uint64(b)
+        out_row[full] = bits
+
+
+@njit(**INLINE)
+def _mask_row(arow, amax, ratios, planes_h, counts_h, i):
+    """§5 mask planes of row i, M_k = 256*A > r_k*amax (<=> A >= floor(r_k*amax/256) + 1), then
+    the popcounts of all the row's planes (b1 included)."""
+    g1 = ratios.shape[0]
+    for kk in range(g1):
+        _pack_ge_scalar(arow, ((ratios[kk] * amax) >> 8) + 1, planes_h[kk + 1, i])
+    for a in range(g1 + 1):
+        words = planes_h[a, i]
+        c = 0
+        for w in range(words.shape[0]):
+            c += popcount64(words[w])
+        counts_h[a, i] = c
+
+
+@njit(**INLINE)
+def probabilities_row(ebuf, r, half, ush, brow, arow):
+    """§5 from R = floor(2^recip / Z) on, shared with didb's softmax (gsbsim.fast_methods):
+    arow[j] = ((e_j*R + half) >> ush) + brow[j] for the row's exp values e_j = ebuf[j], j < len(arow).
+
+    The exp tables hold 0 <= e <= 2^prob <= 2^30, so e*R <= 2^recip < 2^63: unsigned arithmetic
+    is exact and vectorises; when R fits 32 bits (R <= 2^(recip-prob): usually) the product is
+    one 32x32 -> 64-bit vector multiply.
+    """
+    n = arow.shape[0]
+    if r < 2 ** 32:
+        r32 = np.uint64(np.uint32(r))
+        for t in range(n):
+            arow[t] = np.int64((np.uint64(np.uint32(ebuf[t])) * r32 + half) >> ush) + np.int64(brow[t])
+    else:
+        ur = np.uint64(r)
+        for t in range(n):
+            arow[t] = np.int64((np.uint64(ebuf[t]) * ur + half) >> ush) + np.int64(brow[t])
+
+
+@njit(**JIT)
+def _softmax_head(qh, kh, d, exp_lut, bias, shift, one_r, thr1, ratios, image_stat, a_out, planes_h, counts_h,
+                  scores, b, h, trace, rowmax, pcs, ebuf):
+    """§4 scores and §5 softmax and planes of one head: A = P + att_bias into a_out int64 [N, N]
+    (or [1, N], one row reused, when A is not kept), the planes packed along keys into
+    planes_h [G, N, W(N)] with their popcounts counts_h [G, N], and the row maxima. With the
+    image statistic only b1 is packed here (the masks need the maximum over all heads:
+    _mask_planes_head).
+
+    m_j = (smax - sc_j)/2 is popcount_j - min popcount: one table lookup e_j = exp_lut[m_j]
+    per key (unsigned index: no wraparound code), one reciprocal per row, then vector
+    arithmetic; the planes are packed while the row is in L1.
+    """
+    n, wd = qh.shape
+    half = np.uint64(1) << np.uint64(shift - 1)
+    ush = np.uint64(shift)
+    for i in range(n):
+        q = qh[i]
+        x = q[0]
+        for t in range(n):
+            pcs[t] = popcount64(x ^ kh[t, 0])
+        for w in range(1, wd):
+            x = q[w]
+            for t in range(n):
+                pcs[t] += popcount64(x ^ kh[t, w])
+        pmin = pcs[0]
+        for t in range(n):
+            pmin = min(pmin, pcs[t])
+        if trace:
+            for t in range(n):
+                scores[b, h, i, t] = np.int32(d - 2 * pcs[t])
+        z = np.int64(0)
+        for t in range(n):
+            e = exp_lut[np.uint64(pcs[t] - pmin)]
+            ebuf[t] = e
+            z += e
+        arow = a_out[i if a_out.shape[0] > 1 else 0]      # one row buffer when A is not kept
+        probabilities_row(ebuf, one_r // z, half, ush, bias[i], arow)
+        amax = arow[0]
+        for t in range(n):
+            amax = max(amax, arow[t])
+        rowmax[i] = amax
+        _pack_ge_scalar(arow, thr1, planes_h[0, i])
+        if not image_stat:
+            _mask_row(arow, amax, ratios, planes_h, counts_h, i)
+
+
+@njit(**JIT)
+def _mask_planes_head(a_h, amax, ratios, planes_h, counts_h):
+    """The image statistic's mask planes of one head (after every head's softmax) and counts."""
+    for i in range(a_h.shape[0]):
+        _mask_row(a_h[i], amax, ratios, planes_h, counts_h, i)
+
+
+@njit(**JIT)
+def gsb_attention_batch(acc, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, image_stat, exp_lut, att_bias,
+               prob, recip, thr1, scale, in_thr, trace, av_strategy, ticks):
+    """§4-§6 of one block for the whole batch, from the qkv accumulators acc int32 [B*N, 3E].
+
+    Returns (Q bits [B, H, N, W(d)], K bits, Vq [B|1, H, N, d], value codes [B, H, N, d],
+    scores [B|0, H, N, N], A [B|1, H, N|1, N], attention planes [B, H, G, N, W(N)],
+    ctx int64 [B*N, E], proj input bits [B*N, W(E)]); "B|1" arrays hold every image only
+    when tracing (else the current image's scratch), A keeps every row only when tracing
+    or for the image statistic. ticks int64 [len(ATTENTION_PHASES)]
+    accumulates the CPU cycles spent in each phase.
+    """
+    rows, e3 = acc.shape
+    e = e3 // 3
+    b_n = rows // n_tok
+    d = e // heads
+    g = ratios.shape[0] + 1
+    wd, wn = (d + 63) // 64, (n_tok + 63) // 64
+    tb = b_n if trace else 1
+    keep_rows = n_tok if trace or image_stat else 1      # A rows kept: for the trace / the image maximum
+    q = np.zeros((b_n, heads, n_tok, wd), dtype=np.uint64)
+    k = np.zeros((b_n, heads, n_tok, wd), dtype=np.uint64)
+    vq = np.empty((tb, heads, n_tok, d), dtype=np.int64)
+    codes = np.empty((b_n, heads, n_tok, d), dtype=np.uint8)
+    scores = np.empty((b_n if trace else 0, heads, n_tok, n_tok), dtype=np.int32)
+    probs = np.empty((tb, heads, keep_rows, n_tok), dtype=np.int64)
+    planes = np.zeros((b_n, heads, g, n_tok, wn), dtype=np.uint64)
+    ctx = np.empty((rows, e), dtype=np.int64)
+    pin = np.zeros((rows, (e + 63) // 64), dtype=np.uint64)
+    counts = np.empty((heads, g, n_tok), dtype=np.int64)
+    rowmax = np.empty((heads, n_tok), dtype=np.int64)
+    pcs = np.empty(n_tok, dtype=np.int64)
+    ebuf = np.empty(n_tok, dtype=np.int64)
+    tmp = np.empty(d, dtype=np.int64)
+    shift = np.int64(recip - prob)
+    one_r = np.int64(1) << np.int64(recip)
+    ws = context_workspace(scale, n_tok, d)
+    for b in range(b_n):
+        s = b if trace else 0
+        r0 = b * n_tok
+        c0 = cycle_counter()
+        _split_image(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, image_stat,
+                     q[b], k[b], vq[s], codes[b], tmp)
+        c1 = cycle_counter()
+        for h in range(heads):
+            _softmax_head(q[b, h], k[b, h], d, exp_lut, att_bias[h], shift, one_r, thr1, ratios, image_stat,
+                          probs[s, h], planes[b, h], counts[h], scores, b, h, trace, rowmax[h], pcs, ebuf)
+        if image_stat:
+            amax = rowmax[0, 0]
+            for h in range(heads):
+                for i in range(n_tok):
+                    amax = max(amax, rowmax[h, i])
+            for h in range(heads):
+                _mask_planes_head(probs[s, h], amax, ratios, planes[b, h], counts[h])
+        c2 = cycle_counter()
+        for h in range(heads):
+            context_head(planes[b, h], counts[h], codes[b, h], scale, n_tok, ctx, r0, h * d, av_strategy, ws)
+        c3 = cycle_counter()
+        for r in range(r0, r0 + n_tok):
+            pack_row(ctx[r], in_thr, in_thr, False, pin[r])
+        ticks[0] += c1 - c0
+        ticks[1] += c2 - c1
+        ticks[2] += c3 - c2
+        ticks[3] += cycle_counter() - c3
+    return q, k, vq, codes, scores, probs, planes, ctx, pin

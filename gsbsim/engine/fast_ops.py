@@ -1,0 +1,292 @@
+"""Jitted row kernels of the fast path outside the attention (Numba): LayerNorm -> packed bits with the exact
+integer square root, the patch embedding's requantization, the residual add fused with the next LayerNorm,
+the heads; and the small helpers every fast module shares (jit options, overflow raising, unpacking)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from gsbsim.engine import errors
+from gsbsim.format.conventions import unpack_bits
+from gsbsim.engine.errors import (IntegerOverflowError, overflow_message)
+
+
+JIT = dict(cache=True, nogil=True, boundscheck=False)
+INLINE = dict(inline="always", nogil=True, boundscheck=False)
+LN_LIMIT = np.int64(errors.LN_LIMIT)
+I32_MIN, I32_MAX = np.int64(errors.INT32_MIN), np.int64(errors.INT32_MAX)
+# ============================================================================ LayerNorm
+@njit(**JIT)
+def _isqrt(v):
+    """floor(sqrt(v)) for 0 <= v < 2^62 (float guess, then exact integer correction)."""
+    r = np.int64(np.sqrt(np.float64(v)))
+    while r * r > v:
+        r -= 1
+    while (r + 1) * (r + 1) <= v:
+        r += 1
+    return r
+
+
+@njit(**INLINE)
+def _ln_stats(row, eps, fast_lim):
+    """(S1, sigma) of one row of X; sigma = -1 when E*S2 + eps >= 2^62 (spec §1).
+
+    When max|x| <= fast_lim, E^2 * max|x|^2 + eps < 2^62, so plain int64 sums cannot
+    overflow and the loops vectorise; otherwise the exact checked loop decides.
+    """
+    e = row.shape[0]
+    big = np.int64(0)
+    for c in range(e):
+        big = max(big, abs(np.int64(row[c])))
+    s1 = np.int64(0)
+    s2 = np.int64(0)
+    if big <= fast_lim:
+        for c in range(e):
+            v = np.int64(row[c])
+            s1 += v
+            s2 += v * v
+        return s1, _isqrt(e * s2 - s1 * s1 + eps)
+    for c in range(e):
+        v = np.int64(row[c])
+        s1 += v
+        s2 += v * v              # s2 < 2^62 before, v*v <= 2^62: no wrap
+        if s2 >= LN_LIMIT:
+            return s1, np.int64(-1)
+    if s2 > (LN_LIMIT - 1 - eps) // e:
+        return s1, np.int64(-1)
+    return s1, _isqrt(e * s2 - s1 * s1 + eps)
+
+
+@njit(**INLINE)
+def _ln_word(row, s1, sigma, sign, thr, lp, ln_shift, base, width):
+    """Bits b < width: sign*2^ln * (E*x - S1) >= thr * sigma for channel c = base + b.
+
+    lp = _ln_params(sign, thr). When narrow (a valid model: signs -1/0/+1, thresholds in
+    int32) the sign is applied as masks (negate: (v ^ neg) - neg, zero: & keep) and every
+    product is 32x32 -> 64 bits, which AVX2 multiplies natively (not 64x64); otherwise
+    the general int64 products (wrapping like numpy's, as the golden path).
+    """
+    narrow, neg, keep, thr32 = lp
+    e = row.shape[0]
+    bits = np.uint64(0)
+    if narrow:
+        e32 = np.int32(e)
+        sig32 = np.int32(sigma)
+        for b in range(width):
+            c = base + b
+            dl = (np.int64(e32) * np.int64(row[c]) - s1) << ln_shift
+            lhs = ((dl ^ neg[c]) - neg[c]) & keep[c]
+            bits |= np.uint64(lhs >= np.int64(thr32[c]) * np.int64(sig32)) << np.uint64(b)
+    else:
+        for b in range(width):
+            c = base + b
+            lhs = np.int64(sign[c]) * (e * np.int64(row[c]) - s1) * (np.int64(1) << ln_shift)
+            bits |= np.uint64(lhs >= thr[c] * sigma) << np.uint64(b)
+    return bits
+
+
+@njit(**INLINE)
+def _ln_params(sign, thr):
+    """(narrow, neg, keep, thr32): narrow when every sign is -1, 0 or +1 and every threshold
+    fits int32 (a valid model); neg = -1 where sign < 0, keep = -1 where sign != 0 (int64)."""
+    e = sign.shape[0]
+    neg = np.empty(e, dtype=np.int64)
+    keep = np.empty(e, dtype=np.int64)
+    thr32 = np.empty(e, dtype=np.int32)
+    narrow = True
+    for c in range(e):
+        narrow &= (sign[c] >= -1) & (sign[c] <= 1) & (thr[c] >= -2 ** 31) & (thr[c] < 2 ** 31)
+        neg[c] = -np.int64(sign[c] < 0)
+        keep[c] = -np.int64(sign[c] != 0)
+        thr32[c] = np.int32(thr[c])
+    return narrow, neg, keep, thr32
+
+
+@njit(**INLINE)
+def _ln_row(row, sign, thr, lp, ln_shift, eps, fast_lim, orow):
+    """§3 on one row into packed bits orow; False when E*S2 + eps reaches 2^62 (otherwise
+    sigma < 2^31: spec §1)."""
+    e = row.shape[0]
+    full = e // 64
+    s1, sigma = _ln_stats(row, eps, fast_lim)
+    if sigma < 0:
+        return False
+    for w in range(full):
+        orow[w] = _ln_word(row, s1, sigma, sign, thr, lp, ln_shift, w * 64, 64)
+    if e > full * 64:
+        orow[full] = _ln_word(row, s1, sigma, sign, thr, lp, ln_shift, full * 64, e - full * 64)
+    return True
+
+
+@njit(**JIT)
+def ln_bits_rows(x, sign, thr, ln_shift, eps, fast_lim, out):
+    """§3 on every row of X int32 [M, E] into packed bits out uint64 [M, W(E)] (sign int8 [E],
+    thr int64 [E]). Returns the first row whose E*S2 + eps reaches 2^62, or -1."""
+    lp = _ln_params(sign, thr)
+    for m in range(x.shape[0]):
+        if not _ln_row(x[m], sign, thr, lp, ln_shift, eps, fast_lim, out[m]):
+            return m
+    return -1
+
+
+def fast_limit(e: int, eps: int) -> int:
+    """Largest |x| with E^2 * x^2 + eps < 2^62 (-1 if none): rows below it skip the checks."""
+    room = (2 ** 62 - 1 - eps) // (e * e)
+    return math.isqrt(room) if room >= 0 else -1
+
+
+# ============================================================================ embedding, residual, heads
+@njit(**INLINE)
+def _first_outside_int32(vals):
+    """Index of the first value outside int32 in a 1-D int64 array, or -1."""
+    for o in range(vals.shape[0]):
+        if vals[o] < I32_MIN or vals[o] > I32_MAX:
+            return o
+    return -1
+
+
+@njit(**INLINE)
+def _store_int32(vals, out_row):
+    """out_row = vals as int32; True when some value left int32 (checked without branches)."""
+    lo = vals[0]
+    hi = vals[0]
+    for o in range(vals.shape[0]):
+        lo = min(lo, vals[o])
+    for o in range(vals.shape[0]):
+        hi = max(hi, vals[o])
+    for o in range(vals.shape[0]):
+        out_row[o] = np.int32(vals[o])
+    return lo < I32_MIN or hi > I32_MAX
+
+
+@njit(**JIT)
+def embed_rows(acc, mult, bias, pos, tokens, shift, b_n):
+    """§2 from the patch accumulators acc int32 [B*T, E]: X int32 [B*N, E], first bad flat index or -1, value."""
+    t_n, e = acc.shape[0] // b_n, acc.shape[1]
+    n = t_n + 2
+    x = np.empty((b_n * n, e), dtype=np.int32)
+    vals = np.empty(e, dtype=np.int64)
+    half = np.int64(1) << np.int64(shift - 1)
+    sh = np.int64(shift)
+    for b in range(b_n):
+        for t in range(n):
+            p = pos[t]
+            if t < 2:
+                tok = tokens[t]
+                for o in range(e):
+                    vals[o] = np.int64(tok[o]) + np.int64(p[o])
+            else:
+                a = acc[b * t_n + t - 2]
+                for o in range(e):
+                    vals[o] = ((np.int64(a[o]) * mult[o] + bias[o] + half) >> sh) + np.int64(p[o])
+            if _store_int32(vals, x[b * n + t]):
+                o = _first_outside_int32(vals)
+                return x, (b * n + t) * e + o, vals[o]
+    return x, -1, np.int64(0)
+
+
+@njit(**INLINE)
+def _residual_row(xr, ar, mult, bias, half, sh, vals, orow):
+    """orow = X + rq(acc, mult, bias[o], shift) as int32; True when a value left int32."""
+    for o in range(vals.shape[0]):
+        vals[o] = np.int64(xr[o]) + ((np.int64(ar[o]) * mult + bias[o] + half) >> sh)
+    return _store_int32(vals, orow)
+
+
+@njit(**JIT)
+def residual_add_rows(x, acc, mult, bias, shift):
+    """§7: X + rq(acc, mult, bias[o], shift) as int32 [M, E]; first bad flat index (or -1), its value."""
+    m_n, e = x.shape
+    out = np.empty((m_n, e), dtype=np.int32)
+    vals = np.empty(e, dtype=np.int64)
+    half = np.int64(1) << np.int64(shift - 1)
+    sh = np.int64(shift)
+    for m in range(m_n):
+        if _residual_row(x[m], acc[m], mult, bias, half, sh, vals, out[m]):
+            o = _first_outside_int32(vals)
+            return out, m * e + o, vals[o]
+    return out, -1, np.int64(0)
+
+
+@njit(**JIT)
+def residual_ln_rows(x, acc, mult, bias, shift, sign, thr, ln_shift, eps, fast_lim, bits):
+    """residual_add_rows, then §3 of the next LayerNorm on each new row while it is in cache.
+
+    Returns (X int32 [M, E], first bad flat index of the residual or -1, its value, first
+    LayerNorm-overflow row or -1). A residual overflow anywhere wins (layers are checked in
+    order over the whole batch), so the rows are processed to the first residual overflow.
+    """
+    m_n, e = x.shape
+    out = np.empty((m_n, e), dtype=np.int32)
+    vals = np.empty(e, dtype=np.int64)
+    half = np.int64(1) << np.int64(shift - 1)
+    sh = np.int64(shift)
+    lp = _ln_params(sign, thr)
+    ln_bad = -1
+    for m in range(m_n):
+        if _residual_row(x[m], acc[m], mult, bias, half, sh, vals, out[m]):
+            o = _first_outside_int32(vals)
+            return out, m * e + o, vals[o], ln_bad
+        if not _ln_row(out[m], sign, thr, lp, ln_shift, eps, fast_lim, bits[m]) and ln_bad < 0:
+            ln_bad = m
+    return out, -1, np.int64(0), ln_bad
+
+
+@njit(**JIT)
+def head_input_rows(x, tok, n_tok, gain, offset, k, eps):
+    """§9: int8 head inputs q [B, E] of token `tok` of X [B*N, E]; first bad image (or -1)."""
+    e = x.shape[1]
+    b_n = x.shape[0] // n_tok
+    q = np.empty((b_n, e), dtype=np.int8)
+    for b in range(b_n):
+        row = x[b * n_tok + tok]
+        s1, sigma = _ln_stats(row, eps, -1)
+        if sigma < 0:
+            return q, b
+        den = sigma << np.int64(k)
+        for c in range(e):
+            d = e * np.int64(row[c]) - s1
+            num = gain[c] * d + offset[c] * sigma
+            v = (2 * num + den) // (2 * den)
+            q[b, c] = np.int8(min(max(v, -128), 127))
+    return q, -1
+
+
+@njit(**JIT)
+def head_logit_rows(q, w_head, w_dist, mult_head, mult_dist, bias):
+    """§9: head accumulators int32 [B, 2, C], logits int64 [B, C] and predictions int64 [B]."""
+    b_n = q.shape[0]
+    c_n, e = w_head.shape
+    acc = np.empty((b_n, 2, c_n), dtype=np.int32)
+    logits = np.empty((b_n, c_n), dtype=np.int64)
+    pred = np.empty(b_n, dtype=np.int64)
+    for b in range(b_n):
+        best = 0
+        for c in range(c_n):
+            s0 = np.int64(0)
+            s1 = np.int64(0)
+            for j in range(e):
+                s0 += np.int64(w_head[c, j]) * np.int64(q[b, 0, j])
+                s1 += np.int64(w_dist[c, j]) * np.int64(q[b, 1, j])
+            acc[b, 0, c] = np.int32(s0)
+            acc[b, 1, c] = np.int32(s1)
+            logits[b, c] = s0 * mult_head + s1 * mult_dist + bias[c]
+            if logits[b, c] > logits[b, best]:
+                best = c
+        pred[b] = best
+    return acc, logits, pred
+
+
+# ============================================================================ the forward pass
+def raise_overflow(where: str, what: str, flat: int, shape: tuple[int, ...], value=None) -> None:
+    raise IntegerOverflowError(overflow_message(where, what, np.unravel_index(flat, shape), value))
+
+
+def unpack(words: np.ndarray, k: int) -> np.ndarray:
+    return unpack_bits(words, k).astype(np.uint8)
+
+
+def transposed(w: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(w.T)

@@ -1,0 +1,1 @@
+"""Shared test harness (not test modules): engines.py compares golden and fast, derives edited models."""
