@@ -282,7 +282,7 @@ def export_verified(model: BinaryDeiT, calib_images: torch.Tensor, images: np.nd
     agrees on fewer than `min_agreement` of the images or flips a constant-token bit
     (min_agreement 0: report only).
     """
-    from gsbsim.engine.golden import IntegerOverflowError
+    from gsbsim.engine.errors import IntegerOverflowError
     from gsbsim.format.model_file import ModelFileError
     from .verify import verify, weights_sha256
     f_max = calibrate_frac_bits(model, calib_images)
