@@ -3,7 +3,9 @@
     python -m reference.agreement --checkpoint runs/digits/stage2/best.pt --model m.npz
 
 Runs the PyTorch stage-2 model and gsbsim's integer model on the same split and reports
-top-1 of each and the fraction of images on which their predictions agree.
+top-1 of each and the fraction of images on which their predictions agree; with --layers N,
+the equal bits per binarizer end to end and teacher-forced (reference/bit_taps.py). Refuses a
+model file whose header records other float weights than the checkpoint's (source_sha256).
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ import torch
 from gsbsim.cli.args import OneLineParser, int_at_least, nonempty_path
 from gsbsim.cli.signals import guarded
 from gsbsim.format.conventions import pixels_to_int8
+from .bit_taps import float_bits, forced_bits
+from .verify import weights_sha256
 
 
 @dataclass
@@ -40,70 +44,27 @@ def float_predictions(model: torch.nn.Module, images: np.ndarray, batch: int = 2
     return np.concatenate(out)
 
 
-def _moved(m, x: torch.Tensor) -> torch.Tensor:
-    """A linear's input after its learnable shift (the `sign` method has none)."""
-    return m.move(x) if m.move is not None else x
-
-
-def _plane(x: torch.Tensor) -> torch.Tensor:
-    """A single sign plane x >= 0 laid out as a GSB plane stack [B, 1, ...]."""
-    return (x >= 0).unsqueeze(1)
-
-
-def _attention_hooks(at, p: str) -> list[tuple[torch.nn.Module, str, object]]:
-    """(module, trace name, input -> bits) of the attention binarizers of each method."""
-    out = []
-    if hasattr(at, "band_gain"):                       # didb: the HFSC bands
-        for qk in ("q", "k"):
-            for band in ("low", "high"):
-                out.append((getattr(at, f"{qk}_bin_{band}"), f"{p}{qk}.{band}", lambda m, x: x >= 0))
-    else:
-        out += [(at.q_bin, p + "q.bits", lambda m, x: x >= 0), (at.k_bin, p + "k.bits", lambda m, x: x >= 0)]
-    if hasattr(at, "v_gsb"):
-        out.append((at.v_gsb, p + "v.planes", lambda m, x: torch.stack(m.planes(x)[0], 1)))
-        out.append((at.a_gsb, p + "a.planes", lambda m, x: torch.stack(m.planes(x)[0], 1)))
-    else:                                              # sign: a*sign(V); its 1[A >= 1/N] has no module
-        out.append((at.v_bin, p + "v.planes", lambda m, x: _plane(x)))
-    return out
-
-
-@torch.no_grad()
-def float_bits(model: torch.nn.Module, images: np.ndarray) -> dict[str, np.ndarray]:
-    """The float model's binarized tensors, named and laid out as gsbsim's trace (uint8 0/1).
-
-    Captured with forward hooks: the bits each binarizer produces, so a disagreement
-    with the integer model can be located to the first layer where it appears. Every
-    method with an integer model (gsb, bit, sign, reactnet, didb).
-    """
-    bits: dict[str, np.ndarray] = {}
-    hooks = []
-
-    def keep(name, fn):
-        return lambda mod, inp: bits.__setitem__(name, fn(mod, inp[0]).to(torch.uint8).numpy())
-
-    for i, blk in enumerate(model.blocks):
-        at, mlp, p = blk.attn, blk.mlp, f"blocks.{i}."
-        taps = [(at.qkv, p + "ln1.bits", lambda m, x: _moved(m, x) >= 0)]
-        taps += _attention_hooks(at, p)
-        taps += [(at.proj, p + "proj.bits", lambda m, x: _moved(m, x) >= 0),
-                 (mlp.fc1, p + "ln2.bits", lambda m, x: _moved(m, x) >= 0),
-                 (mlp.fc2, p + "fc1.bits", lambda m, x: _moved(m, x) >= m.act_q.scales() / 2)]
-        hooks += [mod.register_forward_pre_hook(keep(name, fn)) for mod, name, fn in taps]
-    try:
-        model.eval()
-        model(torch.from_numpy(images).float())
-    finally:
-        for h in hooks:
-            h.remove()
-    return bits
-
-
-def layer_agreement(model: torch.nn.Module, int_model, images: np.ndarray) -> dict[str, float]:
-    """Fraction of equal bits per binarized tensor, float model vs integer model (golden trace)."""
+def layer_agreement(model: torch.nn.Module, int_model, images: np.ndarray,
+                    teacher_forced: bool = False) -> dict[str, float]:
+    """Fraction of equal bits per binarized tensor, float model vs integer model (golden trace):
+    end to end, or teacher-forced (each float binarizer fed the integer model's upstream bits and
+    residual stream, reference/bit_taps.py)."""
     from gsbsim.engine import golden
-    fb = float_bits(model, images)
     _, trace = golden.forward(int_model, pixels_to_int8(images), trace=True)
+    fb = forced_bits(model, images, trace, int_model.frac_bits)[0] if teacher_forced else float_bits(model, images)
     return {name: float(np.mean(fb[name].reshape(trace[name].shape) == trace[name])) for name in fb}
+
+
+def check_source(model: torch.nn.Module, int_model, checkpoint: str) -> None:
+    """Refuse a model file whose header says it was exported from other float weights."""
+    recorded = int_model.header.get("source_sha256")
+    if recorded is not None and recorded != weights_sha256(model):
+        raise MismatchError(f"{int_model.path} was not exported from {checkpoint}: its header records float "
+                            f"weights sha256 {recorded[:16]}..., the checkpoint's are {weights_sha256(model)[:16]}...")
+
+
+class MismatchError(ValueError):
+    """A checkpoint and a model file that do not belong together."""
 
 
 def measure(model: torch.nn.Module, int_model, images: np.ndarray, labels: np.ndarray,
@@ -145,19 +106,23 @@ def _main(argv=None) -> int:
         int_model = load_int(args.model)
         bundle = build_datasets(**checkpoint_data(meta, args.data_path), augment=False)
         images, labels = dataset_arrays(getattr(bundle, args.split))
-    except (CheckpointError, ModelFileError, DataError, OSError) as exc:
+        check_source(model, int_model, args.checkpoint)
+    except (CheckpointError, ModelFileError, DataError, OSError, MismatchError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     result = measure(model, int_model, images, labels)
     out = asdict(result)
     if args.layers:
         out["layers"] = layer_agreement(model, int_model, images[:args.layers])
+        out["layers_teacher_forced"] = layer_agreement(model, int_model, images[:args.layers], teacher_forced=True)
     if args.json:
         print(json.dumps(out))
     else:
         print(result.line())
+        if args.layers:
+            print(f"  {'equal bits on ' + str(min(args.layers, len(images))) + ' images':<24} end to end  teacher-forced")
         for name, frac in out.get("layers", {}).items():
-            print(f"  {name:<22} {100 * frac:8.3f}% equal bits")
+            print(f"  {name:<24} {100 * frac:9.3f}%  {100 * out['layers_teacher_forced'][name]:13.3f}%")
     return 0
 
 

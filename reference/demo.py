@@ -34,6 +34,21 @@ def _step(name: str, fn, argv: list[str], timings: list) -> None:
         raise StepFailed(rc)
 
 
+def _print_verification(model: str) -> None:
+    """The export's own check (header `verification`, docs/integer_model.md §11), in one place."""
+    from gsbsim.format.model_file import load_model
+    h = load_model(model).header
+    v = h.get("verification")
+    if not v:
+        return
+    worst = min(v["bits_teacher_forced"].items(), key=lambda kv: kv[1], default=("-", 1.0))
+    print(f"\n=== export check ({model})\n  float/integer prediction agreement {100 * v['agreement']:.2f}% "
+          f"on {v['images']} {v['data']} images (float top-1 {100 * h['float_top1']:.2f}%, integer "
+          f"{100 * v['int_top1']:.2f}%); F = {h['frac_bits']}; image-independent bits "
+          f"{'exact' if not v['constant_bits_flipped'] else 'FLIPPED'}; worst binarizer teacher-forced "
+          f"{worst[0]} {100 * worst[1]:.3f}%")
+
+
 def main(argv=None) -> int:
     """``python -m reference.demo``; returns the exit status of the first failed step, else 0."""
     return guarded(PROG, _main, argv)
@@ -75,6 +90,7 @@ def _chain(args) -> int:
     _step("hls", gsbsim_cli.main, ["hls", "--model", model, "--out", hls_dir, "--pe", "4", "--simd", "32"], timings)
     _step("csim", gsbsim_cli.main, ["csim", hls_dir, "--images", "4"], timings)
 
+    _print_verification(model)
     print("\n=== demo timings")
     for name, secs in timings:
         print(f"  {name:<10} {secs:8.1f} s")

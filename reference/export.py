@@ -31,11 +31,20 @@ from .fixed_point import SHIFTS, ExportError, ceil_int, exp_lut, fixed, requant_
 
 FORMAT_VERSION = 1
 PROG = "python -m reference.export"
-# calibration picks F so that 4 * max|x| * 2^F <= 2^22: then E*S2 < 2^62 (exact isqrt) and
-# D*2^16 < 2^48 even for E = 768, and the residual keeps 9 bits of int32 headroom; finer
-# than that gains nothing, coarser makes float ties flip (the cls/dist tokens' LayerNorm is
-# the same for every image, so one tie there flips every image's answer)
-RESID_TARGET_BITS = 22
+# the residual stream's range: HEADROOM times the calibration peak must keep the exact LayerNorm
+# of §3 in int64 (E*S2 < 2^62, i.e. |X| < 2^31/E) and X, and the activation units' u and z,
+# well inside int32 (2^29); the largest F that does is the first candidate
+HEADROOM = 4
+RESID_LIMIT = 2 ** 29
+# F candidates, from the largest allowed down: the check (reference/verify.py) decides, because
+# a coarser grid can flip a constant token's bit and a finer one is not always better either
+CANDIDATES = 4
+MIN_FRAC_BITS = 4
+# an export that meets every goal at the largest F is taken without trying the others
+GOOD_BITS = 0.9999
+DEFAULT_MIN_AGREEMENT = 0.99
+VERIFY_IMAGES = 1000          # at most this many validation images (ImageNet's 50000 would take hours)
+VERIFY_RANDOM = 4
 # methods (config.METHODS) whose stage-2 model has an integer model: 'bit' is gsb with one group,
 # 'sign' one group with zero shifts, running-mean scales and the attention threshold 1/N;
 # 'reactnet' and 'didb' add §13 (the activation units; HFSC and DIBA), reference/export_methods.py
@@ -146,19 +155,44 @@ def _export_block(blk: BinaryBlock, dim: int, n_tok: int, frac_bits: int, method
     return out
 
 
-def _export_head(model: BinaryDeiT, head, frac_bits: int) -> dict[str, np.ndarray]:
+def _head_shifts(model: BinaryDeiT) -> tuple[int, int]:
+    """(head_ln, logit): the finest grids the format's ranges allow for the final LayerNorm's gains and
+    offsets (|gain| <= 2^22, |offset| <= 2^28, head_ln <= 24) and the logit multipliers (each at least
+    2^24, float32's precision, unless |mult|*128*128*E <= 2^61 or |logit.bias| <= 2^61 forbid it),
+    never coarser than SHIFTS. A fixed 2^-16 rounded a collapsed head weight scale (1e-5) to a
+    multiplier of 0, and 2^-12 gains moved 1 % of the 8-bit head inputs."""
+    dim = model.embed_dim
+    gains, offsets, scales = [], [], []
+    for head in (model.head, model.head_dist):
+        ax = float(head.act_q.scales())
+        gains.append(np.abs(to_numpy(model.norm.weight)).max() / ax)
+        offsets.append(np.abs(to_numpy(model.norm.bias) + to_numpy(head.move.bias)).max() / ax)
+        scales.append(ax * float(head.weight_q.int_repr(head.weight)[1]) / 2)
     k = SHIFTS["head_ln"]
+    while k < 24 and max(gains) * 2.0 ** (k + 1) <= 2 ** 22 and max(offsets) * 2.0 ** (k + 1) <= 2 ** 28:
+        k += 1
+    bias = float(np.abs((to_numpy(model.head.bias) + to_numpy(model.head_dist.bias)) / 2).max())
+    logit = max(SHIFTS["logit"], math.ceil(24 - math.log2(min(scales))))
+    top = math.floor(61 - math.log2(max(scales) * 128 * 128 * dim))
+    if bias > 0:
+        top = min(top, math.floor(61 - math.log2(bias)))
+    return k, int(min(logit, max(top, SHIFTS["logit"]), 62))
+
+
+def _export_head(model: BinaryDeiT, head, shifts: dict[str, int]) -> dict[str, np.ndarray]:
+    k = shifts["head_ln"]
     ax = float(head.act_q.scales())
     gain = fixed(to_numpy(model.norm.weight) / ax, k)
     offset = fixed((to_numpy(model.norm.bias) + to_numpy(head.move.bias)) / ax, k)  # heads keep their shift in every method
     q, aw = head.weight_q.int_repr(head.weight)
-    mult = np.int64(round_half_up(ax * float(aw) / 2 * 2.0 ** SHIFTS["logit"]))
+    mult = np.int64(round_half_up(ax * float(aw) / 2 * 2.0 ** shifts["logit"]))
     return {"gain": gain, "offset": offset, "weight": q.numpy().astype(np.int8), "mult": mult}
 
 
 @torch.no_grad()
 def calibrate_frac_bits(model: BinaryDeiT, images: torch.Tensor) -> int:
-    """Fractional bits F of the residual stream from the largest magnitude seen on `images`."""
+    """The largest F the ranges allow: HEADROOM * peak * 2^F <= min(RESID_LIMIT, 2^31/E), the peak being
+    the largest magnitude of the residual stream (and the activation units) on `images`."""
     x = model._pos_embed(model.patch_embed(images))
     peak = float(x.abs().max())
     with act_peaks(model) as acts:   # reactnet/didb: the activation units' inputs and outputs too
@@ -168,14 +202,19 @@ def calibrate_frac_bits(model: BinaryDeiT, images: torch.Tensor) -> int:
             x = x + blk.mlp(blk.norm2(x))
             peak = max(peak, float(x.abs().max()))
     peak = max(peak, acts.peak)
-    # 4x headroom over the calibration peak for unseen images
-    f = math.floor(RESID_TARGET_BITS - math.log2(max(peak, 1e-3) * 4))
-    return int(min(max(f, 4), 16))
+    limit = min(RESID_LIMIT, 2.0 ** 31 / model.embed_dim)
+    f = math.floor(math.log2(limit / (HEADROOM * max(peak, 1e-3))))
+    return int(min(max(f, MIN_FRAC_BITS), 30))
 
 
 @torch.no_grad()
-def export(model: BinaryDeiT, calib_images: torch.Tensor, preset: str, source: str) -> tuple[dict, dict]:
-    """Return (header, arrays) of the integer model of a stage-2 student (methods EXPORTABLE_METHODS)."""
+def export(model: BinaryDeiT, calib_images: torch.Tensor, preset: str, source: str,
+           frac_bits: int | None = None) -> tuple[dict, dict]:
+    """Return (header, arrays) of the integer model of a stage-2 student (methods EXPORTABLE_METHODS).
+
+    frac_bits: F of the residual stream; None takes the largest the calibration ranges allow
+    (export_verified chooses among the allowed ones by measuring).
+    """
     if not isinstance(model, BinaryDeiT) or model.cfg.stage != 2:
         raise ExportError("only a stage-2 (fully binary) student can be exported to the integer model")
     cfg = model.cfg
@@ -185,7 +224,8 @@ def export(model: BinaryDeiT, calib_images: torch.Tensor, preset: str, source: s
         raise ExportError("mask statistic 'batch' makes an image's answer depend on its batch; "
                           "export supports 'row' and 'image' (train with --mask-stat row or image)")
     model.eval()
-    frac_bits = calibrate_frac_bits(model, calib_images)
+    if frac_bits is None:
+        frac_bits = calibrate_frac_bits(model, calib_images)
     dim = model.embed_dim
     blk0 = model.blocks[0]
     pe = model.patch_embed
@@ -204,12 +244,14 @@ def export(model: BinaryDeiT, calib_images: torch.Tensor, preset: str, source: s
     for i, blk in enumerate(model.blocks):
         for name, value in _export_block(blk, dim, n_tok, frac_bits, cfg.method).items():
             arrays[f"blocks.{i}.{name}"] = value
-    main, dist = _export_head(model, model.head, frac_bits), _export_head(model, model.head_dist, frac_bits)
+    shifts = dict(SHIFTS)
+    shifts["head_ln"], shifts["logit"] = _head_shifts(model)
+    main, dist = _export_head(model, model.head, shifts), _export_head(model, model.head_dist, shifts)
     arrays["norm.gain"], arrays["norm.offset"] = main["gain"], main["offset"]
     arrays["head_dist_norm.gain"], arrays["head_dist_norm.offset"] = dist["gain"], dist["offset"]
     arrays["head.weight"], arrays["head.mult"] = main["weight"], main["mult"]
     arrays["head_dist.weight"], arrays["head_dist.mult"] = dist["weight"], dist["mult"]
-    arrays["logit.bias"] = fixed((to_numpy(model.head.bias) + to_numpy(model.head_dist.bias)) / 2, SHIFTS["logit"])
+    arrays["logit.bias"] = fixed((to_numpy(model.head.bias) + to_numpy(model.head_dist.bias)) / 2, shifts["logit"])
 
     header = {
         "format": "gsbsim-int", "preset": preset, "img_size": pe.img_size[0], "patch_size": pe.patch_size[0],
@@ -218,9 +260,66 @@ def export(model: BinaryDeiT, calib_images: torch.Tensor, preset: str, source: s
         "mlp_hidden": blk0.mlp.fc1.out_features, "num_tokens": n_tok, "num_classes": classes,
         "groups": cfg.groups, "ratios": [ratio_numerator(r) for r in cfg.ratios], "mask_stat": cfg.mask_stat,
         "frac_bits": frac_bits, "ln_eps": int(max(1, round(LN_EPS * dim * dim * 4.0 ** frac_bits))),
-        "shifts": dict(SHIFTS), "source": source, "method": cfg.method,
+        "shifts": shifts, "source": source, "method": cfg.method,
     }
     return header, arrays
+
+
+def _in_memory(header: dict, arrays: dict[str, np.ndarray]):
+    from gsbsim.format.model_file import IntModel, validate
+    arrays = {**arrays, "format_version": np.array(FORMAT_VERSION, dtype=np.int64)}
+    validate(header, arrays, "<export>")
+    return IntModel(header=header, arrays=arrays)
+
+
+def export_verified(model: BinaryDeiT, calib_images: torch.Tensor, images: np.ndarray, labels: np.ndarray | None,
+                    data: str, preset: str, source: str,
+                    min_agreement: float = DEFAULT_MIN_AGREEMENT) -> tuple[dict, dict, "Verification"]:
+    """Export, choosing F by measurement, and verify (docs/integer_model.md §11).
+
+    Candidates F = F_max, F_max - 1, ... (CANDIDATES of them, F_max from calibrate_frac_bits); each is
+    exported and checked on `images` (uint8, labels or None) by reference.verify. The first that
+    meets every goal (constant-token bits exact, all predictions equal, every binarizer >= GOOD_BITS
+    teacher-forced) is taken; otherwise the best by Verification.rank (ties: the larger F). The
+    figures go into the header. ExportError, naming the worst binarizer, when the chosen export
+    agrees on fewer than `min_agreement` of the images or flips a constant-token bit
+    (min_agreement 0: report only).
+    """
+    from gsbsim.engine.errors import IntegerOverflowError
+    from gsbsim.format.model_file import ModelFileError
+    from .verify import verify, weights_sha256
+    f_max = calibrate_frac_bits(model, calib_images)
+    best, tried = None, []
+    for f in range(f_max, max(f_max - CANDIDATES, MIN_FRAC_BITS - 1), -1):
+        header, arrays = export(model, calib_images, preset, source, frac_bits=f)
+        try:
+            v = verify(model, _in_memory(header, arrays), images, labels, data)
+        except (ModelFileError, IntegerOverflowError) as exc:   # outside the format's ranges: not a candidate
+            tried.append({"frac_bits": f, "error": str(exc)[:200]})
+            continue
+        tried.append({"frac_bits": f, "agreement": v.agreement, "min_teacher_forced": v.min_teacher_forced,
+                      "constant_bits_flipped": v.constant_bits_flipped})
+        if best is None or v.rank() > best[2].rank():
+            best = (header, arrays, v)
+        if v.constant_bits_flipped == 0 and v.agreement == 1.0 and v.min_teacher_forced >= GOOD_BITS:
+            break
+    if best is None:
+        raise ExportError(f"no residual-stream grid F in {f_max}..{tried[-1]['frac_bits']} gives a valid integer "
+                          f"model ({tried[0]['error']})")
+    header, arrays, v = best
+    header["float_top1"] = v.float_top1
+    header["source_sha256"] = weights_sha256(model)
+    header["verification"] = {**v.header(), "candidates": tried}
+    if min_agreement > 0 and (v.agreement < min_agreement or v.constant_bits_flipped):
+        name, worst = v.worst_layer
+        what = (f"flips {v.constant_bits_flipped} image-independent bit(s), first at {v.constant_flip_at}"
+                if v.constant_bits_flipped else
+                f"agrees with the float model on {100 * v.agreement:.2f}% of {v.images} {v.data} images, "
+                f"below --min-agreement {100 * min_agreement:.2f}%")
+        raise ExportError(f"at every frac_bits tried ({f_max}..{tried[-1]['frac_bits']}) the integer model {what}; "
+                          f"worst binarizer {name}: {100 * worst:.3f}% of its bits teacher-forced, "
+                          f"{100 * v.bits_end_to_end.get(name, 1.0):.3f}% end to end; nothing written")
+    return header, arrays, v
 
 
 def random_student(preset: str, groups: int, num_classes: int, in_chans: int, seed: int,
@@ -235,6 +334,22 @@ def random_student(preset: str, groups: int, num_classes: int, in_chans: int, se
     with torch.no_grad():
         model(images)  # data-dependent scale initialisation of every quantizer
     return model.eval(), images
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
+    return v
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -261,15 +376,33 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--calib-images", type=int_at_least(1), default=64, help="training images used to calibrate F")
     ap.add_argument("--data-path", default=None,
                     help="where the checkpoint's dataset is now (default: the path it was trained with)")
+    ap.add_argument("--verify-images", type=_positive_int, default=None, metavar="N",
+                    help=f"images the export is verified on: the first N of the validation split, or of the "
+                         f"training split when there is none (default {VERIFY_IMAGES}); --random: N random "
+                         f"images (default {VERIFY_RANDOM})")
+    ap.add_argument("--min-agreement", type=_fraction, default=None, metavar="FRAC",
+                    help=f"fail, writing nothing, when float and integer predictions agree on fewer than FRAC "
+                         f"of the verification images or an image-independent bit flips (default "
+                         f"{DEFAULT_MIN_AGREEMENT}; --random: 0, report only, as an untrained model's "
+                         f"predictions are near-ties)")
     return ap
 
 
-def _calibration_images(meta: dict, n: int, data_path: str | None = None) -> torch.Tensor:
+def _checkpoint_images(meta: dict, n_calib: int, n_verify: int, data_path: str | None = None):
+    """(calibration images, verification images uint8, their labels, which split) of a checkpoint's dataset."""
     from .checkpoint import checkpoint_data
     from .data import build_datasets
     bundle = build_datasets(**checkpoint_data(meta, data_path), augment=False)
-    xs = [bundle.train[i][0] for i in range(min(n, len(bundle.train)))]
-    return torch.stack(xs).float()
+    xs = [bundle.train[i][0] for i in range(min(n_calib, len(bundle.train)))]
+    split = "val" if bundle.val is not None and len(bundle.val) else "train"
+    ds = bundle.val if split == "val" else bundle.train
+    n = min(n_verify, len(ds))
+    images = np.stack([ds[i][0].numpy() for i in range(n)]).astype(np.uint8)   # pixels 0..255, as dataset_arrays
+    return torch.stack(xs).float(), images, np.asarray(ds.labels[:n]), split
+
+
+def _random_images(n: int, in_chans: int, size: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed + 1).integers(0, 256, (n, in_chans, size, size), dtype=np.uint8)
 
 
 def _check_out(path: str) -> None:
@@ -303,20 +436,25 @@ def _main(argv=None) -> int:
             model, calib = random_student(args.preset, args.groups, classes, in_chans, args.seed, args.mask_stat,
                                           args.method)
             source, preset = f"random(seed={args.seed})", args.preset
+            images = _random_images(args.verify_images or VERIFY_RANDOM, in_chans, p.img_size, args.seed)
+            labels, split, min_agreement = None, "random", args.min_agreement or 0.0
         else:
             from .checkpoint import load_model
             model, meta = load_model(args.checkpoint)
             meta = dict(meta)
-            calib = _calibration_images(meta, args.calib_images, args.data_path)
+            calib, images, labels, split = _checkpoint_images(meta, args.calib_images,
+                                                              args.verify_images or VERIFY_IMAGES, args.data_path)
             preset = meta.get("preset", "?")
             source, preset = args.checkpoint, preset["name"] if isinstance(preset, dict) else str(preset)
-        header, arrays = export(model, calib, preset, source)
+            min_agreement = DEFAULT_MIN_AGREEMENT if args.min_agreement is None else args.min_agreement
+        header, arrays, check = export_verified(model, calib, images, labels, split, preset, source, min_agreement)
         save_model(args.out, header, arrays)
     except (ExportError, CheckpointError, DataError, ModelFileError, ValueError, OSError) as exc:
         print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     keys = ("preset", "method", "embed_dim", "depth", "groups", "frac_bits")
     print(f"wrote {args.out}: {json.dumps({k: header[k] for k in keys})}")
+    print(f"verified: {check.summary()}")
     return 0
 
 

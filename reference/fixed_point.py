@@ -9,7 +9,7 @@ import torch
 
 from gsbsim.format.conventions import round_half_up
 
-SHIFTS = {"patch": 16, "resid": 16, "head_ln": 12, "logit": 16, "value": 8, "prob": 16, "recip": 48,
+SHIFTS = {"patch": 16, "resid": 16, "head_ln": 12, "logit": 16, "value": 16, "prob": 16, "recip": 48,
           "ctx": 24, "ln": 16}
 
 

@@ -25,6 +25,7 @@ from gsbsim.paths import input_file_problem, output_file_problem
 from gsbsim.cli.signals import EXIT_BAD_INPUT, guarded
 from gsbsim.hw import costs as costs_mod
 from gsbsim.format.conventions import pixels_to_int8
+from gsbsim.format.provenance import PROVENANCE_KEYS, verification_lines
 from gsbsim.hw.costs import CostModelError, CostReport
 from gsbsim.hw.folding import DEFAULT_CLOCK_MHZ, CycleReport, FoldingError, cycle_report, global_folding, load_folding
 from gsbsim.hw.resources import LABEL as RESOURCE_LABEL, ResourceReport, estimate
@@ -282,6 +283,7 @@ def info_dict(header: dict) -> dict:
         "fixed_point": {p.name.removeprefix("blocks.0."): {"dtype": p.dtype, "shape": list(p.shape)}
                         for p in fixed},
         "accumulator_bits": {l.op: l.acc_bits for l in first},
+        **{k: header[k] for k in PROVENANCE_KEYS if k in header},
     }
 
 
@@ -306,6 +308,8 @@ def cmd_info(args) -> int:
     print("accumulator widths (signed bits, docs/integer_model.md §10):")
     for op, b in d["accumulator_bits"].items():
         print(f"  {op:<6} {b}")
+    for line in verification_lines(model.header):
+        print(line)
     return 0
 
 

@@ -21,6 +21,7 @@ from gsbsim.format.methods import ACT_LINEARS, ACT_METHODS, block_array_names, b
 from gsbsim.format.methods import METHOD_NAMES as METHODS
 from gsbsim.outputs import remove_dead_temps, temp_file_for
 from gsbsim.paths import input_file_problem
+from gsbsim.format.provenance import PROVENANCE_KEYS, provenance_errors
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "IntModel", "expected_arrays", "validate",
            "load_model", "save_model", "SHIFT_NAMES", "HEADER_KEYS", "LIMITS", "METHODS", "ACT_METHODS",
@@ -38,7 +39,7 @@ SHIFT_NAMES = ("patch", "resid", "head_ln", "logit", "value", "prob", "recip", "
 HEADER_KEYS = ("format", "preset", "img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads",
                "head_dim", "mlp_hidden", "num_tokens", "num_classes", "groups", "ratios", "mask_stat",
                "frac_bits", "ln_eps", "shifts", "source", "method")
-OPTIONAL_HEADER_KEYS = ("float_top1",)
+OPTIONAL_HEADER_KEYS = ("float_top1", *PROVENANCE_KEYS)
 
 # Dimension limits (spec §1): they bound the accumulators so that the value ranges below
 # keep every int64 intermediate of the integer model in range.
@@ -180,6 +181,7 @@ def _header_errors(header: Any) -> list[str]:
         v = header["float_top1"]
         if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)):
             errs.append(f"header float_top1 must be a finite number or null, got {v!r}")
+    errs += provenance_errors(header)
     for k in ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads", "head_dim",
               "mlp_hidden", "num_tokens", "num_classes", "groups", "ln_eps"):
         if not _is_int(header[k]) or header[k] < 1:
