@@ -4,6 +4,7 @@ the heads; and the small helpers every fast module shares (jit options, overflow
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 from numba import njit
@@ -11,6 +12,7 @@ from numba import njit
 from gsbsim.engine import errors
 from gsbsim.format.conventions import unpack_bits
 from gsbsim.engine.errors import (IntegerOverflowError, overflow_message)
+from gsbsim.engine.kernels import weight_layout
 
 
 JIT = dict(cache=True, nogil=True, boundscheck=False)
@@ -288,5 +290,21 @@ def unpack(words: np.ndarray, k: int) -> np.ndarray:
     return unpack_bits(words, k).astype(np.uint8)
 
 
+_LAYOUTS: dict[int, tuple[weakref.ref, np.ndarray]] = {}
+
+
 def transposed(w: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(w.T)
+    """kernels.weight_layout(w) (transposed, 64-byte aligned), made once per weight array object and kept
+    while it lives: a forward pass no longer re-lays 48 matrices out. The array is made read-only when
+    cached, so a later in-place change raises instead of running stale weights."""
+    hit = _LAYOUTS.get(id(w))
+    if hit is not None and hit[0]() is w:
+        return hit[1]
+    w_t = weight_layout(w)
+    try:
+        ref = weakref.ref(w, lambda _, key=id(w): _LAYOUTS.pop(key, None))
+    except TypeError:          # not weak-referenceable (never for an ndarray): no cache
+        return w_t
+    w.flags.writeable = False
+    _LAYOUTS[id(w)] = (ref, w_t)
+    return w_t
