@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from gsbsim.engine.kernels import context_head, context_workspace, pack_row
-from gsbsim.engine.popcnt import cycle_counter, popcount64
+from gsbsim.engine.kernels import context_head, context_workspace, pack_bits_at, pack_row
+from gsbsim.engine.popcnt import cycle_counter, ge_word, popcount64
 from gsbsim.engine.fast_ops import INLINE, JIT
 
 
@@ -19,57 +19,68 @@ ATTENTION_PHASES = ("attention: split q/k/v", "attention: scores+softmax+planes"
 # Inner loops below index 1-D slices by the bare loop variable: an index LLVM cannot prove
 # non-negative (e.g. row[2*e + c0 + j]) keeps Numba's negative-index wraparound select and
 # stops vectorisation.
+@njit(**INLINE)
+def _codes_row(vflat, cflat, base, d, ratios, mx, mn, row_stat, tmp):
+    """Value codes of one Vq row at flat offset base (bit 0 = sign, bit k = mask M_{k+1}); with
+    row_stat the masks use the row's own max / min, else mx / mn."""
+    if row_stat:
+        mx, mn = vflat[base], vflat[base]
+        for j in range(d):
+            mx = max(mx, vflat[base + np.uint64(j)])
+        for j in range(d):
+            mn = min(mn, vflat[base + np.uint64(j)])
+    for j in range(d):
+        tmp[j] = np.int64(vflat[base + np.uint64(j)] >= 0)
+    for kk in range(ratios.shape[0]):
+        # 256*v > r*mx  <=>  v > floor(r*mx/256);  256*v < r*mn  <=>  v < ceil(r*mn/256)
+        hi = (ratios[kk] * mx) >> 8
+        lo = -((-ratios[kk] * mn) >> 8)
+        for j in range(d):
+            v = vflat[base + np.uint64(j)]
+            tmp[j] |= np.int64((v > hi) | (v < lo)) << (kk + 1)
+    for j in range(d):
+        cflat[base + np.uint64(j)] = np.uint8(tmp[j])
+
+
 @njit(**JIT)
 def _split_image(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, image_stat,
                  qb, kb, vqb, codes, tmp):
     """§4 for one image: packed Q bits qb [H, N, W(d)], K bits kb, Vq vqb int64 [H, N, d] and the
-    value planes as codes [H, N, d] (bit 0 = sign s, bit k = mask M_{k+1}); tmp int64 [d] scratch."""
+    value planes as codes [H, N, d] (bit 0 = sign s, bit k = mask M_{k+1}); tmp int64 [d] scratch.
+
+    Rows are addressed by flat unsigned offsets, not slices: a slice per (token, head) costs
+    atomic reference counting worth more than the row's arithmetic (unsigned: no wraparound
+    select, so the j loops vectorise)."""
     d = vqb.shape[2]
     e = heads * d
-    g1 = ratios.shape[0]
+    wd = qb.shape[2]
+    vflat = vqb.reshape(-1)
+    cflat = codes.reshape(-1)
     for t in range(n_tok):
         row = acc[r0 + t]
         for h in range(heads):
             c0 = h * d
-            qt = q_thr[c0:c0 + d]
-            kt = k_thr[c0:c0 + d]
-            pack_row(row[c0:c0 + d], qt, qt, False, qb[h, t])
-            pack_row(row[e + c0:e + c0 + d], kt, kt, False, kb[h, t])
-            src = row[2 * e + c0:2 * e + c0 + d]
-            off = v_off[c0:c0 + d]
-            vrow = vqb[h, t]
+            for w in range(wd):
+                lo = c0 + 64 * w
+                width = min(64, d - 64 * w)
+                qb[h, t, w] = pack_bits_at(row, lo, q_thr, lo, width)
+                kb[h, t, w] = pack_bits_at(row, e + lo, k_thr, lo, width)
+            base = np.uint64((h * n_tok + t) * d)
+            src = np.uint64(2 * e + c0)
+            off = np.uint64(c0)
             for j in range(d):
-                vrow[j] = np.int64(src[j]) * vscale + off[j]
-    mx_img, mn_img = vqb[0, 0, 0], vqb[0, 0, 0]
-    if image_stat:
-        for h in range(heads):
-            for t in range(n_tok):
-                vrow = vqb[h, t]
-                for j in range(d):
-                    mx_img = max(mx_img, vrow[j])
-                for j in range(d):
-                    mn_img = min(mn_img, vrow[j])
-    for h in range(heads):
-        for t in range(n_tok):
-            vrow = vqb[h, t]
-            mx, mn = mx_img, mn_img
+                uj = np.uint64(j)
+                vflat[base + uj] = np.int64(row[src + uj]) * vscale + v_off[off + uj]
             if not image_stat:
-                mx, mn = vrow[0], vrow[0]
-                for j in range(d):
-                    mx = max(mx, vrow[j])
-                for j in range(d):
-                    mn = min(mn, vrow[j])
-            for j in range(d):
-                tmp[j] = np.int64(vrow[j] >= 0)
-            for kk in range(g1):
-                # 256*v > r*mx  <=>  v > floor(r*mx/256);  256*v < r*mn  <=>  v < ceil(r*mn/256)
-                hi = (ratios[kk] * mx) >> 8
-                lo = -((-ratios[kk] * mn) >> 8)
-                for j in range(d):
-                    tmp[j] |= np.int64((vrow[j] > hi) | (vrow[j] < lo)) << (kk + 1)
-            crow = codes[h, t]
-            for j in range(d):
-                crow[j] = np.uint8(tmp[j])
+                _codes_row(vflat, cflat, base, d, ratios, 0, 0, True, tmp)
+    if image_stat:
+        mx_img, mn_img = vflat[0], vflat[0]
+        for i in range(heads * n_tok * d):
+            mx_img = max(mx_img, vflat[i])
+        for i in range(heads * n_tok * d):
+            mn_img = min(mn_img, vflat[i])
+        for r in range(heads * n_tok):
+            _codes_row(vflat, cflat, np.uint64(r * d), d, ratios, mx_img, mn_img, False, tmp)
 
 
 @njit(**INLINE)
@@ -78,11 +89,7 @@ def _pack_ge_scalar(vals, thr, out_row):
     n = vals.shape[0]
     full = n // 64
     for w in range(full):
-        base = w * 64
-        bits = np.uint64(0)
-        for b in range(64):
-            bits |= np.uint64(vals[base + b] >= thr) << np.uint64(b)
-        out_row[w] = bits
+        out_row[w] = ge_word(vals, w * 64, thr, 0)
     if n > full * 64:
         base = full * 64
         bits = np.uint64(0)

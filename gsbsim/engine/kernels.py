@@ -66,7 +66,8 @@ from numba import njit, types
 from numba.extending import overload
 
 from gsbsim.format.conventions import WORD_BITS, n_words
-from gsbsim.engine.popcnt import add4_i32x8, ctz64, popc_tile, popcount64, tile_shape
+from gsbsim.engine.popcnt import (add4_i32x8, ctz64, ge_or_le_word, ge_word, popc_tile, popcount64,
+                                   tile_shape)
 
 __all__ = [
     "KernelInputError",
@@ -85,6 +86,7 @@ __all__ = [
     "pack_ge_into",
     "pack_2sided_into",
     "pack_row",
+    "pack_bits_at",
     "context_head",
     "context_workspace",
     "row_popcounts",
@@ -312,15 +314,30 @@ def _pack_word(vals, t_hi, t_lo, two_sided, base, width):
 def pack_row(vals, t_hi, t_lo, two_sided, out_row):
     """Pack one row of comparisons into out_row (uint64[ceil(n/64)]), pad bits 0.
 
-    Full words use a constant trip count of 64 so that LLVM vectorises the compare,
-    shift and OR-reduction.
+    Full words are one vector compare each (popcnt.ge_word / ge_or_le_word: the compare's mask
+    is the word); the last partial word loops.
     """
     n = vals.shape[0]
     full = n // 64
     for w in range(full):
-        out_row[w] = _pack_word(vals, t_hi, t_lo, two_sided, w * 64, 64)
+        if two_sided:
+            out_row[w] = ge_or_le_word(vals, w * 64, t_hi, t_lo, w * 64)
+        else:
+            out_row[w] = ge_word(vals, w * 64, t_hi, w * 64)
     if n > full * 64:
         out_row[full] = _pack_word(vals, t_hi, t_lo, two_sided, full * 64, n - full * 64)
+
+
+@njit(**_INLINE)
+def pack_bits_at(vals, vo, thr, to, width):
+    """One packed word of width <= 64 comparisons vals[vo + b] >= thr[to + b] (pads 0), indexed by
+    offsets: a slice per call (Numba counts references to it atomically) costs more than the compare."""
+    if width == 64:
+        return ge_word(vals, vo, thr, to)
+    bits = np.uint64(0)
+    for b in range(width):
+        bits |= np.uint64(vals[vo + b] >= thr[to + b]) << np.uint64(b)
+    return bits
 
 
 @njit(**_JIT)

@@ -279,3 +279,63 @@ def popc_tile(typingctx, a, w_t, out, beta, m0, n0, use_and, rows, cols):
         return context.get_dummy_value()
 
     return types.none(a, w_t, out, beta, m0, n0, use_and, rows, cols), codegen
+
+
+# ============================================================================ 64 comparisons -> one word
+def _int_vector(typ) -> bool:
+    return isinstance(typ, types.Array) and typ.ndim == 1 and typ.layout == "C" and isinstance(typ.dtype, types.Integer)
+
+
+@intrinsic
+def ge_word(typingctx, vals, vo, thr, to):
+    """The 64 comparisons vals[vo + b] >= thr[to + b] (or >= thr, a scalar) as one uint64, bit b LSB
+    first: one vector compare into mask registers (AVX-512) or a compare and movemask (AVX2), where
+    a loop of shifts and ORs costs an order of magnitude more. vals, thr: C-contiguous 1-D signed
+    integer arrays (compared as int64), offsets unchecked. njit only."""
+    scalar = isinstance(thr, types.Integer)
+    if not (_int_vector(vals) and (scalar or _int_vector(thr)) and isinstance(vo, types.Integer)
+            and isinstance(to, types.Integer)):
+        return None
+    return types.uint64(vals, vo, thr, to), _ge_codegen(scalar, two_sided=False)
+
+
+@intrinsic
+def ge_or_le_word(typingctx, vals, vo, hi, lo, to):
+    """The 64 comparisons vals[vo + b] >= hi[to + b] or vals[vo + b] <= lo[to + b] as one uint64 (see
+    ``ge_word``; hi and lo arrays). njit only."""
+    if not (_int_vector(vals) and _int_vector(hi) and _int_vector(lo) and isinstance(vo, types.Integer)
+            and isinstance(to, types.Integer)):
+        return None
+    return types.uint64(vals, vo, hi, lo, to), _ge_codegen(False, two_sided=True)
+
+
+def _ge_codegen(scalar: bool, two_sided: bool):
+    def load64(context, builder, typ, value, offset, off_typ):
+        """64 elements of a 1-D integer array from offset, sign-extended to <64 x i64>."""
+        elem = context.get_value_type(typ.dtype)
+        data = context.make_array(typ)(context, builder, value).data
+        off = context.cast(builder, offset, off_typ, types.int64)
+        vec = builder.load(builder.bitcast(builder.gep(data, [off]), ir.VectorType(elem, 64).as_pointer()),
+                           align=typ.dtype.bitwidth // 8)
+        wide = ir.VectorType(ir.IntType(64), 64)
+        if elem.width == 64:
+            return vec
+        return builder.sext(vec, wide) if typ.dtype.signed else builder.zext(vec, wide)
+
+    def codegen(context, builder, signature, args):
+        sig = signature.args
+        vals = load64(context, builder, sig[0], args[0], args[1], sig[1])
+        if two_sided:
+            hi = load64(context, builder, sig[2], args[2], args[4], sig[4])
+            lo = load64(context, builder, sig[3], args[3], args[4], sig[4])
+            bits = builder.or_(builder.icmp_signed(">=", vals, hi), builder.icmp_signed("<=", vals, lo))
+        else:
+            if scalar:
+                t = context.cast(builder, args[2], sig[2], types.int64)
+                thr = _splat(builder, t, ir.VectorType(ir.IntType(64), 64))
+            else:
+                thr = load64(context, builder, sig[2], args[2], args[3], sig[3])
+            bits = builder.icmp_signed(">=", vals, thr)
+        return builder.bitcast(bits, ir.IntType(64))
+
+    return codegen
