@@ -84,33 +84,32 @@ def _split_image(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, ima
 
 
 @njit(**INLINE)
-def _pack_ge_scalar(vals, thr, out_row):
-    """out_row bits = vals >= thr (one threshold for the row), pads 0."""
-    n = vals.shape[0]
+def _plane_row(arow, thr, planes_h, counts_h, a, i):
+    """Plane a, row i: planes_h[a, i] = packed (arow >= thr) (one threshold for the row, pads 0) and
+    counts_h[a, i] its popcount, stored by index (slices of planes_h per row cost ~30 % of the softmax)."""
+    n = arow.shape[0]
     full = n // 64
+    c = 0
     for w in range(full):
-        out_row[w] = ge_word(vals, w * 64, thr, 0)
+        word = ge_word(arow, w * 64, thr, 0)
+        planes_h[a, i, w] = word
+        c += popcount64(word)
     if n > full * 64:
         base = full * 64
-        bits = np.uint64(0)
+        word = np.uint64(0)
         for b in range(n - base):
-            bits |= np.uint64(vals[base + b] >= thr) << np.uint64(b)
-        out_row[full] = bits
+            word |= np.uint64(arow[base + b] >= thr) << np.uint64(b)
+        planes_h[a, i, full] = word
+        c += popcount64(word)
+    counts_h[a, i] = c
 
 
 @njit(**INLINE)
 def _mask_row(arow, amax, ratios, planes_h, counts_h, i):
-    """§5 mask planes of row i, M_k = 256*A > r_k*amax (<=> A >= floor(r_k*amax/256) + 1), then
-    the popcounts of all the row's planes (b1 included)."""
-    g1 = ratios.shape[0]
-    for kk in range(g1):
-        _pack_ge_scalar(arow, ((ratios[kk] * amax) >> 8) + 1, planes_h[kk + 1, i])
-    for a in range(g1 + 1):
-        words = planes_h[a, i]
-        c = 0
-        for w in range(words.shape[0]):
-            c += popcount64(words[w])
-        counts_h[a, i] = c
+    """§5 mask planes of row i, M_k = 256*A > r_k*amax (<=> A >= floor(r_k*amax/256) + 1), and their
+    popcounts."""
+    for kk in range(ratios.shape[0]):
+        _plane_row(arow, ((ratios[kk] * amax) >> 8) + 1, planes_h, counts_h, kk + 1, i)
 
 
 @njit(**INLINE)
@@ -175,9 +174,10 @@ def _softmax_head(qh, kh, d, exp_lut, bias, shift, one_r, thr1, ratios, image_st
         for t in range(n):
             amax = max(amax, arow[t])
         rowmax[i] = amax
-        _pack_ge_scalar(arow, thr1, planes_h[0, i])
-        if not image_stat:
-            _mask_row(arow, amax, ratios, planes_h, counts_h, i)
+        # b1, then (row statistic) the masks: one loop, so one inlined copy of the packing
+        for a in range(1 if image_stat else ratios.shape[0] + 1):
+            thr = thr1 if a == 0 else ((ratios[a - 1] * amax) >> 8) + 1
+            _plane_row(arow, thr, planes_h, counts_h, a, i)
 
 
 @njit(**JIT)
