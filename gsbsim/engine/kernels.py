@@ -11,14 +11,22 @@ with them integer for integer:
   (ctx = sum_a sum_v scale[a, v] * D[a][v]), which is all the model needs
 * ``pack_rows_ge`` / ``pack_rows_2sided``  integer thresholds -> packed bits
 
-How the GEMMs are fast: the weights are transposed to ``[W, N]`` so that the innermost
-loop runs over N output columns with contiguous loads; LLVM vectorises
-``popcount(a_word ^ w_word)`` across columns (AVX2 nibble-table popcount), with the
-a-words of one row broadcast. Up to four words are summed per pass over the columns
-(so K=192, three words, is a single pass with no accumulator reload): binary ViT rows
-are short, and the per-row prologue/epilogue is what costs at K=192. The row loop is
-one compiled function per operation (``_counts_xor``, ``_counts_and``) that every
-caller links, which keeps Numba's compile time bounded.
+How the GEMMs are fast: the weights are laid out transposed, ``[W, N]``, 64-byte aligned
+(``weight_layout``; numpy aligns to 16 bytes only), and ``xnor_into`` / ``and_into`` walk
+them in column strips of TILE_COLS vectors of 8 columns: for each strip every group of
+TILE_ROWS rows is one register tile (``popcnt.popc_tile``, LLVM IR) whose TILE_ROWS x
+TILE_COLS vector accumulators stay in registers over the whole K loop. Per packed word the
+tile loads TILE_COLS weight vectors and broadcasts TILE_ROWS a-words, then does one
+(xor|and, popcount, add) per accumulator: on AVX-512 VPOPCNTDQ (4 x 6 zmm accumulators) the
+loop is bound by the popcount port, i.e. by the CPU's limit (benchmarks/limit.py measures
+it; the GEMMs reach 75-95 % of it on DeiT shapes). The first word initialises the
+accumulators and the epilogue narrows two column vectors with one shuffle before the int32
+arithmetic (``beta -+ 2*count``), which is what matters at K=192 (three words per tile).
+The strip of weights (W x 8*TILE_COLS words) stays in L1 while all rows pass; no K blocking
+is needed at ViT sizes (K=1536 runs fastest). Columns past the last multiple of 8 take a
+scalar loop. The same IR compiles for AVX2 (2 x 2 tile, ymm pairs, nibble-table popcount;
+tested by compiling for an AVX2-only CPU). ``_row_counts`` (one output row at a time, the
+old GEMM loop) remains for the GSB A.V popcount forms, whose rows are short.
 
 Inner loops index 1-D views by the bare loop variable: an index LLVM cannot prove
 non-negative keeps Numba's negative-index wraparound select and stops vectorisation.
