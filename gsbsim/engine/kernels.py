@@ -391,13 +391,18 @@ def _value_table(codes, lut, y, ysum, need_sum):
     walk's row lists) are left as they are: zero."""
     g = lut.shape[0]
     n, d = codes.shape
+    wide = y.shape[1]
+    yf = y.reshape(-1)
+    cf = codes.reshape(-1)
     for a in range(g):
         la = lut[a]
         for t in range(n):
-            row = y[a * n + t]
-            code = codes[t]
+            # flat unsigned offsets, no slice per table row (reference counts cost more than the row)
+            yo = np.uint64((a * n + t) * wide)
+            co = np.uint64(t * d)
             for j in range(d):
-                row[j] = la[np.uint64(code[j])]     # unsigned index: no wraparound code
+                uj = np.uint64(j)
+                yf[yo + uj] = la[np.uint64(cf[co + uj])]     # unsigned index: no wraparound code
         tot = ysum[a]
         tot[:] = 0
         if need_sum[a]:
@@ -477,18 +482,17 @@ def _context_sparse(planes, counts, n_keys, d, y, ysum, out, r0, c0, add_ids, su
         n_add = 0
         n_sub = 0
         for a in range(g):
-            bits = planes[a, i]
             base = a * n_keys
             if 2 * counts[a, i] > n_keys:
                 tot = ysum[a]
                 for j in range(acc.shape[0]):
                     acc[j] += tot[j]
                 for w in range(w_n - 1):
-                    n_sub = _set_bits(~bits[w], base + w * 64, sub_ids, n_sub)
-                n_sub = _set_bits(~bits[w_n - 1] & last, base + (w_n - 1) * 64, sub_ids, n_sub)
+                    n_sub = _set_bits(~planes[a, i, w], base + w * 64, sub_ids, n_sub)
+                n_sub = _set_bits(~planes[a, i, w_n - 1] & last, base + (w_n - 1) * 64, sub_ids, n_sub)
             else:
-                for w in range(w_n):
-                    n_add = _set_bits(bits[w], base + w * 64, add_ids, n_add)
+                for w in range(w_n):      # words by index: no slice per (row, plane)
+                    n_add = _set_bits(planes[a, i, w], base + w * 64, add_ids, n_add)
         _pad4(add_ids, n_add, zero)
         _add_rows(y, add_ids, n_add, acc)
         if n_sub:
@@ -498,9 +502,9 @@ def _context_sparse(planes, counts, n_keys, d, y, ysum, out, r0, c0, add_ids, su
             _add_rows(y, sub_ids, n_sub, acc)
             for j in range(acc.shape[0]):
                 acc[j] = -acc[j]
-        res = out[r0 + i, c0:c0 + d]
+        oc = np.uint64(c0)
         for j in range(d):
-            res[j] = acc[j]
+            out[r0 + i, oc + np.uint64(j)] = acc[j]
 
 
 @njit(**_INLINE)
