@@ -82,9 +82,10 @@ def numba_limit() -> Limit:
 
 def _build_c() -> tuple[Path | None, str]:
     """The C limit kernel as a shared library (built once per source version), or None and why."""
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    named = os.environ.get("CC")
+    cc = shutil.which(named) if named else (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang"))
     if not cc:
-        return None, "no C compiler (cc, gcc or clang) on PATH"
+        return None, f"C compiler {named!r} (from CC) not found" if named else "no C compiler (cc, gcc or clang) on PATH"
     tag = hashlib.sha256(C_SOURCE.read_bytes() + cc.encode()).hexdigest()[:16]
     lib = Path(tempfile.gettempdir()) / "gsbsim-bench" / f"popcount_limit_{tag}.so"
     if not lib.exists():

@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:  # allow running from a checkout without installin
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.kernels import machine, write_section  # noqa: E402
+from gsbsim.engine.popcnt import vector_isa  # noqa: E402
 from gsbsim.engine import fast, golden  # noqa: E402
 from gsbsim.format.model_file import load_model  # noqa: E402
 from gsbsim.format.random_model import random_images  # noqa: E402
@@ -239,7 +240,7 @@ def report(lat: dict, thr: dict, stages: dict, total: dict, cost: dict, dens3: l
     lines = [
         SECTION,
         "",
-        f"Machine: {machine()}; numba {numba_version}, torch {torch.__version__}.",
+        f"Machine: {machine()}; vector popcount: {vector_isa()}; numba {numba_version}, torch {torch.__version__}.",
         f"Command: `{command}` ({repeats} repeats; median (min-max) over repeats; both models timed in the same",
         "process, alternating; a latency repeat is a round of 5 calls of each model, best call of each). Integer",
         "models: random exports",
