@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from numba import njit
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
@@ -109,6 +110,17 @@ def _round_time(fn: Callable[[], object], min_time: float = 0.02) -> tuple[float
     return (time.perf_counter() - t0) / number, (time.thread_time() - c0) / number
 
 
+@njit(nogil=True, boundscheck=False)
+def row_loop_xnor(a, w_t, k, out):
+    """The GEMM as it was before the register tiles (kernels._counts_xor: one output row at a time,
+    LLVM's own vectorisation), on numpy's (16-byte aligned) transposed weights: the same-round baseline."""
+    acc = np.empty(w_t.shape[1], dtype=np.int64)
+    for m in range(a.shape[0]):
+        kn._counts_xor(a, m, w_t, acc)
+        for n in range(acc.shape[0]):
+            out[m, n] = k - 2 * acc[n]
+
+
 def bench_linears(repeats: int) -> tuple[list[dict], dict]:
     """Per round (repeats rounds), interleaved: the limit kernels, then for every shape the jitted
     GEMMs as gsbsim.fast runs them (prepared 64-byte aligned weights), the public wrappers and torch.
@@ -132,10 +144,14 @@ def bench_linears(repeats: int) -> tuple[list[dict], dict]:
         assert np.array_equal(out, cv.xnor_dot(a, w, k))          # benchmark what is correct
         kn.and_into(a, w_t, out)
         assert np.array_equal(out, cv.and_dot(a, w))
+        w_np = np.ascontiguousarray(w.T)
+        row_loop_xnor(a, w_np, k, out)
+        assert np.array_equal(out, cv.xnor_dot(a, w, k))
         x, wf = torch.randn(TOKENS, k), torch.randn(n, k)
         calls = {
             "xnor_into": lambda a=a, w_t=w_t, k=k, out=out: kn.xnor_into(a, w_t, k, out),
             "and_into": lambda a=a, w_t=w_t, out=out: kn.and_into(a, w_t, out),
+            "row_loop": lambda a=a, w_np=w_np, k=k, out=out: row_loop_xnor(a, w_np, k, out),
             "xnor_gemm": lambda a=a, w=w, k=k: kn.xnor_gemm(a, w, k),
             "and_gemm": lambda a=a, w=w: kn.and_gemm(a, w),
             "xnor_gemm_par": lambda a=a, w=w, k=k: kn.xnor_gemm_par(a, w, k),
@@ -244,17 +260,19 @@ def report(rows: list[dict], lims: dict, av: dict, repeats: int, command: str) -
         "`kernels.weight_layout`, 64-byte aligned); `xnor_gemm` / `and_gemm`: the public wrappers (validation,",
         "weight layout and output allocation in every call); torch = float32 `F.linear`, torch.set_num_threads(1);",
         f"`xnor_gemm_par`: rows over {os.cpu_count()} threads, wall clock. \"of limit\": the kernel's rate over the",
-        "Numba limit's in the same round.",
+        "Numba limit's in the same round. `row loop (before)`: the xnor GEMM as it was before the register tiles",
+        "(one output row per pass, numpy's 16-byte aligned weights), same rounds.",
         "",
-        "| model | layer | K | N | xnor_into | of limit | and_into | of limit | xnor_gemm | and_gemm | torch fp32 "
-        "| xnor_into/torch | xnor_gemm_par (wall) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | layer | K | N | xnor_into | of limit | and_into | of limit | row loop (before) | of limit "
+        "| xnor_gemm | and_gemm | torch fp32 | xnor_into/torch | xnor_gemm_par (wall) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         x, a, t = row["xnor_into"], row["and_into"], row["torch"]
         lines.append(
             f"| {row['model']} | {row['layer']} | {row['k']} | {row['n']} | {x['cpu']:.0f} | {_q(x['frac'], '.0f', 100)} % "
-            f"| {a['cpu']:.0f} | {_q(a['frac'], '.0f', 100)} % | {row['xnor_gemm']['cpu']:.0f} | {row['and_gemm']['cpu']:.0f} "
+            f"| {a['cpu']:.0f} | {_q(a['frac'], '.0f', 100)} % | {row['row_loop']['cpu']:.0f} "
+            f"| {_q(row['row_loop']['frac'], '.0f', 100)} % | {row['xnor_gemm']['cpu']:.0f} | {row['and_gemm']['cpu']:.0f} "
             f"| {t['cpu']:.0f} | {x['cpu'] / t['cpu']:.0f}x | {fmt(row['xnor_gemm_par'])} |"
         )
     if av is None:
