@@ -10,8 +10,10 @@ so that both sides see the same machine load:
 
 1. latency, 1 image, 1 thread: gsbsim.engine.fast.forward vs timm.create_model(
    'deit_tiny_patch16_224', pretrained=False) in eval/inference mode with
-   torch.set_num_threads(1) (BLAS also held to one thread); each repeat is a round of 5
-   calls of one model then 5 of the other (best call of each), the ratio is taken per round;
+   torch.set_num_threads(1) (BLAS also held to one thread), and vs the same model exported to
+   ONNX and run by onnxruntime with one thread (optional: the ``bench`` extra installs it);
+   each repeat is a round of 5 calls of each model in turn (best call of each), the ratios are
+   taken per round;
 2. batch throughput, 1 and 2 threads: gsbsim.engine.fast.forward_batch(threads=2) vs timm with
    torch.set_num_threads(2), images/s;
 3. the op split of the integer model (gsbsim.engine.fast.forward_profiled, median over repeats);
@@ -39,6 +41,7 @@ if str(ROOT) not in sys.path:  # allow running from a checkout without installin
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.kernels import machine, write_section  # noqa: E402
+from gsbsim.engine.popcnt import vector_isa  # noqa: E402
 from gsbsim.engine import fast, golden  # noqa: E402
 from gsbsim.format.model_file import load_model  # noqa: E402
 from gsbsim.format.random_model import random_images  # noqa: E402
@@ -85,28 +88,66 @@ def fmt(s: tuple[float, float, float], scale: float = 1.0, digits: int = 1) -> s
     return f"{s[0] * scale:.{digits}f} ({s[1] * scale:.{digits}f}-{s[2] * scale:.{digits}f})"
 
 
+def onnx_peer(timm_model, x: np.ndarray):
+    """timm's model exported to ONNX and run by onnxruntime (fp32, 1 intra- and inter-op thread,
+    all graph optimisations), as a callable on float images; None (and why) without onnxruntime/onnx."""
+    try:
+        import onnxruntime as ort
+        import onnx  # noqa: F401  (torch.onnx.export needs it)
+    except ImportError as err:
+        return None, f"onnxruntime skipped ({err.name} not installed: pip install -e .[bench])"
+    import torch
+
+    path = CACHE / "deit_tiny_timm.onnx"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.onnx.export(timm_model, (torch.from_numpy(x),), str(path), dynamo=False, opset_version=17,
+                          input_names=["x"], output_names=["logits"])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    with torch.inference_mode():
+        want = timm_model(torch.from_numpy(x)).numpy()
+    got = sess.run(None, {"x": x})[0]
+    assert np.allclose(got, want, atol=1e-3), "onnxruntime must compute timm's model"
+    return (lambda: sess.run(None, {"x": x})), f"onnxruntime {ort.__version__}"
+
+
 def bench_latency(model, timm_model, rounds: int, per_round: int = 5) -> dict:
-    """1 image, 1 thread: `rounds` rounds of `per_round` gsbsim calls then `per_round` timm calls;
-    per round the best call of each (timeit's rule: the least disturbed call on a shared
-    machine; each model runs on warm caches, as when it serves requests) and their ratio."""
+    """1 image, 1 thread: `rounds` rounds of `per_round` gsbsim calls, then `per_round` calls of each
+    float peer (timm eager, onnxruntime when installed); per round the best call of each (timeit's
+    rule: the least disturbed call on a shared machine; each model runs on warm caches, as when it
+    serves requests) and the peer / gsbsim ratio of that round."""
     import torch
     from threadpoolctl import threadpool_limits
 
     x = random_images(np.random.default_rng(0), model, 1)
-    xt = torch.from_numpy(x.astype(np.float32) / 128.0)
+    xf = np.ascontiguousarray(x.astype(np.float32) / 128.0)
+    xt = torch.from_numpy(xf)
+    peers = {"timm fp32": lambda: timm_model(xt)}
+    ort_call, ort_note = onnx_peer(timm_model, xf)
+    if ort_call is not None:
+        peers["onnxruntime fp32"] = ort_call
     rows = []
     with threadpool_limits(limits=1), torch.inference_mode():
         torch.set_num_threads(1)
         for _ in range(3):  # warm-up (compilation, caches)
             fast.forward(model, x)
-            timm_model(xt)
+            for call in peers.values():
+                call()
         for _ in range(rounds):
-            g = np.min([timed(lambda: fast.forward(model, x)) for _ in range(per_round)], axis=0)
-            t = np.min([timed(lambda: timm_model(xt)) for _ in range(per_round)], axis=0)
-            rows.append((*g, *t))
-    r = np.array(rows)
-    return dict(gsb_wall=stats(r[:, 0]), gsb_cpu=stats(r[:, 1]), timm_wall=stats(r[:, 2]),
-                timm_cpu=stats(r[:, 3]), ratio_wall=stats(r[:, 2] / r[:, 0]), ratio_cpu=stats(r[:, 3] / r[:, 1]))
+            row = [np.min([timed(lambda: fast.forward(model, x)) for _ in range(per_round)], axis=0)]
+            row += [np.min([timed(call) for _ in range(per_round)], axis=0) for call in peers.values()]
+            rows.append(row)
+    r = np.array(rows)                     # [round, contender, (wall, cpu)]
+    out = dict(gsb_wall=stats(r[:, 0, 0]), gsb_cpu=stats(r[:, 0, 1]), peers={}, ort_note=ort_note)
+    for p, name in enumerate(peers, start=1):
+        out["peers"][name] = dict(wall=stats(r[:, p, 0]), cpu=stats(r[:, p, 1]),
+                                  ratio_wall=stats(r[:, p, 0] / r[:, 0, 0]), ratio_cpu=stats(r[:, p, 1] / r[:, 0, 1]))
+    return out
 
 
 def bench_throughput(model, timm_model, batch: int, repeats: int) -> dict:
@@ -199,7 +240,7 @@ def report(lat: dict, thr: dict, stages: dict, total: dict, cost: dict, dens3: l
     lines = [
         SECTION,
         "",
-        f"Machine: {machine()}; numba {numba_version}, torch {torch.__version__}.",
+        f"Machine: {machine()}; vector popcount: {vector_isa()}; numba {numba_version}, torch {torch.__version__}.",
         f"Command: `{command}` ({repeats} repeats; median (min-max) over repeats; both models timed in the same",
         "process, alternating; a latency repeat is a round of 5 calls of each model, best call of each). Integer",
         "models: random exports",
@@ -209,12 +250,16 @@ def report(lat: dict, thr: dict, stages: dict, total: dict, cost: dict, dens3: l
         "",
         "### Latency, 1 image, 1 thread",
         "",
-        "| | gsbsim.fast (G=3, ms) | timm fp32 (ms) | timm / gsbsim |",
-        "|---|---|---|---|",
-        f"| wall clock | {fmt(lat['gsb_wall'], 1e3, 2)} | {fmt(lat['timm_wall'], 1e3, 2)} | "
-        f"{fmt(lat['ratio_wall'], 1, 2)}x |",
-        f"| thread CPU time | {fmt(lat['gsb_cpu'], 1e3, 2)} | {fmt(lat['timm_cpu'], 1e3, 2)} | "
-        f"{fmt(lat['ratio_cpu'], 1, 2)}x |",
+        f"Peers: timm eager (torch.set_num_threads(1)); {lat['ort_note']}"
+        + (" (timm's model exported by `torch.onnx.export(..., dynamo=False, opset_version=17)`, 1 intra- and "
+           "inter-op thread, sequential, all graph optimisations)." if not lat["ort_note"].startswith("onnxruntime skipped")
+           else "."),
+        "",
+        "| peer | clock | gsbsim.fast (G=3, ms) | peer fp32 (ms) | peer / gsbsim |",
+        "|---|---|---|---|---|",
+        *[f"| {name} | {clock} | {fmt(lat['gsb_' + key], 1e3, 2)} | {fmt(p[key], 1e3, 2)} | "
+          f"{fmt(p['ratio_' + key], 1, 2)}x |"
+          for name, p in lat["peers"].items() for clock, key in (("thread CPU time", "cpu"), ("wall clock", "wall"))],
         "",
         f"### Batch throughput, {batch} images (images/s, wall clock)",
         "",

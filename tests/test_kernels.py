@@ -1,6 +1,8 @@
 """gsbsim.kernels and gsbsim.popcnt against the plain-numpy conventions, integer for integer."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -149,6 +151,93 @@ def test_deit_shape_and_noncontiguous_inputs():
     assert np.array_equal(kn.xnor_gemm(a, w, 384), ref)
     assert np.array_equal(kn.xnor_gemm(np.asfortranarray(a), w[::-1][::-1], 384), ref)
     assert np.array_equal(kn.and_gemm(a, w[::2]), cv.and_dot(a, w[::2]))
+
+
+# every tile the GEMM driver uses: full strips of TILE_COLS vectors, a pair, a single vector, the
+# scalar columns past the last multiple of 8, and the last M % TILE_ROWS rows (1..3)
+TILE_NS = sorted({8 * kn.TILE_COLS, 8 * (2 * kn.TILE_COLS + 2 + 1) + 5, 8 * (kn.TILE_COLS + 1), 16, 7})
+
+
+@pytest.mark.parametrize("k", [0, 1, 64, 192, 449])
+@pytest.mark.parametrize("n", TILE_NS)
+def test_tiled_gemms_every_tile_edge(n, k):
+    rng = np.random.default_rng(n * 1000 + k)
+    for m in range(1, 2 * kn.TILE_ROWS + 2):
+        a, w = _packed(rng, (m, k), 0.3), _packed(rng, (n, k))
+        assert np.array_equal(kn.xnor_gemm(a, w, k), cv.xnor_dot(a, w, k)), (m, n, k)
+        assert np.array_equal(kn.and_gemm(a, w), cv.and_dot(a, w)), (m, n, k)
+
+
+def test_weight_layout_is_the_aligned_transpose():
+    rng = np.random.default_rng(3)
+    for n, w_n in ((576, 3), (5, 2), (1, 1)):
+        w = rng.integers(0, 2 ** 63, (n, w_n), dtype=np.uint64)
+        w_t = kn.weight_layout(w)
+        assert w_t.ctypes.data % 64 == 0 and w_t.flags.c_contiguous
+        assert np.array_equal(w_t, w.T)
+
+
+def test_fast_weight_layout_is_made_once_and_guards_its_source():
+    """gsbsim.fast lays each weight array out once; the cached source turns read-only, so an
+    in-place change (the planted fault) raises instead of silently running stale weights."""
+    from gsbsim.engine.fast_ops import transposed
+    w = np.arange(24, dtype=np.uint64).reshape(8, 3)
+    w_t = transposed(w)
+    assert transposed(w) is w_t and np.array_equal(w_t, w.T)
+    with pytest.raises(ValueError, match="read-only"):
+        w[0, 0] = 7
+    other = w.copy()                       # another array object gets its own layout
+    assert transposed(other) is not w_t and np.array_equal(transposed(other), w.T)
+
+
+def test_tile_uses_the_cpus_widest_popcount():
+    """On a CPU with AVX-512 VPOPCNTDQ the tile kernel must run vpopcntq on zmm registers (LLVM's
+    tuning for Intel server cores would otherwise split it into ymm halves)."""
+    from gsbsim.engine.popcnt import vector_isa
+    if not vector_isa().startswith("AVX-512 with"):
+        pytest.skip(f"target CPU: {vector_isa()}")
+    asm = _tiled_gemm_asm()
+    assert re.search(r"vpopcntq\s+%zmm", asm) and kn.tile_shape() == (4, 6)
+
+
+def _tiled_gemm_asm() -> str:
+    """Assembly of the GEMM driver compiled afresh (a function loaded from Numba's cache has none)."""
+    fresh = njit(nogil=True)(kn._tiled_gemm.py_func)
+    a, w_t = np.zeros((1, 1), np.uint64), np.zeros((1, 8), np.uint64)
+    fresh(a, w_t, np.empty((1, 8), np.int32), np.zeros(1, np.int64), False)
+    return "\n".join(fresh.inspect_asm().values())
+
+
+_AVX2_SCRIPT = """
+import re, numpy as np
+from gsbsim.format import conventions as cv
+from gsbsim.engine import kernels as kn
+from gsbsim.engine.popcnt import vector_isa
+from tests.test_kernels import _tiled_gemm_asm
+assert vector_isa().startswith("AVX2") and (kn.TILE_ROWS, kn.TILE_COLS) == (2, 2), vector_isa()
+rng = np.random.default_rng(0)
+for m, n, k in ((197, 576, 192), (5, 61, 449), (3, 16, 1536), (1, 7, 64)):
+    a = cv.pack_bits(rng.integers(0, 2, (m, k), dtype=np.uint8))
+    w = cv.pack_bits(rng.integers(0, 2, (n, k), dtype=np.uint8))
+    assert np.array_equal(kn.xnor_gemm(a, w, k), cv.xnor_dot(a, w, k)), (m, n, k)
+    assert np.array_equal(kn.and_gemm(a, w), cv.and_dot(a, w)), (m, n, k)
+asm = _tiled_gemm_asm()
+assert "zmm" not in asm and re.search(r"vpshufb\\s+%ymm", asm), "not AVX2 code"
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_gemms_on_an_avx2_only_target(tmp_path):
+    """The same kernels compiled for an AVX2-only CPU (Numba told so; the code runs on this one):
+    the 2 x 2 tile, ymm registers and the nibble-table popcount, the same integers."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="+avx,+avx2,+popcnt,+sse4.2,+bmi,+bmi2",
+               NUMBA_CACHE_DIR=str(tmp_path))
+    run = subprocess.run([sys.executable, "-c", _AVX2_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
 
 
 # ----------------------------------------------------------------------------- GSB attention x value

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from gsbsim.engine.kernels import context_head, context_workspace, pack_row
-from gsbsim.engine.popcnt import cycle_counter, popcount64
+from gsbsim.engine.kernels import context_head, context_workspace, pack_bits_at, pack_row
+from gsbsim.engine.popcnt import cycle_counter, ge_word, popcount64
 from gsbsim.engine.fast_ops import INLINE, JIT
 
 
@@ -19,91 +19,96 @@ ATTENTION_PHASES = ("attention: split q/k/v", "attention: scores+softmax+planes"
 # Inner loops below index 1-D slices by the bare loop variable: an index LLVM cannot prove
 # non-negative (e.g. row[2*e + c0 + j]) keeps Numba's negative-index wraparound select and
 # stops vectorisation.
+@njit(**INLINE)
+def _codes_row(vflat, cflat, base, d, ratios, mx, mn, row_stat, tmp):
+    """Value codes of one Vq row at flat offset base (bit 0 = sign, bit k = mask M_{k+1}); with
+    row_stat the masks use the row's own max / min, else mx / mn."""
+    if row_stat:
+        mx, mn = vflat[base], vflat[base]
+        for j in range(d):
+            mx = max(mx, vflat[base + np.uint64(j)])
+        for j in range(d):
+            mn = min(mn, vflat[base + np.uint64(j)])
+    for j in range(d):
+        tmp[j] = np.int64(vflat[base + np.uint64(j)] >= 0)
+    for kk in range(ratios.shape[0]):
+        # 256*v > r*mx  <=>  v > floor(r*mx/256);  256*v < r*mn  <=>  v < ceil(r*mn/256)
+        hi = (ratios[kk] * mx) >> 8
+        lo = -((-ratios[kk] * mn) >> 8)
+        for j in range(d):
+            v = vflat[base + np.uint64(j)]
+            tmp[j] |= np.int64((v > hi) | (v < lo)) << (kk + 1)
+    for j in range(d):
+        cflat[base + np.uint64(j)] = np.uint8(tmp[j])
+
+
 @njit(**JIT)
 def _split_image(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, image_stat,
                  qb, kb, vqb, codes, tmp):
     """§4 for one image: packed Q bits qb [H, N, W(d)], K bits kb, Vq vqb int64 [H, N, d] and the
-    value planes as codes [H, N, d] (bit 0 = sign s, bit k = mask M_{k+1}); tmp int64 [d] scratch."""
+    value planes as codes [H, N, d] (bit 0 = sign s, bit k = mask M_{k+1}); tmp int64 [d] scratch.
+
+    Rows are addressed by flat unsigned offsets, not slices: a slice per (token, head) costs
+    atomic reference counting worth more than the row's arithmetic (unsigned: no wraparound
+    select, so the j loops vectorise)."""
     d = vqb.shape[2]
     e = heads * d
-    g1 = ratios.shape[0]
+    wd = qb.shape[2]
+    vflat = vqb.reshape(-1)
+    cflat = codes.reshape(-1)
     for t in range(n_tok):
         row = acc[r0 + t]
         for h in range(heads):
             c0 = h * d
-            qt = q_thr[c0:c0 + d]
-            kt = k_thr[c0:c0 + d]
-            pack_row(row[c0:c0 + d], qt, qt, False, qb[h, t])
-            pack_row(row[e + c0:e + c0 + d], kt, kt, False, kb[h, t])
-            src = row[2 * e + c0:2 * e + c0 + d]
-            off = v_off[c0:c0 + d]
-            vrow = vqb[h, t]
+            for w in range(wd):
+                lo = c0 + 64 * w
+                width = min(64, d - 64 * w)
+                qb[h, t, w] = pack_bits_at(row, lo, q_thr, lo, width)
+                kb[h, t, w] = pack_bits_at(row, e + lo, k_thr, lo, width)
+            base = np.uint64((h * n_tok + t) * d)
+            src = np.uint64(2 * e + c0)
+            off = np.uint64(c0)
             for j in range(d):
-                vrow[j] = np.int64(src[j]) * vscale + off[j]
-    mx_img, mn_img = vqb[0, 0, 0], vqb[0, 0, 0]
+                uj = np.uint64(j)
+                vflat[base + uj] = np.int64(row[src + uj]) * vscale + v_off[off + uj]
+    # the codes in a loop of their own (inside the loop above they run 2x slower: measured)
+    mx_img, mn_img = vflat[0], vflat[0]
     if image_stat:
-        for h in range(heads):
-            for t in range(n_tok):
-                vrow = vqb[h, t]
-                for j in range(d):
-                    mx_img = max(mx_img, vrow[j])
-                for j in range(d):
-                    mn_img = min(mn_img, vrow[j])
-    for h in range(heads):
-        for t in range(n_tok):
-            vrow = vqb[h, t]
-            mx, mn = mx_img, mn_img
-            if not image_stat:
-                mx, mn = vrow[0], vrow[0]
-                for j in range(d):
-                    mx = max(mx, vrow[j])
-                for j in range(d):
-                    mn = min(mn, vrow[j])
-            for j in range(d):
-                tmp[j] = np.int64(vrow[j] >= 0)
-            for kk in range(g1):
-                # 256*v > r*mx  <=>  v > floor(r*mx/256);  256*v < r*mn  <=>  v < ceil(r*mn/256)
-                hi = (ratios[kk] * mx) >> 8
-                lo = -((-ratios[kk] * mn) >> 8)
-                for j in range(d):
-                    tmp[j] |= np.int64((vrow[j] > hi) | (vrow[j] < lo)) << (kk + 1)
-            crow = codes[h, t]
-            for j in range(d):
-                crow[j] = np.uint8(tmp[j])
+        for i in range(heads * n_tok * d):
+            mx_img = max(mx_img, vflat[i])
+        for i in range(heads * n_tok * d):
+            mn_img = min(mn_img, vflat[i])
+    for r in range(heads * n_tok):
+        _codes_row(vflat, cflat, np.uint64(r * d), d, ratios, mx_img, mn_img, not image_stat, tmp)
 
 
 @njit(**INLINE)
-def _pack_ge_scalar(vals, thr, out_row):
-    """out_row bits = vals >= thr (one threshold for the row), pads 0."""
-    n = vals.shape[0]
+def _plane_row(arow, thr, planes_h, counts_h, a, i):
+    """Plane a, row i: planes_h[a, i] = packed (arow >= thr) (one threshold for the row, pads 0) and
+    counts_h[a, i] its popcount, stored by index (slices of planes_h per row cost ~30 % of the softmax)."""
+    n = arow.shape[0]
     full = n // 64
+    c = 0
     for w in range(full):
-        base = w * 64
-        bits = np.uint64(0)
-        for b in range(64):
-            bits |= np.uint64(vals[base + b] >= thr) << np.uint64(b)
-        out_row[w] = bits
+        word = ge_word(arow, w * 64, thr, 0)
+        planes_h[a, i, w] = word
+        c += popcount64(word)
     if n > full * 64:
         base = full * 64
-        bits = np.uint64(0)
+        word = np.uint64(0)
         for b in range(n - base):
-            bits |= np.uint64(vals[base + b] >= thr) << np.uint64(b)
-        out_row[full] = bits
+            word |= np.uint64(arow[base + b] >= thr) << np.uint64(b)
+        planes_h[a, i, full] = word
+        c += popcount64(word)
+    counts_h[a, i] = c
 
 
 @njit(**INLINE)
 def _mask_row(arow, amax, ratios, planes_h, counts_h, i):
-    """§5 mask planes of row i, M_k = 256*A > r_k*amax (<=> A >= floor(r_k*amax/256) + 1), then
-    the popcounts of all the row's planes (b1 included)."""
-    g1 = ratios.shape[0]
-    for kk in range(g1):
-        _pack_ge_scalar(arow, ((ratios[kk] * amax) >> 8) + 1, planes_h[kk + 1, i])
-    for a in range(g1 + 1):
-        words = planes_h[a, i]
-        c = 0
-        for w in range(words.shape[0]):
-            c += popcount64(words[w])
-        counts_h[a, i] = c
+    """§5 mask planes of row i, M_k = 256*A > r_k*amax (<=> A >= floor(r_k*amax/256) + 1), and their
+    popcounts."""
+    for kk in range(ratios.shape[0]):
+        _plane_row(arow, ((ratios[kk] * amax) >> 8) + 1, planes_h, counts_h, kk + 1, i)
 
 
 @njit(**INLINE)
@@ -168,9 +173,10 @@ def _softmax_head(qh, kh, d, exp_lut, bias, shift, one_r, thr1, ratios, image_st
         for t in range(n):
             amax = max(amax, arow[t])
         rowmax[i] = amax
-        _pack_ge_scalar(arow, thr1, planes_h[0, i])
-        if not image_stat:
-            _mask_row(arow, amax, ratios, planes_h, counts_h, i)
+        # b1, then (row statistic) the masks: one loop, so one inlined copy of the packing
+        for a in range(1 if image_stat else ratios.shape[0] + 1):
+            thr = thr1 if a == 0 else ((ratios[a - 1] * amax) >> 8) + 1
+            _plane_row(arow, thr, planes_h, counts_h, a, i)
 
 
 @njit(**JIT)

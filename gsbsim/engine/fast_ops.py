@@ -4,6 +4,7 @@ the heads; and the small helpers every fast module shares (jit options, overflow
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 from numba import njit
@@ -11,6 +12,7 @@ from numba import njit
 from gsbsim.engine import errors
 from gsbsim.format.conventions import unpack_bits
 from gsbsim.engine.errors import (IntegerOverflowError, overflow_message)
+from gsbsim.engine.kernels import weight_layout
 
 
 JIT = dict(cache=True, nogil=True, boundscheck=False)
@@ -105,30 +107,36 @@ def _ln_params(sign, thr):
 
 
 @njit(**INLINE)
-def _ln_row(row, sign, thr, lp, ln_shift, eps, fast_lim, orow):
-    """§3 on one row into packed bits orow; False when E*S2 + eps reaches 2^62 (otherwise
-    sigma < 2^31: spec §1)."""
-    e = row.shape[0]
+def _ln_rows(x, sign, thr, ln_shift, eps, fast_lim, out):
+    """§3 on every row of X into packed bits out; returns the first row whose E*S2 + eps reaches 2^62
+    (otherwise sigma < 2^31: spec §1), or -1. Two passes: all rows' (S1, sigma), then all rows' words
+    (a bad row's bits are meaningless: the caller raises). Measured 3x faster than one fused pass per row, where
+    LLVM gives up on vectorising the word loop."""
+    m_n, e = x.shape
+    lp = _ln_params(sign, thr)
+    s1s = np.empty(m_n, dtype=np.int64)
+    sigmas = np.empty(m_n, dtype=np.int64)
+    bad = -1
+    for m in range(m_n):
+        s1s[m], sigmas[m] = _ln_stats(x[m], eps, fast_lim)
+        if sigmas[m] < 0 and bad < 0:
+            bad = m
     full = e // 64
-    s1, sigma = _ln_stats(row, eps, fast_lim)
-    if sigma < 0:
-        return False
-    for w in range(full):
-        orow[w] = _ln_word(row, s1, sigma, sign, thr, lp, ln_shift, w * 64, 64)
-    if e > full * 64:
-        orow[full] = _ln_word(row, s1, sigma, sign, thr, lp, ln_shift, full * 64, e - full * 64)
-    return True
+    for m in range(m_n):
+        row = x[m]
+        for w in range(full):
+            out[m, w] = _ln_word(row, s1s[m], sigmas[m], sign, thr, lp, ln_shift, w * 64, 64)
+    if e > full * 64:      # the last, partial word: its own loop (in the loop above it slows every word)
+        for m in range(m_n):
+            out[m, full] = _ln_word(x[m], s1s[m], sigmas[m], sign, thr, lp, ln_shift, full * 64, e - full * 64)
+    return bad
 
 
 @njit(**JIT)
 def ln_bits_rows(x, sign, thr, ln_shift, eps, fast_lim, out):
     """§3 on every row of X int32 [M, E] into packed bits out uint64 [M, W(E)] (sign int8 [E],
     thr int64 [E]). Returns the first row whose E*S2 + eps reaches 2^62, or -1."""
-    lp = _ln_params(sign, thr)
-    for m in range(x.shape[0]):
-        if not _ln_row(x[m], sign, thr, lp, ln_shift, eps, fast_lim, out[m]):
-            return m
-    return -1
+    return _ln_rows(x, sign, thr, ln_shift, eps, fast_lim, out)
 
 
 def fast_limit(e: int, eps: int) -> int:
@@ -212,26 +220,22 @@ def residual_add_rows(x, acc, mult, bias, shift):
 
 @njit(**JIT)
 def residual_ln_rows(x, acc, mult, bias, shift, sign, thr, ln_shift, eps, fast_lim, bits):
-    """residual_add_rows, then §3 of the next LayerNorm on each new row while it is in cache.
+    """residual_add_rows, then §3 of the next LayerNorm on the new rows.
 
     Returns (X int32 [M, E], first bad flat index of the residual or -1, its value, first
     LayerNorm-overflow row or -1). A residual overflow anywhere wins (layers are checked in
-    order over the whole batch), so the rows are processed to the first residual overflow.
+    order over the whole batch): the LayerNorm then covers only the rows before it.
     """
     m_n, e = x.shape
     out = np.empty((m_n, e), dtype=np.int32)
     vals = np.empty(e, dtype=np.int64)
     half = np.int64(1) << np.int64(shift - 1)
     sh = np.int64(shift)
-    lp = _ln_params(sign, thr)
-    ln_bad = -1
     for m in range(m_n):
         if _residual_row(x[m], acc[m], mult, bias, half, sh, vals, out[m]):
             o = _first_outside_int32(vals)
-            return out, m * e + o, vals[o], ln_bad
-        if not _ln_row(out[m], sign, thr, lp, ln_shift, eps, fast_lim, bits[m]) and ln_bad < 0:
-            ln_bad = m
-    return out, -1, np.int64(0), ln_bad
+            return out, m * e + o, vals[o], _ln_rows(out[:m], sign, thr, ln_shift, eps, fast_lim, bits[:m])
+    return out, -1, np.int64(0), _ln_rows(out, sign, thr, ln_shift, eps, fast_lim, bits)
 
 
 @njit(**JIT)
@@ -288,5 +292,21 @@ def unpack(words: np.ndarray, k: int) -> np.ndarray:
     return unpack_bits(words, k).astype(np.uint8)
 
 
+_LAYOUTS: dict[int, tuple[weakref.ref, np.ndarray]] = {}
+
+
 def transposed(w: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(w.T)
+    """kernels.weight_layout(w) (transposed, 64-byte aligned), made once per weight array object and kept
+    while it lives: a forward pass no longer re-lays 48 matrices out. The array is made read-only when
+    cached, so a later in-place change raises instead of running stale weights."""
+    hit = _LAYOUTS.get(id(w))
+    if hit is not None and hit[0]() is w:
+        return hit[1]
+    w_t = weight_layout(w)
+    try:
+        ref = weakref.ref(w, lambda _, key=id(w): _LAYOUTS.pop(key, None))
+    except TypeError:          # not weak-referenceable (never for an ndarray): no cache
+        return w_t
+    w.flags.writeable = False
+    _LAYOUTS[id(w)] = (ref, w_t)
+    return w_t

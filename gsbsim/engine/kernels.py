@@ -11,14 +11,22 @@ with them integer for integer:
   (ctx = sum_a sum_v scale[a, v] * D[a][v]), which is all the model needs
 * ``pack_rows_ge`` / ``pack_rows_2sided``  integer thresholds -> packed bits
 
-How the GEMMs are fast: the weights are transposed to ``[W, N]`` so that the innermost
-loop runs over N output columns with contiguous loads; LLVM vectorises
-``popcount(a_word ^ w_word)`` across columns (AVX2 nibble-table popcount), with the
-a-words of one row broadcast. Up to four words are summed per pass over the columns
-(so K=192, three words, is a single pass with no accumulator reload): binary ViT rows
-are short, and the per-row prologue/epilogue is what costs at K=192. The row loop is
-one compiled function per operation (``_counts_xor``, ``_counts_and``) that every
-caller links, which keeps Numba's compile time bounded.
+How the GEMMs are fast: the weights are laid out transposed, ``[W, N]``, 64-byte aligned
+(``weight_layout``; numpy aligns to 16 bytes only), and ``xnor_into`` / ``and_into`` walk
+them in column strips of TILE_COLS vectors of 8 columns: for each strip every group of
+TILE_ROWS rows is one register tile (``popcnt.popc_tile``, LLVM IR) whose TILE_ROWS x
+TILE_COLS vector accumulators stay in registers over the whole K loop. Per packed word the
+tile loads TILE_COLS weight vectors and broadcasts TILE_ROWS a-words, then does one
+(xor|and, popcount, add) per accumulator: on AVX-512 VPOPCNTDQ (4 x 6 zmm accumulators) the
+loop is bound by the popcount port, i.e. by the CPU's limit (benchmarks/limit.py measures
+it; the GEMMs reach 75-95 % of it on DeiT shapes). The first word initialises the
+accumulators and the epilogue narrows two column vectors with one shuffle before the int32
+arithmetic (``beta -+ 2*count``), which is what matters at K=192 (three words per tile).
+The strip of weights (W x 8*TILE_COLS words) stays in L1 while all rows pass; no K blocking
+is needed at ViT sizes (K=1536 runs fastest). Columns past the last multiple of 8 take a
+scalar loop. The same IR compiles for AVX2 (2 x 2 tile, ymm pairs, nibble-table popcount;
+tested by compiling for an AVX2-only CPU). ``_row_counts`` (one output row at a time, the
+old GEMM loop) remains for the GSB A.V popcount forms, whose rows are short.
 
 Inner loops index 1-D views by the bare loop variable: an index LLVM cannot prove
 non-negative keeps Numba's negative-index wraparound select and stops vectorisation.
@@ -66,7 +74,8 @@ from numba import njit, types
 from numba.extending import overload
 
 from gsbsim.format.conventions import WORD_BITS, n_words
-from gsbsim.engine.popcnt import add4_i32x8, ctz64, popcount64
+from gsbsim.engine.popcnt import (add4_i32x8, ctz64, ge_or_le_word, ge_word, popc_tile, popcount64,
+                                   tile_shape)
 
 __all__ = [
     "KernelInputError",
@@ -81,13 +90,18 @@ __all__ = [
     "pack_rows_2sided",
     "xnor_into",
     "and_into",
+    "weight_layout",
     "pack_ge_into",
     "pack_2sided_into",
     "pack_row",
+    "pack_bits_at",
     "context_head",
     "context_workspace",
     "row_popcounts",
 ]
+
+#: register tile of the GEMMs (rows x vectors of 8 columns), chosen for the CPU Numba compiles for
+TILE_ROWS, TILE_COLS = tile_shape()
 
 _JIT = dict(cache=True, nogil=True, fastmath=False, boundscheck=False)
 _INLINE = dict(inline="always", nogil=True, fastmath=False, boundscheck=False)
@@ -196,28 +210,93 @@ def _av_rows(a2, v_t, n_v, out, lo, hi):
                 out[g, q, m, n] = 2 * acc[both + n] - acc[mask + n]
 
 
+@njit(**_INLINE)
+def _tile_rows(a, w_t, out, beta, m0, n0, use_and, rows, cols):
+    """popcnt.popc_tile with a run-time row count 1..4 (the last rows of a matrix); cols a constant."""
+    if rows == 1:
+        popc_tile(a, w_t, out, beta, m0, n0, use_and, 1, cols)
+    elif rows == 2:
+        popc_tile(a, w_t, out, beta, m0, n0, use_and, 2, cols)
+    elif rows == 3:
+        popc_tile(a, w_t, out, beta, m0, n0, use_and, 3, cols)
+    elif rows == 4:
+        popc_tile(a, w_t, out, beta, m0, n0, use_and, 4, cols)
+
+
+@njit(**_INLINE)
+def _tile_strip(a, w_t, out, beta, n0, use_and, cols):
+    """All rows of the column strip n0 .. n0 + 8*cols: TILE_ROWS rows per tile, then the rest."""
+    m_n = a.shape[0]
+    full = m_n - m_n % TILE_ROWS
+    for m0 in range(0, full, TILE_ROWS):
+        popc_tile(a, w_t, out, beta, m0, n0, use_and, TILE_ROWS, cols)
+    if full < m_n:
+        _tile_rows(a, w_t, out, beta, full, n0, use_and, m_n - full, cols)
+
+
+@njit(**_JIT)
+def _tiled_gemm(a, w_t, out, beta, use_and):
+    """out[m, n] = beta[m] -+ 2 * sum_j popcount(a[m, j] OP w_t[j, n]) (- and XOR, or + and AND with
+    use_and) as int32, by register tiles (popcnt.popc_tile) over column strips of TILE_COLS vectors
+    of 8 columns: a strip of weights (W x 8*TILE_COLS words) stays in L1 while every row passes.
+    The last N % 8 columns (none on ViT shapes) take a scalar loop."""
+    m_n, n_w = a.shape
+    n_n = out.shape[1]
+    if n_w == 0:
+        for m in range(m_n):
+            for n in range(n_n):
+                out[m, n] = np.int32(beta[m])
+        return
+    n_vec = n_n // 8
+    v = 0
+    while v + TILE_COLS <= n_vec:
+        _tile_strip(a, w_t, out, beta, 8 * v, use_and, TILE_COLS)
+        v += TILE_COLS
+    while v + 2 <= n_vec:
+        _tile_strip(a, w_t, out, beta, 8 * v, use_and, 2)
+        v += 2
+    if v < n_vec:
+        _tile_strip(a, w_t, out, beta, 8 * v, use_and, 1)
+    sgn = 2 if use_and else -2
+    for m in range(m_n):
+        for n in range(8 * n_vec, n_n):
+            c = 0
+            for j in range(n_w):
+                c += _pc(a[m, j], w_t[j, n], use_and)
+            out[m, n] = np.int32(beta[m] + sgn * c)
+
+
 @njit(**_JIT)
 def xnor_into(a, w_t, k, out):
     """out[m, n] = k - 2*popcount(a[m] ^ w_t[:, n]): a uint64[M, W], w_t uint64[W, N] (transposed
-    weights), out int32[M, N]. Jitted, unchecked (see ``xnor_gemm`` for the checked version)."""
-    acc = np.empty(w_t.shape[1], dtype=np.int64)
-    for m in range(a.shape[0]):
-        _counts_xor(a, m, w_t, acc)
-        orow = out[m]
-        for n in range(acc.shape[0]):
-            orow[n] = k - 2 * acc[n]
+    weights, ideally from ``weight_layout``: 64-byte aligned), out int32[M, N], all C-contiguous.
+    Jitted, unchecked (see ``xnor_gemm`` for the checked version)."""
+    beta = np.full(a.shape[0], np.int64(k))
+    _tiled_gemm(a, w_t, out, beta, False)
 
 
 @njit(**_JIT)
 def and_into(a, w_t, out):
     """out[m, n] = 2*popcount(a[m] & w_t[:, n]) - popcount(a[m]); jitted, unchecked twin of ``and_gemm``."""
-    acc = np.empty(w_t.shape[1], dtype=np.int64)
+    beta = np.empty(a.shape[0], dtype=np.int64)
     for m in range(a.shape[0]):
-        _counts_and(a, m, w_t, acc)
-        ones = _row_ones(a, m)
-        orow = out[m]
-        for n in range(acc.shape[0]):
-            orow[n] = 2 * acc[n] - ones
+        beta[m] = -_row_ones(a, m)
+    _tiled_gemm(a, w_t, out, beta, True)
+
+
+def weight_layout(w: np.ndarray) -> np.ndarray:
+    """Packed weights uint64[N, W] -> their transpose uint64[W, N] (C order), 64-byte aligned.
+
+    numpy aligns buffers to 16 bytes only; the tile kernel's 64-byte weight loads then straddle
+    cache lines (measured: 10-30 % of the GEMM's time, depending on where the buffer lands).
+    With N a multiple of 8 every row of the layout is aligned too.
+    """
+    w_t = w.T
+    buf = np.empty(w_t.size + 8, dtype=np.uint64)
+    skip = (-buf.ctypes.data % 64) // 8
+    out = buf[skip:skip + w_t.size].reshape(w_t.shape)
+    out[...] = w_t
+    return out
 
 
 @njit(**_JIT)
@@ -243,15 +322,30 @@ def _pack_word(vals, t_hi, t_lo, two_sided, base, width):
 def pack_row(vals, t_hi, t_lo, two_sided, out_row):
     """Pack one row of comparisons into out_row (uint64[ceil(n/64)]), pad bits 0.
 
-    Full words use a constant trip count of 64 so that LLVM vectorises the compare,
-    shift and OR-reduction.
+    Full words are one vector compare each (popcnt.ge_word / ge_or_le_word: the compare's mask
+    is the word); the last partial word loops.
     """
     n = vals.shape[0]
     full = n // 64
     for w in range(full):
-        out_row[w] = _pack_word(vals, t_hi, t_lo, two_sided, w * 64, 64)
+        if two_sided:
+            out_row[w] = ge_or_le_word(vals, w * 64, t_hi, t_lo, w * 64)
+        else:
+            out_row[w] = ge_word(vals, w * 64, t_hi, w * 64)
     if n > full * 64:
         out_row[full] = _pack_word(vals, t_hi, t_lo, two_sided, full * 64, n - full * 64)
+
+
+@njit(**_INLINE)
+def pack_bits_at(vals, vo, thr, to, width):
+    """One packed word of width <= 64 comparisons vals[vo + b] >= thr[to + b] (pads 0), indexed by
+    offsets: a slice per call (Numba counts references to it atomically) costs more than the compare."""
+    if width == 64:
+        return ge_word(vals, vo, thr, to)
+    bits = np.uint64(0)
+    for b in range(width):
+        bits |= np.uint64(vals[vo + b] >= thr[to + b]) << np.uint64(b)
+    return bits
 
 
 @njit(**_JIT)
@@ -297,13 +391,18 @@ def _value_table(codes, lut, y, ysum, need_sum):
     walk's row lists) are left as they are: zero."""
     g = lut.shape[0]
     n, d = codes.shape
+    wide = y.shape[1]
+    yf = y.reshape(-1)
+    cf = codes.reshape(-1)
     for a in range(g):
         la = lut[a]
         for t in range(n):
-            row = y[a * n + t]
-            code = codes[t]
+            # flat unsigned offsets, no slice per table row (reference counts cost more than the row)
+            yo = np.uint64((a * n + t) * wide)
+            co = np.uint64(t * d)
             for j in range(d):
-                row[j] = la[np.uint64(code[j])]     # unsigned index: no wraparound code
+                uj = np.uint64(j)
+                yf[yo + uj] = la[np.uint64(cf[co + uj])]     # unsigned index: no wraparound code
         tot = ysum[a]
         tot[:] = 0
         if need_sum[a]:
@@ -383,18 +482,17 @@ def _context_sparse(planes, counts, n_keys, d, y, ysum, out, r0, c0, add_ids, su
         n_add = 0
         n_sub = 0
         for a in range(g):
-            bits = planes[a, i]
             base = a * n_keys
             if 2 * counts[a, i] > n_keys:
                 tot = ysum[a]
                 for j in range(acc.shape[0]):
                     acc[j] += tot[j]
                 for w in range(w_n - 1):
-                    n_sub = _set_bits(~bits[w], base + w * 64, sub_ids, n_sub)
-                n_sub = _set_bits(~bits[w_n - 1] & last, base + (w_n - 1) * 64, sub_ids, n_sub)
+                    n_sub = _set_bits(~planes[a, i, w], base + w * 64, sub_ids, n_sub)
+                n_sub = _set_bits(~planes[a, i, w_n - 1] & last, base + (w_n - 1) * 64, sub_ids, n_sub)
             else:
-                for w in range(w_n):
-                    n_add = _set_bits(bits[w], base + w * 64, add_ids, n_add)
+                for w in range(w_n):      # words by index: no slice per (row, plane)
+                    n_add = _set_bits(planes[a, i, w], base + w * 64, add_ids, n_add)
         _pad4(add_ids, n_add, zero)
         _add_rows(y, add_ids, n_add, acc)
         if n_sub:
@@ -404,9 +502,9 @@ def _context_sparse(planes, counts, n_keys, d, y, ysum, out, r0, c0, add_ids, su
             _add_rows(y, sub_ids, n_sub, acc)
             for j in range(acc.shape[0]):
                 acc[j] = -acc[j]
-        res = out[r0 + i, c0:c0 + d]
+        oc = np.uint64(c0)
         for j in range(d):
-            res[j] = acc[j]
+            out[r0 + i, oc + np.uint64(j)] = acc[j]
 
 
 @njit(**_INLINE)
@@ -569,14 +667,14 @@ def _xnor_args(a, w, k):
         raise KernelInputError(f"gsbsim.kernels: k={k} needs {n_words(k)} words but a and w have {a.shape[1]}")
     _check_pads("a", a, k)
     _check_pads("w", w, k)
-    return a, np.ascontiguousarray(w.T), k
+    return a, weight_layout(w), k
 
 
 def _and_args(a, w):
     a = _packed("a", a, 2)
     w = _packed("w", w, 2)
     _same_words("a [M, W] and w [N, W]", a.shape[1], w.shape[1])
-    return a, np.ascontiguousarray(w.T)
+    return a, weight_layout(w)
 
 
 def _av_args(a_planes, v_sign, v_masks):

@@ -20,7 +20,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-__all__ = ["popcount64", "ctz64", "cycle_counter", "add4_i32x8", "popcount_words"]
+__all__ = ["popcount64", "ctz64", "cycle_counter", "add4_i32x8", "popcount_words", "popc_tile", "tile_shape",
+           "vector_isa"]
 
 
 def _unary_intrinsic(name: str, extra_false_arg: bool):
@@ -103,3 +104,238 @@ def popcount_words(words):
     for i in range(words.shape[0]):
         total += popcount64(words[i])
     return total
+
+
+# ============================================================================ register-tiled GEMM microkernel
+# A tile of R rows x C column vectors (8 columns each) of a packed binary GEMM, its R*C
+# accumulators held in vector registers over the whole K loop: per packed word, C vector
+# loads of the transposed weights and R broadcast a-words serve R*C (xor|and, popcount,
+# add) triples, so the loop is bound by the popcount port rather than by loads and stores.
+# Written as LLVM IR because Numba's vectoriser keeps one output row per loop (and, where
+# LLVM's tuning prefers 256-bit vectors, e.g. Intel server cores, ymm registers): the tile's
+# function asks for 512-bit registers itself ("min-legal-vector-width"). On a CPU without
+# AVX-512 the same IR is legalised to pairs of 256-bit registers (a nibble-table popcount on
+# AVX2): same integers, a smaller tile (``tile_shape``).
+
+_V = 8   # int64 lanes per column vector
+
+
+def _target_features() -> str:
+    """The CPU features Numba compiles for ("+avx2,+avx512f,..."): NUMBA_CPU_FEATURES, else the host's
+    (none known when only NUMBA_CPU_NAME is set)."""
+    from numba.core import config
+    import llvmlite.binding as ll
+
+    if config.CPU_FEATURES is not None:
+        return config.CPU_FEATURES
+    return "" if config.CPU_NAME else ll.get_host_cpu_features().flatten()
+
+
+def vector_isa() -> str:
+    """The vector popcount the tile kernel compiles to on this target, in words (for benchmarks)."""
+    feats = set(_target_features().split(","))
+    if {"+avx512f", "+avx512vpopcntdq"} <= feats:
+        return "AVX-512 with VPOPCNTDQ (vpopcntq zmm)"
+    if "+avx512bw" in feats:
+        return "AVX-512BW (zmm, nibble-table popcount)"
+    if "+avx2" in feats:
+        return "AVX2 (ymm, nibble-table popcount)"
+    return "no AVX2 (LLVM's generic vector code)"
+
+
+def tile_shape() -> tuple[int, int]:
+    """(rows, column vectors) of the GEMM register tile for the target: 4 x 6 accumulators of 8 int64
+    lanes fill 24 of AVX-512's 32 zmm registers (6 more for weights); on AVX2 a vector of 8 lanes
+    takes two of the 16 ymm registers and the nibble popcount needs its own, so 2 x 2. Only speed
+    depends on it (every tile computes the same integers)."""
+    return (4, 6) if vector_isa().startswith("AVX-512 with") else (2, 2)
+
+
+def _splat(builder, value, vec):
+    undef = ir.Constant(vec, ir.Undefined)
+    one = builder.insert_element(undef, value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(one, undef, ir.Constant(ir.VectorType(ir.IntType(32), vec.count), [0] * vec.count))
+
+
+def _tile_function(module, r_n: int, c_n: int):
+    """The IR function of one R x C tile: void(a, a_stride, w, w_stride, words, use_and, out, out_stride, beta)
+    computing out[r, 8c + l] = int32(beta[r] -+ 2 * sum_{j < words} popcount(a[r, j] OP w[j, 8c + l]))
+    (- for OP = XOR, + for OP = AND when use_and; pointers at the tile's first row / column, strides in
+    elements, words >= 1). The first word initialises the accumulators (no zeroing, no add), and
+    the epilogue narrows two column vectors with one lane shuffle before the 32-bit arithmetic."""
+    name = f"gsbsim_popc_tile_{r_n}x{c_n}"
+    if name in module.globals:
+        return module.globals[name]
+    i1, i32, i64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
+    v64 = ir.VectorType(i64, _V)
+    p64, p32 = i64.as_pointer(), i32.as_pointer()
+    fnty = ir.FunctionType(ir.VoidType(), [p64, i64, p64, i64, i64, i1, p32, i64, p64])
+    fn = ir.Function(module, fnty, name)
+    fn.linkage = "linkonce_odr"
+    fn.attributes.add("nounwind")
+    fn.attributes.add("noinline")     # keeps the 512-bit request to this function
+    for attr in ('"min-legal-vector-width"="512"', '"prefer-vector-width"="512"'):
+        set.add(fn.attributes, attr)   # string attributes: llvmlite's add() knows only keywords
+    a, a_stride, w, w_stride, words, use_and, out, out_stride, beta = fn.args
+    ctpop = module.globals.get("llvm.ctpop.v8i64") or ir.Function(module, ir.FunctionType(v64, [v64]),
+                                                                  "llvm.ctpop.v8i64")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    blocks = {op: [fn.append_basic_block(f"{op}_{part}") for part in ("first", "loop", "exit")]
+              for op in ("xor", "and")}
+    b.cbranch(use_and, blocks["and"][0], blocks["xor"][0])
+    one = ir.Constant(i64, 1)
+
+    def word(j, op, acc):
+        """acc[r][c] (+)= popcount(a[r, j] OP w[j, 8c:8c+8]) for the tile; acc None: assign."""
+        wrow = b.gep(w, [b.mul(j, w_stride)])
+        wv = [b.load(b.bitcast(b.gep(wrow, [ir.Constant(i64, _V * c)]), v64.as_pointer()), align=8)
+              for c in range(c_n)]
+        new = []
+        for r in range(r_n):
+            x = _splat(b, b.load(b.gep(a, [b.add(b.mul(ir.Constant(i64, r), a_stride), j)]), align=8), v64)
+            pcs = [b.call(ctpop, [b.and_(x, v) if op == "and" else b.xor(x, v)]) for v in wv]
+            new.append(pcs if acc is None else [b.add(acc[r][c], pcs[c]) for c in range(c_n)])
+        return new
+
+    for op, (first, loop, exit_) in blocks.items():
+        b.position_at_end(first)
+        init = word(ir.Constant(i64, 0), op, None)
+        b.cbranch(b.icmp_signed(">", words, one), loop, exit_)
+        b.position_at_end(loop)
+        j = b.phi(i64)
+        acc = [[b.phi(v64) for _ in range(c_n)] for _ in range(r_n)]
+        new = word(j, op, acc)
+        j1 = b.add(j, one)
+        b.cbranch(b.icmp_signed("<", j1, words), loop, exit_)
+        j.add_incoming(one, first)
+        j.add_incoming(j1, loop)
+        b.position_at_end(exit_)
+        totals = [[b.phi(v64) for _ in range(c_n)] for _ in range(r_n)]     # phis first in the block
+        for r in range(r_n):
+            for c in range(c_n):
+                acc[r][c].add_incoming(init[r][c], first)
+                acc[r][c].add_incoming(new[r][c], loop)
+                totals[r][c].add_incoming(init[r][c], first)
+                totals[r][c].add_incoming(new[r][c], loop)
+        _tile_epilogue(b, totals, op == "and", out, out_stride, beta)
+        b.ret_void()
+    return fn
+
+
+def _tile_epilogue(b, totals, add: bool, out, out_stride, beta) -> None:
+    """Store out[r, 8c + l] = beta[r] -+ 2 * totals[r][c][l] as int32: pairs of column vectors are
+    narrowed by one shuffle (the low halves of 16 lanes) and computed in 16 32-bit lanes (exact
+    modulo 2^32, i.e. what the int32 conversion of the 64-bit value gives)."""
+    i32, i64 = ir.IntType(32), ir.IntType(64)
+    for r, row in enumerate(totals):
+        orow = b.gep(out, [b.mul(ir.Constant(i64, r), out_stride)])
+        beta32 = b.trunc(b.load(b.gep(beta, [ir.Constant(i64, r)]), align=8), i32)
+        for c in range(0, len(row), 2):
+            lanes = 2 * _V if c + 1 < len(row) else _V
+            vec = ir.VectorType(i32, lanes)
+            lo = b.bitcast(row[c], ir.VectorType(i32, 2 * _V))
+            hi = b.bitcast(row[c + 1], ir.VectorType(i32, 2 * _V)) if lanes > _V else lo
+            cnt = b.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(i32, lanes), list(range(0, 2 * lanes, 2))))
+            twice = b.shl(cnt, ir.Constant(vec, [1] * lanes))
+            base = _splat(b, beta32, vec)
+            val = b.add(base, twice) if add else b.sub(base, twice)
+            b.store(val, b.bitcast(b.gep(orow, [ir.Constant(i64, _V * c)]), vec.as_pointer()), align=4)
+
+
+def _c_array(typ, dtype, ndim) -> bool:
+    return isinstance(typ, types.Array) and typ.ndim == ndim and typ.layout == "C" and typ.dtype == dtype
+
+
+@intrinsic(prefer_literal=True)
+def popc_tile(typingctx, a, w_t, out, beta, m0, n0, use_and, rows, cols):
+    """out[m0 + r, n0 + n] = int32(beta[m0 + r] -+ 2 * sum_j popcount(a[m0 + r, j] OP w_t[j, n0 + n]))
+    for r < rows, n < 8 * cols; OP = AND (and +) if use_and else XOR (and -); a has >= 1 word. a uint64[M, W], w_t uint64[W, N],
+    out int32[M, N], beta int64[M], all C-contiguous; rows and cols compile-time constants; the
+    tile must lie inside the arrays (unchecked). Returns nothing. njit only."""
+    ok = (_c_array(a, types.uint64, 2) and _c_array(w_t, types.uint64, 2) and _c_array(out, types.int32, 2)
+          and _c_array(beta, types.int64, 1) and isinstance(rows, types.IntegerLiteral)
+          and isinstance(cols, types.IntegerLiteral) and all(isinstance(x, types.Integer) for x in (m0, n0))
+          and isinstance(use_and, types.Boolean))
+    if not ok:
+        return None  # Numba reports a typing error naming the argument types
+    r_n, c_n = rows.literal_value, cols.literal_value
+
+    def codegen(context, builder, signature, args):
+        sig = signature.args
+        i64 = ir.IntType(64)
+        arrs = [context.make_array(sig[k])(context, builder, args[k]) for k in range(4)]
+        m0v, n0v = (context.cast(builder, args[k], sig[k], types.int64) for k in (4, 5))
+        a_w = builder.extract_value(arrs[0].shape, 1)
+        w_n = builder.extract_value(arrs[1].shape, 1)
+        o_n = builder.extract_value(arrs[2].shape, 1)
+        a_p = builder.gep(arrs[0].data, [builder.mul(m0v, a_w)])
+        w_p = builder.gep(arrs[1].data, [n0v])
+        o_p = builder.gep(arrs[2].data, [builder.add(builder.mul(m0v, o_n), n0v)])
+        b_p = builder.gep(arrs[3].data, [m0v])
+        flag = context.cast(builder, args[6], sig[6], types.boolean)
+        fn = _tile_function(builder.module, r_n, c_n)
+        builder.call(fn, [a_p, a_w, w_p, w_n, a_w, builder.trunc(flag, ir.IntType(1)) if flag.type != ir.IntType(1)
+                          else flag, o_p, o_n, b_p])
+        return context.get_dummy_value()
+
+    return types.none(a, w_t, out, beta, m0, n0, use_and, rows, cols), codegen
+
+
+# ============================================================================ 64 comparisons -> one word
+def _int_vector(typ) -> bool:
+    return isinstance(typ, types.Array) and typ.ndim == 1 and typ.layout == "C" and isinstance(typ.dtype, types.Integer)
+
+
+@intrinsic
+def ge_word(typingctx, vals, vo, thr, to):
+    """The 64 comparisons vals[vo + b] >= thr[to + b] (or >= thr, a scalar) as one uint64, bit b LSB
+    first: one vector compare into mask registers (AVX-512) or a compare and movemask (AVX2), where
+    a loop of shifts and ORs costs an order of magnitude more. vals, thr: C-contiguous 1-D signed
+    integer arrays (compared as int64), offsets unchecked. njit only."""
+    scalar = isinstance(thr, types.Integer)
+    if not (_int_vector(vals) and (scalar or _int_vector(thr)) and isinstance(vo, types.Integer)
+            and isinstance(to, types.Integer)):
+        return None
+    return types.uint64(vals, vo, thr, to), _ge_codegen(scalar, two_sided=False)
+
+
+@intrinsic
+def ge_or_le_word(typingctx, vals, vo, hi, lo, to):
+    """The 64 comparisons vals[vo + b] >= hi[to + b] or vals[vo + b] <= lo[to + b] as one uint64 (see
+    ``ge_word``; hi and lo arrays). njit only."""
+    if not (_int_vector(vals) and _int_vector(hi) and _int_vector(lo) and isinstance(vo, types.Integer)
+            and isinstance(to, types.Integer)):
+        return None
+    return types.uint64(vals, vo, hi, lo, to), _ge_codegen(False, two_sided=True)
+
+
+def _ge_codegen(scalar: bool, two_sided: bool):
+    def load64(context, builder, typ, value, offset, off_typ):
+        """64 elements of a 1-D integer array from offset, sign-extended to <64 x i64>."""
+        elem = context.get_value_type(typ.dtype)
+        data = context.make_array(typ)(context, builder, value).data
+        off = context.cast(builder, offset, off_typ, types.int64)
+        vec = builder.load(builder.bitcast(builder.gep(data, [off]), ir.VectorType(elem, 64).as_pointer()),
+                           align=typ.dtype.bitwidth // 8)
+        wide = ir.VectorType(ir.IntType(64), 64)
+        if elem.width == 64:
+            return vec
+        return builder.sext(vec, wide) if typ.dtype.signed else builder.zext(vec, wide)
+
+    def codegen(context, builder, signature, args):
+        sig = signature.args
+        vals = load64(context, builder, sig[0], args[0], args[1], sig[1])
+        if two_sided:
+            hi = load64(context, builder, sig[2], args[2], args[4], sig[4])
+            lo = load64(context, builder, sig[3], args[3], args[4], sig[4])
+            bits = builder.or_(builder.icmp_signed(">=", vals, hi), builder.icmp_signed("<=", vals, lo))
+        else:
+            if scalar:
+                t = context.cast(builder, args[2], sig[2], types.int64)
+                thr = _splat(builder, t, ir.VectorType(ir.IntType(64), 64))
+            else:
+                thr = load64(context, builder, sig[2], args[2], args[3], sig[3])
+            bits = builder.icmp_signed(">=", vals, thr)
+        return builder.bitcast(bits, ir.IntType(64))
+
+    return codegen
