@@ -4,37 +4,21 @@ engines and the HLS C-simulation, bit-exact, without any engine being edited (do
 Tier ``hls`` (tests/conftest.py): it builds C++."""
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest
 
 from gsbsim.cli.app import main as gsbsim_main
 from gsbsim.engine import fast, golden
-from gsbsim.format import methods as table
 from gsbsim.format.model_file import load_model
 from gsbsim.format.random_model import random_images
+from tests.support.methods import register_tokact
 
 
 @pytest.fixture
 def tokact(monkeypatch):
-    """The throw-away row: the activation unit with didb's per-token terms (IRPReLU), GSB attention."""
-    import gsbsim.format.model_file as mf
-    import gsbsim.hw.costs as costs_mod
-    import reference.config as config
-    import reference.export as export
-    import reference.methods as ref_methods
-    from reference.method_parts import PARTS, Parts
-
-    row = dataclasses.replace(table.METHODS["reactnet"], name="tokact", token_terms=True, summary="throw-away")
-    monkeypatch.setitem(table.METHODS, "tokact", row)
-    names = tuple(table.METHODS)
-    for module, attr in ((table, "METHOD_NAMES"), (mf, "METHODS"), (costs_mod, "METHOD_NAMES"),
-                         (export, "EXPORTABLE_METHODS")):
-        monkeypatch.setattr(module, attr, names)
-    monkeypatch.setattr(config, "METHODS", names + ("fp",))
-    monkeypatch.setitem(PARTS, "tokact", Parts(post_activation=ref_methods._irprelu))
-    return row
+    """The throw-away row (tests/support/methods.py), on the PyTorch side too."""
+    return register_tokact(monkeypatch, reference=True)
 
 
 def test_a_new_row_exports_and_passes_csim_bit_exactly(tokact, tmp_path, capsys):

@@ -4,7 +4,6 @@ without touching an engine (docs/adding_a_method.md). Also: no import circle any
 from __future__ import annotations
 
 import ast
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from gsbsim.format.model_file import expected_arrays
 from gsbsim.format.random_model import random_images, random_model
 from gsbsim.hw import costs
 from tests.support.engines import assert_same
+from tests.support.methods import register_tokact
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = sorted(table.METHODS)
@@ -24,17 +24,8 @@ ROWS = sorted(table.METHODS)
 
 @pytest.fixture
 def throwaway(monkeypatch):
-    """A new method built from existing features (reactnet's, with didb's per-token terms allowed),
-    registered only for the test: one table row, nothing else."""
-    row = dataclasses.replace(table.METHODS["reactnet"], name="tokact", token_terms=True,
-                              summary="throw-away: act units with token terms, GSB attention")
-    monkeypatch.setitem(table.METHODS, "tokact", row)
-    monkeypatch.setattr(table, "METHOD_NAMES", tuple(table.METHODS))
-    import gsbsim.format.model_file as mf
-    monkeypatch.setattr(mf, "METHODS", tuple(table.METHODS))
-    import gsbsim.hw.costs as costs_mod
-    monkeypatch.setattr(costs_mod, "METHOD_NAMES", tuple(table.METHODS))
-    return row
+    """A new method built from existing features, registered only for the test: one table row."""
+    return register_tokact(monkeypatch)
 
 
 @pytest.mark.parametrize("method", ROWS)
