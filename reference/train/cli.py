@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stage to train; 'all' (default) runs teacher -> stage1 -> stage2, each stage using the "
                         "previous stages' best.pt (students distil from the teacher, stage2 starts from stage1)")
     g.add_argument("--preset", default="digits", metavar="NAME",
-                   help="model preset and recipe: digits (default), cifar, deit_tiny, deit_small")
+                   help="model preset and recipe: digits (default), mnist, cifar, deit_tiny, deit_small")
     g.add_argument("--data", default=None, metavar="NAME", help="dataset name (default: the preset's dataset)")
     g.add_argument("--data-path", default=None, metavar="PATH", help="dataset location on disk (not needed for digits)")
     g.add_argument("--out", default=None, metavar="DIR", help="output directory (default: runs/<preset>)")
