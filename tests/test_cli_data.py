@@ -49,6 +49,7 @@ def one_line_error(rc, out, err, *fragments):
 
 
 # ============================================================================ costs without data
+@pytest.mark.slow  # exports a random DeiT-S (16 MB) in a subprocess
 def test_count_ops_on_a_random_deit_small_export_exits_0_with_the_cost_report(tmp_path):
     """The design card's command on a paper model (issue 14): no data fits, the costs need none."""
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
