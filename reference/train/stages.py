@@ -20,6 +20,8 @@ from reference.distill import TrainLoss
 from reference.metrics import append_jsonl, plot_curves, truncate_jsonl
 from reference.train.distributed import Dist, barrier, seed_everything, sync_buffers
 from reference.train.errors import TrainError
+from reference.train.recipe import batch_and_lr, recipe_name
+from reference.train.teacher_file import init_teacher_from_file, timm_file_teacher
 from reference.train.loop import evaluate, init_scales_before_ddp, train_loader, train_one_epoch
 from reference.train.schedule import CosineSchedule, build_optimizer
 
@@ -58,23 +60,23 @@ class StagePlan:
     min_lr: float
     weight_decay: float
     warmup_epochs: int
+    lr_rule: str = ""
 
 
 def plan_stage(stage: str, args: argparse.Namespace, preset, d: Dist) -> StagePlan:
     recipe = preset.recipe(stage)
     epochs = getattr(args, f"epochs_{stage}") or args.epochs or recipe.epochs
-    batch = args.batch_size or recipe.batch_size
+    batch, lr, rule = batch_and_lr(recipe, args, preset, d.world_size)
     if batch % d.world_size:
         raise TrainError(f"--batch-size {batch} is not divisible by the {d.world_size} processes")
-    lr = args.lr if args.lr is not None else recipe.lr
     wd = args.weight_decay if args.weight_decay is not None else recipe.weight_decay
-    return StagePlan(stage, epochs, batch, lr, recipe.min_lr, wd, recipe.warmup_epochs)
+    return StagePlan(stage, epochs, batch, lr, recipe.min_lr, wd, recipe.warmup_epochs, rule)
 
 
 def quant_options(stage: str, args: argparse.Namespace) -> dict:
     """What build_model gets as **quant_options (nothing for the teacher)."""
-    if stage == "teacher":
-        return {}
+    if stage == "teacher":  # a teacher of a timm checkpoint's architecture is rebuilt from it
+        return {"timm_arch": args.timm_arch} if getattr(args, "timm_arch", None) else {}
     options = {"groups": args.groups, "mask_stat": args.mask_stat, "released_quirks": bool(args.released_quirks)}
     if args.method != "gsb":  # absent means gsb: checkpoints written before --method existed
         options["method"] = args.method
@@ -109,6 +111,9 @@ def stage_input(explicit: str | None, default: Path, flag: str, stage: str, what
 def load_teacher(stage: str, ctx: Context) -> nn.Module | None:
     if ctx.args.distill == "none":
         return None
+    if ctx.args.teacher_checkpoint and ctx.args.stage != "all":  # a timm file used as it is
+        return timm_file_teacher(ctx.args.teacher_checkpoint, ctx.bundle.num_classes, ctx.in_chans,
+                                 ctx.bundle.img_size).to(ctx.device)
     path = stage_input(ctx.args.teacher, ctx.out / "teacher" / "best.pt", "--teacher", stage, "a teacher")
     teacher, meta = load_model(path, map_location="cpu")
     check_fits(meta, path, ctx, "teacher")
@@ -142,14 +147,20 @@ def run_identity(stage: str, ctx: Context, plan: StagePlan) -> dict:
     ident = {"preset": ctx.preset.name, "data": ctx.bundle.name, "seed": args.seed, "limit_train": args.limit_train,
              "augment": bool(ctx.preset.augment and not args.no_augment), "epochs": plan.epochs,
              "batch_size": plan.batch_size, "lr": plan.lr, "min_lr": plan.min_lr,
-             "weight_decay": plan.weight_decay, "warmup_epochs": plan.warmup_epochs}
+             "weight_decay": plan.weight_decay, "warmup_epochs": plan.warmup_epochs,
+             "recipe": recipe_name(args, ctx.preset)}
     if stage == "teacher":
         ident["smoothing"] = args.smoothing
+        if args.teacher_checkpoint:  # the teacher fine-tunes this file: another file makes another run
+            ident["teacher_sha256"] = file_sha256(Path(args.teacher_checkpoint))
     else:
         ident.update(method=args.method, quant_options=quant_options(stage, args), distill=args.distill,
                      distill_alpha=args.distill_alpha, tau=args.tau)
         if args.distill != "none":  # the teacher is used every epoch: a retrained one makes another run
-            path = stage_input(args.teacher, ctx.out / "teacher" / "best.pt", "--teacher", stage, "a teacher")
+            if args.teacher_checkpoint and args.stage != "all":  # a timm file used as it is (load_teacher)
+                path = Path(args.teacher_checkpoint)
+            else:
+                path = stage_input(args.teacher, ctx.out / "teacher" / "best.pt", "--teacher", stage, "a teacher")
             ident["teacher_sha256"] = file_sha256(path)
     return json.loads(json.dumps(ident))  # as it reads back from a checkpoint (tuples -> lists)
 
@@ -264,6 +275,8 @@ def run_stage(stage: str, ctx: Context, first: bool) -> dict:
     teacher = load_teacher(stage, ctx) if stage != "teacher" else None
     model = build_stage_model(stage, ctx)
     init_path = init_from_stage1(model, ctx) if stage == "stage2" and resume is None else None
+    if stage == "teacher" and resume is None and args.teacher_checkpoint:
+        init_path = init_teacher_from_file(model, args.teacher_checkpoint, ctx.say)
     model.to(ctx.device)
     optimizer = build_optimizer(model, plan.lr, plan.weight_decay)
     schedule = CosineSchedule(optimizer, plan.lr, plan.min_lr, plan.epochs, plan.warmup_epochs)
@@ -291,7 +304,7 @@ def run_stage(stage: str, ctx: Context, first: bool) -> dict:
             "init": str(init_path) if init_path else None, "run": run_identity(stage, ctx, plan)}
     per_process = plan.batch_size // d.world_size
     ctx.say(f"[{stage}] {sum(p.numel() for p in model.parameters()):,} parameters, {plan.epochs} epochs, "
-            f"batch {plan.batch_size}, lr {plan.lr:g}, {len(ctx.train_set)} training images"
+            f"batch {plan.batch_size}, lr {plan.lr:g} ({plan.lr_rule}), {len(ctx.train_set)} training images"
             + (f", resuming after epoch {start}" if resume is not None else ""))
     if resume is not None:
         restore_rng(resume["rng"])
