@@ -374,6 +374,8 @@ def cmd_csim(args) -> int:
         raise CliError(str(e)) from None
     if args.timeout <= 0:
         raise CliError(f"--timeout must be positive, got {args.timeout}")
+    if args.fifo_depth_cap is not None and args.fifo_depth_cap < 1:
+        raise CliError(f"--fifo-depth-cap must be at least 1, got {args.fifo_depth_cap}")
     if args.keep_vectors:
         if args.data != "digits" or args.images is not None:
             raise CliError("--keep-vectors uses the vectors already in DIR/vectors; it takes no --data/--images")
@@ -383,7 +385,8 @@ def cmd_csim(args) -> int:
                                         split=args.split, images=images))
     try:
         images = csim.check_vectors(project)
-        exe, build_s, rebuilt = csim.build(project, sanitize=args.sanitize)
+        exe, build_s, rebuilt = csim.build(project, sanitize=args.sanitize,
+                                           flags=csim.depth_cap_flags(args.fifo_depth_cap))
         rep = csim.run_testbench(project, exe, timeout=args.timeout)
     except (HlsEnvError, csim.CsimError) as e:
         raise CliError(str(e)) from None
@@ -517,6 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="build with AddressSanitizer + UBSan (slower build, aborts on the first error)")
     cs.add_argument("--keep-vectors", action="store_true",
                     help="use DIR/vectors as they are instead of rewriting them")
+    cs.add_argument("--fifo-depth-cap", type=int, default=None, metavar="K",
+                    help="C-simulate with every FIFO at most K deep (1: the deadlock demonstration; "
+                    "the generated depths are the design's)")
     cs.add_argument("--timeout", type=float, default=600.0, metavar="S",
                     help="limit for the testbench run in seconds (default 600)")
     cs.set_defaults(func=cmd_csim)

@@ -24,10 +24,11 @@ from gsbsim.hw.folding import cycle_report
 from gsbsim.hlsgen.project import Project, sha256_file, trace_producer, trace_specs
 
 __all__ = ["CsimError", "CsimReport", "check_model", "check_vectors", "build", "run_testbench",
-           "report_text"]
+           "report_text", "depth_cap_flags"]
 
 _ITERS = re.compile(r"^ITERS (\S+) (\d+)$")
 _STAGE = re.compile(r"^STAGE (\S+) (\d+)$")
+_DEADLOCK = re.compile(r"^image \d+: DEADLOCK: ")
 _MISMATCH = re.compile(r"^MISMATCH (\S+)\[([\d, ]+)\]: got (-?\d+) expected (-?\d+)$")
 
 
@@ -69,6 +70,11 @@ def check_vectors(project: Project) -> int:
 
 
 # ============================================================================ build
+def depth_cap_flags(cap: int | None) -> tuple[str, ...]:
+    """Compiler flags capping every FIFO of the C-simulation at ``cap`` words (gsb/stream.hpp)."""
+    return () if cap is None else (f"-DGSB_FIFO_DEPTH_CAP={int(cap)}",)
+
+
 def _stamp(project: Project, exe: Path, flags: list[str], sanitize: bool) -> str:
     """Hash of everything the executable depends on: sources, headers, library, compiler, flags."""
     h = hashlib.sha256()
@@ -127,10 +133,11 @@ class CsimReport:
     expected_iters: dict[str, int] = field(default_factory=dict)
     mismatch: tuple[str, str, int, int] | None = None   # (trace name, "image, i, j", got, expected)
     tensors_passed: int = 0
+    deadlock: list[str] = field(default_factory=list)   # the DEADLOCK report: first line, stalled processes
 
     @property
     def tensors_equal(self) -> bool:
-        return self.returncode == 0 and self.mismatch is None and self.tensors_passed > 0
+        return self.returncode == 0 and self.mismatch is None and not self.deadlock and self.tensors_passed > 0
 
     @property
     def iter_differences(self) -> list[tuple[str, int | None, int]]:
@@ -156,7 +163,9 @@ def run_testbench(project: Project, exe: Path, timeout: float = 600.0) -> CsimRe
     rep = CsimReport(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start,
                      expected_iters=cycle_report(project.header, project.folding).per_layer)
     for line in proc.stdout.splitlines():
-        if m := _ITERS.match(line):
+        if _DEADLOCK.match(line) or (rep.deadlock and line.startswith("  process ")):
+            rep.deadlock.append(line)
+        elif m := _ITERS.match(line):
             rep.iters[m.group(1)] = int(m.group(2))
         elif m := _STAGE.match(line):
             rep.stages[m.group(1)] = int(m.group(2))
@@ -164,7 +173,7 @@ def run_testbench(project: Project, exe: Path, timeout: float = 600.0) -> CsimRe
             rep.mismatch = (m.group(1), m.group(2), int(m.group(3)), int(m.group(4)))
         elif line.startswith("PASS "):
             rep.tensors_passed = int(line.split()[1])
-    if proc.returncode not in (0, 1) or (proc.returncode == 1 and rep.mismatch is None):
+    if proc.returncode not in (0, 1) or (proc.returncode == 1 and rep.mismatch is None and not rep.deadlock):
         lines = [l for l in proc.stderr.splitlines() if l.strip()]
         errors = [l for l in lines if l.startswith("ERROR: ") or "runtime error" in l or "Sanitizer" in l]
         msg = (errors or lines or [f"exit status {proc.returncode}, no message"])[0].removeprefix("ERROR: ")
@@ -189,7 +198,10 @@ def report_text(project: Project, rep: CsimReport, images: int, build_s: float, 
         producer = trace_producer(name, project.header.get("method", "gsb"))
         rows.append(f"FAIL: MISMATCH {name}[{idx}]: got {got} expected {want} "
                     f"(layer {producer}, image {idx.split(',')[0]})")
-    for name, got, want in rep.iter_differences:
+    if rep.deadlock:
+        rows.append(f"FAIL: {rep.deadlock[0]}")
+        rows += rep.deadlock[1:]
+    for name, got, want in ([] if rep.deadlock else rep.iter_differences):   # a deadlocked run counts nothing
         rows.append(f"FAIL: layer {name}: C-sim counted {got if got is not None else 'no'} iterations, "
                     f"the cycle model {want}")
     if rep.passed:
