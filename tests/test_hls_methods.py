@@ -25,6 +25,7 @@ import pytest
 
 from gsbsim.format import conventions as cv
 from gsbsim.hlsgen import csim, toolchain
+from gsbsim.hlsgen.synth_view import compile_synthesis_view
 from gsbsim.cli.app import main
 from gsbsim.hw.folding import cycle_report
 from gsbsim.hlsgen.project import load_project, trace_specs
@@ -70,6 +71,7 @@ class Builds:
             save_model(path, model.header, model.arrays)
             assert main(["hls", "--model", str(path), "--out", str(root / k), *fold_args]) == 0
             self.jobs[k] = self.pool.submit(csim.build, load_project(root / k))
+            self.jobs[f"{k}-synth"] = self.pool.submit(compile_synthesis_view, load_project(root / k))
         images = np.random.default_rng(9).integers(0, 256, (3, 1, 6, 6), dtype=np.uint8)
         np.save(root / "images6.npy", images)
 
@@ -323,6 +325,12 @@ def test_model_csim_is_bit_exact(builds: Builds, capsys, key: str) -> None:
         qk = project.folding["blocks.0.qk"]
         n, d, h = project.header["num_tokens"], project.header["head_dim"], project.header["num_heads"]
         assert rep.iters["blocks.0.qk"] == 2 * h * n * (n // qk.pe) * -(-d // qk.simd)   # two Q.K^T products
+
+
+@pytest.mark.parametrize("key", ["reactnet", "didb", "didb3"])
+def test_synthesis_view_compiles(builds: Builds, key: str) -> None:
+    """-Wall -Wextra -Werror with __SYNTHESIS__ and the declaration-only hls::stream."""
+    assert builds[f"{key}-synth"].is_file()
 
 
 def test_wrong_didb_tensor_fails_naming_its_stage(builds: Builds, capsys) -> None:

@@ -98,7 +98,7 @@ def build(project: Project, sanitize: bool = False, flags: tuple[str, ...] = ())
     (ASan + UBSan) -O0 (five times faster to compile than -O1). ``flags`` come last and win.
     HlsEnvError for a missing compiler or ap_types headers and for compile errors.
     """
-    flags = ("-O0" if sanitize else "-O1", *flags)
+    flags = ("-O0" if sanitize else "-O1", "-pthread", *flags)   # the dataflow's processes are threads
     exe = project.build_dir / ("tb_asan" if sanitize else "tb")
     stamp_file = exe.with_suffix(".stamp")
     stamp = _stamp(project, exe, list(flags), sanitize)
