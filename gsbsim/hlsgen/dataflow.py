@@ -24,8 +24,8 @@ the skip only when the branch's first output arrives.  Before the attention's fi
 fork has written the whole tensor (softmax needs every key, and every PIPO of the attention is
 filled before its consumer starts): depth N*E.  The MLP works token by token and the
 LayerNorm reads one whole token before its first bit: depth E.  (The fork writes the LayerNorm
-copy first, so N*E - 1 and E - 1 would just do; tests/test_hls_dataflow.py shows one word less
-than that deadlocks.)
+copy first, so N*E - 1 and E - 1 suffice; tests/test_hls_dataflow.py shows that N*E - 1 passes
+and N*E - 2 deadlocks.)
 """
 from __future__ import annotations
 
