@@ -25,6 +25,7 @@ import pytest
 
 from gsbsim.format import conventions as cv
 from gsbsim.hlsgen import csim, toolchain
+from gsbsim.hlsgen.stage_cycles import stage_iterations
 from gsbsim.hlsgen.synth_view import compile_synthesis_view
 from gsbsim.cli.app import main
 from gsbsim.hw.folding import cycle_report
@@ -308,13 +309,16 @@ def test_model_csim_is_bit_exact(builds: Builds, capsys, key: str) -> None:
     project = load_project(builds.root / key)
     specs = [name for name, _, _ in trace_specs(project.header)]
     want = cycle_report(project.header, project.folding).per_layer
+    stages = stage_iterations(project.header, project.folding)
     assert re.search(rf"^PASS: {len(specs)} traced tensors bit-exact on 3 images; C-sim iterations equal the "
-                     rf"cycle model for all {len(want)} layers$", out, re.M), out
+                     rf"cycle model for all {len(want)} layers and the stage model for all {len(stages)} other "
+                     rf"processes$", out, re.M), out
     for name in ("blocks.0.qkv.z", "blocks.0.proj.z", "blocks.0.fc1.z", "blocks.0.fc2.z"):
         assert name in specs
     exe, _, rebuilt = csim.build(project)
     rep = csim.run_testbench(project, exe)
     assert not rebuilt and rep.passed and rep.iters == want and rep.tensors_passed == len(specs)
+    assert rep.stages == stages                          # every other process counted as modelled
     assert {"blocks.0.qkv.act", "blocks.0.fc2.act", "blocks.0.softmax"} <= set(rep.stages)
     if key == "reactnet":
         assert "blocks.0.q.bits" in specs

@@ -493,7 +493,7 @@ def check_pass(builds: Builds, capsys, key: str, *extra: str) -> str:
     rc, out, err = run_cli(capsys, "csim", builds.root / key, *extra)
     assert rc == 0, out + err
     assert re.search(r"^PASS: 43 traced tensors bit-exact on \d+ images; C-sim iterations equal the cycle "
-                     r"model for all 14 layers$", out, re.M), out
+                     r"model for all 14 layers and the stage model for all 31 other processes$", out, re.M), out
     return out
 
 
@@ -557,6 +557,8 @@ def test_iteration_count_differing_from_the_cycle_model_fails(builds: Builds, ca
     assert rc == 1, out + err
     assert "build cached" in out                               # the same executable as B's
     assert "FAIL: layer blocks.0.fc1: C-sim counted 1296 iterations, the cycle model 648" in out
+    # the fc1 activation's lanes follow fc1's PE: the stage model catches it too
+    assert "FAIL: process blocks.0.fc1_act: C-sim counted 432 iterations, the stage model 216" in out
     assert re.search(r"^blocks\.0\.fc1\s+1296\s+648\s+DIFFERENT$", out, re.M)
     assert "PASS" not in out
 

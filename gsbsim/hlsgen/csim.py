@@ -6,7 +6,8 @@ headers and a testbench that runs the model image by image on gsbsim's vectors
 module checks that the project still belongs to its model file (sha256), builds the
 testbench with g++ (``gsbsim.hlsgen.toolchain.compile_cpp``; cached until a source, the library,
 the compiler or the flags change), runs it, and compares the per-layer iteration counts it
-reports with gsbsim's cycle model (``folding.cycle_report``) for the project's folding.
+reports with gsbsim's cycle model (``folding.cycle_report``) for the project's folding, and
+the counts of every other process with gsbsim/hlsgen/stage_cycles.py.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from gsbsim.hlsgen import toolchain
 from gsbsim.hw.folding import cycle_report
 from gsbsim.hlsgen.project import Project, sha256_file, trace_producer, trace_specs
+from gsbsim.hlsgen.stage_cycles import dataflow_bound, stage_iterations
 
 __all__ = ["CsimError", "CsimReport", "check_model", "check_vectors", "build", "run_testbench",
            "report_text", "depth_cap_flags"]
@@ -131,6 +133,7 @@ class CsimReport:
     iters: dict[str, int] = field(default_factory=dict)
     stages: dict[str, int] = field(default_factory=dict)
     expected_iters: dict[str, int] = field(default_factory=dict)
+    expected_stages: dict[str, int] = field(default_factory=dict)
     mismatch: tuple[str, str, int, int] | None = None   # (trace name, "image, i, j", got, expected)
     tensors_passed: int = 0
     deadlock: list[str] = field(default_factory=list)   # the DEADLOCK report: first line, stalled processes
@@ -146,8 +149,15 @@ class CsimReport:
                 if self.iters.get(name) != want]
 
     @property
+    def stage_differences(self) -> list[tuple[str, int | None, int | None]]:
+        """(process, C-sim count or None, analytic count or None) for every process where they differ."""
+        names = sorted(set(self.stages) | set(self.expected_stages))
+        return [(k, self.stages.get(k), self.expected_stages.get(k)) for k in names
+                if self.stages.get(k) != self.expected_stages.get(k)]
+
+    @property
     def passed(self) -> bool:
-        return self.tensors_equal and not self.iter_differences
+        return self.tensors_equal and not self.iter_differences and not self.stage_differences
 
 
 def run_testbench(project: Project, exe: Path, timeout: float = 600.0) -> CsimReport:
@@ -161,7 +171,8 @@ def run_testbench(project: Project, exe: Path, timeout: float = 600.0) -> CsimRe
     except OSError as e:
         raise CsimError(f"cannot run C-simulation {exe}: {e}") from None
     rep = CsimReport(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start,
-                     expected_iters=cycle_report(project.header, project.folding).per_layer)
+                     expected_iters=cycle_report(project.header, project.folding).per_layer,
+                     expected_stages=stage_iterations(project.header, project.folding))
     for line in proc.stdout.splitlines():
         if _DEADLOCK.match(line) or (rep.deadlock and line.startswith("  process ")):
             rep.deadlock.append(line)
@@ -204,7 +215,16 @@ def report_text(project: Project, rep: CsimReport, images: int, build_s: float, 
     for name, got, want in ([] if rep.deadlock else rep.iter_differences):   # a deadlocked run counts nothing
         rows.append(f"FAIL: layer {name}: C-sim counted {got if got is not None else 'no'} iterations, "
                     f"the cycle model {want}")
+    for name, got, want in ([] if rep.deadlock else rep.stage_differences):
+        rows.append(f"FAIL: process {name}: C-sim counted {got if got is not None else 'no'} iterations, "
+                    f"the stage model {want if want is not None else 'has no such process'}")
+    if not rep.deadlock:
+        b = dataflow_bound(project.header, project.folding)
+        rows.append(f"dataflow: slowest process {b['process']} {b['ii']} cycles per image at one iteration per "
+                    f"cycle (a lower bound on the II; {b['sequential_region']} run sequentially: "
+                    f"{b['sequential_ii']})")
     if rep.passed:
         rows.append(f"PASS: {rep.tensors_passed} traced tensors bit-exact on {images} images; C-sim "
-                    f"iterations equal the cycle model for all {len(rep.expected_iters)} layers")
+                    f"iterations equal the cycle model for all {len(rep.expected_iters)} layers and the "
+                    f"stage model for all {len(rep.expected_stages)} other processes")
     return "\n".join(rows)

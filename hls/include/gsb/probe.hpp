@@ -66,8 +66,10 @@ inline void put(const std::string& name, std::vector<int64_t> values) {
     std::lock_guard<std::mutex> lk(recorder_mutex());
     recorder().put(name, std::move(values));
 }
-/** Iterations of one process: a matrix layer of the cycle model (layer = true) or another stage. */
+/** Iterations of one process: a matrix layer of the cycle model (layer = true) or another stage
+ *  (a region's own process, which only calls other processes, counts nothing and is left out). */
 inline void count(bool layer, const std::string& name, unsigned long n) {
+    if (!layer && n == 0) return;
     std::lock_guard<std::mutex> lk(recorder_mutex());
     if (layer)
         recorder().layer(name, n);
