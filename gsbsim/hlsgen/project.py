@@ -718,7 +718,7 @@ $(error AP_TYPES is not set: point it at the ap_types headers, e.g. make AP_TYPE
 endif
 HLS_INCLUDE ?= include
 CXX ?= g++
-CXXFLAGS ?= -std=c++14 -O2 -pthread -Wall -Wextra -Wno-unknown-pragmas -Wno-uninitialized -Wno-maybe-uninitialized
+CXXFLAGS ?= -std=c++14 -O2 -Wall -Wextra -Wno-unknown-pragmas -Wno-uninitialized -Wno-maybe-uninitialized
 SRC := src/top.cpp tb/tb.cpp
 DEPS := $(SRC) src/top.h src/config.h $(wildcard src/params/*.h) $(wildcard $(HLS_INCLUDE)/gsb/*.hpp)
 
@@ -727,7 +727,7 @@ all: build/tb
 
 build/tb: $(DEPS)
 \tmkdir -p build
-\t$(CXX) $(CXXFLAGS) -isystem $(AP_TYPES) -I$(HLS_INCLUDE) -Isrc $(SRC) -o $@
+\t$(CXX) $(CXXFLAGS) -pthread -isystem $(AP_TYPES) -I$(HLS_INCLUDE) -Isrc $(SRC) -o $@
 
 csim: build/tb
 \t./build/tb vectors
