@@ -87,6 +87,9 @@ def test_passes_at_the_emitted_depths(projects: Projects, capsys) -> None:
     assert depths["x_skip1"] == N * E and depths["x_skip2"] == E and depths["x_ln1"] == 2
     # a DATAFLOW pragma in every region: gsb_top, embed_stage, block_0, head_stage
     assert top.count("#pragma HLS DATAFLOW") == 4
+    # PIPO arrays are plain locals for synthesis (static only in C-simulation): no static in a region
+    assert "    GSB_PIPO int64_t att[H][N][N];" in top and "#define GSB_PIPO static" in top
+    assert not re.search(r"^    static ", top, re.M)
     # one signature for C-simulation, synthesis and co-simulation: AXI-stream ports, no probe argument
     sig = ("void gsb_top(gsb::stream<int8_t>& image, gsb::stream<int64_t>& logits, "
            "gsb::stream<uint32_t>& pred)")

@@ -54,26 +54,27 @@ static void block_{i}(gsb::stream<int32_t>& x_in, gsb::stream<int32_t>& x_out) {
     typedef gsb::mvau_shape<D, N, QK_SIMD, QK_PE> qk_shape;  // K rows: the QK unit's runtime weights
     typedef gsb::mvau_shape<N, D, AV_SIMD, AV_PE> av_shape;  // value planes: the A.V unit's runtime weights
     // whole-image attention buffers: PIPOs between processes (every key before the first score;
-    // image statistics).  Static: they are large for a C-simulation thread's stack.
+    // image statistics).  GSB_PIPO: static in C-simulation only (large for a thread's stack),
+    // plain locals for synthesis, as Vitis' canonical dataflow form wants.
 """
 _QK_BUFFERS = """\
-    static ap_uint<QK_SIMD> q_rows[H][N][qk_shape::SF];
-    static ap_uint<QK_SIMD> k_tiles[H][QK_PE][qk_shape::TILES];
+    GSB_PIPO ap_uint<QK_SIMD> q_rows[H][N][qk_shape::SF];
+    GSB_PIPO ap_uint<QK_SIMD> k_tiles[H][QK_PE][qk_shape::TILES];
 """
 _QK_BUFFERS_DIDB = """\
-    static int32_t zqk[N][2 * E];  // z of the Q and K channels: the Haar split needs the grid neighbours
-    static ap_uint<QK_SIMD> q_rows[2][H][N][qk_shape::SF];  // band 0 = low, 1 = high
-    static ap_uint<QK_SIMD> k_tiles[2][H][QK_PE][qk_shape::TILES];
+    GSB_PIPO int32_t zqk[N][2 * E];  // z of the Q and K channels: the Haar split needs the grid neighbours
+    GSB_PIPO ap_uint<QK_SIMD> q_rows[2][H][N][qk_shape::SF];  // band 0 = low, 1 = high
+    GSB_PIPO ap_uint<QK_SIMD> k_tiles[2][H][QK_PE][qk_shape::TILES];
 """
 _BUFFERS = """\
-    static int64_t vq[H][N][D];
-    static ap_uint<AV_SIMD> v_tiles[G][H][AV_PE][av_shape::TILES];
-    static int64_t att[H][N][N];
-    static ap_uint<AV_SIMD> a_rows[G][H][N][av_shape::SF];
-    static int64_t ctx[N][E];
+    GSB_PIPO int64_t vq[H][N][D];
+    GSB_PIPO ap_uint<AV_SIMD> v_tiles[G][H][AV_PE][av_shape::TILES];
+    GSB_PIPO int64_t att[H][N][N];
+    GSB_PIPO ap_uint<AV_SIMD> a_rows[G][H][N][av_shape::SF];
+    GSB_PIPO int64_t ctx[N][E];
 """
 _BUFFERS_DIDB = """\
-    static int32_t lap[N][E];
+    GSB_PIPO int32_t lap[N][E];
 """
 _POLICIES = """\
     const gsb::RawPolicy<3 * E, QKV_PE> qkv_raw = {{}};

@@ -15,6 +15,8 @@ C-simulation runs as threads over bounded FIFOs (hls/include/gsb/dataflow.hpp):
 Outside gsbsim's C-simulation (GSB_CSIM, gsb/common.hpp: synthesis, Vitis csim/cosim) GSB_REGION,
 GSB_DEPTH and GSB_JOIN are empty and a process is its call.
 ``after`` names the processes whose arrays (PIPOs) the process reads: it starts when they finished.
+PIPO arrays are declared ``GSB_PIPO``: static in C-simulation (off the threads' stacks), plain
+locals otherwise.
 
 FIFO depths (docs/hls.md §3): a FIFO must hold what its producer writes before its consumer
 reads the first word.  On a chain (one path from producer to consumer) the consumer reads as
@@ -67,12 +69,14 @@ macros = """\
 #define GSB_JOIN(r) r.join();
 #define GSB_DEPTH(s, d) s.set_depth(d);
 #define GSB_TRACE(name, ...) gsb::trace::put(name, __VA_ARGS__);
+#define GSB_PIPO static
 #else  // synthesis, and Vitis' own csim/cosim (sequential, hls::stream): the calls alone
 #define GSB_REGION(r, name)
 #define GSB_PROC_(r, layer, name, after, ...) __VA_ARGS__;
 #define GSB_IT gsb::iter_count()
 #define GSB_JOIN(r)
 #define GSB_DEPTH(s, d)
+#define GSB_PIPO
 #endif
 #define GSB_LAYER_PROC(r, name, after, ...) GSB_PROC_(r, true, name, after, __VA_ARGS__)
 #define GSB_STAGE_PROC(r, name, after, ...) GSB_PROC_(r, false, name, after, __VA_ARGS__)

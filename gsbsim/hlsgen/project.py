@@ -441,7 +441,7 @@ using namespace params;
 // ============================================================================ patch embedding (§2)
 static void embed_stage(gsb::stream<int8_t>& image, gsb::stream<int32_t>& x) {{
 #pragma HLS DATAFLOW
-    static int8_t pixels[IN_ELEMS];  // PIPO: im2col reads the image in patch order
+    GSB_PIPO int8_t pixels[IN_ELEMS];  // PIPO: im2col reads the image in patch order
     const gsb::RawPolicy<E, PATCH_PE> raw = {{}};
 {embed_streams}    GSB_REGION(df, "embed")
 {embed_procs}    GSB_JOIN(df)
