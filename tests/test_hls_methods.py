@@ -25,6 +25,8 @@ import pytest
 
 from gsbsim.format import conventions as cv
 from gsbsim.hlsgen import csim, toolchain
+from gsbsim.hlsgen.stage_cycles import stage_iterations
+from gsbsim.hlsgen.synth_view import compile_synthesis_view
 from gsbsim.cli.app import main
 from gsbsim.hw.folding import cycle_report
 from gsbsim.hlsgen.project import load_project, trace_specs
@@ -70,6 +72,7 @@ class Builds:
             save_model(path, model.header, model.arrays)
             assert main(["hls", "--model", str(path), "--out", str(root / k), *fold_args]) == 0
             self.jobs[k] = self.pool.submit(csim.build, load_project(root / k))
+            self.jobs[f"{k}-synth"] = self.pool.submit(compile_synthesis_view, load_project(root / k))
         images = np.random.default_rng(9).integers(0, 256, (3, 1, 6, 6), dtype=np.uint8)
         np.save(root / "images6.npy", images)
 
@@ -306,13 +309,16 @@ def test_model_csim_is_bit_exact(builds: Builds, capsys, key: str) -> None:
     project = load_project(builds.root / key)
     specs = [name for name, _, _ in trace_specs(project.header)]
     want = cycle_report(project.header, project.folding).per_layer
+    stages = stage_iterations(project.header, project.folding)
     assert re.search(rf"^PASS: {len(specs)} traced tensors bit-exact on 3 images; C-sim iterations equal the "
-                     rf"cycle model for all {len(want)} layers$", out, re.M), out
+                     rf"cycle model for all {len(want)} layers and the stage model for all {len(stages)} other "
+                     rf"processes$", out, re.M), out
     for name in ("blocks.0.qkv.z", "blocks.0.proj.z", "blocks.0.fc1.z", "blocks.0.fc2.z"):
         assert name in specs
     exe, _, rebuilt = csim.build(project)
     rep = csim.run_testbench(project, exe)
     assert not rebuilt and rep.passed and rep.iters == want and rep.tensors_passed == len(specs)
+    assert rep.stages == stages                          # every other process counted as modelled
     assert {"blocks.0.qkv.act", "blocks.0.fc2.act", "blocks.0.softmax"} <= set(rep.stages)
     if key == "reactnet":
         assert "blocks.0.q.bits" in specs
@@ -323,6 +329,12 @@ def test_model_csim_is_bit_exact(builds: Builds, capsys, key: str) -> None:
         qk = project.folding["blocks.0.qk"]
         n, d, h = project.header["num_tokens"], project.header["head_dim"], project.header["num_heads"]
         assert rep.iters["blocks.0.qk"] == 2 * h * n * (n // qk.pe) * -(-d // qk.simd)   # two Q.K^T products
+
+
+@pytest.mark.parametrize("key", ["reactnet", "didb", "didb3"])
+def test_synthesis_view_compiles(builds: Builds, key: str) -> None:
+    """-Wall -Wextra -Werror with __SYNTHESIS__ and the declaration-only hls::stream."""
+    assert builds[f"{key}-synth"].is_file()
 
 
 def test_wrong_didb_tensor_fails_naming_its_stage(builds: Builds, capsys) -> None:

@@ -31,6 +31,7 @@ from gsbsim.engine import errors, golden_ops
 from gsbsim.cli.app import main
 from gsbsim.hw.folding import cycle_report, folding_from_dict, global_folding, mvau_cycles
 from gsbsim.hlsgen.project import load_project, trace_specs
+from gsbsim.hlsgen.synth_view import compile_synthesis_view
 from gsbsim.format.model_file import IntModel, save_model
 from gsbsim.format.random_model import random_model
 
@@ -94,6 +95,8 @@ class Builds:
         self.jobs["A"] = self.pool.submit(csim.build, load_project(root / "A"))
         self.jobs["B"] = self.pool.submit(csim.build, load_project(root / "B"))
         self.jobs["B-make"] = self.pool.submit(self._make, root / "B")
+        for k in ("A", "B"):   # the synthesis view of every generated project (gsbsim/hlsgen/synth_view.py)
+            self.jobs[f"{k}-synth"] = self.pool.submit(compile_synthesis_view, load_project(root / k))
 
     def _folding_file(self) -> str:
         path = self.root / "fold_A.json"
@@ -490,7 +493,7 @@ def check_pass(builds: Builds, capsys, key: str, *extra: str) -> str:
     rc, out, err = run_cli(capsys, "csim", builds.root / key, *extra)
     assert rc == 0, out + err
     assert re.search(r"^PASS: 43 traced tensors bit-exact on \d+ images; C-sim iterations equal the cycle "
-                     r"model for all 14 layers$", out, re.M), out
+                     r"model for all 14 layers and the stage model for all 31 other processes$", out, re.M), out
     return out
 
 
@@ -554,8 +557,16 @@ def test_iteration_count_differing_from_the_cycle_model_fails(builds: Builds, ca
     assert rc == 1, out + err
     assert "build cached" in out                               # the same executable as B's
     assert "FAIL: layer blocks.0.fc1: C-sim counted 1296 iterations, the cycle model 648" in out
+    # the fc1 activation's lanes follow fc1's PE: the stage model catches it too
+    assert "FAIL: process blocks.0.fc1_act: C-sim counted 432 iterations, the stage model 216" in out
     assert re.search(r"^blocks\.0\.fc1\s+1296\s+648\s+DIFFERENT$", out, re.M)
     assert "PASS" not in out
+
+
+@pytest.mark.parametrize("key", ["A", "B"])
+def test_synthesis_view_compiles(builds: Builds, key: str) -> None:
+    """-Wall -Wextra -Werror with __SYNTHESIS__ and the declaration-only hls::stream."""
+    assert builds[f"{key}-synth"].is_file()
 
 
 def test_sanitizer_build_passes(builds: Builds, capsys) -> None:

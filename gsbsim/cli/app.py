@@ -524,7 +524,8 @@ def cmd_csim(args) -> int:
                            _load_model(project.model_path))
         try:
             images = csim.check_vectors(project)
-            exe, build_s, rebuilt = csim.build(project, sanitize=args.sanitize)
+            exe, build_s, rebuilt = csim.build(project, sanitize=args.sanitize,
+                                               flags=csim.depth_cap_flags(args.fifo_depth_cap))
             rep = csim.run_testbench(project, exe, timeout=args.timeout)
         except (HlsEnvError, csim.CsimError) as e:
             raise CliError(str(e)) from None
@@ -678,6 +679,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="build with AddressSanitizer + UBSan (slower build, aborts on the first error)")
     cs.add_argument("--keep-vectors", action="store_true",
                     help="use DIR/vectors as they are instead of rewriting them")
+    cs.add_argument("--fifo-depth-cap", type=int_at_least(1), default=None, metavar="K",
+                    help="C-simulate with every FIFO at most K deep (1: the deadlock demonstration; "
+                    "the generated depths are the design's)")
     cs.add_argument("--timeout", type=positive_float, default=600.0, metavar="S",
                     help="limit for the testbench run in seconds (default 600)")
     cs.set_defaults(func=cmd_csim)

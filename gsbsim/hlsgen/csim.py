@@ -6,7 +6,8 @@ headers and a testbench that runs the model image by image on gsbsim's vectors
 module checks that the project still belongs to its model file (sha256), builds the
 testbench with g++ (``gsbsim.hlsgen.toolchain.compile_cpp``; cached until a source, the library,
 the compiler or the flags change), runs it, and compares the per-layer iteration counts it
-reports with gsbsim's cycle model (``folding.cycle_report``) for the project's folding.
+reports with gsbsim's cycle model (``folding.cycle_report``) for the project's folding, and
+the counts of every other process with gsbsim/hlsgen/stage_cycles.py.
 """
 from __future__ import annotations
 
@@ -22,12 +23,14 @@ from pathlib import Path
 from gsbsim.hlsgen import toolchain
 from gsbsim.hw.folding import cycle_report
 from gsbsim.hlsgen.project import Project, sha256_file, trace_producer, trace_specs
+from gsbsim.hlsgen.stage_cycles import dataflow_bound, stage_iterations
 
 __all__ = ["CsimError", "CsimReport", "check_model", "check_vectors", "build", "run_testbench",
-           "report_text"]
+           "report_text", "depth_cap_flags"]
 
 _ITERS = re.compile(r"^ITERS (\S+) (\d+)$")
 _STAGE = re.compile(r"^STAGE (\S+) (\d+)$")
+_DEADLOCK = re.compile(r"^image \d+: DEADLOCK: ")
 _MISMATCH = re.compile(r"^MISMATCH (\S+)\[([\d, ]+)\]: got (-?\d+) expected (-?\d+)$")
 
 
@@ -69,6 +72,11 @@ def check_vectors(project: Project) -> int:
 
 
 # ============================================================================ build
+def depth_cap_flags(cap: int | None) -> tuple[str, ...]:
+    """Compiler flags capping every FIFO of the C-simulation at ``cap`` words (gsb/stream.hpp)."""
+    return () if cap is None else (f"-DGSB_FIFO_DEPTH_CAP={int(cap)}",)
+
+
 def _stamp(project: Project, exe: Path, flags: list[str], sanitize: bool) -> str:
     """Hash of everything the executable depends on: sources, headers, library, compiler, flags."""
     h = hashlib.sha256()
@@ -92,7 +100,7 @@ def build(project: Project, sanitize: bool = False, flags: tuple[str, ...] = ())
     (ASan + UBSan) -O0 (five times faster to compile than -O1). ``flags`` come last and win.
     HlsEnvError for a missing compiler or ap_types headers and for compile errors.
     """
-    flags = ("-O0" if sanitize else "-O1", *flags)
+    flags = ("-O0" if sanitize else "-O1", "-pthread", *flags)   # the dataflow's processes are threads
     exe = project.build_dir / ("tb_asan" if sanitize else "tb")
     stamp_file = exe.with_suffix(".stamp")
     stamp = _stamp(project, exe, list(flags), sanitize)
@@ -125,12 +133,14 @@ class CsimReport:
     iters: dict[str, int] = field(default_factory=dict)
     stages: dict[str, int] = field(default_factory=dict)
     expected_iters: dict[str, int] = field(default_factory=dict)
+    expected_stages: dict[str, int] = field(default_factory=dict)
     mismatch: tuple[str, str, int, int] | None = None   # (trace name, "image, i, j", got, expected)
     tensors_passed: int = 0
+    deadlock: list[str] = field(default_factory=list)   # the DEADLOCK report: first line, stalled processes
 
     @property
     def tensors_equal(self) -> bool:
-        return self.returncode == 0 and self.mismatch is None and self.tensors_passed > 0
+        return self.returncode == 0 and self.mismatch is None and not self.deadlock and self.tensors_passed > 0
 
     @property
     def iter_differences(self) -> list[tuple[str, int | None, int]]:
@@ -139,8 +149,15 @@ class CsimReport:
                 if self.iters.get(name) != want]
 
     @property
+    def stage_differences(self) -> list[tuple[str, int | None, int | None]]:
+        """(process, C-sim count or None, analytic count or None) for every process where they differ."""
+        names = sorted(set(self.stages) | set(self.expected_stages))
+        return [(k, self.stages.get(k), self.expected_stages.get(k)) for k in names
+                if self.stages.get(k) != self.expected_stages.get(k)]
+
+    @property
     def passed(self) -> bool:
-        return self.tensors_equal and not self.iter_differences
+        return self.tensors_equal and not self.iter_differences and not self.stage_differences
 
 
 def run_testbench(project: Project, exe: Path, timeout: float = 600.0) -> CsimReport:
@@ -154,9 +171,12 @@ def run_testbench(project: Project, exe: Path, timeout: float = 600.0) -> CsimRe
     except OSError as e:
         raise CsimError(f"cannot run C-simulation {exe}: {e}") from None
     rep = CsimReport(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start,
-                     expected_iters=cycle_report(project.header, project.folding).per_layer)
+                     expected_iters=cycle_report(project.header, project.folding).per_layer,
+                     expected_stages=stage_iterations(project.header, project.folding))
     for line in proc.stdout.splitlines():
-        if m := _ITERS.match(line):
+        if _DEADLOCK.match(line) or (rep.deadlock and line.startswith("  process ")):
+            rep.deadlock.append(line)
+        elif m := _ITERS.match(line):
             rep.iters[m.group(1)] = int(m.group(2))
         elif m := _STAGE.match(line):
             rep.stages[m.group(1)] = int(m.group(2))
@@ -164,7 +184,7 @@ def run_testbench(project: Project, exe: Path, timeout: float = 600.0) -> CsimRe
             rep.mismatch = (m.group(1), m.group(2), int(m.group(3)), int(m.group(4)))
         elif line.startswith("PASS "):
             rep.tensors_passed = int(line.split()[1])
-    if proc.returncode not in (0, 1) or (proc.returncode == 1 and rep.mismatch is None):
+    if proc.returncode not in (0, 1) or (proc.returncode == 1 and rep.mismatch is None and not rep.deadlock):
         lines = [l for l in proc.stderr.splitlines() if l.strip()]
         errors = [l for l in lines if l.startswith("ERROR: ") or "runtime error" in l or "Sanitizer" in l]
         msg = (errors or lines or [f"exit status {proc.returncode}, no message"])[0].removeprefix("ERROR: ")
@@ -189,10 +209,22 @@ def report_text(project: Project, rep: CsimReport, images: int, build_s: float, 
         producer = trace_producer(name, project.header["method"])
         rows.append(f"FAIL: MISMATCH {name}[{idx}]: got {got} expected {want} "
                     f"(layer {producer}, image {idx.split(',')[0]})")
-    for name, got, want in rep.iter_differences:
+    if rep.deadlock:
+        rows.append(f"FAIL: {rep.deadlock[0]}")
+        rows += rep.deadlock[1:]
+    for name, got, want in ([] if rep.deadlock else rep.iter_differences):   # a deadlocked run counts nothing
         rows.append(f"FAIL: layer {name}: C-sim counted {got if got is not None else 'no'} iterations, "
                     f"the cycle model {want}")
+    for name, got, want in ([] if rep.deadlock else rep.stage_differences):
+        rows.append(f"FAIL: process {name}: C-sim counted {got if got is not None else 'no'} iterations, "
+                    f"the stage model {want if want is not None else 'has no such process'}")
+    if not rep.deadlock:
+        b = dataflow_bound(project.header, project.folding)
+        rows.append(f"dataflow: slowest process {b['process']} {b['ii']} cycles per image at one iteration per "
+                    f"cycle (a lower bound on the II; {b['sequential_region']} run sequentially: "
+                    f"{b['sequential_ii']})")
     if rep.passed:
         rows.append(f"PASS: {rep.tensors_passed} traced tensors bit-exact on {images} images; C-sim "
-                    f"iterations equal the cycle model for all {len(rep.expected_iters)} layers")
+                    f"iterations equal the cycle model for all {len(rep.expected_iters)} layers and the "
+                    f"stage model for all {len(rep.expected_stages)} other processes")
     return "\n".join(rows)

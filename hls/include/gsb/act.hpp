@@ -61,7 +61,7 @@ struct ActUnit {
 /** The activation unit on a stream: `tokens` vectors of C/PE raw words in, z words out. */
 template <unsigned C, unsigned N, unsigned PE>
 void act_unit(stream<vec<int32_t, PE>>& acc, stream<vec<int32_t, PE>>& z, const ActUnit<C, N>& p, unsigned shift,
-              unsigned tokens, const char* where, unsigned long& iters) {
+              unsigned tokens, const char* where, iter_count iters) {
     static_assert(C % PE == 0, "act_unit: PE must divide the channel count");
     GSB_CHECK(shift >= 1 && shift <= 62, where << ": requantization shift " << shift << " outside 1..62");
     GSB_CHECK(tokens <= N, where << ": " << tokens << " tokens, the unit has per-token terms for " << N);

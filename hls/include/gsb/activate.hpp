@@ -24,7 +24,7 @@ namespace gsb {
 
 template <unsigned MH, unsigned PE, unsigned SIMD, typename Policy>
 void activate_bits(stream<vec<int32_t, PE>>& in, stream<ap_uint<SIMD>>& out, const Policy& act, unsigned reps,
-                   unsigned long& iters) {
+                   iter_count iters) {
     static_assert(MH % PE == 0, "activate_bits: PE must divide MH");
     static_assert(Policy::rows == MH && Policy::lanes == PE, "activate_bits: policy built for another shape");
     const unsigned NF = MH / PE;

@@ -18,7 +18,7 @@
 namespace gsb {
 
 template <unsigned N, unsigned PE, typename T>
-void argmax(stream<vec<T, PE>>& in, stream<uint32_t>& out, unsigned reps, unsigned long& iters) {
+void argmax(stream<vec<T, PE>>& in, stream<uint32_t>& out, unsigned reps, iter_count iters) {
     static_assert(N > 0 && PE > 0, "argmax: empty shape");
     static_assert(N % PE == 0, "argmax: N must be a multiple of PE");
     const unsigned FOLDS = N / PE;

@@ -25,7 +25,7 @@ namespace gsb {
 
 template <unsigned H, unsigned N, unsigned G, unsigned SIMD, bool IMAGE_STAT>
 void attention_planes(const int64_t a[H][N][N], int64_t thr1, const int32_t plane_ratio[G],
-                      ap_uint<SIMD> rows[G][H][N][ceil_div(N, SIMD)], unsigned long& iters) {
+                      ap_uint<SIMD> rows[G][H][N][ceil_div(N, SIMD)], iter_count iters) {
     static_assert(G >= 1 && G <= 8, "attention_planes: 1 <= G <= 8");
     const unsigned SF = ceil_div(N, SIMD);
     int64_t amax[H][N];

@@ -28,11 +28,19 @@ namespace gsb {
 template <unsigned N, unsigned D, unsigned H, unsigned SIMD, unsigned PE>
 void attention_qk(const ap_uint<SIMD> q_rows[H][N][ceil_div(D, SIMD)],
                   const ap_uint<SIMD> k_tiles[H][PE][mvau_shape<D, N, SIMD, PE>::TILES],
-                  stream<vec<int32_t, PE>>& scores, unsigned long& iters) {
+                  stream<vec<int32_t, PE>>& scores, iter_count iters) {
     const unsigned SF = ceil_div(D, SIMD);
     const RawPolicy<N, PE> raw = {};
     for (unsigned h = 0; h < H; ++h) {
+        // the query rows are written whole before the MVAU (same process) reads them
+        const unsigned QDEPTH = N * SF;
         stream<ap_uint<SIMD>> q("attention_qk.q");
+#pragma HLS STREAM variable=q depth=QDEPTH
+#ifdef GSB_CSIM
+        q.set_depth(QDEPTH);
+#else
+        (void)QDEPTH;   // g++'s synthesis view ignores the pragma
+#endif
         for (unsigned long i = 0; i < (unsigned long)N * SF; ++i) {
 #pragma HLS PIPELINE II=1
             q.write(q_rows[h][i / SF][i % SF]);

@@ -2,13 +2,22 @@
  * gsb/common.hpp: compile-time arithmetic, a fixed-size lane vector, and the
  * C-simulation-only checks and iteration counters every kernel uses.
  *
- * Everything under `#ifndef __SYNTHESIS__` exists only in C-simulation (g++):
+ * Everything under `#ifdef GSB_CSIM` exists only in C-simulation (g++):
  * it makes a violated precondition fail loudly instead of producing garbage,
  * and it counts pipelined loop iterations so gsbsim's cycle model can be
  * checked against the kernels.  HLS tools define __SYNTHESIS__ and see none of it.
  */
 #ifndef GSB_COMMON_HPP
 #define GSB_COMMON_HPP
+
+/*
+ * GSB_CSIM: gsbsim's own C-simulation (g++): bounded-FIFO threads, checks, iteration counters,
+ * traces.  Vitis defines __SYNTHESIS__ when it synthesizes; its csim and cosim steps compile
+ * with -DGSB_VITIS (vitis.tcl), which selects Vitis' hls::stream and the synthesis code.
+ */
+#if !defined(__SYNTHESIS__) && !defined(GSB_VITIS)
+#define GSB_CSIM 1
+#endif
 
 #include <cstdint>
 
@@ -44,6 +53,20 @@ struct vec {
     const T& operator[](unsigned i) const { return v[i]; }
 };
 
+/**
+ * A kernel's iteration counter: in C-simulation it refers to the caller's unsigned long
+ * (implicitly made from one), in synthesis it is empty and the generated code passes
+ * gsb::iter_count(), so the synthesized signature has no counter port or shared scalar.
+ */
+#ifdef GSB_CSIM
+struct iter_count {
+    unsigned long* n;
+    iter_count(unsigned long& counter) : n(&counter) {}  // NOLINT: implicit on purpose
+};
+#else
+struct iter_count {};
+#endif
+
 #ifndef __SYNTHESIS__
 /** The exception every C-simulation check throws (kernel preconditions, streams, .npy I/O). */
 struct csim_error : std::runtime_error {
@@ -53,7 +76,7 @@ struct csim_error : std::runtime_error {
 
 }  // namespace gsb
 
-#ifndef __SYNTHESIS__
+#ifdef GSB_CSIM
 /** Fail loudly in C-simulation when `cond` is false; `msg` is a stream expression. */
 #define GSB_CHECK(cond, msg)                                                   \
     do {                                                                       \
@@ -64,7 +87,7 @@ struct csim_error : std::runtime_error {
         }                                                                      \
     } while (0)
 /** Count one executed iteration of a pipelined loop (C-simulation only). */
-#define GSB_COUNT_ITER(counter) (++(counter))
+#define GSB_COUNT_ITER(counter) (++*(counter).n)
 #else
 #define GSB_CHECK(cond, msg) ((void)0)
 #define GSB_COUNT_ITER(counter) ((void)0)

@@ -59,7 +59,7 @@ template <unsigned H, unsigned N, unsigned D, unsigned GRID, unsigned SIMD, unsi
 void diba_context(const ap_uint<SIMD> a_rows[1][H][N][ceil_div(N, SIMD)],
                   const ap_uint<SIMD> v_tiles[1][H][PE][mvau_shape<N, D, SIMD, PE>::TILES], int64_t scale,
                   int64_t vscale, const int64_t local[H], int64_t ctx[N][H * D], int32_t lap[N][H * D],
-                  unsigned long& iters) {
+                  iter_count iters) {
     const unsigned SF = ceil_div(N, SIMD);
     for (unsigned h = 0; h < H; ++h) {
         for (unsigned i = 0; i < N; ++i) {

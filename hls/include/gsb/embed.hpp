@@ -26,7 +26,7 @@
 namespace gsb {
 
 template <unsigned CIN, unsigned IMG, unsigned P, unsigned SIMD>
-void im2col(const int8_t image[CIN * IMG * IMG], stream<ap_uint<8 * SIMD>>& out, unsigned long& iters) {
+void im2col(const int8_t image[CIN * IMG * IMG], stream<ap_uint<8 * SIMD>>& out, iter_count iters) {
     static_assert(IMG % P == 0, "im2col: the image side must be a multiple of the patch size");
     const unsigned GRID = IMG / P, K = CIN * P * P, SF = ceil_div(K, SIMD);
     for (unsigned long i = 0; i < (unsigned long)GRID * GRID * SF; ++i) {
@@ -49,7 +49,7 @@ void im2col(const int8_t image[CIN * IMG * IMG], stream<ap_uint<8 * SIMD>>& out,
 template <unsigned N, unsigned E, unsigned PE>
 void patch_embed(stream<vec<int32_t, PE>>& acc, const int32_t tokens[2][E], const int32_t pos[N][E],
                  const int64_t mult[E], const int64_t bias[E], unsigned shift, stream<int32_t>& x,
-                 unsigned long& iters) {
+                 iter_count iters) {
     static_assert(E % PE == 0, "patch_embed: PE must divide E");
     GSB_CHECK(shift >= 1 && shift <= 62, "embed: requantization shift " << shift << " outside 1..62");
     const int64_t half = int64_t(1) << (shift - 1);

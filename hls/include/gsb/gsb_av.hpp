@@ -36,7 +36,7 @@ namespace gsb {
 template <unsigned H, unsigned N, unsigned D, unsigned G, unsigned SIMD, unsigned PE>
 void gsb_av(const ap_uint<SIMD> a_rows[G][H][N][ceil_div(N, SIMD)],
             const ap_uint<SIMD> v_tiles[G][H][PE][mvau_shape<N, D, SIMD, PE>::TILES], const int64_t scale[G][G],
-            int64_t ctx[N][H * D], unsigned long& iters) {
+            int64_t ctx[N][H * D], iter_count iters) {
     typedef mvau_shape<N, D, SIMD, PE> shape;
     static_assert(D % PE == 0, "gsb_av: PE must divide d");
     const unsigned SF = shape::SF, NF = shape::NF;
@@ -93,7 +93,7 @@ void gsb_av(const ap_uint<SIMD> a_rows[G][H][N][ceil_div(N, SIMD)],
 }
 
 template <unsigned N, unsigned E, unsigned SIMD>
-void ctx_threshold(const int64_t ctx[N][E], const int64_t thr[E], stream<ap_uint<SIMD>>& out, unsigned long& iters) {
+void ctx_threshold(const int64_t ctx[N][E], const int64_t thr[E], stream<ap_uint<SIMD>>& out, iter_count iters) {
     ap_uint<SIMD> word = 0;
     for (unsigned long i = 0; i < (unsigned long)N * E; ++i) {
 #pragma HLS PIPELINE II=1

@@ -32,7 +32,7 @@ namespace gsb {
 
 template <unsigned E, unsigned H, unsigned N, unsigned PE_QKV>
 void qkv_z_split(stream<vec<int32_t, PE_QKV>>& z, const int64_t v_offset[E], int32_t zqk[N][2 * E],
-                 int64_t vq[H][N][E / H], unsigned long& iters) {
+                 int64_t vq[H][N][E / H], iter_count iters) {
     const unsigned D = E / H, FOLDS = 3 * E / PE_QKV;
     static_assert(E % H == 0, "qkv_z_split: E must be a multiple of H");
     static_assert((3 * E) % PE_QKV == 0, "qkv_z_split: PE_QKV must divide 3E");
@@ -72,7 +72,7 @@ template <unsigned E, unsigned H, unsigned N, unsigned GRID, unsigned SIMD, unsi
 void haar_qk(const int32_t zqk[N][2 * E], const int64_t q_thr_low[E], const int64_t q_thr_high[E],
              const int64_t k_thr_low[E], const int64_t k_thr_high[E],
              ap_uint<SIMD> q_rows[2][H][N][ceil_div(E / H, SIMD)],
-             ap_uint<SIMD> k_tiles[2][H][PE][mvau_shape<E / H, N, SIMD, PE>::TILES], unsigned long& iters) {
+             ap_uint<SIMD> k_tiles[2][H][PE][mvau_shape<E / H, N, SIMD, PE>::TILES], iter_count iters) {
     const unsigned D = E / H;
     typedef mvau_shape<D, N, SIMD, PE> kshape;
     const unsigned SF = kshape::SF, TILES = kshape::TILES;

@@ -19,7 +19,7 @@ namespace gsb {
 
 template <unsigned C, unsigned PE>
 void logits_combine(stream<vec<int32_t, PE>>& acc, int64_t head_mult, int64_t dist_mult, const int64_t bias[C],
-                    stream<vec<int64_t, PE>>& out, unsigned long& iters) {
+                    stream<vec<int64_t, PE>>& out, iter_count iters) {
     static_assert(C % PE == 0, "logits_combine: PE must divide C");
     const unsigned NF = C / PE;
     int32_t first[C];

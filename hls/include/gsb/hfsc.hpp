@@ -32,7 +32,7 @@ const unsigned SCORE_SHIFT = 16;
 
 template <unsigned H, unsigned N, unsigned PE>
 void hfsc_combine(stream<vec<int32_t, PE>>& low, stream<vec<int32_t, PE>>& high, const int64_t w[2][H],
-                  stream<vec<int64_t, PE>>& s, unsigned long& iters) {
+                  stream<vec<int64_t, PE>>& s, iter_count iters) {
     static_assert(N % PE == 0, "hfsc_combine: PE must divide N");
     const unsigned long per_head = (unsigned long)N * (N / PE);
     for (unsigned long i = 0; i < H * per_head; ++i) {
@@ -70,7 +70,7 @@ template <unsigned H, unsigned N, unsigned PE, unsigned U>
 void softmax_hfsc(stream<vec<int64_t, PE>>& scores, const int64_t exp_hi[U], const int64_t exp_mid[256],
                   const int64_t exp_lo[256],
                   const int32_t att_bias[H][N][N], unsigned prob, unsigned recip, int64_t a[H][N][N],
-                  unsigned long& iters) {
+                  iter_count iters) {
     static_assert(N % PE == 0, "softmax_hfsc: PE must divide N");
     static_assert(U >= 1 && U <= 4096, "softmax_hfsc: 1 <= len(exp_hi) <= 4096");
     GSB_CHECK(recip > prob && recip <= 62 && prob <= 30,

@@ -62,7 +62,7 @@ struct mvau_shape {
  */
 template <unsigned MW, unsigned MH, unsigned SIMD, unsigned PE, typename Mode, typename Policy, typename Weights>
 void mvau(stream<ap_uint<Mode::lane_bits * SIMD>>& in, stream<typename Policy::out_t>& out, const Weights& weights,
-          const Policy& act, unsigned reps, unsigned long& iters) {
+          const Policy& act, unsigned reps, iter_count iters) {
     typedef mvau_shape<MW, MH, SIMD, PE> shape;
     typedef ap_uint<Mode::lane_bits * SIMD> word_t;
     static_assert(sizeof(Weights) == sizeof(weights[0][0]) * PE * shape::TILES,

@@ -1,13 +1,14 @@
 /**
- * gsb/probe.hpp: C-simulation probes of a generated top function (never synthesized).
+ * gsb/probe.hpp: C-simulation traces of a generated top function (never synthesized).
  *
- * The generated top function takes a gsb::Probe* in C-simulation.  After each kernel it
- * records the kernel's output under its gsbsim trace name (docs/integer_model.md §12), as
- * int64 values in the golden layout of one image (no batch axis), and the kernel's
- * pipelined-iteration count: matrix layers under the cycle model's layer names
- * (`patch`, `blocks.{i}.qkv`, ..., `head`), elementwise stages under their own names.
- * Recording reads stream contents without consuming them (gsb::stream::contents), so the
- * dataflow itself is the same with and without a probe.
+ * hls4ml's trace style: the top function has one signature for C-simulation, synthesis and
+ * co-simulation; in C-simulation only (#ifndef __SYNTHESIS__) it records into a global
+ * recorder (gsb::recorder()) every traced tensor under its gsbsim trace name
+ * (docs/integer_model.md §12), as int64 values in the golden layout of one image (no batch
+ * axis), and each process's pipelined-iteration count: matrix layers under the cycle model's
+ * layer names (`patch`, `blocks.{i}.qkv`, ..., `head`), other stages under their own names.
+ * Stream tensors are read from the stream's history (every value written), so tracing never
+ * touches a FIFO.  The testbench clears the recorder before each image and reads it after.
  */
 #ifndef GSB_PROBE_HPP
 #define GSB_PROBE_HPP
@@ -20,6 +21,7 @@
 
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,24 +36,52 @@ namespace gsb {
 struct Probe {
     std::map<std::string, std::vector<int64_t>> tensors;  // trace name -> values, golden C order
     std::map<std::string, unsigned long> layer_iters;     // matrix layer -> pipelined iterations
-    std::map<std::string, unsigned long> stage_iters;     // elementwise stage -> iterations
-    std::vector<std::string> stage_order;                 // stages in execution order
+    std::map<std::string, unsigned long> stage_iters;     // other stage -> iterations
 
     void put(const std::string& name, std::vector<int64_t> values) { tensors[name] = std::move(values); }
     void layer(const std::string& name, unsigned long n) { layer_iters[name] += n; }
-    void stage(const std::string& name, unsigned long n) {
-        if (!stage_iters.count(name)) stage_order.push_back(name);
-        stage_iters[name] += n;
-    }
+    void stage(const std::string& name, unsigned long n) { stage_iters[name] += n; }
 };
 
+/** The global C-simulation recorder the generated top writes into (processes run as threads). */
+inline Probe& recorder() {
+    static Probe p;
+    return p;
+}
+inline std::mutex& recorder_mutex() {
+    static std::mutex m;
+    return m;
+}
+/** The recorded traces of the last run; clears the recorder. */
+inline Probe take_recording() {
+    std::lock_guard<std::mutex> lk(recorder_mutex());
+    Probe out;
+    std::swap(out, recorder());
+    return out;
+}
+
 namespace trace {
+
+inline void put(const std::string& name, std::vector<int64_t> values) {
+    std::lock_guard<std::mutex> lk(recorder_mutex());
+    recorder().put(name, std::move(values));
+}
+/** Iterations of one process: a matrix layer of the cycle model (layer = true) or another stage
+ *  (a region's own process, which only calls other processes, counts nothing and is left out). */
+inline void count(bool layer, const std::string& name, unsigned long n) {
+    if (!layer && n == 0) return;
+    std::lock_guard<std::mutex> lk(recorder_mutex());
+    if (layer)
+        recorder().layer(name, n);
+    else
+        recorder().stage(name, n);
+}
 
 /** One value per stream word. */
 template <typename T>
 std::vector<int64_t> scalars(const stream<T>& s) {
     std::vector<int64_t> out;
-    for (const T& v : s.contents()) out.push_back(int64_t(v));
+    for (const T& v : s.history()) out.push_back(int64_t(v));
     return out;
 }
 
@@ -59,7 +89,7 @@ std::vector<int64_t> scalars(const stream<T>& s) {
 template <typename T, unsigned PE>
 std::vector<int64_t> lanes(const stream<vec<T, PE>>& s) {
     std::vector<int64_t> out;
-    for (const vec<T, PE>& w : s.contents())
+    for (const vec<T, PE>& w : s.history())
         for (unsigned pe = 0; pe < PE; ++pe) out.push_back(int64_t(w[pe]));
     return out;
 }
@@ -73,7 +103,7 @@ void append_bits(std::vector<int64_t>& out, const ap_uint<SIMD>* words, unsigned
 /** Vectors of k bits, ceil(k/SIMD) words each. */
 template <unsigned SIMD>
 std::vector<int64_t> bits(const stream<ap_uint<SIMD>>& s, unsigned k) {
-    const std::vector<ap_uint<SIMD>> words = s.contents();
+    const std::vector<ap_uint<SIMD>> words = s.history();
     const unsigned sf = ceil_div(k, SIMD);
     GSB_CHECK(words.size() % sf == 0, "trace: stream '" << s.name() << "' holds " << words.size()
                                                          << " words, not a whole number of vectors");
@@ -85,7 +115,7 @@ std::vector<int64_t> bits(const stream<ap_uint<SIMD>>& s, unsigned k) {
 /** Vectors of k int8 lanes, ceil(k/SIMD) words of SIMD lanes each. */
 template <unsigned SIMD>
 std::vector<int64_t> int8_lanes(const stream<ap_uint<8 * SIMD>>& s, unsigned k) {
-    const std::vector<ap_uint<8 * SIMD>> words = s.contents();
+    const std::vector<ap_uint<8 * SIMD>> words = s.history();
     const unsigned sf = ceil_div(k, SIMD);
     std::vector<int64_t> out;
     for (std::size_t v = 0; v + sf <= words.size(); v += sf)

@@ -30,7 +30,7 @@ void qkv_split(stream<vec<int32_t, PE_QKV>>& acc, const int32_t q_thr[E], const 
                const int64_t v_offset[E], unsigned value_shift,
                ap_uint<SIMD_QK> q_rows[H][N][ceil_div(E / H, SIMD_QK)],
                ap_uint<SIMD_QK> k_tiles[H][PE_QK][mvau_shape<E / H, N, SIMD_QK, PE_QK>::TILES],
-               int64_t vq[H][N][E / H], unsigned long& iters) {
+               int64_t vq[H][N][E / H], iter_count iters) {
     const unsigned D = E / H;
     typedef mvau_shape<D, N, SIMD_QK, PE_QK> kshape;
     static_assert(E % H == 0, "qkv_split: E must be a multiple of H");

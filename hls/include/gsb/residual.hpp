@@ -30,7 +30,7 @@ namespace gsb {
 
 template <unsigned N, unsigned PE>
 void residual_add(stream<vec<int32_t, PE>>& a, stream<vec<int32_t, PE>>& b,
-                  stream<vec<int32_t, PE>>& out, unsigned reps, unsigned long& iters) {
+                  stream<vec<int32_t, PE>>& out, unsigned reps, iter_count iters) {
     static_assert(N > 0 && PE > 0, "residual_add: empty shape");
     static_assert(N % PE == 0, "residual_add: N must be a multiple of PE");
     const unsigned long total = (unsigned long)reps * (N / PE);
@@ -69,7 +69,7 @@ inline int32_t residual_sum(int32_t x, int64_t y, const char* where, unsigned lo
 template <unsigned E, unsigned PE>
 void requant_residual_add(stream<int32_t>& x, stream<vec<int32_t, PE>>& acc, stream<int32_t>& out, int64_t mult,
                           const int64_t bias[E], unsigned shift, unsigned tokens, const char* where,
-                          unsigned long& iters) {
+                          iter_count iters) {
     static_assert(E % PE == 0, "requant_residual_add: PE must divide E");
     GSB_CHECK(shift >= 1 && shift <= 62, where << ": requantization shift " << shift << " outside 1..62");
     const int64_t half = int64_t(1) << (shift - 1);
@@ -87,7 +87,7 @@ void requant_residual_add(stream<int32_t>& x, stream<vec<int32_t, PE>>& acc, str
 /** The residual stream plus z words of an activation unit (gsb/act.hpp, §13.1: `reactnet`, `didb`). */
 template <unsigned E, unsigned PE>
 void residual_add_lanes(stream<int32_t>& x, stream<vec<int32_t, PE>>& z, stream<int32_t>& out, unsigned tokens,
-                        const char* where, unsigned long& iters) {
+                        const char* where, iter_count iters) {
     static_assert(E % PE == 0, "residual_add_lanes: PE must divide E");
     vec<int32_t, PE> word = {};
     for (unsigned long i = 0; i < (unsigned long)tokens * E; ++i) {

@@ -27,7 +27,7 @@ namespace gsb {
  * maximum (shared with softmax_hfsc, gsb/hfsc.hpp).  N/PE iterations.
  */
 template <unsigned N, unsigned PE, typename T>
-T read_row_max(stream<vec<T, PE>>& scores, T row[N], unsigned long& iters) {
+T read_row_max(stream<vec<T, PE>>& scores, T row[N], iter_count iters) {
 #pragma HLS INLINE
     T smax = 0;
     for (unsigned f = 0; f < N / PE; ++f) {
@@ -50,7 +50,7 @@ T read_row_max(stream<vec<T, PE>>& scores, T row[N], unsigned long& iters) {
  */
 template <unsigned N>
 void probabilities_row(const int64_t e[N], int64_t z, const int32_t bias[N], unsigned prob, unsigned recip,
-                       int64_t a[N], unsigned long& iters) {
+                       int64_t a[N], iter_count iters) {
     const unsigned down = recip - prob;
     const int64_t half = int64_t(1) << (down - 1);
     const int64_t r = (int64_t(1) << recip) / z;
@@ -64,7 +64,7 @@ void probabilities_row(const int64_t e[N], int64_t z, const int32_t bias[N], uns
 
 template <unsigned H, unsigned N, unsigned D, unsigned PE>
 void softmax(stream<vec<int32_t, PE>>& scores, const int64_t exp_lut[D + 1], const int32_t att_bias[H][N][N],
-             unsigned prob, unsigned recip, int64_t a[H][N][N], unsigned long& iters) {
+             unsigned prob, unsigned recip, int64_t a[H][N][N], iter_count iters) {
     static_assert(N % PE == 0, "softmax: PE must divide N");
     GSB_CHECK(recip > prob && recip <= 62, "softmax: need prob < recip <= 62, got prob " << prob << ", recip " << recip);
     int32_t row[N];

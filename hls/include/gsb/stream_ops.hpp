@@ -1,8 +1,12 @@
 /**
  * gsb/stream_ops.hpp: plumbing between kernels.
  *
- *   fork   copy one stream into two (the residual stream feeds a LayerNorm and the
- *          residual add of the same block).  Timing: n iterations.
+ *   fork          copy one stream into two (the residual stream feeds a LayerNorm and the
+ *                 residual add of the same block).  Timing: n iterations.
+ *   stream_to_array  the top's input stream into an array (a PIPO: im2col reads it in patch
+ *                 order).  Timing: n iterations.
+ *   fork_lanes    a stream of PE-lane words as one lane per word (the top's logits port) and,
+ *                 unchanged, to a second consumer (argmax).  Timing: n iterations.
  */
 #ifndef GSB_STREAM_OPS_HPP
 #define GSB_STREAM_OPS_HPP
@@ -13,12 +17,36 @@
 namespace gsb {
 
 template <typename T>
-void fork(stream<T>& in, stream<T>& a, stream<T>& b, unsigned long n, unsigned long& iters) {
+void fork(stream<T>& in, stream<T>& a, stream<T>& b, unsigned long n, iter_count iters) {
     for (unsigned long i = 0; i < n; ++i) {
 #pragma HLS PIPELINE II=1
         const T v = in.read();
         a.write(v);
         b.write(v);
+        GSB_COUNT_ITER(iters);
+    }
+}
+
+template <unsigned NELEMS, typename T>
+void stream_to_array(stream<T>& in, T out[NELEMS], iter_count iters) {
+    for (unsigned i = 0; i < NELEMS; ++i) {
+#pragma HLS PIPELINE II=1
+        out[i] = in.read();
+        GSB_COUNT_ITER(iters);
+    }
+}
+
+template <unsigned NELEMS, unsigned PE, typename T, typename U>
+void fork_lanes(stream<vec<T, PE>>& in, stream<U>& lanes, stream<vec<T, PE>>& words, iter_count iters) {
+    static_assert(NELEMS % PE == 0, "fork_lanes: PE must divide the element count");
+    vec<T, PE> word = {};
+    for (unsigned i = 0; i < NELEMS; ++i) {
+#pragma HLS PIPELINE II=1
+        if (i % PE == 0) {
+            word = in.read();
+            words.write(word);
+        }
+        lanes.write(U(word[i % PE]));
         GSB_COUNT_ITER(iters);
     }
 }

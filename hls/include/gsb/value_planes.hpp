@@ -28,7 +28,7 @@ namespace gsb {
 
 template <unsigned H, unsigned N, unsigned D, unsigned G, unsigned SIMD, unsigned PE, bool IMAGE_STAT>
 void value_planes(const int64_t vq[H][N][D], const int32_t plane_ratio[G],
-                  ap_uint<SIMD> tiles[G][H][PE][mvau_shape<N, D, SIMD, PE>::TILES], unsigned long& iters) {
+                  ap_uint<SIMD> tiles[G][H][PE][mvau_shape<N, D, SIMD, PE>::TILES], iter_count iters) {
     typedef mvau_shape<N, D, SIMD, PE> vshape;
     static_assert(G >= 1 && G <= 8, "value_planes: 1 <= G <= 8");
     const unsigned TILES = vshape::TILES;

@@ -1,0 +1,83 @@
+"""C++ of a DATAFLOW region in a generated top: streams with their depths, processes, traces.
+
+Every region (``gsb_top``, ``embed_stage``, ``block_i``, ``head_stage``) is written the same way,
+in the form Vitis wants for DATAFLOW (declarations, then one call per process) and that
+C-simulation runs as threads over bounded FIFOs (hls/include/gsb/dataflow.hpp):
+
+    gsb::stream<T> s("name");                 // one per channel
+    #pragma HLS STREAM variable=s depth=D      // the FIFO depth (fifo_depth() below)
+    GSB_DEPTH(s, D)                           // the same depth in C-simulation
+    GSB_REGION(df, "region")                  // C-sim: the region's threads
+    GSB_STAGE_PROC(df, "name", "after", call(..., GSB_IT))   // or GSB_LAYER_PROC for a matrix layer
+    GSB_JOIN(df)
+    #ifdef GSB_CSIM ... GSB_TRACE(...) #endif
+
+Outside gsbsim's C-simulation (GSB_CSIM, gsb/common.hpp: synthesis, Vitis csim/cosim) GSB_REGION,
+GSB_DEPTH and GSB_JOIN are empty and a process is its call.
+``after`` names the processes whose arrays (PIPOs) the process reads: it starts when they finished.
+PIPO arrays are declared ``GSB_PIPO``: static in C-simulation (off the threads' stacks), plain
+locals otherwise.
+
+FIFO depths (docs/hls.md §3): a FIFO must hold what its producer writes before its consumer
+reads the first word.  On a chain (one path from producer to consumer) the consumer reads as
+soon as a word arrives, so Vitis' default depth 2 is enough.  Only the residual skips are not
+chains: the fork writes each word to the LayerNorm and to the skip, and the residual add reads
+the skip only when the branch's first output arrives.  Before the attention's first output the
+fork has written the whole tensor (softmax needs every key, and every PIPO of the attention is
+filled before its consumer starts): depth N*E.  The MLP works token by token and the
+LayerNorm reads one whole token before its first bit: depth E.  (The fork writes the LayerNorm
+copy first, so N*E - 1 and E - 1 suffice; tests/test_hls_dataflow.py shows that N*E - 1 passes
+and N*E - 2 deadlocks.)
+"""
+from __future__ import annotations
+
+__all__ = ["DEFAULT_DEPTH", "stream_decl", "process", "macros"]
+
+DEFAULT_DEPTH = 2   # Vitis' default FIFO depth; enough on a chain
+
+
+def stream_decl(ctype: str, var: str, name: str, depth: int, why: str = "") -> str:
+    """A FIFO of the region with its STREAM pragma and the C-simulation depth."""
+    note = f"  // {why}" if why else ""
+    return (f"    gsb::stream<{ctype}> {var}(\"{name}\");{note}\n"
+            f"#pragma HLS STREAM variable={var} depth={depth}\n"
+            f"    GSB_DEPTH({var}, {depth})\n")
+
+
+def process(name: str, call: str, layer: bool = False, after: tuple[str, ...] = ()) -> str:
+    """One process of the region: ``call`` passes GSB_IT as its iteration counter."""
+    macro = "GSB_LAYER_PROC" if layer else "GSB_STAGE_PROC"
+    return f"    {macro}(df, \"{name}\", \"{' '.join(after)}\",\n        {call})\n"
+
+
+# the macros every generated top.cpp defines (C-simulation threads and traces, nothing in synthesis)
+macros = """\
+#ifdef GSB_CSIM
+#include "gsb/dataflow.hpp"
+#include "gsb/probe.hpp"
+// C-simulation: every process of a region is a thread over bounded FIFOs (gsb/dataflow.hpp);
+// its iterations are recorded under its name (a matrix layer of the cycle model or a stage)
+#define GSB_REGION(r, name) gsb::df::region r(name);
+#define GSB_PROC_(r, layer, name, after, ...)                                              \\
+    r.process(name, after, [&]() {                                                        \\
+        unsigned long gsb_n_ = 0;                                                          \\
+        gsb::iter_count GSB_IT(gsb_n_);                                                    \\
+        __VA_ARGS__;                                                                       \\
+        gsb::trace::count(layer, name, gsb_n_);                                            \\
+    });
+#define GSB_IT gsb_it_
+#define GSB_JOIN(r) r.join();
+#define GSB_DEPTH(s, d) s.set_depth(d);
+#define GSB_TRACE(name, ...) gsb::trace::put(name, __VA_ARGS__);
+#define GSB_PIPO static
+#else  // synthesis, and Vitis' own csim/cosim (sequential, hls::stream): the calls alone
+#define GSB_REGION(r, name)
+#define GSB_PROC_(r, layer, name, after, ...) __VA_ARGS__;
+#define GSB_IT gsb::iter_count()
+#define GSB_JOIN(r)
+#define GSB_DEPTH(s, d)
+#define GSB_PIPO
+#endif
+#define GSB_LAYER_PROC(r, name, after, ...) GSB_PROC_(r, true, name, after, __VA_ARGS__)
+#define GSB_STAGE_PROC(r, name, after, ...) GSB_PROC_(r, false, name, after, __VA_ARGS__)
+"""
