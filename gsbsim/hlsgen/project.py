@@ -17,7 +17,6 @@ compiles and runs it against ``gsbsim vectors`` output. docs/hls.md describes th
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -39,6 +38,7 @@ from gsbsim.hlsgen.params import c_array, c_int, c_scalar, c_struct, finn_tiles,
 from gsbsim.format.methods import method_of
 from gsbsim.format.model_file import IntModel
 from gsbsim.outputs import remove_stale, staging_dir
+from gsbsim.paths import sha256_file  # re-exported: csim compares the model and the vectors by it
 
 __all__ = ["HlsGenError", "Project", "generate", "load_project", "sha256_file", "layer_macro",
            "trace_specs", "trace_producer", "PROJECT_FILE", "DEFAULT_PART", "TOP_NAME"]
@@ -68,14 +68,6 @@ def layer_macro(name: str) -> str:
         _, i, op = name.split(".")
         return f"B{i}_{op.upper()}"
     return name.upper()
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def trace_specs(header: Mapping[str, Any]) -> list[tuple[str, str, tuple[int, ...]]]:
