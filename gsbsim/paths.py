@@ -1,10 +1,12 @@
-"""Paths given by the user: why one cannot be read or written, in a few words (shared by gsbsim and reference)."""
+"""Paths given by the user: why one cannot be read or written, in a few words (shared by gsbsim and reference);
+and a file's sha256 (model files are identified by it in vectors manifests and project.json)."""
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 
-__all__ = ["input_file_problem", "output_file_problem", "output_folder_problem"]
+__all__ = ["input_file_problem", "output_file_problem", "output_folder_problem", "sha256_file"]
 
 
 def input_file_problem(path: str | os.PathLike) -> str | None:
@@ -69,3 +71,12 @@ def output_folder_problem(path: str | os.PathLike) -> str | None:
     if not os.access(parent, os.W_OK | os.X_OK):
         return f"cannot be created: {parent} is not writable"
     return None
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

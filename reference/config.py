@@ -8,7 +8,8 @@ from gsbsim.format.methods import METHOD_NAMES
 MASK_STATS = ("row", "image", "batch")
 # gsb: the paper's method; didb: our formulation of DIDB-ViT (docs/didb.md); bit, reactnet, sign:
 # baselines; fp: the full-precision student of the same shape (the upper bound)
-# the binary methods of the integer model (gsbsim/format/methods.py) and a full-precision student
+# the binary methods of the integer model (gsbsim/format/methods.py) and a full-precision student; read from
+# the table when used (a MethodNames view), so a row registered at run time is a choice here too
 METHODS = METHOD_NAMES + ("fp",)
 
 

@@ -48,7 +48,7 @@ VERIFY_RANDOM = 4
 # methods (config.METHODS) whose stage-2 model has an integer model: 'bit' is gsb with one group,
 # 'sign' one group with zero shifts, running-mean scales and the attention threshold 1/N;
 # 'reactnet' and 'didb' add §13 (the activation units; HFSC and DIBA), reference/export_methods.py
-EXPORTABLE_METHODS = METHOD_NAMES   # every row of gsbsim/format/methods.py has an integer model
+EXPORTABLE_METHODS = METHOD_NAMES   # every row of gsbsim/format/methods.py (read when used) has an integer model
 
 
 def _binary_weight(linear) -> tuple[np.ndarray, float]:

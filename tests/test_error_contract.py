@@ -240,9 +240,9 @@ sys.exit(main(sys.argv[1:]))
 
 @pytest.mark.parametrize("module, function, entry, argv, prog, sig", [
     ("gsbsim.cli.app", "_forward_all", "gsbsim.cli.app", ["run", "--model", "MODEL"], "gsbsim", "SIGINT"),
-    ("gsbsim.cli.app", "_swap_in", "gsbsim.cli.app", ["vectors", "--model", "MODEL", "--out", "DIR"], "gsbsim",
+    ("gsbsim.engine.vectors", "_swap_in", "gsbsim.cli.app", ["vectors", "--model", "MODEL", "--out", "DIR"], "gsbsim",
      "SIGINT"),
-    ("gsbsim.cli.app", "_swap_in", "gsbsim.cli.app", ["vectors", "--model", "MODEL", "--out", "DIR"], "gsbsim",
+    ("gsbsim.engine.vectors", "_swap_in", "gsbsim.cli.app", ["vectors", "--model", "MODEL", "--out", "DIR"], "gsbsim",
      "SIGTERM"),
     ("gsbsim.hlsgen.project", "_vitis_tcl", "gsbsim.cli.app", ["hls", "--model", "MODEL", "--out", "DIR/p"],
      "gsbsim", "SIGINT"),

@@ -11,32 +11,18 @@ from reference import export as ex
 from gsbsim.format.conventions import pixels_to_int8
 from reference.agreement import layer_agreement
 from reference.models import build_model
+from tests.support.students import digits_images, student
 
 torch.set_num_threads(1)
 
 
-def _student(groups=3, mask_stat="row", seed=0):
-    """A random student with generic (non-zero) shifts and biases, so float ties are rare."""
-    model, calib = ex.random_student("digits", groups, 10, 1, seed, mask_stat=mask_stat)
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias"):
-                p.add_(torch.randn(p.shape, generator=g) * (0.01 if "att_bias" in name else 0.05))
-    return model, calib
-
-
-def _images(n=16, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (n, 1, 8, 8), dtype=np.uint8)
-
-
 @pytest.mark.parametrize("groups,mask_stat", [(3, "row"), (1, "row"), (2, "image")])
 def test_integer_model_reproduces_every_binarized_tensor(tmp_path, groups, mask_stat):
-    model, calib = _student(groups, mask_stat)
+    model, calib = student("gsb", groups, mask_stat)
     header, arrays = ex.export(model, calib, "digits", "test")
     save_model(tmp_path / "m.npz", header, arrays)
     im = load_model(tmp_path / "m.npz")
-    agree = layer_agreement(model, im, _images())
+    agree = layer_agreement(model, im, digits_images())
     assert len(agree) == 8 * 4
     # float32 round-off can flip a bit that sits on its threshold (block 0 sees identical
     # inputs, so only that); later blocks also inherit the flips of earlier ones
@@ -46,10 +32,10 @@ def test_integer_model_reproduces_every_binarized_tensor(tmp_path, groups, mask_
 
 
 def test_integer_logits_follow_the_float_logits(tmp_path):
-    model, calib = _student()
+    model, calib = student()
     header, arrays = ex.export(model, calib, "digits", "test")
     im = load_model(save_and_return(tmp_path, header, arrays))
-    imgs = _images(32)
+    imgs = digits_images(32)
     logits, _ = golden.forward(im, pixels_to_int8(imgs))
     with torch.no_grad():
         ref = model(torch.from_numpy(imgs).float()).numpy()
@@ -67,7 +53,7 @@ def save_and_return(tmp_path, header, arrays):
 
 def test_fc1_threshold_is_two_sided_where_gelu_is_not_monotonic():
     """GELU dips to about -0.17 near -0.75: a level between that and 0 is crossed twice."""
-    model, _ = _student()
+    model, _ = student()
     mlp = model.blocks[0].mlp
     with torch.no_grad():
         mlp.fc2.act_q.alpha.fill_(0.2)   # threshold alpha/2 = 0.1 on GELU + shift
@@ -85,7 +71,7 @@ def test_fc1_threshold_is_two_sided_where_gelu_is_not_monotonic():
 
 
 def test_ln_threshold_handles_negative_and_zero_gain():
-    model, _ = _student()
+    model, _ = student()
     norm = model.blocks[0].norm1
     with torch.no_grad():
         norm.weight[0] = -1.0

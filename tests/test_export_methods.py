@@ -12,53 +12,20 @@ from gsbsim.format.model_file import load_model, save_model
 from reference import export as ex
 from reference.agreement import float_predictions, layer_agreement
 from reference.export_methods import fc1_z_thresholds
+from tests.support.students import digits_images, student
 
 torch.set_num_threads(1)
-
-
-def _student(method: str, seed: int = 0, trained_like: bool = True):
-    """A random student with generic biases (so float ties at exactly 0 are rare, as in test_export);
-    trained_like also sets every method parameter to a non-trivial value (RPReLU slopes incl.
-    negative ones, channel and token shifts, band gains, local gains, an attention scale that
-    makes the attention plane toggle)."""
-    model, calib = ex.random_student("digits", 1, 10, 1, seed, method=method)
-    g = torch.Generator().manual_seed(seed + 1)
-    n_tok = model.patch_embed.num_patches + 2
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            r = torch.randn(p.shape, generator=g)
-            if name.endswith("att_bias.bias"):
-                p.add_(r * 0.01)
-            elif name.endswith("bias"):
-                p.add_(r * 0.05)
-            elif not trained_like:
-                continue
-            elif name.endswith(("gamma", "zeta", "gamma_token", "zeta_token")):
-                p.add_(r * 0.1)
-            elif name.endswith(".beta"):
-                p.copy_(r * 0.8)
-            elif name.endswith("band_gain"):
-                p.copy_(0.5 + r.abs())
-            elif name.endswith("local_gain"):
-                p.copy_(r * 0.3)
-            elif name.endswith("a_gsb.alpha"):
-                p.fill_(2.0 / n_tok)      # threshold 1/N: about half the probabilities pass
-    return model, calib
-
-
-def _images(n=24, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (n, 1, 8, 8), dtype=np.uint8)
 
 
 @pytest.mark.parametrize("method", ["reactnet", "didb"])
 @pytest.mark.parametrize("trained_like", [False, True])
 def test_exported_model_follows_the_float_model(tmp_path, method, trained_like):
-    model, calib = _student(method, trained_like=trained_like)
+    model, calib = student(method, trained_like=trained_like)
     header, arrays = ex.export(model, calib, "digits", "test")
     assert header["method"] == method and header["groups"] == 1 and header["ratios"] == []
     save_model(tmp_path / "m.npz", header, arrays)
     im = load_model(tmp_path / "m.npz")
-    imgs = _images()
+    imgs = digits_images(24)
     agree = layer_agreement(model, im, imgs)
     names = {"q.low", "q.high", "k.low", "k.high"} if method == "didb" else {"q.bits", "k.bits"}
     names |= {"ln1.bits", "v.planes", "a.planes", "proj.bits", "ln2.bits", "fc1.bits"}
@@ -77,7 +44,7 @@ def test_exported_model_follows_the_float_model(tmp_path, method, trained_like):
 
 
 def test_reactnet_and_didb_arrays_follow_the_float_parameters():
-    model, calib = _student("didb")
+    model, calib = student("didb")
     header, arrays = ex.export(model, calib, "digits", "test")
     f = header["frac_bits"]
     at, act = model.blocks[1].attn, model.blocks[1].mlp.fc2_act

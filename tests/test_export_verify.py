@@ -14,18 +14,7 @@ from reference import export as ex
 from reference.checkpoint import preset_to_dict, save_checkpoint
 from reference.presets import get_preset
 from reference.verify import verify, weights_sha256
-
-
-def _student(seed: int = 0, method: str = "gsb", groups: int = 3):
-    """A random student with generic biases and shifts (an untrained one has them all 0, and then
-    exact float ties, e.g. a context of exactly 0 that float32 leaves as a +-1e-9 residue, abound)."""
-    model, calib = ex.random_student("digits", groups if method == "gsb" else 1, 10, 1, seed, method=method)
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias"):
-                p.add_(torch.randn(p.shape, generator=g) * (0.01 if name.endswith("att_bias.bias") else 0.05))
-    return model, calib
+from tests.support.students import student
 
 
 def _images(n: int = 16, seed: int = 0) -> np.ndarray:
@@ -53,7 +42,7 @@ def _constant_flips(model, calib, f: int) -> int:
 def test_teacher_forced_bits_are_exact_upstream_of_a_planted_fault(method):
     """A wrong threshold in block 1's fc1 shows teacher-forced at blocks.1.fc1.bits only: every
     binarizer above it agrees, and below it the forced view stays close while end to end drifts."""
-    model, calib = _student(method=method)
+    model, calib = student(method=method)
     header, arrays = ex.export(model, calib, "digits", "t")
     clean = verify(model, ex._in_memory(header, arrays), _images(), None, "random")
     # sign's plane 1[A >= 1/N] ties exactly on a uniform row (all keys' bits alike: common in an untrained
@@ -76,7 +65,7 @@ def test_an_f_that_flips_a_constant_token_bit_is_not_chosen():
     """The issue's failure: at the largest F the ranges allow, one LayerNorm channel of the cls token
     lands on the wrong side (the grid error beats its margin), in every image. The exporter measures
     every candidate and takes one where the image-independent bits are exact."""
-    model, calib = _student()
+    model, calib = student()
     _nudge_cls_channel(model, 1, 2e-5)
     f_max = ex.calibrate_frac_bits(model, calib)
     flips = {f: _constant_flips(model, calib, f) for f in range(f_max, f_max - ex.CANDIDATES, -1)}
@@ -119,7 +108,7 @@ def test_export_below_min_agreement_fails(monkeypatch):
         arrays["logit.bias"] = -arrays["logit.bias"]
         return header, arrays
 
-    model, calib = _student()
+    model, calib = student()
     monkeypatch.setattr(ex, "export", broken)
     with pytest.raises(ex.ExportError, match=r"below --min-agreement 99\.00%; worst binarizer blocks\."):
         ex.export_verified(model, calib, _images(32), None, "random", "digits", "t", 0.99)
@@ -170,8 +159,8 @@ def _checkpoint(model, path) -> None:
 
 
 def test_agreement_refuses_a_model_file_of_other_weights(tmp_path, capsys):
-    model, calib = _student(seed=0)
-    other, _ = _student(seed=1)
+    model, calib = student(seed=0)
+    other, _ = student(seed=1)
     _checkpoint(model, tmp_path / "a.pt")
     _checkpoint(other, tmp_path / "b.pt")
     header, arrays, _ = ex.export_verified(model, calib, _images(4), None, "random", "digits", "t", 0.0)
@@ -189,7 +178,7 @@ def test_head_grids_keep_a_tiny_head_scale():
     """An undertrained 8-bit head whose weight scale collapsed to its floor (1e-5): at the fixed 2^-16
     logit grid its multiplier would round to 0 (float and integer predictions then differ on ~10 % of
     images); the exporter takes the finest logit and head_ln grids the ranges allow."""
-    model, calib = _student()
+    model, calib = student()
     with torch.no_grad():
         model.head.weight_q.alpha.fill_(1e-5)
     ax = float(model.head.act_q.scales())

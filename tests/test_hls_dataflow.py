@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import shutil
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -22,48 +21,34 @@ import numpy as np
 import pytest
 
 from gsbsim.cli.app import main
-from gsbsim.format.model_file import save_model
 from gsbsim.format.random_model import random_model
 from gsbsim.hlsgen import csim, toolchain
 from gsbsim.hlsgen.project import load_project
 from gsbsim.hlsgen.synth_view import compile_synthesis_view, compile_vitis_view
+from tests.support.hls_builds import Builds
 
 E, N = 24, 18     # random_model defaults: 8x8 image, 2x2 patches -> 16 patches + 2 tokens
 
 
-class Projects:
+class Projects(Builds):
     """One small project per method, their builds and views compiled in the background."""
 
     def __init__(self, root: Path):
-        try:
-            toolchain.find_compiler()
-            toolchain.find_ap_types()
-        except toolchain.HlsEnvError as e:  # pragma: no cover - the project's setup installs both
-            pytest.skip(str(e))
-        self.root = root
-        self.pool = ThreadPoolExecutor(max_workers=2)
-        self.jobs: dict[str, Future] = {}
+        super().__init__(root)
         for k, method in (("gsb", "gsb"), ("reactnet", "reactnet"), ("didb", "didb")):
             model = random_model(np.random.default_rng(700 + len(k)), method=method, depth=1, embed_dim=E,
                                  num_heads=3)
-            path = root / f"{k}.npz"
-            save_model(path, model.header, model.arrays)
-            assert main(["hls", "--model", str(path), "--out", str(root / k), "--pe", "2", "--simd", "8"]) == 0
-        gsb = load_project(root / "gsb")
-        self.jobs["gsb"] = self.pool.submit(csim.build, gsb)
+            self.generate(k, model, "--pe", "2", "--simd", "8")
+        self.submit("gsb", csim.build, load_project(root / "gsb"))
         for k in ("gsb", "reactnet", "didb"):
-            self.jobs[f"{k}-synth"] = self.pool.submit(compile_synthesis_view, load_project(root / k))
-            self.jobs[f"{k}-vitis"] = self.pool.submit(compile_vitis_view, load_project(root / k))
-
-    def __getitem__(self, name: str):
-        return self.jobs[name].result()
+            self.submit(f"{k}-synth", compile_synthesis_view, load_project(root / k))
+            self.submit(f"{k}-vitis", compile_vitis_view, load_project(root / k))
 
 
 @pytest.fixture(scope="module")
 def projects(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Projects]:
-    p = Projects(tmp_path_factory.mktemp("hls_dataflow"))
-    yield p
-    p.pool.shutdown(wait=True)
+    with Projects(tmp_path_factory.mktemp("hls_dataflow")) as p:
+        yield p
 
 
 def csim_cli(capsys, project: Path, *argv) -> tuple[int, str, str]:

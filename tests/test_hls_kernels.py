@@ -11,7 +11,6 @@ import math
 import os
 import re
 import tempfile
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -24,6 +23,7 @@ from hypothesis import strategies as st
 from gsbsim.format import conventions as cv
 from gsbsim.hlsgen import toolchain
 from gsbsim.hw.folding import mvau_cycles
+from tests.support.hls_builds import Builds
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 MISMATCH_RE = re.compile(r"^MISMATCH (\w+)\[(\d+)\]: got (-?\d+) expected (-?\d+)$")
@@ -80,40 +80,20 @@ BUILDS: dict[str, Build] = {
 }
 
 
-class Builds:
-    """Compiles every testbench configuration once, all in parallel, on first request."""
+class KernelBuilds(Builds):
+    """Every testbench configuration, compiled in parallel on all cores when the first test asks."""
 
     def __init__(self, root: Path):
-        self.root = root
-        self.pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2)
-        self.futures: dict[str, Future[Path]] = {}
-
-    def _compile(self, name: str, build: Build) -> Path:
-        d = self.root / name
-        toolchain.write_config_header(d / "config.h", build.defines, comment=f"testbench config {name}")
-        return toolchain.compile_cpp([toolchain.testbench_dir() / build.source], d / "tb",
-                                   include_dirs=[d, toolchain.testbench_dir()], sanitize=build.sanitize)
-
-    def __getitem__(self, name: str) -> Path:
-        if not self.futures:
-            # fail fast, in this thread, if the toolchain is missing
-            toolchain.find_compiler()
-            toolchain.find_ap_types()
-            # longest first: the sanitizer build takes about three times the others
-            order = sorted(BUILDS.items(), key=lambda item: not item[1].sanitize)
-            self.futures = {n: self.pool.submit(self._compile, n, b) for n, b in order}
-        return self.futures[name].result()
-
-    def wait_all(self) -> None:
-        for name in BUILDS:
-            self[name]
+        super().__init__(root, workers=os.cpu_count() or 2)
+        # longest first: the sanitizer build takes about three times the others
+        for name, b in sorted(BUILDS.items(), key=lambda item: not item[1].sanitize):
+            self.testbench(name, b.source, b.defines, sanitize=b.sanitize)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def builds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Builds]:
-    b = Builds(tmp_path_factory.mktemp("hls_builds"))
-    yield b
-    b.pool.shutdown(wait=True)
+    with KernelBuilds(tmp_path_factory.mktemp("hls_builds")) as b:
+        yield b
 
 
 # ----------------------------------------------------------------------------- case writing

@@ -16,7 +16,6 @@ import json
 import re
 import shutil
 import subprocess
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -24,14 +23,15 @@ import numpy as np
 import pytest
 
 from gsbsim.format import conventions as cv
-from gsbsim.hlsgen import csim, toolchain
+from gsbsim.hlsgen import csim
 from gsbsim.hlsgen.stage_cycles import stage_iterations
 from gsbsim.hlsgen.synth_view import compile_synthesis_view
 from gsbsim.cli.app import main
 from gsbsim.hw.folding import cycle_report
 from gsbsim.hlsgen.project import load_project, trace_specs
-from gsbsim.format.model_file import exp_hi_length, save_model
+from gsbsim.format.model_file import exp_hi_length
 from gsbsim.format.random_model import random_model
+from tests.support.hls_builds import Builds
 
 # methods_tb configuration: E 12, 2 heads (d 6), 3 x 3 patch grid (N 11)
 E, H, GRID = 12, 2, 3
@@ -46,51 +46,31 @@ FOLDING_DIDB = {"patch": {"pe": 4, "simd": 3}, "blocks.*.qkv": {"pe": 8, "simd":
                 "blocks.*.fc2": {"pe": 2, "simd": 20}, "head": {"pe": 5, "simd": 8}}
 
 
-class Builds:
+class MethodBuilds(Builds):
     """The kernel testbench and three generated models, compiled once in the background."""
 
     def __init__(self, root: Path):
-        try:
-            toolchain.find_compiler()
-            toolchain.find_ap_types()
-        except toolchain.HlsEnvError as e:  # pragma: no cover - the project's setup installs both
-            pytest.skip(str(e))
-        self.root = root
-        self.pool = ThreadPoolExecutor(max_workers=2)
-        self.jobs: dict[str, Future] = {}
+        super().__init__(root)
         fold = root / "fold_didb.json"
         fold.write_text(json.dumps(FOLDING_DIDB))
-        # key: (method, random_model arguments, hls folding arguments, images .npy or None for digits)
+        # key: (method, random_model arguments, hls folding arguments)
         specs = {"reactnet": ("reactnet", dict(depth=2), ["--pe", "2", "--simd", "8"]),
                  "didb": ("didb", dict(depth=2), ["--folding", str(fold)]),
                  "didb3": ("didb", dict(depth=1, img_size=6, embed_dim=18, num_heads=3, mlp_hidden=24),
                            ["--pe", "1", "--simd", "4"])}
-        self.jobs["kernels"] = self.pool.submit(self._kernel_tb)
+        self.testbench("kernels", "methods_tb.cpp", {f"CFG_{k}": v for k, v in TB_CFG.items()}, flags=("-O1",))
         for k, (method, kw, fold_args) in specs.items():
-            model = random_model(np.random.default_rng(300 + len(k)), method=method, **kw)
-            path = root / f"{k}.npz"
-            save_model(path, model.header, model.arrays)
-            assert main(["hls", "--model", str(path), "--out", str(root / k), *fold_args]) == 0
-            self.jobs[k] = self.pool.submit(csim.build, load_project(root / k))
-            self.jobs[f"{k}-synth"] = self.pool.submit(compile_synthesis_view, load_project(root / k))
+            self.generate(k, random_model(np.random.default_rng(300 + len(k)), method=method, **kw), *fold_args)
+            self.submit(k, csim.build, load_project(root / k))
+            self.submit(f"{k}-synth", compile_synthesis_view, load_project(root / k))
         images = np.random.default_rng(9).integers(0, 256, (3, 1, 6, 6), dtype=np.uint8)
         np.save(root / "images6.npy", images)
-
-    def _kernel_tb(self) -> Path:
-        d = self.root / "kernels"
-        toolchain.write_config_header(d / "config.h", {f"CFG_{k}": v for k, v in TB_CFG.items()})
-        return toolchain.compile_cpp([toolchain.testbench_dir() / "methods_tb.cpp"], d / "tb", include_dirs=[d],
-                                   flags=("-O1",))
-
-    def __getitem__(self, name: str):
-        return self.jobs[name].result()
 
 
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Builds]:
-    b = Builds(tmp_path_factory.mktemp("hls_methods"))
-    yield b
-    b.pool.shutdown(wait=True)
+    with MethodBuilds(tmp_path_factory.mktemp("hls_methods")) as b:
+        yield b
 
 
 def run_kernel(builds: Builds, kernel: str, d: Path, ok: bool = True, **inputs: np.ndarray):

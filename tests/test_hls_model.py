@@ -18,7 +18,6 @@ import json
 import re
 import shutil
 import subprocess
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -34,6 +33,7 @@ from gsbsim.hlsgen.project import load_project, trace_specs
 from gsbsim.hlsgen.synth_view import compile_synthesis_view
 from gsbsim.format.model_file import IntModel, save_model
 from gsbsim.format.random_model import random_model
+from tests.support.hls_builds import Builds
 
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 
@@ -51,14 +51,6 @@ KERNEL_CFGS = {
 RATIOS = {"a": (179, 230), "b": (150, 200, 240)}
 
 
-def _toolchain_or_skip() -> None:
-    try:
-        toolchain.find_compiler()
-        toolchain.find_ap_types()
-    except toolchain.HlsEnvError as e:  # pragma: no cover - the project's setup installs both
-        pytest.skip(str(e))
-
-
 # ============================================================================ the models
 FOLDING_A = {"patch": {"pe": 8, "simd": 3}, "blocks.*.qkv": {"pe": 12, "simd": 7},
              "blocks.0.qk": {"pe": 3, "simd": 5}, "blocks.1.qk": {"pe": 9, "simd": 16},
@@ -67,14 +59,11 @@ FOLDING_A = {"patch": {"pe": 8, "simd": 3}, "blocks.*.qkv": {"pe": 12, "simd": 7
              "blocks.*.fc2": {"pe": 2, "simd": 64}, "head": {"pe": 5, "simd": 32}}
 
 
-class Builds:
+class ModelBuilds(Builds):
     """Every C++ build of this module, compiled once in the background (2 at a time)."""
 
     def __init__(self, root: Path):
-        _toolchain_or_skip()
-        self.root = root
-        self.pool = ThreadPoolExecutor(max_workers=2)
-        self.jobs: dict[str, Future] = {}
+        super().__init__(root)
         self.models: dict[str, IntModel] = {}
         self.paths: dict[str, Path] = {}
         # model A: G = 3, row statistic, per-layer folding file; model B: G = 1, image statistic
@@ -83,40 +72,29 @@ class Builds:
                  "B": (dict(embed_dim=24, num_heads=3, mlp_hidden=48, groups=1, ratios=(), mask_stat="image"),
                        ["--pe", "2", "--simd", "8"])}
         for k, (kw, fold_args) in specs.items():
-            model = random_model(np.random.default_rng(100 + ord(k)), depth=2, **kw)
-            path = root / f"model_{k}.npz"
-            save_model(path, model.header, model.arrays)
-            self.models[k], self.paths[k] = model, path
-            assert main(["hls", "--model", str(path), "--out", str(root / k), *fold_args]) == 0
+            self.models[k] = random_model(np.random.default_rng(100 + ord(k)), depth=2, **kw)
+            self.paths[k] = self.generate(k, self.models[k], *fold_args)
         # the longest first
-        self.jobs["B-asan"] = self.pool.submit(csim.build, load_project(root / "B"), True)
-        for cfg in KERNEL_CFGS:
-            self.jobs[f"kernels-{cfg}"] = self.pool.submit(self._kernel_tb, cfg)
-        self.jobs["A"] = self.pool.submit(csim.build, load_project(root / "A"))
-        self.jobs["B"] = self.pool.submit(csim.build, load_project(root / "B"))
-        self.jobs["B-make"] = self.pool.submit(self._make, root / "B")
+        self.submit("B-asan", csim.build, load_project(root / "B"), True)
+        for cfg, defines in KERNEL_CFGS.items():
+            self.testbench(f"kernels-{cfg}", "vit_kernels_tb.cpp", {f"CFG_{k}": v for k, v in defines.items()},
+                           flags=("-O1",))
+        self.submit("A", csim.build, load_project(root / "A"))
+        self.submit("B", csim.build, load_project(root / "B"))
+        self.submit("B-make", self._make, root / "B")
         for k in ("A", "B"):   # the synthesis view of every generated project (gsbsim/hlsgen/synth_view.py)
-            self.jobs[f"{k}-synth"] = self.pool.submit(compile_synthesis_view, load_project(root / k))
+            self.submit(f"{k}-synth", compile_synthesis_view, load_project(root / k))
 
     def _folding_file(self) -> str:
         path = self.root / "fold_A.json"
         path.write_text(json.dumps(FOLDING_A))
         return str(path)
 
-    def _kernel_tb(self, cfg: str) -> Path:
-        d = self.root / f"kernels_{cfg}"
-        toolchain.write_config_header(d / "config.h", {f"CFG_{k}": v for k, v in KERNEL_CFGS[cfg].items()})
-        return toolchain.compile_cpp([toolchain.testbench_dir() / "vit_kernels_tb.cpp"], d / "tb", include_dirs=[d],
-                                   flags=("-O1",))
-
     def _make(self, project: Path) -> subprocess.CompletedProcess:
         """The generated Makefile itself (g++ -O2 -Wall -Wextra), in a copy of the project."""
         copy = self.root / "B_make"
         shutil.copytree(project, copy, ignore=shutil.ignore_patterns("build", "vectors", ".*"))
         return subprocess.run(["make", "-C", str(copy)], capture_output=True, text=True, timeout=600)
-
-    def __getitem__(self, name: str):
-        return self.jobs[name].result()
 
     def vectors(self, key: str) -> Path:
         """The project's vectors folder, written (2 digits images) if no earlier test did."""
@@ -126,16 +104,11 @@ class Builds:
                          "--images", "2"]) == 0
         return d
 
-    def wait_all(self) -> None:
-        for name in self.jobs:
-            self[name]
-
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Builds]:
-    b = Builds(tmp_path_factory.mktemp("hls_model"))
-    yield b
-    b.pool.shutdown(wait=True)
+def builds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelBuilds]:
+    with ModelBuilds(tmp_path_factory.mktemp("hls_model")) as b:
+        yield b
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -154,7 +127,7 @@ def assert_one_line_error(rc: int, out: str, err: str, *fragments: str) -> None:
 
 
 # ============================================================================ kernel harness
-def run_kernel(builds: Builds, cfg: str, kernel: str, d: Path, **inputs: np.ndarray) -> tuple[dict, int]:
+def run_kernel(builds: ModelBuilds, cfg: str, kernel: str, d: Path, **inputs: np.ndarray) -> tuple[dict, int]:
     """Write the inputs, run one kernel, return its outputs {name: int64 array} and ITERS."""
     d.mkdir(parents=True, exist_ok=True)
     for name, arr in inputs.items():
@@ -166,7 +139,7 @@ def run_kernel(builds: Builds, cfg: str, kernel: str, d: Path, **inputs: np.ndar
     return outs, int(re.search(r"^ITERS (\d+)$", proc.stdout, re.M).group(1))
 
 
-def run_kernel_error(builds: Builds, cfg: str, kernel: str, d: Path, **inputs: np.ndarray) -> str:
+def run_kernel_error(builds: ModelBuilds, cfg: str, kernel: str, d: Path, **inputs: np.ndarray) -> str:
     d.mkdir(parents=True, exist_ok=True)
     for name, arr in inputs.items():
         np.save(d / f"{name}.npy", np.ascontiguousarray(arr))
@@ -188,7 +161,7 @@ def s2_max(e: int, eps: int) -> int:
 
 
 # ============================================================================ LayerNorms
-def test_isqrt_bit_by_bit_is_exact(builds: Builds, tmp_path: Path) -> None:
+def test_isqrt_bit_by_bit_is_exact(builds: ModelBuilds, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     edges = [0, 1, 2, 3, 4, 15, 16, 17, (2 ** 31 - 1) ** 2 - 1, (2 ** 31 - 1) ** 2, (2 ** 31 - 1) ** 2 + 1,
              2 ** 62 - 1, 2 ** 62]
@@ -202,7 +175,7 @@ def test_isqrt_bit_by_bit_is_exact(builds: Builds, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("cfg", ["a", "b"])
-def test_layernorm_bits_matches_golden(builds: Builds, tmp_path: Path, cfg: str) -> None:
+def test_layernorm_bits_matches_golden(builds: ModelBuilds, tmp_path: Path, cfg: str) -> None:
     s = shape_of(cfg)
     e = s["E"]
     rng = np.random.default_rng(2)
@@ -229,7 +202,7 @@ def test_layernorm_bits_matches_golden(builds: Builds, tmp_path: Path, cfg: str)
     assert iters == len(x) * (2 * e + 32)
 
 
-def test_layernorm_overflow_is_an_error(builds: Builds, tmp_path: Path) -> None:
+def test_layernorm_overflow_is_an_error(builds: ModelBuilds, tmp_path: Path) -> None:
     e = shape_of("a")["E"]
     x = np.zeros((3, e), dtype=np.int32)
     x[2] = INT32_MAX                               # E * S2 >= 2^62 on token 2
@@ -241,7 +214,7 @@ def test_layernorm_overflow_is_an_error(builds: Builds, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("cfg", ["a", "b"])
-def test_final_layernorm_rounds_half_up_and_clamps(builds: Builds, tmp_path: Path, cfg: str) -> None:
+def test_final_layernorm_rounds_half_up_and_clamps(builds: ModelBuilds, tmp_path: Path, cfg: str) -> None:
     s = shape_of(cfg)
     e, n, k = s["E"], s["N"], 12
     rng = np.random.default_rng(3)
@@ -274,7 +247,7 @@ def qkv_case(cfg: str, rng: np.random.Generator):
 
 
 @pytest.mark.parametrize("cfg", ["a", "b"])
-def test_qkv_split_matches_golden(builds: Builds, tmp_path: Path, cfg: str) -> None:
+def test_qkv_split_matches_golden(builds: ModelBuilds, tmp_path: Path, cfg: str) -> None:
     s = shape_of(cfg)
     acc, q_thr, k_thr, v_offset = qkv_case(cfg, np.random.default_rng(4))
     q, k, vq = golden_ops.split_qkv(acc[None], q_thr, k_thr, v_offset, s["H"], 8)
@@ -299,7 +272,7 @@ def value_case(cfg: str, rng: np.random.Generator) -> np.ndarray:
 
 @pytest.mark.parametrize("cfg", ["a", "b"])
 @pytest.mark.parametrize("stat", ["row", "image"])
-def test_value_planes_match_golden(builds: Builds, tmp_path: Path, cfg: str, stat: str) -> None:
+def test_value_planes_match_golden(builds: ModelBuilds, tmp_path: Path, cfg: str, stat: str) -> None:
     s = shape_of(cfg)
     vq = value_case(cfg, np.random.default_rng(5))
     vq[1, 4] //= 1000                                          # one row far below the image max
@@ -313,7 +286,7 @@ def test_value_planes_match_golden(builds: Builds, tmp_path: Path, cfg: str, sta
 
 
 @pytest.mark.parametrize("cfg", ["a", "b"])
-def test_attention_scores_match_golden_and_cycle_model(builds: Builds, tmp_path: Path, cfg: str) -> None:
+def test_attention_scores_match_golden_and_cycle_model(builds: ModelBuilds, tmp_path: Path, cfg: str) -> None:
     s = shape_of(cfg)
     rng = np.random.default_rng(6)
     q = rng.integers(0, 2, (s["H"], s["N"], s["D"])).astype(np.uint8)
@@ -328,7 +301,7 @@ def test_attention_scores_match_golden_and_cycle_model(builds: Builds, tmp_path:
 
 
 @pytest.mark.parametrize("cfg", ["a", "b"])
-def test_softmax_matches_golden(builds: Builds, tmp_path: Path, cfg: str) -> None:
+def test_softmax_matches_golden(builds: ModelBuilds, tmp_path: Path, cfg: str) -> None:
     s = shape_of(cfg)
     h, n, d = s["H"], s["N"], s["D"]
     rng = np.random.default_rng(7)
@@ -345,7 +318,7 @@ def test_softmax_matches_golden(builds: Builds, tmp_path: Path, cfg: str) -> Non
     assert np.array_equal(outs["a"], want)
 
 
-def test_softmax_rejects_odd_score_differences(builds: Builds, tmp_path: Path) -> None:
+def test_softmax_rejects_odd_score_differences(builds: ModelBuilds, tmp_path: Path) -> None:
     s = shape_of("a")
     scores = np.zeros((s["H"], s["N"], s["N"]), dtype=np.int32)
     scores[1, 2, 5] = -1                                       # parity differs from its row
@@ -357,7 +330,7 @@ def test_softmax_rejects_odd_score_differences(builds: Builds, tmp_path: Path) -
 
 @pytest.mark.parametrize("cfg", ["a", "b"])
 @pytest.mark.parametrize("stat", ["row", "image"])
-def test_attention_planes_match_golden(builds: Builds, tmp_path: Path, cfg: str, stat: str) -> None:
+def test_attention_planes_match_golden(builds: ModelBuilds, tmp_path: Path, cfg: str, stat: str) -> None:
     s = shape_of(cfg)
     h, n = s["H"], s["N"]
     rng = np.random.default_rng(8)
@@ -377,7 +350,7 @@ def test_attention_planes_match_golden(builds: Builds, tmp_path: Path, cfg: str,
 
 
 @pytest.mark.parametrize("cfg", ["a", "b"])
-def test_gsb_av_and_proj_input_match_golden(builds: Builds, tmp_path: Path, cfg: str) -> None:
+def test_gsb_av_and_proj_input_match_golden(builds: ModelBuilds, tmp_path: Path, cfg: str) -> None:
     s = shape_of(cfg)
     g, h, n, d, e = s["G"], s["H"], s["N"], s["D"], s["E"]
     rng = np.random.default_rng(9)
@@ -403,7 +376,7 @@ def kernel_model(cfg: str, seed: int) -> IntModel:
 
 
 @pytest.mark.parametrize("cfg", ["a", "b"])
-def test_patch_embedding_matches_golden(builds: Builds, tmp_path: Path, cfg: str) -> None:
+def test_patch_embedding_matches_golden(builds: ModelBuilds, tmp_path: Path, cfg: str) -> None:
     s = shape_of(cfg)
     model = kernel_model(cfg, 10)
     a = model.arrays
@@ -424,7 +397,7 @@ def test_patch_embedding_matches_golden(builds: Builds, tmp_path: Path, cfg: str
 
 
 @pytest.mark.parametrize("cfg", ["a", "b"])
-def test_heads_logits_and_argmax_match_golden(builds: Builds, tmp_path: Path, cfg: str) -> None:
+def test_heads_logits_and_argmax_match_golden(builds: ModelBuilds, tmp_path: Path, cfg: str) -> None:
     s = shape_of(cfg)
     model = kernel_model(cfg, 12)
     a = model.arrays
@@ -449,7 +422,7 @@ def test_heads_logits_and_argmax_match_golden(builds: Builds, tmp_path: Path, cf
 
 # ============================================================================ residual, fc1
 @pytest.mark.parametrize("cfg", ["a", "b"])
-def test_requant_residual_rounds_half_up(builds: Builds, tmp_path: Path, cfg: str) -> None:
+def test_requant_residual_rounds_half_up(builds: ModelBuilds, tmp_path: Path, cfg: str) -> None:
     e = shape_of(cfg)["E"]
     rng = np.random.default_rng(14)
     t, mult, shift = 7, 3_000_001, 16
@@ -472,7 +445,7 @@ def test_requant_residual_rounds_half_up(builds: Builds, tmp_path: Path, cfg: st
 
 
 @pytest.mark.parametrize("cfg", ["a", "b"])
-def test_fc1_two_sided_activation(builds: Builds, tmp_path: Path, cfg: str) -> None:
+def test_fc1_two_sided_activation(builds: ModelBuilds, tmp_path: Path, cfg: str) -> None:
     s = shape_of(cfg)
     hd, e = s["HD"], s["E"]
     rng = np.random.default_rng(15)
@@ -489,7 +462,7 @@ def test_fc1_two_sided_activation(builds: Builds, tmp_path: Path, cfg: str) -> N
 
 
 # ============================================================================ whole models
-def check_pass(builds: Builds, capsys, key: str, *extra: str) -> str:
+def check_pass(builds: ModelBuilds, capsys, key: str, *extra: str) -> str:
     rc, out, err = run_cli(capsys, "csim", builds.root / key, *extra)
     assert rc == 0, out + err
     assert re.search(r"^PASS: 43 traced tensors bit-exact on \d+ images; C-sim iterations equal the cycle "
@@ -498,7 +471,7 @@ def check_pass(builds: Builds, capsys, key: str, *extra: str) -> str:
 
 
 @pytest.mark.parametrize("key", ["A", "B"])
-def test_model_csim_on_digits_equals_gsbsim(builds: Builds, capsys, key: str) -> None:
+def test_model_csim_on_digits_equals_gsbsim(builds: ModelBuilds, capsys, key: str) -> None:
     """G = 3 / row statistic with a per-layer folding file; G = 1 / image statistic with --pe/--simd."""
     project = load_project(builds.root / key)
     builds[key]                                                # wait for the background build
@@ -522,7 +495,7 @@ def test_model_csim_on_digits_equals_gsbsim(builds: Builds, capsys, key: str) ->
         assert project.header["groups"] == 1 and project.header["mask_stat"] == "image"
 
 
-def test_flipped_parameter_bit_fails_naming_the_layer(builds: Builds, capsys) -> None:
+def test_flipped_parameter_bit_fails_naming_the_layer(builds: ModelBuilds, capsys) -> None:
     builds["A"]
     builds.vectors("A")
     flipped = builds.root / "A_flipped"
@@ -543,7 +516,7 @@ def test_flipped_parameter_bit_fails_naming_the_layer(builds: Builds, capsys) ->
     assert "PASS" not in out
 
 
-def test_iteration_count_differing_from_the_cycle_model_fails(builds: Builds, capsys) -> None:
+def test_iteration_count_differing_from_the_cycle_model_fails(builds: ModelBuilds, capsys) -> None:
     """A project whose recorded folding no longer matches its code: ITERS != cycle model, exit 1."""
     builds["B"]
     builds.vectors("B")
@@ -564,12 +537,12 @@ def test_iteration_count_differing_from_the_cycle_model_fails(builds: Builds, ca
 
 
 @pytest.mark.parametrize("key", ["A", "B"])
-def test_synthesis_view_compiles(builds: Builds, key: str) -> None:
+def test_synthesis_view_compiles(builds: ModelBuilds, key: str) -> None:
     """-Wall -Wextra -Werror with __SYNTHESIS__ and the declaration-only hls::stream."""
     assert builds[f"{key}-synth"].is_file()
 
 
-def test_sanitizer_build_passes(builds: Builds, capsys) -> None:
+def test_sanitizer_build_passes(builds: ModelBuilds, capsys) -> None:
     """ASan + UBSan over the whole model (G = 1, image statistic): no memory error, no UB."""
     builds["B-asan"]
     builds.vectors("B")
@@ -577,7 +550,7 @@ def test_sanitizer_build_passes(builds: Builds, capsys) -> None:
     assert "(ASan+UBSan)" in out
 
 
-def test_generated_makefile_builds_without_warnings(builds: Builds, capsys) -> None:
+def test_generated_makefile_builds_without_warnings(builds: ModelBuilds, capsys) -> None:
     proc = builds["B-make"]
     assert proc.returncode == 0, proc.stderr
     assert "-O2 -Wall -Wextra" in proc.stdout and "warning" not in proc.stderr.lower()
@@ -587,7 +560,7 @@ def test_generated_makefile_builds_without_warnings(builds: Builds, capsys) -> N
     assert run.returncode == 0 and "PASS 43 tensors, 2 images" in run.stdout, run.stdout + run.stderr
 
 
-def test_generated_project_layout(builds: Builds) -> None:
+def test_generated_project_layout(builds: ModelBuilds) -> None:
     root = builds.root / "A"
     for rel in ("src/top.cpp", "src/top.h", "src/config.h", "src/params/embed.h", "src/params/block_0.h",
                 "src/params/block_1.h", "src/params/head.h", "tb/tb.cpp", "Makefile", "vitis.tcl", "project.json"):
@@ -606,7 +579,7 @@ def test_generated_project_layout(builds: Builds) -> None:
 
 
 # ============================================================================ bad inputs
-def test_csim_errors_are_one_line(builds: Builds, capsys, monkeypatch: pytest.MonkeyPatch,
+def test_csim_errors_are_one_line(builds: ModelBuilds, capsys, monkeypatch: pytest.MonkeyPatch,
                                   tmp_path: Path) -> None:
     builds.wait_all()                      # the background builds read $CXX and $GSBSIM_AP_TYPES too
     b = builds.root / "B"
@@ -644,7 +617,7 @@ def test_csim_errors_are_one_line(builds: Builds, capsys, monkeypatch: pytest.Mo
     assert_one_line_error(*run_cli(capsys, "csim", tmp_path / "prj"), "tb/tb.cpp is missing")
 
 
-def test_hls_errors_are_one_line(builds: Builds, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hls_errors_are_one_line(builds: ModelBuilds, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     builds.wait_all()
     path = builds.paths["B"]
     assert_one_line_error(*run_cli(capsys, "hls", "--model", tmp_path / "none.npz", "--out", tmp_path / "p"),

@@ -73,6 +73,24 @@ def test_a_new_row_of_existing_features_runs_in_golden_fast_and_costs(throwaway)
     assert costs.count(m.header).bops == costs.count({**m.header, "method": "reactnet"}).bops
 
 
+def test_a_row_registered_at_run_time_is_a_valid_name_everywhere_without_patching(monkeypatch):
+    """The modules that imported the method names before the row existed read them from the table."""
+    import gsbsim.format.model_file as mf
+    import reference.config as config
+    import reference.export as export
+    from reference.train.cli import build_parser
+    names = (mf.METHODS, costs.METHOD_NAMES, export.EXPORTABLE_METHODS, config.METHODS, table.ACT_METHODS)
+    assert not any("tokact" in n for n in names)
+    register_tokact(monkeypatch)   # one dictionary entry, no module global patched
+    assert all("tokact" in n for n in names) and config.METHODS[-1] == "fp"
+    assert build_parser().parse_args(["--method", "tokact"]).method == "tokact"
+    m = random_model(np.random.default_rng(5), method="tokact")
+    mf.validate(m.header, m.arrays, "<test>")   # raises on an unknown method
+    assert costs.count(m.header).bops > 0
+    monkeypatch.undo()
+    assert not any("tokact" in n for n in names)
+
+
 def test_the_table_derives_layouts_and_traces_from_features():
     assert table.block_array_names("bit") == table.block_array_names("gsb") == table.block_array_names("sign")
     react, didb = set(table.block_array_names("reactnet")), set(table.block_array_names("didb"))

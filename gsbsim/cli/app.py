@@ -10,13 +10,9 @@ inside the subcommands that need them; the embedded data (digits, mnist) is read
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import re
-import shutil
 import sys
-import tempfile
 import time
 from typing import Any, Callable, Sequence
 
@@ -31,15 +27,13 @@ from gsbsim.format.provenance import PROVENANCE_KEYS, verification_lines
 from gsbsim.hw.costs import CostModelError, CostReport
 from gsbsim.hw.folding import DEFAULT_CLOCK_MHZ, CycleReport, FoldingError, cycle_report, global_folding, load_folding
 from gsbsim.hw.resources import LABEL as RESOURCE_LABEL, ResourceReport, estimate
-from gsbsim.outputs import (OutputError, file_mode, folder_lock, remove_dead_temps, remove_stale, staging_dir,
-                            temp_file_for)
+from gsbsim.outputs import OutputError, file_mode, folder_lock, remove_dead_temps, temp_file_for
 
 __all__ = ["main", "CliError"]
 
 PROG = "gsbsim"
 BATCH = 256  # images per forward call: bounds memory, results are batch-independent
 RANDOM_IMAGES = 16  # --data random without --images
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
 class CliError(Exception):
@@ -381,93 +375,41 @@ def cmd_info(args) -> int:
     return 0
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-VECTORS_TMP = ".vectors-"  # prefix of the staging folders (".vectors-old-" included) in --out
-
-
-def _check_replaceable_vectors(final: str) -> None:
-    """Refuse to replace ``final`` unless it is empty or a vectors folder gsbsim wrote (manifest.json)."""
-    if not os.path.lexists(final):
-        return
-    if os.path.islink(final) or not os.path.isdir(final):
-        raise CliError(f"{final} exists and is not a vectors folder written by gsbsim; refusing to replace it")
-    if not os.listdir(final):
-        return
-    try:
-        with open(os.path.join(final, "manifest.json"), encoding="utf-8") as f:
-            manifest = json.load(f)
-        ok = isinstance(manifest, dict) and {"tensors", "model_sha256", "engine"} <= set(manifest)
-    except (OSError, ValueError):
-        ok = False
-    if not ok:
-        raise CliError(f"{final} holds files that gsbsim did not write (no gsbsim manifest.json); "
-                       "refusing to replace it")
-
-
 def cmd_vectors(args) -> int:
+    from gsbsim.engine.vectors import VectorsError, check_replaceable, vectors_dir
     if os.path.lexists(args.out) and not os.path.isdir(args.out):
         raise CliError(f"--out {args.out} exists and is not a folder")
-    _check_replaceable_vectors(os.path.join(args.out, "vectors"))
+    try:
+        check_replaceable(vectors_dir(args.out))  # before loading anything: a user's folder is never touched
+    except VectorsError as e:
+        raise CliError(str(e)) from None
     model = _load_model(args.model)
     with folder_lock(args.out, "--out"):  # removed again if this run fails: nothing left behind
-        return _write_vectors(args, model)
+        return _write_vectors(args.out, model, args.model, args.data, args.split, args.images,
+                              getattr(args, "seed", 0))
 
 
-def _write_vectors(args, model) -> int:
-    """The golden trace of args.images into args.out/vectors; the caller holds args.out's lock."""
-    final = os.path.join(args.out, "vectors")
-    _check_replaceable_vectors(final)  # again under the lock: another run may have written it meanwhile
+def _write_vectors(out: str, model, model_path: str, data: str | None, split: str, n: int | None,
+                   seed: int) -> int:
+    """The golden trace of the selected images into out/vectors (gsbsim/engine/vectors.py); the caller
+    holds out's lock."""
+    from gsbsim.engine.errors import InputError, IntegerOverflowError
+    from gsbsim.engine.vectors import VectorsError, check_replaceable, vectors_dir, write_vectors
     header = dict(model.header)
-    loaded = _load_data(args.data, args.split, header, args.images, getattr(args, "seed", 0))
-    if loaded is None:
-        raise CliError(_no_fitting_data(header))
-    images, labels, source = loaded
-    images, labels = _select_images(images, labels, header, args.images, source)
-    _, trace = _checked(_engine("golden"))(model, pixels_to_int8(images), trace=True)
-    for name in trace:
-        if not _SAFE_NAME.match(name):
-            raise CliError(f"trace name {name!r} cannot be a file name")
-    remove_stale(args.out, [VECTORS_TMP])  # left by a killed run; safe under the lock
-    tmp = str(staging_dir(args.out, VECTORS_TMP))
     try:
-        tensors = []
-        for name, arr in trace.items():
-            arr = np.ascontiguousarray(arr)
-            np.save(os.path.join(tmp, name + ".npy"), arr, allow_pickle=False)
-            tensors.append({"name": name, "file": name + ".npy", "dtype": str(arr.dtype),
-                            "shape": list(arr.shape)})
-        manifest = {"model": os.path.basename(args.model), "model_sha256": _sha256(args.model),
-                    "engine": "golden", "data": source, "images": int(len(images)),
-                    "labels": None if labels is None else labels.tolist(), "tensors": tensors}
-        with open(os.path.join(tmp, "manifest.json"), "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=1)
-        _swap_in(tmp, final)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError) and not isinstance(e, BrokenPipeError):  # name the folder, not the temporary
-            raise CliError(f"--out {args.out}: cannot write the vectors ({e.strerror or e})") from None
-        raise
-    print(f"wrote {len(tensors)} tensors for {len(images)} images to {final}")
+        check_replaceable(vectors_dir(out))  # before the data: the folder's problem is the one reported
+        loaded = _load_data(data, split, header, n, seed)
+        if loaded is None:
+            raise CliError(_no_fitting_data(header))
+        images, labels, source = loaded
+        images, labels = _select_images(images, labels, header, n, source)
+        final, count = write_vectors(out, model, model_path, images, labels, source, what="--out")
+    except VectorsError as e:
+        raise CliError(str(e)) from None
+    except (InputError, IntegerOverflowError) as e:
+        raise CliError(f"{getattr(model, 'path', 'model')}: {e}") from None
+    print(f"wrote {count} tensors for {len(images)} images to {final}")
     return 0
-
-
-def _swap_in(tmp: str, final: str) -> None:
-    """Rename the finished folder ``tmp`` to ``final``, replacing an older one."""
-    old = None
-    if os.path.lexists(final):
-        old = tempfile.mkdtemp(dir=os.path.dirname(final), prefix=VECTORS_TMP + "old-")
-        os.rmdir(old)
-        os.rename(final, old)
-    os.rename(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _check_path_encoding(path: str, flag: str) -> None:
@@ -519,9 +461,8 @@ def cmd_csim(args) -> int:
     with folder_lock(project.root, "project folder"):  # one csim (or hls) per project at a time
         if not args.keep_vectors:
             images = 4 if args.images is None else args.images
-            _write_vectors(argparse.Namespace(model=project.model_path, out=str(project.root), data=args.data,
-                                              split=args.split, images=images, seed=args.seed),
-                           _load_model(project.model_path))
+            _write_vectors(str(project.root), _load_model(project.model_path), project.model_path, args.data,
+                           args.split, images, args.seed)
         try:
             images = csim.check_vectors(project)
             exe, build_s, rebuilt = csim.build(project, sanitize=args.sanitize,

@@ -226,16 +226,11 @@ def residual_ln_rows(x, acc, mult, bias, shift, sign, thr, ln_shift, eps, fast_l
     LayerNorm-overflow row or -1). A residual overflow anywhere wins (layers are checked in
     order over the whole batch): the LayerNorm then covers only the rows before it.
     """
-    m_n, e = x.shape
-    out = np.empty((m_n, e), dtype=np.int32)
-    vals = np.empty(e, dtype=np.int64)
-    half = np.int64(1) << np.int64(shift - 1)
-    sh = np.int64(shift)
-    for m in range(m_n):
-        if _residual_row(x[m], acc[m], mult, bias, half, sh, vals, out[m]):
-            o = _first_outside_int32(vals)
-            return out, m * e + o, vals[o], _ln_rows(out[:m], sign, thr, ln_shift, eps, fast_lim, bits[:m])
-    return out, -1, np.int64(0), _ln_rows(out, sign, thr, ln_shift, eps, fast_lim, bits)
+    out, bad, val = residual_add_rows(x, acc, mult, bias, shift)
+    if bad < 0:
+        return out, bad, val, _ln_rows(out, sign, thr, ln_shift, eps, fast_lim, bits)
+    m = bad // x.shape[1]   # the overflowing row: the LayerNorm covers the rows before it
+    return out, bad, val, _ln_rows(out[:m], sign, thr, ln_shift, eps, fast_lim, bits[:m])
 
 
 @njit(**JIT)

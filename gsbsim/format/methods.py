@@ -14,15 +14,17 @@ every engine implements once (docs/integer_model.md §12-§13, docs/adding_a_met
     ``"hfsc_diba"``  §13.2-§13.3: the Haar split of Q and K, two band scores, the three-level
                      exp table, the DIBA context with its local term.
 
-Everything method-dependent is derived here: the method names, the block's array layout
+Everything method-dependent is derived here: the method names (``METHOD_NAMES``, ``ACT_METHODS``: live
+views of the table, so a row added at run time is seen everywhere), the block's array layout
 (``block_arrays``), the block's trace names (``block_trace_names``) and the group rules.
 Engines register one implementation per feature value, never per method. numpy-free.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Method", "METHODS", "METHOD_NAMES", "ACT_METHODS", "POST_LINEARS", "ATTENTIONS", "ACT_LINEARS",
+__all__ = ["Method", "METHODS", "MethodNames", "METHOD_NAMES", "ACT_METHODS", "POST_LINEARS", "ATTENTIONS", "ACT_LINEARS",
            "method_of", "block_arrays", "block_array_names", "block_trace_names", "attention_trace_names"]
 
 POST_LINEARS = ("requant", "act_unit")
@@ -66,8 +68,46 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("didb", "act_unit", "hfsc_diba", 1, 1, True, "§1-§13",
            "DIDB-ViT (our formulation, docs/didb.md): IRPReLU units, HFSC scores, DIBA context"),
 )}
-METHOD_NAMES = tuple(METHODS)
-ACT_METHODS = tuple(n for n, m in METHODS.items() if m.act_unit)
+
+
+class MethodNames(Sequence):
+    """Names of the table's rows (those ``where`` accepts, then ``extra``), read from METHODS each time they
+    are used, never copied: a row registered at run time (tests/support/methods.py) is seen by every module
+    that imported the names before. Compares equal to the tuple of its names."""
+
+    def __init__(self, where: Callable[[Method], bool] = lambda m: True, extra: tuple[str, ...] = ()):
+        self._where, self._extra = where, tuple(extra)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(n for n, m in METHODS.items() if self._where(m)) + self._extra
+
+    def __getitem__(self, i):
+        return self.names()[i]
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names()
+
+    def __add__(self, extra: tuple[str, ...]) -> "MethodNames":
+        """These names followed by ``extra`` (still read from the table each time)."""
+        return MethodNames(self._where, self._extra + tuple(extra))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    __hash__ = None  # type: ignore[assignment]  # not a constant
+
+    def __repr__(self) -> str:
+        return repr(self.names())
+
+
+METHOD_NAMES = MethodNames()
+ACT_METHODS = MethodNames(lambda m: m.act_unit)
 
 
 def method_of(name: object) -> Method:

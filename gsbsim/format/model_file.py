@@ -18,7 +18,7 @@ import numpy as np
 
 from gsbsim.format.conventions import WORD_BITS, n_words, round_half_up
 from gsbsim.format.methods import ACT_LINEARS, ACT_METHODS, block_array_names, block_arrays, method_of
-from gsbsim.format.methods import METHOD_NAMES as METHODS
+from gsbsim.format.methods import METHOD_NAMES as METHODS  # a live view of the table, not a copy
 from gsbsim.outputs import remove_dead_temps, temp_file_for
 from gsbsim.paths import input_file_problem
 from gsbsim.format.provenance import PROVENANCE_KEYS, provenance_errors

@@ -5,7 +5,7 @@ arithmetics share everything they have in common (docs/integer_model.md):
 
 * ``gsb`` (also ``bit``, ``sign``): §3-§8; the MVAU accumulators feed thresholds and
   requantized residual adds directly.
-* ``reactnet`` (§13.1): an activation unit (gsb/act.hpp) after each of qkv, proj, fc1 and fc2;
+* ``reactnet`` (§13.1): an activation unit (gsb/act_unit.hpp) after each of qkv, proj, fc1 and fc2;
   its z replaces the accumulator (qkv_split with value shift 0, activate_bits, residual_add_lanes).
 * ``didb`` (§13.1-§13.3): as reactnet, plus the Haar split of Q and K (gsb/haar.hpp), the two
   Q.K^T products combined by HFSC with the three-level exp softmax (gsb/hfsc.hpp) and the DIBA

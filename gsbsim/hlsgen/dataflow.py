@@ -12,6 +12,7 @@ C-simulation runs as threads over bounded FIFOs (hls/include/gsb/dataflow.hpp):
     GSB_JOIN(df)
     #ifdef GSB_CSIM ... GSB_TRACE(...) #endif
 
+The macros are defined at the top of every generated top.cpp (gsbsim/hlsgen/templates/top.cpp).
 Outside gsbsim's C-simulation (GSB_CSIM, gsb/common.hpp: synthesis, Vitis csim/cosim) GSB_REGION,
 GSB_DEPTH and GSB_JOIN are empty and a process is its call.
 ``after`` names the processes whose arrays (PIPOs) the process reads: it starts when they finished.
@@ -31,7 +32,7 @@ and N*E - 2 deadlocks.)
 """
 from __future__ import annotations
 
-__all__ = ["DEFAULT_DEPTH", "stream_decl", "process", "macros"]
+__all__ = ["DEFAULT_DEPTH", "stream_decl", "process"]
 
 DEFAULT_DEPTH = 2   # Vitis' default FIFO depth; enough on a chain
 
@@ -48,36 +49,3 @@ def process(name: str, call: str, layer: bool = False, after: tuple[str, ...] = 
     """One process of the region: ``call`` passes GSB_IT as its iteration counter."""
     macro = "GSB_LAYER_PROC" if layer else "GSB_STAGE_PROC"
     return f"    {macro}(df, \"{name}\", \"{' '.join(after)}\",\n        {call})\n"
-
-
-# the macros every generated top.cpp defines (C-simulation threads and traces, nothing in synthesis)
-macros = """\
-#ifdef GSB_CSIM
-#include "gsb/dataflow.hpp"
-#include "gsb/probe.hpp"
-// C-simulation: every process of a region is a thread over bounded FIFOs (gsb/dataflow.hpp);
-// its iterations are recorded under its name (a matrix layer of the cycle model or a stage)
-#define GSB_REGION(r, name) gsb::df::region r(name);
-#define GSB_PROC_(r, layer, name, after, ...)                                              \\
-    r.process(name, after, [&]() {                                                        \\
-        unsigned long gsb_n_ = 0;                                                          \\
-        gsb::iter_count GSB_IT(gsb_n_);                                                    \\
-        __VA_ARGS__;                                                                       \\
-        gsb::trace::count(layer, name, gsb_n_);                                            \\
-    });
-#define GSB_IT gsb_it_
-#define GSB_JOIN(r) r.join();
-#define GSB_DEPTH(s, d) s.set_depth(d);
-#define GSB_TRACE(name, ...) gsb::trace::put(name, __VA_ARGS__);
-#define GSB_PIPO static
-#else  // synthesis, and Vitis' own csim/cosim (sequential, hls::stream): the calls alone
-#define GSB_REGION(r, name)
-#define GSB_PROC_(r, layer, name, after, ...) __VA_ARGS__;
-#define GSB_IT gsb::iter_count()
-#define GSB_JOIN(r)
-#define GSB_DEPTH(s, d)
-#define GSB_PIPO
-#endif
-#define GSB_LAYER_PROC(r, name, after, ...) GSB_PROC_(r, true, name, after, __VA_ARGS__)
-#define GSB_STAGE_PROC(r, name, after, ...) GSB_PROC_(r, false, name, after, __VA_ARGS__)
-"""

@@ -17,7 +17,7 @@
 
 #include <cstdint>
 
-#include "gsb/activations.hpp"
+#include "gsb/mvau_policies.hpp"
 #include "gsb/binary_ops.hpp"
 #include "gsb/common.hpp"
 #include "gsb/mvau.hpp"

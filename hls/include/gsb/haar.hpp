@@ -2,7 +2,7 @@
  * gsb/haar.hpp: `didb` Q and K bits through the undecimated Haar split on the patch grid
  * (docs/integer_model.md §13.2).
  *
- * qkv_z_split buffers the qkv unit's z (gsb/act.hpp; 3E/PE words per token, row o = s*E + h*d + j)
+ * qkv_z_split buffers the qkv unit's z (gsb/act_unit.hpp; 3E/PE words per token, row o = s*E + h*d + j)
  * for the whole image: the Q and K channels in zqk[n][o] (o < 2E: the split needs the grid
  * neighbours of every token), the values as Vq[h][n][j] = z[2E + h*d + j] + v_offset[h*d + j].
  * Timing (elementwise): N * 3E/PE iterations.

@@ -5,9 +5,9 @@
 #ifndef GSB_KERNELS_HPP
 #define GSB_KERNELS_HPP
 
-#include "gsb/act.hpp"
-#include "gsb/activate.hpp"
-#include "gsb/activations.hpp"
+#include "gsb/act_unit.hpp"
+#include "gsb/binarize.hpp"
+#include "gsb/mvau_policies.hpp"
 #include "gsb/argmax.hpp"
 #include "gsb/attention_planes.hpp"
 #include "gsb/attention_qk.hpp"

@@ -3,7 +3,7 @@
  *
  * Computes, for each of `reps` input vectors x (MW binary elements), the MH dot
  * products with the rows of a binary weight matrix, and passes each through an
- * activation policy (gsb/activations.hpp).  The dot product mode
+ * activation policy (gsb/mvau_policies.hpp).  The dot product mode
  * (gsb/binary_ops.hpp) says how bits are interpreted.
  *
  * Folding (FINN layout): PE output lanes and SIMD input lanes.
@@ -34,7 +34,7 @@
 
 #include <cstdint>
 
-#include "gsb/activations.hpp"
+#include "gsb/mvau_policies.hpp"
 #include "gsb/binary_ops.hpp"
 #include "gsb/common.hpp"
 #include "gsb/stream.hpp"

@@ -84,7 +84,7 @@ void requant_residual_add(stream<int32_t>& x, stream<vec<int32_t, PE>>& acc, str
     }
 }
 
-/** The residual stream plus z words of an activation unit (gsb/act.hpp, §13.1: `reactnet`, `didb`). */
+/** The residual stream plus z words of an activation unit (gsb/act_unit.hpp, §13.1: `reactnet`, `didb`). */
 template <unsigned E, unsigned PE>
 void residual_add_lanes(stream<int32_t>& x, stream<vec<int32_t, PE>>& z, stream<int32_t>& out, unsigned tokens,
                         const char* where, iter_count iters) {

@@ -1,17 +1,17 @@
 /**
- * gsb/activate.hpp: a binarizing activation on a raw MVAU output, repacked for the next MVAU.
+ * gsb/binarize.hpp: a binarizing activation on a raw MVAU output, repacked for the next MVAU.
  *
  * The generated model runs its MVAUs with RawPolicy (so the accumulators can be traced in
  * C-simulation) and applies the thresholds here: `act` is any bit-producing policy of
- * gsb/activations.hpp (ThresholdPolicy, TwoSidedThresholdPolicy) built for MH rows and PE
+ * gsb/mvau_policies.hpp (ThresholdPolicy, TwoSidedThresholdPolicy) built for MH rows and PE
  * lanes.  Input: MH/PE words of PE int32 lanes per vector; output: ceil(MH/SIMD) words of
  * SIMD bits per vector (bit r % SIMD of word r / SIMD = row r, pad bits 0): the data-width
  * conversion FINN puts between two MVAUs with different PE and SIMD.
  * Timing (elementwise): reps * MH/PE iterations (when PE > SIMD one iteration emits several
  * words; a synthesized version would need II = ceil(PE/SIMD) there).
  */
-#ifndef GSB_ACTIVATE_HPP
-#define GSB_ACTIVATE_HPP
+#ifndef GSB_BINARIZE_HPP
+#define GSB_BINARIZE_HPP
 
 #include <ap_int.h>
 
@@ -55,4 +55,4 @@ void activate_bits(stream<vec<int32_t, PE>>& in, stream<ap_uint<SIMD>>& out, con
 
 }  // namespace gsb
 
-#endif  // GSB_ACTIVATE_HPP
+#endif  // GSB_BINARIZE_HPP

@@ -1,5 +1,5 @@
 /**
- * gsb/activations.hpp: what an MVAU does with a finished dot product.
+ * gsb/mvau_policies.hpp: what an MVAU does with a finished dot product.
  *
  * A policy turns the PE dot products of one neuron fold into one stream word.
  * Every policy is an aggregate (brace-initialisable from a generated header) with
@@ -20,8 +20,8 @@
  * Packed bits put lane pe in bit pe (row nf * PE + pe).  "Always 1" / "always 0" channels use
  * thr = INT32_MIN / INT32_MAX (DESIGN.md §2).
  */
-#ifndef GSB_ACTIVATIONS_HPP
-#define GSB_ACTIVATIONS_HPP
+#ifndef GSB_MVAU_POLICIES_HPP
+#define GSB_MVAU_POLICIES_HPP
 
 #include <ap_int.h>
 
@@ -126,4 +126,4 @@ struct RawPolicy {
 
 }  // namespace gsb
 
-#endif  // GSB_ACTIVATIONS_HPP
+#endif  // GSB_MVAU_POLICIES_HPP

@@ -1,5 +1,5 @@
 /**
- * gsb/act.hpp: the activation unit after every binary linear of the methods `reactnet` and
+ * gsb/act_unit.hpp: the activation unit after every binary linear of the methods `reactnet` and
  * `didb` (RPReLU / IRPReLU, docs/integer_model.md §13.1).
  *
  * From the raw accumulator acc of token n, output channel o:
@@ -15,8 +15,8 @@
  * activate_bits, the residual add) read z where they read acc before.
  * Timing (elementwise): tokens * C/PE iterations.
  */
-#ifndef GSB_ACT_HPP
-#define GSB_ACT_HPP
+#ifndef GSB_ACT_UNIT_HPP
+#define GSB_ACT_UNIT_HPP
 
 #include <cstdint>
 
@@ -86,4 +86,4 @@ void act_unit(stream<vec<int32_t, PE>>& acc, stream<vec<int32_t, PE>>& z, const 
 
 }  // namespace gsb
 
-#endif  // GSB_ACT_HPP
+#endif  // GSB_ACT_UNIT_HPP
