@@ -25,7 +25,7 @@ import pytest
 
 from gsbsim.format import conventions as cv
 from gsbsim.hlsgen import csim, toolchain
-from gsbsim.hlsgen.stage_cycles import stage_iterations
+from gsbsim.hw.stages import stage_iterations
 from gsbsim.hlsgen.synth_view import compile_synthesis_view
 from gsbsim.cli.app import main
 from gsbsim.hw.folding import cycle_report

@@ -29,7 +29,7 @@ from gsbsim.hw import costs as costs_mod
 from gsbsim.format.conventions import pixels_to_int8
 from gsbsim.format.provenance import PROVENANCE_KEYS, verification_lines
 from gsbsim.hw.costs import CostModelError, CostReport
-from gsbsim.hw.folding import DEFAULT_CLOCK_MHZ, CycleReport, FoldingError, cycle_report, global_folding, load_folding
+from gsbsim.hw.folding import BOUND_IGNORES, DEFAULT_CLOCK_MHZ, CycleReport, FoldingError, cycle_report, global_folding, load_folding
 from gsbsim.hw.resources import LABEL as RESOURCE_LABEL, ResourceReport, estimate
 from gsbsim.outputs import (OutputError, file_mode, folder_lock, remove_dead_temps, remove_stale, staging_dir,
                             temp_file_for)
@@ -226,11 +226,33 @@ def cost_table(c: CostReport, cyc: CycleReport, res: ResourceReport) -> str:
         f"({c.float32_bytes / c.model_bytes:.1f}x)",
         f"activation buffer peak: {c.peak_bits} bits ({c.peak_bits / 8 / 1024:.1f} KiB) at "
         f"{c.peak_layer} (live: {', '.join(c.peak_tensors)})",
-        f"cycles: II {cyc.ii} ({cyc.bottleneck}), latency {cyc.latency} "
-        f"({cyc.latency_us:.4g} us), {cyc.fps:.6g} frames/s at {cyc.clock_mhz:g} MHz",
+        "",
+        *_stage_rows(cyc),
+        "",
+        f"cycles: II {cyc.ii} ({cyc.bottleneck}; the MVAUs alone: {cyc.layer_ii}, {cyc.layer_bottleneck}), "
+        f"latency {cyc.latency} ({cyc.latency_us:.4g} us), {cyc.fps:.6g} frames/s at {cyc.clock_mhz:g} MHz",
+        f"  II = slowest process at one iteration per cycle, a lower bound: it ignores {BOUND_IGNORES}; "
+        f"latency = sum over all processes (no overlap)",
         f"resources, {RESOURCE_LABEL}: {res.lut} LUT, {res.bram18} BRAM18, {res.dsp} DSP",
     ]
     return "\n".join(rows)
+
+
+def _stage_rows(cyc: CycleReport) -> list[str]:
+    """The processes that are not matrix layers, the blocks' alike ones as one row (the slowest)."""
+    groups: dict[str, list[str]] = {}
+    for name in cyc.stages:
+        parts = name.split(".")
+        key = ".".join(["blocks", "*", *parts[2:]]) if parts[0] == "blocks" else name
+        groups.setdefault(key, []).append(name)
+    head = f"{'other process':<26} {'PE':>4} {'cycles':>10}  (blocks.*: the slowest block)"
+    rows = [head, "-" * len(head)]
+    for key, names in groups.items():
+        slow = max(names, key=lambda k: cyc.stages[k])
+        pes = sorted({cyc.stage_pe[n] for n in names if n in cyc.stage_pe})
+        pe = "-" if not pes else str(pes[0]) if len(pes) == 1 else "mix"
+        rows.append(f"{key:<26} {pe:>4} {cyc.stages[slow]:>10}")
+    return rows
 
 
 def _costs(header: dict, args) -> tuple[CostReport, CycleReport, ResourceReport]:
@@ -497,7 +519,8 @@ def cmd_hls(args) -> int:
         raise CliError(str(e)) from None
     cyc = cycle_report(header, fold, args.clock_mhz)
     print(f"wrote HLS project for {args.model} to {args.out} (top {TOP_NAME}, "
-          f"{len(fold)} layers, II {cyc.ii} cycles at {args.clock_mhz:g} MHz, latency {cyc.latency})")
+          f"{len(cyc.layers)} layers, {len(cyc.stages)} other processes, II {cyc.ii} cycles ({cyc.bottleneck}, "
+          f"a lower bound) at {args.clock_mhz:g} MHz, latency {cyc.latency})")
     print(f"next: gsbsim csim {args.out}")
     return 0
 

@@ -32,6 +32,7 @@ import numpy as np
 from gsbsim.engine.trace import trace_names
 from gsbsim.hw.costs import layers
 from gsbsim.hw.folding import Fold, FoldingError, cycle_report
+from gsbsim.hw.stages import stage_dims
 from gsbsim.hlsgen.blocks import block_cpp
 from gsbsim.hlsgen.dataflow import DEFAULT_DEPTH, macros, process, stream_decl
 from gsbsim.hlsgen.toolchain import HlsEnvError, find_ap_types, library_include_dir
@@ -806,7 +807,8 @@ def generate(model: IntModel, model_path: str | os.PathLike, out: str | os.PathL
     except HlsEnvError:
         ap_types = ""        # the Makefile then asks for AP_TYPES=...; csim reports the missing headers
     sha = sha256_file(model_path)
-    folding = {l.name: folding[l.name] for l in layers(model.header)}
+    folding = {**{l.name: folding[l.name] for l in layers(model.header)},   # + every foldable stage's PE
+               **{k: folding.get(k, Fold(1, 1)) for k in stage_dims(model.header)}}
     project = Project(out, model_path, sha, folding, dict(model.header), part, float(clock_mhz))
 
     files = {
