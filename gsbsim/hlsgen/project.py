@@ -245,6 +245,11 @@ def _config_h(model: IntModel, folding: Mapping[str, Fold], sha: str) -> str:
         lines.append(f"const unsigned {layer_macro(l.name)}_PE = {f.pe}, {layer_macro(l.name)}_SIMD = {f.simd};"
                      f"  // {l.name}: MH {l.mh}, MW {l.mw}, {l.vectors} vectors x {l.repeats}: "
                      f"{cyc[l.name]} cycles")
+    lines += ["", "// ---- folding: elements per cycle of the foldable stages (gsbsim/hw/stages.py); cycles per image"]
+    stages = cycle_report(hd, dict(folding)).stages
+    for name, (dim, what) in stage_dims(hd).items():
+        pe = folding[name].pe if name in folding else 1
+        lines.append(f"const unsigned {layer_macro(name)}_PE = {pe};  // {name}: {what} {dim}: {stages[name]} cycles")
     lines += ["", "}  // namespace cfg", "", "#endif  // GSB_MODEL_CONFIG_H", ""]
     return "\n".join(lines)
 
