@@ -525,6 +525,31 @@ def cmd_hls(args) -> int:
     return 0
 
 
+def cmd_fold(args) -> int:
+    """Search a folding for a frame rate (gsbsim/hw/fold_search.py) and write it as a folding JSON."""
+    from gsbsim.hw.fold_search import search, to_json
+    model = _load_model(args.model)
+    header = dict(model.header)
+    _check_output_file(args.out, "--out")
+    r = search(header, args.target_fps, args.clock_mhz, args.max_lut)
+    entries = to_json(header, r.folding)
+    text = "{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in entries.items()) + "\n}\n"
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    _atomic_write_file(args.out, write, "--out")
+    c = r.cycles
+    print(f"folding for {args.target_fps:g} frames/s at {args.clock_mhz:g} MHz (II <= {r.target_ii} cycles) "
+          f"written to {args.out}: {r.steps} steps of the greedy search")
+    print(f"cycle model: II {c.ii} cycles ({c.bottleneck}), {c.fps:.6g} frames/s, latency {c.latency} cycles "
+          f"({c.latency_us:.4g} us); a lower bound: it ignores {BOUND_IGNORES}")
+    print(f"resources, {r.resources.label}: {r.resources.lut} LUT, {r.resources.bram18} BRAM18, "
+          f"{r.resources.dsp} DSP (MVAUs only)")
+    print(f"next: gsbsim hls --model {args.model} --folding {args.out} --out DIR")
+    return 0
+
+
 def cmd_csim(args) -> int:
     """Refresh the vectors, build and run a generated project's C-simulation (gsbsim/hlsgen/csim.py)."""
     from gsbsim.hlsgen import csim
@@ -585,6 +610,11 @@ _HLS_EXAMPLES = """examples:
   gsbsim hls --model m.npz --out build/hls --pe 4 --simd 8     one folding for every layer (clipped)
   gsbsim hls --model m.npz --out build/hls --folding fold.json
 then: gsbsim csim build/hls
+"""
+_FOLD_EXAMPLES = """examples:
+  gsbsim fold --model m.npz --target-fps 10000 --out fold.json            at 200 MHz
+  gsbsim fold --model m.npz --target-fps 100 --clock-mhz 150 --max-lut 200000 --out fold.json
+then: gsbsim hls --model m.npz --folding fold.json --out build/hls
 """
 _CSIM_EXAMPLES = """examples:
   gsbsim csim build/hls                     4 digits test images: vectors, build, run, compare
@@ -687,6 +717,20 @@ def build_parser() -> argparse.ArgumentParser:
     hls.add_argument("--clock-mhz", type=CLOCK_MHZ, default=DEFAULT_CLOCK_MHZ, metavar="F",
                      help=f"target clock for vitis.tcl and the report (default {DEFAULT_CLOCK_MHZ:g})")
     hls.set_defaults(func=cmd_hls)
+
+    fo = sub.add_parser("fold", help="find a folding that meets a frame rate (writes a folding JSON)",
+                        description="Search PE/SIMD of every MVAU and PE of every foldable stage, raising "
+                        "the slowest process step by step (FINN's SetFolding) until the cycle model's II "
+                        "meets --target-fps at --clock-mhz; write the folding JSON for `gsbsim hls "
+                        "--folding` (docs/costs.md).", epilog=_FOLD_EXAMPLES, formatter_class=fmt)
+    fo.add_argument("--model", required=True, type=nonempty_path, metavar="M.npz", help="integer model file")
+    fo.add_argument("--target-fps", required=True, type=positive_float, metavar="F", help="frames per second to reach")
+    fo.add_argument("--clock-mhz", type=CLOCK_MHZ, default=DEFAULT_CLOCK_MHZ, metavar="C",
+                    help=f"clock (default {DEFAULT_CLOCK_MHZ:g})")
+    fo.add_argument("--max-lut", type=int_at_least(1), default=None, metavar="L",
+                    help="fail if the folding's LUT estimate exceeds L")
+    fo.add_argument("--out", required=True, type=nonempty_path, metavar="FOLD.json", help="folding file to write")
+    fo.set_defaults(func=cmd_fold)
 
     cs = sub.add_parser("csim", help="C-simulate a generated HLS project against gsbsim",
                         description="Write gsbsim's vectors for N images into DIR/vectors, build the "

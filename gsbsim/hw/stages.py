@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 from gsbsim.format.methods import method_of
 
-__all__ = ["ISQRT_STEPS", "FOLDABLE", "stage_dims", "stage_iterations"]
+__all__ = ["ISQRT_STEPS", "FOLDABLE", "stage_dims", "stage_iterations", "driver"]
 
 ISQRT_STEPS = 32   # gsb/layernorm.hpp isqrt64: one iteration per result bit
 
@@ -25,6 +25,24 @@ FOLDABLE: dict[str, Callable[[Mapping[str, Any]], tuple[int, str]]] = {
     "value_planes": lambda h: (int(h["head_dim"]), "head_dim d"),
     "attention_planes": lambda h: (int(h["num_tokens"]), "num_tokens N"),
 }
+
+
+# stages that walk the words of a layer's folding (one PE-lane word per iteration): raising that
+# layer's PE (SIMD) speeds them up.  Stage -> (layer, "pe" | "simd"); blocks' names without the prefix.
+_DRIVEN = {"qkv_split": ("qkv", "pe"), "fc1_act": ("fc1", "pe"), "hfsc": ("qk", "pe"),
+           "qkv.act": ("qkv", "pe"), "proj.act": ("proj", "pe"), "fc1.act": ("fc1", "pe"), "fc2.act": ("fc2", "pe")}
+_DRIVEN_TOP = {"im2col": ("patch", "simd"), "logits": ("head", "pe"), "argmax": ("head", "pe")}
+
+
+def driver(name: str) -> tuple[str, str] | None:
+    """The layer and its folding parameter ("pe"/"simd") that set stage ``name``'s count, if any."""
+    if name in _DRIVEN_TOP:
+        return _DRIVEN_TOP[name]
+    parts = name.split(".", 2)
+    if parts[0] == "blocks" and len(parts) == 3 and parts[2] in _DRIVEN:
+        lin, what = _DRIVEN[parts[2]]
+        return f"blocks.{parts[1]}.{lin}", what
+    return None
 
 
 def stage_dims(header: Mapping[str, Any]) -> dict[str, tuple[int, str]]:
