@@ -104,3 +104,16 @@ def test_fold_command_missing_model_is_one_line(tmp_path, capsys):
                  str(tmp_path / "f.json")]) == 2
     _, err = capsys.readouterr()
     assert err.count("\n") == 1 and "no.npz" in err and not (tmp_path / "f.json").exists()
+
+
+def test_hls_takes_the_found_folding(digits_file, tmp_path, capsys):
+    from gsbsim.hlsgen.project import load_project
+    fold, out = tmp_path / "fold.json", tmp_path / "hls"
+    assert main(["fold", "--model", str(digits_file), "--target-fps", "140000", "--out", str(fold)]) == 0
+    assert main(["hls", "--model", str(digits_file), "--folding", str(fold), "--out", str(out)]) == 0
+    capsys.readouterr()
+    r = search(DIGITS, 140000, 200.0)
+    assert load_project(out).folding == r.folding
+    config = (out / "src" / "config.h").read_text()
+    pe = r.folding["blocks.0.value_planes"].pe
+    assert f"const unsigned B0_VALUE_PLANES_PE = {pe};" in config and pe > 1

@@ -43,10 +43,10 @@ INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 KERNEL_CFGS = {
     "a": dict(E=40, H=4, N=18, G=3, HD=72, C=10, CIN=1, IMG=8, P=2, LN_SIMD=16, QKV_PE=8, QK_SIMD=4,
               QK_PE=3, AV_SIMD=8, AV_PE=5, PROJ_SIMD=16, RES_PE=4, FC1_PE=6, FC2_SIMD=16, PATCH_SIMD=3,
-              PATCH_PE=8, HEAD_SIMD=16, HEAD_PE=5, VP_EPC=5, AP_EPC=6),
+              PATCH_PE=8, HEAD_SIMD=16, HEAD_PE=5, VP_EPC=5, AP_EPC=6, SM_EPC=6),
     "b": dict(E=96, H=2, N=11, G=4, HD=100, C=7, CIN=3, IMG=6, P=2, LN_SIMD=70, QKV_PE=32, QK_SIMD=48,
               QK_PE=11, AV_SIMD=11, AV_PE=1, PROJ_SIMD=96, RES_PE=96, FC1_PE=100, FC2_SIMD=100,
-              PATCH_SIMD=5, PATCH_PE=96, HEAD_SIMD=96, HEAD_PE=7, VP_EPC=1, AP_EPC=11),
+              PATCH_SIMD=5, PATCH_PE=96, HEAD_SIMD=96, HEAD_PE=7, VP_EPC=1, AP_EPC=11, SM_EPC=1),
 }
 RATIOS = {"a": (179, 230), "b": (150, 200, 240)}
 
@@ -67,7 +67,7 @@ FOLDING_A = {"patch": {"pe": 8, "simd": 3}, "blocks.*.qkv": {"pe": 12, "simd": 7
              "blocks.*.fc2": {"pe": 2, "simd": 64}, "head": {"pe": 5, "simd": 32},
              # foldable stages (elements per cycle): d = 16, N = 18
              "blocks.0.value_planes": {"pe": 4}, "blocks.1.value_planes": {"pe": 16},
-             "blocks.*.attention_planes": {"pe": 3}}
+             "blocks.*.attention_planes": {"pe": 3}, "blocks.1.softmax": {"pe": 9}}
 
 
 class Builds:
@@ -346,9 +346,11 @@ def test_softmax_matches_golden(builds: Builds, tmp_path: Path, cfg: str) -> Non
     lut[-3:] = 0                                              # far scores underflow to 0
     bias = rng.integers(-(2 ** 12), 2 ** 12, (h, n, n)).astype(np.int32)
     want = golden_ops.softmax_probs(scores[None], lut, bias, 16, 48)[0]
-    outs, _ = run_kernel(builds, cfg, "softmax", tmp_path, scores=scores, lut=lut, bias=bias,
-                         p=np.array([16, 48], dtype=np.int64))
+    outs, iters = run_kernel(builds, cfg, "softmax", tmp_path, scores=scores, lut=lut, bias=bias,
+                             p=np.array([16, 48], dtype=np.int64))
     assert np.array_equal(outs["a"], want)
+    # per row: N/QK_PE reads, N/SM_EPC exp, 1 reciprocal, N/SM_EPC scaling (cfg a: SM_EPC 6 of 18)
+    assert iters == h * n * (n // s["QK_PE"] + 2 * (n // s["SM_EPC"]) + 1)
 
 
 def test_softmax_rejects_odd_score_differences(builds: Builds, tmp_path: Path) -> None:

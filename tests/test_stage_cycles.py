@@ -46,15 +46,19 @@ def test_stage_pe_divides_the_stage_count():
     assert c.stages["blocks.0.attention_planes"] == 3 * 3 * 6 * 6 + 2 * 3 * 6 * 6 // 3
     assert c.stage_pe["blocks.0.attention_planes"] == 3 and c.stage_pe["blocks.1.attention_planes"] == 1
     assert c.to_dict()["folding"]["blocks.3.value_planes"] == {"pe": 4}
+    # softmax: per row N/PE_qk reads, N/PE exp, 1 reciprocal, N/PE scaling
+    f["blocks.0.softmax"] = Fold(3, 1)
+    assert folding.cycle_report(DIGITS, f).stages["blocks.0.softmax"] == 3 * 6 * (6 // 1 + 2 + 1 + 2)
     assert set(stage_dims(DIGITS)) == {f"blocks.{i}.{k}" for i in range(4)
-                                       for k in ("value_planes", "attention_planes")}
+                                       for k in ("value_planes", "attention_planes", "softmax")}
 
 
 @pytest.mark.parametrize("spec, message", [
     ({"blocks.0.value_planes": {"pe": 5}}, "pe 5 does not divide head_dim d = 32 of blocks.0.value_planes"),
     ({"blocks.*.attention_planes": {"pe": 4}}, "pe 4 does not divide num_tokens N = 6"),
     ({"blocks.0.value_planes": {"pe": 2, "simd": 2}}, "is a stage, it takes 'pe' only"),
-    ({"blocks.0.softmax": {"pe": 2}}, "unknown layer 'blocks.0.softmax'"),
+    ({"blocks.0.ln1": {"pe": 2}}, "unknown layer 'blocks.0.ln1'"),
+    ({"blocks.0.softmax": {"pe": 4}}, "pe 4 does not divide num_tokens N = 6 of blocks.0.softmax"),
 ])
 def test_bad_stage_folding_is_one_clear_error(tmp_path, spec, message):
     path = tmp_path / "fold.json"

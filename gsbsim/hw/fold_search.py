@@ -8,7 +8,7 @@ per cycle) exceeds the target, raise the parallelism of the slowest process by o
   of MH (SIMD first, as FINN does: the LUT estimate grows less per cycle saved);
 * a foldable stage (gsbsim/hw/stages.py ``FOLDABLE``): PE to the next divisor of its dimension;
 * a stage that walks a layer's output words (``stages.driver``: qkv split, thresholds, act
-  units, ...): that layer's PE (SIMD) to its next divisor.
+  units, ...; softmax once its own PE is N): that layer's PE (SIMD) to its next divisor.
 
 Only the slowest process grows, so every process ends at the least parallelism that keeps it
 within the target: the least resources this greedy search can give (not a proven optimum).
@@ -62,8 +62,11 @@ def search(header: Mapping[str, Any], target_fps: float, clock_mhz: float,
     steps = 0
     while cyc.ii > target_ii:
         name = cyc.bottleneck
+        stage_pe = _next(_divisors(dims[name][0]), fold[name].pe) if name in dims else None
         layer, what = (name, None) if name in ls else driver(name) or (None, None)
-        if layer is not None:
+        if stage_pe is not None:
+            fold[name] = Fold(stage_pe, 1)
+        elif layer is not None:
             f, l = fold[layer], ls[layer]
             simd = _next(_divisors(l.mw), f.simd) if what in (None, "simd") else None
             pe = None if simd or what == "simd" else _next(_divisors(l.mh), f.pe)
@@ -73,12 +76,9 @@ def search(header: Mapping[str, Any], target_fps: float, clock_mhz: float,
                                    f"largest {what or 'PE and SIMD'} (PE {f.pe}, SIMD {f.simd})")
             fold[layer] = Fold(pe or f.pe, simd or f.simd)
         elif name in dims:
-            f = fold[name]
-            pe = _next(_divisors(dims[name][0]), f.pe)
-            if pe is None:
-                raise FoldingError(f"cannot reach {target_fps:g} frames/s at {clock_mhz:g} MHz (II <= {target_ii} "
-                                   f"cycles): stage {name} is fully parallel (PE {f.pe}) and needs {cyc.ii} cycles")
-            fold[name] = Fold(pe, 1)
+            raise FoldingError(f"cannot reach {target_fps:g} frames/s at {clock_mhz:g} MHz (II <= {target_ii} "
+                               f"cycles): stage {name} is fully parallel (PE {fold[name].pe}) and needs "
+                               f"{cyc.ii} cycles")
         else:
             raise FoldingError(f"cannot reach {target_fps:g} frames/s at {clock_mhz:g} MHz (II <= {target_ii} "
                                f"cycles): process {name} has no parallelism parameter yet and needs {cyc.ii} "

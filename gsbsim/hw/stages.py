@@ -24,12 +24,13 @@ ISQRT_STEPS = 32   # gsb/layernorm.hpp isqrt64: one iteration per result bit
 FOLDABLE: dict[str, Callable[[Mapping[str, Any]], tuple[int, str]]] = {
     "value_planes": lambda h: (int(h["head_dim"]), "head_dim d"),
     "attention_planes": lambda h: (int(h["num_tokens"]), "num_tokens N"),
+    "softmax": lambda h: (int(h["num_tokens"]), "num_tokens N"),
 }
 
 
-# stages that walk the words of a layer's folding (one PE-lane word per iteration): raising that
-# layer's PE (SIMD) speeds them up.  Stage -> (layer, "pe" | "simd"); blocks' names without the prefix.
-_DRIVEN = {"qkv_split": ("qkv", "pe"), "fc1_act": ("fc1", "pe"), "hfsc": ("qk", "pe"),
+# stages that walk the words of a layer's folding (one PE-lane word per iteration; softmax reads
+# its scores so): raising that layer's PE (SIMD) speeds them up.  Stage -> (layer, "pe" | "simd"); blocks' names without the prefix.
+_DRIVEN = {"qkv_split": ("qkv", "pe"), "fc1_act": ("fc1", "pe"), "hfsc": ("qk", "pe"), "softmax": ("qk", "pe"),
            "qkv.act": ("qkv", "pe"), "proj.act": ("proj", "pe"), "fc1.act": ("fc1", "pe"), "fc2.act": ("fc2", "pe")}
 _DRIVEN_TOP = {"im2col": ("patch", "simd"), "logits": ("head", "pe"), "argmax": ("head", "pe")}
 
@@ -81,7 +82,8 @@ def stage_iterations(header: Mapping[str, Any], folding: Mapping[str, Any]) -> d
         stage_pe = {k: (folding[b + k].pe if b + k in folding else 1) for k in FOLDABLE}
         qk_sf, qk_tiles = _cdiv(d, qk.simd), _tiles(d, n, qk.simd, qk.pe)
         av_tiles, av_sf = _tiles(n, d, av.simd, av.pe), _cdiv(n, av.simd)
-        row = n // qk.pe + n + 1 + n                      # row max, exp, reciprocal, probabilities
+        sm = stage_pe["softmax"]
+        row = n // qk.pe + n // sm + 1 + n // sm          # row max, exp, reciprocal, probabilities
         s = {"fork1": n * e, "ln1": ln, "fork2": n * e, "ln2": ln, "proj_residual": n * e,
              "fc2_residual": n * e, "ctx_threshold": n * e, "fc1_act": n * (hd // fc1.pe),
              # clear the planes, then statistics and planes, value_planes' PE channels at a time

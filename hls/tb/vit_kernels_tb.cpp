@@ -17,7 +17,8 @@
  *   qkv_split   acc[N][3E] int32, q_thr[E], k_thr[E] int32, v_offset[E], p = (value)
  *                                                            -> q[H][N][D], k[H][N][D], vq[H][N][D]
  *   value_planes vq[H][N][D] int64, ratio[G] int32, p = (image_stat)          -> planes[G][H][N][D]
- *               (CFG_VP_EPC channels per cycle; CFG_AP_EPC keys per cycle for a_planes)
+ *               (CFG_VP_EPC channels per cycle; CFG_AP_EPC keys per cycle for a_planes,
+ *               CFG_SM_EPC for softmax)
  *   qk          q[H][N][D], k[H][N][D] uint8                -> scores[H][N][N]
  *   softmax     scores[H][N][N] int32, lut[D+1], bias[H][N][N] int32, p = (prob, recip) -> a[H][N][N]
  *   a_planes    a[H][N][N] int64, ratio[G] int32, p = (thr1, image_stat)      -> planes[G][H][N][N]
@@ -170,7 +171,7 @@ void k_softmax() {
         for (unsigned pe = 0; pe < QK_PE; ++pe) w[pe] = sc[i + pe];
         s_sc.write(w);
     }
-    softmax<H, N, D, QK_PE>(s_sc, lut.data(), b, unsigned(p[0]), unsigned(p[1]), att, iters_);
+    softmax<H, N, D, QK_PE, CFG_SM_EPC>(s_sc, lut.data(), b, unsigned(p[0]), unsigned(p[1]), att, iters_);
     out("a", trace::flat(&att[0][0][0], H * N * N), {H, N, N});
 }
 
