@@ -29,8 +29,9 @@ FOLDABLE: dict[str, Callable[[Mapping[str, Any]], tuple[int, str]]] = {
 
 
 # stages that walk the words of a layer's folding (one PE-lane word per iteration; softmax reads
-# its scores so): raising that layer's PE (SIMD) speeds them up.  Stage -> (layer, "pe" | "simd"); blocks' names without the prefix.
-_DRIVEN = {"qkv_split": ("qkv", "pe"), "fc1_act": ("fc1", "pe"), "hfsc": ("qk", "pe"), "softmax": ("qk", "pe"),
+# its scores so; a LayerNorm writes one SIMD-bit word of its consumer per cycle): raising that
+# layer's PE (SIMD) speeds them up.  Stage -> (layer, "pe" | "simd"); blocks' names without the prefix.
+_DRIVEN = {"ln1": ("qkv", "simd"), "ln2": ("fc1", "simd"), "qkv_split": ("qkv", "pe"), "fc1_act": ("fc1", "pe"), "hfsc": ("qk", "pe"), "softmax": ("qk", "pe"),
            "qkv.act": ("qkv", "pe"), "proj.act": ("proj", "pe"), "fc1.act": ("fc1", "pe"), "fc2.act": ("fc2", "pe")}
 _DRIVEN_TOP = {"im2col": ("patch", "simd"), "logits": ("head", "pe"), "argmax": ("head", "pe")}
 
@@ -72,7 +73,7 @@ def stage_iterations(header: Mapping[str, Any], folding: Mapping[str, Any]) -> d
     act, didb = f.act_unit, f.attention == "hfsc_diba"
     t, kp = n - 2, cin * p * p
     patch, head = folding["patch"], folding["head"]
-    ln = n * (2 * e + ISQRT_STEPS)                      # statistics, isqrt, output, per token
+    ln = lambda simd: n * (e + ISQRT_STEPS + _cdiv(e, simd))   # noqa: E731  statistics, isqrt, output words
     out = {"load_image": cin * img * img, "im2col": t * _cdiv(kp, patch.simd), "embed": n * e,
            "final_norm": 2 * (2 * e + ISQRT_STEPS) + (n - 2) * e,   # tokens 0, 1; the rest read and dropped
            "logits": 2 * (c // head.pe), "logits_out": c, "argmax": c // head.pe}
@@ -84,7 +85,7 @@ def stage_iterations(header: Mapping[str, Any], folding: Mapping[str, Any]) -> d
         av_tiles, av_sf = _tiles(n, d, av.simd, av.pe), _cdiv(n, av.simd)
         sm = stage_pe["softmax"]
         row = n // qk.pe + n // sm + 1 + n // sm          # row max, exp, reciprocal, probabilities
-        s = {"fork1": n * e, "ln1": ln, "fork2": n * e, "ln2": ln, "proj_residual": n * e,
+        s = {"fork1": n * e, "ln1": ln(qkv.simd), "fork2": n * e, "ln2": ln(fc1.simd), "proj_residual": n * e,
              "fc2_residual": n * e, "ctx_threshold": n * e, "fc1_act": n * (hd // fc1.pe),
              # clear the planes, then statistics and planes, value_planes' PE channels at a time
              "value_planes": g * h * av.pe * av_tiles + 2 * h * n * (d // stage_pe["value_planes"]),
