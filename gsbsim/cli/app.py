@@ -234,8 +234,18 @@ def cost_table(c: CostReport, cyc: CycleReport, res: ResourceReport) -> str:
         f"  II = slowest process at one iteration per cycle, a lower bound: it ignores {BOUND_IGNORES}; "
         f"latency = sum over all processes (no overlap)",
         f"resources, {RESOURCE_LABEL}: {res.lut} LUT, {res.bram18} BRAM18, {res.dsp} DSP",
+        *_buffer_line(res),
     ]
     return "\n".join(rows)
+
+
+def _buffer_line(res: ResourceReport) -> list[str]:
+    """The memory outside the MVAU weights (gsbsim/hw/buffers.py), with its largest array."""
+    if not res.buffers:
+        return []
+    big = max(res.buffers, key=lambda b: b.bram18)
+    return [f"buffers outside the weights, estimate: {res.buffer_bits} bits, {res.buffer_bram18} BRAM18 "
+            f"(PIPOs double-buffered, skip FIFOs; largest {big.name} {big.bram18} BRAM18); stage LUT/DSP not estimated"]
 
 
 def _stage_rows(cyc: CycleReport) -> list[str]:
@@ -256,9 +266,13 @@ def _stage_rows(cyc: CycleReport) -> list[str]:
 
 
 def _costs(header: dict, args) -> tuple[CostReport, CycleReport, ResourceReport]:
+    from gsbsim.hw.buffers import buffers
     c = costs_mod.count(header)
-    cyc = cycle_report(header, _folding(args, header), args.clock_mhz)
-    return c, cyc, estimate(cyc)
+    fold = _folding(args, header)
+    cyc = cycle_report(header, fold, args.clock_mhz)
+    res = estimate(cyc)
+    res.buffers = buffers(header, fold)
+    return c, cyc, res
 
 
 # ============================================================================ subcommands
@@ -591,8 +605,10 @@ _RUN_EXAMPLES = """examples:
   gsbsim run --model deit_small.npz --count-ops                 no embedded set fits: costs only
   gsbsim run --model deit_small.npz --data random --images 8    8 seeded random images, timed
 
-A folding file is JSON: {"blocks.*.fc1": {"pe": 16, "simd": 32}, "head": {"pe": 2, "simd": 8}}
-(layer names as in the traces, shell patterns allowed; unnamed layers get PE = SIMD = 1).
+A folding file is JSON: {"blocks.*.fc1": {"pe": 16, "simd": 32}, "head": {"pe": 2, "simd": 8},
+"blocks.*.softmax": {"pe": 3}} (layer names as in the traces, the foldable stages value_planes,
+attention_planes, softmax with "pe" only; shell patterns allowed; unnamed ones get PE = SIMD = 1;
+`gsbsim fold` writes one for a frame rate).
 """
 _INFO_EXAMPLES = """examples:
   gsbsim info --model runs/digits/model.npz
