@@ -147,8 +147,7 @@ _HFSC_SOFTMAX = (
             "b{i}_exp_lo, b{i}_att_bias, SHIFT_PROB, SHIFT_RECIP, att, GSB_IT)"))
 _PLANES_AV = (
     process("blocks.{i}.attention_planes", "gsb::attention_planes<H, N, G, AV_SIMD, MASK_IMAGE, AP_EPC>(att, "
-            "b{i}_a_thr1, "
-            "PLANE_RATIO, a_rows, GSB_IT)", after=("blocks.{i}.softmax",)) +
+            "b{i}_a_thr1, PLANE_RATIO, a_rows, GSB_IT)", after=("blocks.{i}.softmax",)) +
     process("blocks.{i}.av", "gsb::gsb_av<H, N, D, G, AV_SIMD, AV_PE>(a_rows, v_tiles, b{i}_ctx_scale, ctx, GSB_IT)",
             layer=True, after=("blocks.{i}.attention_planes", "blocks.{i}.value_planes")))
 # ctx holds ctx.scale * D after av; DIBA adds the differential and Laplacian terms
