@@ -212,7 +212,8 @@ def report(setup: Setup, results: dict[str, list[dict]], seeds: int, command: st
         "mask statistic (float column); its integer column runs the same weights with the per-image statistic.",
         "`didb` is our formulation of DIDB-ViT (docs/didb.md), not the authors' model.", "",
         f"Cycles: the FINN-style cycle model (gsbsim.folding) at PE {REF_FOLDING[0]}, SIMD {REF_FOLDING[1]} for "
-        "every layer: II (the slowest layer) and latency (sum of layers), per image.", "",
+        "every layer: II (the slowest dataflow process, MVAU or other stage, at one iteration per cycle: a lower "
+        "bound) and latency (sum over all processes), per image.", "",
         "| method | float top-1 | integer top-1 | agreement | BOPs | OPs | model bytes | II (cycles) | latency (cycles) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

@@ -24,7 +24,7 @@ import pytest
 
 from gsbsim.format import conventions as cv
 from gsbsim.hlsgen import csim
-from gsbsim.hlsgen.stage_cycles import stage_iterations
+from gsbsim.hw.stages import stage_iterations
 from gsbsim.hlsgen.synth_view import compile_synthesis_view
 from gsbsim.cli.app import main
 from gsbsim.hw.folding import cycle_report
@@ -38,12 +38,15 @@ E, H, GRID = 12, 2, 3
 D, N = E // H, GRID * GRID + 2
 PROB, RECIP = 16, 48
 U = exp_hi_length(PROB)
-TB_CFG = dict(E=E, H=H, GRID=GRID, ACT_PE=4, QK_SIMD=4, QK_PE=11, AV_SIMD=4, AV_PE=3, U=U)
+TB_CFG = dict(E=E, H=H, GRID=GRID, ACT_PE=4, QK_SIMD=4, QK_PE=11, AV_SIMD=4, AV_PE=3, U=U, SM_EPC=11)
 # per-layer folding of the digits didb model: nothing a multiple of SIMD, several PE
 FOLDING_DIDB = {"patch": {"pe": 4, "simd": 3}, "blocks.*.qkv": {"pe": 8, "simd": 5},
                 "blocks.*.qk": {"pe": 9, "simd": 5}, "blocks.*.av": {"pe": 4, "simd": 7},
                 "blocks.*.proj": {"pe": 3, "simd": 16}, "blocks.*.fc1": {"pe": 6, "simd": 10},
-                "blocks.*.fc2": {"pe": 2, "simd": 20}, "head": {"pe": 5, "simd": 8}}
+                "blocks.*.fc2": {"pe": 2, "simd": 20}, "head": {"pe": 5, "simd": 8},
+                # foldable stages (elements per cycle): N = 18, d = 12
+                "blocks.*.softmax": {"pe": 6}, "blocks.0.value_planes": {"pe": 4},
+                "blocks.1.attention_planes": {"pe": 9}}
 
 
 class MethodBuilds(Builds):
@@ -245,7 +248,8 @@ def test_hfsc_scores_and_softmax(builds: Builds, tmp_path: Path) -> None:
     want = cv.requant(e * r, 1, RECIP - PROB) + bias
     assert np.array_equal(outs["a"], want)
     assert (e == 0).any() and (e == 2 ** PROB).any()                    # both ends of the table used
-    assert iters == H * N * N // 11 + H * N * (N // 11 + N + 1 + N)
+    # softmax folded to SM_EPC = N elements per cycle: one iteration each for exp and scaling
+    assert iters == H * N * N // 11 + H * N * (N // 11 + N // 11 + 1 + N // 11)
 
 
 # ============================================================================ §13.3 DIBA

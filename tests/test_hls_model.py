@@ -43,10 +43,10 @@ INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 KERNEL_CFGS = {
     "a": dict(E=40, H=4, N=18, G=3, HD=72, C=10, CIN=1, IMG=8, P=2, LN_SIMD=16, QKV_PE=8, QK_SIMD=4,
               QK_PE=3, AV_SIMD=8, AV_PE=5, PROJ_SIMD=16, RES_PE=4, FC1_PE=6, FC2_SIMD=16, PATCH_SIMD=3,
-              PATCH_PE=8, HEAD_SIMD=16, HEAD_PE=5),
+              PATCH_PE=8, HEAD_SIMD=16, HEAD_PE=5, VP_EPC=5, AP_EPC=6, SM_EPC=6),
     "b": dict(E=96, H=2, N=11, G=4, HD=100, C=7, CIN=3, IMG=6, P=2, LN_SIMD=70, QKV_PE=32, QK_SIMD=48,
               QK_PE=11, AV_SIMD=11, AV_PE=1, PROJ_SIMD=96, RES_PE=96, FC1_PE=100, FC2_SIMD=100,
-              PATCH_SIMD=5, PATCH_PE=96, HEAD_SIMD=96, HEAD_PE=7),
+              PATCH_SIMD=5, PATCH_PE=96, HEAD_SIMD=96, HEAD_PE=7, VP_EPC=1, AP_EPC=11, SM_EPC=1),
 }
 RATIOS = {"a": (179, 230), "b": (150, 200, 240)}
 
@@ -56,7 +56,10 @@ FOLDING_A = {"patch": {"pe": 8, "simd": 3}, "blocks.*.qkv": {"pe": 12, "simd": 7
              "blocks.0.qk": {"pe": 3, "simd": 5}, "blocks.1.qk": {"pe": 9, "simd": 16},
              "blocks.*.av": {"pe": 4, "simd": 8}, "blocks.1.av": {"pe": 16, "simd": 18},
              "blocks.*.proj": {"pe": 4, "simd": 32}, "blocks.*.fc1": {"pe": 8, "simd": 10},
-             "blocks.*.fc2": {"pe": 2, "simd": 64}, "head": {"pe": 5, "simd": 32}}
+             "blocks.*.fc2": {"pe": 2, "simd": 64}, "head": {"pe": 5, "simd": 32},
+             # foldable stages (elements per cycle): d = 16, N = 18
+             "blocks.0.value_planes": {"pe": 4}, "blocks.1.value_planes": {"pe": 16},
+             "blocks.*.attention_planes": {"pe": 3}, "blocks.1.softmax": {"pe": 9}}
 
 
 class ModelBuilds(Builds):
@@ -199,7 +202,8 @@ def test_layernorm_bits_matches_golden(builds: ModelBuilds, tmp_path: Path, cfg:
                              p=np.array([8, eps, s2_max(e, eps)], dtype=np.int64))
     assert np.array_equal(outs["bits"], want)
     assert want[0][thr == 0].all() and want[3][tie].all()   # the ties went to 1
-    assert iters == len(x) * (2 * e + 32)
+    # per token: statistics E, isqrt 32, one output word of LN_SIMD channels per cycle
+    assert iters == len(x) * (e + 32 + -(-e // s["LN_SIMD"]))
 
 
 def test_layernorm_overflow_is_an_error(builds: ModelBuilds, tmp_path: Path) -> None:
@@ -277,11 +281,14 @@ def test_value_planes_match_golden(builds: ModelBuilds, tmp_path: Path, cfg: str
     vq = value_case(cfg, np.random.default_rng(5))
     vq[1, 4] //= 1000                                          # one row far below the image max
     want = golden_ops.value_planes(vq[None], RATIOS[cfg], stat)[0]
-    outs, _ = run_kernel(builds, cfg, "value_planes", tmp_path, vq=vq,
-                         ratio=np.array((0,) + RATIOS[cfg], dtype=np.int32),
-                         p=np.array([stat == "image"], dtype=np.int64))
+    outs, iters = run_kernel(builds, cfg, "value_planes", tmp_path, vq=vq,
+                             ratio=np.array((0,) + RATIOS[cfg], dtype=np.int32),
+                             p=np.array([stat == "image"], dtype=np.int64))
     assert outs["planes"].shape == (s["G"], s["H"], s["N"], s["D"])
     assert np.array_equal(outs["planes"], want)
+    # VP_EPC channels per cycle (cfg a: 5 of d = 10): the stage model's count (gsbsim/hw/stages.py)
+    tiles = (s["D"] // s["AV_PE"]) * -(-s["N"] // s["AV_SIMD"])
+    assert iters == s["G"] * s["H"] * s["AV_PE"] * tiles + 2 * s["H"] * s["N"] * s["D"] // s["VP_EPC"]
     assert want[0][:, 3:5, 3].all() and not want[1][0, :, 1].any()   # sign(0) = +1; strict mask tie
 
 
@@ -313,9 +320,11 @@ def test_softmax_matches_golden(builds: ModelBuilds, tmp_path: Path, cfg: str) -
     lut[-3:] = 0                                              # far scores underflow to 0
     bias = rng.integers(-(2 ** 12), 2 ** 12, (h, n, n)).astype(np.int32)
     want = golden_ops.softmax_probs(scores[None], lut, bias, 16, 48)[0]
-    outs, _ = run_kernel(builds, cfg, "softmax", tmp_path, scores=scores, lut=lut, bias=bias,
-                         p=np.array([16, 48], dtype=np.int64))
+    outs, iters = run_kernel(builds, cfg, "softmax", tmp_path, scores=scores, lut=lut, bias=bias,
+                             p=np.array([16, 48], dtype=np.int64))
     assert np.array_equal(outs["a"], want)
+    # per row: N/QK_PE reads, N/SM_EPC exp, 1 reciprocal, N/SM_EPC scaling (cfg a: SM_EPC 6 of 18)
+    assert iters == h * n * (n // s["QK_PE"] + 2 * (n // s["SM_EPC"]) + 1)
 
 
 def test_softmax_rejects_odd_score_differences(builds: ModelBuilds, tmp_path: Path) -> None:
@@ -342,10 +351,12 @@ def test_attention_planes_match_golden(builds: ModelBuilds, tmp_path: Path, cfg:
     a[:, :, 2] = thr1                                          # base plane tie: set
     a[0, 3] = rng.integers(-50, 50, n)                         # a row with a tiny max
     want = golden_ops.attention_planes(a[None], thr1, RATIOS[cfg], stat)[0]
-    outs, _ = run_kernel(builds, cfg, "a_planes", tmp_path, a=a,
-                         ratio=np.array((0,) + RATIOS[cfg], dtype=np.int32),
-                         p=np.array([thr1, stat == "image"], dtype=np.int64))
+    outs, iters = run_kernel(builds, cfg, "a_planes", tmp_path, a=a,
+                             ratio=np.array((0,) + RATIOS[cfg], dtype=np.int32),
+                             p=np.array([thr1, stat == "image"], dtype=np.int64))
     assert np.array_equal(outs["planes"], want)
+    # AP_EPC keys per cycle (cfg a: 6 of N = 18, b: all 11): the stage model's count
+    assert iters == s["G"] * h * n * -(-n // s["AV_SIMD"]) + 2 * h * n * n // s["AP_EPC"]
     assert want[0][1, :, 2].all() and not want[1][1, :, 1].any()    # ties: b1 set, mask strict
 
 

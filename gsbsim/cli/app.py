@@ -25,7 +25,7 @@ from gsbsim.hw import costs as costs_mod
 from gsbsim.format.conventions import pixels_to_int8
 from gsbsim.format.provenance import PROVENANCE_KEYS, verification_lines
 from gsbsim.hw.costs import CostModelError, CostReport
-from gsbsim.hw.folding import DEFAULT_CLOCK_MHZ, CycleReport, FoldingError, cycle_report, global_folding, load_folding
+from gsbsim.hw.folding import BOUND_IGNORES, DEFAULT_CLOCK_MHZ, CycleReport, FoldingError, cycle_report, global_folding, load_folding
 from gsbsim.hw.resources import LABEL as RESOURCE_LABEL, ResourceReport, estimate
 from gsbsim.outputs import OutputError, file_mode, folder_lock, remove_dead_temps, temp_file_for
 
@@ -220,17 +220,53 @@ def cost_table(c: CostReport, cyc: CycleReport, res: ResourceReport) -> str:
         f"({c.float32_bytes / c.model_bytes:.1f}x)",
         f"activation buffer peak: {c.peak_bits} bits ({c.peak_bits / 8 / 1024:.1f} KiB) at "
         f"{c.peak_layer} (live: {', '.join(c.peak_tensors)})",
-        f"cycles: II {cyc.ii} ({cyc.bottleneck}), latency {cyc.latency} "
-        f"({cyc.latency_us:.4g} us), {cyc.fps:.6g} frames/s at {cyc.clock_mhz:g} MHz",
+        "",
+        *_stage_rows(cyc),
+        "",
+        f"cycles: II {cyc.ii} ({cyc.bottleneck}; the MVAUs alone: {cyc.layer_ii}, {cyc.layer_bottleneck}), "
+        f"latency {cyc.latency} ({cyc.latency_us:.4g} us), {cyc.fps:.6g} frames/s at {cyc.clock_mhz:g} MHz",
+        f"  II = slowest process at one iteration per cycle, a lower bound: it ignores {BOUND_IGNORES}; "
+        f"latency = sum over all processes (no overlap)",
         f"resources, {RESOURCE_LABEL}: {res.lut} LUT, {res.bram18} BRAM18, {res.dsp} DSP",
+        *_buffer_line(res),
     ]
     return "\n".join(rows)
 
 
+def _buffer_line(res: ResourceReport) -> list[str]:
+    """The memory outside the MVAU weights (gsbsim/hw/buffers.py), with its largest array."""
+    if not res.buffers:
+        return []
+    big = max(res.buffers, key=lambda b: b.bram18)
+    return [f"buffers outside the weights, estimate: {res.buffer_bits} bits, {res.buffer_bram18} BRAM18 "
+            f"(PIPOs double-buffered, skip FIFOs; largest {big.name} {big.bram18} BRAM18); stage LUT/DSP not estimated"]
+
+
+def _stage_rows(cyc: CycleReport) -> list[str]:
+    """The processes that are not matrix layers, the blocks' alike ones as one row (the slowest)."""
+    groups: dict[str, list[str]] = {}
+    for name in cyc.stages:
+        parts = name.split(".")
+        key = ".".join(["blocks", "*", *parts[2:]]) if parts[0] == "blocks" else name
+        groups.setdefault(key, []).append(name)
+    head = f"{'other process':<26} {'PE':>4} {'cycles':>10}  (blocks.*: the slowest block)"
+    rows = [head, "-" * len(head)]
+    for key, names in groups.items():
+        slow = max(names, key=lambda k: cyc.stages[k])
+        pes = sorted({cyc.stage_pe[n] for n in names if n in cyc.stage_pe})
+        pe = "-" if not pes else str(pes[0]) if len(pes) == 1 else "mix"
+        rows.append(f"{key:<26} {pe:>4} {cyc.stages[slow]:>10}")
+    return rows
+
+
 def _costs(header: dict, args) -> tuple[CostReport, CycleReport, ResourceReport]:
+    from gsbsim.hw.buffers import buffers
     c = costs_mod.count(header)
-    cyc = cycle_report(header, _folding(args, header), args.clock_mhz)
-    return c, cyc, estimate(cyc)
+    fold = _folding(args, header)
+    cyc = cycle_report(header, fold, args.clock_mhz)
+    res = estimate(cyc)
+    res.buffers = buffers(header, fold)
+    return c, cyc, res
 
 
 # ============================================================================ subcommands
@@ -439,8 +475,34 @@ def cmd_hls(args) -> int:
         raise CliError(str(e)) from None
     cyc = cycle_report(header, fold, args.clock_mhz)
     print(f"wrote HLS project for {args.model} to {args.out} (top {TOP_NAME}, "
-          f"{len(fold)} layers, II {cyc.ii} cycles at {args.clock_mhz:g} MHz, latency {cyc.latency})")
+          f"{len(cyc.layers)} layers, {len(cyc.stages)} other processes, II {cyc.ii} cycles ({cyc.bottleneck}, "
+          f"a lower bound) at {args.clock_mhz:g} MHz, latency {cyc.latency})")
     print(f"next: gsbsim csim {args.out}")
+    return 0
+
+
+def cmd_fold(args) -> int:
+    """Search a folding for a frame rate (gsbsim/hw/fold_search.py) and write it as a folding JSON."""
+    from gsbsim.hw.fold_search import search, to_json
+    model = _load_model(args.model)
+    header = dict(model.header)
+    _check_output_file(args.out, "--out")
+    r = search(header, args.target_fps, args.clock_mhz, args.max_lut)
+    entries = to_json(header, r.folding)
+    text = "{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in entries.items()) + "\n}\n"
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    _atomic_write_file(args.out, write, "--out")
+    c = r.cycles
+    print(f"folding for {args.target_fps:g} frames/s at {args.clock_mhz:g} MHz (II <= {r.target_ii} cycles) "
+          f"written to {args.out}: {r.steps} steps of the greedy search")
+    print(f"cycle model: II {c.ii} cycles ({c.bottleneck}), {c.fps:.6g} frames/s, latency {c.latency} cycles "
+          f"({c.latency_us:.4g} us); a lower bound: it ignores {BOUND_IGNORES}")
+    print(f"resources, {r.resources.label}: {r.resources.lut} LUT, {r.resources.bram18} BRAM18, "
+          f"{r.resources.dsp} DSP (MVAUs only)")
+    print(f"next: gsbsim hls --model {args.model} --folding {args.out} --out DIR")
     return 0
 
 
@@ -484,8 +546,10 @@ _RUN_EXAMPLES = """examples:
   gsbsim run --model deit_small.npz --count-ops                 no embedded set fits: costs only
   gsbsim run --model deit_small.npz --data random --images 8    8 seeded random images, timed
 
-A folding file is JSON: {"blocks.*.fc1": {"pe": 16, "simd": 32}, "head": {"pe": 2, "simd": 8}}
-(layer names as in the traces, shell patterns allowed; unnamed layers get PE = SIMD = 1).
+A folding file is JSON: {"blocks.*.fc1": {"pe": 16, "simd": 32}, "head": {"pe": 2, "simd": 8},
+"blocks.*.softmax": {"pe": 3}} (layer names as in the traces, the foldable stages value_planes,
+attention_planes, softmax with "pe" only; shell patterns allowed; unnamed ones get PE = SIMD = 1;
+`gsbsim fold` writes one for a frame rate).
 """
 _INFO_EXAMPLES = """examples:
   gsbsim info --model runs/digits/model.npz
@@ -503,6 +567,11 @@ _HLS_EXAMPLES = """examples:
   gsbsim hls --model m.npz --out build/hls --pe 4 --simd 8     one folding for every layer (clipped)
   gsbsim hls --model m.npz --out build/hls --folding fold.json
 then: gsbsim csim build/hls
+"""
+_FOLD_EXAMPLES = """examples:
+  gsbsim fold --model m.npz --target-fps 10000 --out fold.json            at 200 MHz
+  gsbsim fold --model m.npz --target-fps 100 --clock-mhz 150 --max-lut 200000 --out fold.json
+then: gsbsim hls --model m.npz --folding fold.json --out build/hls
 """
 _CSIM_EXAMPLES = """examples:
   gsbsim csim build/hls                     4 digits test images: vectors, build, run, compare
@@ -605,6 +674,20 @@ def build_parser() -> argparse.ArgumentParser:
     hls.add_argument("--clock-mhz", type=CLOCK_MHZ, default=DEFAULT_CLOCK_MHZ, metavar="F",
                      help=f"target clock for vitis.tcl and the report (default {DEFAULT_CLOCK_MHZ:g})")
     hls.set_defaults(func=cmd_hls)
+
+    fo = sub.add_parser("fold", help="find a folding that meets a frame rate (writes a folding JSON)",
+                        description="Search PE/SIMD of every MVAU and PE of every foldable stage, raising "
+                        "the slowest process step by step (FINN's SetFolding) until the cycle model's II "
+                        "meets --target-fps at --clock-mhz; write the folding JSON for `gsbsim hls "
+                        "--folding` (docs/costs.md).", epilog=_FOLD_EXAMPLES, formatter_class=fmt)
+    fo.add_argument("--model", required=True, type=nonempty_path, metavar="M.npz", help="integer model file")
+    fo.add_argument("--target-fps", required=True, type=positive_float, metavar="F", help="frames per second to reach")
+    fo.add_argument("--clock-mhz", type=CLOCK_MHZ, default=DEFAULT_CLOCK_MHZ, metavar="C",
+                    help=f"clock (default {DEFAULT_CLOCK_MHZ:g})")
+    fo.add_argument("--max-lut", type=int_at_least(1), default=None, metavar="L",
+                    help="fail if the folding's LUT estimate exceeds L")
+    fo.add_argument("--out", required=True, type=nonempty_path, metavar="FOLD.json", help="folding file to write")
+    fo.set_defaults(func=cmd_fold)
 
     cs = sub.add_parser("csim", help="C-simulate a generated HLS project against gsbsim",
                         description="Write gsbsim's vectors for N images into DIR/vectors, build the "

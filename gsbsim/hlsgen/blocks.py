@@ -51,6 +51,8 @@ static void block_{i}(gsb::stream<int32_t>& x_in, gsb::stream<int32_t>& x_out) {
     const unsigned QKV_PE = B{i}_QKV_PE, QKV_SIMD = B{i}_QKV_SIMD, QK_PE = B{i}_QK_PE, QK_SIMD = B{i}_QK_SIMD;
     const unsigned AV_PE = B{i}_AV_PE, AV_SIMD = B{i}_AV_SIMD, PROJ_PE = B{i}_PROJ_PE, PROJ_SIMD = B{i}_PROJ_SIMD;
     const unsigned FC1_PE = B{i}_FC1_PE, FC1_SIMD = B{i}_FC1_SIMD, FC2_PE = B{i}_FC2_PE, FC2_SIMD = B{i}_FC2_SIMD;
+    const unsigned VP_EPC = B{i}_VALUE_PLANES_PE, AP_EPC = B{i}_ATTENTION_PLANES_PE;  // stage folding
+    const unsigned SM_EPC = B{i}_SOFTMAX_PE;
     typedef gsb::mvau_shape<D, N, QK_SIMD, QK_PE> qk_shape;  // K rows: the QK unit's runtime weights
     typedef gsb::mvau_shape<N, D, AV_SIMD, AV_PE> av_shape;  // value planes: the A.V unit's runtime weights
     // whole-image attention buffers: PIPOs between processes (every key before the first score;
@@ -127,12 +129,12 @@ _QKV_SPLIT = process("blocks.{i}.qkv_split", "gsb::qkv_split<E, H, N, QKV_PE, QK
 _HAAR = (process("blocks.{i}.qkv_split", "gsb::qkv_z_split<E, H, N, QKV_PE>(qkv_z, b{i}_v_offset, zqk, vq, GSB_IT)") +
          process("blocks.{i}.haar", "gsb::haar_qk<E, H, N, GRID, QK_SIMD, QK_PE>(zqk, b{i}_q_thr_low, b{i}_q_thr_high, "
                  "b{i}_k_thr_low, b{i}_k_thr_high, q_rows, k_tiles, GSB_IT)", after=("blocks.{i}.qkv_split",)))
-_VALUE_PLANES = process("blocks.{i}.value_planes", "gsb::value_planes<H, N, D, G, AV_SIMD, AV_PE, MASK_IMAGE>(vq, "
+_VALUE_PLANES = process("blocks.{i}.value_planes", "gsb::value_planes<H, N, D, G, AV_SIMD, AV_PE, MASK_IMAGE, VP_EPC>(vq, "
                         "PLANE_RATIO, v_tiles, GSB_IT)", after=("blocks.{i}.qkv_split",))
 _SCORES_SOFTMAX = (
     process("blocks.{i}.qk", "gsb::attention_qk<N, D, H, QK_SIMD, QK_PE>(q_rows, k_tiles, scores, GSB_IT)",
             layer=True, after=("blocks.{i}.qkv_split",)) +
-    process("blocks.{i}.softmax", "gsb::softmax<H, N, D, QK_PE>(scores, b{i}_exp_lut, b{i}_att_bias, SHIFT_PROB, "
+    process("blocks.{i}.softmax", "gsb::softmax<H, N, D, QK_PE, SM_EPC>(scores, b{i}_exp_lut, b{i}_att_bias, SHIFT_PROB, "
             "SHIFT_RECIP, att, GSB_IT)"))
 # the two Q.K^T products (low, high band): two processes, counted together as the layer qk
 _HFSC_SOFTMAX = (
@@ -141,11 +143,11 @@ _HFSC_SOFTMAX = (
     process("blocks.{i}.qk", "gsb::attention_qk<N, D, H, QK_SIMD, QK_PE>(q_rows[1], k_tiles[1], scores_high, GSB_IT)",
             layer=True, after=("blocks.{i}.haar",)) +
     process("blocks.{i}.hfsc", "gsb::hfsc_combine<H, N, QK_PE>(scores_low, scores_high, b{i}_score_w, hfsc, GSB_IT)") +
-    process("blocks.{i}.softmax", "gsb::softmax_hfsc<H, N, QK_PE, B{i}_EXP_HI_LEN>(hfsc, b{i}_exp_hi, b{i}_exp_mid, "
+    process("blocks.{i}.softmax", "gsb::softmax_hfsc<H, N, QK_PE, B{i}_EXP_HI_LEN, SM_EPC>(hfsc, b{i}_exp_hi, b{i}_exp_mid, "
             "b{i}_exp_lo, b{i}_att_bias, SHIFT_PROB, SHIFT_RECIP, att, GSB_IT)"))
 _PLANES_AV = (
-    process("blocks.{i}.attention_planes", "gsb::attention_planes<H, N, G, AV_SIMD, MASK_IMAGE>(att, b{i}_a_thr1, "
-            "PLANE_RATIO, a_rows, GSB_IT)", after=("blocks.{i}.softmax",)) +
+    process("blocks.{i}.attention_planes", "gsb::attention_planes<H, N, G, AV_SIMD, MASK_IMAGE, AP_EPC>(att, "
+            "b{i}_a_thr1, PLANE_RATIO, a_rows, GSB_IT)", after=("blocks.{i}.softmax",)) +
     process("blocks.{i}.av", "gsb::gsb_av<H, N, D, G, AV_SIMD, AV_PE>(a_rows, v_tiles, b{i}_ctx_scale, ctx, GSB_IT)",
             layer=True, after=("blocks.{i}.attention_planes", "blocks.{i}.value_planes")))
 # ctx holds ctx.scale * D after av; DIBA adds the differential and Laplacian terms

@@ -6,8 +6,8 @@ headers and a testbench that runs the model image by image on gsbsim's vectors
 module checks that the project still belongs to its model file (sha256), builds the
 testbench with g++ (``gsbsim.hlsgen.toolchain.compile_cpp``; cached until a source, the library,
 the compiler or the flags change), runs it, and compares the per-layer iteration counts it
-reports with gsbsim's cycle model (``folding.cycle_report``) for the project's folding, and
-the counts of every other process with gsbsim/hlsgen/stage_cycles.py.
+reports with gsbsim's cycle model (``folding.cycle_report``) for the project's folding: the
+MVAU layers' and every other process's (gsbsim/hw/stages.py).
 """
 from __future__ import annotations
 
@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gsbsim.hlsgen import toolchain
-from gsbsim.hw.folding import cycle_report
+from gsbsim.hw.folding import BOUND_IGNORES, cycle_report
 from gsbsim.hlsgen.project import Project, sha256_file, trace_producer, trace_specs
-from gsbsim.hlsgen.stage_cycles import dataflow_bound, stage_iterations
 
 __all__ = ["CsimError", "CsimReport", "check_model", "check_vectors", "build", "run_testbench",
            "report_text", "depth_cap_flags"]
@@ -170,9 +169,9 @@ def run_testbench(project: Project, exe: Path, timeout: float = 600.0) -> CsimRe
         raise CsimError(f"C-simulation {exe} ran longer than {timeout:.0f} s") from None
     except OSError as e:
         raise CsimError(f"cannot run C-simulation {exe}: {e}") from None
+    cyc = cycle_report(project.header, project.folding)
     rep = CsimReport(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start,
-                     expected_iters=cycle_report(project.header, project.folding).per_layer,
-                     expected_stages=stage_iterations(project.header, project.folding))
+                     expected_iters=cyc.per_layer, expected_stages=cyc.stages)
     for line in proc.stdout.splitlines():
         if _DEADLOCK.match(line) or (rep.deadlock and line.startswith("  process ")):
             rep.deadlock.append(line)
@@ -219,10 +218,9 @@ def report_text(project: Project, rep: CsimReport, images: int, build_s: float, 
         rows.append(f"FAIL: process {name}: C-sim counted {got if got is not None else 'no'} iterations, "
                     f"the stage model {want if want is not None else 'has no such process'}")
     if not rep.deadlock:
-        b = dataflow_bound(project.header, project.folding)
-        rows.append(f"dataflow: slowest process {b['process']} {b['ii']} cycles per image at one iteration per "
-                    f"cycle (a lower bound on the II; {b['sequential_region']} run sequentially: "
-                    f"{b['sequential_ii']})")
+        c = cycle_report(project.header, project.folding)
+        rows.append(f"dataflow: slowest process {c.bottleneck} {c.ii} cycles per image at one iteration per "
+                    f"cycle (a lower bound on the II: it ignores {BOUND_IGNORES})")
     if rep.passed:
         rows.append(f"PASS: {rep.tensors_passed} traced tensors bit-exact on {images} images; C-sim "
                     f"iterations equal the cycle model for all {len(rep.expected_iters)} layers and the "

@@ -33,6 +33,7 @@ import numpy as np
 from gsbsim.engine.trace import trace_names
 from gsbsim.hw.costs import layers
 from gsbsim.hw.folding import Fold, FoldingError, cycle_report
+from gsbsim.hw.stages import stage_dims
 from gsbsim.hlsgen.blocks import block_cpp
 from gsbsim.hlsgen.dataflow import DEFAULT_DEPTH, process, stream_decl
 from gsbsim.hlsgen.toolchain import HlsEnvError, find_ap_types, library_include_dir
@@ -239,6 +240,11 @@ def _config_h(model: IntModel, folding: Mapping[str, Fold], sha: str) -> str:
         lines.append(f"const unsigned {layer_macro(l.name)}_PE = {f.pe}, {layer_macro(l.name)}_SIMD = {f.simd};"
                      f"  // {l.name}: MH {l.mh}, MW {l.mw}, {l.vectors} vectors x {l.repeats}: "
                      f"{cyc[l.name]} cycles")
+    lines += ["", "// ---- folding: elements per cycle of the foldable stages (gsbsim/hw/stages.py); cycles per image"]
+    stages = cycle_report(hd, dict(folding)).stages
+    for name, (dim, what) in stage_dims(hd).items():
+        pe = folding[name].pe if name in folding else 1
+        lines.append(f"const unsigned {layer_macro(name)}_PE = {pe};  // {name}: {what} {dim}: {stages[name]} cycles")
     lines += ["", "}  // namespace cfg", "", "#endif  // GSB_MODEL_CONFIG_H", ""]
     return "\n".join(lines)
 
@@ -491,7 +497,8 @@ def generate(model: IntModel, model_path: str | os.PathLike, out: str | os.PathL
     except HlsEnvError:
         ap_types = ""        # the Makefile then asks for AP_TYPES=...; csim reports the missing headers
     sha = sha256_file(model_path)
-    folding = {l.name: folding[l.name] for l in layers(model.header)}
+    folding = {**{l.name: folding[l.name] for l in layers(model.header)},   # + every foldable stage's PE
+               **{k: folding.get(k, Fold(1, 1)) for k in stage_dims(model.header)}}
     project = Project(out, model_path, sha, folding, dict(model.header), part, float(clock_mhz))
 
     files = {

@@ -20,7 +20,7 @@ Every figure is labelled "estimate (FINN-R model)".
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gsbsim.hw.folding import CycleReport, FoldedLayer
 
@@ -97,6 +97,7 @@ class LayerResources:
 class ResourceReport:
     layers: list[LayerResources]
     label: str = LABEL
+    buffers: list = field(default_factory=list)   # gsbsim.hw.buffers.Buffer: memory outside the weights
 
     @property
     def lut(self) -> int:
@@ -110,10 +111,22 @@ class ResourceReport:
     def dsp(self) -> int:
         return sum(r.dsp for r in self.layers)
 
+    @property
+    def buffer_bram18(self) -> int:
+        return sum(b.bram18 for b in self.buffers)
+
+    @property
+    def buffer_bits(self) -> int:
+        return sum(b.total_bits for b in self.buffers)
+
     def to_dict(self) -> dict:
         return {"label": self.label, "lut": self.lut, "bram18": self.bram18, "dsp": self.dsp,
                 "per_layer": {r.name: {"lut": r.lut, "bram18": r.bram18, "dsp": r.dsp}
-                              for r in self.layers}}
+                              for r in self.layers},
+                "buffers": {"label": "estimate (declared arrays, UG573 BRAM18 table; docs/costs.md)",
+                            "bits": self.buffer_bits, "bram18": self.buffer_bram18,
+                            "per_buffer": {b.name: {"kind": b.kind, "bits": b.total_bits, "bram18": b.bram18}
+                                           for b in self.buffers}}}
 
 
 def estimate(cycles: CycleReport) -> ResourceReport:

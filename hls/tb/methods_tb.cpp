@@ -8,7 +8,8 @@
  * tests/test_hls_methods.py computes the expected values with numpy from the spec.
  *
  * config.h: CFG_E, CFG_H, CFG_GRID (N = GRID^2 + 2), CFG_ACT_PE (PE of the act unit on 3E
- * channels), CFG_QK_SIMD, CFG_QK_PE (divides N), CFG_AV_SIMD, CFG_AV_PE (divides d), CFG_U
+ * channels), CFG_QK_SIMD, CFG_QK_PE (divides N), CFG_AV_SIMD, CFG_AV_PE (divides d), CFG_SM_EPC
+ * (softmax elements per cycle, divides N), CFG_U
  * (len(exp_hi)).  Kernels (inputs -> outputs):
  *   act     acc[N][3E] int32, bias, slope, out [3E], tok_in, tok_out [N] int64, p = (mult, shift)
  *                                                        -> z[N][3E]
@@ -150,7 +151,7 @@ void k_hfsc() {
     to_words<QK_PE>(high, s_high);
     hfsc_combine<H, N, QK_PE>(s_low, s_high, wt, s_s, iters_);
     out("s", trace::lanes(s_s), {H, N, N});
-    softmax_hfsc<H, N, QK_PE, U>(s_s, hi.data(), mid.data(), lo.data(), b, unsigned(p[0]), unsigned(p[1]), att, iters_);
+    softmax_hfsc<H, N, QK_PE, U, CFG_SM_EPC>(s_s, hi.data(), mid.data(), lo.data(), b, unsigned(p[0]), unsigned(p[1]), att, iters_);
     out("a", trace::flat(&att[0][0][0], H * N * N), {H, N, N});
 }
 

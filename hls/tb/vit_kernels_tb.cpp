@@ -17,6 +17,8 @@
  *   qkv_split   acc[N][3E] int32, q_thr[E], k_thr[E] int32, v_offset[E], p = (value)
  *                                                            -> q[H][N][D], k[H][N][D], vq[H][N][D]
  *   value_planes vq[H][N][D] int64, ratio[G] int32, p = (image_stat)          -> planes[G][H][N][D]
+ *               (CFG_VP_EPC channels per cycle; CFG_AP_EPC keys per cycle for a_planes,
+ *               CFG_SM_EPC for softmax)
  *   qk          q[H][N][D], k[H][N][D] uint8                -> scores[H][N][N]
  *   softmax     scores[H][N][N] int32, lut[D+1], bias[H][N][N] int32, p = (prob, recip) -> a[H][N][N]
  *   a_planes    a[H][N][N] int64, ratio[G] int32, p = (thr1, image_stat)      -> planes[G][H][N][N]
@@ -46,7 +48,7 @@ static_assert(N == T + 2, "config: N must be the number of patches + 2");
 const unsigned LN_SIMD = CFG_LN_SIMD, QKV_PE = CFG_QKV_PE, QK_SIMD = CFG_QK_SIMD, QK_PE = CFG_QK_PE;
 const unsigned AV_SIMD = CFG_AV_SIMD, AV_PE = CFG_AV_PE, PROJ_SIMD = CFG_PROJ_SIMD, RES_PE = CFG_RES_PE;
 const unsigned FC1_PE = CFG_FC1_PE, FC2_SIMD = CFG_FC2_SIMD, PATCH_SIMD = CFG_PATCH_SIMD, PATCH_PE = CFG_PATCH_PE;
-const unsigned HEAD_SIMD = CFG_HEAD_SIMD, HEAD_PE = CFG_HEAD_PE;
+const unsigned HEAD_SIMD = CFG_HEAD_SIMD, HEAD_PE = CFG_HEAD_PE, VP_EPC = CFG_VP_EPC, AP_EPC = CFG_AP_EPC;
 typedef mvau_shape<D, N, QK_SIMD, QK_PE> qk_shape;
 typedef mvau_shape<N, D, AV_SIMD, AV_PE> av_shape;
 
@@ -134,9 +136,9 @@ void k_value_planes() {
     const std::vector<int32_t> ratio = in<int32_t>("ratio", {G});
     for (unsigned i = 0; i < H * N * D; ++i) vq[i / (N * D)][(i / D) % N][i % D] = v[i];
     if (p[0])
-        value_planes<H, N, D, G, AV_SIMD, AV_PE, true>(vq, ratio.data(), v_tiles, iters_);
+        value_planes<H, N, D, G, AV_SIMD, AV_PE, true, VP_EPC>(vq, ratio.data(), v_tiles, iters_);
     else
-        value_planes<H, N, D, G, AV_SIMD, AV_PE, false>(vq, ratio.data(), v_tiles, iters_);
+        value_planes<H, N, D, G, AV_SIMD, AV_PE, false, VP_EPC>(vq, ratio.data(), v_tiles, iters_);
     out("planes", trace::tiles<N, D, AV_SIMD, AV_PE>(&v_tiles[0][0][0], G * H, true), {G, H, N, D});
 }
 
@@ -169,7 +171,7 @@ void k_softmax() {
         for (unsigned pe = 0; pe < QK_PE; ++pe) w[pe] = sc[i + pe];
         s_sc.write(w);
     }
-    softmax<H, N, D, QK_PE>(s_sc, lut.data(), b, unsigned(p[0]), unsigned(p[1]), att, iters_);
+    softmax<H, N, D, QK_PE, CFG_SM_EPC>(s_sc, lut.data(), b, unsigned(p[0]), unsigned(p[1]), att, iters_);
     out("a", trace::flat(&att[0][0][0], H * N * N), {H, N, N});
 }
 
@@ -178,9 +180,9 @@ void k_a_planes() {
     const std::vector<int32_t> ratio = in<int32_t>("ratio", {G});
     for (unsigned i = 0; i < H * N * N; ++i) att[i / (N * N)][(i / N) % N][i % N] = a[i];
     if (p[1])
-        attention_planes<H, N, G, AV_SIMD, true>(att, p[0], ratio.data(), a_rows, iters_);
+        attention_planes<H, N, G, AV_SIMD, true, AP_EPC>(att, p[0], ratio.data(), a_rows, iters_);
     else
-        attention_planes<H, N, G, AV_SIMD, false>(att, p[0], ratio.data(), a_rows, iters_);
+        attention_planes<H, N, G, AV_SIMD, false, AP_EPC>(att, p[0], ratio.data(), a_rows, iters_);
     out("planes", trace::bit_rows<AV_SIMD, av_shape::SF>(&a_rows[0][0][0], G * H * N, N), {G, H, N, N});
 }
 

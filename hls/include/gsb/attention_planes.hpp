@@ -9,8 +9,10 @@
  * Output: rows[p][h][i][sf], plane p of query row i of head h as the A.V unit's input words
  * (SIMD bits over key tokens, bit j%SIMD of word j/SIMD; pad bits 0).
  *
- * Timing (elementwise): G*H*N*SF clearing iterations, H*N*N for the statistic and H*N*N for
- * the planes.
+ * Folding: EPC keys j per cycle (EPC divides N; a partitioned by EPC along j).
+ *
+ * Timing (elementwise): G*H*N*SF clearing iterations, H*N*N/EPC for the statistic and
+ * H*N*N/EPC for the planes.
  */
 #ifndef GSB_ATTENTION_PLANES_HPP
 #define GSB_ATTENTION_PLANES_HPP
@@ -23,11 +25,13 @@
 
 namespace gsb {
 
-template <unsigned H, unsigned N, unsigned G, unsigned SIMD, bool IMAGE_STAT>
+template <unsigned H, unsigned N, unsigned G, unsigned SIMD, bool IMAGE_STAT, unsigned EPC = 1>
 void attention_planes(const int64_t a[H][N][N], int64_t thr1, const int32_t plane_ratio[G],
                       ap_uint<SIMD> rows[G][H][N][ceil_div(N, SIMD)], iter_count iters) {
     static_assert(G >= 1 && G <= 8, "attention_planes: 1 <= G <= 8");
-    const unsigned SF = ceil_div(N, SIMD);
+    static_assert(EPC >= 1 && N % EPC == 0, "attention_planes: EPC must divide N");
+#pragma HLS ARRAY_PARTITION variable=a cyclic factor=EPC dim=3
+    const unsigned SF = ceil_div(N, SIMD), NF = N / EPC;
     int64_t amax[H][N];
     int64_t gmax = 0;
 
@@ -36,23 +40,32 @@ void attention_planes(const int64_t a[H][N][N], int64_t thr1, const int32_t plan
         rows[i / (H * N * SF)][(i / (N * SF)) % H][(i / SF) % N][i % SF] = 0;
         GSB_COUNT_ITER(iters);
     }
-    for (unsigned long i = 0; i < (unsigned long)H * N * N; ++i) {
+    for (unsigned long i = 0; i < (unsigned long)H * N * NF; ++i) {
 #pragma HLS PIPELINE II=1
-        const unsigned h = i / (N * N), q = (i / N) % N, j = i % N;
-        const int64_t v = a[h][q][j];
-        if (j == 0 || v > amax[h][q]) amax[h][q] = v;
-        if (i == 0 || v > gmax) gmax = v;
+        const unsigned h = i / (N * NF), q = (i / NF) % N, jf = i % NF;
+        int64_t m = a[h][q][jf * EPC];   // the EPC keys' max (a tree in hardware)
+        for (unsigned u = 1; u < EPC; ++u) {
+#pragma HLS UNROLL
+            const int64_t v = a[h][q][jf * EPC + u];
+            m = v > m ? v : m;
+        }
+        if (jf == 0 || m > amax[h][q]) amax[h][q] = m;
+        if (i == 0 || m > gmax) gmax = m;
         GSB_COUNT_ITER(iters);
     }
-    for (unsigned long i = 0; i < (unsigned long)H * N * N; ++i) {
+    for (unsigned long i = 0; i < (unsigned long)H * N * NF; ++i) {
 #pragma HLS PIPELINE II=1
-        const unsigned h = i / (N * N), q = (i / N) % N, j = i % N;
-        const int64_t v = a[h][q][j];
+        const unsigned h = i / (N * NF), q = (i / NF) % N, jf = i % NF;
         const int64_t mx = IMAGE_STAT ? gmax : amax[h][q];
-        rows[0][h][q][j / SIMD][j % SIMD] = v >= thr1;
-        for (unsigned p = 1; p < G; ++p) {
+        for (unsigned u = 0; u < EPC; ++u) {
 #pragma HLS UNROLL
-            rows[p][h][q][j / SIMD][j % SIMD] = 256 * v > int64_t(plane_ratio[p]) * mx;
+            const unsigned j = jf * EPC + u;
+            const int64_t v = a[h][q][j];
+            rows[0][h][q][j / SIMD][j % SIMD] = v >= thr1;
+            for (unsigned p = 1; p < G; ++p) {
+#pragma HLS UNROLL
+                rows[p][h][q][j / SIMD][j % SIMD] = 256 * v > int64_t(plane_ratio[p]) * mx;
+            }
         }
         GSB_COUNT_ITER(iters);
     }

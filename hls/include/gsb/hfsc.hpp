@@ -66,29 +66,37 @@ int64_t exp_three_level(int64_t m, const int64_t exp_hi[U], const int64_t exp_mi
     return round_shift(hm * exp_lo[m & 255], prob);
 }
 
-template <unsigned H, unsigned N, unsigned PE, unsigned U>
+template <unsigned H, unsigned N, unsigned PE, unsigned U, unsigned EPC = 1>
 void softmax_hfsc(stream<vec<int64_t, PE>>& scores, const int64_t exp_hi[U], const int64_t exp_mid[256],
                   const int64_t exp_lo[256],
                   const int32_t att_bias[H][N][N], unsigned prob, unsigned recip, int64_t a[H][N][N],
                   iter_count iters) {
     static_assert(N % PE == 0, "softmax_hfsc: PE must divide N");
+    static_assert(EPC >= 1 && N % EPC == 0, "softmax_hfsc: EPC must divide N");
     static_assert(U >= 1 && U <= 4096, "softmax_hfsc: 1 <= len(exp_hi) <= 4096");
+#pragma HLS ARRAY_PARTITION variable=a cyclic factor=EPC dim=3
     GSB_CHECK(recip > prob && recip <= 62 && prob <= 30,
               "softmax_hfsc: need prob <= 30, prob < recip <= 62, got prob " << prob << ", recip " << recip);
     int64_t row[N], e[N];
+#pragma HLS ARRAY_PARTITION variable=row cyclic factor=EPC
+#pragma HLS ARRAY_PARTITION variable=e cyclic factor=EPC
     for (unsigned h = 0; h < H; ++h) {
         for (unsigned i = 0; i < N; ++i) {
             const int64_t smax = read_row_max<N, PE>(scores, row, iters);
             int64_t z = 0;
-            for (unsigned j = 0; j < N; ++j) {
+            for (unsigned jf = 0; jf < N / EPC; ++jf) {
 #pragma HLS PIPELINE II=1
-                e[j] = exp_three_level<U>(smax - row[j], exp_hi, exp_mid, exp_lo, prob);
-                z += e[j];
+                for (unsigned u = 0; u < EPC; ++u) {
+#pragma HLS UNROLL
+                    const unsigned j = jf * EPC + u;
+                    e[j] = exp_three_level<U>(smax - row[j], exp_hi, exp_mid, exp_lo, prob);
+                    z += e[j];
+                }
                 GSB_COUNT_ITER(iters);
             }
             GSB_CHECK(z >= 1, "softmax_hfsc: head " << h << " row " << i << ": the exp values sum to 0 "
                                                     << "(the tables' entry 0 must be 2^prob)");
-            probabilities_row<N>(e, z, att_bias[h][i], prob, recip, a[h][i], iters);
+            probabilities_row<N, EPC>(e, z, att_bias[h][i], prob, recip, a[h][i], iters);
         }
     }
 }

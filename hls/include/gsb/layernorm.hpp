@@ -20,8 +20,9 @@
  * E*S2 + ln_eps < 2^62 (computed by the generator), and C-simulation throws naming the layer
  * and token.  Under that bound every other intermediate fits int64 (spec §1).
  *
- * Timing (elementwise stage, not part of the cycle model): per token E + 32 + E iterations
- * (statistics, isqrt, output); `iters` counts them.
+ * Timing: layernorm_bits per token E + 32 + ceil(E/SIMD) iterations (statistics, isqrt, one
+ * output word of SIMD channels per cycle); final_layernorm E + 32 + E per head token and E per
+ * dropped token; `iters` counts them (gsbsim/hw/stages.py).
  */
 #ifndef GSB_LAYERNORM_HPP
 #define GSB_LAYERNORM_HPP
@@ -106,18 +107,23 @@ void layernorm_bits(stream<int32_t>& x, stream<ap_uint<SIMD>>& out, const int8_t
                     iter_count iters) {
     static_assert(E > 0 && SIMD > 0, "layernorm_bits: empty shape");
     int32_t buf[E];
+#pragma HLS ARRAY_PARTITION variable=buf cyclic factor=SIMD
     const int64_t scale = int64_t(1) << ln_shift;
     for (unsigned t = 0; t < tokens; ++t) {
         const ln_stats st = layernorm_stats<E>(x, buf, ln_eps, s2_max, where, t, iters);
-        ap_uint<SIMD> word = 0;
-        for (unsigned c = 0; c < E; ++c) {
+        // one output word per cycle: its SIMD channels compared in parallel (the consumer's rate)
+        for (unsigned w = 0; w < ceil_div(E, SIMD); ++w) {
 #pragma HLS PIPELINE II=1
-            const int64_t d = int64_t(E) * buf[c] - st.s1;
-            word[c % SIMD] = int64_t(sign[c]) * d * scale >= thr[c] * st.sigma;
-            if (c % SIMD == SIMD - 1 || c == E - 1) {
-                out.write(word);
-                word = 0;
+            ap_uint<SIMD> word = 0;
+            for (unsigned b = 0; b < SIMD; ++b) {
+#pragma HLS UNROLL
+                const unsigned c = w * SIMD + b;
+                if (c < E) {
+                    const int64_t d = int64_t(E) * buf[c] - st.s1;
+                    word[b] = int64_t(sign[c]) * d * scale >= thr[c] * st.sigma;
+                }
             }
+            out.write(word);
             GSB_COUNT_ITER(iters);
         }
     }

@@ -9,8 +9,10 @@
  *   A_j = P_j + att_bias[h][i][j]                      (int64, fixed point 2^-prob)
  * Output: a[h][i][j], the buffer gsb/attention_planes.hpp reads (its statistic may need the
  * whole image).  exp_lut[0] = 2^prob >= 1, so Z >= 1; every e_j*R <= 2^recip <= 2^62.
- * Timing (elementwise): per row N/PE (read, max) + N (exp, sum) + 1 (reciprocal) + N (scale,
- * bias) iterations in `iters`.
+ * Folding: EPC elements per cycle in the exp and the scaling loops (EPC divides N; the exp
+ * table read EPC times per cycle: EPC copies or ports in hardware).
+ * Timing (elementwise): per row N/PE (read, max) + N/EPC (exp, sum) + 1 (reciprocal) + N/EPC
+ * (scale, bias) iterations in `iters`.
  */
 #ifndef GSB_SOFTMAX_HPP
 #define GSB_SOFTMAX_HPP
@@ -48,42 +50,55 @@ T read_row_max(stream<vec<T, PE>>& scores, T row[N], iter_count iters) {
  * exp of `didb`, gsb/hfsc.hpp): R = floor(2^recip / Z), A_j = ((e_j*R + 2^(down-1)) >> down) + bias_j,
  * down = recip - prob >= 1.  Needs Z >= 1.  1 + N iterations.
  */
-template <unsigned N>
+template <unsigned N, unsigned EPC = 1>
 void probabilities_row(const int64_t e[N], int64_t z, const int32_t bias[N], unsigned prob, unsigned recip,
                        int64_t a[N], iter_count iters) {
+    static_assert(EPC >= 1 && N % EPC == 0, "probabilities_row: EPC must divide N");
     const unsigned down = recip - prob;
     const int64_t half = int64_t(1) << (down - 1);
     const int64_t r = (int64_t(1) << recip) / z;
     GSB_COUNT_ITER(iters);
-    for (unsigned j = 0; j < N; ++j) {
+    for (unsigned jf = 0; jf < N / EPC; ++jf) {
 #pragma HLS PIPELINE II=1
-        a[j] = ((e[j] * r + half) >> down) + bias[j];
+        for (unsigned u = 0; u < EPC; ++u) {
+#pragma HLS UNROLL
+            const unsigned j = jf * EPC + u;
+            a[j] = ((e[j] * r + half) >> down) + bias[j];
+        }
         GSB_COUNT_ITER(iters);
     }
 }
 
-template <unsigned H, unsigned N, unsigned D, unsigned PE>
+template <unsigned H, unsigned N, unsigned D, unsigned PE, unsigned EPC = 1>
 void softmax(stream<vec<int32_t, PE>>& scores, const int64_t exp_lut[D + 1], const int32_t att_bias[H][N][N],
              unsigned prob, unsigned recip, int64_t a[H][N][N], iter_count iters) {
     static_assert(N % PE == 0, "softmax: PE must divide N");
+    static_assert(EPC >= 1 && N % EPC == 0, "softmax: EPC must divide N");
+#pragma HLS ARRAY_PARTITION variable=a cyclic factor=EPC dim=3
     GSB_CHECK(recip > prob && recip <= 62, "softmax: need prob < recip <= 62, got prob " << prob << ", recip " << recip);
     int32_t row[N];
     int64_t e[N];
+#pragma HLS ARRAY_PARTITION variable=row cyclic factor=EPC
+#pragma HLS ARRAY_PARTITION variable=e cyclic factor=EPC
     for (unsigned h = 0; h < H; ++h) {
         for (unsigned i = 0; i < N; ++i) {
             const int32_t smax = read_row_max<N, PE>(scores, row, iters);
             int64_t z = 0;
-            for (unsigned j = 0; j < N; ++j) {
+            for (unsigned jf = 0; jf < N / EPC; ++jf) {
 #pragma HLS PIPELINE II=1
-                const int32_t twice_m = smax - row[j];
-                GSB_CHECK(twice_m >= 0 && twice_m % 2 == 0 && twice_m / 2 <= int32_t(D),
-                          "softmax: head " << h << " row " << i << ": score " << row[j] << " and row max " << smax
-                                           << " differ by " << twice_m << " (must be even, at most 2d)");
-                e[j] = exp_lut[twice_m / 2];
-                z += e[j];
+                for (unsigned u = 0; u < EPC; ++u) {
+#pragma HLS UNROLL
+                    const unsigned j = jf * EPC + u;
+                    const int32_t twice_m = smax - row[j];
+                    GSB_CHECK(twice_m >= 0 && twice_m % 2 == 0 && twice_m / 2 <= int32_t(D),
+                              "softmax: head " << h << " row " << i << ": score " << row[j] << " and row max " << smax
+                                               << " differ by " << twice_m << " (must be even, at most 2d)");
+                    e[j] = exp_lut[twice_m / 2];
+                    z += e[j];
+                }
                 GSB_COUNT_ITER(iters);
             }
-            probabilities_row<N>(e, z, att_bias[h][i], prob, recip, a[h][i], iters);
+            probabilities_row<N, EPC>(e, z, att_bias[h][i], prob, recip, a[h][i], iters);
         }
     }
 }

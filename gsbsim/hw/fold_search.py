@@ -1,0 +1,100 @@
+"""``gsbsim fold``: find a folding that meets a frame rate with the least estimated resources.
+
+FINN's SetFolding, over every process of the dataflow: start from PE = SIMD = 1 everywhere
+and, while the cycle model's II (gsbsim/hw/folding.py, the slowest process at one iteration
+per cycle) exceeds the target, raise the parallelism of the slowest process by one step:
+
+* an MVAU layer: SIMD to the next divisor of MW, and once SIMD = MW, PE to the next divisor
+  of MH (SIMD first, as FINN does: the LUT estimate grows less per cycle saved);
+* a foldable stage (gsbsim/hw/stages.py ``FOLDABLE``): PE to the next divisor of its dimension;
+* a stage that walks a layer's output words (``stages.driver``: qkv split, thresholds, act
+  units, ...; softmax once its own PE is N): that layer's PE (SIMD) to its next divisor.
+
+Only the slowest process grows, so every process ends at the least parallelism that keeps it
+within the target: the least resources this greedy search can give (not a proven optimum).
+When the slowest process cannot grow (an unfoldable stage, or a layer at SIMD = MW and
+PE = MH) the target is out of reach and the error names the process.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from gsbsim.hw.costs import layers
+from gsbsim.hw.folding import CycleReport, Fold, FoldingError, cycle_report, global_folding
+from gsbsim.hw.resources import ResourceReport, estimate
+from gsbsim.hw.stages import driver, stage_dims
+
+__all__ = ["FoldResult", "search", "to_json"]
+
+
+@dataclass
+class FoldResult:
+    folding: dict[str, Fold]
+    cycles: CycleReport
+    resources: ResourceReport
+    target_ii: int
+    steps: int
+
+
+def _divisors(n: int) -> list[int]:
+    return [k for k in range(1, n + 1) if n % k == 0]
+
+
+def _next(values: list[int], now: int) -> int | None:
+    return next((v for v in values if v > now), None)
+
+
+def search(header: Mapping[str, Any], target_fps: float, clock_mhz: float,
+           max_lut: int | None = None) -> FoldResult:
+    """The folding found by the greedy search (FoldingError when the target cannot be met)."""
+    if not (isinstance(target_fps, (int, float)) and math.isfinite(target_fps) and target_fps > 0):
+        raise FoldingError(f"--target-fps must be a positive number, got {target_fps!r}")
+    cyc = cycle_report(header, None, clock_mhz)        # validates the clock
+    target_ii = math.floor(clock_mhz * 1e6 / target_fps)
+    if target_ii < 1:
+        raise FoldingError(f"--target-fps {target_fps:g} needs less than one cycle per image at "
+                           f"{clock_mhz:g} MHz")
+    fold = global_folding(header, 1, 1)
+    ls = {l.name: l for l in layers(header)}
+    dims = stage_dims(header)
+    steps = 0
+    while cyc.ii > target_ii:
+        name = cyc.bottleneck
+        stage_pe = _next(_divisors(dims[name][0]), fold[name].pe) if name in dims else None
+        layer, what = (name, None) if name in ls else driver(name) or (None, None)
+        if stage_pe is not None:
+            fold[name] = Fold(stage_pe, 1)
+        elif layer is not None:
+            f, l = fold[layer], ls[layer]
+            simd = _next(_divisors(l.mw), f.simd) if what in (None, "simd") else None
+            pe = None if simd or what == "simd" else _next(_divisors(l.mh), f.pe)
+            if simd is None and pe is None:
+                raise FoldingError(f"cannot reach {target_fps:g} frames/s at {clock_mhz:g} MHz (II <= {target_ii} "
+                                   f"cycles): {name} needs {cyc.ii} cycles and layer {layer} is at its "
+                                   f"largest {what or 'PE and SIMD'} (PE {f.pe}, SIMD {f.simd})")
+            fold[layer] = Fold(pe or f.pe, simd or f.simd)
+        elif name in dims:
+            raise FoldingError(f"cannot reach {target_fps:g} frames/s at {clock_mhz:g} MHz (II <= {target_ii} "
+                               f"cycles): stage {name} is fully parallel (PE {fold[name].pe}) and needs "
+                               f"{cyc.ii} cycles")
+        else:
+            raise FoldingError(f"cannot reach {target_fps:g} frames/s at {clock_mhz:g} MHz (II <= {target_ii} "
+                               f"cycles): process {name} has no parallelism parameter yet and needs {cyc.ii} "
+                               f"cycles ({cyc.clock_mhz * 1e6 / cyc.ii:.6g} frames/s at most)")
+        steps += 1
+        cyc = cycle_report(header, fold, clock_mhz)
+    res = estimate(cyc)
+    if max_lut is not None and res.lut > max_lut:
+        raise FoldingError(f"the folding for {target_fps:g} frames/s at {clock_mhz:g} MHz needs {res.lut} LUT "
+                           f"({res.label}), above --max-lut {max_lut}")
+    return FoldResult(fold, cyc, res, target_ii, steps)
+
+
+def to_json(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> dict[str, dict[str, int]]:
+    """The folding file (gsbsim.hw.folding.folding_from_dict): every layer, the stages above PE 1."""
+    out: dict[str, dict[str, int]] = {l.name: {"pe": folding[l.name].pe, "simd": folding[l.name].simd}
+                                      for l in layers(header)}
+    out.update({k: {"pe": folding[k].pe} for k in stage_dims(header) if folding[k].pe > 1})
+    return out
