@@ -238,6 +238,31 @@ def test_fused_residual_layernorm_reports_the_residual_overflow_first():
     assert np.array_equal(unpack_bits(bits[2:], e), golden_ops.ln_bits(x[2:], sign, thr, 16, 1, "n"))
 
 
+def test_fused_residual_layernorm_equals_separate_passes():
+    """residual_ln_rows takes the LayerNorm sums from its residual pass when max|x| <= fast_limit and
+    recomputes them (checked) above it: both give residual_add_rows + ln_bits_rows, bit for bit, also on
+    rows at the limit, past it, and whose E*S2 + eps overflows."""
+    rng = np.random.default_rng(5)
+    e, eps, shift = 70, 7, 4
+    lim = fast_ops.fast_limit(e, eps)
+    x = rng.integers(-8, 9, (6, e)).astype(np.int32)
+    x[1, 3], x[2, 5], x[3] = lim, -lim - 1, 2 ** 31 - 1          # at the edge, past it, an overflowing row
+    x[4] = 5                                                       # E*x - S1 = 0: an off-by-one in S1 flips bits
+    acc = rng.integers(-64, 64, (6, e)).astype(np.int32)
+    acc[1:5] = 0                                                   # rq(0) = (bias + half) >> shift = 0 below
+    mult, bias = np.int64(3), np.zeros(e, np.int64)
+    sign, thr = rng.integers(-1, 2, e).astype(np.int8), rng.integers(-2 ** 15, 2 ** 15, e)
+    bits = np.zeros((6, 2), np.uint64)
+    out, bad, _, ln_bad = fast_ops.residual_ln_rows(x, acc, mult, bias, shift, sign, thr, np.int64(16), eps, lim, bits)
+    want, want_bad, _ = fast_ops.residual_add_rows(x, acc, mult, bias, shift)
+    want_bits = np.zeros((6, 2), np.uint64)
+    want_ln_bad = fast_ops.ln_bits_rows(want, sign, thr, np.int64(16), eps, lim, want_bits)
+    assert bad == want_bad == -1 and ln_bad == want_ln_bad == 3 and np.array_equal(out, want)
+    keep = [0, 1, 2, 4, 5]                                        # a bad row's bits are meaningless
+    assert np.array_equal(bits[keep], want_bits[keep])
+    assert np.array_equal(unpack_bits(bits[keep], e), golden_ops.ln_bits(want[keep], sign, thr, 16, eps, "n"))
+
+
 def test_ln_bits_on_unvalidated_parameters_match_golden():
     """Signs outside -1..1 or thresholds beyond int32 (which a model file cannot hold) take the
     general int64 path and still equal the golden arithmetic."""

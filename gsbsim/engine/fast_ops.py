@@ -107,13 +107,29 @@ def _ln_params(sign, thr):
 
 
 @njit(**INLINE)
+def _ln_words(x, s1s, sigmas, sign, thr, ln_shift, out):
+    """The packed LayerNorm bits of every row of X from its (S1, sigma): all rows' full words, then all
+    rows' last partial word (in the loop above it slows every word). (Both sides of the comparisons
+    into two rows packed by popcnt.ge_word measured no faster: the loop vectorises as it is.)"""
+    m_n, e = x.shape
+    lp = _ln_params(sign, thr)
+    full = e // 64
+    for m in range(m_n):
+        row = x[m]
+        for w in range(full):
+            out[m, w] = _ln_word(row, s1s[m], sigmas[m], sign, thr, lp, ln_shift, w * 64, 64)
+    if e > full * 64:
+        for m in range(m_n):
+            out[m, full] = _ln_word(x[m], s1s[m], sigmas[m], sign, thr, lp, ln_shift, full * 64, e - full * 64)
+
+
+@njit(**INLINE)
 def _ln_rows(x, sign, thr, ln_shift, eps, fast_lim, out):
     """§3 on every row of X into packed bits out; returns the first row whose E*S2 + eps reaches 2^62
     (otherwise sigma < 2^31: spec §1), or -1. Two passes: all rows' (S1, sigma), then all rows' words
     (a bad row's bits are meaningless: the caller raises). Measured 3x faster than one fused pass per row, where
     LLVM gives up on vectorising the word loop."""
-    m_n, e = x.shape
-    lp = _ln_params(sign, thr)
+    m_n = x.shape[0]
     s1s = np.empty(m_n, dtype=np.int64)
     sigmas = np.empty(m_n, dtype=np.int64)
     bad = -1
@@ -121,14 +137,7 @@ def _ln_rows(x, sign, thr, ln_shift, eps, fast_lim, out):
         s1s[m], sigmas[m] = _ln_stats(x[m], eps, fast_lim)
         if sigmas[m] < 0 and bad < 0:
             bad = m
-    full = e // 64
-    for m in range(m_n):
-        row = x[m]
-        for w in range(full):
-            out[m, w] = _ln_word(row, s1s[m], sigmas[m], sign, thr, lp, ln_shift, w * 64, 64)
-    if e > full * 64:      # the last, partial word: its own loop (in the loop above it slows every word)
-        for m in range(m_n):
-            out[m, full] = _ln_word(x[m], s1s[m], sigmas[m], sign, thr, lp, ln_shift, full * 64, e - full * 64)
+    _ln_words(x, s1s, sigmas, sign, thr, ln_shift, out)
     return bad
 
 
@@ -218,9 +227,31 @@ def residual_add_rows(x, acc, mult, bias, shift):
     return out, -1, np.int64(0)
 
 
+@njit(**INLINE)
+def _residual_stats_row(xr, ar, mult, bias, half, sh, orow):
+    """orow = X + rq(acc, mult, bias[o], shift) as int32 and, in the same pass, the (min, max) of the
+    int64 values and their S1, S2 (wrapping int64 sums) and max |v|: when min and max are in int32
+    these are the stored row's LayerNorm sums (exact when max |v| <= fast_limit)."""
+    lo = np.int64(2 ** 63 - 1)
+    hi = np.int64(-2 ** 63)
+    s1 = np.int64(0)
+    s2 = np.int64(0)
+    big = np.int64(0)
+    for o in range(orow.shape[0]):
+        v = np.int64(xr[o]) + ((np.int64(ar[o]) * mult + bias[o] + half) >> sh)
+        orow[o] = np.int32(v)
+        lo = min(lo, v)
+        hi = max(hi, v)
+        s1 += v
+        s2 += v * v
+        big = max(big, abs(v))
+    return lo, hi, s1, s2, big
+
+
 @njit(**JIT)
 def residual_ln_rows(x, acc, mult, bias, shift, sign, thr, ln_shift, eps, fast_lim, bits):
-    """residual_add_rows, then §3 of the next LayerNorm on the new rows.
+    """residual_add_rows, then §3 of the next LayerNorm on the new rows: the residual, its int32 check
+    and the LayerNorm sums in one pass per row, then the bits of all rows.
 
     Returns (X int32 [M, E], first bad flat index of the residual or -1, its value, first
     LayerNorm-overflow row or -1). A residual overflow anywhere wins (layers are checked in
@@ -228,14 +259,27 @@ def residual_ln_rows(x, acc, mult, bias, shift, sign, thr, ln_shift, eps, fast_l
     """
     m_n, e = x.shape
     out = np.empty((m_n, e), dtype=np.int32)
-    vals = np.empty(e, dtype=np.int64)
+    s1s = np.empty(m_n, dtype=np.int64)
+    sigmas = np.empty(m_n, dtype=np.int64)
     half = np.int64(1) << np.int64(shift - 1)
     sh = np.int64(shift)
+    ln_bad = -1
     for m in range(m_n):
-        if _residual_row(x[m], acc[m], mult, bias, half, sh, vals, out[m]):
+        lo, hi, s1, s2, big = _residual_stats_row(x[m], acc[m], mult, bias, half, sh, out[m])
+        if lo < I32_MIN or hi > I32_MAX:
+            vals = np.empty(e, dtype=np.int64)
+            _residual_row(x[m], acc[m], mult, bias, half, sh, vals, out[m])
             o = _first_outside_int32(vals)
             return out, m * e + o, vals[o], _ln_rows(out[:m], sign, thr, ln_shift, eps, fast_lim, bits[:m])
-    return out, -1, np.int64(0), _ln_rows(out, sign, thr, ln_shift, eps, fast_lim, bits)
+        if big <= fast_lim:       # E^2 * max|x|^2 + eps < 2^62: the wrapping sums did not wrap
+            s1s[m] = s1
+            sigmas[m] = _isqrt(e * s2 - s1 * s1 + eps)
+        else:
+            s1s[m], sigmas[m] = _ln_stats(out[m], eps, fast_lim)
+        if sigmas[m] < 0 and ln_bad < 0:
+            ln_bad = m
+    _ln_words(out, s1s, sigmas, sign, thr, ln_shift, bits)
+    return out, -1, np.int64(0), ln_bad
 
 
 @njit(**JIT)
