@@ -162,6 +162,9 @@ def test_same_overflow_errors_as_golden(small):
     assert msg.startswith("blocks.0.proj: residual stream overflows int32")
     msg = same_overflow_error(derive(m, pos=np.full((18, 24), 2 ** 30, np.int32)), x)
     assert msg.startswith("blocks.0.ln1: LayerNorm E*S2 + ln_eps reaches 2^62 at image 0, token 0")
+    s = m.shifts["resid"]                      # proj adds ~2^28: in int32, but E^2 * 2^56 > 2^62 at ln2
+    msg = same_overflow_error(derive(m, blocks__0__proj__bias=np.full(24, 2 ** (28 + s), np.int64)), x)
+    assert msg.startswith("blocks.0.ln2: LayerNorm E*S2 + ln_eps reaches 2^62 at image 0, token 0")
     msg = same_overflow_error(derive(m, tokens=np.full((2, 24), -(2 ** 31), np.int32), pos=np.full((18, 24), -1, np.int32)), x)
     assert msg == "embed: residual stream overflows int32 at image 0, token 0, channel 0 (value -2147483649)"
 

@@ -336,21 +336,33 @@ def unpack(words: np.ndarray, k: int) -> np.ndarray:
     return unpack_bits(words, k).astype(np.uint8)
 
 
-_LAYOUTS: dict[int, tuple[weakref.ref, np.ndarray]] = {}
+_LAYOUTS: dict[tuple[int, str], tuple[weakref.ref, np.ndarray]] = {}
+
+
+def _derived(w: np.ndarray, kind: str, make) -> np.ndarray:
+    """make(w), made once per (weight array object, kind) and kept while w lives. The array is made
+    read-only when cached, so a later in-place change raises instead of running stale weights."""
+    key = (id(w), kind)
+    hit = _LAYOUTS.get(key)
+    if hit is not None and hit[0]() is w:
+        return hit[1]
+    out = make(w)
+    try:
+        ref = weakref.ref(w, lambda _, key=key: _LAYOUTS.pop(key, None))
+    except TypeError:          # not weak-referenceable (never for an ndarray): no cache
+        return out
+    w.flags.writeable = False
+    _LAYOUTS[key] = (ref, out)
+    return out
 
 
 def transposed(w: np.ndarray) -> np.ndarray:
-    """kernels.weight_layout(w) (transposed, 64-byte aligned), made once per weight array object and kept
-    while it lives: a forward pass no longer re-lays 48 matrices out. The array is made read-only when
-    cached, so a later in-place change raises instead of running stale weights."""
-    hit = _LAYOUTS.get(id(w))
-    if hit is not None and hit[0]() is w:
-        return hit[1]
-    w_t = weight_layout(w)
-    try:
-        ref = weakref.ref(w, lambda _, key=id(w): _LAYOUTS.pop(key, None))
-    except TypeError:          # not weak-referenceable (never for an ndarray): no cache
-        return w_t
-    w.flags.writeable = False
-    _LAYOUTS[id(w)] = (ref, w_t)
-    return w_t
+    """kernels.weight_layout(w) (transposed, 64-byte aligned), made once per weight array (_derived): a
+    forward pass no longer re-lays 48 matrices out."""
+    return _derived(w, "layout", weight_layout)
+
+
+def float_weights(w: np.ndarray, ftype) -> np.ndarray:
+    """The patch embedding's int8 weights [E, K] as ftype [K, E] for the BLAS product, made once per
+    weight array (_derived; ~0.1 ms per forward pass before)."""
+    return _derived(w, np.dtype(ftype).name, lambda v: np.ascontiguousarray(v.T.astype(ftype)))
