@@ -385,7 +385,7 @@ def _value_lut(scale):
 
 @njit(**_INLINE)
 def _value_table(codes, lut, y, ysum, need_sum):
-    """Y[a*N + t, j] = lut[a, codes[t, j]] and (where need_sum[a]) ysum[a] = sum_t Y[a*N + t]
+    """Y[a*N + t, j] = lut[a, codes[t, j]] (computed, not looked up) and (where need_sum[a]) ysum[a] = sum_t Y[a*N + t]
     (codes uint8[N, D]; y [G*N + 1, >= D] and ysum [G, >= D], int32 or int64: the caller
     checks the values fit). Lanes j >= D and the last row of y (the zero row that pads the
     walk's row lists) are left as they are: zero."""
@@ -396,13 +396,27 @@ def _value_table(codes, lut, y, ysum, need_sum):
     cf = codes.reshape(-1)
     for a in range(g):
         la = lut[a]
+        # G <= 3: lut[a, c] as arithmetic on the code's bits, which vectorises (a lookup per element
+        # does not): mag = s_0 + bit_1(c)*s_1 + bit_2(c)*s_2 with s_0 = lut[a, 1], s_k = lut[a, 1 | 2^k]
+        # - s_0, negated when the sign bit is 0; equal to the lut mod 2^64 (so also in an int32 table)
+        s0 = la[1]
+        s1 = la[3] - s0 if g > 1 else np.int64(0)
+        s2 = la[5] - s0 if g > 2 else np.int64(0)
         for t in range(n):
             # flat unsigned offsets, no slice per table row (reference counts cost more than the row)
             yo = np.uint64((a * n + t) * wide)
             co = np.uint64(t * d)
-            for j in range(d):
-                uj = np.uint64(j)
-                yf[yo + uj] = la[np.uint64(cf[co + uj])]     # unsigned index: no wraparound code
+            if g <= 3:
+                for j in range(d):
+                    uj = np.uint64(j)
+                    c = np.int64(cf[co + uj])
+                    mag = s0 + (-((c >> 1) & 1) & s1) + (-((c >> 2) & 1) & s2)
+                    neg = (c & 1) - 1                                  # -1 where the sign bit is 0
+                    yf[yo + uj] = (mag ^ neg) - neg
+            else:
+                for j in range(d):
+                    uj = np.uint64(j)
+                    yf[yo + uj] = la[np.uint64(cf[co + uj])]     # unsigned index: no wraparound code
         tot = ysum[a]
         tot[:] = 0
         if need_sum[a]:
