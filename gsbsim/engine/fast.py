@@ -2,7 +2,9 @@
 
 Same signature, trace names, dtypes and values as ``gsbsim.engine.golden.forward`` (see its
 docstring for the trace table). The batch is processed layer by layer with all tokens of
-all images stacked as rows, one jitted call per layer:
+all images stacked as rows. Untraced and unprofiled, the gsb method with requant post-linears
+runs one jitted call per block (``fast_block.gsb_requant_block``: no Python between its
+layers); otherwise (traces, profile, other methods) one jitted call per layer:
 
 * the binary linears are ``kernels.xnor_into`` / ``and_into`` on weights transposed to
   [W, N] once per forward; each residual requantization is fused with the LayerNorm ->
@@ -13,6 +15,8 @@ all images stacked as rows, one jitted call per layer:
   attention planes, and gets the GSB context from ``kernels.context_head`` (a walk over
   the set bits of the sparse attention planes, or popcounts when they are dense; the
   ``context_method`` variable forces one), then packs the proj input bits;
+* the softmax rows of A are padded to whole 64-bit words, so every attention plane word is
+  one vector compare;
 * the 8-bit patch embedding is an exact float32 BLAS product (every partial sum is an
   integer of at most 2^14 * Cin*P^2 <= 2^24; float64 when Cin*P^2 > 1024).
 
@@ -54,7 +58,7 @@ LINEARS = ("qkv", "proj", "fc1", "fc2")
 class _Run:
     """One forward pass over a batch: X [B*N, E] int32 flows through the blocks.
 
-    With `prof` (a dict), the seconds of each stage are added to prof[stage name]; the
+    With `prof` (a dict), the CPU seconds of each stage are added to prof[stage name]; the
     attention's phases are apportioned from the cycle counts the jitted call returns.
     """
 
@@ -79,11 +83,11 @@ class _Run:
             self.out[name] = make()
 
     def tick(self) -> float:
-        return time.perf_counter() if self.prof is not None else 0.0
+        return time.thread_time() if self.prof is not None else 0.0
 
     def tock(self, name: str, start: float) -> None:
         if self.prof is not None:
-            self.prof[name] = self.prof.get(name, 0.0) + time.perf_counter() - start
+            self.prof[name] = self.prof.get(name, 0.0) + time.thread_time() - start
 
     def ln(self, x: np.ndarray, blk: dict, name: str, where: str) -> np.ndarray:
         t = self.tick()
@@ -154,7 +158,7 @@ class _Run:
                          blk["att_bias"], sh["prob"], sh["recip"], np.int64(blk["a.thr1"]), blk["ctx.scale"],
                          blk["proj.in_thr"], self.trace, self.av_strategy, self.ticks)
         if self.prof is not None:
-            spent = time.perf_counter() - t
+            spent = time.thread_time() - t
             phases = self.ticks - before
             for name, cycles in zip(ATTENTION_PHASES, phases):
                 self.prof[name] = self.prof.get(name, 0.0) + spent * cycles / max(int(phases.sum()), 1)
@@ -383,17 +387,21 @@ def _one_blas_thread():
 
 
 def forward_profiled(model: IntModel, images: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-    """Logits as ``forward``, and the seconds spent per stage (wall clock, this call).
+    """Logits as ``forward``, and the seconds spent per stage (this thread's CPU time, this call: on a
+    shared machine wall-clock stages also count other jobs' time slices).
 
     Stages: patch embedding, layernorm -> bits, the four binary linears, the attention
-    phases (ATTENTION_PHASES), fc1 thresholds, residual requant, final norm + heads,
-    weight layout; "other" is the rest (Python glue, allocation).
+    phases (ATTENTION_PHASES, apportioned by their cycle counts), fc1 thresholds, residual
+    requant, final norm + heads, weight layout; "other" is the rest (Python glue, allocation).
+    The stages are timed on the per-layer path (one jitted call per layer, Python between them);
+    ``forward`` runs the same kernels with one jitted call per block (fast_block), so its glue is
+    smaller than "other" here.
     """
     images = check_images(model, images)
     prof: dict[str, float] = {}
-    start = time.perf_counter()
+    start = time.thread_time()
     logits = _Run(model, images, False, prof).run(images)
-    prof["other"] = max(0.0, time.perf_counter() - start - sum(prof.values()))
+    prof["other"] = max(0.0, time.thread_time() - start - sum(prof.values()))
     return logits, prof
 
 
