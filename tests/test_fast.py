@@ -146,6 +146,21 @@ def test_fast_equals_golden_at_exact_threshold_ties(stat):
         assert np.array_equal(tr[p + "proj.bits"][0], (tr[p + "ctx"][0] >= blk["proj.in_thr"]).astype(np.uint8))
 
 
+@pytest.mark.parametrize("stat", ["row", "image"])
+def test_fast_equals_golden_with_the_extreme_attention_threshold(stat):
+    """a.thr1 = INT64_MIN (a valid file: compare-only) sets every b1 bit of a key, and no pad bit: the
+    fast path pads its A rows to whole words with INT64_MIN and must clear the pads (18 keys: one
+    partial word)."""
+    rng = np.random.default_rng(12)
+    m = random_model(rng, mask_stat=stat)
+    m = derive(m, **{"blocks.0.a.thr1": np.array(-(2 ** 63), dtype=np.int64)})
+    x = random_images(rng, m, 2)
+    for strategy in ("sparse", "dense"):        # the dense form counts the plane's ones
+        with av_strategy(strategy):
+            tr = assert_same(m, x)
+    assert tr["blocks.0.a.planes"][:, 0].all()                   # [B, G, H, N, N]: b1 is all ones
+
+
 # ----------------------------------------------------------------------------- errors
 @pytest.fixture(scope="module")
 def small():
@@ -350,3 +365,21 @@ def test_forward_batch_reports_the_same_overflow_as_forward(small):
     with pytest.raises(errors.IntegerOverflowError) as eb:
         fast.forward_batch(bad, x, threads=3)
     assert str(eb.value) == str(eg.value)
+
+
+def test_cache_key_covers_the_linked_modules(tmp_path):
+    """fast_ops.cache_depends_on: the cache key of a caller changes with the source of a listed callee
+    module (Numba alone keys on the caller's file: an edited callee would run stale from the cache)."""
+    from types import SimpleNamespace
+    callee = tmp_path / "callee.py"
+
+    def stamp(text: str):
+        callee.write_text(text)
+        disp = SimpleNamespace(_cache=SimpleNamespace(_cache_file=SimpleNamespace(_source_stamp=b"own file")))
+        fast_ops.cache_depends_on(disp, SimpleNamespace(__file__=str(callee)))
+        return disp._cache._cache_file._source_stamp
+
+    assert stamp("x = 1\n") == stamp("x = 1\n") != stamp("x = 2\n") != b"own file"
+    fast_ops.cache_depends_on(SimpleNamespace(), SimpleNamespace(__file__=str(callee)))   # no cache: no-op
+    from gsbsim.engine import fast_block
+    assert isinstance(fast_block.gsb_requant_block._cache._cache_file._source_stamp, str)   # applied

@@ -8,7 +8,8 @@ from numba import njit
 
 from gsbsim.engine.kernels import context_head, context_workspace, pack_bits_at, pack_row
 from gsbsim.engine.popcnt import cycle_counter, ge_word, popcount64
-from gsbsim.engine.fast_ops import INLINE, JIT
+from gsbsim.engine import fast_ops, kernels, popcnt
+from gsbsim.engine.fast_ops import INLINE, JIT, cache_depends_on
 
 
 #: the phases of ``gsb_attention_batch`` that ``forward_profiled`` reports separately
@@ -83,16 +84,25 @@ def _split_image(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, ima
 
 
 @njit(**INLINE)
-def _plane_words(af, base, wn, thr, planes_h, counts_h, a, i):
+def _plane_words(af, base, wn, last, thr, planes_h, counts_h, a, i):
     """Plane a, row i: planes_h[a, i] = packed (af[base + t] >= thr) for the wn*64 entries of a padded A
-    row (pads hold INT64_MIN: bits 0) and counts_h[a, i] its popcount. Padding makes every word one
-    vector compare (ge_word): the last partial word's scalar loop cost as much as the full words."""
+    row, the pad bits cleared by the mask `last` of the last word's keys (pads hold INT64_MIN, but
+    thr may be INT64_MIN too), and counts_h[a, i] its popcount. Padding makes every word one vector
+    compare (ge_word): the last partial word's scalar loop cost as much as the full words."""
     c = 0
     for w in range(wn):
         word = ge_word(af, base + w * 64, thr, 0)
+        if w == wn - 1:
+            word &= last
         planes_h[a, i, w] = word
         c += popcount64(word)
     counts_h[a, i] = c
+
+
+@njit(**INLINE)
+def _last_word_mask(n):
+    """The bits of the last word of a packed row of n >= 1 keys that are keys (not pads)."""
+    return (~np.uint64(0)) >> np.uint64((64 - n % 64) % 64)
 
 
 @njit(**INLINE)
@@ -140,6 +150,7 @@ def _softmax_head(qh, kt, d, exp_lut, bias, shift, one_r, thr1, ratios, image_st
     af = a_out.reshape(-1)
     keep = a_out.shape[0] > 1
     un = np.uint64(n)
+    last = _last_word_mask(n)
     for i in range(n):
         x = qf[i * wd]
         pmin = np.int64(64 * wd)
@@ -174,7 +185,7 @@ def _softmax_head(qh, kt, d, exp_lut, bias, shift, one_r, thr1, ratios, image_st
         # b1, then (row statistic) the masks: one loop, so one inlined copy of the packing
         for a in range(1 if image_stat else ratios.shape[0] + 1):
             thr = thr1 if a == 0 else ((ratios[a - 1] * amax) >> 8) + 1
-            _plane_words(af, abase, wn, thr, planes_h, counts_h, a, i)
+            _plane_words(af, abase, wn, last, thr, planes_h, counts_h, a, i)
 
 
 @njit(**JIT)
@@ -183,9 +194,10 @@ def _mask_planes_head(a_h, amax, ratios, planes_h, counts_h):
     [N, W(N)*64] padded rows."""
     wn = a_h.shape[1] // 64
     af = a_h.reshape(-1)
+    last = _last_word_mask(planes_h.shape[1])       # N keys (= N queries)
     for i in range(a_h.shape[0]):
         for kk in range(ratios.shape[0]):
-            _plane_words(af, i * a_h.shape[1], wn, ((ratios[kk] * amax) >> 8) + 1, planes_h, counts_h, kk + 1, i)
+            _plane_words(af, i * a_h.shape[1], wn, last, ((ratios[kk] * amax) >> 8) + 1, planes_h, counts_h, kk + 1, i)
 
 
 @njit(**JIT)
@@ -257,3 +269,7 @@ def gsb_attention_batch(acc, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, 
         ticks[2] += c3 - c2
         ticks[3] += cycle_counter() - c3
     return q, k, vq, codes, scores, probs[:, :, :, :n_tok], planes, ctx, pin
+
+
+# the GSB context and the packing helpers are linked into this function's cached code
+cache_depends_on(gsb_attention_batch, kernels, popcnt, fast_ops)

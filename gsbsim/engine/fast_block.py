@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from gsbsim.engine import fast_attention, fast_ops, kernels, popcnt
 from gsbsim.engine.fast_attention import gsb_attention_batch
-from gsbsim.engine.fast_ops import JIT, ln_bits_rows, residual_add_rows, residual_ln_rows
+from gsbsim.engine.fast_ops import JIT, cache_depends_on, ln_bits_rows, residual_add_rows, residual_ln_rows
 from gsbsim.engine.kernels import and_into, pack_2sided_into, xnor_into
 
 #: overflow stages of gsb_requant_block: 0 none, then where the golden path raises, in its order
@@ -67,3 +68,7 @@ def gsb_requant_block(x, a_bits, n_tok, heads, ln1_sign, ln1_thr, w_qkv, q_thr, 
         return x2, nb, OK, -1, zero
     x2, bad, val = residual_add_rows(x1, f2, fc2_mult, fc2_bias, resid_shift)
     return x2, np.empty((0, we), dtype=np.uint64), FC2_RESID if bad >= 0 else OK, bad, val
+
+
+# every layer's code is linked into this function's cached code: an edit of any of them recompiles it
+cache_depends_on(gsb_requant_block, fast_attention, fast_ops, kernels, popcnt)
