@@ -274,6 +274,11 @@ def report(lat: dict, thr: dict, stages: dict, total: dict, cost: dict, dens3: l
         f"### Op split of gsbsim.fast (1 image, 1 thread, median of {repeats} profiled runs per stage, sum "
         f"{tot * 1e3:.2f} ms)",
         "",
+        "Thread CPU time per stage (fast.forward_profiled; the attention's phases apportioned by their cycle",
+        "counts). The stages are timed on the per-layer path (Python between the layers); fast.forward runs",
+        f"the same kernels with one jitted call per block, {lat['gsb_cpu'][0] * 1e3:.2f} ms in the latency table "
+        "(thread CPU median), so its glue is below the last row's.",
+        "",
         "| stage | ms | share |",
         "|---|---|---|",
     ]

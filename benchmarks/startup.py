@@ -67,7 +67,7 @@ def bench(model: Path, repeats: int) -> dict:
     imports = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import gsbsim.cli.app, gsbsim.fast"], cwd=ROOT, env=env, check=True)
+        subprocess.run([sys.executable, "-c", "import gsbsim.cli.app, gsbsim.engine.fast"], cwd=ROOT, env=env, check=True)
         imports.append(time.perf_counter() - t0)
     return dict(first=first, cached=cached, imports=imports)
 
@@ -85,7 +85,7 @@ def report(r: dict, repeats: int, command: str, model_desc: str) -> str:
         "|---|---|",
         f"| `gsbsim run`, cold process, Numba cache populated | {np.median(c):.2f} ({c.min():.2f}-{c.max():.2f}) |",
         f"| `gsbsim run`, first run, empty Numba cache (compiles the kernels once) | {r['first']:.1f} |",
-        f"| `python -c \"import gsbsim.cli.app, gsbsim.fast\"` (interpreter + numpy + numba) | "
+        f"| `python -c \"import gsbsim.cli.app, gsbsim.engine.fast\"` (interpreter + numpy + numba) | "
         f"{np.median(i):.2f} ({i.min():.2f}-{i.max():.2f}) |",
         "",
     ])

@@ -146,6 +146,21 @@ def test_fast_equals_golden_at_exact_threshold_ties(stat):
         assert np.array_equal(tr[p + "proj.bits"][0], (tr[p + "ctx"][0] >= blk["proj.in_thr"]).astype(np.uint8))
 
 
+@pytest.mark.parametrize("stat", ["row", "image"])
+def test_fast_equals_golden_with_the_extreme_attention_threshold(stat):
+    """a.thr1 = INT64_MIN (a valid file: compare-only) sets every b1 bit of a key, and no pad bit: the
+    fast path pads its A rows to whole words with INT64_MIN and must clear the pads (18 keys: one
+    partial word)."""
+    rng = np.random.default_rng(12)
+    m = random_model(rng, mask_stat=stat)
+    m = derive(m, **{"blocks.0.a.thr1": np.array(-(2 ** 63), dtype=np.int64)})
+    x = random_images(rng, m, 2)
+    for strategy in ("sparse", "dense"):        # the dense form counts the plane's ones
+        with av_strategy(strategy):
+            tr = assert_same(m, x)
+    assert tr["blocks.0.a.planes"][:, 0].all()                   # [B, G, H, N, N]: b1 is all ones
+
+
 # ----------------------------------------------------------------------------- errors
 @pytest.fixture(scope="module")
 def small():
@@ -162,6 +177,9 @@ def test_same_overflow_errors_as_golden(small):
     assert msg.startswith("blocks.0.proj: residual stream overflows int32")
     msg = same_overflow_error(derive(m, pos=np.full((18, 24), 2 ** 30, np.int32)), x)
     assert msg.startswith("blocks.0.ln1: LayerNorm E*S2 + ln_eps reaches 2^62 at image 0, token 0")
+    s = m.shifts["resid"]                      # proj adds ~2^28: in int32, but E^2 * 2^56 > 2^62 at ln2
+    msg = same_overflow_error(derive(m, blocks__0__proj__bias=np.full(24, 2 ** (28 + s), np.int64)), x)
+    assert msg.startswith("blocks.0.ln2: LayerNorm E*S2 + ln_eps reaches 2^62 at image 0, token 0")
     msg = same_overflow_error(derive(m, tokens=np.full((2, 24), -(2 ** 31), np.int32), pos=np.full((18, 24), -1, np.int32)), x)
     assert msg == "embed: residual stream overflows int32 at image 0, token 0, channel 0 (value -2147483649)"
 
@@ -236,6 +254,31 @@ def test_fused_residual_layernorm_reports_the_residual_overflow_first():
     out, bad, val, ln_bad = fast_ops.residual_ln_rows(x, acc, mult, bias, shift, *args)
     assert (bad, ln_bad) == (-1, 0) and np.array_equal(out, x)
     assert np.array_equal(unpack_bits(bits[2:], e), golden_ops.ln_bits(x[2:], sign, thr, 16, 1, "n"))
+
+
+def test_fused_residual_layernorm_equals_separate_passes():
+    """residual_ln_rows takes the LayerNorm sums from its residual pass when max|x| <= fast_limit and
+    recomputes them (checked) above it: both give residual_add_rows + ln_bits_rows, bit for bit, also on
+    rows at the limit, past it, and whose E*S2 + eps overflows."""
+    rng = np.random.default_rng(5)
+    e, eps, shift = 70, 7, 4
+    lim = fast_ops.fast_limit(e, eps)
+    x = rng.integers(-8, 9, (6, e)).astype(np.int32)
+    x[1, 3], x[2, 5], x[3] = lim, -lim - 1, 2 ** 31 - 1          # at the edge, past it, an overflowing row
+    x[4] = 5                                                       # E*x - S1 = 0: an off-by-one in S1 flips bits
+    acc = rng.integers(-64, 64, (6, e)).astype(np.int32)
+    acc[1:5] = 0                                                   # rq(0) = (bias + half) >> shift = 0 below
+    mult, bias = np.int64(3), np.zeros(e, np.int64)
+    sign, thr = rng.integers(-1, 2, e).astype(np.int8), rng.integers(-2 ** 15, 2 ** 15, e)
+    bits = np.zeros((6, 2), np.uint64)
+    out, bad, _, ln_bad = fast_ops.residual_ln_rows(x, acc, mult, bias, shift, sign, thr, np.int64(16), eps, lim, bits)
+    want, want_bad, _ = fast_ops.residual_add_rows(x, acc, mult, bias, shift)
+    want_bits = np.zeros((6, 2), np.uint64)
+    want_ln_bad = fast_ops.ln_bits_rows(want, sign, thr, np.int64(16), eps, lim, want_bits)
+    assert bad == want_bad == -1 and ln_bad == want_ln_bad == 3 and np.array_equal(out, want)
+    keep = [0, 1, 2, 4, 5]                                        # a bad row's bits are meaningless
+    assert np.array_equal(bits[keep], want_bits[keep])
+    assert np.array_equal(unpack_bits(bits[keep], e), golden_ops.ln_bits(want[keep], sign, thr, 16, eps, "n"))
 
 
 def test_ln_bits_on_unvalidated_parameters_match_golden():
@@ -322,3 +365,21 @@ def test_forward_batch_reports_the_same_overflow_as_forward(small):
     with pytest.raises(errors.IntegerOverflowError) as eb:
         fast.forward_batch(bad, x, threads=3)
     assert str(eb.value) == str(eg.value)
+
+
+def test_cache_key_covers_the_linked_modules(tmp_path):
+    """fast_ops.cache_depends_on: the cache key of a caller changes with the source of a listed callee
+    module (Numba alone keys on the caller's file: an edited callee would run stale from the cache)."""
+    from types import SimpleNamespace
+    callee = tmp_path / "callee.py"
+
+    def stamp(text: str):
+        callee.write_text(text)
+        disp = SimpleNamespace(_cache=SimpleNamespace(_cache_file=SimpleNamespace(_source_stamp=b"own file")))
+        fast_ops.cache_depends_on(disp, SimpleNamespace(__file__=str(callee)))
+        return disp._cache._cache_file._source_stamp
+
+    assert stamp("x = 1\n") == stamp("x = 1\n") != stamp("x = 2\n") != b"own file"
+    fast_ops.cache_depends_on(SimpleNamespace(), SimpleNamespace(__file__=str(callee)))   # no cache: no-op
+    from gsbsim.engine import fast_block
+    assert isinstance(fast_block.gsb_requant_block._cache._cache_file._source_stamp, str)   # applied

@@ -223,6 +223,11 @@ for m, n, k in ((197, 576, 192), (5, 61, 449), (3, 16, 1536), (1, 7, 64)):
     assert np.array_equal(kn.and_gemm(a, w), cv.and_dot(a, w)), (m, n, k)
 asm = _tiled_gemm_asm()
 assert "zmm" not in asm and re.search(r"vpshufb\\s+%ymm", asm), "not AVX2 code"
+from gsbsim.format.random_model import random_images, random_model
+from tests.support.engines import assert_same
+for stat in ("row", "image"):    # the whole fast path (padded softmax rows, fused block) == golden
+    m = random_model(rng, embed_dim=64, num_heads=1, mlp_hidden=96, img_size=16, mask_stat=stat)
+    assert_same(m, random_images(rng, m, 2))
 print("ok")
 """
 
@@ -230,7 +235,8 @@ print("ok")
 @pytest.mark.slow
 def test_gemms_on_an_avx2_only_target(tmp_path):
     """The same kernels compiled for an AVX2-only CPU (Numba told so; the code runs on this one):
-    the 2 x 2 tile, ymm registers and the nibble-table popcount, the same integers."""
+    the 2 x 2 tile, ymm registers and the nibble-table popcount, the same integers; and the whole
+    fast path equals the golden one there."""
     import os
     import subprocess
     import sys

@@ -2,7 +2,9 @@
 
 Same signature, trace names, dtypes and values as ``gsbsim.engine.golden.forward`` (see its
 docstring for the trace table). The batch is processed layer by layer with all tokens of
-all images stacked as rows, one jitted call per layer:
+all images stacked as rows. Untraced and unprofiled, the gsb method with requant post-linears
+runs one jitted call per block (``fast_block.gsb_requant_block``: no Python between its
+layers); otherwise (traces, profile, other methods) one jitted call per layer:
 
 * the binary linears are ``kernels.xnor_into`` / ``and_into`` on weights transposed to
   [W, N] once per forward; each residual requantization is fused with the LayerNorm ->
@@ -13,6 +15,8 @@ all images stacked as rows, one jitted call per layer:
   attention planes, and gets the GSB context from ``kernels.context_head`` (a walk over
   the set bits of the sparse attention planes, or popcounts when they are dense; the
   ``context_method`` variable forces one), then packs the proj input bits;
+* the softmax rows of A are padded to whole 64-bit words, so every attention plane word is
+  one vector compare;
 * the 8-bit patch embedding is an exact float32 BLAS product (every partial sum is an
   integer of at most 2^14 * Cin*P^2 <= 2^24; float64 when Cin*P^2 > 1024).
 
@@ -40,7 +44,8 @@ from gsbsim.engine.errors import U_OVERFLOW, Z_OVERFLOW
 from gsbsim.engine.fast_act import act_unit_rows
 from gsbsim.engine.fast_didb import hfsc_diba_batch
 from gsbsim.engine.fast_attention import ATTENTION_PHASES, gsb_attention_batch
-from gsbsim.engine.fast_ops import embed_rows, fast_limit, head_input_rows, head_logit_rows, ln_bits_rows, raise_overflow, residual_add_rows, residual_ln_rows, transposed, unpack
+from gsbsim.engine import fast_block
+from gsbsim.engine.fast_ops import embed_rows, fast_limit, float_weights, head_input_rows, head_logit_rows, ln_bits_rows, raise_overflow, residual_add_rows, residual_ln_rows, transposed, unpack
 
 
 #: how the GSB context is computed: "auto" (per head, the cheaper of the two), "sparse"
@@ -53,7 +58,7 @@ LINEARS = ("qkv", "proj", "fc1", "fc2")
 class _Run:
     """One forward pass over a batch: X [B*N, E] int32 flows through the blocks.
 
-    With `prof` (a dict), the seconds of each stage are added to prof[stage name]; the
+    With `prof` (a dict), the CPU seconds of each stage are added to prof[stage name]; the
     attention's phases are apportioned from the cycle counts the jitted call returns.
     """
 
@@ -78,11 +83,11 @@ class _Run:
             self.out[name] = make()
 
     def tick(self) -> float:
-        return time.perf_counter() if self.prof is not None else 0.0
+        return time.thread_time() if self.prof is not None else 0.0
 
     def tock(self, name: str, start: float) -> None:
         if self.prof is not None:
-            self.prof[name] = self.prof.get(name, 0.0) + time.perf_counter() - start
+            self.prof[name] = self.prof.get(name, 0.0) + time.thread_time() - start
 
     def ln(self, x: np.ndarray, blk: dict, name: str, where: str) -> np.ndarray:
         t = self.tick()
@@ -135,7 +140,7 @@ class _Run:
         k = c * p * p
         ftype = np.float32 if k <= 1024 else np.float64
         xp = images.reshape(b, c, g, p, g, p).transpose(0, 2, 4, 1, 3, 5).reshape(b * g * g, k).astype(ftype)
-        acc = (xp @ a["patch.weight"].T.astype(ftype)).astype(np.int32)
+        acc = (xp @ float_weights(a["patch.weight"], ftype)).astype(np.int32)
         x, bad, val = embed_rows(acc, a["patch.mult"], a["patch.bias"], a["pos"], a["tokens"], self.sh["patch"], b)
         if bad >= 0:
             raise_overflow("embed", RESID_OVERFLOW, bad, (b, self.n, self.e), val)
@@ -153,7 +158,7 @@ class _Run:
                          blk["att_bias"], sh["prob"], sh["recip"], np.int64(blk["a.thr1"]), blk["ctx.scale"],
                          blk["proj.in_thr"], self.trace, self.av_strategy, self.ticks)
         if self.prof is not None:
-            spent = time.perf_counter() - t
+            spent = time.thread_time() - t
             phases = self.ticks - before
             for name, cycles in zip(ATTENTION_PHASES, phases):
                 self.prof[name] = self.prof.get(name, 0.0) + spent * cycles / max(int(phases.sum()), 1)
@@ -219,6 +224,34 @@ class _Run:
         self.rec(p + "resid2", lambda: x2.reshape(shape))
         return x2, next_bits
 
+    def fused_block(self, i: int, x: np.ndarray, a_bits: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """``block`` for the gsb method with requant post-linears, untraced and unprofiled: one jitted call
+        (fast_block.gsb_requant_block); its overflow stage is raised here with the golden path's message."""
+        m, a, sh = self.m, self.m.arrays, self.sh
+        p = f"blocks.{i}."
+        has_next = i + 1 < m.depth
+        nxt = f"blocks.{i + 1}." if has_next else p
+        if a_bits is None:
+            a_bits = np.empty((0, n_words(self.e)), dtype=np.uint64)
+        x2, bits, stage, flat, val = fast_block.gsb_requant_block(
+            x, a_bits, self.n, m.num_heads, a[p + "ln1.sign"], a[p + "ln1.thr"], transposed(a[p + "qkv.weight"]),
+            a[p + "q.thr"], a[p + "k.thr"], a[p + "v.offset"], np.int64(1) << np.int64(sh["value"]), self.ratios,
+            self.image_stat, a[p + "exp_lut"], a[p + "att_bias"], sh["prob"], sh["recip"], np.int64(a[p + "a.thr1"]),
+            a[p + "ctx.scale"], a[p + "proj.in_thr"], self.av_strategy, transposed(a[p + "proj.weight"]),
+            np.int64(a[p + "proj.mult"]), a[p + "proj.bias"], sh["resid"], a[p + "ln2.sign"], a[p + "ln2.thr"],
+            transposed(a[p + "fc1.weight"]), a[p + "fc1.thr_hi"], a[p + "fc1.thr_lo"], transposed(a[p + "fc2.weight"]),
+            np.int64(a[p + "fc2.mult"]), a[p + "fc2.bias"], a[nxt + "ln1.sign"], a[nxt + "ln1.thr"], has_next,
+            self.ln_shift, self.eps, self.fast_lim, self.ticks)
+        if stage != fast_block.OK:
+            rows, elems = (self.b, self.n), (self.b, self.n, self.e)
+            where, what, shape = {fast_block.LN1: (p + "ln1", LN_OVERFLOW, rows),
+                                  fast_block.PROJ_RESID: (p + "proj", RESID_OVERFLOW, elems),
+                                  fast_block.LN2: (p + "ln2", LN_OVERFLOW, rows),
+                                  fast_block.FC2_RESID: (p + "fc2", RESID_OVERFLOW, elems),
+                                  fast_block.NEXT_LN1: (nxt + "ln1", LN_OVERFLOW, rows)}[stage]
+            raise_overflow(where, what, flat, shape, val if what == RESID_OVERFLOW else None)
+        return x2, (bits if has_next else None)
+
     def next_ln1(self, i: int) -> dict:
         a = self.m.arrays
         return {"ln1.sign": a[f"blocks.{i}.ln1.sign"], "ln1.thr": a[f"blocks.{i}.ln1.thr"]}
@@ -228,8 +261,10 @@ class _Run:
         self.rec("input", lambda: images)
         x = self.patch_embed(images)
         bits = None
+        fused = (not self.trace and self.prof is None and m.features.post_linear == "requant"
+                 and m.features.attention == "gsb")
         for i in range(m.depth):
-            x, bits = self.block(i, x, bits)
+            x, bits = (self.fused_block if fused else self.block)(i, x, bits)
         t = self.tick()
         qs = []
         for tok, norm in ((0, "norm"), (1, "head_dist_norm")):
@@ -352,17 +387,21 @@ def _one_blas_thread():
 
 
 def forward_profiled(model: IntModel, images: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-    """Logits as ``forward``, and the seconds spent per stage (wall clock, this call).
+    """Logits as ``forward``, and the seconds spent per stage (this thread's CPU time, this call: on a
+    shared machine wall-clock stages also count other jobs' time slices).
 
     Stages: patch embedding, layernorm -> bits, the four binary linears, the attention
-    phases (ATTENTION_PHASES), fc1 thresholds, residual requant, final norm + heads,
-    weight layout; "other" is the rest (Python glue, allocation).
+    phases (ATTENTION_PHASES, apportioned by their cycle counts), fc1 thresholds, residual
+    requant, final norm + heads, weight layout; "other" is the rest (Python glue, allocation).
+    The stages are timed on the per-layer path (one jitted call per layer, Python between them);
+    ``forward`` runs the same kernels with one jitted call per block (fast_block), so its glue is
+    smaller than "other" here.
     """
     images = check_images(model, images)
     prof: dict[str, float] = {}
-    start = time.perf_counter()
+    start = time.thread_time()
     logits = _Run(model, images, False, prof).run(images)
-    prof["other"] = max(0.0, time.perf_counter() - start - sum(prof.values()))
+    prof["other"] = max(0.0, time.thread_time() - start - sum(prof.values()))
     return logits, prof
 
 

@@ -8,7 +8,8 @@ from numba import njit
 
 from gsbsim.engine.kernels import context_head, context_workspace, pack_bits_at, pack_row
 from gsbsim.engine.popcnt import cycle_counter, ge_word, popcount64
-from gsbsim.engine.fast_ops import INLINE, JIT
+from gsbsim.engine import fast_ops, kernels, popcnt
+from gsbsim.engine.fast_ops import INLINE, JIT, cache_depends_on
 
 
 #: the phases of ``gsb_attention_batch`` that ``forward_profiled`` reports separately
@@ -83,32 +84,25 @@ def _split_image(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, ima
 
 
 @njit(**INLINE)
-def _plane_row(arow, thr, planes_h, counts_h, a, i):
-    """Plane a, row i: planes_h[a, i] = packed (arow >= thr) (one threshold for the row, pads 0) and
-    counts_h[a, i] its popcount, stored by index (slices of planes_h per row cost ~30 % of the softmax)."""
-    n = arow.shape[0]
-    full = n // 64
+def _plane_words(af, base, wn, last, thr, planes_h, counts_h, a, i):
+    """Plane a, row i: planes_h[a, i] = packed (af[base + t] >= thr) for the wn*64 entries of a padded A
+    row, the pad bits cleared by the mask `last` of the last word's keys (pads hold INT64_MIN, but
+    thr may be INT64_MIN too), and counts_h[a, i] its popcount. Padding makes every word one vector
+    compare (ge_word): the last partial word's scalar loop cost as much as the full words."""
     c = 0
-    for w in range(full):
-        word = ge_word(arow, w * 64, thr, 0)
+    for w in range(wn):
+        word = ge_word(af, base + w * 64, thr, 0)
+        if w == wn - 1:
+            word &= last
         planes_h[a, i, w] = word
-        c += popcount64(word)
-    if n > full * 64:
-        base = full * 64
-        word = np.uint64(0)
-        for b in range(n - base):
-            word |= np.uint64(arow[base + b] >= thr) << np.uint64(b)
-        planes_h[a, i, full] = word
         c += popcount64(word)
     counts_h[a, i] = c
 
 
 @njit(**INLINE)
-def _mask_row(arow, amax, ratios, planes_h, counts_h, i):
-    """§5 mask planes of row i, M_k = 256*A > r_k*amax (<=> A >= floor(r_k*amax/256) + 1), and their
-    popcounts."""
-    for kk in range(ratios.shape[0]):
-        _plane_row(arow, ((ratios[kk] * amax) >> 8) + 1, planes_h, counts_h, kk + 1, i)
+def _last_word_mask(n):
+    """The bits of the last word of a packed row of n >= 1 keys that are keys (not pads)."""
+    return (~np.uint64(0)) >> np.uint64((64 - n % 64) % 64)
 
 
 @njit(**INLINE)
@@ -132,33 +126,47 @@ def probabilities_row(ebuf, r, half, ush, brow, arow):
 
 
 @njit(**JIT)
-def _softmax_head(qh, kh, d, exp_lut, bias, shift, one_r, thr1, ratios, image_stat, a_out, planes_h, counts_h,
+def _softmax_head(qh, kt, d, exp_lut, bias, shift, one_r, thr1, ratios, image_stat, a_out, planes_h, counts_h,
                   scores, b, h, trace, rowmax, pcs, ebuf):
-    """§4 scores and §5 softmax and planes of one head: A = P + att_bias into a_out int64 [N, N]
-    (or [1, N], one row reused, when A is not kept), the planes packed along keys into
-    planes_h [G, N, W(N)] with their popcounts counts_h [G, N], and the row maxima. With the
-    image statistic only b1 is packed here (the masks need the maximum over all heads:
-    _mask_planes_head).
+    """§4 scores and §5 softmax and planes of one head: A = P + att_bias into a_out int64 [N|1, W(N)*64]
+    (rows padded with INT64_MIN; one row reused when A is not kept), the planes packed along keys into
+    planes_h [G, N, W(N)] with their popcounts counts_h [G, N], and the row maxima. With the image
+    statistic only b1 is packed here (the masks need the maximum over all heads: _mask_planes_head).
+    kt = K bits transposed, [W(d), N], so the popcounts of a query against all keys are one
+    contiguous vector loop.
 
     m_j = (smax - sc_j)/2 is popcount_j - min popcount: one table lookup e_j = exp_lut[m_j]
     per key (unsigned index: no wraparound code), one reciprocal per row, then vector
-    arithmetic; the planes are packed while the row is in L1.
+    arithmetic; the planes are packed while the row is in L1. Rows are addressed by flat
+    unsigned offsets: a slice per row costs atomic reference counting.
     """
     n, wd = qh.shape
+    wn = a_out.shape[1] // 64
     half = np.uint64(1) << np.uint64(shift - 1)
     ush = np.uint64(shift)
+    kf = kt.reshape(-1)
+    qf = qh.reshape(-1)
+    bf = bias.reshape(-1)
+    af = a_out.reshape(-1)
+    keep = a_out.shape[0] > 1
+    un = np.uint64(n)
+    last = _last_word_mask(n)
     for i in range(n):
-        q = qh[i]
-        x = q[0]
+        x = qf[i * wd]
+        pmin = np.int64(64 * wd)
         for t in range(n):
-            pcs[t] = popcount64(x ^ kh[t, 0])
-        for w in range(1, wd):
-            x = q[w]
+            p = popcount64(x ^ kf[t])
+            pcs[t] = p
+            pmin = min(pmin, p)
+        if wd > 1:
+            for w in range(1, wd):
+                x = qf[i * wd + w]
+                kw = np.uint64(w) * un
+                for t in range(n):
+                    pcs[t] += popcount64(x ^ kf[kw + np.uint64(t)])
+            pmin = pcs[0]
             for t in range(n):
-                pcs[t] += popcount64(x ^ kh[t, w])
-        pmin = pcs[0]
-        for t in range(n):
-            pmin = min(pmin, pcs[t])
+                pmin = min(pmin, pcs[t])
         if trace:
             for t in range(n):
                 scores[b, h, i, t] = np.int32(d - 2 * pcs[t])
@@ -167,8 +175,9 @@ def _softmax_head(qh, kh, d, exp_lut, bias, shift, one_r, thr1, ratios, image_st
             e = exp_lut[np.uint64(pcs[t] - pmin)]
             ebuf[t] = e
             z += e
-        arow = a_out[i if a_out.shape[0] > 1 else 0]      # one row buffer when A is not kept
-        probabilities_row(ebuf, one_r // z, half, ush, bias[i], arow)
+        abase = i * a_out.shape[1] if keep else 0
+        arow = af[abase:abase + n]
+        probabilities_row(ebuf, one_r // z, half, ush, bf[i * n:(i + 1) * n], arow)
         amax = arow[0]
         for t in range(n):
             amax = max(amax, arow[t])
@@ -176,14 +185,19 @@ def _softmax_head(qh, kh, d, exp_lut, bias, shift, one_r, thr1, ratios, image_st
         # b1, then (row statistic) the masks: one loop, so one inlined copy of the packing
         for a in range(1 if image_stat else ratios.shape[0] + 1):
             thr = thr1 if a == 0 else ((ratios[a - 1] * amax) >> 8) + 1
-            _plane_row(arow, thr, planes_h, counts_h, a, i)
+            _plane_words(af, abase, wn, last, thr, planes_h, counts_h, a, i)
 
 
 @njit(**JIT)
 def _mask_planes_head(a_h, amax, ratios, planes_h, counts_h):
-    """The image statistic's mask planes of one head (after every head's softmax) and counts."""
+    """The image statistic's mask planes of one head (after every head's softmax) and counts; a_h int64
+    [N, W(N)*64] padded rows."""
+    wn = a_h.shape[1] // 64
+    af = a_h.reshape(-1)
+    last = _last_word_mask(planes_h.shape[1])       # N keys (= N queries)
     for i in range(a_h.shape[0]):
-        _mask_row(a_h[i], amax, ratios, planes_h, counts_h, i)
+        for kk in range(ratios.shape[0]):
+            _plane_words(af, i * a_h.shape[1], wn, last, ((ratios[kk] * amax) >> 8) + 1, planes_h, counts_h, kk + 1, i)
 
 
 @njit(**JIT)
@@ -211,7 +225,8 @@ def gsb_attention_batch(acc, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, 
     vq = np.empty((tb, heads, n_tok, d), dtype=np.int64)
     codes = np.empty((b_n, heads, n_tok, d), dtype=np.uint8)
     scores = np.empty((b_n if trace else 0, heads, n_tok, n_tok), dtype=np.int32)
-    probs = np.empty((tb, heads, keep_rows, n_tok), dtype=np.int64)
+    probs = np.full((tb, heads, keep_rows, wn * 64), np.int64(-2 ** 63), dtype=np.int64)   # padded rows
+    kt = np.empty((wd, n_tok), dtype=np.uint64)
     planes = np.zeros((b_n, heads, g, n_tok, wn), dtype=np.uint64)
     ctx = np.empty((rows, e), dtype=np.int64)
     pin = np.zeros((rows, (e + 63) // 64), dtype=np.uint64)
@@ -231,7 +246,10 @@ def gsb_attention_batch(acc, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, 
                      q[b], k[b], vq[s], codes[b], tmp)
         c1 = cycle_counter()
         for h in range(heads):
-            _softmax_head(q[b, h], k[b, h], d, exp_lut, att_bias[h], shift, one_r, thr1, ratios, image_stat,
+            for t in range(n_tok):
+                for w in range(wd):
+                    kt[w, t] = k[b, h, t, w]
+            _softmax_head(q[b, h], kt, d, exp_lut, att_bias[h], shift, one_r, thr1, ratios, image_stat,
                           probs[s, h], planes[b, h], counts[h], scores, b, h, trace, rowmax[h], pcs, ebuf)
         if image_stat:
             amax = rowmax[0, 0]
@@ -250,4 +268,8 @@ def gsb_attention_batch(acc, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, 
         ticks[1] += c2 - c1
         ticks[2] += c3 - c2
         ticks[3] += cycle_counter() - c3
-    return q, k, vq, codes, scores, probs, planes, ctx, pin
+    return q, k, vq, codes, scores, probs[:, :, :, :n_tok], planes, ctx, pin
+
+
+# the GSB context and the packing helpers are linked into this function's cached code
+cache_depends_on(gsb_attention_batch, kernels, popcnt, fast_ops)

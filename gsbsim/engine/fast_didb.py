@@ -9,7 +9,8 @@ import numpy as np
 from numba import njit
 
 from gsbsim.engine.fast_attention import probabilities_row
-from gsbsim.engine.fast_ops import INLINE, JIT
+from gsbsim.engine import fast_attention, fast_ops, kernels, popcnt
+from gsbsim.engine.fast_ops import INLINE, JIT, cache_depends_on
 from gsbsim.engine.kernels import context_head, context_workspace, pack_row
 from gsbsim.engine.popcnt import popcount64
 
@@ -244,3 +245,7 @@ def hfsc_diba_batch(zq, n_tok, grid, heads, q_low, q_high, k_low, k_high, v_off,
         for r in range(r0, r0 + n_tok):
             pack_row(ctx[r], in_thr, in_thr, False, pin[r])
     return ql, qh, kl, kh, vq, codes, sc_low, sc_high, hfsc, probs, planes, lap, ctx, pin
+
+
+# the softmax helpers, the GSB context and the packing helpers are linked into this function's cached code
+cache_depends_on(hfsc_diba_batch, fast_attention, kernels, popcnt, fast_ops)

@@ -3,6 +3,7 @@ integer square root, the patch embedding's requantization, the residual add fuse
 the heads; and the small helpers every fast module shares (jit options, overflow raising, unpacking)."""
 from __future__ import annotations
 
+import hashlib
 import math
 import weakref
 
@@ -16,6 +17,23 @@ from gsbsim.engine.kernels import weight_layout
 
 
 JIT = dict(cache=True, nogil=True, boundscheck=False)
+
+
+def cache_depends_on(dispatcher, *modules) -> None:
+    """Key the on-disk cache of a jitted function on the source of `modules` too (sha256 of their files).
+
+    Numba keys a cached function on its own file only, but a caller's cached code contains its
+    callees from other modules: after editing a callee, the caller would load the old code. With this,
+    an edit of any listed module recompiles the caller. (Numba's private cache attributes: without
+    them, nothing changes.)"""
+    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    if cache_file is None or not hasattr(cache_file, "_source_stamp"):
+        return
+    digest = hashlib.sha256(repr(cache_file._source_stamp).encode())
+    for module in modules:
+        with open(module.__file__, "rb") as f:
+            digest.update(f.read())
+    cache_file._source_stamp = digest.hexdigest()
 INLINE = dict(inline="always", nogil=True, boundscheck=False)
 LN_LIMIT = np.int64(errors.LN_LIMIT)
 I32_MIN, I32_MAX = np.int64(errors.INT32_MIN), np.int64(errors.INT32_MAX)
@@ -107,13 +125,29 @@ def _ln_params(sign, thr):
 
 
 @njit(**INLINE)
+def _ln_words(x, s1s, sigmas, sign, thr, ln_shift, out):
+    """The packed LayerNorm bits of every row of X from its (S1, sigma): all rows' full words, then all
+    rows' last partial word (in the loop above it slows every word). (Both sides of the comparisons
+    into two rows packed by popcnt.ge_word measured no faster: the loop vectorises as it is.)"""
+    m_n, e = x.shape
+    lp = _ln_params(sign, thr)
+    full = e // 64
+    for m in range(m_n):
+        row = x[m]
+        for w in range(full):
+            out[m, w] = _ln_word(row, s1s[m], sigmas[m], sign, thr, lp, ln_shift, w * 64, 64)
+    if e > full * 64:
+        for m in range(m_n):
+            out[m, full] = _ln_word(x[m], s1s[m], sigmas[m], sign, thr, lp, ln_shift, full * 64, e - full * 64)
+
+
+@njit(**INLINE)
 def _ln_rows(x, sign, thr, ln_shift, eps, fast_lim, out):
     """§3 on every row of X into packed bits out; returns the first row whose E*S2 + eps reaches 2^62
     (otherwise sigma < 2^31: spec §1), or -1. Two passes: all rows' (S1, sigma), then all rows' words
     (a bad row's bits are meaningless: the caller raises). Measured 3x faster than one fused pass per row, where
     LLVM gives up on vectorising the word loop."""
-    m_n, e = x.shape
-    lp = _ln_params(sign, thr)
+    m_n = x.shape[0]
     s1s = np.empty(m_n, dtype=np.int64)
     sigmas = np.empty(m_n, dtype=np.int64)
     bad = -1
@@ -121,14 +155,7 @@ def _ln_rows(x, sign, thr, ln_shift, eps, fast_lim, out):
         s1s[m], sigmas[m] = _ln_stats(x[m], eps, fast_lim)
         if sigmas[m] < 0 and bad < 0:
             bad = m
-    full = e // 64
-    for m in range(m_n):
-        row = x[m]
-        for w in range(full):
-            out[m, w] = _ln_word(row, s1s[m], sigmas[m], sign, thr, lp, ln_shift, w * 64, 64)
-    if e > full * 64:      # the last, partial word: its own loop (in the loop above it slows every word)
-        for m in range(m_n):
-            out[m, full] = _ln_word(x[m], s1s[m], sigmas[m], sign, thr, lp, ln_shift, full * 64, e - full * 64)
+    _ln_words(x, s1s, sigmas, sign, thr, ln_shift, out)
     return bad
 
 
@@ -218,19 +245,59 @@ def residual_add_rows(x, acc, mult, bias, shift):
     return out, -1, np.int64(0)
 
 
+@njit(**INLINE)
+def _residual_stats_row(xr, ar, mult, bias, half, sh, orow):
+    """orow = X + rq(acc, mult, bias[o], shift) as int32 and, in the same pass, the (min, max) of the
+    int64 values and their S1, S2 (wrapping int64 sums) and max |v|: when min and max are in int32
+    these are the stored row's LayerNorm sums (exact when max |v| <= fast_limit)."""
+    lo = np.int64(2 ** 63 - 1)
+    hi = np.int64(-2 ** 63)
+    s1 = np.int64(0)
+    s2 = np.int64(0)
+    big = np.int64(0)
+    for o in range(orow.shape[0]):
+        v = np.int64(xr[o]) + ((np.int64(ar[o]) * mult + bias[o] + half) >> sh)
+        orow[o] = np.int32(v)
+        lo = min(lo, v)
+        hi = max(hi, v)
+        s1 += v
+        s2 += v * v
+        big = max(big, abs(v))
+    return lo, hi, s1, s2, big
+
+
 @njit(**JIT)
 def residual_ln_rows(x, acc, mult, bias, shift, sign, thr, ln_shift, eps, fast_lim, bits):
-    """residual_add_rows, then §3 of the next LayerNorm on the new rows.
+    """residual_add_rows, then §3 of the next LayerNorm on the new rows: the residual, its int32 check
+    and the LayerNorm sums in one pass per row, then the bits of all rows.
 
     Returns (X int32 [M, E], first bad flat index of the residual or -1, its value, first
     LayerNorm-overflow row or -1). A residual overflow anywhere wins (layers are checked in
     order over the whole batch): the LayerNorm then covers only the rows before it.
     """
-    out, bad, val = residual_add_rows(x, acc, mult, bias, shift)
-    if bad < 0:
-        return out, bad, val, _ln_rows(out, sign, thr, ln_shift, eps, fast_lim, bits)
-    m = bad // x.shape[1]   # the overflowing row: the LayerNorm covers the rows before it
-    return out, bad, val, _ln_rows(out[:m], sign, thr, ln_shift, eps, fast_lim, bits[:m])
+    m_n, e = x.shape
+    out = np.empty((m_n, e), dtype=np.int32)
+    s1s = np.empty(m_n, dtype=np.int64)
+    sigmas = np.empty(m_n, dtype=np.int64)
+    half = np.int64(1) << np.int64(shift - 1)
+    sh = np.int64(shift)
+    ln_bad = -1
+    for m in range(m_n):
+        lo, hi, s1, s2, big = _residual_stats_row(x[m], acc[m], mult, bias, half, sh, out[m])
+        if lo < I32_MIN or hi > I32_MAX:
+            vals = np.empty(e, dtype=np.int64)
+            _residual_row(x[m], acc[m], mult, bias, half, sh, vals, out[m])
+            o = _first_outside_int32(vals)
+            return out, m * e + o, vals[o], _ln_rows(out[:m], sign, thr, ln_shift, eps, fast_lim, bits[:m])
+        if big <= fast_lim:       # E^2 * max|x|^2 + eps < 2^62: the wrapping sums did not wrap
+            s1s[m] = s1
+            sigmas[m] = _isqrt(e * s2 - s1 * s1 + eps)
+        else:
+            s1s[m], sigmas[m] = _ln_stats(out[m], eps, fast_lim)
+        if sigmas[m] < 0 and ln_bad < 0:
+            ln_bad = m
+    _ln_words(out, s1s, sigmas, sign, thr, ln_shift, bits)
+    return out, -1, np.int64(0), ln_bad
 
 
 @njit(**JIT)
@@ -287,21 +354,33 @@ def unpack(words: np.ndarray, k: int) -> np.ndarray:
     return unpack_bits(words, k).astype(np.uint8)
 
 
-_LAYOUTS: dict[int, tuple[weakref.ref, np.ndarray]] = {}
+_LAYOUTS: dict[tuple[int, str], tuple[weakref.ref, np.ndarray]] = {}
+
+
+def _derived(w: np.ndarray, kind: str, make) -> np.ndarray:
+    """make(w), made once per (weight array object, kind) and kept while w lives. The array is made
+    read-only when cached, so a later in-place change raises instead of running stale weights."""
+    key = (id(w), kind)
+    hit = _LAYOUTS.get(key)
+    if hit is not None and hit[0]() is w:
+        return hit[1]
+    out = make(w)
+    try:
+        ref = weakref.ref(w, lambda _, key=key: _LAYOUTS.pop(key, None))
+    except TypeError:          # not weak-referenceable (never for an ndarray): no cache
+        return out
+    w.flags.writeable = False
+    _LAYOUTS[key] = (ref, out)
+    return out
 
 
 def transposed(w: np.ndarray) -> np.ndarray:
-    """kernels.weight_layout(w) (transposed, 64-byte aligned), made once per weight array object and kept
-    while it lives: a forward pass no longer re-lays 48 matrices out. The array is made read-only when
-    cached, so a later in-place change raises instead of running stale weights."""
-    hit = _LAYOUTS.get(id(w))
-    if hit is not None and hit[0]() is w:
-        return hit[1]
-    w_t = weight_layout(w)
-    try:
-        ref = weakref.ref(w, lambda _, key=id(w): _LAYOUTS.pop(key, None))
-    except TypeError:          # not weak-referenceable (never for an ndarray): no cache
-        return w_t
-    w.flags.writeable = False
-    _LAYOUTS[id(w)] = (ref, w_t)
-    return w_t
+    """kernels.weight_layout(w) (transposed, 64-byte aligned), made once per weight array (_derived): a
+    forward pass no longer re-lays 48 matrices out."""
+    return _derived(w, "layout", weight_layout)
+
+
+def float_weights(w: np.ndarray, ftype) -> np.ndarray:
+    """The patch embedding's int8 weights [E, K] as ftype [K, E] for the BLAS product, made once per
+    weight array (_derived; ~0.1 ms per forward pass before)."""
+    return _derived(w, np.dtype(ftype).name, lambda v: np.ascontiguousarray(v.T.astype(ftype)))

@@ -385,7 +385,7 @@ def _value_lut(scale):
 
 @njit(**_INLINE)
 def _value_table(codes, lut, y, ysum, need_sum):
-    """Y[a*N + t, j] = lut[a, codes[t, j]] and (where need_sum[a]) ysum[a] = sum_t Y[a*N + t]
+    """Y[a*N + t, j] = lut[a, codes[t, j]] (computed, not looked up) and (where need_sum[a]) ysum[a] = sum_t Y[a*N + t]
     (codes uint8[N, D]; y [G*N + 1, >= D] and ysum [G, >= D], int32 or int64: the caller
     checks the values fit). Lanes j >= D and the last row of y (the zero row that pads the
     walk's row lists) are left as they are: zero."""
@@ -396,13 +396,27 @@ def _value_table(codes, lut, y, ysum, need_sum):
     cf = codes.reshape(-1)
     for a in range(g):
         la = lut[a]
+        # G <= 3: lut[a, c] as arithmetic on the code's bits, which vectorises (a lookup per element
+        # does not): mag = s_0 + bit_1(c)*s_1 + bit_2(c)*s_2 with s_0 = lut[a, 1], s_k = lut[a, 1 | 2^k]
+        # - s_0, negated when the sign bit is 0; equal to the lut mod 2^64 (so also in an int32 table)
+        s0 = la[1]
+        s1 = la[3] - s0 if g > 1 else np.int64(0)
+        s2 = la[5] - s0 if g > 2 else np.int64(0)
         for t in range(n):
             # flat unsigned offsets, no slice per table row (reference counts cost more than the row)
             yo = np.uint64((a * n + t) * wide)
             co = np.uint64(t * d)
-            for j in range(d):
-                uj = np.uint64(j)
-                yf[yo + uj] = la[np.uint64(cf[co + uj])]     # unsigned index: no wraparound code
+            if g <= 3:
+                for j in range(d):
+                    uj = np.uint64(j)
+                    c = np.int64(cf[co + uj])
+                    mag = s0 + (-((c >> 1) & 1) & s1) + (-((c >> 2) & 1) & s2)
+                    neg = (c & 1) - 1                                  # -1 where the sign bit is 0
+                    yf[yo + uj] = (mag ^ neg) - neg
+            else:
+                for j in range(d):
+                    uj = np.uint64(j)
+                    yf[yo + uj] = la[np.uint64(cf[co + uj])]     # unsigned index: no wraparound code
         tot = ysum[a]
         tot[:] = 0
         if need_sum[a]:
@@ -565,6 +579,13 @@ def _sparse_is_cheaper(counts, n_keys, w_n, d):
     return sparse <= dense
 
 
+@njit(**_INLINE)
+def _fits_int32(big, g, n_keys):
+    """Every partial sum of a context row is bounded by 2*G*N*max|Y|: when that fits int32, the value
+    table and the sums are int32 (half the memory traffic), exactly."""
+    return big < (2 ** 31 - 1) // (2 * g * n_keys)
+
+
 @njit(**_JIT)
 def context_workspace(scale, n_keys, d):
     """What context_head needs besides the head's planes: the value lookup table of the
@@ -575,8 +596,10 @@ def context_workspace(scale, n_keys, d):
     w_n = (n_keys + 63) // 64
     wide = (d + 7) // 8 * 8
     lut, big = _value_lut(scale)
-    return (lut, big, np.zeros((g * n_keys + 1, wide), dtype=np.int64),
-            np.zeros((g * n_keys + 1, wide), dtype=np.int32),
+    # only the table the walk will use is full size (zeroing the other cost ~0.1 ms per image)
+    fits = _fits_int32(big, g, n_keys)
+    return (lut, big, np.zeros((1 if fits else g * n_keys + 1, wide), dtype=np.int64),
+            np.zeros((g * n_keys + 1 if fits else 1, wide), dtype=np.int32),
             np.zeros((g, wide), dtype=np.int64), np.zeros((g, wide), dtype=np.int32),
             np.empty((2, g * n_keys + 4), dtype=np.int64), np.empty(wide, dtype=np.int64),
             np.empty(wide, dtype=np.int32),
@@ -604,9 +627,7 @@ def context_head(planes, counts, codes, scale, n_keys, out, r0, c0, av_strategy,
             need_sum[a] = False
             for i in range(m_n):
                 need_sum[a] |= 2 * counts[a, i] > n_keys
-        # every partial sum of a row is bounded by 2*G*N*max|Y|: when that fits int32, the
-        # table and the sums are int32 (half the memory traffic), exactly
-        if big < (2 ** 31 - 1) // (2 * g * n_keys):
+        if _fits_int32(big, g, n_keys):
             _value_table(codes, lut, y32, ysum32, need_sum)
             _context_sparse(planes, counts, n_keys, d, y32, ysum32, out, r0, c0, ids[0], ids[1], acc32)
         else:

@@ -1,0 +1,74 @@
+"""One jitted call per block for the gsb method with requant post-linears (the untraced, unprofiled
+forward pass): LayerNorm -> bits, the qkv GEMM, the attention, proj, residual + LayerNorm, fc1,
+its thresholds, fc2 and the residual fused with the next block's LayerNorm, with no Python between
+the layers (per block, the Python glue and the ~10 dispatches of the per-layer path cost ~0.1 ms).
+
+Overflows are returned, not raised: (stage, flat index, value) with the stages below, raised by
+``gsbsim.engine.fast`` with the golden path's messages (the layers are checked in the same order).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from gsbsim.engine import fast_attention, fast_ops, kernels, popcnt
+from gsbsim.engine.fast_attention import gsb_attention_batch
+from gsbsim.engine.fast_ops import JIT, cache_depends_on, ln_bits_rows, residual_add_rows, residual_ln_rows
+from gsbsim.engine.kernels import and_into, pack_2sided_into, xnor_into
+
+#: overflow stages of gsb_requant_block: 0 none, then where the golden path raises, in its order
+OK, LN1, PROJ_RESID, LN2, FC2_RESID, NEXT_LN1 = range(6)
+
+
+@njit(**JIT)
+def gsb_requant_block(x, a_bits, n_tok, heads, ln1_sign, ln1_thr, w_qkv, q_thr, k_thr, v_off, vscale, ratios,
+                      image_stat, exp_lut, att_bias, prob, recip, thr1, ctx_scale, in_thr, av_strategy, w_proj,
+                      proj_mult, proj_bias, resid_shift, ln2_sign, ln2_thr, w_fc1, fc1_hi, fc1_lo, w_fc2, fc2_mult,
+                      fc2_bias, next_sign, next_thr, has_next, ln_shift, eps, fast_lim, ticks):
+    """Block on X int32 [B*N, E] (a_bits: its ln1 bits, or 0 rows to compute them here; weights
+    transposed [W, N]). Returns (X', the next block's ln1 bits (0 rows after the last block),
+    stage, flat index, value): stage OK, or the first overflow (then X' and the bits are not
+    meaningful; flat indexes rows for the LayerNorms, elements for the residuals)."""
+    rows, e = x.shape
+    we = (e + 63) // 64
+    zero = np.int64(0)
+    if a_bits.shape[0] == 0:
+        a_bits = np.empty((rows, we), dtype=np.uint64)
+        bad = ln_bits_rows(x, ln1_sign, ln1_thr, ln_shift, eps, fast_lim, a_bits)
+        if bad >= 0:
+            return x, a_bits, LN1, bad, zero
+    qkv = np.empty((rows, w_qkv.shape[1]), dtype=np.int32)
+    xnor_into(a_bits, w_qkv, e, qkv)
+    att = gsb_attention_batch(qkv, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, image_stat, exp_lut,
+                              att_bias, prob, recip, thr1, ctx_scale, in_thr, False, av_strategy, ticks)
+    proj = np.empty((rows, e), dtype=np.int32)
+    xnor_into(att[8], w_proj, e, proj)
+    m_bits = np.empty((rows, we), dtype=np.uint64)
+    x1, bad, val, ln_bad = residual_ln_rows(x, proj, proj_mult, proj_bias, resid_shift, ln2_sign, ln2_thr,
+                                            ln_shift, eps, fast_lim, m_bits)
+    if bad >= 0:
+        return x1, m_bits, PROJ_RESID, bad, val
+    if ln_bad >= 0:
+        return x1, m_bits, LN2, ln_bad, zero
+    hd = w_fc1.shape[1]
+    f1 = np.empty((rows, hd), dtype=np.int32)
+    xnor_into(m_bits, w_fc1, e, f1)
+    f1b = np.empty((rows, (hd + 63) // 64), dtype=np.uint64)
+    pack_2sided_into(f1, fc1_hi, fc1_lo, f1b)
+    f2 = np.empty((rows, e), dtype=np.int32)
+    and_into(f1b, w_fc2, f2)
+    if has_next:
+        nb = np.empty((rows, we), dtype=np.uint64)
+        x2, bad, val, ln_bad = residual_ln_rows(x1, f2, fc2_mult, fc2_bias, resid_shift, next_sign, next_thr,
+                                                ln_shift, eps, fast_lim, nb)
+        if bad >= 0:
+            return x2, nb, FC2_RESID, bad, val
+        if ln_bad >= 0:
+            return x2, nb, NEXT_LN1, ln_bad, zero
+        return x2, nb, OK, -1, zero
+    x2, bad, val = residual_add_rows(x1, f2, fc2_mult, fc2_bias, resid_shift)
+    return x2, np.empty((0, we), dtype=np.uint64), FC2_RESID if bad >= 0 else OK, bad, val
+
+
+# every layer's code is linked into this function's cached code: an edit of any of them recompiles it
+cache_depends_on(gsb_requant_block, fast_attention, fast_ops, kernels, popcnt)
