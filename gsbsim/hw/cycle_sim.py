@@ -30,7 +30,7 @@ import numpy as np
 
 from gsbsim.hw.process_network import PORTS, Loop, Network, Rep, iterations
 
-__all__ = ["SimResult", "simulate", "analytic_bound"]
+__all__ = ["SimResult", "simulate", "analytic_bound", "size_fifos"]
 
 _LOOP, _REP, _END = 0, 1, 2
 _RUN, _WAIT, _DONE = 0, 1, 2
@@ -39,7 +39,7 @@ _BIG = 1 << 60
 
 @numba.njit(cache=True)
 def _run(ins_kind, ins_a, ins_b, ins_c, io_fifo, io_write, io_p0, io_plen, pat, prog0, prog1,
-         depth, src, in_ptr, in_idx, out_ptr, out_idx, images, max_cycles, jump):
+         depth, src, in_ptr, in_idx, out_ptr, out_idx, gate, images, max_cycles, jump):
     P, F = prog0.shape[0], depth.shape[0]
     wr = np.zeros(F, np.int64)
     rd = np.zeros(F, np.int64)
@@ -63,7 +63,7 @@ def _run(ins_kind, ins_a, ins_b, ins_c, io_fifo, io_write, io_p0, io_plen, pat, 
     st_rd = np.zeros(P, np.int64)
     st_wr = np.zeros(P, np.int64)
     st_pipo = np.zeros(P, np.int64)
-    blk_kind = np.zeros(P, np.int64)   # 1 read empty, 2 write full, 3 PIPO input, 4 PIPO buffer
+    blk_kind = np.zeros(P, np.int64)   # 1 read empty, 2 write full, 3 PIPO input, 4 PIPO buffer, 5 paced input
     blk_what = np.full(P, -1, np.int64)
     done = 0
     t = 0
@@ -73,11 +73,16 @@ def _run(ins_kind, ins_a, ins_b, ins_c, io_fifo, io_write, io_p0, io_plen, pat, 
         progress = False
         io_any = False      # an iteration this cycle touched a FIFO, ended a loop or started a process
         ahead = _BIG        # iterations every running I/O-free loop could go on for
+        paced = _BIG        # the next cycle an input process may take an image (gate > 0)
         for p in range(P):
             if state[p] == _DONE:
                 continue
             if state[p] == _WAIT:
                 i = img[p]
+                if gate[p] > 0 and t < i * gate[p]:
+                    paced = min(paced, i * gate[p])
+                    blk_kind[p] = 5
+                    continue
                 ok = True
                 for k in range(in_ptr[p], in_ptr[p + 1]):
                     q = in_idx[k]
@@ -219,13 +224,16 @@ def _run(ins_kind, ins_a, ins_b, ins_c, io_fifo, io_write, io_p0, io_plen, pat, 
         if done == P:
             break
         if not progress:
+            if paced < _BIG:      # only the paced input waits: go to its next image
+                t = paced
+                continue
             deadlock = True
             break
-        if jump and not io_any and ahead > 0:
+        if jump and not io_any and ahead > 0 and paced > t:
             # nothing a stalled process waits for changed this cycle, and every running process is
             # inside a loop without FIFO access: jump ahead over the cycles until one of them
             # reaches its last iteration (the same outcome as stepping, in one move)
-            s = min(ahead, max_cycles - t)
+            s = min(ahead, max_cycles - t, paced - t)
             for p in range(P):
                 if state[p] == _DONE:
                     continue
@@ -233,7 +241,7 @@ def _run(ins_kind, ins_a, ins_b, ins_c, io_fifo, io_write, io_p0, io_plen, pat, 
                     it[p] += s
                     busy[p] += s
                 elif state[p] == _WAIT:
-                    if img[p] > 0:
+                    if img[p] > 0 and blk_kind[p] != 5:
                         st_pipo[p] += s
                 elif blk_kind[p] == 1:
                     st_rd[p] += s
@@ -315,7 +323,7 @@ def analytic_bound(net: Network) -> dict:
     return {"ii": per[name], "process": name}
 
 
-def _compile(net: Network, depth_cap: int | None, depths: Mapping[str, int]):
+def _compile(net: Network, depth_cap: int | None, depths: Mapping[str, int], pace: int):
     fidx = {fi.name: k for k, fi in enumerate(net.fifos)}
     kind, a, bb, cc = [], [], [], []
     io_fifo, io_write, io_p0, io_plen, pat = [], [], [], [], []
@@ -357,24 +365,27 @@ def _compile(net: Network, depth_cap: int | None, depths: Mapping[str, int]):
     depth = [depths.get(fi.name, fi.depth) for fi in net.fifos]
     depth = [0 if fi.name in PORTS else (min(d, depth_cap) if depth_cap else d) for fi, d in zip(net.fifos, depth)]
     src = [fi.producer is None for fi in net.fifos]
+    readers = {fi.consumer for fi in net.fifos if fi.producer is None}
+    gate = [pace if p.name in readers else 0 for p in net.processes]
     i64 = lambda x: np.asarray(x, np.int64)   # noqa: E731
     return (i64(kind), i64(a), i64(bb), i64(cc), i64(io_fifo), np.asarray(io_write, np.bool_), i64(io_p0),
             i64(io_plen), i64(pat), i64(prog0), i64(prog1), i64(depth), np.asarray(src, np.bool_),
-            i64(in_ptr), i64(in_idx), i64(out_ptr), i64(out_idx)), depth
+            i64(in_ptr), i64(in_idx), i64(out_ptr), i64(out_idx), i64(gate)), depth
 
 
 def simulate(net: Network, images: int = 4, depth_cap: int | None = None, clock_mhz: float = 200.0,
              max_cycles: int | None = None, depths: Mapping[str, int] | None = None,
-             jump: bool = True) -> SimResult:
+             jump: bool = True, pace: int = 0) -> SimResult:
     """Simulate ``images`` images through ``net``: every FIFO at its depth, or ``depths[name]``,
     and at most ``depth_cap`` deep if given.  ``jump``: skip over stretches in which only
-    FIFO-free loops run (same result, faster; False steps every cycle, for the tests)."""
+    FIFO-free loops run (same result, faster; False steps every cycle, for the tests).
+    ``pace`` > 0: the input takes image i no earlier than cycle i * pace (0: whenever it can)."""
     if images < 1:
         raise ValueError(f"images must be at least 1, got {images}")
-    arrays, depth = _compile(net, depth_cap, depths or {})
+    arrays, depth = _compile(net, depth_cap, depths or {}, pace)
     bound = analytic_bound(net)
     total = sum(iterations(p.schedule) for p in net.processes)
-    limit = max_cycles if max_cycles is not None else images * total + 16
+    limit = max_cycles if max_cycles is not None else images * (total + pace) + 16
     (t, dead, start, finish, busy, st_rd, st_wr, st_pipo, bk, bw, state, img, wr, rd,
      occ) = _run(*arrays, images, limit, jump)
     names = [p.name for p in net.processes]
@@ -411,3 +422,17 @@ def _deadlock_report(net: Network, names, state, img, bk, bw, wr, rd, depth) -> 
                         f"(image {int(img[k])})")
     return [f"image {int(min(img[k] for k in range(len(names)) if state[k] != _DONE))}: "
             "DEADLOCK: every process of the dataflow is blocked"] + first + rest
+
+
+def size_fifos(net: Network, images: int = 4) -> tuple[dict[str, int], SimResult]:
+    """FIFO depths that let the network reach its analytic bound, sized as FINN does
+    (InsertAndSetFIFODepths): simulate with unbounded FIFOs, the input paced at one image per
+    bound, and take each FIFO's largest occupancy (at least the default depth 2).  Returns
+    the depths and the paced, unbounded run."""
+    from gsbsim.hw.fifo_depth import DEFAULT_DEPTH
+    pace = analytic_bound(net)["ii"]
+    free = simulate(net, images, depths={fi.name: _BIG for fi in net.fifos if fi.name not in PORTS}, pace=pace)
+    if free.deadlock:   # pragma: no cover - unbounded FIFOs cannot block a write
+        raise RuntimeError("\n".join(free.deadlock))
+    return ({fi.name: max(free.max_occupancy[fi.name], DEFAULT_DEPTH) for fi in net.fifos
+             if fi.name not in PORTS}, free)
