@@ -406,19 +406,21 @@ def _deadlock_report(net: Network, names, state, img, bk, bw, wr, rd, depth) -> 
     for k, n in enumerate(names):
         if state[k] == _DONE:
             continue
+        label = net.processes[k].label   # the name in the top, as the C-simulation reports it
         kind, what = int(bk[k]), int(bw[k])
         if kind in (1, 2):
             fi = net.fifos[what]
             if kind == 2:
-                first.append(f"  process {n}: gsb::stream '{fi.name}': write to a full stream (depth {depth[what]}, "
+                first.append(f"  process {label}: gsb::stream '{fi.name}': write to a full stream (depth {depth[what]}, "
                              f"{int(rd[what])} elements read so far)")
             else:
-                rest.append(f"  process {n}: gsb::stream '{fi.name}': read from an empty stream "
+                rest.append(f"  process {label}: gsb::stream '{fi.name}': read from an empty stream "
                             f"({int(rd[what])} elements read so far)")
         elif kind == 3:
-            rest.append(f"  process {n}: waiting for process {', '.join(net.after(n))} to finish (PIPO)")
+            rest.append(f"  process {label}: waiting for process "
+                        f"{', '.join(net.process(q).label for q in _waited(net, n, names, img))} to finish (PIPO)")
         else:
-            rest.append(f"  process {n}: waiting for process {names[what]} to release a PIPO buffer "
+            rest.append(f"  process {label}: waiting for process {net.processes[what].label} to release a PIPO buffer "
                         f"(image {int(img[k])})")
     return [f"image {int(min(img[k] for k in range(len(names)) if state[k] != _DONE))}: "
             "DEADLOCK: every process of the dataflow is blocked"] + first + rest
@@ -436,3 +438,22 @@ def size_fifos(net: Network, images: int = 4) -> tuple[dict[str, int], SimResult
         raise RuntimeError("\n".join(free.deadlock))
     return ({fi.name: max(free.max_occupancy[fi.name], DEFAULT_DEPTH) for fi in net.fifos
              if fi.name not in PORTS}, free)
+
+
+def _waited(net: Network, name: str, names: list[str], img) -> list[str]:
+    """The PIPO producers ``name`` still waits for, less those another of them waits for in turn
+    (the C-simulation names the ``after`` list of the generated call, which leaves those out)."""
+    k = {n: i for i, n in enumerate(names)}
+    todo = [q for q in net.after(name) if img[k[q]] <= img[k[name]]]
+
+    def ancestors(q: str) -> set[str]:
+        seen, stack = set(), list(net.after(q))
+        while stack:
+            x = stack.pop()
+            if x not in seen:
+                seen.add(x)
+                stack += net.after(x)
+        return seen
+
+    implied = set().union(*(ancestors(q) for q in todo)) if todo else set()
+    return [q for q in todo if q not in implied]
