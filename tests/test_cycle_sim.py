@@ -26,7 +26,7 @@ from gsbsim.cli.app import main
 from gsbsim.format.model_file import save_model
 from gsbsim.format.random_model import random_model
 from gsbsim.hlsgen import toolchain
-from gsbsim.hlsgen.stage_cycles import stage_iterations
+from gsbsim.hlsgen.stage_cycles import dataflow_bound, stage_iterations
 from gsbsim.hw.cycle_sim import analytic_bound, simulate, size_fifos
 from gsbsim.hw.folding import Fold, cycle_report, global_folding
 from gsbsim.hw.process_network import (PORTS, IO, Loop, Network, build_network, check_network, iterations)
@@ -190,6 +190,7 @@ def test_digits_shape_at_pe4_simd32() -> None:
     net = build_network(h, global_folding(h, 4, 32))
     r = simulate(net, 8)
     assert r.bound == {"ii": 1728, "process": "blocks.0.fc1"}
+    assert dataflow_bound(h, global_folding(h, 4, 32))["ii"] == 1728     # gsbsim's analytic cycle model agrees
     assert (r.ii, r.latency) == (6918, 28417) and set(r.intervals) == {6918}
     depths, _ = size_fifos(net, 8)
     sized = simulate(net, 8, depths=depths)
@@ -265,6 +266,8 @@ def test_cycles_cli_report(digits_file: Path, capsys) -> None:
     assert re.search(r"simulated II +1,728 cycles per image = 115,741 frames/s at 200 MHz \(1\.00 x the bound\)",
                      out)
     assert "most stalled" in out
+    held = out.split("most held back by their consumers (full output FIFO):\n")[1].splitlines()[0]
+    assert re.match(r"  \S+ +[\d,]+  .*write \d+", held), out
 
 
 def test_cycles_cli_json_and_deadlock(digits_file: Path, capsys) -> None:

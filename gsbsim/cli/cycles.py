@@ -51,6 +51,8 @@ def run_cycles(header: Mapping[str, Any], folding: Mapping[str, Fold], images: i
     out.append("most stalled (cycles over the run: read = empty input FIFO, write = full output FIFO, "
                "pipo = waiting for a PIPO):")
     out += [f"  {n:<30}{s:>12,}  {why}" for n, s, why in r.top_stalled(5)]
+    out.append("most held back by their consumers (full output FIFO):")
+    out += [f"  {n:<30}{s:>12,}  {why}" for n, s, why in r.top_stalled(5, ("write",))]
     if size:
         depths, _ = size_fifos(net, images)
         rs = simulate(net, images, depths=depths, clock_mhz=clock_mhz)

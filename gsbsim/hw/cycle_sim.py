@@ -297,10 +297,10 @@ class SimResult:
     def fps(self) -> float:
         return self.clock_mhz * 1e6 / self.ii
 
-    def top_stalled(self, k: int = 5) -> list[tuple[str, int, str]]:
-        """The k processes that stalled longest: (name, stall cycles, read/write/pipo breakdown)."""
-        rows = sorted(self.stalls.items(), key=lambda kv: -sum(kv[1].values()))[:k]
-        return [(n, sum(s.values()), ", ".join(f"{k2} {v}" for k2, v in s.items() if v)) for n, s in rows]
+    def top_stalled(self, k: int = 5, kinds: tuple[str, ...] = ("read", "write", "pipo")) -> list[tuple[str, int, str]]:
+        """The k processes that stalled longest on ``kinds``: (name, stall cycles, breakdown)."""
+        rows = sorted(self.stalls.items(), key=lambda kv: (-sum(kv[1][x] for x in kinds), kv[0]))[:k]
+        return [(n, sum(s[x] for x in kinds), ", ".join(f"{k2} {v}" for k2, v in s.items() if v)) for n, s in rows]
 
     def to_dict(self) -> dict:
         out = {"images": self.images, "cycles": self.cycles, "deadlock": self.deadlock,
