@@ -127,7 +127,7 @@ def test_the_skip_depth_is_one_word_above_the_least_that_works(projects: Project
 
 def test_bad_fifo_depth_cap_is_an_error(projects: Projects, capsys) -> None:
     rc, out, err = csim_cli(capsys, projects.root / "gsb", "--keep-vectors", "--fifo-depth-cap", 0)
-    assert rc == 2 and err.splitlines() == ["gsbsim: error: --fifo-depth-cap must be at least 1, got 0"], err
+    assert rc == 2 and err.splitlines() == ["gsbsim: error: csim: argument --fifo-depth-cap: must be >= 1, got 0"], err
 
 
 @pytest.mark.parametrize("key", ["gsb", "reactnet", "didb"])

@@ -17,12 +17,13 @@ from reference.checkpoint import load_model
 from reference.data import build_datasets
 from reference.data.released import (RE_PROB, _erase_in_pixels, apply_released_recipe, released_train_ops,
                                      released_transform)
-from reference.presets import PRESETS, Preset, Recipe
+from reference.presets import Preset, Recipe
 from reference.teachers import NormalizedTeacher, TeacherFileError, read_teacher_file
 from reference.train import entry
 from reference.train.distributed import Dist
 from reference.train.recipe import batch_and_lr
 from reference.train.stages import plan_stage
+from tests.support.presets import registered_preset
 
 TINY = Preset(name="tinyrel", img_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2, mlp_ratio=2.0,
               dataset="digits", default_recipe="released",
@@ -32,12 +33,8 @@ ARGS = ["--preset", "tinyrel", "--limit-train", "64", "--no-progress", "--epochs
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_preset():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    PRESETS["tinyrel"] = TINY
-    yield TINY
-    PRESETS.pop("tinyrel", None)
-    torch.set_num_threads(threads)
+    with registered_preset("tinyrel", TINY) as preset:
+        yield preset
 
 
 def _args(**kw) -> argparse.Namespace:

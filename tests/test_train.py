@@ -25,6 +25,7 @@ from reference.checkpoint import CHECKPOINT_KEYS, CheckpointError, load_checkpoi
 from reference.distill import TrainLoss, distillation_loss
 from reference.metrics import read_jsonl
 from reference.presets import PRESETS, Preset, Recipe
+from tests.support.presets import registered_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE_FILES = {"last.pt", "best.pt", "metrics.jsonl", "curves.png", "summary.json"}
@@ -38,12 +39,8 @@ TINY_ARGS = ["--preset", "tiny", "--limit-train", "128", "--no-progress"]
 @pytest.fixture(scope="module", autouse=True)
 def tiny_preset():
     """Register the tiny preset and use one thread (tiny models; avoids oversubscribed cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    PRESETS["tiny"] = TINY
-    yield TINY
-    PRESETS.pop("tiny", None)
-    torch.set_num_threads(threads)
+    with registered_preset("tiny", TINY) as preset:
+        yield preset
 
 
 def run_main(*argv: str) -> int:
