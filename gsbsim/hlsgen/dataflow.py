@@ -32,9 +32,9 @@ and N*E - 2 deadlocks.)
 """
 from __future__ import annotations
 
-__all__ = ["DEFAULT_DEPTH", "stream_decl", "process"]
+from gsbsim.hw.fifo_depth import DEFAULT_DEPTH   # the depth rule, shared with the cycle simulation
 
-DEFAULT_DEPTH = 2   # Vitis' default FIFO depth; enough on a chain
+__all__ = ["DEFAULT_DEPTH", "stream_decl", "process"]
 
 
 def stream_decl(ctype: str, var: str, name: str, depth: int, why: str = "") -> str:

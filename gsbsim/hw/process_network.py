@@ -1,0 +1,365 @@
+"""The process network of a generated dataflow: processes, FIFOs, PIPO arrays and loop schedules.
+
+A generated top (gsbsim/hlsgen/project.py, blocks.py) is a DATAFLOW of regions (``embed``,
+``blocks.i``, ``head``) whose processes are the kernels of hls/include/gsb.  This module
+describes the same network for a model and a folding, flattened over the regions:
+
+* a **FIFO** per stream, with its producer, consumer and depth (the depth rule of
+  gsbsim/hw/fifo_depth.py, which the generator also uses); the top's ports (``image``,
+  ``logits``, ``pred``) are FIFOs with no producer or no consumer;
+* a **PIPO** per whole-tensor array between processes (the ``after`` lists of the generated
+  calls): its consumers start when its producer finished the image; two buffers (ping-pong),
+  so the producer starts image i only when every consumer finished image i - 2;
+* for every process its **schedule**, the sequence of pipelined loops as the kernel is written
+  (a ``Loop``: trip count and, per stream, the words read or written at each iteration, II 1),
+  nested in ``Rep`` where the kernel repeats a group of loops (per token, head, row, vector).
+
+``Loop.counted`` is False for a loop the kernel does not count with GSB_COUNT_ITER (the query
+copy of attention_qk); the counted iterations of every process equal gsbsim's analytic counts
+(gsbsim/hw/folding.py for the matrix layers, stage_iterations for the rest), which the tests
+check, so a kernel changed on one side shows up.  gsbsim/hw/cycle_sim.py simulates the network.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Union
+
+from gsbsim.format.methods import method_of
+from gsbsim.hw.fifo_depth import DEFAULT_DEPTH, skip_depths
+from gsbsim.hw.folding import Fold
+
+__all__ = ["IO", "Loop", "Rep", "Process", "Fifo", "Pipo", "Network", "ISQRT_STEPS", "build_network",
+           "iterations", "stream_words"]
+
+ISQRT_STEPS = 32       # gsb/layernorm.hpp isqrt64: one iteration per result bit
+PORTS = ("image", "logits", "pred")
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class IO:
+    """One stream access of a loop: at iteration i, ``pattern[i % len(pattern)]`` words."""
+    stream: str
+    write: bool
+    pattern: tuple[int, ...] = (1,)
+
+
+@dataclass(frozen=True)
+class Loop:
+    trip: int
+    io: tuple[IO, ...] = ()
+    counted: bool = True
+
+
+@dataclass(frozen=True)
+class Rep:
+    count: int
+    body: tuple["Item", ...]
+
+
+Item = Union[Loop, Rep]
+
+
+@dataclass(frozen=True)
+class Process:
+    name: str            # unique in the network
+    label: str           # the name in the generated top (the two DIDB Q.K^T processes share one)
+    region: str
+    schedule: tuple[Item, ...]
+
+
+@dataclass(frozen=True)
+class Fifo:
+    name: str
+    producer: str | None     # None: a top input port
+    consumer: str | None     # None: a top output port
+    depth: int               # 0 for a port (unbounded)
+    words: int               # per image
+
+
+@dataclass(frozen=True)
+class Pipo:
+    name: str
+    producer: str
+    consumers: tuple[str, ...]
+
+
+@dataclass
+class Network:
+    processes: list[Process]
+    fifos: list[Fifo]
+    pipos: list[Pipo]
+    meta: dict = field(default_factory=dict)
+
+    def process(self, name: str) -> Process:
+        return next(p for p in self.processes if p.name == name)
+
+    def after(self, name: str) -> list[str]:
+        """The processes whose PIPO arrays ``name`` reads (what it waits for)."""
+        return sorted({q.producer for q in self.pipos if name in q.consumers})
+
+
+def iterations(items: tuple[Item, ...], counted_only: bool = False) -> int:
+    """Loop iterations of a schedule per image (all, or only those the kernel counts)."""
+    n = 0
+    for it in items:
+        if isinstance(it, Rep):
+            n += it.count * iterations(it.body, counted_only)
+        elif it.counted or not counted_only:
+            n += it.trip
+    return n
+
+
+def _loop_words(lp: Loop, io: IO) -> int:
+    k, pat = len(io.pattern), io.pattern
+    return (lp.trip // k) * sum(pat) + sum(pat[: lp.trip % k])
+
+
+def stream_words(items: tuple[Item, ...]) -> dict[tuple[str, bool], int]:
+    """Words read (False) and written (True) per stream per image by a schedule."""
+    out: dict[tuple[str, bool], int] = {}
+    for it in items:
+        if isinstance(it, Rep):
+            for k, v in stream_words(it.body).items():
+                out[k] = out.get(k, 0) + it.count * v
+        else:
+            for io in it.io:
+                key = (io.stream, io.write)
+                out[key] = out.get(key, 0) + _loop_words(it, io)
+    return out
+
+
+# ---------------------------------------------------------------------------- kernel schedules
+def _every(period: int, phase: int = 0) -> tuple[int, ...]:
+    """One word every ``period`` iterations, at iteration ``phase`` of each period."""
+    return tuple(1 if j == phase else 0 for j in range(period))
+
+
+def _packed(n: int, simd: int) -> tuple[int, ...]:
+    """A loop over n elements that writes a word when it filled SIMD of them or reached the last."""
+    return tuple(1 if (c % simd == simd - 1 or c == n - 1) else 0 for c in range(n))
+
+
+def _r(stream: str, pattern: tuple[int, ...] = (1,)) -> IO:
+    return IO(stream, False, pattern)
+
+
+def _w(stream: str, pattern: tuple[int, ...] = (1,)) -> IO:
+    return IO(stream, True, pattern)
+
+
+def _loops(*loops: Loop) -> tuple[Item, ...]:
+    return tuple(lp for lp in loops if lp.trip > 0)
+
+
+def mvau(src: str | None, dst: str, mw: int, mh: int, fold: Fold, reps: int) -> tuple[Item, ...]:
+    """gsb/mvau.hpp: reps x NF*SF iterations; the SF input words of a vector are read in its first
+    neuron fold (then buffered), an output word is written at the last synapse fold of each."""
+    sf, nf = _cdiv(mw, fold.simd), mh // fold.pe
+    out = _w(dst, _every(sf, sf - 1))
+    first = Loop(sf, ((_r(src),) if src else ()) + (out,))
+    return (Rep(reps, _loops(first, Loop((nf - 1) * sf, (out,)))),)
+
+
+def layernorm(src: str, dst: str, e: int, simd: int, tokens: int) -> tuple[Item, ...]:
+    """gsb/layernorm.hpp layernorm_bits: per token, read E (statistics), isqrt, then E outputs."""
+    return (Rep(tokens, (Loop(e, (_r(src),)), Loop(ISQRT_STEPS), Loop(e, (_w(dst, _packed(e, simd)),)))),)
+
+
+def _streamwise(n: int, *io: IO) -> tuple[Item, ...]:
+    return (Loop(n, io),)
+
+
+@dataclass
+class _Builder:
+    processes: list[Process] = field(default_factory=list)
+    fifos: dict[str, list] = field(default_factory=dict)    # name -> [producer, consumer, depth]
+    pipos: list[Pipo] = field(default_factory=list)
+
+    def proc(self, name: str, region: str, schedule: tuple[Item, ...], label: str | None = None) -> None:
+        self.processes.append(Process(name, label or name, region, schedule))
+        for it in _flat(schedule):
+            for io in it.io:
+                f = self.fifos.setdefault(io.stream, [None, None, 0])
+                f[0 if io.write else 1] = name
+
+    def depth(self, stream: str, depth: int) -> None:
+        self.fifos.setdefault(stream, [None, None, 0])[2] = depth
+
+
+def _flat(items: tuple[Item, ...]):
+    for it in items:
+        if isinstance(it, Rep):
+            yield from _flat(it.body)
+        else:
+            yield it
+
+
+def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Network:
+    """The process network of the top ``gsbsim hls`` generates for this model and folding."""
+    e, n, h, d = (int(header[k]) for k in ("embed_dim", "num_tokens", "num_heads", "head_dim"))
+    hd, g, c = int(header["mlp_hidden"]), int(header["groups"]), int(header["num_classes"])
+    cin, img, p = int(header["in_chans"]), int(header["img_size"]), int(header["patch_size"])
+    depth = int(header["depth"])
+    f = method_of(header["method"])
+    act, didb = f.act_unit, f.attention == "hfsc_diba"
+    t, kp = n - 2, cin * p * p
+    b = _Builder()
+
+    # ---- embed region (project.py embed_stage)
+    patch = folding["patch"]
+    b.proc("load_image", "embed", _streamwise(cin * img * img, _r("image")))
+    b.proc("im2col", "embed", _streamwise(t * _cdiv(kp, patch.simd), _w("patch.in")))
+    b.pipos.append(Pipo("pixels", "load_image", ("im2col",)))
+    b.proc("patch", "embed", mvau("patch.in", "patch.acc", kp, e, patch, t))
+    b.proc("embed", "embed", _loops(Loop(2 * e, (_w("embed"),)),
+                                    Loop(t * e, (_r("patch.acc", _every(patch.pe)), _w("embed")))))
+    for s in ("patch.in", "patch.acc", "embed"):
+        b.depth(s, DEFAULT_DEPTH)
+
+    # ---- blocks (blocks.py block_cpp)
+    skip1, skip2 = skip_depths(n, e)
+    x_in = "embed"
+    for i in range(depth):
+        r, pre = f"blocks.{i}", f"blocks.{i}."
+        fo = {k: folding[pre + k] for k in ("qkv", "qk", "av", "proj", "fc1", "fc2")}
+        x_out = pre + "resid2"
+        qk_sf, av_sf = _cdiv(d, fo["qk"].simd), _cdiv(n, fo["av"].simd)
+        qk_tiles = (n // fo["qk"].pe) * qk_sf
+        av_tiles = (d // fo["av"].pe) * av_sf
+
+        def acc_or_z(lin: str) -> str:
+            return pre + (f"{lin}.z" if act else f"{lin}.acc")
+
+        def act_unit(lin: str, rows: int) -> None:
+            if act:
+                b.proc(pre + f"{lin}.act", r, _streamwise(n * (rows // fo[lin].pe), _r(pre + f"{lin}.acc"),
+                                                          _w(pre + f"{lin}.z")))
+
+        b.proc(pre + "fork1", r, _streamwise(n * e, _r(x_in), _w(pre + "x_ln1"), _w(pre + "x_skip1")))
+        b.proc(pre + "ln1", r, layernorm(pre + "x_ln1", pre + "ln1.bits", e, fo["qkv"].simd, n))
+        b.proc(pre + "qkv", r, mvau(pre + "ln1.bits", pre + "qkv.acc", e, 3 * e, fo["qkv"], n))
+        act_unit("qkv", 3 * e)
+        split_read = Loop(n * (3 * e // fo["qkv"].pe), (_r(acc_or_z("qkv")),))
+        if didb:
+            b.proc(pre + "qkv_split", r, (split_read,))                    # gsb/haar.hpp qkv_z_split
+            b.proc(pre + "haar", r, _loops(Loop(2 * h * n * qk_sf), Loop(2 * h * fo["qk"].pe * qk_tiles),
+                                           Loop(n * 2 * e)))
+            b.pipos.append(Pipo("zqk", pre + "qkv_split", (pre + "haar",)))
+            qk_src = pre + "haar"
+        else:
+            b.proc(pre + "qkv_split", r, _loops(Loop(h * n * qk_sf), Loop(h * fo["qk"].pe * qk_tiles), split_read))
+            qk_src = pre + "qkv_split"
+        b.proc(pre + "value_planes", r, _loops(Loop(g * h * fo["av"].pe * av_tiles), Loop(h * n * d),
+                                               Loop(h * n * d)))
+        b.pipos.append(Pipo("vq", pre + "qkv_split", (pre + "value_planes",)))
+
+        def qk(dst: str) -> tuple[Item, ...]:
+            """gsb/attention_qk.hpp: per head, the query rows copied into the unit's input FIFO
+            (deep enough for all of them, inside the process: not counted), then the MVAU."""
+            return (Rep(h, (Loop(n * qk_sf, counted=False),) + mvau(None, dst, d, n, fo["qk"], n)),)
+
+        def softmax(src: str) -> tuple[Item, ...]:
+            """gsb/softmax.hpp (and softmax_hfsc): per row, read N/PE words (row max), N exps,
+            the reciprocal, N probabilities."""
+            return (Rep(h * n, (Loop(n // fo["qk"].pe, (_r(src),)), Loop(n), Loop(1), Loop(n))),)
+
+        if didb:
+            for band in ("low", "high"):
+                b.proc(pre + f"qk.{band}", r, qk(pre + f"scores.{band}"), label=pre + "qk")
+            b.pipos.append(Pipo("q_rows, k_tiles", qk_src, (pre + "qk.low", pre + "qk.high")))
+            b.proc(pre + "hfsc", r, _streamwise(h * n * (n // fo["qk"].pe), _r(pre + "scores.low"),
+                                                _r(pre + "scores.high"), _w(pre + "hfsc")))
+            b.proc(pre + "softmax", r, softmax(pre + "hfsc"))
+        else:
+            b.proc(pre + "qk", r, qk(pre + "scores"))
+            b.pipos.append(Pipo("q_rows, k_tiles", qk_src, (pre + "qk",)))
+            b.proc(pre + "softmax", r, softmax(pre + "scores"))
+        b.proc(pre + "attention_planes", r, _loops(Loop(g * h * n * av_sf), Loop(h * n * n), Loop(h * n * n)))
+        b.pipos.append(Pipo("att", pre + "softmax", (pre + "attention_planes",)))
+        b.proc(pre + "av", r, (Loop(h * g * g * n * (d // fo["av"].pe) * av_sf),))
+        ctx_users = (pre + "av", pre + "diba") if didb else (pre + "av",)
+        b.pipos.append(Pipo("a_rows", pre + "attention_planes", ctx_users))
+        b.pipos.append(Pipo("v_tiles", pre + "value_planes", ctx_users))
+        if didb:   # ctx: written by av, completed in place by diba (and lap), then thresholded
+            b.proc(pre + "diba", r, (Rep(h * n, (Loop(av_sf), Loop(d))),))
+            b.pipos.append(Pipo("ctx", pre + "av", (pre + "diba",)))
+            b.pipos.append(Pipo("ctx (diba)", pre + "diba", (pre + "ctx_threshold",)))
+        else:
+            b.pipos.append(Pipo("ctx", pre + "av", (pre + "ctx_threshold",)))
+        b.proc(pre + "ctx_threshold", r, (Rep(n, (Loop(e, (_w(pre + "proj.bits", _packed(e, fo["proj"].simd)),)),)),))
+        b.proc(pre + "proj", r, mvau(pre + "proj.bits", pre + "proj.acc", e, e, fo["proj"], n))
+        act_unit("proj", e)
+        b.proc(pre + "proj_residual", r, _streamwise(n * e, _r(acc_or_z("proj"), _every(fo["proj"].pe)),
+                                                     _r(pre + "x_skip1"), _w(pre + "resid1")))
+        b.proc(pre + "fork2", r, _streamwise(n * e, _r(pre + "resid1"), _w(pre + "x_ln2"), _w(pre + "x_skip2")))
+        b.proc(pre + "ln2", r, layernorm(pre + "x_ln2", pre + "ln2.bits", e, fo["fc1"].simd, n))
+        b.proc(pre + "fc1", r, mvau(pre + "ln2.bits", pre + "fc1.acc", e, hd, fo["fc1"], n))
+        act_unit("fc1", hd)
+        pe1, simd2 = fo["fc1"].pe, fo["fc2"].simd
+        bits = tuple(sum(1 for rr in range(nf * pe1, (nf + 1) * pe1) if rr % simd2 == simd2 - 1 or rr == hd - 1)
+                     for nf in range(hd // pe1))      # gsb/activate.hpp: words completed per input word
+        b.proc(pre + "fc1_act", r, _streamwise(n * (hd // pe1), _r(acc_or_z("fc1")), _w(pre + "fc1.bits", bits)))
+        b.proc(pre + "fc2", r, mvau(pre + "fc1.bits", pre + "fc2.acc", hd, e, fo["fc2"], n))
+        act_unit("fc2", e)
+        b.proc(pre + "fc2_residual", r, _streamwise(n * e, _r(acc_or_z("fc2"), _every(fo["fc2"].pe)),
+                                                    _r(pre + "x_skip2"), _w(x_out)))
+        for s, dep in b.fifos.items():
+            if s.startswith(pre) and not dep[2]:
+                b.depth(s, DEFAULT_DEPTH)
+        b.depth(pre + "x_skip1", skip1)
+        b.depth(pre + "x_skip2", skip2)
+        b.depth(x_out, DEFAULT_DEPTH)
+        x_in = x_out
+
+    # ---- head region (project.py head_stage)
+    head = folding["head"]
+    b.proc("final_norm", "head", (Rep(2, (Loop(e, (_r(x_in),)), Loop(ISQRT_STEPS),
+                                          Loop(e, (_w("head.q", _packed(e, head.simd)),)))),
+                                  Loop((n - 2) * e, (_r(x_in),))))
+    b.proc("head", "head", mvau("head.q", "head.acc", e, c, head, 2))   # head, then head_dist: one process
+    b.proc("logits", "head", _loops(Loop(c // head.pe, (_r("head.acc"),)),
+                                    Loop(c // head.pe, (_r("head.acc"), _w("logits.words")))))
+    b.proc("logits_out", "head", _streamwise(c, _r("logits.words", _every(head.pe)), _w("logits"),
+                                             _w("logits.argmax", _every(head.pe))))
+    b.proc("argmax", "head", _streamwise(c // head.pe, _r("logits.argmax"),
+                                         _w("pred", _every(c // head.pe, c // head.pe - 1))))
+    for s in ("head.q", "head.acc", "logits.words", "logits.argmax"):
+        b.depth(s, DEFAULT_DEPTH)
+
+    words: dict[str, int] = {}
+    for pr in b.processes:
+        for (s, wr), v in stream_words(pr.schedule).items():
+            if wr or s == "image":
+                words[s] = v
+    fifos = [Fifo(s, prod, cons, 0 if s in PORTS else dep, words.get(s, 0))
+             for s, (prod, cons, dep) in b.fifos.items()]
+    meta = {"method": header["method"], "num_tokens": n, "embed_dim": e, "depth": depth}
+    return Network(b.processes, fifos, b.pipos, meta)
+
+
+def check_network(net: Network) -> list[str]:
+    """Consistency problems of a network (empty when sound): every FIFO one producer and one
+    consumer (ports: one side), the words written per image equal those read, depths >= 1."""
+    probs = []
+    reads: dict[str, int] = {}
+    for pr in net.processes:
+        for (s, wr), v in stream_words(pr.schedule).items():
+            if not wr:
+                reads[s] = reads.get(s, 0) + v
+    for fi in net.fifos:
+        port = fi.name in PORTS
+        if not port and (fi.producer is None or fi.consumer is None):
+            probs.append(f"stream {fi.name}: producer {fi.producer}, consumer {fi.consumer}")
+        if not port and fi.depth < 1:
+            probs.append(f"stream {fi.name}: depth {fi.depth}")
+        if fi.consumer is not None and fi.producer is not None and reads.get(fi.name, 0) != fi.words:
+            probs.append(f"stream {fi.name}: {fi.words} words written per image, {reads.get(fi.name, 0)} read")
+    names = {pr.name for pr in net.processes}
+    for q in net.pipos:
+        if q.producer not in names or not set(q.consumers) <= names:
+            probs.append(f"PIPO {q.name}: unknown process")
+    return probs
