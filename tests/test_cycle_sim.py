@@ -26,7 +26,7 @@ from gsbsim.cli.app import main
 from gsbsim.format.model_file import save_model
 from gsbsim.format.random_model import random_model
 from gsbsim.hlsgen import toolchain
-from gsbsim.hw.stages import dataflow_bound, stage_iterations
+from gsbsim.hw.stages import stage_iterations
 from gsbsim.hw.cycle_sim import analytic_bound, simulate, size_fifos
 from gsbsim.hw.folding import Fold, cycle_report, global_folding
 from gsbsim.hw.process_network import (PORTS, IO, Loop, Network, build_network, check_network, iterations)
@@ -184,17 +184,17 @@ def test_bound_at_most_ii_and_sized_fifos_reach_it(method: str) -> None:
 
 
 def test_digits_shape_at_pe4_simd32() -> None:
-    """The figures of docs/hls.md §5: bound 1,728 (fc1), II 6,918 at the emitted depths (4.00x),
-    1,728 with FIFOs sized by simulation; latency 28,417 and 21,857 cycles."""
+    """The figures of docs/hls.md §5: bound 1,728 (fc1), II 6,360 at the emitted depths (3.68x),
+    1,728 with FIFOs sized by simulation; latency 26,145 and 21,073 cycles."""
     h = digits_shape().header
     net = build_network(h, global_folding(h, 4, 32))
     r = simulate(net, 8)
     assert r.bound == {"ii": 1728, "process": "blocks.0.fc1"}
-    assert dataflow_bound(h, global_folding(h, 4, 32))["ii"] == 1728     # gsbsim's analytic cycle model agrees
-    assert (r.ii, r.latency) == (6918, 28417) and set(r.intervals) == {6918}
+    assert cycle_report(h, global_folding(h, 4, 32)).ii == 1728     # gsbsim's analytic cycle model agrees
+    assert (r.ii, r.latency) == (6360, 26145) and set(r.intervals) == {6360}
     depths, _ = size_fifos(net, 8)
     sized = simulate(net, 8, depths=depths)
-    assert (sized.ii, sized.latency) == (1728, 21857)
+    assert (sized.ii, sized.latency) == (1728, 21073)
     # what throttles the emitted design: the attention skip holds one image (N*E) ...
     d = {f"blocks.{i}.x_skip1": 2 * 6 * 96 for i in range(4)}
     assert simulate(net, 8, depths=d).ii < r.ii
@@ -261,8 +261,8 @@ def test_cycles_cli_report(digits_file: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "analytic bound             1,728 cycles per image (largest process: blocks.0.fc1)" in out
-    assert "simulated II               6,918 cycles per image = 28,910 frames/s at 200 MHz (4.00 x the bound)" in out
-    assert "latency                   28,417 cycles = 142.1 us (image 0, empty pipeline)" in out
+    assert "simulated II               6,360 cycles per image = 31,447 frames/s at 200 MHz (3.68 x the bound)" in out
+    assert "latency                   26,145 cycles = 130.7 us (image 0, empty pipeline)" in out
     assert re.search(r"simulated II +1,728 cycles per image = 115,741 frames/s at 200 MHz \(1\.00 x the bound\)",
                      out)
     assert "most stalled" in out
@@ -273,7 +273,7 @@ def test_cycles_cli_report(digits_file: Path, capsys) -> None:
 def test_cycles_cli_json_and_deadlock(digits_file: Path, capsys) -> None:
     assert main(["cycles", "--model", str(digits_file), "--pe", "4", "--simd", "32", "--json"]) == 0
     js = json.loads(capsys.readouterr().out)
-    assert js["emitted"]["ii"] == 6918 and js["emitted"]["analytic_bound"]["ii"] == 1728
+    assert js["emitted"]["ii"] == 6360 and js["emitted"]["analytic_bound"]["ii"] == 1728
     assert js["network"]["fifos"]["blocks.0.x_skip1"] == 576
     rc = main(["cycles", "--model", str(digits_file), "--fifo-depth-cap", "1"])
     out = capsys.readouterr().out

@@ -27,11 +27,11 @@ from typing import Any, Mapping, Union
 from gsbsim.format.methods import method_of
 from gsbsim.hw.fifo_depth import DEFAULT_DEPTH, skip_depths
 from gsbsim.hw.folding import Fold
+from gsbsim.hw.stages import FOLDABLE, ISQRT_STEPS
 
 __all__ = ["IO", "Loop", "Rep", "Process", "Fifo", "Pipo", "Network", "ISQRT_STEPS", "build_network",
            "iterations", "stream_words"]
 
-ISQRT_STEPS = 32       # gsb/layernorm.hpp isqrt64: one iteration per result bit
 PORTS = ("image", "logits", "pred")
 
 
@@ -165,8 +165,9 @@ def mvau(src: str | None, dst: str, mw: int, mh: int, fold: Fold, reps: int) -> 
 
 
 def layernorm(src: str, dst: str, e: int, simd: int, tokens: int) -> tuple[Item, ...]:
-    """gsb/layernorm.hpp layernorm_bits: per token, read E (statistics), isqrt, then E outputs."""
-    return (Rep(tokens, (Loop(e, (_r(src),)), Loop(ISQRT_STEPS), Loop(e, (_w(dst, _packed(e, simd)),)))),)
+    """gsb/layernorm.hpp layernorm_bits: per token, read E (statistics), isqrt, then one SIMD-bit
+    output word per cycle."""
+    return (Rep(tokens, (Loop(e, (_r(src),)), Loop(ISQRT_STEPS), Loop(_cdiv(e, simd), (_w(dst),)))),)
 
 
 def _streamwise(n: int, *io: IO) -> tuple[Item, ...]:
@@ -226,6 +227,7 @@ def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Net
     for i in range(depth):
         r, pre = f"blocks.{i}", f"blocks.{i}."
         fo = {k: folding[pre + k] for k in ("qkv", "qk", "av", "proj", "fc1", "fc2")}
+        spe = {k: (folding[pre + k].pe if pre + k in folding else 1) for k in FOLDABLE}   # stage PEs
         x_out = pre + "resid2"
         qk_sf, av_sf = _cdiv(d, fo["qk"].simd), _cdiv(n, fo["av"].simd)
         qk_tiles = (n // fo["qk"].pe) * qk_sf
@@ -253,8 +255,8 @@ def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Net
         else:
             b.proc(pre + "qkv_split", r, _loops(Loop(h * n * qk_sf), Loop(h * fo["qk"].pe * qk_tiles), split_read))
             qk_src = pre + "qkv_split"
-        b.proc(pre + "value_planes", r, _loops(Loop(g * h * fo["av"].pe * av_tiles), Loop(h * n * d),
-                                               Loop(h * n * d)))
+        vp = h * n * (d // spe["value_planes"])
+        b.proc(pre + "value_planes", r, _loops(Loop(g * h * fo["av"].pe * av_tiles), Loop(vp), Loop(vp)))
         b.pipos.append(Pipo("vq", pre + "qkv_split", (pre + "value_planes",)))
 
         def qk(dst: str) -> tuple[Item, ...]:
@@ -264,8 +266,9 @@ def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Net
 
         def softmax(src: str) -> tuple[Item, ...]:
             """gsb/softmax.hpp (and softmax_hfsc): per row, read N/PE words (row max), N exps,
-            the reciprocal, N probabilities."""
-            return (Rep(h * n, (Loop(n // fo["qk"].pe, (_r(src),)), Loop(n), Loop(1), Loop(n))),)
+            the reciprocal, N probabilities; exps and probabilities the softmax's PE at a time."""
+            sm = n // spe["softmax"]
+            return (Rep(h * n, (Loop(n // fo["qk"].pe, (_r(src),)), Loop(sm), Loop(1), Loop(sm))),)
 
         if didb:
             for band in ("low", "high"):
@@ -278,7 +281,8 @@ def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Net
             b.proc(pre + "qk", r, qk(pre + "scores"))
             b.pipos.append(Pipo("q_rows, k_tiles", qk_src, (pre + "qk",)))
             b.proc(pre + "softmax", r, softmax(pre + "scores"))
-        b.proc(pre + "attention_planes", r, _loops(Loop(g * h * n * av_sf), Loop(h * n * n), Loop(h * n * n)))
+        ap = h * n * (n // spe["attention_planes"])
+        b.proc(pre + "attention_planes", r, _loops(Loop(g * h * n * av_sf), Loop(ap), Loop(ap)))
         b.pipos.append(Pipo("att", pre + "softmax", (pre + "attention_planes",)))
         b.proc(pre + "av", r, (Loop(h * g * g * n * (d // fo["av"].pe) * av_sf),))
         ctx_users = (pre + "av", pre + "diba") if didb else (pre + "av",)
