@@ -39,9 +39,16 @@ def _env() -> dict:
     return env
 
 
+def _default_sigint() -> None:
+    # a shell starts background jobs (`pytest &`, nohup) with SIGINT ignored, and the child would inherit
+    # that: give it the default disposition, under which Python turns SIGINT into KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "reference.train", *ARGS, "--out", str(out), *extra], cwd=ROOT,
-                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
 
 
 def _temps(stage_dir: Path, prefix: str = ".") -> list[str]:

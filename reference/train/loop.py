@@ -1,11 +1,14 @@
 """One epoch: the data loaders, the training step, evaluation and the scale initialisation before DDP."""
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
 
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Subset
 
+from reference.data.bundle import DataError
 from reference.distill import TrainLoss, student_logits
 from reference.metrics import percent, top1_correct
 from reference.train.distributed import Dist, all_sum, unwrap
@@ -35,6 +38,31 @@ def train_loader(dataset: Dataset, batch_size: int, epoch: int, seed: int, d: Di
         per_process = len(dataset)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       drop_last=per_process >= batch_size, generator=g)
+
+
+@contextlib.contextmanager
+def reading_data(where: str) -> Iterator[None]:
+    """A DataError from the data (an image found unreadable when decoded) says ``where`` it happened.
+
+    Raised in a DataLoader worker (--workers N), it arrives with the worker's traceback pasted
+    into its message by torch; only the original message is kept, so the report stays one line.
+    """
+    try:
+        yield
+    except DataError as e:
+        raise DataError(f"{where}: {worker_message(e)}") from None
+
+
+def worker_message(e: Exception) -> str:
+    """The original message of an exception, also when torch re-raised it from a DataLoader worker."""
+    msg = str(e)
+    if "Original Traceback" not in msg:
+        return msg
+    last = msg.rstrip().splitlines()[-1]  # "reference.data.bundle.DataError: <the message>"
+    for prefix in (f"{type(e).__module__}.{type(e).__qualname__}: ", f"{type(e).__qualname__}: "):
+        if last.startswith(prefix):
+            return last[len(prefix):]
+    return last
 
 
 @torch.no_grad()

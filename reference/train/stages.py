@@ -22,7 +22,7 @@ from reference.train.distributed import Dist, barrier, seed_everything, sync_buf
 from reference.train.errors import TrainError
 from reference.train.recipe import batch_and_lr, recipe_name
 from reference.train.teacher_file import init_teacher_from_file, timm_file_teacher
-from reference.train.loop import evaluate, init_scales_before_ddp, train_loader, train_one_epoch
+from reference.train.loop import evaluate, init_scales_before_ddp, reading_data, train_loader, train_one_epoch
 from reference.train.schedule import CosineSchedule, build_optimizer
 
 
@@ -315,10 +315,11 @@ def run_stage(stage: str, ctx: Context, first: bool) -> dict:
         t0 = time.time()
         lr = schedule.step(epoch)
         loader = train_loader(ctx.train_set, per_process, epoch, args.seed, d, args.workers)
-        train_loss, train_acc = train_one_epoch(net, loss_fn, optimizer, loader, ctx.device, d,
-                                                f"{stage} {epoch + 1}/{plan.epochs}", ctx.progress)
-        sync_buffers(model, d)
-        val_acc = evaluate(model, ctx.bundle.val, per_process, ctx.device, d, args.workers)
+        with reading_data(f"{stage} epoch {epoch + 1}/{plan.epochs}"):
+            train_loss, train_acc = train_one_epoch(net, loss_fn, optimizer, loader, ctx.device, d,
+                                                    f"{stage} {epoch + 1}/{plan.epochs}", ctx.progress)
+            sync_buffers(model, d)
+            val_acc = evaluate(model, ctx.bundle.val, per_process, ctx.device, d, args.workers)
         seconds = time.time() - t0
         elapsed += seconds
         is_best = val_acc > best_val
@@ -342,7 +343,8 @@ def run_stage(stage: str, ctx: Context, first: bool) -> dict:
     barrier(d)
     best_path = stage_dir / "best.pt"
     load_weights(model, load_checkpoint(best_path)["model"], best_path)
-    test_acc = evaluate(model, ctx.bundle.test, per_process, ctx.device, d, args.workers)
+    with reading_data(f"{stage} test evaluation"):
+        test_acc = evaluate(model, ctx.bundle.test, per_process, ctx.device, d, args.workers)
     summary = {"stage": stage, "best_epoch": best_epoch, "best_val_acc": best_val, "test_acc": test_acc,
                "epochs": plan.epochs, "wall_time": elapsed, "best_path": str(best_path),
                "dataset": ctx.bundle.name, "preset": ctx.preset.name, "world_size": d.world_size,
