@@ -505,7 +505,7 @@ def test_several_unusable_images_are_counted(tmp_path):
         build_datasets("chaoyang", str(tmp_path))
 
 
-@pytest.mark.parametrize("name", ["../outside.jpg", "train/../../outside.jpg", "/etc/hostname", ""])
+@pytest.mark.parametrize("name", ["../outside.jpg", "train/../../outside.jpg", "/etc/hostname", "", "train/a\0b.jpg"])
 def test_chaoyang_list_entry_outside_the_dataset_is_refused(tmp_path, name):
     root = tmp_path / "data"
     lists = _write_chaoyang(str(root))

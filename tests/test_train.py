@@ -663,6 +663,7 @@ def test_two_concurrent_trainings_one_is_refused(tmp_path):
     (["--lr", "inf"], "--lr"), (["--lr", "nan"], "--lr"), (["--weight-decay", "nan"], "--weight-decay"),
     (["--seed", str(2 ** 70)], "--seed"), (["--seed", "-1"], "--seed"), (["--tau", "inf"], "--tau"),
     (["--epochs", "x"], "--epochs"), (["--bogus"], "unrecognized arguments"),
+    (["--workers", "100000"], "--workers: must be >= 0 and <= 256"),
 ])
 def test_bad_numbers_are_one_line_before_any_work(tmp_path, capsys, argv, needle):
     with pytest.raises(SystemExit) as e:

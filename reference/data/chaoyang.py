@@ -23,7 +23,7 @@ def _read_chaoyang_list(path: str, root: str) -> tuple[list[str], np.ndarray]:
                             f"int}}, got {it!r}")
         rel = it["name"]
         # a list is data, not a licence to read any file: an absolute name or one climbing out with .. is refused
-        if not rel or os.path.isabs(rel) or os.path.normpath(rel).split(os.sep)[0] == os.pardir:
+        if not rel or "\0" in rel or os.path.isabs(rel) or os.path.normpath(rel).split(os.sep)[0] == os.pardir:
             raise DataError(f"{name}: {path} entry {k}: image name {rel!r} is not a path inside the dataset "
                             f"folder {root}")
         files.append(os.path.join(root, rel))
