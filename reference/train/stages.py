@@ -207,7 +207,31 @@ def find_resume(stage: str, ctx: Context, plan: StagePlan, first: bool) -> dict 
     check_same_run(ckpt.get("run"), run_identity(stage, ctx, plan), path)
     if int(ckpt["epoch"]) > plan.epochs:
         raise TrainError(f"--resume: {path} has run {ckpt['epoch']} epochs, more than the {plan.epochs} asked")
+    check_best_of_run(ckpt, path.parent / "best.pt")
     return ckpt
+
+
+def check_best_of_run(last: dict, best_path: Path) -> None:
+    """The run's best.pt must be there and be the epoch last.pt calls the best, else one line now.
+
+    Otherwise a deleted or replaced best.pt would surface only at the end of the resumed run
+    (the test evaluation loads it) or, if a later epoch overwrote it, never. One later epoch is
+    accepted: a kill between the two writes of an epoch leaves best.pt one epoch ahead of
+    last.pt; that epoch is trained again, identically, and rewrites it.
+    """
+    if int(last.get("best_epoch", 0)) < 1:
+        return
+    try:
+        best = load_checkpoint(best_path, required=("epoch",))
+    except CheckpointError as e:
+        raise TrainError(f"--resume: {e}; the run's best checkpoint is needed to continue it (start afresh "
+                         "without --resume)") from None
+    epoch, wanted = int(best["epoch"]), int(last["best_epoch"])
+    same_run = best.get("run") == last.get("run")
+    if not same_run or epoch not in (wanted, int(last["epoch"]) + 1):
+        raise TrainError(f"--resume: {best_path} holds epoch {epoch} of {'this' if same_run else 'another'} run, "
+                         f"but last.pt records epoch {wanted} as this run's best; it was replaced (start afresh "
+                         "without --resume)")
 
 
 def restore_training(ckpt: dict, path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
