@@ -125,19 +125,45 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if problem:
         raise CheckpointError(f"{path}: checkpoint {problem}")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises many types on truncated or foreign files
+        ckpt = torch_load(path, map_location)
+    except UnreadableFile as e:
         if _is_integer_model(path):
             raise CheckpointError(f"{path}: is an integer model file (gsbsim .npz), not a training checkpoint "
                                   "(.pt from python -m reference.train)") from None
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({first})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: not a reference checkpoint (holds a {type(ckpt).__name__}, not a dict)")
     missing = [k for k in required if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: not a reference checkpoint (missing {', '.join(missing)})")
     return ckpt
+
+
+class UnreadableFile(Exception):
+    """torch.load failed; the message says why in a few words."""
+
+
+def torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> object:
+    """``torch.load(weights_only=True)`` that fails with UnreadableFile and a short reason.
+
+    torch's own message for a foreign file is a paragraph advising ``weights_only=False``
+    (which would run the file's code), and it warns about pickle protocols on stderr: neither
+    belongs in a one-line error.
+    """
+    import warnings
+    import zipfile
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as e:  # torch raises many types on truncated or foreign files
+            if not zipfile.is_zipfile(path):
+                reason = "not the zip format of torch.save: empty, truncated or another kind of file"
+            elif "Weights only load failed" in str(e):
+                reason = "holds pickled objects other than tensors and plain containers; not loaded, as that could run code"
+            else:
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UnreadableFile(reason) from None
 
 
 def _is_integer_model(path: Path) -> bool:

@@ -404,6 +404,30 @@ def test_bad_input_exits_2_with_one_line(argv, needle, tmp_path, chain, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.pt"]  # nothing written
 
 
+def test_foreign_checkpoint_files_are_one_short_line(tmp_path, capsys):
+    """Not torch's paragraph advising weights_only=False (which would run the file's code), nor its warnings."""
+    import datetime
+    import pickle
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps({"x": 1j}, protocol=4))  # a plain pickle: torch warns about the protocol
+    code = tmp_path / "code.pt"
+    torch.save({"x": datetime.date(2020, 1, 1)}, code)  # torch.save's format, but a global not allowed
+    fifo = tmp_path / "fifo.pth"
+    os.mkfifo(fifo)
+    for argv, needle in [
+        (["--stage", "stage1", "--teacher", str(raw)], "raw.pt: not a readable checkpoint (not the zip format"),
+        (["--stage", "stage1", "--teacher", str(code)], "code.pt: not a readable checkpoint (holds pickled objects "
+                                                        "other than tensors and plain containers"),
+        (["--stage", "teacher", "--teacher-checkpoint", str(raw)], "raw.pt: not a readable checkpoint (not the zip"),
+        (["--stage", "teacher", "--teacher-checkpoint", str(fifo)], "fifo.pth: teacher checkpoint is not a regular "
+                                                                    "file"),
+    ]:
+        assert run_main(*argv, "--out", str(tmp_path / "o"), "--epochs", "1") == 2
+        err = one_error_line(capsys, needle)
+        assert "weights_only" not in err and "Warning" not in err, err
+    assert not (tmp_path / "o").exists()
+
+
 def test_corrupt_resume_checkpoint_is_reported(tmp_path, capsys):
     (tmp_path / "teacher").mkdir()
     _garbage(tmp_path / "teacher" / "last.pt")
