@@ -232,6 +232,7 @@ def test_closed_stdout_pipe_ends_quietly(argv, model_file, tmp_path):
 
 _INTERRUPT = """
 import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell's background job (`pytest &`) ignores SIGINT
 import {module} as target
 real = target.{function}
 def interrupted(*a, **k):
