@@ -48,7 +48,7 @@ class NormalizedTeacher(nn.Module):
 def read_timm_state(path: str) -> dict[str, torch.Tensor]:
     """The state dict in ``path`` (.safetensors, or a torch file holding it or {'model'|'state_dict': it})."""
     from gsbsim.paths import input_file_problem
-    from reference.checkpoint import UnreadableFile, torch_load
+    from reference.torch_files import UnreadableFile, torch_load
     problem = input_file_problem(path)  # a folder or FIFO is named as such (a FIFO is never opened)
     if problem:
         raise TeacherFileError(f"{path}: teacher checkpoint {problem}")
