@@ -104,9 +104,9 @@ def _main(argv=None) -> int:
     try:
         model, meta = load_model(args.checkpoint)
         int_model = load_int(args.model)
+        check_source(model, int_model, args.checkpoint)  # before decoding a whole split for nothing
         bundle = build_datasets(**checkpoint_data(meta, args.data_path), augment=False)
         images, labels = dataset_arrays(getattr(bundle, args.split))
-        check_source(model, int_model, args.checkpoint)
     except (CheckpointError, ModelFileError, DataError, OSError, MismatchError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

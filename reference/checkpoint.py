@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .torch_files import UnreadableFile, torch_load
+
 # What every checkpoint of ours holds, and what load_model needs to rebuild the model.
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "epoch", "best_val", "rng", "args", "preset", "kind",
                    "num_classes", "in_chans", "img_size", "quant_options")
@@ -125,13 +127,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if problem:
         raise CheckpointError(f"{path}: checkpoint {problem}")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises many types on truncated or foreign files
+        ckpt = torch_load(path, map_location)
+    except UnreadableFile as e:
         if _is_integer_model(path):
             raise CheckpointError(f"{path}: is an integer model file (gsbsim .npz), not a training checkpoint "
                                   "(.pt from python -m reference.train)") from None
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({first})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: not a reference checkpoint (holds a {type(ckpt).__name__}, not a dict)")
     missing = [k for k in required if k not in ckpt]

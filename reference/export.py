@@ -207,14 +207,8 @@ def calibrate_frac_bits(model: BinaryDeiT, images: torch.Tensor) -> int:
     return int(min(max(f, MIN_FRAC_BITS), 30))
 
 
-@torch.no_grad()
-def export(model: BinaryDeiT, calib_images: torch.Tensor, preset: str, source: str,
-           frac_bits: int | None = None) -> tuple[dict, dict]:
-    """Return (header, arrays) of the integer model of a stage-2 student (methods EXPORTABLE_METHODS).
-
-    frac_bits: F of the residual stream; None takes the largest the calibration ranges allow
-    (export_verified chooses among the allowed ones by measuring).
-    """
+def check_exportable(model: torch.nn.Module) -> None:
+    """ExportError unless `model` is a stage-2 student of an exportable method and mask statistic."""
     if not isinstance(model, BinaryDeiT) or model.cfg.stage != 2:
         raise ExportError("only a stage-2 (fully binary) student can be exported to the integer model")
     cfg = model.cfg
@@ -223,6 +217,18 @@ def export(model: BinaryDeiT, calib_images: torch.Tensor, preset: str, source: s
     if cfg.mask_stat == "batch":
         raise ExportError("mask statistic 'batch' makes an image's answer depend on its batch; "
                           "export supports 'row' and 'image' (train with --mask-stat row or image)")
+
+
+@torch.no_grad()
+def export(model: BinaryDeiT, calib_images: torch.Tensor, preset: str, source: str,
+           frac_bits: int | None = None) -> tuple[dict, dict]:
+    """Return (header, arrays) of the integer model of a stage-2 student (methods EXPORTABLE_METHODS).
+
+    frac_bits: F of the residual stream; None takes the largest the calibration ranges allow
+    (export_verified chooses among the allowed ones by measuring).
+    """
+    check_exportable(model)
+    cfg = model.cfg
     model.eval()
     if frac_bits is None:
         frac_bits = calibrate_frac_bits(model, calib_images)
@@ -288,6 +294,7 @@ def export_verified(model: BinaryDeiT, calib_images: torch.Tensor, images: np.nd
     from gsbsim.engine.errors import IntegerOverflowError
     from gsbsim.format.model_file import ModelFileError
     from .verify import verify, weights_sha256
+    check_exportable(model)  # before the calibration, which needs a student's layers
     f_max = calibrate_frac_bits(model, calib_images)
     best, tried = None, []
     for f in range(f_max, max(f_max - CANDIDATES, MIN_FRAC_BITS - 1), -1):
@@ -442,6 +449,10 @@ def _main(argv=None) -> int:
             from .checkpoint import load_model
             model, meta = load_model(args.checkpoint)
             meta = dict(meta)
+            try:
+                check_exportable(model)
+            except ExportError as e:
+                raise ExportError(f"--checkpoint {args.checkpoint} (a {meta.get('kind')} checkpoint): {e}") from None
             calib, images, labels, split = _checkpoint_images(meta, args.calib_images,
                                                               args.verify_images or VERIFY_IMAGES, args.data_path)
             preset = meta.get("preset", "?")

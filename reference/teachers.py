@@ -47,15 +47,20 @@ class NormalizedTeacher(nn.Module):
 
 def read_timm_state(path: str) -> dict[str, torch.Tensor]:
     """The state dict in ``path`` (.safetensors, or a torch file holding it or {'model'|'state_dict': it})."""
-    if not os.path.isfile(path):
-        raise TeacherFileError(f"{path}: teacher checkpoint not found")
+    from gsbsim.paths import input_file_problem
+    from reference.torch_files import UnreadableFile, torch_load
+    problem = input_file_problem(path)  # a folder or FIFO is named as such (a FIFO is never opened)
+    if problem:
+        raise TeacherFileError(f"{path}: teacher checkpoint {problem}")
     try:
         if path.endswith(".safetensors"):
             from safetensors.torch import load_file
             state = load_file(path)
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch and safetensors raise many types on foreign files
+            state = torch_load(path)
+    except UnreadableFile as e:
+        raise TeacherFileError(f"{path}: not a readable checkpoint ({e})") from None
+    except Exception as e:  # safetensors raises many types on foreign files
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TeacherFileError(f"{path}: not a readable checkpoint ({first})") from None
     if isinstance(state, dict):

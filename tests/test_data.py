@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import zlib
 
 import numpy as np
 import pytest
@@ -323,10 +324,18 @@ def test_flowers102_official_errors(tmp_path):
 def test_corrupt_image_raises_on_read(tmp_path):
     _write_flowers_official(str(tmp_path))
     path = tmp_path / "jpg" / "image_00012.jpg"
-    path.write_bytes(path.read_bytes()[:40])  # truncated jpeg
-    b = build_datasets("flowers102", str(tmp_path), img_size=16)  # files exist: builds
+    path.write_bytes(path.read_bytes()[:-10])  # cut past the header: only decoding finds it
+    b = build_datasets("flowers102", str(tmp_path), img_size=16)  # the headers are fine: builds
     with pytest.raises(DataError, match=f"cannot decode image {path}"):
         b.test[0]
+
+
+def test_flowers102_image_with_a_damaged_header_is_refused_before_use(tmp_path):
+    _write_flowers_official(str(tmp_path))
+    path = tmp_path / "jpg" / "image_00012.jpg"
+    path.write_bytes(path.read_bytes()[:40])  # the header itself is cut
+    with pytest.raises(DataError, match=f"flowers102/test: listed image file has a damaged header .*: {path}$"):
+        build_datasets("flowers102", str(tmp_path), img_size=16)
 
 
 def test_flowers102_image_folder_layout(tmp_path):
@@ -457,3 +466,58 @@ def test_unknown_name_and_bad_arguments(tmp_path):
         build_datasets("chaoyang", str(tmp_path), img_size=0)
     with pytest.raises(DataError, match="seed"):
         build_datasets("digits", seed=1.5)
+
+
+@pytest.mark.parametrize("plant, problem", [
+    ("garbage", "is not an image"), ("missing", "not found"), ("empty", "is not an image"),
+    ("folder", "is a folder"), ("fifo", "is not a regular file"), ("bomb", "too many pixels"),
+])
+def test_chaoyang_unusable_images_are_refused_before_use(tmp_path, plant, problem):
+    """Every listed image's header is read when the dataset is built: a bad file is named at once."""
+    _write_chaoyang(str(tmp_path))
+    bad = tmp_path / "train" / "img_007.jpg"
+    bad.unlink()
+    if plant == "garbage":
+        bad.write_bytes(b"\x00not a jpeg" * 50)
+    elif plant == "empty":
+        bad.write_bytes(b"")
+    elif plant == "folder":
+        bad.mkdir()
+    elif plant == "fifo":
+        os.mkfifo(bad)  # never opened: it would block
+    elif plant == "bomb":  # a valid PNG header declaring 40000 x 40000 pixels
+        Image.new("L", (1, 1)).save(bad, "PNG")
+        data = bytearray(bad.read_bytes())
+        data[16:24] = (40000).to_bytes(4, "big") * 2
+        data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")  # the IHDR chunk's CRC
+        bad.write_bytes(bytes(data))
+    with pytest.raises(DataError) as e:
+        build_datasets("chaoyang", str(tmp_path))
+    msg = str(e.value)
+    assert msg.startswith("chaoyang/") and problem in msg and msg.endswith(str(bad)), msg
+
+
+def test_several_unusable_images_are_counted(tmp_path):
+    _write_chaoyang(str(tmp_path))
+    for k in (3, 8, 21):
+        (tmp_path / "train" / f"img_{k:03d}.jpg").write_bytes(b"junk")
+    with pytest.raises(DataError, match=r"img_\d{3}\.jpg \(and 2 more of its \d+ files are unusable\)$"):
+        build_datasets("chaoyang", str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["../outside.jpg", "train/../../outside.jpg", "/etc/hostname", "", "train/a\0b.jpg"])
+def test_chaoyang_list_entry_outside_the_dataset_is_refused(tmp_path, name):
+    root = tmp_path / "data"
+    lists = _write_chaoyang(str(root))
+    _jpg(str(tmp_path / "outside.jpg"), COLORS[0])  # readable, but not the dataset's
+    (root / "train.json").write_text(json.dumps(lists["train"][:5] + [{"name": name, "label": 0}]))
+    with pytest.raises(DataError, match=f"{root / 'train.json'} entry 5: image name .* is not a path inside "
+                                        f"the dataset folder"):
+        build_datasets("chaoyang", str(root))
+
+
+def test_chaoyang_entry_inside_through_dotdot_is_accepted(tmp_path):
+    lists = _write_chaoyang(str(tmp_path))
+    items = [dict(it, name=f"test/../{it['name']}") for it in lists["train"]]  # still inside the folder
+    (tmp_path / "train.json").write_text(json.dumps(items))
+    assert len(build_datasets("chaoyang", str(tmp_path)).train) == 36

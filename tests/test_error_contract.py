@@ -81,6 +81,7 @@ CASES = [
     ("gsbsim", ["run", "--model", "M", "--data", "P.npy"], "not found"),
     ("gsbsim", ["run", "--model", ""], "must not be empty"),
     ("gsbsim", ["nope"], "invalid choice"),
+    ("gsbsim", ["run", "--model", "M", "--data", "random", "--images", str(10 ** 12)], "out of memory"),
     # gsbsim info
     ("gsbsim", ["info", "--model", "F"], "not an .npz archive"),
     ("gsbsim", ["info", "--model", "M", "--bogus"], "unrecognized arguments"),
@@ -91,6 +92,8 @@ CASES = [
     ("gsbsim", ["vectors", "--model", "M", "--out", "D", "--images", "-3"], "--images"),
     ("gsbsim", ["vectors", "--model", "N", "--out", "D/o"], "not found"),
     ("gsbsim", ["vectors", "--model", "M", "--out", "D/o", "--data", "J.npy"], "not found"),
+    ("gsbsim", ["vectors", "--model", "M", "--out", "D/o", "--data", "random", "--images", str(10 ** 12)],
+     "out of memory"),
     # gsbsim hls
     ("gsbsim", ["hls", "--model", "M", "--out", "D/p", "--clock-mhz", "nan"], "--clock-mhz"),
     ("gsbsim", ["hls", "--model", "M", "--out", "D/p", "--part", "a;b"], "--part"),
@@ -129,6 +132,8 @@ CASES = [
     ("python -m reference.export", ["--random", "--out", ""], "must not be empty"),
     ("python -m reference.export", ["--checkpoint", "P", "--out", "D/m.npz"], "not a regular file"),
     ("python -m reference.export", ["--random", "--checkpoint", "J", "--out", "D/m.npz"], "not allowed with"),
+    ("python -m reference.export", ["--random", "--out", "D/m.npz", "--verify-images", str(10 ** 12)],
+     "out of memory"),
     # reference.agreement
     ("python -m reference.agreement", ["--checkpoint", "J", "--model", "M"], "not a readable checkpoint"),
     ("python -m reference.agreement", ["--checkpoint", "J", "--model", "M", "--layers", "-1"], "--layers"),
@@ -227,6 +232,7 @@ def test_closed_stdout_pipe_ends_quietly(argv, model_file, tmp_path):
 
 _INTERRUPT = """
 import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell's background job (`pytest &`) ignores SIGINT
 import {module} as target
 real = target.{function}
 def interrupted(*a, **k):

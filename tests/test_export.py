@@ -105,3 +105,19 @@ def test_cli_random_export_and_errors(tmp_path, capsys):
     assert not (tmp_path / "x.npz").exists()
     assert ex.main(["--random", "--preset", "nope", "--out", str(tmp_path / "y.npz")]) == 2
     assert not (tmp_path / "y.npz").exists()
+
+
+@pytest.mark.parametrize("kind", ["teacher", "stage1"])
+def test_cli_export_of_a_teacher_or_stage1_checkpoint_is_one_line(tmp_path, capsys, kind):
+    """A teacher used to reach the calibration and die there with an AttributeError traceback."""
+    from reference.checkpoint import preset_to_dict, save_checkpoint
+    from reference.presets import get_preset
+    model = build_model("digits", kind, num_classes=10, in_chans=1)
+    ckpt = tmp_path / f"{kind}.pt"
+    save_checkpoint({"model": model.state_dict(), "preset": preset_to_dict(get_preset("digits")), "kind": kind,
+                     "num_classes": 10, "in_chans": 1, "img_size": 8, "quant_options": {}}, ckpt)
+    assert ex.main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "x.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"python -m reference.export: error: --checkpoint {ckpt} (a {kind} checkpoint): only a stage-2 "
+                   "(fully binary) student can be exported to the integer model\n"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ckpt.name]

@@ -401,6 +401,30 @@ def test_bad_input_exits_2_with_one_line(argv, needle, tmp_path, chain, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.pt"]  # nothing written
 
 
+def test_foreign_checkpoint_files_are_one_short_line(tmp_path, capsys):
+    """Not torch's paragraph advising weights_only=False (which would run the file's code), nor its warnings."""
+    import datetime
+    import pickle
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps({"x": 1j}, protocol=4))  # a plain pickle: torch warns about the protocol
+    code = tmp_path / "code.pt"
+    torch.save({"x": datetime.date(2020, 1, 1)}, code)  # torch.save's format, but a global not allowed
+    fifo = tmp_path / "fifo.pth"
+    os.mkfifo(fifo)
+    for argv, needle in [
+        (["--stage", "stage1", "--teacher", str(raw)], "raw.pt: not a readable checkpoint (not the zip format"),
+        (["--stage", "stage1", "--teacher", str(code)], "code.pt: not a readable checkpoint (holds pickled objects "
+                                                        "other than tensors and plain containers"),
+        (["--stage", "teacher", "--teacher-checkpoint", str(raw)], "raw.pt: not a readable checkpoint (not the zip"),
+        (["--stage", "teacher", "--teacher-checkpoint", str(fifo)], "fifo.pth: teacher checkpoint is not a regular "
+                                                                    "file"),
+    ]:
+        assert run_main(*argv, "--out", str(tmp_path / "o"), "--epochs", "1") == 2
+        err = one_error_line(capsys, needle)
+        assert "weights_only" not in err and "Warning" not in err, err
+    assert not (tmp_path / "o").exists()
+
+
 def test_corrupt_resume_checkpoint_is_reported(tmp_path, capsys):
     (tmp_path / "teacher").mkdir()
     _garbage(tmp_path / "teacher" / "last.pt")
@@ -612,6 +636,52 @@ def test_stale_temporaries_are_removed(tmp_path, monkeypatch, capsys):
     assert stage_files(tmp_path / "teacher") == STAGE_FILES | {".mine.tmp"}
 
 
+@pytest.mark.parametrize("damage, needle", [
+    ("delete", "best.pt: checkpoint not found; the run's best checkpoint is needed"),
+    ("other run", "of another run, but last.pt records epoch 1 as this run's best"),
+])
+def test_resume_checks_the_runs_best_checkpoint_first(tmp_path, monkeypatch, capsys, damage, needle):
+    """A missing or replaced best.pt is reported before training, not when the test evaluation loads it."""
+    _interrupt_at(monkeypatch, 2)
+    assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "2") == 130
+    best = tmp_path / "teacher" / "best.pt"
+    if damage == "delete":
+        best.unlink()
+    else:
+        run_main("--stage", "teacher", "--out", str(tmp_path / "other"), "--epochs", "2", "--seed", "5")
+        best.write_bytes((tmp_path / "other" / "teacher" / "best.pt").read_bytes())
+    capsys.readouterr()
+    monkeypatch.undo()
+    mtime = (tmp_path / "teacher" / "last.pt").stat().st_mtime_ns
+    assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "2", "--resume") == 2
+    one_error_line(capsys, "--resume: ", needle, "start afresh")
+    assert (tmp_path / "teacher" / "last.pt").stat().st_mtime_ns == mtime
+
+
+def test_resume_accepts_a_best_checkpoint_one_epoch_ahead(tmp_path, monkeypatch, capsys):
+    """kill -9 between an epoch's best.pt and last.pt writes: best.pt is one epoch ahead; --resume redoes it."""
+    real_save, real_loader = stages.save_checkpoint, stages.train_loader
+    epoch = {"now": 0}
+
+    def loader(dataset, batch, e, *a, **k):
+        epoch["now"] = e
+        return real_loader(dataset, batch, e, *a, **k)
+
+    def dying_after_best(state, path):
+        real_save(state, path)
+        if Path(path).name == "best.pt" and state["epoch"] == 2:
+            raise KeyboardInterrupt  # last.pt of epoch 2 never written
+    monkeypatch.setattr(stages, "train_loader", loader)
+    monkeypatch.setattr(stages, "evaluate", lambda *a, **k: 10.0 * (epoch["now"] + 1))  # every epoch the best
+    monkeypatch.setattr(stages, "save_checkpoint", dying_after_best)
+    assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "2") == 130
+    assert load_checkpoint(tmp_path / "teacher" / "last.pt")["epoch"] == 1
+    assert load_checkpoint(tmp_path / "teacher" / "best.pt")["epoch"] == 2
+    monkeypatch.setattr(stages, "save_checkpoint", real_save)
+    assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "2", "--resume") == 0
+    assert json.loads((tmp_path / "teacher" / "summary.json").read_text())["best_epoch"] == 2
+
+
 def test_resume_after_a_half_written_metrics_line(tmp_path, monkeypatch, capsys):
     _interrupt_at(monkeypatch, 2)
     assert run_main("--stage", "teacher", "--out", str(tmp_path), "--epochs", "2") == 130
@@ -660,6 +730,7 @@ def test_two_concurrent_trainings_one_is_refused(tmp_path):
     (["--lr", "inf"], "--lr"), (["--lr", "nan"], "--lr"), (["--weight-decay", "nan"], "--weight-decay"),
     (["--seed", str(2 ** 70)], "--seed"), (["--seed", "-1"], "--seed"), (["--tau", "inf"], "--tau"),
     (["--epochs", "x"], "--epochs"), (["--bogus"], "unrecognized arguments"),
+    (["--workers", "100000"], "--workers: must be >= 0 and <= 256"),
 ])
 def test_bad_numbers_are_one_line_before_any_work(tmp_path, capsys, argv, needle):
     with pytest.raises(SystemExit) as e:

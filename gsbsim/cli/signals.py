@@ -7,6 +7,8 @@
   status 130 (128 + SIGINT, what a shell reports). Outputs are written through temporary
   names and renamed into place, and every writer removes its temporary on any exception,
   so an interrupted command leaves the old complete output (or none), never half of one.
+* Out of memory (``--images 10**12``): one line ``PROG: error: out of memory: ...``, status 2;
+  the writers' temporaries are removed on the way out, as for any exception.
 * SIGTERM (``kill``, a scheduler's time limit) takes the same path as Ctrl-C (it raises
   ``Terminated``, a KeyboardInterrupt, so the same cleanup runs): ``PROG: terminated``,
   exit status 143. Only SIGKILL leaves temporaries; the next run into the folder removes them.
@@ -74,6 +76,10 @@ def guarded(prog: str, main: Callable[[Sequence[str] | None], int], argv: Sequen
     except BrokenPipeError:
         silence_stdout()
         return EXIT_OK
+    except MemoryError as e:  # a request bigger than the machine (--images 10**12): bad input, not a crash
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        _say(f"{prog}: error: out of memory{': ' + detail if detail else ''}; ask for less")
+        return EXIT_BAD_INPUT
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

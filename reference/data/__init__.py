@@ -37,8 +37,8 @@ Nothing is downloaded (DESIGN.md §6). The loaders read the real on-disk formats
     ``<path>/train.json`` and ``<path>/test.json``: JSON lists of ``{"name": <image path
     relative to <path>>, "label": 0..3}``. Val = a fixed stratified 10% of train.
 
-Image-file datasets decode lazily (PIL) in ``__getitem__``; construction only checks that
-every listed file exists. Their transforms, with ``img_size`` default 224: train =
+Image-file datasets decode lazily (PIL) in ``__getitem__``; construction reads every listed
+file's header, so a missing or corrupt image is reported before any training (docs/errors.md). Their transforms, with ``img_size`` default 224: train =
 RandomResizedCrop(img_size, scale (0.08, 1), ratio (3/4, 4/3), bicubic) + horizontal flip;
 eval = bicubic resize of the shorter side to ``round(img_size * 8 / 7)`` + center crop.
 

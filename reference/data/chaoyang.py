@@ -21,7 +21,12 @@ def _read_chaoyang_list(path: str, root: str) -> tuple[list[str], np.ndarray]:
                 or type(it.get("label")) is not int:
             raise DataError(f"{name}: {path} entry {k} must be {{\"name\": str, \"label\": "
                             f"int}}, got {it!r}")
-        files.append(os.path.join(root, it["name"]))
+        rel = it["name"]
+        # a list is data, not a licence to read any file: an absolute name or one climbing out with .. is refused
+        if not rel or "\0" in rel or os.path.isabs(rel) or os.path.normpath(rel).split(os.sep)[0] == os.pardir:
+            raise DataError(f"{name}: {path} entry {k}: image name {rel!r} is not a path inside the dataset "
+                            f"folder {root}")
+        files.append(os.path.join(root, rel))
         labels.append(it["label"])
     return files, check_labels(np.asarray(labels, dtype=np.int64), 0, 3, f"{name}: {path}")
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -13,6 +12,7 @@ from torch.utils.data import Dataset
 from gsbsim.data.digits import stratified_split
 from reference.data.augment import item_generator
 from reference.data.bundle import DataBundle, DataError
+from reference.data.files import check_image_files
 from reference.data.transforms import pil_transform
 
 
@@ -58,17 +58,22 @@ class ArrayDataset(_SplitDataset):
 
 
 class ImageFileDataset(_SplitDataset):
-    """Images decoded lazily from files with PIL (as RGB); files are checked to exist here."""
+    """Images decoded lazily from files with PIL (as RGB).
+
+    Every file's header is checked here, before any training (``check_files=False`` for a
+    copy of an already checked dataset): a missing or corrupt image is reported at once, not
+    hours into a run. A file damaged past its header (or changed during the run) is found
+    when decoded: ``_load`` raises DataError naming it, and the trainer adds the epoch.
+    """
 
     def __init__(self, files: Sequence[str], labels: np.ndarray, transform: Callable,
-                 augment: bool, seed: int, desc: str):
+                 augment: bool, seed: int, desc: str, check_files: bool = True):
         super().__init__(labels, transform, augment, seed, desc)
         self.files = [str(f) for f in files]
         if len(self.files) != len(self.labels):
             raise DataError(f"{desc}: {len(self.files)} files but {len(self.labels)} labels")
-        for f in self.files:
-            if not os.path.isfile(f):
-                raise DataError(f"{desc}: listed image file not found: {f}")
+        if check_files:
+            check_image_files(self.files, desc)
 
     def _load(self, i: int) -> Image.Image:
         path = self.files[i]

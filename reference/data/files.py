@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from gsbsim.paths import input_file_problem
 from reference.data.bundle import DataError
 
 
@@ -28,6 +29,43 @@ def need_file(path: str, name: str) -> str:
     if not os.path.isfile(path):
         raise DataError(f"{name}: required file not found: {path}")
     return path
+
+
+def image_file_problem(path: str) -> str | None:
+    """Why ``path`` cannot be an image of the dataset ("not found", "is a folder", ...), or None.
+
+    Reads the header only (PIL's ``Image.open`` is lazy): a few hundred bytes per file, so
+    every listed image is checked before the first epoch. Damage past the header is found
+    when the image is decoded (``ImageFileDataset._load``).
+    """
+    from PIL import Image, UnidentifiedImageError
+    try:
+        problem = input_file_problem(path)  # never opens a FIFO: it would block
+    except ValueError:  # an embedded NUL byte
+        return "is not a valid file name"
+    if problem:
+        return problem
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+    except UnidentifiedImageError:
+        return "is not an image (unknown format or damaged header)"
+    except Image.DecompressionBombError:
+        return "declares too many pixels to decode (a decompression bomb?)"
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        return f"has a damaged header ({type(e).__name__}: {e})"
+    if width < 1 or height < 1:
+        return f"has no pixels ({width}x{height})"
+    return None
+
+
+def check_image_files(files: list[str], desc: str) -> None:
+    """DataError naming the first unusable image file of a split (and how many more there are)."""
+    bad = [(f, p) for f in files for p in (image_file_problem(f),) if p]
+    if bad:
+        (first, problem), more = bad[0], len(bad) - 1
+        raise DataError(f"{desc}: listed image file {problem}: {first}"
+                        + (f" (and {more} more of its {len(files)} files are unusable)" if more else ""))
 
 
 def check_labels(labels: np.ndarray, lo: int, hi: int, where: str) -> np.ndarray:

@@ -116,7 +116,7 @@ def released_transform(img, g: torch.Generator | None, *, size: int, channels: i
 def _with_transform(ds, transform):
     if isinstance(ds, ArrayDataset):
         return ArrayDataset(ds.images.numpy(), ds.labels, transform, ds.augment, ds.seed, ds.desc)
-    return ImageFileDataset(ds.files, ds.labels, transform, ds.augment, ds.seed, ds.desc)
+    return ImageFileDataset(ds.files, ds.labels, transform, ds.augment, ds.seed, ds.desc, check_files=False)
 
 
 def _files(ds, idx=None) -> tuple[list[str], np.ndarray]:
@@ -134,9 +134,13 @@ def train_on_trainval(bundle: DataBundle) -> DataBundle:
     sel, rest = stratified_split(te.labels, (SELECTION_FRACTION,))
     name = bundle.name
     return DataBundle(
-        train=ImageFileDataset(files, labels, tr.transform, tr.augment, tr.seed, f"{name}/train+val"),
-        val=ImageFileDataset(*_files(te, sel), te.transform, False, te.seed, f"{name}/test-selection"),
-        test=ImageFileDataset(*_files(te, rest), te.transform, False, te.seed, f"{name}/test-rest"),
+        # the files were checked when the bundle was built
+        train=ImageFileDataset(files, labels, tr.transform, tr.augment, tr.seed, f"{name}/train+val",
+                               check_files=False),
+        val=ImageFileDataset(*_files(te, sel), te.transform, False, te.seed, f"{name}/test-selection",
+                             check_files=False),
+        test=ImageFileDataset(*_files(te, rest), te.transform, False, te.seed, f"{name}/test-rest",
+                              check_files=False),
         num_classes=bundle.num_classes, in_chans=bundle.in_chans, img_size=bundle.img_size, name=name)
 
 

@@ -14,6 +14,7 @@ from reference.train.stages import STAGES
 PROG = "python -m reference.train"
 DEFAULT_GROUPS = 3
 MAX_GROUPS = 8  # the integer model format's limit (gsbsim/format/model_file.py LIMITS)
+MAX_WORKERS = 256
 TEACHER_SMOOTHING = 0.1
 EXAMPLES = f"""\
 examples:
@@ -114,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto (default): cuda if available, else cpu. Under torchrun each process uses "
                         "cuda:LOCAL_RANK (nccl) or the cpu (gloo); only rank 0 writes files and prints")
-    g.add_argument("--workers", type=int_at_least(0), default=0, metavar="N", help="data-loader worker processes (default 0)")
+    # bounded: each worker is a process, and a typo of 10000 would exhaust the machine before any error
+    g.add_argument("--workers", type=int_at_least(0, MAX_WORKERS), default=0, metavar="N",
+                   help=f"data-loader worker processes, 0..{MAX_WORKERS} (default 0)")
     g.add_argument("--no-progress", action="store_true",
                    help="no progress bars (they are also off when stderr is not a terminal)")
     return p

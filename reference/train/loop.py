@@ -1,11 +1,14 @@
 """One epoch: the data loaders, the training step, evaluation and the scale initialisation before DDP."""
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
 
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Subset
 
+from reference.data.bundle import DataError
 from reference.distill import TrainLoss, student_logits
 from reference.metrics import percent, top1_correct
 from reference.train.distributed import Dist, all_sum, unwrap
@@ -37,6 +40,45 @@ def train_loader(dataset: Dataset, batch_size: int, epoch: int, seed: int, d: Di
                       drop_last=per_process >= batch_size, generator=g)
 
 
+@contextlib.contextmanager
+def batches(loader: DataLoader) -> Iterator:
+    """The loader's iterator; its worker processes (--workers N) stop as soon as the loop ends, also
+    on an error, not whenever the garbage collector reaches them: they share this process's open
+    files, the lock on --out included."""
+    it = iter(loader)
+    try:
+        yield it
+    finally:
+        stop = getattr(it, "_shutdown_workers", None)  # only multi-process iterators have workers
+        if stop is not None:
+            stop()
+
+
+@contextlib.contextmanager
+def reading_data(where: str) -> Iterator[None]:
+    """A DataError from the data (an image found unreadable when decoded) says ``where`` it happened.
+
+    Raised in a DataLoader worker (--workers N), it arrives with the worker's traceback pasted
+    into its message by torch; only the original message is kept, so the report stays one line.
+    """
+    try:
+        yield
+    except DataError as e:
+        raise DataError(f"{where}: {worker_message(e)}") from None
+
+
+def worker_message(e: Exception) -> str:
+    """The original message of an exception, also when torch re-raised it from a DataLoader worker."""
+    msg = str(e)
+    if "Original Traceback" not in msg:
+        return msg
+    last = msg.rstrip().splitlines()[-1]  # "reference.data.bundle.DataError: <the message>"
+    for prefix in (f"{type(e).__module__}.{type(e).__qualname__}: ", f"{type(e).__qualname__}: "):
+        if last.startswith(prefix):
+            return last[len(prefix):]
+    return last
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.device, d: Dist,
              workers: int = 0) -> float:
@@ -48,10 +90,11 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.
     loader = DataLoader(part, batch_size=batch_size, shuffle=False, num_workers=workers,
                         generator=torch.Generator().manual_seed(0))  # leaves the global RNG alone
     correct = total = 0
-    for images, labels in loader:
-        logits = model(images.to(device).float())
-        correct += top1_correct(logits, labels.to(device))
-        total += len(labels)
+    with batches(loader) as it:
+        for images, labels in it:
+            logits = model(images.to(device).float())
+            correct += top1_correct(logits, labels.to(device))
+            total += len(labels)
     model.train(was_training)
     correct, total = all_sum([correct, total], d, device)
     return percent(correct, total)
@@ -60,12 +103,20 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.
 def train_one_epoch(model: nn.Module, loss_fn: TrainLoss, optimizer: torch.optim.Optimizer, loader: DataLoader,
                     device: torch.device, d: Dist, desc: str = "", progress: bool = False) -> tuple[float, float]:
     """One pass over the loader; returns (mean loss, top-1 % of the train-mode logits) over all processes."""
-    from tqdm import tqdm
-
     model.train()
     loss_fn.train()
+    with batches(loader) as it:
+        loss_sum, correct, count = _epoch(model, loss_fn, optimizer, it, device, desc, progress)
+    loss_sum, correct, count = all_sum([loss_sum, correct, count], d, device)
+    return loss_sum / max(count, 1), percent(correct, count)
+
+
+def _epoch(model, loss_fn, optimizer, batches_, device, desc, progress) -> tuple[float, int, int]:
+    """The steps of one epoch on this process: (loss sum, correct, count)."""
+    from tqdm import tqdm
+
     loss_sum, correct, count = 0.0, 0, 0
-    bar = tqdm(loader, desc=desc, leave=False, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(batches_, desc=desc, leave=False, disable=not progress, dynamic_ncols=True)
     for images, labels in bar:
         images, labels = images.to(device, non_blocking=True).float(), labels.to(device, non_blocking=True)
         outputs = model(images)
@@ -81,8 +132,7 @@ def train_one_epoch(model: nn.Module, loss_fn: TrainLoss, optimizer: torch.optim
         count += n
         bar.set_postfix(loss=f"{loss_sum / count:.4f}")
     bar.close()
-    loss_sum, correct, count = all_sum([loss_sum, correct, count], d, device)
-    return loss_sum / max(count, 1), percent(correct, count)
+    return loss_sum, correct, count
 
 
 def init_scales_before_ddp(model: nn.Module, dataset: Dataset, batch_size: int, seed: int, d: Dist,

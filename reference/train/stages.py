@@ -22,7 +22,7 @@ from reference.train.distributed import Dist, barrier, seed_everything, sync_buf
 from reference.train.errors import TrainError
 from reference.train.recipe import batch_and_lr, recipe_name
 from reference.train.teacher_file import init_teacher_from_file, timm_file_teacher
-from reference.train.loop import evaluate, init_scales_before_ddp, train_loader, train_one_epoch
+from reference.train.loop import evaluate, init_scales_before_ddp, reading_data, train_loader, train_one_epoch
 from reference.train.schedule import CosineSchedule, build_optimizer
 
 
@@ -207,7 +207,31 @@ def find_resume(stage: str, ctx: Context, plan: StagePlan, first: bool) -> dict 
     check_same_run(ckpt.get("run"), run_identity(stage, ctx, plan), path)
     if int(ckpt["epoch"]) > plan.epochs:
         raise TrainError(f"--resume: {path} has run {ckpt['epoch']} epochs, more than the {plan.epochs} asked")
+    check_best_of_run(ckpt, path.parent / "best.pt")
     return ckpt
+
+
+def check_best_of_run(last: dict, best_path: Path) -> None:
+    """The run's best.pt must be there and be the epoch last.pt calls the best, else one line now.
+
+    Otherwise a deleted or replaced best.pt would surface only at the end of the resumed run
+    (the test evaluation loads it) or, if a later epoch overwrote it, never. One later epoch is
+    accepted: a kill between the two writes of an epoch leaves best.pt one epoch ahead of
+    last.pt; that epoch is trained again, identically, and rewrites it.
+    """
+    if int(last.get("best_epoch", 0)) < 1:
+        return
+    try:
+        best = load_checkpoint(best_path, required=("epoch",))
+    except CheckpointError as e:
+        raise TrainError(f"--resume: {e}; the run's best checkpoint is needed to continue it (start afresh "
+                         "without --resume)") from None
+    epoch, wanted = int(best["epoch"]), int(last["best_epoch"])
+    same_run = best.get("run") == last.get("run")
+    if not same_run or epoch not in (wanted, int(last["epoch"]) + 1):
+        raise TrainError(f"--resume: {best_path} holds epoch {epoch} of {'this' if same_run else 'another'} run, "
+                         f"but last.pt records epoch {wanted} as this run's best; it was replaced (start afresh "
+                         "without --resume)")
 
 
 def restore_training(ckpt: dict, path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -315,10 +339,11 @@ def run_stage(stage: str, ctx: Context, first: bool) -> dict:
         t0 = time.time()
         lr = schedule.step(epoch)
         loader = train_loader(ctx.train_set, per_process, epoch, args.seed, d, args.workers)
-        train_loss, train_acc = train_one_epoch(net, loss_fn, optimizer, loader, ctx.device, d,
-                                                f"{stage} {epoch + 1}/{plan.epochs}", ctx.progress)
-        sync_buffers(model, d)
-        val_acc = evaluate(model, ctx.bundle.val, per_process, ctx.device, d, args.workers)
+        with reading_data(f"{stage} epoch {epoch + 1}/{plan.epochs}"):
+            train_loss, train_acc = train_one_epoch(net, loss_fn, optimizer, loader, ctx.device, d,
+                                                    f"{stage} {epoch + 1}/{plan.epochs}", ctx.progress)
+            sync_buffers(model, d)
+            val_acc = evaluate(model, ctx.bundle.val, per_process, ctx.device, d, args.workers)
         seconds = time.time() - t0
         elapsed += seconds
         is_best = val_acc > best_val
@@ -342,7 +367,8 @@ def run_stage(stage: str, ctx: Context, first: bool) -> dict:
     barrier(d)
     best_path = stage_dir / "best.pt"
     load_weights(model, load_checkpoint(best_path)["model"], best_path)
-    test_acc = evaluate(model, ctx.bundle.test, per_process, ctx.device, d, args.workers)
+    with reading_data(f"{stage} test evaluation"):
+        test_acc = evaluate(model, ctx.bundle.test, per_process, ctx.device, d, args.workers)
     summary = {"stage": stage, "best_epoch": best_epoch, "best_val_acc": best_val, "test_acc": test_acc,
                "epochs": plan.epochs, "wall_time": elapsed, "best_path": str(best_path),
                "dataset": ctx.bundle.name, "preset": ctx.preset.name, "world_size": d.world_size,
