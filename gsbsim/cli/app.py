@@ -1,5 +1,6 @@
 """The ``gsbsim`` command line: run a model on data, describe it, write test vectors,
-generate the HLS project of a model (``hls``) and C-simulate it against gsbsim (``csim``).
+generate the HLS project of a model (``hls``) and C-simulate it against gsbsim (``csim``), write an
+edge-case model and images that reach every branch of the spec (``edge``, gsbsim/cli/edge.py).
 
 Every bad input ends as one line ``gsbsim: error: <message>`` on stderr and exit code 2,
 with nothing half-written: outputs (plot, vectors) are written to a temporary name and
@@ -22,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from gsbsim.cli.edge import add_parser as edge_parser
 from gsbsim.cli.args import float_in, int_at_least, nonempty_path, positive_float, seed
 from gsbsim.paths import input_file_problem, output_file_problem
 from gsbsim.cli.signals import EXIT_BAD_INPUT, guarded
@@ -604,7 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = _Parser(prog=PROG, description="Bit-exact integer simulator of GSB binary vision "
                      "transformers: accuracy, costs, test vectors, HLS generation and C-simulation.", formatter_class=fmt)
-    sub = parser.add_subparsers(dest="command", metavar="{run,info,vectors,hls,csim}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,info,vectors,hls,csim,edge}")
     sub.required = True
 
     run = sub.add_parser("run", help="run a model on data (accuracy, optional cost report)",
@@ -685,6 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--timeout", type=positive_float, default=600.0, metavar="S",
                     help="limit for the testbench run in seconds (default 600)")
     cs.set_defaults(func=cmd_csim)
+    edge_parser(sub, fmt)
     return parser
 
 
