@@ -296,5 +296,5 @@ def edge_model(method: str = "gsb", mask_stat: str = "row", seed: int = 0) -> tu
 
 
 def edge_suite(seed: int = 0) -> dict[str, tuple[IntModel, np.ndarray]]:
-    """Every edge variant by name ("gsb", "gsb/image", ...): (model, uint8 images)."""
-    return {(m if stat == "row" else f"{m}/{stat}"): edge_model(m, stat, seed) for m, stat in edge_variants()}
+    """Every edge variant by name ("gsb/row", "gsb/image", ...): (model, uint8 images)."""
+    return {f"{m}/{stat}": edge_model(m, stat, seed) for m, stat in edge_variants()}
