@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from gsbsim.engine import golden
-from gsbsim.engine.golden_didb import haar_s4
+from gsbsim.engine.golden_didb import exp3_weights, haar_s4
 from gsbsim.engine.golden_ops import ln_stats
 from gsbsim.format.methods import METHOD_NAMES, method_of
 from gsbsim.format.model_file import IntModel, validate
@@ -156,6 +156,33 @@ class _Planter:
         hi[c_on], lo[c_on] = always, -never
         hi[c_off], lo[c_off] = never, -never
 
+    def probability_tie(self, p: str, tr: dict) -> None:
+        """One exp table entry lowered until some e*R is exactly half-way between two probabilities (§5)."""
+        prob, recip = self.sh["prob"], self.sh["recip"]
+        if "scores" in {k[len(p):] for k in tr if k.startswith(p)}:
+            sc = tr[p + "scores"].astype(np.int64)
+            idx = (sc.max(-1, keepdims=True) - sc) // 2
+            name, weights = p + "exp_lut", lambda t: t[idx]
+        else:
+            s = tr[p + "hfsc"]
+            gap = s.max(-1, keepdims=True) - s
+            idx = gap & 255
+            lo, mid, hi = (self.a[p + t] for t in ("exp_lo", "exp_mid", "exp_hi"))
+            name, weights = p + "exp_lo", lambda t: exp3_weights(gap, t, mid, hi, prob)
+        table = self.a[name]
+        used = np.unique(idx[idx > 0])
+        for entry in used[np.argsort(-np.bincount(idx.ravel())[used], kind="stable")][:4]:
+            for value in range(int(table[entry]), max(int(table[entry]) - 512, -1), -1):
+                t = table.copy()
+                t[entry] = value
+                e = weights(t)
+                r = (np.int64(1) << np.int64(recip)) // e.sum(-1, keepdims=True)
+                s_bits = recip - prob
+                if np.any((e * r) % (1 << s_bits) == 1 << (s_bits - 1)):
+                    table[entry] = value
+                    return
+        raise EdgeModelError(f"edge_model: no exact probability tie possible at {p}")
+
     # --------------------------------------------------------------------- GSB planes
     def mask_ties(self, target_arr: np.ndarray, vals: np.ndarray, lanes: int, planes_axes_image: bool,
                   cols: np.ndarray) -> None:
@@ -221,6 +248,8 @@ def _plant_block(pl: _Planter, i: int, x_in: np.ndarray) -> None:
     else:                      # one head's scores so steep that the exp tables' range is left
         a[p + "score.w"][0, h - 1] = 2 ** 22
     tr = pl.trace()
+    pl.probability_tie(p, tr)
+    tr = pl.trace()
     probs = tr[p + "probs"]                                     # [B, H, N, N]
     bias = a[p + "att_bias"]
     # a row of image PLANT_IMAGE (head h-1, query 3) whose maximum is reached twice
@@ -281,12 +310,13 @@ def edge_model(method: str = "gsb", mask_stat: str = "row", seed: int = 0) -> tu
     for i in range(base.depth):
         _plant_block(pl, i, x)
         x = pl.trace()[f"blocks.{i}.resid2"]
-    # §9: gain 0 with offsets exactly half-way (both signs), gains that clamp at both int8 edges
+    # §9: gain 0 with offsets exactly half-way (both signs) and far outside int8 (both clamps); the
+    # largest gains of either sign
     k = pl.sh["head_ln"]
     for norm in ("norm", "head_dist_norm"):
-        c = pl.channels(pl.e, 4)
-        a[norm + ".gain"][c] = (0, 0, 2 ** 22, -2 ** 22)
-        a[norm + ".offset"][c[:2]] = (7 * 2 ** (k - 1), -7 * 2 ** (k - 1))
+        c = pl.channels(pl.e, 6)
+        a[norm + ".gain"][c] = (0, 0, 0, 0, 2 ** 22, -2 ** 22)
+        a[norm + ".offset"][c[:4]] = (7 * 2 ** (k - 1), -7 * 2 ** (k - 1), 200 * 2 ** k, -200 * 2 ** k)
     logits = golden.forward(pl.model, pl.x)[0][PLANT_IMAGE + 1]
     c1 = int(np.argmax(logits))
     c2 = 0 if c1 else 1
