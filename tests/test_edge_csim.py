@@ -24,7 +24,7 @@ from gsbsim.hlsgen.project import Project, load_project
 from gsbsim.verify.edge_models import EDGE_IMAGES, edge_model, edge_variants
 from tests.support.edge_faults import FAULTS, Fault, faulty_library
 
-VARIANTS = [f"{m}/{s}" for m, s in edge_variants()]
+VARIANTS = list(edge_variants())
 ORDINARY_FAULTS = tuple(f for f in FAULTS if "fc1" not in f.name)
 
 
@@ -42,10 +42,10 @@ class Builds:
         self.pool = ThreadPoolExecutor(max_workers=2)
         self.jobs: dict[str, tuple[Project, Future]] = {}
         lib = toolchain.library_include_dir()
-        for m, s in edge_variants():
-            model, images = edge_model(m, s)
-            self._submit(f"{m}/{s}", model, images, ())
-            if (m, s) == ("gsb", "row"):
+        for name, opts in edge_variants().items():
+            model, images = edge_model(**opts)
+            self._submit(name, model, images, ())
+            if name == "gsb/row":
                 for i, f in enumerate(FAULTS):
                     inc = faulty_library(lib, root / f"lib{i}", (f,))
                     self._submit(f.name, model, images, ("-iquote", str(inc)))

@@ -18,7 +18,7 @@ from gsbsim.verify.edge_models import EDGE_IMAGES, edge_model, edge_variants
 from tests.support.edge_faults import FAULTS, plant_python
 from tests.support.engines import assert_same
 
-VARIANTS = [f"{m}/{s}" for m, s in edge_variants()]
+VARIANTS = list(edge_variants())
 
 
 def int8(images: np.ndarray) -> np.ndarray:
@@ -27,7 +27,7 @@ def int8(images: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def suite() -> dict[str, tuple]:
-    return {f"{m}/{s}": edge_model(m, s) for m, s in edge_variants()}
+    return {name: edge_model(**opts) for name, opts in edge_variants().items()}
 
 
 def ordinary(method: str, seeds=range(100, 104)) -> list[tuple]:
@@ -41,7 +41,7 @@ def ordinary(method: str, seeds=range(100, 104)) -> list[tuple]:
 
 def test_the_variants_cover_the_method_table_and_both_mask_statistics():
     assert {v.split("/")[0] for v in VARIANTS} == set(edge_models.METHOD_NAMES)
-    assert "gsb/image" in VARIANTS and "gsb/row" in VARIANTS
+    assert {"gsb/image", "gsb/row", "didb/prob0"} <= set(VARIANTS)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -74,9 +74,9 @@ def test_ordinary_models_miss_the_edges_the_suite_exists_for():
 @pytest.mark.parametrize("seed", [1, 2, 7])
 def test_other_seeds_reach_every_branch_too(seed):
     """The ties are planted, not hoped for (seeds 0-19 were all checked once; 2 and 7 used to miss one)."""
-    for m, s in edge_variants():
-        model, images = edge_model(m, s, seed)
-        assert [k for k, n in branch_counts(model, images).items() if n == 0] == [], (m, s, seed)
+    for name, opts in edge_variants().items():
+        model, images = edge_model(seed=seed, **opts)
+        assert [k for k, n in branch_counts(model, images).items() if n == 0] == [], (name, seed)
 
 
 def test_edge_model_is_deterministic_and_seeded():
@@ -130,7 +130,8 @@ def test_cli_edge_writes_model_and_images(tmp_path, capsys):
     assert f"{n} of {n} branches reached" in text and "NOT REACHED" not in text
     assert "fc1.lower-ray.on" in text and f"--data {out / 'images.npy'} --images {EDGE_IMAGES}" in text
     ref, ref_images = edge_model("didb", "row", 0)
-    assert np.array_equal(images, ref_images) and all(np.array_equal(model.arrays[k], ref.arrays[k]) for k in ref.arrays)
+    assert np.array_equal(images, ref_images)
+    assert all(np.array_equal(model.arrays[k], ref.arrays[k]) for k in ref.arrays)
     assert sorted(p.name for p in out.iterdir()) == ["images.npy", "model.npz"]
 
 
@@ -151,6 +152,15 @@ def test_cli_edge_bad_out_is_one_line_exit_2(tmp_path, capsys):
     assert main(["edge", "--method", "nosuch", "--out", str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "invalid choice" in err and not (tmp_path / "e").exists()
+    assert main(["edge", "--method", "didb", "--prob", "31", "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--prob" in err and not (tmp_path / "e").exists()
+
+
+def test_cli_edge_prob0(tmp_path, capsys):
+    assert main(["edge", "--method", "didb", "--prob", "0", "--out", str(tmp_path / "e")]) == 0
+    assert load_model(tmp_path / "e" / "model.npz").shifts["prob"] == 0
+    assert "exp3.shift0" in capsys.readouterr().out
 
 
 def test_cli_edge_failed_plant_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, monkeypatch):

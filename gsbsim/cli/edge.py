@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from gsbsim.cli.args import nonempty_path, seed
+from gsbsim.cli.args import int_at_least, nonempty_path, seed
 from gsbsim.format.methods import METHOD_NAMES
 
 __all__ = ["add_parser", "cmd_edge"]
@@ -15,6 +15,7 @@ __all__ = ["add_parser", "cmd_edge"]
 _EXAMPLES = """examples:
   gsbsim edge --method gsb --out build/edge              build/edge/model.npz + images.npy
   gsbsim edge --method gsb --mask-stat image --out build/edge-image
+  gsbsim edge --method didb --prob 0 --out build/edge-prob0
 then:
   gsbsim hls --model build/edge/model.npz --out build/edge/hls --pe 2 --simd 8
   gsbsim csim build/edge/hls --data build/edge/images.npy --images 8
@@ -34,6 +35,9 @@ def add_parser(sub, fmt) -> None:
     p.add_argument("--method", required=True, choices=METHOD_NAMES, help="method of the model (the method table)")
     p.add_argument("--mask-stat", default="row", choices=("row", "image"),
                    help="statistic of the GSB masks (default row)")
+    p.add_argument("--prob", type=int_at_least(0, 30), default=None, metavar="P",
+                   help="shifts.prob of the model, 0..30 (default 16; 0 gives didb's three-level exp a "
+                   "rounding shift of 0)")
     p.add_argument("--seed", type=seed, default=0, metavar="S", help="seed of the generator (default 0)")
     p.add_argument("--out", required=True, type=nonempty_path, metavar="DIR",
                    help="output folder (created if missing); model.npz and images.npy in it are replaced")
@@ -50,7 +54,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
     if os.path.lexists(args.out) and not os.path.isdir(args.out):
         raise CliError(f"--out {args.out} exists and is not a folder")
     try:
-        model, images = edge_model(args.method, args.mask_stat, args.seed)
+        model, images = edge_model(args.method, args.mask_stat, args.seed, prob=args.prob)
     except EdgeModelError as e:
         raise CliError(f"{e} (seed {args.seed}); try another --seed") from None
     counts = branch_counts(model, images)

@@ -51,6 +51,7 @@ BRANCHES: dict[str, str] = {
     "softmax.max-twice": "§5/§13.2 a score row whose maximum is reached more than once",
     "exp_lut.zero": "§5 e_j = exp_lut[m_j] = 0",
     "exp3.outside": "§13.2 m_j >> 16 >= len(exp_hi): e_j = 0",
+    "exp3.shift0": "§13.2 prob = 0: rq(x, 0) = x in the three-level exp (no rounding term)",
     "P.half-way": "§5 e*R exactly half-way between two probabilities (rounds up)",
     "a.thr1.tie": "§5 base attention plane: A = a.thr1 exactly",
     "a.mask.tie": "§5 attention mask: 256*A = r_k*amax exactly (strict >: bit 0)",
@@ -82,9 +83,11 @@ def applicable(model: IntModel) -> tuple[str, ...]:
     m = model.features
     drop = set()
     if m.attention == "gsb":
-        drop |= {"q.low.tie", "q.high.tie", "k.low.tie", "k.high.tie", "exp3.outside"}
+        drop |= {"q.low.tie", "q.high.tie", "k.low.tie", "k.high.tie", "exp3.outside", "exp3.shift0"}
     else:
         drop |= {"q.thr.tie", "k.thr.tie", "exp_lut.zero"}
+    if model.shifts["prob"]:
+        drop.add("exp3.shift0")
     if model.groups < 2:
         drop |= {"v.mask.tie-max", "v.mask.tie-min", "a.mask.tie"}
     drop |= set(_ACT) if not m.act_unit else {k for k in BRANCHES if ".rq.tie" in k and not k.startswith("patch")}
@@ -164,6 +167,7 @@ def branch_counts(model: IntModel, images: np.ndarray) -> dict[str, int]:
             m = s.max(-1, keepdims=True) - s
             ex = exp3_weights(m, blk["exp_lo"], blk["exp_mid"], blk["exp_hi"], sh["prob"])
             add("exp3.outside", (m >> 16) >= len(blk["exp_hi"]))
+            add("exp3.shift0", np.full(m.shape, sh["prob"] == 0))
         add("softmax.max-twice", (s == s.max(-1, keepdims=True)).sum(-1) > 1)
         r_recip = (np.int64(1) << np.int64(sh["recip"])) // ex.sum(-1, keepdims=True)
         add("P.half-way", _half_way(ex * r_recip, sh["recip"] - sh["prob"])[0])

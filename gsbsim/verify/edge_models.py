@@ -22,7 +22,8 @@ from gsbsim.engine import golden
 from gsbsim.engine.golden_didb import exp3_weights, haar_s4
 from gsbsim.engine.golden_ops import ln_stats
 from gsbsim.format.methods import METHOD_NAMES, method_of
-from gsbsim.format.model_file import IntModel, validate
+from gsbsim.format.conventions import round_half_up
+from gsbsim.format.model_file import IntModel, exp_tables, validate
 from gsbsim.format.random_model import random_model
 
 __all__ = ["EDGE_DIMS", "EDGE_IMAGES", "edge_variants", "edge_model", "edge_images", "edge_suite", "EdgeModelError"]
@@ -41,11 +42,15 @@ class EdgeModelError(ValueError):
     """A tie could not be planted (no location satisfies it): a bug of this generator, not of the input."""
 
 
-def edge_variants() -> list[tuple[str, str]]:
-    """(method, mask_stat) of every edge model: each method of the table with the row statistic, and the
-    image statistic for the methods with mask planes (more than one group)."""
-    out = [(m, "row") for m in METHOD_NAMES]
-    out += [(m, "image") for m in METHOD_NAMES if method_of(m).default_groups > 1]
+def edge_variants() -> dict[str, dict]:
+    """Name -> edge_model options of every edge model: each method of the table with the row statistic
+    ("gsb/row"), the image statistic for the methods with mask planes ("gsb/image"), and prob = 0 for the
+    three-level exp tables ("didb/prob0": its rq(x, prob) has shift 0)."""
+    out = {f"{m}/row": dict(method=m, mask_stat="row") for m in METHOD_NAMES}
+    out.update({f"{m}/image": dict(method=m, mask_stat="image") for m in METHOD_NAMES
+                if method_of(m).default_groups > 1})
+    out.update({f"{m}/prob0": dict(method=m, mask_stat="row", prob=0) for m in METHOD_NAMES
+                if method_of(m).attention == "hfsc_diba"})
     return out
 
 
@@ -70,7 +75,6 @@ class _Planter:
         self.act = method_of(model.method).act_unit
         self.e, self.d = model.embed_dim, model.head_dim
         self.sh = model.shifts
-        self.f = model.frac_bits
 
     @property
     def model(self) -> IntModel:
@@ -88,8 +92,9 @@ class _Planter:
             raise EdgeModelError("edge_model: no location satisfies a planted tie")
         return tuple(int(i) for i in idx[self.rng.integers(len(idx))])
 
-    def channels(self, n: int, count: int, skip=()) -> list[int]:
-        return [int(c) for c in self.rng.permutation([c for c in range(n) if c not in skip])[:count]]
+    def channels(self, n: int, count: int) -> list[int]:
+        """`count` distinct random channels of n."""
+        return [int(c) for c in self.rng.permutation(n)[:count]]
 
     # --------------------------------------------------------------------- requantization ties
     def requant_ties(self, p: str, lin: str, tr: dict, shift: int, act: bool) -> None:
@@ -184,18 +189,19 @@ class _Planter:
         raise EdgeModelError(f"edge_model: no exact probability tie possible at {p}")
 
     # --------------------------------------------------------------------- GSB planes
-    def mask_ties(self, target_arr: np.ndarray, vals: np.ndarray, lanes: int, planes_axes_image: bool,
+    def mask_ties(self, target_arr: np.ndarray, vals: np.ndarray, lanes: int, image_stat: bool,
                   cols: np.ndarray) -> None:
         """Ties 256*x = r_k*max and 256*x = r_k*min of a GSB mask (value or attention) in image PLANT_IMAGE.
 
         vals [H, R, lanes] the image's values (R rows of `lanes`); the row of the ties is row 0 of head 0
-        (row statistic) or head 0 (image statistic); the edited constant is target_arr[cols[h, r, j]] += delta (target_arr a view).
+        (row statistic) or head 0 (image statistic); the edited constant is target_arr[cols[h, r, j]]
+        (target_arr a view of the model's array).
         A channel j* gets 256*K (the maximum), another -256*K (the minimum), K above every |value| of the
         statistic's range, then one channel per ratio and side gets r_k*K or -r_k*K.
         """
         ratios = [int(r) for r in self.header["ratios"]]
-        rows = vals[0, :1] if not planes_axes_image else vals[0]        # [R', lanes] in head 0
-        whole = vals[0, :1] if not planes_axes_image else vals
+        rows = vals[0] if image_stat else vals[0, :1]           # [R', lanes] in head 0
+        whole = vals if image_stat else vals[0, :1]
         spread = int((rows.max(0) - rows.min(0)).max())
         k = (max(int(np.abs(whole).max()), spread) // 256) + 2
         order = list(self.rng.permutation(lanes))
@@ -282,18 +288,31 @@ def _plant_block(pl: _Planter, i: int, x_in: np.ndarray) -> None:
     pl.requant_ties(p, "fc2", tr, s_act, pl.act)
 
 
-def edge_model(method: str = "gsb", mask_stat: str = "row", seed: int = 0) -> tuple[IntModel, np.ndarray]:
+def edge_model(method: str = "gsb", mask_stat: str = "row", seed: int = 0,
+               prob: int | None = None) -> tuple[IntModel, np.ndarray]:
     """(model, uint8 images [EDGE_IMAGES, Cin, I, I]): a valid model of `method` whose constants put the
-    edge images on every branch and exact tie of the spec (gsbsim/verify/edge_coverage.py lists them)."""
+    edge images on every branch and exact tie of the spec (gsbsim/verify/edge_coverage.py lists them).
+    `prob`: shifts.prob (default 16), with the exp tables the exporter writes for it."""
     rng = np.random.default_rng(seed)
     base = random_model(rng, **EDGE_DIMS, frac_bits=EDGE_FRAC_BITS, method=method, mask_stat=mask_stat)
-    header = dict(base.header, preset="edge", source=f"edge (seed {seed})", ln_eps=1,
-                  shifts=dict(base.header["shifts"], ln=LN_SHIFT))
-    header["shifts"]["recip"] = header["shifts"]["prob"] + RECIP_OVER_PROB
-    base = IntModel(header=header, arrays=base.arrays, path="<edge>")
+    shifts = dict(base.header["shifts"], ln=LN_SHIFT)
+    arrays = dict(base.arrays)
+    if prob is not None:
+        if not 0 <= prob <= 30:
+            raise ValueError(f"edge_model: prob must be in [0, 30], got {prob}")
+        for i in range(base.depth):
+            p = f"blocks.{i}."
+            if p + "exp_lut" in arrays:     # the same exponentials on the 2^-prob grid (entry 0 = 2^prob)
+                arrays[p + "exp_lut"] = round_half_up(arrays[p + "exp_lut"] * 2.0 ** (prob - shifts["prob"]))
+            else:
+                arrays[p + "exp_lo"], arrays[p + "exp_mid"], arrays[p + "exp_hi"] = exp_tables(prob)
+        shifts["prob"] = prob
+    shifts["recip"] = shifts["prob"] + RECIP_OVER_PROB
+    header = dict(base.header, preset="edge", source=f"edge (seed {seed})", ln_eps=1, shifts=shifts)
+    base = IntModel(header=header, arrays=arrays, path="<edge>")
     images = edge_images(base, seed)
     pl = _Planter(base, images, rng)
-    a, f = pl.a, pl.f
+    a = pl.a
     for i in range(base.depth):       # LayerNorm thresholds to the finer grid (they are re-planted below)
         for ln in ("ln1", "ln2"):
             a[f"blocks.{i}.{ln}.thr"] = a[f"blocks.{i}.{ln}.thr"] << np.int64(LN_SHIFT - base.shifts["ln"])
@@ -327,4 +346,4 @@ def edge_model(method: str = "gsb", mask_stat: str = "row", seed: int = 0) -> tu
 
 def edge_suite(seed: int = 0) -> dict[str, tuple[IntModel, np.ndarray]]:
     """Every edge variant by name ("gsb/row", "gsb/image", ...): (model, uint8 images)."""
-    return {f"{m}/{stat}": edge_model(m, stat, seed) for m, stat in edge_variants()}
+    return {name: edge_model(seed=seed, **opts) for name, opts in edge_variants().items()}
