@@ -535,6 +535,15 @@ def cmd_csim(args) -> int:
     return 0 if rep.passed else 1
 
 
+def cmd_edge(args) -> int:
+    """Write an edge-case model and its images (gsbsim/cli/edge.py)."""
+    from gsbsim.cli.edge import EdgeCommandError, run_edge
+    try:
+        return run_edge(args, _atomic_write_file)
+    except EdgeCommandError as e:
+        raise CliError(str(e)) from None
+
+
 # ============================================================================ the parser
 _RUN_EXAMPLES = """examples:
   gsbsim run --model runs/digits/model.npz                      top-1 on the digits test split
@@ -687,7 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--timeout", type=positive_float, default=600.0, metavar="S",
                     help="limit for the testbench run in seconds (default 600)")
     cs.set_defaults(func=cmd_csim)
-    edge_parser(sub, fmt)
+    edge_parser(sub, fmt, cmd_edge)
     return parser
 
 

@@ -10,7 +10,11 @@ import numpy as np
 from gsbsim.cli.args import int_at_least, nonempty_path, seed
 from gsbsim.format.methods import METHOD_NAMES
 
-__all__ = ["add_parser", "cmd_edge"]
+__all__ = ["add_parser", "run_edge", "EdgeCommandError"]
+
+
+class EdgeCommandError(Exception):
+    """A bad input of `gsbsim edge` (gsbsim/cli/app.py prints it as one line, exit 2)."""
 
 _EXAMPLES = """examples:
   gsbsim edge --method gsb --out build/edge              build/edge/model.npz + images.npy
@@ -23,7 +27,8 @@ Exit status: 0 every branch reached, 1 some branch not reached (the table says w
 """
 
 
-def add_parser(sub, fmt) -> None:
+def add_parser(sub, fmt, func) -> None:
+    """The `edge` subcommand; `func(args)` runs it (app.py's wrapper of run_edge)."""
     p = sub.add_parser("edge", help="write an edge-case model + images that reach every branch and tie",
                        description="Generate a valid integer model of a method whose constants put its "
                        "images exactly on every branch and tie of docs/integer_model.md (thresholds met "
@@ -41,22 +46,23 @@ def add_parser(sub, fmt) -> None:
     p.add_argument("--seed", type=seed, default=0, metavar="S", help="seed of the generator (default 0)")
     p.add_argument("--out", required=True, type=nonempty_path, metavar="DIR",
                    help="output folder (created if missing); model.npz and images.npy in it are replaced")
-    p.set_defaults(func=cmd_edge)
+    p.set_defaults(func=func)
 
 
-def cmd_edge(args: argparse.Namespace) -> int:
-    from gsbsim.cli.app import CliError, _atomic_write_file
+def run_edge(args: argparse.Namespace, atomic_write) -> int:
+    """Write args.out/model.npz and images.npy, print the coverage; `atomic_write(path, write, flag)` is
+    app.py's temporary-file-and-rename writer. Exit code 0 (every branch reached) or 1."""
     from gsbsim.format.model_file import save_model
     from gsbsim.outputs import folder_lock
     from gsbsim.verify.edge_coverage import branch_counts, coverage_table
     from gsbsim.verify.edge_models import EdgeModelError, edge_model
 
     if os.path.lexists(args.out) and not os.path.isdir(args.out):
-        raise CliError(f"--out {args.out} exists and is not a folder")
+        raise EdgeCommandError(f"--out {args.out} exists and is not a folder")
     try:
         model, images = edge_model(args.method, args.mask_stat, args.seed, prob=args.prob)
     except EdgeModelError as e:
-        raise CliError(f"{e} (seed {args.seed}); try another --seed") from None
+        raise EdgeCommandError(f"{e} (seed {args.seed}); try another --seed") from None
     counts = branch_counts(model, images)
     model_path, images_path = os.path.join(args.out, "model.npz"), os.path.join(args.out, "images.npy")
     with folder_lock(args.out, "--out"):  # removed again if this run fails: nothing half-written
@@ -65,7 +71,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
         def write_images(tmp: str) -> None:
             with open(tmp, "wb") as f:
                 np.save(f, images, allow_pickle=False)
-        _atomic_write_file(images_path, write_images, "--out")
+        atomic_write(images_path, write_images, "--out")
     reached = sum(1 for n in counts.values() if n)
     print(f"wrote {model_path} (method {args.method}, mask_stat {args.mask_stat}, seed {args.seed}) and "
           f"{images_path} ({len(images)} images)")
