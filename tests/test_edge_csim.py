@@ -1,5 +1,5 @@
-"""C-simulation of the edge-case models (gsbsim/verify/edge_models.py, every method of the table and both
-mask statistics): every traced tensor bit-exact on the 8 edge images. Then deliberately wrong kernels
+"""C-simulation of the edge-case models (gsbsim/verify/edge_models.py: every method of the table, both
+mask statistics, didb with prob 0): every traced tensor bit-exact on the 8 edge images. Then deliberately wrong kernels
 (tests/support/edge_faults.py: a rounding square root, > for >= in fc1, an argmax keeping the last
 maximum, rounding half away from zero in the final LayerNorm, a value mask >= for >), each planted in a
 patched copy of hls/include that the build finds first (-iquote), fail the C-simulation of the gsb edge
