@@ -157,6 +157,24 @@ def test_cli_edge_bad_out_is_one_line_exit_2(tmp_path, capsys):
     assert err.count("\n") == 1 and "--prob" in err and not (tmp_path / "e").exists()
 
 
+def test_cli_edge_replaces_its_own_files_only(tmp_path, capsys):
+    out = tmp_path / "e"
+    assert main(["edge", "--method", "bit", "--out", str(out)]) == 0
+    assert main(["edge", "--method", "sign", "--out", str(out)]) == 0            # an edge model: replaced
+    assert load_model(out / "model.npz").method == "sign"
+    capsys.readouterr()
+    m = random_model(np.random.default_rng(0), method="gsb")
+    save_model(out / "model.npz", m.header, m.arrays)                             # not an edge model
+    before = (out / "images.npy").read_bytes()
+    assert main(["edge", "--method", "gsb", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not an edge model" in err
+    assert load_model(out / "model.npz").header["preset"] == "random" and (out / "images.npy").read_bytes() == before
+    (out / "model.npz").unlink()                                                  # images.npy alone
+    assert main(["edge", "--method", "gsb", "--out", str(out)]) == 2
+    assert "without an edge model" in capsys.readouterr().err
+
+
 def test_cli_edge_prob0(tmp_path, capsys):
     assert main(["edge", "--method", "didb", "--prob", "0", "--out", str(tmp_path / "e")]) == 0
     assert load_model(tmp_path / "e" / "model.npz").shifts["prob"] == 0

@@ -45,14 +45,30 @@ def add_parser(sub, fmt, func) -> None:
                    "rounding shift of 0)")
     p.add_argument("--seed", type=seed, default=0, metavar="S", help="seed of the generator (default 0)")
     p.add_argument("--out", required=True, type=nonempty_path, metavar="DIR",
-                   help="output folder (created if missing); model.npz and images.npy in it are replaced")
+                   help="output folder (created if missing); an older edge model.npz and images.npy in it "
+                   "are replaced, other files of those names never")
     p.set_defaults(func=func)
+
+
+def _check_replaceable(model_path: str, images_path: str) -> None:
+    """Replace model.npz and images.npy only when model.npz is an edge model (never what we did not write)."""
+    from gsbsim.format.model_file import ModelFileError, load_model
+    if os.path.lexists(model_path):
+        try:
+            ours = load_model(model_path).header.get("preset") == "edge"
+        except ModelFileError:
+            ours = False
+        if not ours:
+            raise EdgeCommandError(f"{model_path} exists and is not an edge model written by gsbsim edge; "
+                                   "refusing to replace it")
+    elif os.path.lexists(images_path):
+        raise EdgeCommandError(f"{images_path} exists without an edge model beside it; refusing to replace it")
 
 
 def run_edge(args: argparse.Namespace, atomic_write) -> int:
     """Write args.out/model.npz and images.npy, print the coverage; `atomic_write(path, write, flag)` is
     app.py's temporary-file-and-rename writer. Exit code 0 (every branch reached) or 1."""
-    from gsbsim.format.model_file import save_model
+    from gsbsim.format.model_file import ModelFileError, save_model
     from gsbsim.outputs import folder_lock
     from gsbsim.verify.edge_coverage import branch_counts, coverage_table
     from gsbsim.verify.edge_models import EdgeModelError, edge_model
@@ -66,7 +82,11 @@ def run_edge(args: argparse.Namespace, atomic_write) -> int:
     counts = branch_counts(model, images)
     model_path, images_path = os.path.join(args.out, "model.npz"), os.path.join(args.out, "images.npy")
     with folder_lock(args.out, "--out"):  # removed again if this run fails: nothing half-written
-        save_model(model_path, model.header, model.arrays)
+        _check_replaceable(model_path, images_path)
+        try:
+            save_model(model_path, model.header, model.arrays)
+        except ModelFileError as e:
+            raise EdgeCommandError(str(e)) from None
 
         def write_images(tmp: str) -> None:
             with open(tmp, "wb") as f:
