@@ -10,7 +10,7 @@ import pytest
 
 _TIER_OF_FILE = {
     "test_hls_kernels.py": "hls", "test_hls_methods.py": "hls", "test_hls_model.py": "hls",
-    "test_method_csim.py": "hls", "test_hls_dataflow.py": "hls", "test_packaging.py": "slow",
+    "test_method_csim.py": "hls", "test_hls_dataflow.py": "hls", "test_edge_csim.py": "hls", "test_packaging.py": "slow",
     # subprocesses killed at random moments and signal tests: about a minute of waiting
     "test_error_contract.py": "slow",
     "test_train.py": "train", "test_notebooks.py": "train", "test_accuracy_bench.py": "train",

@@ -1,5 +1,6 @@
 """The ``gsbsim`` command line: run a model on data, describe it, write test vectors,
-generate the HLS project of a model (``hls``) and C-simulate it against gsbsim (``csim``).
+generate the HLS project of a model (``hls``) and C-simulate it against gsbsim (``csim``), write an
+edge-case model and images that reach every branch of the spec (``edge``, gsbsim/cli/edge.py).
 
 Every bad input ends as one line ``gsbsim: error: <message>`` on stderr and exit code 2,
 with nothing half-written: outputs (plot, vectors) are written to a temporary name and
@@ -18,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from gsbsim.cli.edge import add_parser as edge_parser
 from gsbsim.cli.args import float_in, int_at_least, nonempty_path, positive_float, seed
 from gsbsim.paths import input_file_problem, output_file_problem
 from gsbsim.cli.signals import EXIT_BAD_INPUT, guarded
@@ -545,6 +547,14 @@ def cmd_cycles(args) -> int:
     print(json.dumps(js, indent=1) if args.json else "\n".join(lines))
     return rc
 
+def cmd_edge(args) -> int:
+    """Write an edge-case model and its images (gsbsim/cli/edge.py)."""
+    from gsbsim.cli.edge import EdgeCommandError, run_edge
+    try:
+        return run_edge(args, _atomic_write_file)
+    except EdgeCommandError as e:
+        raise CliError(str(e)) from None
+
 
 # ============================================================================ the parser
 _RUN_EXAMPLES = """examples:
@@ -631,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = _Parser(prog=PROG, description="Bit-exact integer simulator of GSB binary vision "
                      "transformers: accuracy, costs, test vectors, HLS generation and C-simulation.", formatter_class=fmt)
-    sub = parser.add_subparsers(dest="command", metavar="{run,info,vectors,hls,csim,cycles}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,info,vectors,hls,csim,cycles,fold,edge}")
     sub.required = True
 
     run = sub.add_parser("run", help="run a model on data (accuracy, optional cost report)",
@@ -749,6 +759,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also size every FIFO by simulation (FINN's method) and report the II it reaches")
     cy.add_argument("--json", action="store_true", help="print one JSON object")
     cy.set_defaults(func=cmd_cycles)
+
+    edge_parser(sub, fmt, cmd_edge)
     return parser
 
 
