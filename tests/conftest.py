@@ -12,7 +12,7 @@ _TIER_OF_FILE = {
     "test_hls_kernels.py": "hls", "test_hls_methods.py": "hls", "test_hls_model.py": "hls",
     "test_method_csim.py": "hls", "test_packaging.py": "slow",
     "test_train.py": "train", "test_notebooks.py": "train", "test_accuracy_bench.py": "train",
-    "test_recipe.py": "train",
+    "test_recipe.py": "train", "test_int_aware_train.py": "train",
 }
 
 
