@@ -21,8 +21,8 @@ the model trains on the grid (`python -m reference.train --int-aware-epochs N`).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -30,8 +30,16 @@ from torch import Tensor, nn
 from .fixed_point import SHIFTS
 from .quantizers import round_half_up
 
-__all__ = ["IntGrid", "grid_of", "integer_grid", "set_integer_grid", "ste_round", "on_grid", "grid_softmax",
-           "ln_threshold_nudge"]
+__all__ = [
+    "IntGrid",
+    "grid_of",
+    "grid_softmax",
+    "integer_grid",
+    "ln_threshold_nudge",
+    "on_grid",
+    "set_integer_grid",
+    "ste_round",
+]
 
 ATTR = "int_grid"     # the instance attribute the switch sets on every module of the model
 

@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from gsbsim.data.digits import digits_split
-from reference.int_grid import IntGrid, grid_of, integer_grid, set_integer_grid, ste_round
+from reference.int_grid import (
+    IntGrid,
+    grid_of,
+    integer_grid,
+    set_integer_grid,
+    ste_round,
+)
 from reference.models import build_model
 from reference.presets import Preset, Recipe
 

@@ -9,9 +9,13 @@
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
+from test_int_aware import METHODS, _student
+from test_train import TINY_ARGS, _interrupt_at, one_error_line, tiny_preset  # noqa: F401  (the fixture registers 'tiny')
 
 from gsbsim.data.digits import digits_split
 from gsbsim.engine import fast
@@ -21,9 +25,7 @@ from reference.bit_taps import float_bits
 from reference.checkpoint import load_checkpoint, load_model
 from reference.int_grid import integer_grid
 from reference.metrics import read_jsonl
-from reference.train import entry, stages
-from test_int_aware import METHODS, _student
-from test_train import TINY_ARGS, _interrupt_at, one_error_line, tiny_preset  # noqa: F401  (the fixture registers 'tiny')
+from reference.train import entry
 
 
 def _trained(method: str):
@@ -93,7 +95,7 @@ def test_int_aware_epochs_train_and_select_on_the_grid(int_aware_run):
     best = load_checkpoint(s2 / "best.pt")
     assert best["run"]["int_aware_epochs"] == 2 and best["run"]["epochs"] == 1
     assert best["epoch"] in (2, 3)                      # chosen among the epochs validated on the grid
-    summary = stages.json.loads((s2 / "summary.json").read_text())
+    summary = json.loads((s2 / "summary.json").read_text())
     assert summary["int_aware_epochs"] == 2 and summary["epochs"] == 3 and summary["grid_frac_bits"] >= 4
     # the validation figure of the best epoch is the model's top-1 on the grid it reports
     model, _ = load_model(s2 / "best.pt")
