@@ -7,6 +7,7 @@ import torch.nn as nn
 
 from .config import QuantConfig
 from .gsb import GSBAttention, GSBValue
+from .int_grid import grid_of, grid_softmax
 from .method_parts import is_binary, make_linear, post_activation
 from .quantizers import LearnableBias, SignedBinarizer
 
@@ -53,10 +54,19 @@ class BinaryAttention(nn.Module):
         q, k, v = self.q_move(q), self.k_move(k), self.v_move(v)
         if self.binary:
             q, k, v = self.q_bin(q), self.k_bin(k), self.v_gsb(v)
-        attn = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1)
+        attn = self.probabilities(q @ k.transpose(-2, -1) * self.scale)
         if self.binary:
-            attn = self.a_gsb(self.att_bias(attn))
+            attn = self.a_gsb(self.biased(attn))
         return attn @ v
+
+    def probabilities(self, scores: torch.Tensor) -> torch.Tensor:
+        """Softmax of the scores; on the integer grid (reference/int_grid.py) rounded as the integer model's."""
+        return grid_softmax(scores, grid_of(self))
+
+    def biased(self, attn: torch.Tensor) -> torch.Tensor:
+        """attn + the learnable attention bias (on the integer grid: the bias on 2^-PB)."""
+        grid = grid_of(self)
+        return self.att_bias(attn) if grid is None else attn + grid.prob(self.att_bias.bias)
 
     def forward(self, x: torch.Tensor, **_ignored) -> torch.Tensor:
         b, n, c = x.shape

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from .config import QuantConfig
+from .int_grid import grid_of, ln_threshold_nudge, on_grid
 from .method_parts import is_binary, make_linear, post_activation
 from .methods import attention_class
 
@@ -48,5 +49,12 @@ class BinaryBlock(nn.Module):
         self.mlp = BinaryMlp(dim, int(dim * mlp_ratio), cfg, num_tokens)
 
     def forward(self, x: torch.Tensor, **_ignored) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        grid = grid_of(self)
+        if grid is None:
+            x = x + self.attn(self.norm1(x))
+            return x + self.mlp(self.norm2(x))
+        # integer-aware (reference/int_grid.py): LayerNorm thresholds and both branches on the grid
+        ln1 = self.norm1(x) + ln_threshold_nudge(self.norm1, self.attn.qkv.move, grid)
+        x = x + on_grid(self.attn(ln1), grid)
+        ln2 = self.norm2(x) + ln_threshold_nudge(self.norm2, self.mlp.fc1.move, grid)
+        return x + on_grid(self.mlp(ln2), grid)

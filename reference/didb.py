@@ -104,6 +104,9 @@ class IRPReLU(RPReLU):
     def shifts(self) -> tuple[Tensor, Tensor]:
         return self.gamma + self.gamma_token[:, None], self.zeta + self.zeta_token[:, None]
 
+    def out_terms(self) -> tuple[Tensor, ...]:
+        return self.zeta, self.zeta_token[:, None]
+
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() < 2 or x.shape[-2] != self.gamma_token.numel():
             raise DIDBError(f"reference/didb.py: IRPReLU: expected {self.gamma_token.numel()} tokens in dim -2, "
@@ -147,5 +150,5 @@ class DIDBAttention(BinaryAttention):
         return (self.band_gain[0] * low + self.band_gain[1] * high) * self.scale
 
     def mix(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        attn = self.a_gsb(self.att_bias(self.scores(q, k).softmax(dim=-1)))
+        attn = self.a_gsb(self.biased(self.probabilities(self.scores(q, k))))
         return diba(attn, self.v_gsb(self.v_move(v)), self.local_gain)

@@ -14,6 +14,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 from .blocks import BinaryBlock
 from .config import QuantConfig
+from .int_grid import grid_of
 from .method_parts import is_binary
 from . import methods  # noqa: F401  (fills the method registry before any block is built)
 from .layers import Linear8, PatchEmbed, scale_pixels
@@ -65,6 +66,17 @@ class BinaryDeiT(VisionTransformerDistilled):
                 nn.init.trunc_normal_(head.weight, std=0.02)
                 nn.init.zeros_(head.bias)
         self.set_distilled_training(True)
+
+    def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
+        """timm's cls + dist + patches + pos; on the integer grid (reference/int_grid.py) each of the
+        patch embedding, the two tokens and pos rounded to 2^-F on its own, as the exporter stores them (§2)."""
+        grid = grid_of(self)
+        if grid is None:
+            return super()._pos_embed(x)
+        b = x.shape[0]
+        x = torch.cat((grid.resid(self.cls_token).expand(b, -1, -1), grid.resid(self.dist_token).expand(b, -1, -1),
+                       grid.resid(x)), dim=1)
+        return self.pos_drop(x + grid.resid(self.pos_embed))
 
 
 def build_model(preset: str | Preset, kind: str, num_classes: int, in_chans: int, img_size: int | None = None,

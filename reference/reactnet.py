@@ -9,6 +9,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from gsbsim.format.model_file import SLOPE_SHIFT
+
+from .int_grid import grid_of, ste_round
+
 PRELU_INIT = 0.25  # PReLU's (and ReActNet's) initial negative slope
 
 
@@ -35,8 +39,19 @@ class RPReLU(nn.Module):
             raise ValueError(f"reference/reactnet.py: {type(self).__name__}: expected {self.gamma.numel()} "
                              f"channels in the last dim, got shape {tuple(x.shape)}")
         shift_in, shift_out = self.shifts()
-        y = x - shift_in
-        return torch.where(y >= 0, y, self.beta * y) + shift_out
+        grid = grid_of(self)
+        if grid is None:
+            y = x - shift_in
+            return torch.where(y >= 0, y, self.beta * y) + shift_out
+        # integer-aware (reference/int_grid.py): u, the slope (2^-SLOPE_SHIFT), its product and each output
+        # shift on the integer model's grids (§13.1)
+        y = grid.resid(x - shift_in)
+        slope = ste_round(self.beta, SLOPE_SHIFT)
+        return grid.resid(torch.where(y >= 0, y, slope * y)) + sum(grid.resid(t) for t in self.out_terms())
+
+    def out_terms(self) -> tuple[Tensor, ...]:
+        """The output shift's terms, each its own array of the integer model (their sum is shifts()[1])."""
+        return (self.zeta,)
 
     def extra_repr(self) -> str:
         return f"channels={self.gamma.numel()}"

@@ -106,6 +106,6 @@ class SignAttention(BinaryAttention):
 
     def mix(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         q, k, v = self.q_bin(q), self.k_bin(k), self.v_bin(v)
-        attn = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1)
+        attn = self.probabilities(q @ k.transpose(-2, -1) * self.scale)
         codes, alpha = unit_codes(v)           # exact zeros where the integer context is 0
         return (uniform_threshold(attn) @ codes) * alpha

@@ -16,7 +16,7 @@ _TIER_OF_FILE = {
     "test_train.py": "train", "test_notebooks.py": "train", "test_accuracy_bench.py": "train",
     "test_recipe.py": "train", "test_cycle_sim_csim.py": "hls", "test_cycle_sim_deit.py": "slow",
     "test_train_kill.py": "train",  # real trainings killed with SIGKILL/SIGINT, then --resume
-    "test_train_images.py": "train",
+    "test_train_images.py": "train", "test_int_aware_train.py": "train",
 }
 
 

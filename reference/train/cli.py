@@ -16,6 +16,7 @@ DEFAULT_GROUPS = 3
 MAX_GROUPS = 8  # the integer model format's limit (gsbsim/format/model_file.py LIMITS)
 MAX_WORKERS = 256
 TEACHER_SMOOTHING = 0.1
+DEFAULT_INT_AWARE_EPOCHS = 0   # chosen by measurement (docs/integer_model.md §11)
 EXAMPLES = f"""\
 examples:
   {PROG}                                   # digits: teacher -> stage1 -> stage2 in runs/digits
@@ -108,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mask-stat", choices=("row", "image", "batch"), default="row",
                    help="statistic of the GSB mask max: row (default, batch-independent), image, or batch "
                         "(the released code: an image's output depends on its batch)")
+    g.add_argument("--int-aware-epochs", type=int_at_least(0), default=None, metavar="N",
+                   help=f"stage 2 of a binary method: N more epochs trained and validated on the integer "
+                        f"model's grids (straight-through rounding, docs/integer_model.md §11), best.pt chosen "
+                        f"among them (default {DEFAULT_INT_AWARE_EPOCHS}; 0: none)")
     g.add_argument("--released-quirks", action="store_true",
                    help="reproduce the released code's quirks (raw band-mean scales, 3x value input gradient)")
 
@@ -137,5 +142,10 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--teacher-checkpoint and --teacher are exclusive (one teacher)")
     if args.teacher_checkpoint and args.stage in ("stage1", "stage2") and args.distill == "none":
         p.error("--teacher-checkpoint with --distill none: a student stage without distillation has no teacher")
+    if args.int_aware_epochs and (args.method == "fp" or args.stage in ("teacher", "stage1")):
+        p.error(f"--int-aware-epochs {args.int_aware_epochs}: for stage2 of a binary method (fp and the "
+                f"{args.stage} stage have no integer model)")
+    if args.int_aware_epochs is None:
+        args.int_aware_epochs = DEFAULT_INT_AWARE_EPOCHS
     if args.init and args.stage != "stage2":
         p.error("--init is for --stage stage2")

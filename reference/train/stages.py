@@ -17,9 +17,11 @@ from reference.checkpoint import (CHECKPOINT_KEYS, CheckpointError, capture_rng,
 from gsbsim.cli.signals import silence_stdout
 from gsbsim.outputs import remove_stale
 from reference.distill import TrainLoss
+from reference.int_grid import set_integer_grid
 from reference.metrics import append_jsonl, plot_curves, truncate_jsonl
 from reference.train.distributed import Dist, barrier, seed_everything, sync_buffers
 from reference.train.errors import TrainError
+from reference.train import int_aware
 from reference.train.recipe import batch_and_lr, recipe_name
 from reference.train.teacher_file import init_teacher_from_file, timm_file_teacher
 from reference.train.loop import evaluate, init_scales_before_ddp, reading_data, train_loader, train_one_epoch
@@ -61,6 +63,11 @@ class StagePlan:
     weight_decay: float
     warmup_epochs: int
     lr_rule: str = ""
+    int_aware_epochs: int = 0      # stage 2: epochs on the integer grid after `epochs` float ones (int_aware.py)
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + self.int_aware_epochs
 
 
 def plan_stage(stage: str, args: argparse.Namespace, preset, d: Dist) -> StagePlan:
@@ -70,7 +77,8 @@ def plan_stage(stage: str, args: argparse.Namespace, preset, d: Dist) -> StagePl
     if batch % d.world_size:
         raise TrainError(f"--batch-size {batch} is not divisible by the {d.world_size} processes")
     wd = args.weight_decay if args.weight_decay is not None else recipe.weight_decay
-    return StagePlan(stage, epochs, batch, lr, recipe.min_lr, wd, recipe.warmup_epochs, rule)
+    ia = int(args.int_aware_epochs or 0) if stage == "stage2" and int_aware.supports(args.method) else 0
+    return StagePlan(stage, epochs, batch, lr, recipe.min_lr, wd, recipe.warmup_epochs, rule, ia)
 
 
 def quant_options(stage: str, args: argparse.Namespace) -> dict:
@@ -156,6 +164,8 @@ def run_identity(stage: str, ctx: Context, plan: StagePlan) -> dict:
     else:
         ident.update(method=args.method, quant_options=quant_options(stage, args), distill=args.distill,
                      distill_alpha=args.distill_alpha, tau=args.tau)
+        if stage == "stage2":
+            ident["int_aware_epochs"] = plan.int_aware_epochs
         if args.distill != "none":  # the teacher is used every epoch: a retrained one makes another run
             if args.teacher_checkpoint and args.stage != "all":  # a timm file used as it is (load_teacher)
                 path = Path(args.teacher_checkpoint)
@@ -205,8 +215,8 @@ def find_resume(stage: str, ctx: Context, plan: StagePlan, first: bool) -> dict 
         raise CheckpointError(f"{path}: holds {ckpt['kind']} of preset {ckpt['preset'].get('name')}, "
                               f"not {stage} of preset {ctx.preset.name}")
     check_same_run(ckpt.get("run"), run_identity(stage, ctx, plan), path)
-    if int(ckpt["epoch"]) > plan.epochs:
-        raise TrainError(f"--resume: {path} has run {ckpt['epoch']} epochs, more than the {plan.epochs} asked")
+    if int(ckpt["epoch"]) > plan.total_epochs:
+        raise TrainError(f"--resume: {path} has run {ckpt['epoch']} epochs, more than the {plan.total_epochs} asked")
     check_best_of_run(ckpt, path.parent / "best.pt")
     return ckpt
 
@@ -290,7 +300,7 @@ def run_stage(stage: str, ctx: Context, first: bool) -> dict:
     plan = plan_stage(stage, args, ctx.preset, d)
     stage_dir = ctx.out / stage
     resume = find_resume(stage, ctx, plan, first) if args.resume else None
-    if resume is not None and int(resume["epoch"]) >= plan.epochs and (stage_dir / "summary.json").is_file():
+    if resume is not None and int(resume["epoch"]) >= plan.total_epochs and (stage_dir / "summary.json").is_file():
         summary = json.loads((stage_dir / "summary.json").read_text())
         ctx.say(f"[{stage}] already finished ({resume['epoch']} epochs), skipped")
         return summary
@@ -304,6 +314,8 @@ def run_stage(stage: str, ctx: Context, first: bool) -> dict:
     model.to(ctx.device)
     optimizer = build_optimizer(model, plan.lr, plan.weight_decay)
     schedule = CosineSchedule(optimizer, plan.lr, plan.min_lr, plan.epochs, plan.warmup_epochs)
+    fine_tune = int_aware.fine_tune_schedule(optimizer, plan.lr, plan.min_lr, plan.int_aware_epochs)
+    calib = int_aware.calibration_images(ctx.bundle.train) if plan.int_aware_epochs else None
     start, best_val, best_epoch, elapsed = 0, -1.0, 0, 0.0
     if resume is not None:
         start, best_val, best_epoch, elapsed = restore_training(resume, stage_dir / "last.pt", model, optimizer,
@@ -327,7 +339,8 @@ def run_stage(stage: str, ctx: Context, first: bool) -> dict:
             "teacher": str(args.teacher or ctx.out / "teacher" / "best.pt") if teacher is not None else None,
             "init": str(init_path) if init_path else None, "run": run_identity(stage, ctx, plan)}
     per_process = plan.batch_size // d.world_size
-    ctx.say(f"[{stage}] {sum(p.numel() for p in model.parameters()):,} parameters, {plan.epochs} epochs, "
+    ctx.say(f"[{stage}] {sum(p.numel() for p in model.parameters()):,} parameters, {plan.epochs} epochs"
+            + (f" + {plan.int_aware_epochs} on the integer grid" if plan.int_aware_epochs else "") + ", "
             f"batch {plan.batch_size}, lr {plan.lr:g} ({plan.lr_rule}), {len(ctx.train_set)} training images"
             + (f", resuming after epoch {start}" if resume is not None else ""))
     if resume is not None:
@@ -335,15 +348,23 @@ def run_stage(stage: str, ctx: Context, first: bool) -> dict:
         if d.rank:
             seed_everything(args.seed + d.rank + 7919 * start)  # only rank 0's RNG state is stored
 
-    for epoch in range(start, plan.epochs):
+    for epoch in range(start, plan.total_epochs):
         t0 = time.time()
-        lr = schedule.step(epoch)
+        on_grid = epoch >= plan.epochs
+        lr = fine_tune.step(epoch - plan.epochs) if on_grid else schedule.step(epoch)
+        if on_grid:   # the integer-aware phase: trained on the grid of the model as it is now
+            set_integer_grid(model, int_aware.grid_for(model, calib))
+            if epoch == plan.epochs:   # best.pt is chosen among the epochs validated on the grid only
+                best_val, best_epoch = -1.0, 0
         loader = train_loader(ctx.train_set, per_process, epoch, args.seed, d, args.workers)
-        with reading_data(f"{stage} epoch {epoch + 1}/{plan.epochs}"):
+        with reading_data(f"{stage} epoch {epoch + 1}/{plan.total_epochs}"):
             train_loss, train_acc = train_one_epoch(net, loss_fn, optimizer, loader, ctx.device, d,
-                                                    f"{stage} {epoch + 1}/{plan.epochs}", ctx.progress)
+                                                    f"{stage} {epoch + 1}/{plan.total_epochs}", ctx.progress)
             sync_buffers(model, d)
+            grid = int_aware.grid_for(model, calib) if on_grid else None   # the F the export would start from now
+            set_integer_grid(model, grid)
             val_acc = evaluate(model, ctx.bundle.val, per_process, ctx.device, d, args.workers)
+            set_integer_grid(model, None)
         seconds = time.time() - t0
         elapsed += seconds
         is_best = val_acc > best_val
@@ -351,8 +372,12 @@ def run_stage(stage: str, ctx: Context, first: bool) -> dict:
             best_val, best_epoch = val_acc, epoch + 1
         record = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
                   "val_acc": val_acc, "time": seconds}
-        ctx.say(f"[{stage}] epoch {epoch + 1}/{plan.epochs}  lr {lr:.3g}  loss {train_loss:.4f}  "
-                f"train {train_acc:.2f}%  val {val_acc:.2f}%  ({seconds:.1f}s)" + ("  *" if is_best else ""))
+        if grid is not None:
+            record["frac_bits"] = grid.frac_bits
+        ctx.say(f"[{stage}] epoch {epoch + 1}/{plan.total_epochs}  lr {lr:.3g}  loss {train_loss:.4f}  "
+                f"train {train_acc:.2f}%  val {val_acc:.2f}%"
+                + (f" on the grid F={grid.frac_bits}" if grid is not None else "")
+                + f"  ({seconds:.1f}s)" + ("  *" if is_best else ""))
         if d.is_main:
             state = {**meta, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": schedule.state_dict(), "epoch": epoch + 1, "best_val": best_val,
@@ -367,10 +392,14 @@ def run_stage(stage: str, ctx: Context, first: bool) -> dict:
     barrier(d)
     best_path = stage_dir / "best.pt"
     load_weights(model, load_checkpoint(best_path)["model"], best_path)
+    grid = int_aware.grid_for(model, calib) if plan.int_aware_epochs else None
+    set_integer_grid(model, grid)   # an integer-aware stage reports its test top-1 on the grid too
     with reading_data(f"{stage} test evaluation"):
         test_acc = evaluate(model, ctx.bundle.test, per_process, ctx.device, d, args.workers)
+    set_integer_grid(model, None)
     summary = {"stage": stage, "best_epoch": best_epoch, "best_val_acc": best_val, "test_acc": test_acc,
-               "epochs": plan.epochs, "wall_time": elapsed, "best_path": str(best_path),
+               "epochs": plan.total_epochs, "int_aware_epochs": plan.int_aware_epochs,
+               "grid_frac_bits": grid.frac_bits if grid else None, "wall_time": elapsed, "best_path": str(best_path),
                "dataset": ctx.bundle.name, "preset": ctx.preset.name, "world_size": d.world_size,
                "teacher": meta["teacher"], "init": meta["init"], "args": meta["args"]}
     if d.is_main:

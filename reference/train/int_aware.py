@@ -1,0 +1,47 @@
+"""Integer-aware fine-tuning at the end of stage 2 (`--int-aware-epochs N`, docs/integer_model.md §11).
+
+After the stage's float epochs, N more epochs train and validate the student on the integer
+model's grids (reference/int_grid.py, straight-through gradients), so that best.pt, chosen on
+validation, is chosen by the accuracy of the model as it will be deployed. The grid's F is the
+exporter's first candidate (reference.export.calibrate_frac_bits on the first CALIB_IMAGES
+training images), recomputed before every epoch and before every evaluation, since training
+moves the residual stream's peak. Their learning rate follows its own cosine from
+LR_FRACTION x the stage's peak lr down to its min_lr (the float phase's own curve is unchanged,
+so its epochs are those of a run without the option).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from reference.int_grid import IntGrid, set_integer_grid
+from reference.train.schedule import CosineSchedule
+
+CALIB_IMAGES = 64          # as reference.export's default --calib-images
+LR_FRACTION = 0.1
+
+
+def supports(method: str) -> bool:
+    """Methods whose stage-2 student has an integer model (every one but the float 'fp')."""
+    return method != "fp"
+
+
+def calibration_images(train_set) -> torch.Tensor:
+    return torch.stack([train_set[i][0] for i in range(min(CALIB_IMAGES, len(train_set)))]).float()
+
+
+@torch.no_grad()
+def grid_for(model: nn.Module, calib: torch.Tensor) -> IntGrid:
+    """The grid the exporter would start from for the model as it is now (its float residual peak)."""
+    from reference.export import calibrate_frac_bits
+    was_training = model.training
+    set_integer_grid(model, None)
+    model.eval()                   # eval: sign's running scales must not move on calibration images
+    try:
+        return IntGrid(calibrate_frac_bits(model, calib.to(next(model.parameters()).device)))
+    finally:
+        model.train(was_training)
+
+
+def fine_tune_schedule(optimizer: torch.optim.Optimizer, lr: float, min_lr: float, epochs: int) -> CosineSchedule:
+    return CosineSchedule(optimizer, LR_FRACTION * lr, min_lr, max(epochs, 1), 0)
