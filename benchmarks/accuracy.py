@@ -134,6 +134,16 @@ def _done(stage_dir: Path) -> bool:
     return (stage_dir / "best.pt").is_file() and (stage_dir / "summary.json").is_file()
 
 
+def _busy(folder: Path) -> bool:
+    """Is another process training into `folder` now (it holds the folder's lock)?"""
+    from gsbsim.outputs import OutputLocked, folder_lock
+    try:
+        with folder_lock(folder):
+            return False
+    except OutputLocked:
+        return True
+
+
 def train_seed(setup: Setup, seed: int, rows: list[str], common: list[str], out: Path,
                reuse: bool = False) -> dict[str, Path]:
     """Train the teacher, the stage-1 model(s) and every row's stage 2; stage-2 dirs by row."""
@@ -155,6 +165,11 @@ def train_seed(setup: Setup, seed: int, rows: list[str], common: list[str], out:
     dirs = {}
     for row in rows:
         init = firsts["fp" if row == "fp" else "gsb"]
+        if not (reuse and _done(out / row / "stage2")) and _busy(out / row):
+            # several runs may share one --out (e.g. one per seed or per row): leave a row to the run
+            # that trains it now instead of failing on its lock
+            print(f"skipping {out / row}: another run is training it", flush=True)
+            continue
         _stage([*base, "--stage", "stage2", *_stage2_args(row), "--teacher", str(teacher), "--init", str(init),
                 "--out", str(out / row)], out / row / "stage2", reuse)
         dirs[row] = out / row / "stage2"
@@ -348,6 +363,8 @@ def plot(setup: Setup, results: dict[str, list[dict]], path: Path) -> None:
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    ap.add_argument("--first-seed", type=int, default=0, metavar="S",
+                    help="start at seed S: seeds S..S+N-1 (default 0; e.g. one run per seed side by side)")
     ap.add_argument("--epochs", type=int, default=None, help="epochs of every stage (default: the preset's recipe)")
     ap.add_argument("--methods", default=",".join(ROWS),
                     help=f"comma-separated table rows (default: all: {','.join(ROWS)})")
@@ -373,6 +390,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error("--tabulate trains nothing and --train-only evaluates nothing: choose one")
     if args.seeds < 1 or (args.epochs is not None and args.epochs < 1):
         ap.error("--seeds and --epochs must be >= 1")
+    if args.first_seed < 0:
+        ap.error("--first-seed must be >= 0")
     args.methods = methods
     return args
 
@@ -390,7 +409,7 @@ def main(argv=None) -> int:
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="gsbsim-accuracy-"))
     start = time.time()
     results: dict[str, list[dict]] = {m: [] for m in args.methods}
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         if args.tabulate:
             dirs = {m: out / f"seed{seed}" / m / "stage2" for m in args.methods}
             dirs = {m: d for m, d in dirs.items() if _done(d)}

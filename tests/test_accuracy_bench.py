@@ -36,6 +36,15 @@ def test_accuracy_table_smoke(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "**Partial" in text and "| sign | 1 |" in text and "| gsb-batch | 1 |" in text and "gsb-g2 |" not in text
     assert "reusing" not in text and "[stage" not in text
+    # a row another run is training (its folder locked) is left to that run, not failed on
+    from gsbsim.outputs import folder_lock
+    with folder_lock(out / "seed0" / "gsb-g2"):
+        rc = accuracy.main(["--seeds", "1", "--epochs", "1", "--methods", "gsb-g2", "--out", str(out), "--reuse",
+                            "--train-only"])
+    assert rc == 0 and "skipping" in capsys.readouterr().out
+    assert not (out / "seed0" / "gsb-g2").exists()
+    # --first-seed: seed 1 alone, which never ran
+    assert accuracy.main(["--first-seed", "1", "--seeds", "1", "--out", str(out), "--tabulate", "--no-write"]) == 2
 
 
 def test_accuracy_bad_arguments(capsys):
@@ -50,6 +59,8 @@ def test_accuracy_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         accuracy.parse_args(["--tabulate", "--train-only", "--out", "x"])   # contradictory
     assert accuracy.parse_args(["--methods", "gsb-g2,gsb-g4"]).methods == ["gsb-g2", "gsb-g4"]
+    with pytest.raises(SystemExit):
+        accuracy.parse_args(["--first-seed", "-1"])
 
 
 def test_accuracy_tabulate_nothing_finished(tmp_path, capsys):
