@@ -9,8 +9,9 @@ the released code's batch-global mask statistic, --mask-stat batch; its float co
 batch-dependent model on the test batches, its integer column the same weights exported with the
 per-image statistic, as an integer model cannot depend on the batch) and `gsb-g2`, `gsb-g4` (--groups
 2 and 4 beside the default 3).
---reuse skips every stage whose best.pt and summary.json already exist under --out, and every
-evaluation whose eval.json is newer than its best.pt (resume an interrupted run); --train-only stops
+--reuse skips every stage whose best.pt and summary.json already exist under --out, continues
+(--resume) a stage that was interrupted after an epoch, and skips every evaluation whose eval.json
+is newer than its best.pt; --train-only stops
 before evaluation; --tabulate trains nothing and tables the row x seed cells that finished (a run
 stopped at a deadline: the table says how many seeds each row has).
 
@@ -153,23 +154,34 @@ def train_seed(setup: Setup, seed: int, rows: list[str], common: list[str], out:
         if reuse and _done(stage_dir):
             print(f"reusing {stage_dir}", flush=True)
             return
+        if reuse and (stage_dir / "last.pt").is_file():
+            # an interrupted stage: continue it from its last epoch (the trainer checks that the
+            # arguments are the interrupted run's) instead of starting it again
+            print(f"resuming {stage_dir}", flush=True)
+            args = [*args, "--resume"]
         _train(setup, args)
 
     _stage([*base, "--stage", "teacher", "--out", str(out / "shared")], out / "shared" / "teacher", reuse)
     teacher = out / "shared" / "teacher" / "best.pt"
-    firsts = {}
-    for first in sorted({"fp" if m == "fp" else "gsb" for m in rows}):
-        _stage([*base, "--stage", "stage1", "--method", first, "--teacher", str(teacher),
-                "--out", str(out / f"stage1-{first}")], out / f"stage1-{first}" / "stage1", reuse)
-        firsts[first] = out / f"stage1-{first}" / "stage1" / "best.pt"
+    firsts: dict[str, Path] = {}
+
+    def _first(kind: str) -> Path:
+        """The stage-1 checkpoint a row starts from, trained when the first row needs it (so that
+        fp's own stage 1 does not delay the binary rows)."""
+        if kind not in firsts:
+            _stage([*base, "--stage", "stage1", "--method", kind, "--teacher", str(teacher),
+                    "--out", str(out / f"stage1-{kind}")], out / f"stage1-{kind}" / "stage1", reuse)
+            firsts[kind] = out / f"stage1-{kind}" / "stage1" / "best.pt"
+        return firsts[kind]
+
     dirs = {}
     for row in rows:
-        init = firsts["fp" if row == "fp" else "gsb"]
         if not (reuse and _done(out / row / "stage2")) and _busy(out / row):
             # several runs may share one --out (e.g. one per seed or per row): leave a row to the run
             # that trains it now instead of failing on its lock
             print(f"skipping {out / row}: another run is training it", flush=True)
             continue
+        init = _first("fp" if row == "fp" else "gsb")
         _stage([*base, "--stage", "stage2", *_stage2_args(row), "--teacher", str(teacher), "--init", str(init),
                 "--out", str(out / row)], out / row / "stage2", reuse)
         dirs[row] = out / row / "stage2"

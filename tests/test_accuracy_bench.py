@@ -43,6 +43,12 @@ def test_accuracy_table_smoke(tmp_path, capsys):
                             "--train-only"])
     assert rc == 0 and "skipping" in capsys.readouterr().out
     assert not (out / "seed0" / "gsb-g2").exists()
+    # --reuse continues an interrupted stage (last.pt, no summary.json) with the trainer's --resume
+    (out / "seed0" / "sign" / "stage2" / "summary.json").unlink()
+    rc = accuracy.main(["--seeds", "1", "--epochs", "1", "--limit-train", "64", "--methods", "sign", "--out", str(out),
+                        "--reuse", "--train-only"])
+    assert rc == 0 and "resuming" in capsys.readouterr().out
+    assert (out / "seed0" / "sign" / "stage2" / "summary.json").is_file()
     # --first-seed: seed 1 alone, which never ran
     assert accuracy.main(["--first-seed", "1", "--seeds", "1", "--out", str(out), "--tabulate", "--no-write"]) == 2
 
