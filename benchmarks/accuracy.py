@@ -1,29 +1,38 @@
-"""Accuracy of every training method on digits, one recipe, several seeds (docs/didb.md).
+"""Accuracy of every training method, one preset's recipe, several seeds (docs/didb.md).
 
-Usage:  .venv/bin/python benchmarks/accuracy.py [--seeds 3] [--epochs N] [--methods gsb,didb,...]
-                                                [--limit-train N] [--out DIR] [--no-write]
-                                                [--reuse] [--train-only]
+Usage:  .venv/bin/python benchmarks/accuracy.py [--preset digits|mnist] [--seeds 3] [--epochs N]
+                                                [--methods gsb,didb,...] [--limit-train N] [--out DIR]
+                                                [--no-write] [--reuse] [--train-only | --tabulate]
 
-Rows: every method of config.METHODS, plus `gsb-batch`: GSB trained and evaluated with the
-released code's batch-global mask statistic (--mask-stat batch). Its float column is that
-batch-dependent model on the test batches; an integer model cannot depend on the batch, so
-its integer column is the same weights exported with the per-image statistic.
---reuse skips every stage whose best.pt and summary.json already exist under --out (resume an
-interrupted run, or evaluate a finished one again); --train-only stops before evaluation.
+Rows: every method of config.METHODS, plus variants of GSB: `gsb-batch` (trained and evaluated with
+the released code's batch-global mask statistic, --mask-stat batch; its float column is that
+batch-dependent model on the test batches, its integer column the same weights exported with the
+per-image statistic, as an integer model cannot depend on the batch) and `gsb-g2`, `gsb-g4` (--groups
+2 and 4 beside the default 3).
+--reuse skips every stage whose best.pt and summary.json already exist under --out, continues
+(--resume) a stage that was interrupted after an epoch, and skips every evaluation whose eval.json
+is newer than its best.pt; --train-only stops
+before evaluation; --tabulate trains nothing and tables the row x seed cells that finished (a run
+stopped at a deadline: the table says how many seeds each row has).
 
-Per seed, with the `digits` preset's recipe (or --epochs for every stage):
-1. one teacher; one stage 1 shared by the binary methods (they all use GSB's stage 1) and one
-   for `fp` (its float student); then stage 2 of every method from its stage 1, all through
-   ``python -m reference.train`` (in process) with the same seed;
+Per seed, with the preset's recipe (or --epochs for every stage):
+1. one teacher; one stage 1 shared by the binary methods (they all use GSB's stage 1, whose attention
+   has no groups) and one for `fp` (its float student); then stage 2 of every row from its stage 1,
+   all through ``python -m reference.train`` (in process) with the same seed; seed by seed, so that
+   what finished is a set of complete seeds;
 2. the float test top-1 of each stage-2 best checkpoint (chosen on validation);
-3. for the exportable methods (gsb, bit, sign): export, then the integer model's test top-1 with
+3. for the rows whose method the exporter lists (reference.export.EXPORTABLE_METHODS, asked at run
+   time): the verified export, as ``python -m reference.export`` makes it (F chosen on the validation
+   split, header `verification`, docs/integer_model.md §11) and its own figures (agreement, worst
+   teacher-forced binarizer, image-independent bits, F); then the integer model's test top-1 with
    ``gsbsim.engine.fast.forward`` and the agreement of its predictions with the float model's;
 4. per-image BOPs, OPs (BOPs/64 + FLOPs) and model bytes from ``gsbsim.hw.costs.count(header)``
-   ("n/a" for methods without an integer model: didb, reactnet, fp).
+   ("n/a" for rows without an integer model).
 
-Results: mean ± std over seeds, printed and written to the "## Accuracy" section of
-benchmarks/RESULTS.md (other sections kept), with the machine and the command, a plot
-benchmarks/accuracy.png, and the per-seed numbers in <out>/results.json.
+Results: mean ± std over seeds, printed and written to the preset's section of benchmarks/RESULTS.md
+("## Accuracy" for digits, "## Accuracy (mnist)" for mnist; other sections kept), with the machine
+and the command, a plot (benchmarks/accuracy.png, accuracy-mnist.png), and the per-seed numbers in
+<out>/results.json.
 """
 from __future__ import annotations
 
@@ -78,11 +87,17 @@ class Setup:
                 + (["--data-path", self.data_path] if self.data_path else []))
 
     def section(self) -> str:
-        """Digits keep the "## Accuracy" section; other datasets get their own."""
-        return SECTION if (self.preset, self.dataset) == (PRESET, "digits") else f"{SECTION}: {self.preset} on {self.dataset}"
+        """Digits keep the "## Accuracy" section; other presets get their own ("## Accuracy (mnist)")."""
+        if (self.preset, self.dataset) == (PRESET, "digits"):
+            return SECTION
+        return f"{SECTION} ({self.preset})" if self.dataset == get_preset(self.preset).dataset \
+            else f"{SECTION} ({self.preset} on {self.dataset})"
 
     def plot_path(self) -> Path:
-        return PLOT if self.section() == SECTION else PLOT.with_name(f"accuracy-{self.preset}-{self.dataset}.png")
+        if self.section() == SECTION:
+            return PLOT
+        same = self.dataset == get_preset(self.preset).dataset
+        return PLOT.with_name(f"accuracy-{self.preset}.png" if same else f"accuracy-{self.preset}-{self.dataset}.png")
 
     def describe(self) -> str:
         p = get_preset(self.preset)
@@ -105,7 +120,10 @@ def _summary(stage_dir: Path) -> dict:
 
 
 # table rows that are not plain methods: name -> stage-2 training options
-VARIANTS = {"gsb-batch": ["--method", "gsb", "--mask-stat", "batch"]}
+# (gsb-gN: GSB with N groups beside the default G=3; they share GSB's stage 1, whose attention has no groups)
+VARIANTS = {"gsb-batch": ["--method", "gsb", "--mask-stat", "batch"],
+            "gsb-g2": ["--method", "gsb", "--groups", "2"],
+            "gsb-g4": ["--method", "gsb", "--groups", "4"]}
 ROWS = (*METHODS, *VARIANTS)
 
 
@@ -117,6 +135,16 @@ def _done(stage_dir: Path) -> bool:
     return (stage_dir / "best.pt").is_file() and (stage_dir / "summary.json").is_file()
 
 
+def _busy(folder: Path) -> bool:
+    """Is another process training into `folder` now (it holds the folder's lock)?"""
+    from gsbsim.outputs import OutputLocked, folder_lock
+    try:
+        with folder_lock(folder):
+            return False
+    except OutputLocked:
+        return True
+
+
 def train_seed(setup: Setup, seed: int, rows: list[str], common: list[str], out: Path,
                reuse: bool = False) -> dict[str, Path]:
     """Train the teacher, the stage-1 model(s) and every row's stage 2; stage-2 dirs by row."""
@@ -126,18 +154,34 @@ def train_seed(setup: Setup, seed: int, rows: list[str], common: list[str], out:
         if reuse and _done(stage_dir):
             print(f"reusing {stage_dir}", flush=True)
             return
+        if reuse and (stage_dir / "last.pt").is_file():
+            # an interrupted stage: continue it from its last epoch (the trainer checks that the
+            # arguments are the interrupted run's) instead of starting it again
+            print(f"resuming {stage_dir}", flush=True)
+            args = [*args, "--resume"]
         _train(setup, args)
 
     _stage([*base, "--stage", "teacher", "--out", str(out / "shared")], out / "shared" / "teacher", reuse)
     teacher = out / "shared" / "teacher" / "best.pt"
-    firsts = {}
-    for first in sorted({"fp" if m == "fp" else "gsb" for m in rows}):
-        _stage([*base, "--stage", "stage1", "--method", first, "--teacher", str(teacher),
-                "--out", str(out / f"stage1-{first}")], out / f"stage1-{first}" / "stage1", reuse)
-        firsts[first] = out / f"stage1-{first}" / "stage1" / "best.pt"
+    firsts: dict[str, Path] = {}
+
+    def _first(kind: str) -> Path:
+        """The stage-1 checkpoint a row starts from, trained when the first row needs it (so that
+        fp's own stage 1 does not delay the binary rows)."""
+        if kind not in firsts:
+            _stage([*base, "--stage", "stage1", "--method", kind, "--teacher", str(teacher),
+                    "--out", str(out / f"stage1-{kind}")], out / f"stage1-{kind}" / "stage1", reuse)
+            firsts[kind] = out / f"stage1-{kind}" / "stage1" / "best.pt"
+        return firsts[kind]
+
     dirs = {}
     for row in rows:
-        init = firsts["fp" if row == "fp" else "gsb"]
+        if not (reuse and _done(out / row / "stage2")) and _busy(out / row):
+            # several runs may share one --out (e.g. one per seed or per row): leave a row to the run
+            # that trains it now instead of failing on its lock
+            print(f"skipping {out / row}: another run is training it", flush=True)
+            continue
+        init = _first("fp" if row == "fp" else "gsb")
         _stage([*base, "--stage", "stage2", *_stage2_args(row), "--teacher", str(teacher), "--init", str(init),
                 "--out", str(out / row)], out / row / "stage2", reuse)
         dirs[row] = out / row / "stage2"
@@ -153,35 +197,79 @@ def _per_image_statistic(model) -> None:
     model.cfg = replace(model.cfg, mask_stat="image")
 
 
-def _test_arrays(setup: Setup, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(uint8 test images, test labels, calibration images from train) of the dataset's split."""
+def row_method(row: str) -> str:
+    """The training method of a table row (a variant's --method)."""
+    args = VARIANTS.get(row, ["--method", row])
+    return args[args.index("--method") + 1]
+
+
+def exportable(row: str) -> bool:
+    """Has the row an integer model? Asked of the exporter's list now, not remembered here."""
+    return row_method(row) in ex.EXPORTABLE_METHODS
+
+
+def _test_arrays(setup: Setup, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 test images, test labels) of the dataset's split."""
     bundle = build_datasets(setup.dataset, setup.data_path, img_size=get_preset(setup.preset).img_size,
                             augment=False, seed=seed)
     xs, ys = zip(*[bundle.test[i] for i in range(len(bundle.test))])
-    calib = np.stack([bundle.train[i][0].numpy() for i in range(min(CALIB_IMAGES, len(bundle.train)))])
-    return np.stack([x.numpy() for x in xs]).astype(np.uint8), np.asarray(ys), calib
+    return np.stack([x.numpy() for x in xs]).astype(np.uint8), np.asarray(ys)
 
 
-def evaluate(setup: Setup, method: str, stage_dir: Path, seed: int) -> dict:
-    """Float test top-1; for exportable methods the integer top-1, agreement and costs."""
-    row = {"float": _summary(stage_dir)["test_acc"]}
-    if method not in ex.EXPORTABLE_METHODS and method not in VARIANTS:
-        return row
-    import torch
+def verification_columns(header: dict) -> dict:
+    """The table's export columns from a header's `verification` (docs/integer_model.md §11)."""
+    v = header["verification"]
+    tf = v["bits_teacher_forced"]
+    worst = min(tf, key=tf.get) if tf else "-"      # first in execution order on ties, as Verification
+    return {"export_agreement": 100 * v["agreement"], "export_images": v["images"], "export_data": v["data"],
+            "worst_tf": 100 * tf.get(worst, 1.0), "worst_tf_layer": worst,
+            "worst_e2e": 100 * min(v["bits_end_to_end"].values(), default=1.0),
+            "constants_exact": v["constant_bits_flipped"] == 0, "frac_bits": header["frac_bits"]}
 
-    model, _ = load_model(stage_dir / "best.pt")
+
+EVAL_FILE = "eval.json"   # one row x seed's evaluation, next to its best.pt (--reuse reads it back)
+
+
+def evaluate(setup: Setup, row: str, stage_dir: Path, seed: int, reuse: bool = False) -> dict:
+    """Float test top-1; for rows with an integer model: the verified export's figures, the integer
+    test top-1, the test agreement and the costs."""
+    cached = stage_dir / EVAL_FILE
+    if reuse and cached.is_file() and cached.stat().st_mtime >= (stage_dir / "best.pt").stat().st_mtime:
+        return json.loads(cached.read_text())
+    result = {"seed": seed, "float": _summary(stage_dir)["test_acc"]}
+    if exportable(row):
+        result.update(_evaluate_integer(setup, row, stage_dir, seed))
+    cached.write_text(json.dumps(result))
+    return result
+
+
+def _evaluate_integer(setup: Setup, row: str, stage_dir: Path, seed: int) -> dict:
+    model, meta = load_model(stage_dir / "best.pt")
     if model.cfg.mask_stat == "batch":
         _per_image_statistic(model)
-    images, labels, calib = _test_arrays(setup, seed)
-    header, arrays = ex.export(model, torch.from_numpy(calib).float(), setup.preset, str(stage_dir / "best.pt"))
+    # what `python -m reference.export` does: calibration on training images, F chosen and verified on
+    # the validation split; report only (min agreement 0), so that a failing row shows in the table
+    calib, images, labels, split = ex._checkpoint_images(dict(meta), CALIB_IMAGES, ex.VERIFY_IMAGES, setup.data_path)
+    header, arrays, _ = ex.export_verified(model, calib, images, labels, split, setup.preset,
+                                           str(stage_dir / "best.pt"), min_agreement=0.0)
     report = costs.count(header)
     cyc = folding.cycle_report(header, folding.global_folding(header, *REF_FOLDING))
     arrays = dict(arrays, format_version=np.int64(ex.FORMAT_VERSION))
-    validate(header, arrays, f"{method} export")
-    agree = measure(model, IntModel(header, arrays), images, labels)
-    row.update(int=100 * agree.int_top1, agreement=100 * agree.agreement, bops=report.bops, ops=report.ops,
-               model_bytes=report.model_bytes, ii=cyc.ii, latency=cyc.latency)
-    return row
+    validate(header, arrays, f"{row} export")
+    test_images, test_labels = _test_arrays(setup, seed)
+    agree = measure(model, IntModel(header, arrays), test_images, test_labels)
+    return {"int": 100 * agree.int_top1, "agreement": 100 * agree.agreement, **verification_columns(header),
+            "bops": report.bops, "ops": report.ops, "model_bytes": report.model_bytes, "ii": cyc.ii,
+            "latency": cyc.latency}
+
+
+# issue 11's goals for every export: each binarizer's teacher-forced bits, and prediction agreement
+GOAL_TF, GOAL_AGREEMENT = 99.99, 99.9
+
+
+def meets_goal(r: dict) -> bool:
+    return (r["worst_tf"] >= GOAL_TF and r["export_agreement"] >= GOAL_AGREEMENT
+            and r["agreement"] >= GOAL_AGREEMENT and r["constants_exact"])
 
 
 def _mean_std(values: list[float]) -> str:
@@ -195,34 +283,66 @@ def _cost(rows: list[dict], key: str, fmt: str) -> str:
     return format(rows[0][key], fmt) if rows and key in rows[0] else "n/a"
 
 
+def accuracy_line(row: str, rows: list[dict]) -> str:
+    """One row of the accuracy table: mean ± std over seeds, and the export's worst case over seeds."""
+    ints = [r for r in rows if "int" in r]
+    if ints:
+        worst = min(ints, key=lambda r: r["worst_tf"])
+        export = (f"{min(r['export_agreement'] for r in ints):.2f} "
+                  f"| {worst['worst_tf']:.4f} ({worst['worst_tf_layer']}) "
+                  f"| {sum(r['constants_exact'] for r in ints)}/{len(ints)} "
+                  f"| {'/'.join(str(r['frac_bits']) for r in ints)} "
+                  f"| {sum(meets_goal(r) for r in ints)}/{len(ints)}")
+    else:
+        export = "n/a | n/a | n/a | n/a | n/a"
+    return (f"| {row} | {len(rows)} | {_mean_std([r['float'] for r in rows])} "
+            f"| {_mean_std([r['int'] for r in ints])} | {_mean_std([r['agreement'] for r in ints])} | {export} |")
+
+
+def cost_line(row: str, rows: list[dict]) -> str:
+    return (f"| {row} | {_cost(rows, 'bops', ',d')} | {_cost(rows, 'ops', ',.0f')} | {_cost(rows, 'model_bytes', ',d')} "
+            f"| {_cost(rows, 'ii', ',d')} | {_cost(rows, 'latency', ',d')} |")
+
+
 def report(setup: Setup, results: dict[str, list[dict]], seeds: int, command: str, wall: float,
-           epochs: int | None, trained: dict | None = None) -> str:
+           epochs: int | None, trained: dict | None = None, partial: bool = False) -> str:
+    results = {row: rows for row, rows in results.items() if rows}
+    counts = sorted({len(rows) for rows in results.values()})
     lines = [
         setup.section(), "",
-        f"Machine: {machine()}. Command: `{command}` ({seeds} seed(s), wall time {wall / 60:.1f} min).",
+        f"Machine: {machine()}. Command: `{command}` ({seeds} seed(s) asked, wall time {wall / 60:.1f} min).",
         *([f"Trained beforehand by `{trained['command']}` ({trained['minutes']:.0f} min wall; the command above "
            "reused those checkpoints)."] if trained else []),
+        *([f"**Partial: the rows whose training had finished when the run was stopped; `seeds` says how many "
+           f"per row ({'/'.join(map(str, counts))}).**"] if partial else []),
         *([f"**Short run: --epochs {epochs} for every stage instead of the recipe. These numbers only show "
            "that the script works; they are not results.**"] if epochs else []),
         f"{setup.describe()}, its recipe for every method; one",
         "teacher per seed, GSB's stage 1 shared by the binary methods, fp's own stage 1; test top-1 (%) of the",
         "stage-2 checkpoint chosen on validation, mean ± std over seeds. Integer = the exported model run by",
-        "gsbsim.fast (agreement: same prediction as the float model). BOPs/OPs/bytes per image from",
-        "gsbsim.hw.costs.count; n/a: `fp` has no integer model. `gsb-batch`: GSB with the released code's batch-global",
-        "mask statistic (float column); its integer column runs the same weights with the per-image statistic.",
-        "`didb` is our formulation of DIDB-ViT (docs/didb.md), not the authors' model.", "",
-        f"Cycles: the FINN-style cycle model (gsbsim.folding) at PE {REF_FOLDING[0]}, SIMD {REF_FOLDING[1]} for "
-        "every layer: II (the slowest dataflow process, MVAU or other stage, at one iteration per cycle: a lower "
-        "bound) and latency (sum over all processes), per image.", "",
-        "| method | float top-1 | integer top-1 | agreement | BOPs | OPs | model bytes | II (cycles) | latency (cycles) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "gsbsim.fast; test agreement: same prediction as the float model on the test split.",
+        "Export columns, from each export's header `verification` (docs/integer_model.md §11; F chosen by the",
+        "exporter on the validation split, as `python -m reference.export` does): its own prediction agreement",
+        "(lowest over seeds), the lowest teacher-forced bit agreement of any binarizer over seeds (and which),",
+        "how many exports had every image-independent (constant-token) bit exact, F per seed, and how many meet",
+        f"issue 11's goal (every binarizer >= {GOAL_TF} % teacher-forced, both agreements >= {GOAL_AGREEMENT} %,",
+        "constant bits exact). n/a: no integer model (`fp`). `gsb-batch`: GSB with the released code's",
+        "batch-global mask statistic (float column); its integer columns run the same weights with the per-image",
+        "statistic. `gsb-gN`: GSB with N groups (default 3). `didb` is our formulation of DIDB-ViT (docs/didb.md),",
+        "not the authors' model.", "",
+        "| method | seeds | float top-1 | integer top-1 | test agreement | export agreement (min) "
+        "| worst teacher-forced bits % (binarizer) | constant bits exact | F | goal met |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *[accuracy_line(row, rows) for row, rows in results.items()],
+        "",
+        f"Costs per image (seed-independent) from gsbsim.hw.costs.count; cycles from the FINN-style cycle model "
+        f"(gsbsim.hw.folding) at PE {REF_FOLDING[0]}, SIMD {REF_FOLDING[1]} for every layer: II (the slowest "
+        "dataflow process, MVAU or other stage, at one iteration per cycle: a lower bound) and latency (sum over "
+        "all processes).", "",
+        "| method | BOPs | OPs | model bytes | II (cycles) | latency (cycles) |",
+        "|---|---|---|---|---|---|",
+        *[cost_line(row, rows) for row, rows in results.items()],
     ]
-    for method, rows in results.items():
-        lines.append(f"| {method} | {_mean_std([r['float'] for r in rows])} "
-                     f"| {_mean_std([r['int'] for r in rows if 'int' in r])} "
-                     f"| {_mean_std([r['agreement'] for r in rows if 'agreement' in r])} "
-                     f"| {_cost(rows, 'bops', ',d')} | {_cost(rows, 'ops', ',.0f')} | {_cost(rows, 'model_bytes', ',d')} "
-                     f"| {_cost(rows, 'ii', ',d')} | {_cost(rows, 'latency', ',d')} |")
     lines += ["", f"Plot: `benchmarks/{setup.plot_path().name}`."]
     return "\n".join(lines) + "\n"
 
@@ -232,19 +352,19 @@ def plot(setup: Setup, results: dict[str, list[dict]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = list(results)
+    methods = [m for m in results if results[m]]
     x = np.arange(len(methods))
     fl = [np.mean([r["float"] for r in results[m]]) for m in methods]
     fl_err = [np.std([r["float"] for r in results[m]]) for m in methods]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(max(7, 0.8 * len(methods)), 4))
     ax.bar(x - 0.2, fl, 0.4, yerr=fl_err, capsize=3, label="float (PyTorch)")
     ints = [np.mean([r["int"] for r in results[m]]) if "int" in results[m][0] else np.nan for m in methods]
     int_err = [np.std([r["int"] for r in results[m]]) if "int" in results[m][0] else 0.0 for m in methods]
     ax.bar(x + 0.2, ints, 0.4, yerr=int_err, capsize=3, label="integer (gsbsim)")
-    ax.set_xticks(x, methods)
+    ax.set_xticks(x, [f"{m}\n({len(results[m])})" for m in methods])
     ax.set_ylabel("test top-1 (%)")
     name = setup.preset if setup.preset == setup.dataset else f"{setup.preset} on {setup.dataset}"
-    ax.set_title(f"{name}: test top-1 per method ({len(next(iter(results.values())))} seed(s))")
+    ax.set_title(f"{name}: test top-1 per method (seeds per row in brackets)")
     low = np.nanmin(np.concatenate([np.subtract(fl, fl_err), ints]))
     ax.set_ylim(max(0.0, np.floor(low / 5) * 5 - 5), 100)   # zoomed: the methods differ by a few points
     fig.legend(loc="lower center", ncol=2, frameon=False)
@@ -256,6 +376,8 @@ def plot(setup: Setup, results: dict[str, list[dict]], path: Path) -> None:
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    ap.add_argument("--first-seed", type=int, default=0, metavar="S",
+                    help="start at seed S: seeds S..S+N-1 (default 0; e.g. one run per seed side by side)")
     ap.add_argument("--epochs", type=int, default=None, help="epochs of every stage (default: the preset's recipe)")
     ap.add_argument("--methods", default=",".join(ROWS),
                     help=f"comma-separated table rows (default: all: {','.join(ROWS)})")
@@ -267,15 +389,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md and the plot alone")
     ap.add_argument("--reuse", action="store_true", help="skip stages already finished under --out")
     ap.add_argument("--train-only", action="store_true", help="train (or reuse) every stage, evaluate nothing")
+    ap.add_argument("--tabulate", action="store_true",
+                    help="train nothing: evaluate (or reuse the evaluation of) every row x seed whose stage 2 has "
+                         "finished under --out, and table those, with the number of seeds per row")
     args = ap.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
     bad = [m for m in methods if m not in ROWS]
     if bad or not methods:
         ap.error(f"--methods: unknown {bad} (choose from {', '.join(ROWS)})")
-    if args.reuse and not args.out:
-        ap.error("--reuse needs --out (the run directory to reuse)")
+    if (args.reuse or args.tabulate) and not args.out:
+        ap.error("--reuse and --tabulate need --out (the run directory to reuse)")
+    if args.tabulate and args.train_only:
+        ap.error("--tabulate trains nothing and --train-only evaluates nothing: choose one")
     if args.seeds < 1 or (args.epochs is not None and args.epochs < 1):
         ap.error("--seeds and --epochs must be >= 1")
+    if args.first_seed < 0:
+        ap.error("--first-seed must be >= 0")
     args.methods = methods
     return args
 
@@ -293,25 +422,35 @@ def main(argv=None) -> int:
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="gsbsim-accuracy-"))
     start = time.time()
     results: dict[str, list[dict]] = {m: [] for m in args.methods}
-    for seed in range(args.seeds):
-        try:
-            dirs = train_seed(setup, seed, args.methods, common, out / f"seed{seed}", args.reuse)
-        except BenchError as exc:          # the training run has printed its own reason
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        if args.tabulate:
+            dirs = {m: out / f"seed{seed}" / m / "stage2" for m in args.methods}
+            dirs = {m: d for m, d in dirs.items() if _done(d)}
+        else:
+            try:
+                dirs = train_seed(setup, seed, args.methods, common, out / f"seed{seed}", args.reuse)
+            except BenchError as exc:          # the training run has printed its own reason
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
         if args.train_only:
             continue
         for method, stage_dir in dirs.items():
-            results[method].append(evaluate(setup, method, stage_dir, seed))
+            results[method].append(evaluate(setup, method, stage_dir, seed, args.reuse or args.tabulate))
             print(f"seed {seed} {method}: {results[method][-1]}", flush=True)
+    if args.tabulate and not any(results.values()):
+        print(f"benchmarks/accuracy.py: error: --out {out}: no finished stage 2 of {','.join(args.methods)}",
+              file=sys.stderr)
+        return 2
     command = "python benchmarks/accuracy.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     if args.train_only:
         (out / TRAIN_RECORD).write_text(json.dumps({"command": command.strip(), "minutes": (time.time() - start) / 60}))
         print(f"trained every stage under {out}")
         return 0
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    trained = json.loads((out / TRAIN_RECORD).read_text()) if args.reuse and (out / TRAIN_RECORD).is_file() else None
-    section = report(setup, results, args.seeds, command.strip(), time.time() - start, args.epochs, trained)
+    reused = args.reuse or args.tabulate
+    trained = json.loads((out / TRAIN_RECORD).read_text()) if reused and (out / TRAIN_RECORD).is_file() else None
+    partial = args.tabulate and any(len(rows) < args.seeds for rows in results.values())
+    section = report(setup, results, args.seeds, command.strip(), time.time() - start, args.epochs, trained, partial)
     print(section)
     if not args.no_write:
         write_section(section, setup.section())

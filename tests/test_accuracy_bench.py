@@ -27,6 +27,30 @@ def test_accuracy_table_smoke(tmp_path, capsys):
                         "--train-only"])
     assert rc == 0
     assert capsys.readouterr().out.count("reusing") == 3   # teacher, stage 1, stage 2
+    # --tabulate trains nothing and reuses the evaluations: two seeds asked, one finished, gsb-g2 never trained
+    cached = out / "seed0" / "sign" / "stage2" / accuracy.EVAL_FILE
+    stamp = cached.stat().st_mtime_ns
+    rc = accuracy.main(["--seeds", "2", "--methods", "sign,gsb-batch,gsb-g2", "--out", str(out), "--tabulate",
+                        "--no-write"])
+    assert rc == 0 and cached.stat().st_mtime_ns == stamp
+    text = capsys.readouterr().out
+    assert "**Partial" in text and "| sign | 1 |" in text and "| gsb-batch | 1 |" in text and "gsb-g2 |" not in text
+    assert "reusing" not in text and "[stage" not in text
+    # a row another run is training (its folder locked) is left to that run, not failed on
+    from gsbsim.outputs import folder_lock
+    with folder_lock(out / "seed0" / "gsb-g2"):
+        rc = accuracy.main(["--seeds", "1", "--epochs", "1", "--methods", "gsb-g2", "--out", str(out), "--reuse",
+                            "--train-only"])
+    assert rc == 0 and "skipping" in capsys.readouterr().out
+    assert not (out / "seed0" / "gsb-g2").exists()
+    # --reuse continues an interrupted stage (last.pt, no summary.json) with the trainer's --resume
+    (out / "seed0" / "sign" / "stage2" / "summary.json").unlink()
+    rc = accuracy.main(["--seeds", "1", "--epochs", "1", "--limit-train", "64", "--methods", "sign", "--out", str(out),
+                        "--reuse", "--train-only"])
+    assert rc == 0 and "resuming" in capsys.readouterr().out
+    assert (out / "seed0" / "sign" / "stage2" / "summary.json").is_file()
+    # --first-seed: seed 1 alone, which never ran
+    assert accuracy.main(["--first-seed", "1", "--seeds", "1", "--out", str(out), "--tabulate", "--no-write"]) == 2
 
 
 def test_accuracy_bad_arguments(capsys):
@@ -36,6 +60,76 @@ def test_accuracy_bad_arguments(capsys):
         accuracy.parse_args(["--reuse"])
     assert accuracy.main(["--preset", "nope", "--no-write"]) == 2
     assert "unknown preset" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        accuracy.parse_args(["--tabulate"])                                  # nothing to table
+    with pytest.raises(SystemExit):
+        accuracy.parse_args(["--tabulate", "--train-only", "--out", "x"])   # contradictory
+    assert accuracy.parse_args(["--methods", "gsb-g2,gsb-g4"]).methods == ["gsb-g2", "gsb-g4"]
+    with pytest.raises(SystemExit):
+        accuracy.parse_args(["--first-seed", "-1"])
+
+
+def test_accuracy_tabulate_nothing_finished(tmp_path, capsys):
+    assert accuracy.main(["--out", str(tmp_path), "--tabulate", "--no-write"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no finished stage 2" in err and str(tmp_path) in err
+
+
+def test_rows_and_exportable(monkeypatch):
+    assert [accuracy.row_method(r) for r in ("gsb-g2", "gsb-g4", "gsb-batch", "didb")] == ["gsb", "gsb", "gsb", "didb"]
+    assert all(accuracy.exportable(r) for r in ("gsb", "gsb-batch", "gsb-g4", "bit", "sign", "reactnet", "didb"))
+    assert not accuracy.exportable("fp")
+    # asked of the exporter at call time: a method it drops loses its integer columns
+    monkeypatch.setattr(accuracy.ex, "EXPORTABLE_METHODS", ("gsb",))
+    assert accuracy.exportable("gsb-g2") and not accuracy.exportable("didb")
+
+
+def test_sections_and_plots(tmp_path):
+    digits, mnist = accuracy.Setup("digits"), accuracy.Setup("mnist")
+    assert digits.section() == "## Accuracy" and digits.plot_path().name == "accuracy.png"
+    assert mnist.section() == "## Accuracy (mnist)" and mnist.plot_path().name == "accuracy-mnist.png"
+    assert accuracy.Setup("digits", "mnist").section() == "## Accuracy (digits on mnist)"
+    # writing the mnist section leaves the digits one (and any other) alone, and replaces itself
+    from benchmarks.kernels import write_section
+    path = tmp_path / "RESULTS.md"
+    path.write_text("# Benchmark results\n\n## Accuracy\n\ndigits table\n\n## Kernels\n\nk\n")
+    write_section("## Accuracy (mnist)\n\nfirst\n", mnist.section(), path)
+    write_section("## Accuracy (mnist)\n\nsecond\n", mnist.section(), path)
+    text = path.read_text()
+    assert "digits table" in text and "## Kernels\n\nk" in text and "second" in text and "first" not in text
+
+
+def _header(tf: dict, agreement=1.0, flipped=0, frac_bits=17) -> dict:
+    return {"frac_bits": frac_bits, "verification": {
+        "data": "val", "images": 200, "agreement": agreement, "constant_bits_flipped": flipped,
+        "bits_teacher_forced": tf, "bits_end_to_end": {k: v - 0.01 for k, v in tf.items()}}}
+
+
+def test_verification_columns():
+    cols = accuracy.verification_columns(_header({"blocks.0.ln1.bits": 1.0, "blocks.1.a.planes": 0.99995,
+                                                  "blocks.2.a.planes": 0.99995}, agreement=0.995, flipped=2))
+    # the first of the tied lowest binarizers, as reference.verify names it
+    assert cols["worst_tf_layer"] == "blocks.1.a.planes" and cols["worst_tf"] == pytest.approx(99.995)
+    assert cols["export_agreement"] == pytest.approx(99.5) and cols["worst_e2e"] == pytest.approx(98.995)
+    assert cols["constants_exact"] is False and cols["frac_bits"] == 17 and cols["export_images"] == 200
+
+
+def _cell(seed, tf=1.0, agreement=100.0, flipped=0, f=17, layer="blocks.0.ln1.bits"):
+    cols = accuracy.verification_columns(_header({layer: tf}, flipped=flipped, frac_bits=f))
+    return {"seed": seed, "float": 90.0 + seed, "int": 90.0 + seed, "agreement": agreement, **cols,
+            "bops": 10, "ops": 2.0, "model_bytes": 3, "ii": 4, "latency": 5}
+
+
+def test_accuracy_line_and_goal():
+    good, low_bits, flip = _cell(0), _cell(1, tf=0.9998, f=16, layer="blocks.3.v.planes"), _cell(2, flipped=1)
+    assert accuracy.meets_goal(good) and not accuracy.meets_goal(low_bits) and not accuracy.meets_goal(flip)
+    assert not accuracy.meets_goal({**good, "agreement": 99.8})           # test agreement counts too
+    cells = [c.strip() for c in accuracy.accuracy_line("gsb", [good, low_bits, flip]).strip("|").split("|")]
+    assert cells[:5] == ["gsb", "3", "91.00 ± 1.00", "91.00 ± 1.00", "100.00 ± 0.00"]
+    assert cells[5:] == ["100.00", "99.9800 (blocks.3.v.planes)", "2/3", "17/16/17", "1/3"]
+    fp = [c.strip() for c in accuracy.accuracy_line("fp", [{"seed": 0, "float": 80.0}]).strip("|").split("|")]
+    assert fp == ["fp", "1", "80.00"] + ["n/a"] * 7
+    assert accuracy.cost_line("gsb", [good]) == "| gsb | 10 | 2 | 3 | 4 | 5 |"
 
 
 def test_accuracy_missing_dataset_is_one_error_line(tmp_path, capsys):
