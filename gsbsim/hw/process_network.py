@@ -305,7 +305,7 @@ def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Net
         act_unit("fc1", hd)
         pe1, simd2 = fo["fc1"].pe, fo["fc2"].simd
         bits = tuple(sum(1 for rr in range(nf * pe1, (nf + 1) * pe1) if rr % simd2 == simd2 - 1 or rr == hd - 1)
-                     for nf in range(hd // pe1))      # gsb/activate.hpp: words completed per input word
+                     for nf in range(hd // pe1))      # gsb/binarize.hpp: words completed per input word
         b.proc(pre + "fc1_act", r, _streamwise(n * (hd // pe1), _r(acc_or_z("fc1")), _w(pre + "fc1.bits", bits)))
         b.proc(pre + "fc2", r, mvau(pre + "fc1.bits", pre + "fc2.acc", hd, e, fo["fc2"], n))
         act_unit("fc2", e)

@@ -60,7 +60,7 @@ class Fault:
 FAULTS = (
     Fault("rounding isqrt", golden_ops, "isqrt", _rounding_isqrt, "layernorm.hpp",
           "    return int64_t(root);", "    return int64_t(root + (rem > root ? 1 : 0));", "blocks.0.ln1.bits"),
-    Fault("fc1 > instead of >=", golden, "fc1_bits", _fc1_strict, "activations.hpp",
+    Fault("fc1 > instead of >=", golden, "fc1_bits", _fc1_strict, "mvau_policies.hpp",
           "(dot[pe] >= hi[row]) || (dot[pe] <= lo[row])", "(dot[pe] > hi[row]) || (dot[pe] < lo[row])",
           "blocks.0.fc1.bits"),
     Fault("argmax keeps the last maximum", golden, "argmax_first", _argmax_last, "argmax.hpp",
