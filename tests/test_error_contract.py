@@ -99,6 +99,16 @@ CASES = [
     ("gsbsim", ["hls", "--model", "M", "--out", "D/p", "--part", "a;b"], "--part"),
     ("gsbsim", ["hls", "--model", "M", "--out", "F"], "not a folder"),
     ("gsbsim", ["hls", "--model", "M", "--out", "D/p", "--pe", "3", "--folding", "J"], "mutually exclusive"),
+    # gsbsim cycles, fold, edge
+    ("gsbsim", ["cycles"], "--model"),
+    ("gsbsim", ["cycles", "--model", "N/m.npz"], "not found"),
+    ("gsbsim", ["cycles", "--model", "M", "--images", "1"], "--images"),
+    ("gsbsim", ["cycles", "--model", "M", "--pe", "0"], "--pe"),
+    ("gsbsim", ["fold", "--model", "M", "--target-fps", "0", "--out", "N/f.json"], "--target-fps"),
+    ("gsbsim", ["fold", "--model", "M", "--target-fps", "10", "--out", "N/f.json"], "does not exist"),
+    ("gsbsim", ["fold", "--model", "J", "--target-fps", "10", "--out", "D/f.json"], "not a readable .npz archive"),
+    ("gsbsim", ["edge", "--method", "nosuch", "--out", "N"], "--method"),
+    ("gsbsim", ["edge", "--method", "gsb", "--out", "F"], "not a folder"),
     # gsbsim csim
     ("gsbsim", ["csim", "D"], "not a gsbsim HLS project"),
     ("gsbsim", ["csim", "N"], "N"),
