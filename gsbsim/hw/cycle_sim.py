@@ -43,6 +43,35 @@ _BIG = 1 << 60
 
 
 @numba.njit(cache=True)
+def _control_step(p, pc, sp, stk_pc, stk_n, ins_kind, ins_a, ins_b) -> bool:
+    """One control instruction of process p's program; True (pc unchanged) when pc is at a loop
+    with iterations. A loop of 0 iterations is skipped; a Rep pushes its count (or is skipped
+    when 0); an end-of-Rep jumps back while its count lasts, else pops."""
+    c = pc[p]
+    kd = ins_kind[c]
+    if kd == _LOOP:
+        if ins_a[c] > 0:
+            return True
+        pc[p] += 1
+    elif kd == _REP:
+        if ins_a[c] == 0:
+            pc[p] = ins_b[c] + 1
+        else:
+            stk_pc[p, sp[p]] = c
+            stk_n[p, sp[p]] = ins_a[c]
+            sp[p] += 1
+            pc[p] += 1
+    else:
+        stk_n[p, sp[p] - 1] -= 1
+        if stk_n[p, sp[p] - 1] > 0:
+            pc[p] = stk_pc[p, sp[p] - 1] + 1
+        else:
+            sp[p] -= 1
+            pc[p] += 1
+    return False
+
+
+@numba.njit(cache=True)
 def _run(ins_kind, ins_a, ins_b, ins_c, io_fifo, io_write, io_p0, io_plen, pat, prog0, prog1,
          depth, src, in_ptr, in_idx, out_ptr, out_idx, gate, images, max_cycles, jump):
     P, F = prog0.shape[0], depth.shape[0]
@@ -115,27 +144,8 @@ def _run(ins_kind, ins_a, ins_b, ins_c, io_fifo, io_write, io_p0, io_plen, pat, 
                 it[p] = 0
                 sp[p] = 0
                 # enter the program: control instructions up to the first loop with iterations
-                while True:
-                    kd = ins_kind[pc[p]]
-                    if kd == _LOOP:
-                        if ins_a[pc[p]] > 0:
-                            break
-                        pc[p] += 1
-                    elif kd == _REP:
-                        if ins_a[pc[p]] == 0:
-                            pc[p] = ins_b[pc[p]] + 1
-                        else:
-                            stk_pc[p, sp[p]] = pc[p]
-                            stk_n[p, sp[p]] = ins_a[pc[p]]
-                            sp[p] += 1
-                            pc[p] += 1
-                    else:
-                        stk_n[p, sp[p] - 1] -= 1
-                        if stk_n[p, sp[p] - 1] > 0:
-                            pc[p] = stk_pc[p, sp[p] - 1] + 1
-                        else:
-                            sp[p] -= 1
-                            pc[p] += 1
+                while not _control_step(p, pc, sp, stk_pc, stk_n, ins_kind, ins_a, ins_b):
+                    pass
             # one iteration of the loop at pc
             c = pc[p]
             ok = True
@@ -205,26 +215,8 @@ def _run(ins_kind, ins_a, ins_b, ins_c, io_fifo, io_write, io_p0, io_plen, pat, 
                     else:
                         state[p] = _WAIT
                     break
-                kd = ins_kind[pc[p]]
-                if kd == _LOOP:
-                    if ins_a[pc[p]] > 0:
-                        break
-                    pc[p] += 1
-                elif kd == _REP:
-                    if ins_a[pc[p]] == 0:
-                        pc[p] = ins_b[pc[p]] + 1
-                    else:
-                        stk_pc[p, sp[p]] = pc[p]
-                        stk_n[p, sp[p]] = ins_a[pc[p]]
-                        sp[p] += 1
-                        pc[p] += 1
-                else:
-                    stk_n[p, sp[p] - 1] -= 1
-                    if stk_n[p, sp[p] - 1] > 0:
-                        pc[p] = stk_pc[p, sp[p] - 1] + 1
-                    else:
-                        sp[p] -= 1
-                        pc[p] += 1
+                if _control_step(p, pc, sp, stk_pc, stk_n, ins_kind, ins_a, ins_b):
+                    break
         t += 1
         if done == P:
             break
