@@ -116,10 +116,16 @@ def stage_input(explicit: str | None, default: Path, flag: str, stage: str, what
     raise TrainError(f"{stage} needs {what}: {default} does not exist; pass {flag} CKPT")
 
 
+def timm_teacher_file(args: argparse.Namespace) -> Path | None:
+    """The --teacher-checkpoint file a single student stage distils from as it is (no teacher stage
+    runs to fine-tune it), else None."""
+    return Path(args.teacher_checkpoint) if args.teacher_checkpoint and args.stage != "all" else None
+
+
 def load_teacher(stage: str, ctx: Context) -> nn.Module | None:
     if ctx.args.distill == "none":
         return None
-    if ctx.args.teacher_checkpoint and ctx.args.stage != "all":  # a timm file used as it is
+    if timm_teacher_file(ctx.args):
         return timm_file_teacher(ctx.args.teacher_checkpoint, ctx.bundle.num_classes, ctx.in_chans,
                                  ctx.bundle.img_size).to(ctx.device)
     path = stage_input(ctx.args.teacher, ctx.out / "teacher" / "best.pt", "--teacher", stage, "a teacher")
@@ -167,10 +173,8 @@ def run_identity(stage: str, ctx: Context, plan: StagePlan) -> dict:
         if stage == "stage2":
             ident["int_aware_epochs"] = plan.int_aware_epochs
         if args.distill != "none":  # the teacher is used every epoch: a retrained one makes another run
-            if args.teacher_checkpoint and args.stage != "all":  # a timm file used as it is (load_teacher)
-                path = Path(args.teacher_checkpoint)
-            else:
-                path = stage_input(args.teacher, ctx.out / "teacher" / "best.pt", "--teacher", stage, "a teacher")
+            path = timm_teacher_file(args) or stage_input(args.teacher, ctx.out / "teacher" / "best.pt",
+                                                          "--teacher", stage, "a teacher")
             ident["teacher_sha256"] = file_sha256(path)
     return json.loads(json.dumps(ident))  # as it reads back from a checkpoint (tuples -> lists)
 
