@@ -58,7 +58,7 @@ from reference import export as ex  # noqa: E402
 from reference.train.entry import main as train_main  # noqa: E402
 from reference.agreement import measure  # noqa: E402
 from reference.checkpoint import load_model  # noqa: E402
-from reference.config import METHODS  # noqa: E402
+from reference.config import METHODS, is_float_method  # noqa: E402
 from reference.data import build_datasets  # noqa: E402
 from reference.presets import get_preset  # noqa: E402
 
@@ -181,7 +181,7 @@ def train_seed(setup: Setup, seed: int, rows: list[str], common: list[str], out:
             # that trains it now instead of failing on its lock
             print(f"skipping {out / row}: another run is training it", flush=True)
             continue
-        init = _first("fp" if row == "fp" else "gsb")
+        init = _first("fp" if is_float_method(row) else "gsb")   # the stage-1 run a row starts from
         _stage([*base, "--stage", "stage2", *_stage2_args(row), "--teacher", str(teacher), "--init", str(init),
                 "--out", str(out / row)], out / row / "stage2", reuse)
         dirs[row] = out / row / "stage2"

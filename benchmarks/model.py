@@ -44,6 +44,7 @@ from benchmarks.kernels import machine, write_section  # noqa: E402
 from gsbsim.engine.popcnt import vector_isa  # noqa: E402
 from gsbsim.engine import fast, golden  # noqa: E402
 from gsbsim.format.model_file import load_model  # noqa: E402
+from gsbsim.format.methods import DEFAULT_METHOD  # noqa: E402
 from gsbsim.format.random_model import random_images  # noqa: E402
 
 CACHE = Path(tempfile.gettempdir()) / "gsbsim-bench"   # the exports are made once, outside the checkout
@@ -61,7 +62,7 @@ STAGE_GROUPS = {  # op split rows: stage names of fast.forward_profiled, grouped
 }
 
 
-def export(path: Path, groups: int, method: str = "gsb") -> Path:
+def export(path: Path, groups: int, method: str = DEFAULT_METHOD) -> Path:
     """The random deit_tiny export at `path`, made with reference.export if missing."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,11 +18,12 @@ import sys
 import numpy as np
 import torch
 
-from gsbsim.format.methods import METHOD_NAMES, method_of
+from gsbsim.format.methods import DEFAULT_METHOD, METHOD_NAMES, method_of
 from gsbsim.cli.args import OneLineParser, int_at_least, nonempty_path, seed
 from gsbsim.cli.signals import guarded
 from gsbsim.format.conventions import pack_bits, ratio_numerator, round_half_up
 from .blocks import GELU_CLIP, BinaryBlock
+from .config import groups_error
 from .layers import PIXEL_SCALE
 from .models import LN_EPS, BinaryDeiT, build_model
 from .presets import get_preset
@@ -330,7 +331,7 @@ def export_verified(model: BinaryDeiT, calib_images: torch.Tensor, images: np.nd
 
 
 def random_student(preset: str, groups: int, num_classes: int, in_chans: int, seed: int,
-                   mask_stat: str = "row", method: str = "gsb") -> tuple[BinaryDeiT, torch.Tensor]:
+                   mask_stat: str = "row", method: str = DEFAULT_METHOD) -> tuple[BinaryDeiT, torch.Tensor]:
     """An untrained stage-2 student of `method` with its scales initialised from random images (cost studies)."""
     p = get_preset(preset)
     torch.manual_seed(seed)
@@ -374,7 +375,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--preset", default="digits", help="preset of the --random model (default: digits)")
     ap.add_argument("--groups", type=int_at_least(1, 8), default=None,
                     help="GSB groups of the --random model, 1..8 (default 3; 1 = plain binary)")
-    ap.add_argument("--method", default="gsb", choices=EXPORTABLE_METHODS,
+    ap.add_argument("--method", default=DEFAULT_METHOD, choices=EXPORTABLE_METHODS,
                     help="training method of the --random model (docs/didb.md; not gsb: one group)")
     ap.add_argument("--num-classes", type=int_at_least(1), default=None, help="classes of the --random model")
     ap.add_argument("--in-chans", type=int_at_least(1), default=None, help="image channels of the --random model")
@@ -431,8 +432,8 @@ def _main(argv=None) -> int:
     from .data import DataError
     ap = _parser()
     args = ap.parse_args(argv)
-    if args.groups is not None and args.groups != 1 and args.method != "gsb":
-        ap.error(f"--groups {args.groups}: method {args.method} uses one binary plane (--groups is for gsb)")
+    if groups_error(args.method, args.groups):
+        ap.error(groups_error(args.method, args.groups))
     args.groups = 3 if args.groups is None else args.groups
     try:
         _check_out(args.out)

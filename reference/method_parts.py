@@ -12,7 +12,7 @@ from typing import Callable
 
 from torch import nn
 
-from .config import QuantConfig
+from .config import QuantConfig, is_float_method
 from .layers import BinaryLinear
 
 LINEAR_ROLES = ("qkv", "proj", "fc1", "fc2")
@@ -46,7 +46,7 @@ def parts_of(cfg: QuantConfig) -> Parts:
 
 def is_binary(cfg: QuantConfig) -> bool:
     """True for the fully binary model: stage 2 of every method but 'fp'."""
-    return cfg.stage == 2 and cfg.method != "fp"
+    return cfg.stage == 2 and not is_float_method(cfg.method)
 
 
 def make_linear(in_features: int, out_features: int, role: str, cfg: QuantConfig) -> nn.Module:
@@ -59,7 +59,7 @@ def make_linear(in_features: int, out_features: int, role: str, cfg: QuantConfig
     if role not in LINEAR_ROLES:
         raise ValueError(f"reference/method_parts.py: make_linear: role must be one of {LINEAR_ROLES}, got {role!r}")
     mlp = role in ("fc1", "fc2")
-    if cfg.method == "fp":
+    if is_float_method(cfg.method):
         return BinaryLinear(in_features, out_features, act=None, binary_weight=False)
     if cfg.stage == 1:
         return BinaryLinear(in_features, out_features, act="fp" if mlp else None, binary_weight=mlp)

@@ -13,7 +13,8 @@ from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import VisionTransformer
 
 from .blocks import BinaryBlock
-from .config import QuantConfig
+from gsbsim.format.methods import DEFAULT_METHOD
+from .config import QuantConfig, is_float_method
 from .int_grid import grid_of
 from .method_parts import is_binary
 from . import methods  # noqa: F401  (fills the method registry before any block is built)
@@ -37,7 +38,7 @@ class PixelTeacher(nn.Module):
 
 def _patch_mode(cfg: QuantConfig) -> str:
     """8-bit patch embedding in stage 2, float conv + BN in stage 1, a float conv for method 'fp'."""
-    if cfg.method == "fp":
+    if is_float_method(cfg.method):
         return "fp"
     return "int8" if cfg.stage == 2 else "fp_bn"
 
@@ -81,10 +82,10 @@ class BinaryDeiT(VisionTransformerDistilled):
 
 def build_model(preset: str | Preset, kind: str, num_classes: int, in_chans: int, img_size: int | None = None,
                 groups: int = 3, ratios=None, mask_stat: str = "row", released_quirks: bool = False,
-                method: str = "gsb", timm_arch: dict | None = None) -> nn.Module:
+                method: str = DEFAULT_METHOD, timm_arch: dict | None = None) -> nn.Module:
     """Build a teacher ('teacher') or a student ('stage1', 'stage2') for a preset.
 
-    method: one of config.METHODS (docs/didb.md); every method but 'gsb' forces groups to 1.
+    method: one of config.METHODS (docs/didb.md); every method but the grouped one forces groups to 1.
     timm_arch: a teacher of the architecture of a timm checkpoint file (reference/teachers.py)
     instead of the preset's.
     """

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from gsbsim.format import conventions as cv
 from gsbsim.hlsgen import toolchain
 from gsbsim.hw.folding import mvau_cycles
-from tests.support.hls_builds import Builds
+from tests.support.hls_builds import Builds, CsimResult, run_csim, testbench_dir
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 MISMATCH_RE = re.compile(r"^MISMATCH (\w+)\[(\d+)\]: got (-?\d+) expected (-?\d+)$")
@@ -151,8 +151,8 @@ def tie_values(case: MvauCase, rng: np.random.Generator) -> np.ndarray:
     return case.dots[rng.integers(0, case.reps, case.dots.shape[1]), np.arange(case.dots.shape[1])]
 
 
-def run_ok(exe: Path, d: Path, expected_iters: int) -> toolchain.CsimResult:
-    res = toolchain.run_csim(exe, d)
+def run_ok(exe: Path, d: Path, expected_iters: int) -> CsimResult:
+    res = run_csim(exe, d)
     assert res.passed, f"C-sim failed (exit {res.returncode}):\n{res.stdout}\n{res.stderr}"
     assert res.iters == expected_iters
     return res
@@ -289,7 +289,7 @@ def test_mvau_flipped_weight_bit_is_reported(builds: Builds, tmp_path: Path) -> 
     bit = col % cfg.simd
     tiles[row % cfg.pe, (row // cfg.pe) * cfg.sf + col // cfg.simd, bit // 64] ^= np.uint64(1 << (bit % 64))
     np.save(d / "weights.npy", tiles)
-    res = toolchain.run_csim(builds["xnor_raw"], d)
+    res = run_csim(builds["xnor_raw"], d)
     assert res.returncode == 1 and not res.passed
     m = MISMATCH_RE.match(res.mismatches[0])
     assert m, res.stdout
@@ -310,7 +310,7 @@ def test_mvau_rejects_nonzero_pad_bits(builds: Builds, tmp_path: Path) -> None:
     tiles = np.load(d / "weights.npy")
     tiles[0, cfg.sf - 1, 0] |= np.uint64(1 << (cfg.simd - 1))   # a bit above MW
     np.save(d / "weights.npy", tiles)
-    res = toolchain.run_csim(builds["xnor_threshold"], d)
+    res = run_csim(builds["xnor_threshold"], d)
     assert res.returncode == 2
     assert "weights[0][6] has non-zero pad bits above MW=100" in res.stderr
 
@@ -319,11 +319,11 @@ def test_mvau_testbench_rejects_bad_inputs(builds: Builds, tmp_path: Path) -> No
     cfg = MVAU["xnor_raw"]
     case = random_mvau_case(cfg, np.random.default_rng(17), reps=2)
     d = write_mvau_case(tmp_path, cfg, case, case.dots.astype("<i8"))   # wrong dtype
-    res = toolchain.run_csim(builds["xnor_raw"], d)
+    res = run_csim(builds["xnor_raw"], d)
     assert res.returncode == 2
     assert "expected.npy: dtype '<i8' does not match the expected '<i4'" in res.stderr
     save(d, expected=case.dots[:, :-1].astype("<i4"))                   # wrong shape
-    res = toolchain.run_csim(builds["xnor_raw"], d)
+    res = run_csim(builds["xnor_raw"], d)
     assert res.returncode == 2 and "expected.npy: shape (2, 23) does not match the expected (2, 24)" in res.stderr
 
 
@@ -354,7 +354,7 @@ def test_residual_add(builds: Builds, tmp_path: Path) -> None:
 
     a[3, 7], b[3, 7] = INT32_MAX, 1              # overflow must be loud: row 3 -> words 9..11
     save(tmp_path, a=a.astype("<i4"), b=b.astype("<i4"))
-    res = toolchain.run_csim(builds["residual"], tmp_path)
+    res = run_csim(builds["residual"], tmp_path)
     assert res.returncode == 2 and "2147483647 + 1 overflows int32 (word 10, lane 3)" in res.stderr
 
 
@@ -367,7 +367,7 @@ def test_npy_round_trip_and_loud_errors(builds: Builds, tmp_path: Path) -> None:
               "i8": np.array(5, dtype="<i8"),                                    # 0-d
               "u8": np.array([[0], [1], [2**63], [2**64 - 1]], dtype="<u8")}
     save(tmp_path, **arrays)
-    res = toolchain.run_csim(builds["npy_stream"], tmp_path)
+    res = run_csim(builds["npy_stream"], tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     for tag, arr in arrays.items():
         back = np.load(tmp_path / f"out_{tag}.npy")
@@ -377,7 +377,7 @@ def test_npy_round_trip_and_loud_errors(builds: Builds, tmp_path: Path) -> None:
     assert f"SHAPE_ERROR {tmp_path}/i4.npy: shape (2, 3, 4) does not match the expected (7, 7)" in res.stdout
 
     np.save(tmp_path / "i4.npy", np.asfortranarray(arrays["i4"]))           # Fortran order is refused
-    res = toolchain.run_csim(builds["npy_stream"], tmp_path)
+    res = run_csim(builds["npy_stream"], tmp_path)
     assert res.returncode == 2 and "i4.npy: Fortran-order arrays are not supported" in res.stderr
 
 
@@ -389,7 +389,7 @@ def test_missing_compiler_is_a_clear_error(builds: Builds, tmp_path: Path,
     with pytest.raises(toolchain.HlsEnvError, match=r"C\+\+ compiler not found \(CXX=/nonexistent/g\+\+\)"):
         toolchain.find_compiler()
     with pytest.raises(toolchain.HlsEnvError, match="install g\\+\\+"):
-        toolchain.compile_cpp([toolchain.testbench_dir() / "npy_stream_tb.cpp"], tmp_path / "x")
+        toolchain.compile_cpp([testbench_dir() / "npy_stream_tb.cpp"], tmp_path / "x")
 
 
 def test_missing_ap_types_is_a_clear_error(builds: Builds, tmp_path: Path,
@@ -399,7 +399,7 @@ def test_missing_ap_types_is_a_clear_error(builds: Builds, tmp_path: Path,
     with pytest.raises(toolchain.HlsEnvError, match=r"GSBSIM_AP_TYPES=/nonexistent does not contain ap_int.h"):
         toolchain.find_ap_types()
     with pytest.raises(toolchain.HlsEnvError, match="pip install --no-deps hls4ml"):
-        toolchain.compile_cpp([toolchain.testbench_dir() / "npy_stream_tb.cpp"], tmp_path / "x")
+        toolchain.compile_cpp([testbench_dir() / "npy_stream_tb.cpp"], tmp_path / "x")
 
 
 def test_compile_error_reports_compiler_output(tmp_path: Path) -> None:
@@ -417,7 +417,7 @@ def test_sanitize_build_catches_memory_errors_and_ub(tmp_path: Path) -> None:
                    "  if (std::strcmp(argv[1], \"ub\") == 0) { int x = 0x7fffffff - 2 + argc; return x + 1; }\n"
                    "  int* p = new int[4](); delete[] p; return p[argc]; }\n")
     exe = toolchain.compile_cpp([src], tmp_path / "bad", sanitize=True)
-    res = toolchain.run_csim(exe, "ub")
+    res = run_csim(exe, "ub")
     assert res.returncode != 0 and "runtime error: signed integer overflow" in res.stderr
-    res = toolchain.run_csim(exe, "heap")
+    res = run_csim(exe, "heap")
     assert res.returncode != 0 and "AddressSanitizer: heap-use-after-free" in res.stderr

@@ -178,3 +178,60 @@ def test_the_circle_check_catches_a_planted_lazy_circle(tmp_path):
     assert import_cycle(tmp_path, ("gsbsim",)) == ["gsbsim.engine.a", "gsbsim.engine.b", "gsbsim.engine.a"]
     (pkg / "engine" / "b.py").write_text("def f():\n    return 1\n")
     assert import_cycle(tmp_path, ("gsbsim",)) is None
+
+
+# the table and the registrations: the only files where a method's name may decide anything
+NAME_HOMES = {"gsbsim/format/methods.py", "reference/methods.py", "reference/config.py"}
+
+
+def _method_expr(node: ast.AST) -> bool:
+    """An expression that holds a method name: a variable or attribute whose name says so."""
+    name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+    return "method" in name.lower()
+
+
+def method_name_decisions(root: Path, packages: tuple[str, ...]) -> list[str]:
+    """Places outside NAME_HOMES where a method name is spelled as code: a comparison of a method
+    variable with a name, a `method=` parameter or `--method` option defaulting to a literal name."""
+    names = set(table.METHODS) | {"fp"}
+    found = []
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            if rel in NAME_HOMES:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                literals: list[ast.AST] = []
+                if isinstance(node, ast.Compare) and any(_method_expr(e) for e in [node.left, *node.comparators]):
+                    literals = [c for e in [node.left, *node.comparators]
+                                for c in (e.elts if isinstance(e, (ast.Tuple, ast.List, ast.Set)) else [e])]
+                elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    a = node.args
+                    pos = a.posonlyargs + a.args
+                    pairs = list(zip(pos[len(pos) - len(a.defaults):], a.defaults)) + list(zip(a.kwonlyargs, a.kw_defaults))
+                    literals = [d for arg, d in pairs if d is not None and "method" in arg.arg]
+                elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+                      and node.args[0].value == "--method"):
+                    literals = [k.value for k in node.keywords if k.arg == "default"]
+                found += [f"{rel}:{c.lineno}: {c.value!r}" for c in literals
+                          if isinstance(c, ast.Constant) and c.value in names]
+    return found
+
+
+def test_method_names_decide_nothing_outside_the_table_and_the_registrations():
+    found = method_name_decisions(ROOT, ("gsbsim", "reference", "benchmarks"))
+    assert not found, "method names spelled in code (ask the table: is_grouped, is_float_method, features):\n" + \
+        "\n".join(found)
+
+
+@pytest.mark.parametrize("planted", ['if cfg.method != "gsb":\n    pass\n',
+                                     'ok = method in ("reactnet", "didb")\n',
+                                     'def f(x, method="bit"):\n    return x\n',
+                                     'ap.add_argument("--method", default="fp")\n'])
+def test_the_method_name_check_catches_a_planted_comparison(tmp_path, planted):
+    (tmp_path / "gsbsim").mkdir()
+    (tmp_path / "gsbsim" / "clean.py").write_text('if m.attention == "gsb":\n    pass\n')
+    assert method_name_decisions(tmp_path, ("gsbsim",)) == []
+    (tmp_path / "gsbsim" / "planted.py").write_text(planted)
+    found = method_name_decisions(tmp_path, ("gsbsim",))
+    assert found and all(f.startswith("gsbsim/planted.py:1: ") for f in found)

@@ -3,10 +3,10 @@ names of the HLS test vectors."""
 from __future__ import annotations
 
 
-from gsbsim.format.methods import block_trace_names
+from gsbsim.format.methods import DEFAULT_METHOD, block_trace_names
 
 
-def trace_names(depth: int, method: str = "gsb") -> list[str]:
+def trace_names(depth: int, method: str = DEFAULT_METHOD) -> list[str]:
     """All trace names of a model with `depth` blocks of `method`, in execution order."""
     names = ["input", "patch.acc", "embed"]
     for i in range(depth):

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Method", "METHODS", "MethodNames", "METHOD_NAMES", "ACT_METHODS", "POST_LINEARS", "ATTENTIONS", "ACT_LINEARS",
+__all__ = ["Method", "METHODS", "DEFAULT_METHOD", "is_grouped", "MethodNames", "METHOD_NAMES", "ACT_METHODS", "POST_LINEARS", "ATTENTIONS", "ACT_LINEARS",
            "method_of", "block_arrays", "block_array_names", "block_trace_names", "attention_trace_names"]
 
 POST_LINEARS = ("requant", "act_unit")
@@ -44,6 +44,7 @@ class Method:
     token_terms: bool              # the activation unit's per-token terms (tok_in, tok_out) may be non-zero
     spec: str                      # the sections of docs/integer_model.md it runs
     summary: str
+    grouped: bool = False          # trained with G planes of the attention and V (--groups); else one plane
 
     def __post_init__(self) -> None:
         if self.post_linear not in POST_LINEARS or self.attention not in ATTENTIONS:
@@ -58,7 +59,7 @@ class Method:
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("gsb", "requant", "gsb", 3, None, False, "§1-§12",
-           "Group Superposition Binarization: G binary planes of the attention and of V"),
+           "Group Superposition Binarization: G binary planes of the attention and of V", grouped=True),
     Method("bit", "requant", "gsb", 1, None, False, "§1-§12",
            "BiT elastic binarizers: gsb with one plane"),
     Method("sign", "requant", "gsb", 1, None, False, "§1-§12",
@@ -106,8 +107,16 @@ class MethodNames(Sequence):
         return repr(self.names())
 
 
+DEFAULT_METHOD = "gsb"   # what a command, a call or a checkpoint that names no method means (a model file must name one)
 METHOD_NAMES = MethodNames()
 ACT_METHODS = MethodNames(lambda m: m.act_unit)
+
+
+def is_grouped(name: object) -> bool:
+    """True for a method trained with a choice of G planes (--groups); False for one plane, and for a name
+    outside the table (the reference's float student)."""
+    row = METHODS.get(name) if isinstance(name, str) else None
+    return bool(row and row.grouped)
 
 
 def method_of(name: object) -> Method:

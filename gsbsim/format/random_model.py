@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from gsbsim.format.conventions import pack_bits, round_half_up
-from gsbsim.format.methods import ACT_LINEARS, Method, method_of
+from gsbsim.format.methods import ACT_LINEARS, DEFAULT_METHOD, Method, method_of
 from gsbsim.format.model_file import (SCORE_SHIFT, SLOPE_SHIFT, IntModel, exp_tables,
                          expected_arrays, validate)
 
@@ -105,7 +105,7 @@ def _fc1_thresholds(rng: np.random.Generator, hidden: int, unit: float, centre: 
 def random_model(rng: np.random.Generator, *, img_size: int = 8, patch_size: int = 2, in_chans: int = 1,
                  embed_dim: int = 24, depth: int = 2, num_heads: int = 2, mlp_hidden: int = 48,
                  num_classes: int = 10, groups: int | None = None, ratios=(179, 230), mask_stat: str = "row",
-                 frac_bits: int = 12, method: str = "gsb") -> IntModel:
+                 frac_bits: int = 12, method: str = DEFAULT_METHOD) -> IntModel:
     """A valid IntModel with random, plausible parameters (see the module docstring).
 
     groups defaults to 3 for gsb and 1 for the other methods (reactnet and didb need 1);

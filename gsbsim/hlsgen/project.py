@@ -39,7 +39,7 @@ from gsbsim.hlsgen.dataflow import DEFAULT_DEPTH, process, stream_decl
 from gsbsim.hlsgen.toolchain import HlsEnvError, find_ap_types, library_include_dir
 from gsbsim.hlsgen.templating import render
 from gsbsim.hlsgen.params import c_array, c_int, c_scalar, c_struct, finn_tiles, packed_rows_to_bits
-from gsbsim.format.methods import method_of
+from gsbsim.format.methods import DEFAULT_METHOD, method_of
 from gsbsim.format.model_file import IntModel
 from gsbsim.outputs import remove_stale, staging_dir
 from gsbsim.paths import sha256_file  # re-exported: csim compares the model and the vectors by it
@@ -117,7 +117,7 @@ _OTHER_PRODUCER = {"input": "input", "patch.acc": "patch", "embed": "embed", "he
                    "head.acc": "head", "logits": "logits", "pred": "argmax"}
 
 
-def trace_producer(name: str, method: str = "gsb") -> str:
+def trace_producer(name: str, method: str = DEFAULT_METHOD) -> str:
     """The layer (cycle-model name) or elementwise stage whose output a trace tensor is."""
     if name.startswith("blocks."):
         _, i, rest = name.split(".", 2)

@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from gsbsim.format.methods import METHOD_NAMES, block_arrays, method_of
+from gsbsim.format.methods import DEFAULT_METHOD, METHOD_NAMES, block_arrays, method_of
 from gsbsim.format.model_file import EXP_LO_SIZE, exp_hi_length
 
 __all__ = [
@@ -61,7 +61,7 @@ class Shape:
     groups: int
     class_heads: int = 2   # our distilled model: head (token 0) + head_dist (token 1)
     mask_stat: str = "row"
-    method: str = "gsb"    # a row of gsbsim/format/methods.py: its features set the §13 costs
+    method: str = DEFAULT_METHOD    # a row of gsbsim/format/methods.py: its features set the §13 costs
     prob: int = 16         # shifts.prob: the length of didb's exp_hi table
 
     @property
@@ -143,7 +143,7 @@ def shape_of(header: Mapping[str, Any]) -> Shape:
 def header_for_shape(img_size: int, patch_size: int, in_chans: int, embed_dim: int, depth: int,
                      num_heads: int, mlp_hidden: int, num_classes: int, groups: int,
                      num_tokens: int | None = None, class_heads: int | None = None,
-                     mask_stat: str = "row", method: str = "gsb") -> dict:
+                     mask_stat: str = "row", method: str = DEFAULT_METHOD) -> dict:
     """A header dict for a shape alone (no model file), e.g. the published DeiT shapes.
 
     ``num_tokens`` defaults to patches + 2 (our distilled model: cls + distillation token);

@@ -21,7 +21,7 @@ import numpy as np
 from gsbsim.engine import golden
 from gsbsim.engine.golden_didb import exp3_weights, haar_s4
 from gsbsim.engine.golden_ops import ln_stats
-from gsbsim.format.methods import METHOD_NAMES, method_of
+from gsbsim.format.methods import DEFAULT_METHOD, METHOD_NAMES, method_of
 from gsbsim.format.conventions import round_half_up
 from gsbsim.format.model_file import IntModel, exp_tables, validate
 from gsbsim.format.random_model import random_model
@@ -288,7 +288,7 @@ def _plant_block(pl: _Planter, i: int, x_in: np.ndarray) -> None:
     pl.requant_ties(p, "fc2", tr, s_act, pl.act)
 
 
-def edge_model(method: str = "gsb", mask_stat: str = "row", seed: int = 0,
+def edge_model(method: str = DEFAULT_METHOD, mask_stat: str = "row", seed: int = 0,
                prob: int | None = None) -> tuple[IntModel, np.ndarray]:
     """(model, uint8 images [EDGE_IMAGES, Cin, I, I]): a valid model of `method` whose constants put the
     edge images on every branch and exact tie of the spec (gsbsim/verify/edge_coverage.py lists them).

@@ -5,7 +5,8 @@ import argparse
 
 from gsbsim.cli.args import (OneLineParser, float_in, int_at_least, nonempty_path, nonnegative_float,
                              positive_float, seed)
-from reference.config import METHODS
+from gsbsim.format.methods import DEFAULT_METHOD
+from reference.config import FLOAT_METHODS, METHODS, groups_error, is_float_method
 from reference.distill import DISTILL_KINDS
 from reference.train.recipe import RECIPES
 from reference.train.stages import STAGES
@@ -100,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"label smoothing of the teacher's cross-entropy (default {TEACHER_SMOOTHING})")
 
     g = p.add_argument_group("quantization (student stages; passed to models.build_model)")
-    g.add_argument("--method", choices=METHODS, default="gsb",
+    g.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
                    help="student method (docs/didb.md): gsb (default), didb (our DIDB-ViT formulation), "
                         "bit, reactnet, sign (baselines) or fp (full-precision student, the upper bound); "
                         "every method but gsb uses one binary plane (--groups is ignored)")
@@ -130,8 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Checks between arguments (exit 2 through p.error); single values are checked by their type=."""
-    if args.groups is not None and args.groups != 1 and args.method != "gsb":
-        p.error(f"--groups {args.groups}: method {args.method} uses one binary plane (--groups is for gsb)")
+    if groups_error(args.method, args.groups):
+        p.error(groups_error(args.method, args.groups))
     if args.groups is None:
         args.groups = DEFAULT_GROUPS
     if args.stage == "all" and (args.teacher or args.init):
@@ -142,8 +143,8 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--teacher-checkpoint and --teacher are exclusive (one teacher)")
     if args.teacher_checkpoint and args.stage in ("stage1", "stage2") and args.distill == "none":
         p.error("--teacher-checkpoint with --distill none: a student stage without distillation has no teacher")
-    if args.int_aware_epochs and (args.method == "fp" or args.stage in ("teacher", "stage1")):
-        p.error(f"--int-aware-epochs {args.int_aware_epochs}: for stage2 of a binary method (fp and the "
+    if args.int_aware_epochs and (is_float_method(args.method) or args.stage in ("teacher", "stage1")):
+        p.error(f"--int-aware-epochs {args.int_aware_epochs}: for stage2 of a binary method ({'/'.join(FLOAT_METHODS)} and the "
                 f"{args.stage} stage have no integer model)")
     if args.int_aware_epochs is None:
         args.int_aware_epochs = DEFAULT_INT_AWARE_EPOCHS

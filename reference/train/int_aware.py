@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from reference.config import is_float_method
 from reference.int_grid import IntGrid, set_integer_grid
 from reference.train.schedule import CosineSchedule
 
@@ -23,7 +24,7 @@ LR_FRACTION = 0.1
 
 def supports(method: str) -> bool:
     """Methods whose stage-2 student has an integer model (every one but the float 'fp')."""
-    return method != "fp"
+    return not is_float_method(method)
 
 
 def calibration_images(train_set) -> torch.Tensor:

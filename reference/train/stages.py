@@ -15,6 +15,8 @@ from torch.utils.data import Dataset
 from reference.checkpoint import (CHECKPOINT_KEYS, CheckpointError, capture_rng, load_checkpoint, load_model, load_weights,
                          preset_to_dict, restore_rng, save_checkpoint, write_text_atomic)
 from gsbsim.cli.signals import silence_stdout
+from gsbsim.format.methods import DEFAULT_METHOD
+from reference.config import is_float_method
 from gsbsim.outputs import remove_stale
 from reference.distill import TrainLoss
 from reference.int_grid import set_integer_grid
@@ -86,7 +88,7 @@ def quant_options(stage: str, args: argparse.Namespace) -> dict:
     if stage == "teacher":  # a teacher of a timm checkpoint's architecture is rebuilt from it
         return {"timm_arch": args.timm_arch} if getattr(args, "timm_arch", None) else {}
     options = {"groups": args.groups, "mask_stat": args.mask_stat, "released_quirks": bool(args.released_quirks)}
-    if args.method != "gsb":  # absent means gsb: checkpoints written before --method existed
+    if args.method != DEFAULT_METHOD:  # absent means the default: checkpoints written before --method existed
         options["method"] = args.method
     return options
 
@@ -141,8 +143,8 @@ def init_from_stage1(model: nn.Module, ctx: Context) -> Path:
     ckpt = load_checkpoint(path)
     check_fits(ckpt, path, ctx, "stage1")
     # binary methods share GSB's stage 1; only fp's (a float model) differs
-    theirs = dict(ckpt.get("quant_options", {})).get("method", "gsb")
-    if (theirs == "fp") != (ctx.args.method == "fp"):
+    theirs = dict(ckpt.get("quant_options", {})).get("method", DEFAULT_METHOD)
+    if is_float_method(theirs) != is_float_method(ctx.args.method):
         raise CheckpointError(f"{path}: is a stage-1 checkpoint of method {theirs!r}, "
                               f"which cannot start a {ctx.args.method!r} stage 2")
     missing = load_stage1(model, ckpt["model"])
