@@ -131,7 +131,11 @@ def _export_block(blk: BinaryBlock, dim: int, n_tok: int, frac_bits: int, method
     for name, lin in (("qkv", at.qkv), ("proj", at.proj), ("fc1", mlp.fc1), ("fc2", mlp.fc2)):
         out[name + ".weight"], betas[name] = _binary_weight(lin)
     att_bias = to_numpy(at.att_bias.bias) if hasattr(at, "att_bias") else np.zeros((at.num_heads, n_tok, n_tok))
-    out["att_bias"] = fixed(att_bias, SHIFTS["prob"]).astype(np.int32)
+    bias = fixed(att_bias, SHIFTS["prob"])
+    if np.abs(bias).max(initial=0) > np.iinfo(np.int32).max:   # int32 at 2^-prob: |bias| < 2^(31-prob)
+        raise ExportError(f"att_bias {np.abs(att_bias).max():.4g} exceeds the int32 range at 2^-{SHIFTS['prob']} "
+                          f"(|bias| < {2.0 ** (31 - SHIFTS['prob']):g})")
+    out["att_bias"] = bias.astype(np.int32)
     a_scales, v_scales, out["a.thr1"] = _attention_scales(at, n_tok)
     out["ctx.scale"] = fixed(np.outer(a_scales, v_scales), SHIFTS["ctx"])
     out["proj.in_thr"] = ceil_int(-_shift(at.proj.move, dim) * 2.0 ** SHIFTS["ctx"])

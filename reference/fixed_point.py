@@ -7,10 +7,10 @@ import math
 import numpy as np
 import torch
 
-from gsbsim.format.conventions import round_half_up
+from gsbsim.format.conventions import PROB_BITS, RECIP_OVER_PROB, round_half_up
 
-SHIFTS = {"patch": 16, "resid": 16, "head_ln": 12, "logit": 16, "value": 16, "prob": 16, "recip": 48,
-          "ctx": 24, "ln": 16}
+SHIFTS = {"patch": 16, "resid": 16, "head_ln": 12, "logit": 16, "value": 16, "prob": PROB_BITS,
+          "recip": PROB_BITS + RECIP_OVER_PROB, "ctx": 24, "ln": 16}
 
 
 class ExportError(Exception):

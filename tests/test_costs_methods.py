@@ -47,8 +47,8 @@ def test_parameters_match_the_model_file_layout(method):
     for p in costs.parameters(h):
         shape = p.shape if p.precision != "binary" else p.shape[:-1] + (-(-p.shape[-1] // 64),)
         got[p.name] = (p.dtype, shape)
-    if method == "didb":      # the file allows any exp_hi length; the exporter writes 13 for prob = 16
-        assert want.pop("blocks.0.exp_hi") == ("int64", (None,)) and got.pop("blocks.0.exp_hi") == ("int64", (13,))
+    if method == "didb":      # the file allows any exp_hi length; the exporter writes 19 for prob = 24
+        assert want.pop("blocks.0.exp_hi") == ("int64", (None,)) and got.pop("blocks.0.exp_hi") == ("int64", (19,))
     assert got == want
     r = costs.count(h)
     fixed_extra = r.weight_bits["fixed"] - costs.count(tiny("bit")).weight_bits["fixed"]
@@ -56,7 +56,7 @@ def test_parameters_match_the_model_file_layout(method):
     act = 64 * (2 + 24 + 16 + 48 + 112)
     # didb drops q.thr, k.thr (int32, 8 each) and exp_lut (5) and adds 4 band thresholds, score.w,
     # the three exp tables and the DIBA constants
-    didb = 64 * (4 * 8 + 4 + 256 + 256 + 13 + 1 + 2) - 32 * 16 - 64 * 5
+    didb = 64 * (4 * 8 + 4 + 256 + 256 + 19 + 1 + 2) - 32 * 16 - 64 * 5
     assert fixed_extra == act + (didb if method == "didb" else 0)
 
 

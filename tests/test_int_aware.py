@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from gsbsim.data.digits import digits_split
+from gsbsim.format.conventions import PROB_BITS
 from reference.int_grid import (
     IntGrid,
     grid_of,
@@ -57,10 +58,10 @@ def test_the_grid_holds_the_values_it_claims(method):
         model(images[:8])
     for h in hooks:
         h.remove()
-    assert grid.prob_bits == 16
+    assert grid.prob_bits == PROB_BITS
     assert len(seen["resid"]) == len(model.blocks) + 1
     assert all(_multiple_of(t, f) for t in seen["resid"])
-    assert all(_multiple_of(t, 16) for t in seen["prob"])
+    assert all(_multiple_of(t, PROB_BITS) for t in seen["prob"])
     assert all(_multiple_of(t, f) for t in seen["act"])
     assert bool(seen["prob"]) == (method != "sign") and bool(seen["act"]) == (method in ("reactnet", "didb"))
     # off the grid the same values are not multiples (the check above can fail)

@@ -628,6 +628,15 @@ def _add_data_args(p: argparse.ArgumentParser, images_default: int | None) -> No
 CLOCK_MHZ = float_in(0.001, 100_000.0)  # outside 1 kHz .. 100 GHz is a typo, not a target
 
 
+def _add_folding_args(p: argparse.ArgumentParser) -> None:
+    """--pe, --simd and --folding: the folding of run, hls and cycles (gsbsim/hw/folding.py)."""
+    p.add_argument("--pe", type=int, metavar="P", help="PE for every layer, clipped to the largest divisor of MH "
+                   "<= P (default 1)")
+    p.add_argument("--simd", type=int, metavar="S", help="SIMD for every layer, clipped to MW (default 1)")
+    p.add_argument("--folding", type=nonempty_path, metavar="FILE",
+                   help="per-layer folding JSON (exclusive with --pe/--simd)")
+
+
 def _part(text: str) -> str:
     """An FPGA part name: it is written into vitis.tcl, so only letters, digits, '-', '_' and '.'."""
     from gsbsim.hlsgen.project import PART_PATTERN
@@ -656,11 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="print the per-layer cost table (BOPs, FLOPs, OPs, cycles, memory)")
     run.add_argument("--json", action="store_true",
                      help="print one JSON object (accuracy, costs, cycles, resources) instead of text")
-    run.add_argument("--pe", type=int, metavar="P", help="PE for every layer, clipped to the "
-                     "largest divisor of MH <= P (default 1)")
-    run.add_argument("--simd", type=int, metavar="S", help="SIMD for every layer, clipped to MW "
-                     "(default 1)")
-    run.add_argument("--folding", type=nonempty_path, metavar="FILE", help="per-layer folding JSON (exclusive with --pe/--simd)")
+    _add_folding_args(run)
     run.add_argument("--clock-mhz", type=CLOCK_MHZ, default=DEFAULT_CLOCK_MHZ, metavar="F",
                      help=f"clock for frames/s (default {DEFAULT_CLOCK_MHZ:g})")
     run.add_argument("--plot", type=nonempty_path, metavar="OUT.png", help="write the per-layer breakdown chart (PNG)")
@@ -693,10 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
     hls.add_argument("--model", required=True, type=nonempty_path, metavar="M.npz", help="integer model file")
     hls.add_argument("--out", required=True, type=nonempty_path, metavar="DIR", help="project folder (created; an older "
                      "project there is regenerated)")
-    hls.add_argument("--pe", type=int, metavar="P", help="PE for every layer, clipped to the largest "
-                     "divisor of MH <= P (default 1)")
-    hls.add_argument("--simd", type=int, metavar="S", help="SIMD for every layer, clipped to MW (default 1)")
-    hls.add_argument("--folding", type=nonempty_path, metavar="FILE", help="per-layer folding JSON (exclusive with --pe/--simd)")
+    _add_folding_args(hls)
     hls.add_argument("--part", default=DEFAULT_PART, type=_part, help=f"FPGA part for vitis.tcl (default {DEFAULT_PART})")
     hls.add_argument("--clock-mhz", type=CLOCK_MHZ, default=DEFAULT_CLOCK_MHZ, metavar="F",
                      help=f"target clock for vitis.tcl and the report (default {DEFAULT_CLOCK_MHZ:g})")
@@ -744,11 +746,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "processes beside the analytic bound; exit 1 on a deadlock (docs/hls.md §5).",
                         epilog=_CYCLES_EXAMPLES, formatter_class=fmt)
     cy.add_argument("--model", required=True, type=nonempty_path, metavar="M.npz", help="integer model file")
-    cy.add_argument("--pe", type=int, metavar="P", help="PE for every layer, clipped to the largest divisor of MH "
-                    "<= P (default 1)")
-    cy.add_argument("--simd", type=int, metavar="S", help="SIMD for every layer, clipped to MW (default 1)")
-    cy.add_argument("--folding", type=nonempty_path, metavar="FILE", help="per-layer folding JSON (exclusive with "
-                    "--pe/--simd)")
+    _add_folding_args(cy)
     cy.add_argument("--images", type=int_at_least(2), default=4, metavar="K",
                     help="images simulated back to back; the II is measured over the second half (default 4)")
     cy.add_argument("--clock-mhz", type=CLOCK_MHZ, default=DEFAULT_CLOCK_MHZ, metavar="F",

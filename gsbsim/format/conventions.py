@@ -20,6 +20,11 @@ import numpy as np
 WORD_BITS = 64
 PIXEL_ZERO = 128  # uint8 pixel p enters the float model as (p - 128)/128, the integer model as p - 128
 RATIO_BITS = 8  # mask ratios are multiples of 2**-RATIO_BITS, in float and integer models alike
+# The exporter's probability grid 2^-PROB_BITS (§5; docs/integer_model.md §11 "The probability grid"):
+# as fine as float32's own 24-bit mantissa (finer changed nothing measured), and the reciprocal R =
+# 2^recip / sum(e) keeps RECIP_OVER_PROB bits so that P = e*R is exact to the grid.
+PROB_BITS = 24
+RECIP_OVER_PROB = 32
 
 
 # ----------------------------------------------------------------------------- signs and bits

@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from gsbsim.format.conventions import PROB_BITS
 from gsbsim.format.methods import DEFAULT_METHOD, METHOD_NAMES, block_arrays, method_of
 from gsbsim.format.model_file import EXP_LO_SIZE, exp_hi_length
 
@@ -62,7 +63,7 @@ class Shape:
     class_heads: int = 2   # our distilled model: head (token 0) + head_dist (token 1)
     mask_stat: str = "row"
     method: str = DEFAULT_METHOD    # a row of gsbsim/format/methods.py: its features set the §13 costs
-    prob: int = 16         # shifts.prob: the length of didb's exp_hi table
+    prob: int = PROB_BITS       # shifts.prob: the length of didb's exp_hi table
 
     @property
     def act(self) -> bool:
@@ -125,7 +126,7 @@ def shape_of(header: Mapping[str, Any]) -> Shape:
     if fixed is not None and vals["groups"] != fixed:
         raise CostModelError(f"header key 'groups' must be {fixed} for method {method}, got {vals['groups']}")
     shifts = header.get("shifts") or {}
-    prob = _int_key(shifts, "prob", 0) if "prob" in shifts else 16
+    prob = _int_key(shifts, "prob", 0) if "prob" in shifts else PROB_BITS   # shape only: the exporter's grid
     s = Shape(**vals, class_heads=class_heads, mask_stat=mask_stat, method=method, prob=prob)
     if s.embed_dim % s.num_heads:
         raise CostModelError(f"embed_dim {s.embed_dim} is not a multiple of num_heads {s.num_heads}")
