@@ -66,7 +66,7 @@ def test_an_f_that_flips_a_constant_token_bit_is_not_chosen():
     lands on the wrong side (the grid error beats its margin), in every image. The exporter measures
     every candidate and takes one where the image-independent bits are exact."""
     model, calib = student()
-    _nudge_cls_channel(model, 1, 2e-5)
+    _nudge_cls_channel(model, 1, 1e-5)   # flips at F_max with the 2^-24 LayerNorm grid (2e-5 did at 2^-16)
     f_max = ex.calibrate_frac_bits(model, calib)
     flips = {f: _constant_flips(model, calib, f) for f in range(f_max, f_max - ex.CANDIDATES, -1)}
     assert flips[f_max] > 0 and min(flips.values()) == 0, flips     # the case this test is about
