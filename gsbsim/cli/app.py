@@ -558,10 +558,14 @@ def cmd_cycles(args) -> int:
             raise CliError(f"--project takes the folding from {PROJECT_FILE}; it takes no --pe/--simd/--folding")
         try:
             project = load_project(args.project)
-            net = build_network(project.header, project.folding)
         except HlsGenError as e:
             raise CliError(str(e)) from None
-        except (KeyError, TypeError, ValueError) as e:   # a hand-edited header or folding
+        try:
+            cycle_report(project.header, project.folding)    # the folding fits the model (an edited file)
+            net = build_network(project.header, project.folding)
+        except FoldingError as e:
+            raise CliError(f"{project.root / PROJECT_FILE}: folding: {e}") from None
+        except (KeyError, TypeError, ValueError) as e:
             raise CliError(f"{project.root / PROJECT_FILE}: not the record of a generated dataflow "
                            f"({type(e).__name__}: {e})") from None
         if project.fifos is not None:       # a project older than the record emitted the minimum
@@ -779,7 +783,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     cy = sub.add_parser("cycles", help="cycle-level simulation of the generated dataflow (II, latency, stalls)",
                         description="Simulate, cycle by cycle, the process network `gsbsim hls` generates for "
-                        "the model and folding, or generated for --project DIR (FIFOs at their emitted depths, ping-pong PIPOs, several images "
+                        "the model and folding, or generated for --project DIR (FIFOs at their emitted depths, "
+                        "ping-pong PIPOs, several images "
                         "overlapping) and report the achieved II, latency, frames/s and the most stalled "
                         "processes beside the analytic bound; exit 1 on a deadlock (docs/hls.md §5).",
                         epilog=_CYCLES_EXAMPLES, formatter_class=fmt)

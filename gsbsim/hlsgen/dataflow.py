@@ -21,9 +21,9 @@ locals otherwise.
 
 FIFO depths (docs/hls.md §3) come from gsbsim/hw/fifo_plan.py, the choice the cycle simulation
 uses too: the deadlock-free minimum below, or (``gsbsim hls --size-fifos``) the depths sized by
-the cycle simulation, never below that minimum.  The minimum: a FIFO must hold what its producer writes before its consumer
-reads the first word.  On a chain (one path from producer to consumer) the consumer reads as
-soon as a word arrives, so Vitis' default depth 2 is enough.  Only the residual skips are not
+the cycle simulation, never below that minimum.  The minimum: a FIFO must hold what its
+producer writes before its consumer reads the first word.  On a chain (one path from producer
+to consumer) the consumer reads as soon as a word arrives, so Vitis' default depth 2 is enough.  Only the residual skips are not
 chains: the fork writes each word to the LayerNorm and to the skip, and the residual add reads
 the skip only when the branch's first output arrives.  Before the attention's first output the
 fork has written the whole tensor (softmax needs every key, and every PIPO of the attention is

@@ -73,7 +73,7 @@ def from_json(record: Any, net: Network) -> FifoDepths:
     """A project.json record (``to_json``) read back for ``net``; ValueError naming what is wrong.
     The record must name exactly the network's FIFOs: a project generated for another model or
     folding, or edited by hand, is refused rather than simulated with some depths defaulted."""
-    if not isinstance(record, Mapping) or record.get("how") not in HOWS or not isinstance(record.get("depths"), Mapping):
+    if not (isinstance(record, Mapping) and record.get("how") in HOWS and isinstance(record.get("depths"), Mapping)):
         raise ValueError("'fifos' must be an object with 'how' (minimal or sized) and 'depths'")
     depths = record["depths"]
     bad = next((k for k, v in depths.items() if type(v) is not int or v < 1), None)
