@@ -5,6 +5,9 @@
   those depths, and reports a DEADLOCK naming the stalled stream when the depths are cut
   (`gsbsim csim --fifo-depth-cap K`).  The residual skip's depth is shown to be one word above
   the least that works.
+* A project generated with ``--size-fifos`` (depths sized by the cycle simulation, never below
+  that minimum) C-simulates bit-exactly at its sized depths, and cut below its sized skip depth
+  it deadlocks on the skip as the minimal one does.
 * The synthesis view (gsbsim/hlsgen/synth_view.py) of a project of every method compiles with
   -Wall -Wextra -Werror against a declaration-only hls::stream, and fails when the top uses a
   member Vitis' stream does not have (a planted fault); so does the view Vitis' csim/cosim
@@ -39,7 +42,10 @@ class Projects(Builds):
             model = random_model(np.random.default_rng(700 + len(k)), method=method, depth=1, embed_dim=E,
                                  num_heads=3)
             self.generate(k, model, "--pe", "2", "--simd", "8")
+        sized = random_model(np.random.default_rng(703), method="gsb", depth=1, embed_dim=E, num_heads=3)  # gsb's
+        self.generate("gsb-sized", sized, "--pe", "2", "--simd", "8", "--size-fifos")
         self.submit("gsb", csim.build, load_project(root / "gsb"))
+        self.submit("gsb-sized", csim.build, load_project(root / "gsb-sized"))
         for k in ("gsb", "reactnet", "didb"):
             self.submit(f"{k}-synth", compile_synthesis_view, load_project(root / k))
             self.submit(f"{k}-vitis", compile_vitis_view, load_project(root / k))
@@ -113,6 +119,27 @@ def test_the_skip_depth_is_one_word_above_the_least_that_works(projects: Project
 def test_bad_fifo_depth_cap_is_an_error(projects: Projects, capsys) -> None:
     rc, out, err = csim_cli(capsys, projects.root / "gsb", "--keep-vectors", "--fifo-depth-cap", 0)
     assert rc == 2 and err.splitlines() == ["gsbsim: error: csim: argument --fifo-depth-cap: must be >= 1, got 0"], err
+
+
+def test_sized_project_passes_at_its_depths_and_deadlocks_cut_below_its_skip(projects: Projects, capsys) -> None:
+    projects["gsb-sized"]
+    root = projects.root / "gsb-sized"
+    top = (root / "src" / "top.cpp").read_text()
+    decls = dict(re.findall(r"gsb::stream<.+> \w+\(\"([^\"]+)\"\);.*\n#pragma HLS STREAM variable=\w+ depth=\d+\n"
+                            r"    GSB_DEPTH\(\w+, (\d+)\)", top))
+    rec = load_project(root).fifos
+    assert rec["how"] == "sized" and {k: int(v) for k, v in decls.items()} == rec["depths"]
+    minimal = load_project(projects.root / "gsb").fifos["depths"]
+    assert rec["depths"] != minimal and all(rec["depths"][k] >= v for k, v in minimal.items())
+    skip = rec["depths"]["blocks.0.x_skip1"]
+    assert skip >= N * E
+    rc, out, err = csim_cli(capsys, root, "--images", 2)
+    assert rc == 0 and "PASS: " in out and "DEADLOCK" not in out and "mismatch" not in out.lower(), out + err
+    rc, out, err = csim_cli(capsys, root, "--keep-vectors", "--fifo-depth-cap", N * E - 2)
+    assert rc == 1, out + err
+    full = [l for l in out.splitlines() if "write to a full stream" in l]
+    assert full == [f"  process blocks.0.fork1: gsb::stream 'blocks.0.x_skip1': write to a full stream "
+                    f"(depth {N * E - 2}, 0 elements read so far)"], out
 
 
 @pytest.mark.parametrize("key", ["gsb", "reactnet", "didb"])

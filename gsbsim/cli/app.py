@@ -462,7 +462,11 @@ def _check_path_encoding(path: str, flag: str) -> None:
 def cmd_hls(args) -> int:
     """Generate the HLS C++ project of a model (gsbsim/hlsgen/project.py)."""
     from gsbsim.hlsgen.toolchain import HlsEnvError
+    from gsbsim.cli.cycles import depths_line
     from gsbsim.hlsgen.project import TOP_NAME, HlsGenError, generate
+    from gsbsim.hw.fifo_plan import SIZING_IMAGES
+    if args.sizing_images is not None and not args.size_fifos:
+        raise CliError("--sizing-images needs --size-fifos (the minimal depths need no simulation)")
     _check_path_encoding(args.model, "--model")
     _check_path_encoding(args.out, "--out")
     model = _load_model(args.model)
@@ -472,13 +476,15 @@ def cmd_hls(args) -> int:
         raise CliError(f"--out {args.out} exists and is not a folder")
     try:
         with folder_lock(args.out, "--out"):  # parents created like `vectors` does; removed again on failure
-            generate(model, args.model, args.out, fold, part=args.part, clock_mhz=args.clock_mhz)
+            project = generate(model, args.model, args.out, fold, part=args.part, clock_mhz=args.clock_mhz,
+                               size_fifos=(args.sizing_images or SIZING_IMAGES) if args.size_fifos else None)
     except (HlsGenError, HlsEnvError) as e:
         raise CliError(str(e)) from None
     cyc = cycle_report(header, fold, args.clock_mhz)
     print(f"wrote HLS project for {args.model} to {args.out} (top {TOP_NAME}, "
           f"{len(cyc.layers)} layers, {len(cyc.stages)} other processes, II {cyc.ii} cycles ({cyc.bottleneck}, "
           f"a lower bound) at {args.clock_mhz:g} MHz, latency {cyc.latency})")
+    print(depths_line(project.fifos, project.sizing_s))
     print(f"next: gsbsim csim {args.out}")
     return 0
 
@@ -541,9 +547,36 @@ def cmd_csim(args) -> int:
 def cmd_cycles(args) -> int:
     """Cycle-level simulation of the model's generated dataflow (gsbsim/cli/cycles.py)."""
     from gsbsim.cli.cycles import run_cycles
-    header = dict(_load_model(args.model).header)
-    rc, lines, js = run_cycles(header, _folding(args, header), args.images, args.clock_mhz, args.fifo_depth_cap,
-                               args.size_fifos)
+    from gsbsim.hw import fifo_plan
+    from gsbsim.hw.process_network import build_network
+    if (args.model is None) == (args.project is None):
+        raise CliError("cycles: give one of --model (a model and a folding) or --project DIR (a generated project)")
+    emitted = None
+    if args.project is not None:
+        from gsbsim.hlsgen.project import PROJECT_FILE, HlsGenError, load_project
+        if args.pe is not None or args.simd is not None or args.folding is not None:
+            raise CliError(f"--project takes the folding from {PROJECT_FILE}; it takes no --pe/--simd/--folding")
+        try:
+            project = load_project(args.project)
+        except HlsGenError as e:
+            raise CliError(str(e)) from None
+        try:
+            cycle_report(project.header, project.folding)    # the folding fits the model (an edited file)
+            net = build_network(project.header, project.folding)
+        except FoldingError as e:
+            raise CliError(f"{project.root / PROJECT_FILE}: folding: {e}") from None
+        except (KeyError, TypeError, ValueError) as e:
+            raise CliError(f"{project.root / PROJECT_FILE}: not the record of a generated dataflow "
+                           f"({type(e).__name__}: {e})") from None
+        if project.fifos is not None:       # a project older than the record emitted the minimum
+            try:
+                emitted = fifo_plan.from_json(project.fifos, net)
+            except ValueError as e:
+                raise CliError(f"{project.root / PROJECT_FILE}: fifos: {e}") from None
+    else:
+        header = dict(_load_model(args.model).header)
+        net = build_network(header, _folding(args, header))
+    rc, lines, js = run_cycles(net, args.images, args.clock_mhz, args.fifo_depth_cap, args.size_fifos, emitted)
     print(json.dumps(js, indent=1) if args.json else "\n".join(lines))
     return rc
 
@@ -586,7 +619,9 @@ _HLS_EXAMPLES = """examples:
   gsbsim hls --model m.npz --out build/hls                     PE = SIMD = 1 everywhere
   gsbsim hls --model m.npz --out build/hls --pe 4 --simd 8     one folding for every layer (clipped)
   gsbsim hls --model m.npz --out build/hls --folding fold.json
+  gsbsim hls --model m.npz --out build/hls --pe 4 --simd 32 --size-fifos   FIFOs sized to reach the analytic II
 then: gsbsim csim build/hls
+      gsbsim cycles --project build/hls                        the emitted design, simulated cycle by cycle
 """
 _FOLD_EXAMPLES = """examples:
   gsbsim fold --model m.npz --target-fps 10000 --out fold.json            at 200 MHz
@@ -612,6 +647,7 @@ _CYCLES_EXAMPLES = """examples:
   gsbsim cycles --model m.npz --pe 4 --simd 32                  II, latency, stalls at the emitted FIFO depths
   gsbsim cycles --model m.npz --pe 4 --simd 32 --size-fifos     and the depths that reach the analytic bound
   gsbsim cycles --model m.npz --fifo-depth-cap 1                the deadlock report (exit 1)
+  gsbsim cycles --project build/hls                             a generated project at its emitted depths
 """
 
 
@@ -702,6 +738,12 @@ def build_parser() -> argparse.ArgumentParser:
     hls.add_argument("--part", default=DEFAULT_PART, type=_part, help=f"FPGA part for vitis.tcl (default {DEFAULT_PART})")
     hls.add_argument("--clock-mhz", type=CLOCK_MHZ, default=DEFAULT_CLOCK_MHZ, metavar="F",
                      help=f"target clock for vitis.tcl and the report (default {DEFAULT_CLOCK_MHZ:g})")
+    hls.add_argument("--size-fifos", action="store_true",
+                     help="emit every FIFO at the depth the cycle simulation sizes (as `gsbsim cycles --size-fifos`, "
+                     "FINN's method: the design then reaches the analytic II), never below its deadlock-free "
+                     "minimum; default: the minimum. project.json records the depths and which")
+    hls.add_argument("--sizing-images", type=int_at_least(1), default=None, metavar="K",
+                     help="images of the sizing simulation (default 4; with --size-fifos)")
     hls.set_defaults(func=cmd_hls)
 
     fo = sub.add_parser("fold", help="find a folding that meets a frame rate (writes a folding JSON)",
@@ -741,11 +783,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     cy = sub.add_parser("cycles", help="cycle-level simulation of the generated dataflow (II, latency, stalls)",
                         description="Simulate, cycle by cycle, the process network `gsbsim hls` generates for "
-                        "the model and folding (FIFOs at their emitted depths, ping-pong PIPOs, several images "
+                        "the model and folding, or generated for --project DIR (FIFOs at their emitted depths, "
+                        "ping-pong PIPOs, several images "
                         "overlapping) and report the achieved II, latency, frames/s and the most stalled "
                         "processes beside the analytic bound; exit 1 on a deadlock (docs/hls.md §5).",
                         epilog=_CYCLES_EXAMPLES, formatter_class=fmt)
-    cy.add_argument("--model", required=True, type=nonempty_path, metavar="M.npz", help="integer model file")
+    cy.add_argument("--model", type=nonempty_path, metavar="M.npz", help="integer model file (with a folding)")
+    cy.add_argument("--project", type=nonempty_path, metavar="DIR",
+                    help="simulate a project written by `gsbsim hls` instead: its model header, folding and "
+                    "emitted FIFO depths (minimal or sized) from DIR/project.json")
     _add_folding_args(cy)
     cy.add_argument("--images", type=int_at_least(2), default=4, metavar="K",
                     help="images simulated back to back; the II is measured over the second half (default 4)")
@@ -754,7 +800,8 @@ def build_parser() -> argparse.ArgumentParser:
     cy.add_argument("--fifo-depth-cap", type=int_at_least(1), default=None, metavar="K",
                     help="every FIFO at most K deep (as gsbsim csim --fifo-depth-cap)")
     cy.add_argument("--size-fifos", action="store_true",
-                    help="also size every FIFO by simulation (FINN's method) and report the II it reaches")
+                    help="also size every FIFO by simulation (FINN's method; the depths `gsbsim hls --size-fifos` "
+                    "emits) and report the II it reaches")
     cy.add_argument("--json", action="store_true", help="print one JSON object")
     cy.set_defaults(func=cmd_cycles)
 

@@ -16,8 +16,8 @@ Every traced tensor of the method is recorded under its gsbsim trace name (GSB_T
 from __future__ import annotations
 
 from gsbsim.format.methods import method_of
-from gsbsim.hlsgen.dataflow import DEFAULT_DEPTH, process, stream_decl
-from gsbsim.hw.fifo_depth import skip_depths
+from gsbsim.hlsgen.dataflow import fifo_decl, process
+from gsbsim.hw.fifo_plan import FifoDepths
 
 __all__ = ["block_cpp"]
 
@@ -87,35 +87,34 @@ _POLICIES = """\
 """
 
 
-def _streams(i: int, n: int, e: int, act: bool, didb: bool) -> str:
-    """The block's FIFOs with their depths (gsbsim/hlsgen/dataflow.py explains the rule)."""
-    d, (skip1, skip2) = DEFAULT_DEPTH, skip_depths(n, e)
+def _streams(i: int, fifos: FifoDepths, act: bool, didb: bool) -> str:
+    """The block's FIFOs at the depths ``fifos`` chose (gsbsim/hlsgen/dataflow.py explains the rule)."""
     v = lambda t, pe: f"gsb::vec<{t}, {pe}>"   # noqa: E731
-    fifos = [("int32_t", "x_ln1", "x_ln1", d, ""),
-             ("int32_t", "x_skip1", "x_skip1", skip1,
+    decls = [("int32_t", "x_ln1", "x_ln1", ""),
+             ("int32_t", "x_skip1", "x_skip1",
               "N*E: the fork writes the whole tensor before the attention's first output"),
-             ("int32_t", "x_mid", "resid1", d, ""),
-             ("int32_t", "x_ln2", "x_ln2", d, ""),
-             ("int32_t", "x_skip2", "x_skip2", skip2, "E: the LayerNorm reads a whole token before the MLP's first output"),
-             ("ap_uint<QKV_SIMD>", "ln1_bits", "ln1.bits", d, ""),
-             (v("int32_t", "QKV_PE"), "qkv_acc", "qkv.acc", d, "")]
+             ("int32_t", "x_mid", "resid1", ""),
+             ("int32_t", "x_ln2", "x_ln2", ""),
+             ("int32_t", "x_skip2", "x_skip2", "E: the LayerNorm reads a whole token before the MLP's first output"),
+             ("ap_uint<QKV_SIMD>", "ln1_bits", "ln1.bits", ""),
+             (v("int32_t", "QKV_PE"), "qkv_acc", "qkv.acc", "")]
     if didb:
-        fifos += [(v("int32_t", "QK_PE"), "scores_low", "scores.low", d, ""),
-                  (v("int32_t", "QK_PE"), "scores_high", "scores.high", d, ""),
-                  (v("int64_t", "QK_PE"), "hfsc", "hfsc", d, "")]
+        decls += [(v("int32_t", "QK_PE"), "scores_low", "scores.low", ""),
+                  (v("int32_t", "QK_PE"), "scores_high", "scores.high", ""),
+                  (v("int64_t", "QK_PE"), "hfsc", "hfsc", "")]
     else:
-        fifos.append((v("int32_t", "QK_PE"), "scores", "scores", d, ""))
-    fifos += [("ap_uint<PROJ_SIMD>", "proj_bits", "proj.bits", d, ""),
-              (v("int32_t", "PROJ_PE"), "proj_acc", "proj.acc", d, ""),
-              ("ap_uint<FC1_SIMD>", "ln2_bits", "ln2.bits", d, ""),
-              (v("int32_t", "FC1_PE"), "fc1_acc", "fc1.acc", d, ""),
-              ("ap_uint<FC2_SIMD>", "fc1_bits", "fc1.bits", d, ""),
-              (v("int32_t", "FC2_PE"), "fc2_acc", "fc2.acc", d, "")]
+        decls.append((v("int32_t", "QK_PE"), "scores", "scores", ""))
+    decls += [("ap_uint<PROJ_SIMD>", "proj_bits", "proj.bits", ""),
+              (v("int32_t", "PROJ_PE"), "proj_acc", "proj.acc", ""),
+              ("ap_uint<FC1_SIMD>", "ln2_bits", "ln2.bits", ""),
+              (v("int32_t", "FC1_PE"), "fc1_acc", "fc1.acc", ""),
+              ("ap_uint<FC2_SIMD>", "fc1_bits", "fc1.bits", ""),
+              (v("int32_t", "FC2_PE"), "fc2_acc", "fc2.acc", "")]
     if act:   # z of the activation units (§13.1), in the accumulators' word layout
-        fifos += [(v("int32_t", f"{lin.upper()}_PE"), f"{lin}_z", f"{lin}.z", d, "")
+        decls += [(v("int32_t", f"{lin.upper()}_PE"), f"{lin}_z", f"{lin}.z", "")
                   for lin in ("qkv", "proj", "fc1", "fc2")]
-    return "".join(stream_decl(t, var, f"blocks.{i}.{name}", depth, why).replace("{", "{{").replace("}", "}}")
-                   for t, var, name, depth, why in fifos)
+    return "".join(fifo_decl(t, var, f"blocks.{i}.{name}", fifos, why).replace("{", "{{").replace("}", "}}")
+                   for t, var, name, why in decls)
 
 
 def _act(lin: str, pe: str) -> str:
@@ -220,15 +219,15 @@ def _traces(act: bool, didb: bool) -> str:
     return "#ifdef GSB_CSIM\n" + "".join(f"    {x}\n" for x in t) + "#endif\n"
 
 
-def block_cpp(i: int, method: str, num_tokens: int, embed_dim: int) -> str:
+def block_cpp(i: int, method: str, fifos: FifoDepths) -> str:
     """The C++ function ``block_{i}`` of a generated top for a model of ``method``: a DATAFLOW
-    region of one process per kernel (gsbsim/hlsgen/dataflow.py)."""
+    region of one process per kernel (gsbsim/hlsgen/dataflow.py), its FIFOs at ``fifos``' depths."""
     f = method_of(method)
     act, didb = f.act_unit, f.attention == "hfsc_diba"
     sections = "§3-§8, §13" if didb else "§3-§8, §13.1" if act else "§3-§8"
     parts = [_HEAD.replace("{sections}", sections),
              _QK_BUFFERS_DIDB if didb else _QK_BUFFERS, _BUFFERS, _BUFFERS_DIDB if didb else "", _POLICIES,
-             _streams(i, num_tokens, embed_dim, act, didb), '    GSB_REGION(df, "blocks.{i}")\n',
+             _streams(i, fifos, act, didb), '    GSB_REGION(df, "blocks.{i}")\n',
              "    // ---- attention\n", _ln_bits(1, "x_in", "QKV_SIMD"), _mvau("qkv", "ln1_bits", "XnorMode")]
     if act:
         parts.append(_act("qkv", "QKV_PE"))

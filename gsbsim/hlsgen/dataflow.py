@@ -19,9 +19,11 @@ GSB_DEPTH and GSB_JOIN are empty and a process is its call.
 PIPO arrays are declared ``GSB_PIPO``: static in C-simulation (off the threads' stacks), plain
 locals otherwise.
 
-FIFO depths (docs/hls.md §3): a FIFO must hold what its producer writes before its consumer
-reads the first word.  On a chain (one path from producer to consumer) the consumer reads as
-soon as a word arrives, so Vitis' default depth 2 is enough.  Only the residual skips are not
+FIFO depths (docs/hls.md §3) come from gsbsim/hw/fifo_plan.py, the choice the cycle simulation
+uses too: the deadlock-free minimum below, or (``gsbsim hls --size-fifos``) the depths sized by
+the cycle simulation, never below that minimum.  The minimum: a FIFO must hold what its
+producer writes before its consumer reads the first word.  On a chain (one path from producer
+to consumer) the consumer reads as soon as a word arrives, so Vitis' default depth 2 is enough.  Only the residual skips are not
 chains: the fork writes each word to the LayerNorm and to the skip, and the residual add reads
 the skip only when the branch's first output arrives.  Before the attention's first output the
 fork has written the whole tensor (softmax needs every key, and every PIPO of the attention is
@@ -32,9 +34,9 @@ and N*E - 2 deadlocks.)
 """
 from __future__ import annotations
 
-from gsbsim.hw.fifo_depth import DEFAULT_DEPTH   # the depth rule, shared with the cycle simulation
+from gsbsim.hw.fifo_plan import FifoDepths   # the depth choice, shared with the cycle simulation
 
-__all__ = ["DEFAULT_DEPTH", "stream_decl", "process"]
+__all__ = ["fifo_decl", "stream_decl", "process"]
 
 
 def stream_decl(ctype: str, var: str, name: str, depth: int, why: str = "") -> str:
@@ -43,6 +45,15 @@ def stream_decl(ctype: str, var: str, name: str, depth: int, why: str = "") -> s
     return (f"    gsb::stream<{ctype}> {var}(\"{name}\");{note}\n"
             f"#pragma HLS STREAM variable={var} depth={depth}\n"
             f"    GSB_DEPTH({var}, {depth})\n")
+
+
+def fifo_decl(ctype: str, var: str, name: str, fifos: FifoDepths, why: str = "") -> str:
+    """``stream_decl`` at the depth ``fifos`` chose for stream ``name``; ``why`` explains the
+    minimum, and a sized depth says so beside it."""
+    depth, low = fifos.depths[name], fifos.minimal[name]
+    if depth != low:
+        why = f"sized by cycle simulation; deadlock-free minimum {low}" + (f" ({why})" if why else "")
+    return stream_decl(ctype, var, name, depth, why)
 
 
 def process(name: str, call: str, layer: bool = False, after: tuple[str, ...] = ()) -> str:

@@ -9,7 +9,7 @@ A fixed skeleton (hls/include/gsb kernels, called in dataflow order) is filled p
     DIR/Makefile            g++ -std=c++14 -O2 -Wall, ap_types via -isystem (AP_TYPES=... overrides)
     DIR/include/gsb/        a copy of the kernel library (hls/include/gsb) at generation time
     DIR/vitis.tcl           the Vitis HLS flow (csim, csynth, cosim, export_design), relative paths
-    DIR/project.json        model path + sha256, folding, header, part, clock
+    DIR/project.json        model path + sha256, folding, header, part, clock, FIFO depths (and how chosen)
 
 top.h, the frame of top.cpp, tb.cpp, the Makefile and vitis.tcl are template files
 (gsbsim/hlsgen/templates, filled by templating.render); the block's C++ per method (gsb/bit/sign,
@@ -32,10 +32,13 @@ import numpy as np
 
 from gsbsim.engine.trace import trace_names
 from gsbsim.hw.costs import layers
+from gsbsim.hw import fifo_plan
+from gsbsim.hw.fifo_plan import FifoDepths
 from gsbsim.hw.folding import Fold, FoldingError, cycle_report
+from gsbsim.hw.process_network import build_network
 from gsbsim.hw.stages import stage_dims
 from gsbsim.hlsgen.blocks import block_cpp
-from gsbsim.hlsgen.dataflow import DEFAULT_DEPTH, process, stream_decl
+from gsbsim.hlsgen.dataflow import fifo_decl, process
 from gsbsim.hlsgen.toolchain import HlsEnvError, find_ap_types, library_include_dir
 from gsbsim.hlsgen.templating import render
 from gsbsim.hlsgen.params import c_array, c_int, c_scalar, c_struct, finn_tiles, packed_rows_to_bits
@@ -138,6 +141,8 @@ class Project:
     header: dict
     part: str
     clock_mhz: float
+    fifos: dict | None = None   # project.json's FIFO record (FifoDepths.to_json); None in a project older than it
+    sizing_s: float = 0.0       # what the FIFO sizing took in the run that generated it (not recorded)
 
     @property
     def vectors_dir(self) -> Path:
@@ -154,7 +159,8 @@ class Project:
         return {"generator": GENERATOR, "format": PROJECT_FORMAT, "top": TOP_NAME,
                 "model": self.model_path, "model_sha256": self.model_sha256,
                 "folding": {k: {"pe": f.pe, "simd": f.simd} for k, f in self.folding.items()},
-                "part": self.part, "clock_mhz": self.clock_mhz, "header": self.header}
+                "part": self.part, "clock_mhz": self.clock_mhz, "header": self.header,
+                **({"fifos": self.fifos} if self.fifos is not None else {})}
 
 
 def load_project(folder: str | os.PathLike) -> Project:
@@ -178,7 +184,7 @@ def load_project(folder: str | os.PathLike) -> Project:
     try:
         folding = {k: Fold(int(v["pe"]), int(v["simd"])) for k, v in d["folding"].items()}
         proj = Project(root, str(d["model"]), str(d["model_sha256"]), folding, dict(d["header"]),
-                       str(d["part"]), float(d["clock_mhz"]))
+                       str(d["part"]), float(d["clock_mhz"]), d.get("fifos"))
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise HlsGenError(f"{pj}: incomplete project file ({type(e).__name__}: {e})") from None
     for path in proj.sources():
@@ -412,18 +418,22 @@ def _head_params(model: IntModel, folding: Mapping[str, Fold]) -> str:
 
 
 # ============================================================================ top.h / top.cpp
-def _top_cpp(model: IntModel, sha: str) -> str:
-    depth, d = model.depth, DEFAULT_DEPTH
+def _top_cpp(model: IntModel, sha: str, fifos: FifoDepths) -> str:
+    depth = model.depth
+
+    def decl(ctype: str, var: str, name: str, why: str = "") -> str:
+        return fifo_decl(ctype, var, name, fifos, why)
+
     includes = "\n".join(['#include "params/embed.h"'] + [f'#include "params/block_{i}.h"' for i in range(depth)]
                          + ['#include "params/head.h"'])
     names = ["embed"] + [f"blocks.{i}.resid2" for i in range(depth)]
-    streams = "".join(stream_decl("int32_t", f"x_{k}", nm, d, "residual stream, one int32 per word")
+    streams = "".join(decl("int32_t", f"x_{k}", nm, "residual stream, one int32 per word")
                       for k, nm in enumerate(names))
     procs = (process("embed_stage", "embed_stage(image, x_0)") +
              "".join(process(f"block_{i}", f"block_{i}(x_{i}, x_{i + 1})") for i in range(depth)) +
              process("head_stage", f"head_stage(x_{depth}, logits, pred)"))
-    embed_streams = (stream_decl("ap_uint<8 * PATCH_SIMD>", "cols", "patch.in", d) +
-                     stream_decl("gsb::vec<int32_t, PATCH_PE>", "acc", "patch.acc", d))
+    embed_streams = (decl("ap_uint<8 * PATCH_SIMD>", "cols", "patch.in") +
+                     decl("gsb::vec<int32_t, PATCH_PE>", "acc", "patch.acc"))
     embed_procs = (process("load_image", "gsb::stream_to_array<IN_ELEMS>(image, pixels, GSB_IT)") +
                    process("im2col", "gsb::im2col<CIN, IMG, PATCH, PATCH_SIMD>(pixels, cols, GSB_IT)",
                            after=("load_image",)) +
@@ -431,10 +441,10 @@ def _top_cpp(model: IntModel, sha: str) -> str:
                            "T, GSB_IT)", layer=True) +
                    process("embed", "gsb::patch_embed<N, E, PATCH_PE>(acc, embed_tokens, embed_pos, patch_mult, "
                            "patch_bias, SHIFT_PATCH, x, GSB_IT)"))
-    head_streams = (stream_decl("ap_uint<8 * HEAD_SIMD>", "q", "head.q", d) +
-                    stream_decl("gsb::vec<int32_t, HEAD_PE>", "acc", "head.acc", d) +
-                    stream_decl("gsb::vec<int64_t, HEAD_PE>", "logit_words", "logits.words", d) +
-                    stream_decl("gsb::vec<int64_t, HEAD_PE>", "to_argmax", "logits.argmax", d))
+    head_streams = (decl("ap_uint<8 * HEAD_SIMD>", "q", "head.q") +
+                    decl("gsb::vec<int32_t, HEAD_PE>", "acc", "head.acc") +
+                    decl("gsb::vec<int64_t, HEAD_PE>", "logit_words", "logits.words") +
+                    decl("gsb::vec<int64_t, HEAD_PE>", "to_argmax", "logits.argmax"))
     head_procs = (process("final_norm", "gsb::final_layernorm<E, HEAD_SIMD>(x, q, final_gain, final_offset, "
                           "SHIFT_HEAD_LN, LN_EPS, LN_S2_MAX, N, GSB_IT)") +
                   process("head", "head_mvau(q, acc, GSB_IT)", layer=True) +
@@ -442,7 +452,7 @@ def _top_cpp(model: IntModel, sha: str) -> str:
                           "logit_words, GSB_IT)") +
                   process("logits_out", "gsb::fork_lanes<C, HEAD_PE>(logit_words, logits, to_argmax, GSB_IT)") +
                   process("argmax", "gsb::argmax<C, HEAD_PE, int64_t>(to_argmax, pred, 1, GSB_IT)"))
-    blocks = "".join(block_cpp(i, model.header["method"], model.num_tokens, model.embed_dim) for i in range(depth))
+    blocks = "".join(block_cpp(i, model.header["method"], fifos) for i in range(depth))
     return render("top.cpp", model=os.path.basename(model.path), sha=sha[:16], includes=includes,
                   embed_streams=embed_streams, embed_procs=embed_procs, blocks=blocks, streams=streams, procs=procs,
                   head_streams=head_streams, head_procs=head_procs)
@@ -467,8 +477,12 @@ def _vitis_tcl(part: str, clock_mhz: float) -> str:
 
 # ============================================================================ generate
 def generate(model: IntModel, model_path: str | os.PathLike, out: str | os.PathLike,
-             folding: Mapping[str, Fold], part: str = DEFAULT_PART, clock_mhz: float = 200.0) -> Project:
+             folding: Mapping[str, Fold], part: str = DEFAULT_PART, clock_mhz: float = 200.0,
+             size_fifos: int | None = None) -> Project:
     """Write the HLS project of ``model`` (read from ``model_path``) into ``out``.
+
+    FIFO depths: the deadlock-free minimum, or with ``size_fifos`` = K the depths the cycle
+    simulation sizes over K images, never below that minimum (gsbsim/hw/fifo_plan.py).
 
     Everything is written into a temporary folder first and moved into place when complete.
     An existing ``out`` must be empty, hold only ``vectors/``, or be a project generated
@@ -499,12 +513,14 @@ def generate(model: IntModel, model_path: str | os.PathLike, out: str | os.PathL
     sha = sha256_file(model_path)
     folding = {**{l.name: folding[l.name] for l in layers(model.header)},   # + every foldable stage's PE
                **{k: folding.get(k, Fold(1, 1)) for k in stage_dims(model.header)}}
-    project = Project(out, model_path, sha, folding, dict(model.header), part, float(clock_mhz))
+    fifos = fifo_plan.choose(build_network(model.header, folding), size_fifos)
+    project = Project(out, model_path, sha, folding, dict(model.header), part, float(clock_mhz), fifos.to_json(),
+                      fifos.seconds)
 
     files = {
         "src/config.h": _config_h(model, folding, sha),
         "src/top.h": render("top.h"),
-        "src/top.cpp": _top_cpp(model, sha),
+        "src/top.cpp": _top_cpp(model, sha, fifos),
         "src/params/embed.h": _embed_params(model, folding),
         **{f"src/params/block_{i}.h": _block_params(model, i, folding) for i in range(model.depth)},
         "src/params/head.h": _head_params(model, folding),

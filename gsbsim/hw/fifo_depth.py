@@ -1,8 +1,8 @@
-"""The FIFO depth rule of a generated dataflow, shared by the generator and the cycle simulation.
+"""The deadlock-free minimal FIFO depth rule of a generated dataflow.
 
-The generator (gsbsim/hlsgen/blocks.py, dataflow.py) emits these depths as ``STREAM depth=``
-pragmas; the process network (gsbsim/hw/process_network.py) simulates the same FIFOs, so both
-take them from here and cannot drift.  docs/hls.md §3 explains the rule: a FIFO holds what its
+The process network (gsbsim/hw/process_network.py) gives its FIFOs these depths; the generator
+takes its ``STREAM depth=`` pragmas from that network through gsbsim/hw/fifo_plan.py (the
+minimum, or sized depths never below it), so generator and simulation cannot drift.  docs/hls.md §3 explains the rule: a FIFO holds what its
 producer writes before its consumer reads the first word.  On a chain that is Vitis' default 2;
 the residual skips are not chains: the attention's skip holds the whole tensor (N*E words, the
 softmax needs every key), the MLP's skip one token (E words, the LayerNorm reads a whole token).

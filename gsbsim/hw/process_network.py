@@ -4,8 +4,9 @@ A generated top (gsbsim/hlsgen/project.py, blocks.py) is a DATAFLOW of regions (
 ``blocks.i``, ``head``) whose processes are the kernels of hls/include/gsb.  This module
 describes the same network for a model and a folding, flattened over the regions:
 
-* a **FIFO** per stream, with its producer, consumer and depth (the depth rule of
-  gsbsim/hw/fifo_depth.py, which the generator also uses); the top's ports (``image``,
+* a **FIFO** per stream, with its producer, consumer and depth (the deadlock-free minimum of
+  gsbsim/hw/fifo_depth.py; the generator emits these, or sized ones, through
+  gsbsim/hw/fifo_plan.py); the top's ports (``image``,
   ``logits``, ``pred``) are FIFOs with no producer or no consumer;
 * a **PIPO** per whole-tensor array between processes (the ``after`` lists of the generated
   calls): its consumers start when its producer finished the image; two buffers (ping-pong),
