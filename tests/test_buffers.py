@@ -3,18 +3,13 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 
 from gsbsim.cli.app import main
-from gsbsim.format.model_file import save_model
-from gsbsim.format.random_model import random_model
 from gsbsim.hw import folding
 from gsbsim.hw.buffers import buffers
-from gsbsim.hw.costs import header_for_shape
 from gsbsim.hw.folding import Fold
+from tests.support.shapes import DIGITS, shaped_file
 
-DIGITS = header_for_shape(img_size=8, patch_size=4, in_chans=1, embed_dim=96, depth=4, num_heads=3,
-                          mlp_hidden=384, num_classes=10, groups=3)
 
 
 def test_arrays_bits_and_bram18_by_hand():
@@ -40,10 +35,7 @@ def test_a_stage_pe_splits_its_arrays_into_banks():
 
 
 def test_json_and_text_report_the_buffers(tmp_path, capsys):
-    m = random_model(np.random.default_rng(5), img_size=8, patch_size=4, embed_dim=96, depth=4, num_heads=3,
-                     mlp_hidden=384, num_classes=10, groups=3)
-    path = tmp_path / "d.npz"
-    save_model(path, m.header, m.arrays)
+    path = shaped_file(tmp_path / "d.npz", 5)
     assert main(["run", "--model", str(path), "--pe", "4", "--simd", "32", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)["resources"]["buffers"]
     want = buffers(DIGITS, folding.global_folding(DIGITS, 4, 32))

@@ -30,6 +30,7 @@ from gsbsim.hw.stages import stage_iterations
 from gsbsim.hw.cycle_sim import analytic_bound, simulate, size_fifos
 from gsbsim.hw.folding import Fold, cycle_report, global_folding
 from gsbsim.hw.process_network import (PORTS, IO, Loop, Network, build_network, check_network, iterations)
+from tests.support.shapes import digits_model, shaped_file
 
 METHODS = ("gsb", "reactnet", "didb")
 
@@ -40,10 +41,9 @@ def small(method: str, depth: int = 1):
 
 
 def digits_shape():
-    """The digits preset's shape (8x8, 4x4 patches, E 96, 4 blocks, 3 heads, G 3): what
-    `python -m reference.export --random` writes, without the minutes its verification takes."""
-    return random_model(np.random.default_rng(0), img_size=8, patch_size=4, embed_dim=96, depth=4, num_heads=3,
-                        mlp_hidden=384, num_classes=10, groups=3)
+    """The digits preset's shape: what `python -m reference.export --random` writes, without the
+    minutes its verification takes."""
+    return digits_model(0)
 
 
 # ---------------------------------------------------------------------------- the network vs the generated top
@@ -250,10 +250,7 @@ def test_bad_depth_override_is_an_error() -> None:
 # ---------------------------------------------------------------------------- gsbsim cycles
 @pytest.fixture(scope="module")
 def digits_file(tmp_path_factory) -> Path:
-    m = digits_shape()
-    path = tmp_path_factory.mktemp("cycles") / "digits.npz"
-    save_model(path, m.header, m.arrays)
-    return path
+    return shaped_file(tmp_path_factory.mktemp("cycles") / "digits.npz", 0)
 
 
 def test_cycles_cli_report(digits_file: Path, capsys) -> None:

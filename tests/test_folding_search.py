@@ -3,20 +3,16 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from gsbsim.cli.app import main
-from gsbsim.format.model_file import save_model
-from gsbsim.format.random_model import random_model
 from gsbsim.hw import folding
-from gsbsim.hw.costs import header_for_shape, layers
+from gsbsim.hw.costs import layers
 from gsbsim.hw.fold_search import search, to_json
 from gsbsim.hw.folding import FoldingError, mvau_cycles
 from gsbsim.hw.stages import driver, stage_dims
+from tests.support.shapes import DIGITS, shaped_file
 
-DIGITS = header_for_shape(img_size=8, patch_size=4, in_chans=1, embed_dim=96, depth=4, num_heads=3,
-                          mlp_hidden=384, num_classes=10, groups=3)
 
 
 def _divisors(n):
@@ -65,11 +61,7 @@ def test_out_of_reach_and_over_budget_are_one_line_errors():
 
 @pytest.fixture(scope="module")
 def digits_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("fold") / "d.npz"
-    m = random_model(np.random.default_rng(4), img_size=8, patch_size=4, embed_dim=96, depth=4, num_heads=3,
-                     mlp_hidden=384, num_classes=10, groups=3)
-    save_model(path, m.header, m.arrays)
-    return path
+    return shaped_file(tmp_path_factory.mktemp("fold") / "d.npz", 4)
 
 
 def test_fold_command_writes_a_folding_hls_and_run_accept(digits_file, tmp_path, capsys):

@@ -7,20 +7,15 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from gsbsim.cli.app import main
-from gsbsim.format.random_model import random_model
-from gsbsim.format.model_file import save_model
 from gsbsim.hw import folding
-from gsbsim.hw.costs import header_for_shape
 from gsbsim.hw.folding import Fold, FoldingError
 from gsbsim.hw.stages import stage_dims
+from tests.support.shapes import DIGITS, shaped_file
 
 # the digits shape: E 96, N 6 (4 patches + 2), 3 heads of d 32, MLP 384, 4 blocks, G 3
-DIGITS = header_for_shape(img_size=8, patch_size=4, in_chans=1, embed_dim=96, depth=4, num_heads=3,
-                          mlp_hidden=384, num_classes=10, groups=3)
 
 
 def test_ii_covers_every_process_and_names_it():
@@ -77,11 +72,7 @@ def test_cycle_report_refuses_a_stage_pe_that_does_not_divide():
 
 @pytest.fixture(scope="module")
 def digits_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("stage") / "d.npz"
-    m = random_model(np.random.default_rng(3), img_size=8, patch_size=4, embed_dim=96, depth=4, num_heads=3,
-                     mlp_hidden=384, num_classes=10, groups=3)
-    save_model(path, m.header, m.arrays)
-    return path
+    return shaped_file(tmp_path_factory.mktemp("stage") / "d.npz", 3)
 
 
 def test_json_and_text_reports_name_the_process_and_the_bound(digits_file, capsys, tmp_path):
