@@ -436,8 +436,8 @@ def _main(argv=None) -> int:
     from .data import DataError
     ap = _parser()
     args = ap.parse_args(argv)
-    if groups_error(args.method, args.groups):
-        ap.error(groups_error(args.method, args.groups))
+    if bad := groups_error(args.method, args.groups):
+        ap.error(bad)
     args.groups = 3 if args.groups is None else args.groups
     try:
         _check_out(args.out)

@@ -131,8 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Checks between arguments (exit 2 through p.error); single values are checked by their type=."""
-    if groups_error(args.method, args.groups):
-        p.error(groups_error(args.method, args.groups))
+    if bad := groups_error(args.method, args.groups):
+        p.error(bad)
     if args.groups is None:
         args.groups = DEFAULT_GROUPS
     if args.stage == "all" and (args.teacher or args.init):
