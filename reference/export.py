@@ -255,7 +255,8 @@ def export(model: BinaryDeiT, calib_images: torch.Tensor, preset: str, source: s
     for i, blk in enumerate(model.blocks):
         for name, value in _export_block(blk, dim, n_tok, frac_bits, cfg.method).items():
             arrays[f"blocks.{i}.{name}"] = value
-    shifts = dict(SHIFTS)
+    # shifts.slope only where there is an activation unit (other methods' files look as before)
+    shifts = {k: v for k, v in SHIFTS.items() if k != "slope" or method_of(cfg.method).act_unit}
     shifts["head_ln"], shifts["logit"] = _head_shifts(model)
     main, dist = _export_head(model, model.head, shifts), _export_head(model, model.head_dist, shifts)
     arrays["norm.gain"], arrays["norm.offset"] = main["gain"], main["offset"]

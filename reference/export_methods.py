@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from gsbsim.format.model_file import SCORE_SHIFT, SLOPE_SHIFT, exp_tables
+from gsbsim.format.model_file import SCORE_SHIFT, SLOPE_MAX, exp_tables
 from .blocks import GELU_CLIP, BinaryBlock
 from .fixed_point import SHIFTS, ExportError, ceil_int, exp_lut, fixed, requant_params, to_numpy
 from .reactnet import RPReLU
@@ -55,15 +55,19 @@ def act_peaks(model: torch.nn.Module) -> Iterator[_Peak]:
             h.remove()
 
 
-def _unit(lin, act: RPReLU, beta_w: float, frac_bits: int, n_tok: int) -> dict[str, np.ndarray]:
+def _unit(lin, act: RPReLU, beta_w: float, frac_bits: int, n_tok: int, slope_shift: int) -> dict[str, np.ndarray]:
     """§13.1's arrays of one activation unit: u = rq(acc, mult, bias + tok_in), slope, out, tok_out."""
     s = frac_bits + SHIFTS["resid"]
+    slope = fixed(to_numpy(act.beta), slope_shift)
+    if np.abs(slope).max() > SLOPE_MAX:
+        raise ExportError(f"a negative slope {float(np.abs(to_numpy(act.beta)).max()):.4g} exceeds the format's "
+                          f"|slope| <= 2^30 at 2^-{slope_shift} (|beta| <= {2.0 ** (30 - slope_shift):g})")
     alpha = float(lin.act_q.scales())
     gamma_tok = to_numpy(getattr(act, "gamma_token", torch.zeros(n_tok)))
     zeta_tok = to_numpy(getattr(act, "zeta_token", torch.zeros(n_tok)))
     mult, bias = requant_params(alpha * beta_w, to_numpy(lin.bias) - to_numpy(act.gamma), frac_bits)   # §7's requant
     return {"mult": mult, "bias": bias, "tok_in": fixed(-gamma_tok, s),
-            "slope": fixed(to_numpy(act.beta), SLOPE_SHIFT), "out": fixed(to_numpy(act.zeta), frac_bits),
+            "slope": slope, "out": fixed(to_numpy(act.zeta), frac_bits),
             "tok_out": fixed(zeta_tok, frac_bits)}
 
 
@@ -120,7 +124,7 @@ def act_block(blk: BinaryBlock, betas: dict[str, float], frac_bits: int, alpha_v
     units = (("qkv", at.qkv, at.qkv_act), ("proj", at.proj, at.proj_act), ("fc1", mlp.fc1, mlp.fc1_act),
              ("fc2", mlp.fc2, mlp.fc2_act))
     for name, lin, act in units:
-        out.update({f"{name}.{k}": v for k, v in _unit(lin, act, betas[name], frac_bits, n_tok).items()})
+        out.update({f"{name}.{k}": v for k, v in _unit(lin, act, betas[name], frac_bits, n_tok, shifts["slope"]).items()})
     one = 2.0 ** frac_bits
     # floor: z + offset >= 0 is then exactly z*2^-F + v_move >= 0 (z is an integer)
     out["v.offset"] = np.floor(to_numpy(at.v_move.bias).reshape(e) * 2.0 ** frac_bits).astype(np.int64)

@@ -12,8 +12,10 @@ from gsbsim.format.conventions import PROB_BITS, RECIP_OVER_PROB, round_half_up
 # ln: the LayerNorm->sign thresholds at 2^-24 of sigma, float32's precision as the probabilities
 # (docs/integer_model.md §11); int64-safe for E < 16129: |D| < sqrt(E)*2^31 once V < 2^62 is checked,
 # and |thr|*sigma <= (sqrt(E)+1)*2^24*2^31
+# slope (reactnet/didb only, §13.1): the negative slopes at 2^-24 (at 2^-16 a slope's rounding moved z by
+# several steps of 2^-F); |slope| <= 2^30 then allows |beta| <= 64
 SHIFTS = {"patch": 16, "resid": 16, "head_ln": 12, "logit": 16, "value": 16, "prob": PROB_BITS,
-          "recip": PROB_BITS + RECIP_OVER_PROB, "ctx": 24, "ln": 24}
+          "recip": PROB_BITS + RECIP_OVER_PROB, "ctx": 24, "ln": 24, "slope": 24}
 
 
 class ExportError(Exception):

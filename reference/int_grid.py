@@ -53,14 +53,16 @@ def ste_round(x: Tensor, bits: int) -> Tensor:
 
 @dataclass(frozen=True)
 class IntGrid:
-    """The grids: F of the residual stream, PB of the probabilities, LN of the LayerNorm thresholds."""
+    """The grids: F of the residual stream, PB of the probabilities, LN of the LayerNorm thresholds,
+    the activation units' negative slopes (shifts.slope)."""
 
     frac_bits: int
     prob_bits: int = SHIFTS["prob"]
     ln_bits: int = SHIFTS["ln"]
+    slope_bits: int = SHIFTS["slope"]
 
     def __post_init__(self):
-        for name in ("frac_bits", "prob_bits", "ln_bits"):
+        for name in ("frac_bits", "prob_bits", "ln_bits", "slope_bits"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 30:
                 raise ValueError(f"reference/int_grid.py: {name} must be an integer in [0, 30], got {v!r}")

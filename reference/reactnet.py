@@ -9,8 +9,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from gsbsim.format.model_file import SLOPE_SHIFT
-
 from .int_grid import grid_of, ste_round
 
 PRELU_INIT = 0.25  # PReLU's (and ReActNet's) initial negative slope
@@ -43,10 +41,10 @@ class RPReLU(nn.Module):
         if grid is None:
             y = x - shift_in
             return torch.where(y >= 0, y, self.beta * y) + shift_out
-        # integer-aware (reference/int_grid.py): u, the slope (2^-SLOPE_SHIFT), its product and each output
+        # integer-aware (reference/int_grid.py): u, the slope (2^-shifts.slope), its product and each output
         # shift on the integer model's grids (§13.1)
         y = grid.resid(x - shift_in)
-        slope = ste_round(self.beta, SLOPE_SHIFT)
+        slope = ste_round(self.beta, grid.slope_bits)
         return grid.resid(torch.where(y >= 0, y, slope * y)) + sum(grid.resid(t) for t in self.out_terms())
 
     def out_terms(self) -> tuple[Tensor, ...]:

@@ -49,7 +49,8 @@ def test_reactnet_and_didb_arrays_follow_the_float_parameters():
     f = header["frac_bits"]
     at, act = model.blocks[1].attn, model.blocks[1].mlp.fc2_act
     np.testing.assert_array_equal(arrays["blocks.1.fc2.slope"],
-                                  np.floor(act.beta.detach().double().numpy() * 2 ** 16 + 0.5))
+                                  np.floor(act.beta.detach().double().numpy() * 2 ** 24 + 0.5))
+    assert header["shifts"]["slope"] == 24                  # §13.1: the exporter's slope grid
     np.testing.assert_array_equal(arrays["blocks.1.fc2.tok_out"],
                                   np.floor(act.zeta_token.detach().double().numpy() * 2 ** f + 0.5))
     np.testing.assert_array_equal(arrays["blocks.1.fc2.tok_in"],

@@ -96,20 +96,22 @@ def test_act_unit_kernel_at_the_check_boundaries():
     slope = rng.integers(-2 ** 14, 2 ** 14, c).astype(np.int64)      # |slope| < 1/4
     out = rng.integers(-100, 101, c).astype(np.int64)
     tok_out = np.array([2 ** 30 - 406, -2 ** 30 - 200, 0, -(2 ** 30 - 406), 0], dtype=np.int64)
-    want = act_unit(acc, mult, bias, tok_in, slope, out, tok_out, shift, "w")
+    want = act_unit(acc, mult, bias, tok_in, slope, out, tok_out, shift, "w", slope_shift=16)
     z = np.empty((b * n, c), dtype=np.int32)
-    assert _act_unit(acc.reshape(b * n, c), 300, n, mult, bias, tok_in, slope, out, tok_out, shift, z) == (-1, 0, -1, 0)
+    assert _act_unit(acc.reshape(b * n, c), 300, n, mult, bias, tok_in, slope, out, tok_out, shift, 16, z) == (
+        -1, 0, -1, 0)
     assert np.array_equal(z.reshape(b, n, c), want)
     assert np.abs(want).max() > 2 ** 30 - 1500
     tok_in[2] -= 300 << shift                          # now some u of token 2 reach -2^31
     u = acc.astype(np.int64) + (bias >> shift) + (tok_in >> shift)[:, None]
     first = int(np.argmax(np.abs(u).ravel() >= 2 ** 31))
-    res = _act_unit(acc.reshape(b * n, c), 300, n, mult, bias, tok_in, slope, out, tok_out, shift, z)
+    res = _act_unit(acc.reshape(b * n, c), 300, n, mult, bias, tok_in, slope, out, tok_out, shift, 16, z)
     assert first // c == 2 and res[:2] == (first, u.ravel()[first])
 
 
-@pytest.mark.parametrize("mult, slope_scale, shift", [(12345, 1, 16), (3 * 2 ** 33 + 7, 1, 40), (777, 2 ** 26, 24)])
-def test_act_unit_kernel_paths(mult, slope_scale, shift):
+@pytest.mark.parametrize("mult, slope_scale, shift, slope_shift", [(12345, 1, 16, 16), (12345, 2 ** 8, 16, 24),
+                                                                  (3 * 2 ** 33 + 7, 1, 40, 16), (777, 2 ** 26, 24, 24)])
+def test_act_unit_kernel_paths(mult, slope_scale, shift, slope_shift):
     """The lean path (narrow, provably in range), and the general one (mult or a slope past
     int32) equal golden_act.act_unit."""
     rng = np.random.default_rng(mult)
@@ -120,9 +122,10 @@ def test_act_unit_kernel_paths(mult, slope_scale, shift):
     slope = rng.integers(-2 ** 17, 2 ** 17, c).astype(np.int64) * slope_scale // 2 ** 10
     out = rng.integers(-2 ** 12, 2 ** 12, c).astype(np.int64)
     tok_out = rng.integers(-2 ** 12, 2 ** 12, n).astype(np.int64)
-    want = act_unit(acc, np.int64(mult), bias, tok_in, slope, out, tok_out, shift, "w")
+    want = act_unit(acc, np.int64(mult), bias, tok_in, slope, out, tok_out, shift, "w", slope_shift=slope_shift)
     z = np.empty((b * n, c), dtype=np.int32)
-    assert _act_unit(acc.reshape(b * n, c), k, n, np.int64(mult), bias, tok_in, slope, out, tok_out, shift, z) == (
+    assert _act_unit(acc.reshape(b * n, c), k, n, np.int64(mult), bias, tok_in, slope, out, tok_out, shift, slope_shift,
+                     z) == (
         -1, 0, -1, 0)
     assert np.array_equal(z.reshape(b, n, c), want) and (want < 0).any() and (want > 0).any()
     assert (abs(mult) >= 2 ** 31 or np.abs(slope).max() >= 2 ** 31) == (mult != 12345)   # general path but in case 1

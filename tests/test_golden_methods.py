@@ -36,7 +36,7 @@ def test_act_unit_hand_example():
     bias, tok_in = np.array([1, 0, 0, 2]), np.array([2, -4])
     slope = np.array([1 << 15, 1 << 15, 0, -(3 << 16)])   # 0.5, 0.5, 0, -3 (2^-16)
     out, tok_out = np.array([10, 20, 30, 40]), np.array([0, 100])
-    z = golden_act.act_unit(acc, 3, bias, tok_in, slope, out, tok_out, 2, "w")
+    z = golden_act.act_unit(acc, 3, bias, tok_in, slope, out, tok_out, 2, "w", slope_shift=16)
     # token 0: u = 14>>2 = 3;  -11>>2 = -3 -> (-3*32768 + 32768)>>16 = -1 (-1.5 rounds up);
     #          -11>>2 = -3 -> slope 0 -> 0;   (-18 + 2 + 2 + 2)>>2 = -3 -> -3*-3 = 9
     # token 1: u = (3 + 1 - 4 + 2)>>2 = 0;  (-9 - 4 + 2)>>2 = -3 -> -1;  (21 - 4 + 2)>>2 = 4;
@@ -48,8 +48,13 @@ def test_act_unit_hand_example():
 def test_act_unit_slope_rounds_half_up_for_negative_u():
     u_vals = np.array([[[-1, -2, -3, -5]]])   # shift 1, mult 2: u = (2*acc + 1) >> 1 = acc
     z = golden_act.act_unit(u_vals, 2, np.zeros(4, np.int64), np.zeros(1, np.int64), np.full(4, 1 << 15),
-                    np.zeros(4, np.int64), np.zeros(1, np.int64), 1, "w")
+                    np.zeros(4, np.int64), np.zeros(1, np.int64), 1, "w", slope_shift=16)
     assert z.tolist() == [[[0, -1, -1, -2]]]  # -0.5 -> 0, -1, -1.5 -> -1, -2.5 -> -2
+    # the same slope 1/2 on the 2^-24 grid (shifts.slope = 24), and one that only 2^-24 resolves
+    z = golden_act.act_unit(u_vals, 2, np.zeros(4, np.int64), np.zeros(1, np.int64),
+                            np.array([1 << 23, 1 << 23, 1 << 23, (1 << 23) + 1]),
+                            np.zeros(4, np.int64), np.zeros(1, np.int64), 1, "w", slope_shift=24)
+    assert z.tolist() == [[[0, -1, -1, -3]]]  # -5 * (1/2 + 2^-24) = -2.5000003 -> -3
 
 
 @pytest.mark.parametrize("acc, what", [(2 ** 31, "u leaves"), (2 ** 30, "z leaves")])
@@ -58,14 +63,14 @@ def test_act_unit_overflow_names_the_unit_image_and_token(acc, what):
     a[1, 2, 0] = acc      # shift 1, mult 2: u = acc
     with pytest.raises(IntegerOverflowError) as ei:
         golden_act.act_unit(a, 2, np.zeros(2, np.int64), np.zeros(3, np.int64), np.zeros(2, np.int64),
-                    np.zeros(2, np.int64), np.zeros(3, np.int64), 1, "blocks.1.fc2.act")
+                    np.zeros(2, np.int64), np.zeros(3, np.int64), 1, "blocks.1.fc2.act", slope_shift=16)
     msg = str(ei.value)
     assert msg.startswith("blocks.1.fc2.act: activation") and what in msg
     assert "image 1, token 2" in msg
     # just inside both limits: no error
     a[1, 2, 0] = 2 ** 30 - 1
     golden_act.act_unit(a, 2, np.zeros(2, np.int64), np.zeros(3, np.int64), np.zeros(2, np.int64),
-                np.zeros(2, np.int64), np.zeros(3, np.int64), 1, "w")
+                np.zeros(2, np.int64), np.zeros(3, np.int64), 1, "w", slope_shift=16)
 
 
 # ----------------------------------------------------------------------------- §13.2 HFSC
@@ -229,12 +234,12 @@ def test_forward_follows_the_spec_step_by_step(model):
     blk, sh, e, h = model.block(1), model.shifts, model.embed_dim, model.num_heads
     p = "blocks.1."
     z = golden_act.act_unit(tr[p + "qkv.acc"], blk["qkv.mult"], blk["qkv.bias"], blk["qkv.tok_in"], blk["qkv.slope"],
-                    blk["qkv.out"], blk["qkv.tok_out"], sh["resid"], "x")
+                    blk["qkv.out"], blk["qkv.tok_out"], sh["resid"], "x", slope_shift=model.slope_shift)
     assert np.array_equal(z, tr[p + "qkv.z"])
     vq = tr[p + "v.q"].transpose(0, 2, 1, 3).reshape(z.shape[0], -1, e)
     assert np.array_equal(vq, z[..., 2 * e:] + blk["v.offset"])
     z2 = golden_act.act_unit(tr[p + "fc2.acc"], blk["fc2.mult"], blk["fc2.bias"], blk["fc2.tok_in"], blk["fc2.slope"],
-                     blk["fc2.out"], blk["fc2.tok_out"], sh["resid"], "x")
+                     blk["fc2.out"], blk["fc2.tok_out"], sh["resid"], "x", slope_shift=model.slope_shift)
     assert np.array_equal(tr[p + "resid2"], tr[p + "resid1"] + z2)
     f1 = tr[p + "fc1.z"]
     assert np.array_equal(tr[p + "fc1.bits"], (f1 >= blk["fc1.thr_hi"]) | (f1 <= blk["fc1.thr_lo"]))
@@ -284,7 +289,7 @@ def test_random_models_are_plausible(method, img_size, patch_size, tmp_path):
                  + (1 << (m.shifts["resid"] - 1))) >> m.shifts["resid"]
             assert (u < 0).any() and (u > 0).any(), lin
             slope = blk[lin + ".slope"]
-            assert (slope == 0).any() and (slope < 0).any() and (slope > 1 << 16).any()
+            assert (slope == 0).any() and (slope < 0).any() and (slope > 1 << m.slope_shift).any()
             assert np.abs(tr[f"blocks.{i}.{lin}.z"]).max() < 2 ** 24
             tokens = np.concatenate([blk[lin + ".tok_in"], blk[lin + ".tok_out"]])
             assert tokens.any() == (method == "didb")
@@ -316,7 +321,7 @@ def _with(m, name, value):
 
 
 @pytest.mark.parametrize("name, value", [
-    ("blocks.0.qkv.slope", 2 ** 24 + 1), ("blocks.1.fc2.out", -(2 ** 30) - 1), ("blocks.0.fc1.tok_out", 2 ** 30 + 1),
+    ("blocks.0.qkv.slope", 2 ** 30 + 1), ("blocks.1.fc2.out", -(2 ** 30) - 1), ("blocks.0.fc1.tok_out", 2 ** 30 + 1),
     ("blocks.0.proj.tok_in", 2 ** 61 + 1), ("blocks.0.qkv.mult", 2 ** 61 // 24 + 1), ("blocks.1.fc1.bias", 2 ** 62),
     ("blocks.0.score.w", 2 ** 24 + 1), ("blocks.0.ctx.vscale", 2 ** 44 + 1), ("blocks.1.ctx.local", -(2 ** 44) - 1),
     ("blocks.0.exp_lo", 2 ** 16 + 1), ("blocks.0.exp_mid", -1), ("blocks.1.exp_hi", -1),

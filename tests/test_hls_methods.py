@@ -91,15 +91,16 @@ def run_kernel(builds: Builds, kernel: str, d: Path, ok: bool = True, **inputs: 
 
 
 # ============================================================================ §13.1 the activation unit
-def act_ref(acc, mult, shift, bias, tok_in, tok_out, slope, out):
-    """z of §13.1: u = rq(acc, mult, bias[o] + tok_in[n], shift); PReLU with slope / 2^16; offsets."""
+def act_ref(acc, mult, shift, bias, tok_in, tok_out, slope, out, slope_shift=16):
+    """z of §13.1: u = rq(acc, mult, bias[o] + tok_in[n], shift); PReLU with slope / 2^slope_shift; offsets."""
     u = cv.requant(acc.astype(np.int64) * mult + bias[None, :] + tok_in[:, None], 1, shift)
-    return np.where(u >= 0, u, cv.requant(u, slope[None, :], 16)) + out[None, :] + tok_out[:, None]
+    return np.where(u >= 0, u, cv.requant(u, slope[None, :], slope_shift)) + out[None, :] + tok_out[:, None]
 
 
-def act_inputs(acc, mult, shift, bias=None, tok_in=None, tok_out=None, slope=None, out=None) -> dict:
+def act_inputs(acc, mult, shift, bias=None, tok_in=None, tok_out=None, slope=None, out=None,
+               slope_shift=16) -> dict:
     zc, zn = np.zeros(3 * E, np.int64), np.zeros(N, np.int64)
-    return dict(acc=acc.astype(np.int32), p=np.array([mult, shift], np.int64),
+    return dict(acc=acc.astype(np.int32), p=np.array([mult, shift, slope_shift], np.int64),
                 bias=zc if bias is None else bias, tok_in=zn if tok_in is None else tok_in,
                 tok_out=zn if tok_out is None else tok_out,
                 slope=np.full(3 * E, 1 << 15, np.int64) if slope is None else slope, out=zc if out is None else out)
@@ -124,6 +125,34 @@ def test_act_unit_rounds_half_up_on_both_sides(builds: Builds, tmp_path: Path) -
     assert np.array_equal(outs["z"], want)
     u = cv.requant(acc * 2 ** 14 + args["bias"][None, :] + args["tok_in"][:, None], 1, 16)
     assert (u < 0).sum() > 50 and (u >= 0).sum() > 50            # both sides of the PReLU ran
+
+
+def test_act_unit_reads_the_slope_grid(builds: Builds, tmp_path: Path) -> None:
+    """shifts.slope = 24 and 30 (the exporter's and the largest): |slope| = 2^30 against u near -2^(S-1)
+    (z near the 2^30 limit, products up to 2^59), half-way cases of the slope product on both grids."""
+    rng = np.random.default_rng(2)
+    for ss in (24, 30):
+        acc = rng.integers(-E, E + 1, (N, 3 * E))
+        acc[0, :4] = [-E, -E, -1, -2]
+        args = dict(bias=rng.integers(-2 ** 20, 2 ** 20, 3 * E), tok_in=np.zeros(N, np.int64),
+                    tok_out=np.zeros(N, np.int64), slope=rng.integers(-2 ** 26, 2 ** 26, 3 * E),
+                    out=rng.integers(-4096, 4096, 3 * E))
+        args["slope"][:4] = [2 ** 30, -(2 ** 30), 1 << (ss - 1), 3 << (ss - 2)]   # extremes; u*slope half-way
+        args["bias"][:4] = [-(2 ** ss) + 2 ** 22, -(2 ** ss) + 2 ** 22, 0, 0]   # u = -2^(S-1) + 2^21 - ...
+        args["out"][:2] = 0
+        mult = 2 ** 16
+        outs, _ = run_kernel(builds, "act", tmp_path / f"s{ss}", **act_inputs(acc, mult, 1, **args, slope_shift=ss))
+        want = act_ref(acc, mult, 1, **args, slope_shift=ss)
+        assert np.array_equal(outs["z"], want)
+        u = cv.requant(acc * mult + args["bias"][None, :], 1, 1)
+        assert u[0, 0] < -2 ** (ss - 2) and abs(int(want[0, 0])) == abs(int(want[0, 1])) > 2 ** 28   # the extremes ran
+
+
+@pytest.mark.parametrize("slope_shift", [0, 31])
+def test_act_unit_refuses_a_slope_shift_out_of_range(builds: Builds, tmp_path: Path, slope_shift: int) -> None:
+    acc = np.zeros((N, 3 * E), np.int64)
+    err = run_kernel(builds, "act", tmp_path, ok=False, **act_inputs(acc, 1, 1, slope_shift=slope_shift))
+    assert f"blocks.0.qkv.act: slope shift {slope_shift} outside 1..30" in err
 
 
 @pytest.mark.parametrize("acc_val, what", [(4096, "input u"), (-4096, "input u"), (4095, "output z")])

@@ -316,7 +316,7 @@ class _ActUnit:
         k = run.m.mlp_hidden if lin == "fc2" else run.e       # |acc| <= K, the linear's input length
         u_at, u_val, z_at, z_val = act_unit_rows(acc, k, run.n, np.int64(blk[lin + ".mult"]), blk[lin + ".bias"],
                                                  blk[lin + ".tok_in"], blk[lin + ".slope"], blk[lin + ".out"],
-                                                 blk[lin + ".tok_out"], run.sh["resid"], z)
+                                                 blk[lin + ".tok_out"], run.sh["resid"], run.m.slope_shift, z)
         shape = (run.b, run.n, width)
         if u_at >= 0:        # the golden path checks u over the whole layer, then z
             raise_overflow(p + lin + ".act", U_OVERFLOW, u_at, shape, u_val)

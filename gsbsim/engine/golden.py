@@ -94,7 +94,8 @@ class _ActUnit:
     @staticmethod
     def output(model: IntModel, blk: dict, p: str, lin: str, acc: np.ndarray, rec: Rec) -> np.ndarray:
         z = act_unit(acc, blk[lin + ".mult"], blk[lin + ".bias"], blk[lin + ".tok_in"], blk[lin + ".slope"],
-                     blk[lin + ".out"], blk[lin + ".tok_out"], model.shifts["resid"], p + lin + ".act")
+                     blk[lin + ".out"], blk[lin + ".tok_out"], model.shifts["resid"], p + lin + ".act",
+                     slope_shift=model.slope_shift)
         return rec(p + lin + ".z", z.astype(np.int32))
 
     @staticmethod

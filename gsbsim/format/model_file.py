@@ -25,12 +25,15 @@ from gsbsim.format.provenance import PROVENANCE_KEYS, provenance_errors
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "IntModel", "expected_arrays", "validate",
            "load_model", "save_model", "SHIFT_NAMES", "HEADER_KEYS", "LIMITS", "METHODS", "ACT_METHODS",
-           "ACT_LINEARS", "SLOPE_SHIFT", "SCORE_SHIFT", "block_array_names", "exp_hi_length", "exp_tables"]
+           "ACT_LINEARS", "SLOPE_SHIFT_DEFAULT", "SLOPE_SHIFT_RANGE", "SCORE_SHIFT", "block_array_names", "exp_hi_length", "exp_tables"]
 
 FORMAT_VERSION = 1
 FORMAT_NAME = "gsbsim-int"
 # the methods with an integer model and their features: gsbsim/format/methods.py
-SLOPE_SHIFT = 16   # §13.1: the negative slope is fixed point 2^-16 (a format constant)
+# §13.1: the negative slope is fixed point 2^-shifts.slope; a file without that (optional) key means
+# 16, the grid before the key existed, so every older file keeps its arithmetic
+SLOPE_SHIFT_DEFAULT = 16
+SLOPE_SHIFT_RANGE = (1, 30)   # with |slope| <= 2^30 and |u| < 2^31: |u*slope| + 2^(shift-1) < 2^62
 SCORE_SHIFT = 16   # §13.2: HFSC scores are fixed point 2^-16 (natural-log units)
 EXP_LO_SIZE = 256  # §13.2: exp_mid and exp_lo each cover 8 bits of the 16 fractional bits of m
 EXP_HI_MAX = 4096
@@ -57,7 +60,7 @@ V_OFFSET_MAX = 2 ** 54
 CTX_SCALE_MAX = 2 ** 44
 HEAD_GAIN_MAX = 2 ** 22
 HEAD_OFFSET_MAX = 2 ** 28
-SLOPE_MAX = 2 ** 24         # |L.slope| (§13.1)
+SLOPE_MAX = 2 ** 30         # |L.slope| (§13.1): fits int32, |u*slope| < 2^61
 ACT_OUT_MAX = 2 ** 30       # |L.out|, |L.tok_out| (§13.1)
 SCORE_W_MAX = 2 ** 24       # |score.w| (§13.2)
 
@@ -108,6 +111,8 @@ class IntModel:
     mask_stat = property(lambda self: str(self.header["mask_stat"]))
     frac_bits = property(lambda self: int(self.header["frac_bits"]))
     shifts = property(lambda self: {k: int(v) for k, v in self.header["shifts"].items()})
+    # §13.1's slope grid: optional in the header (older files: SLOPE_SHIFT_DEFAULT)
+    slope_shift = property(lambda self: int(self.header["shifts"].get("slope", SLOPE_SHIFT_DEFAULT)))
     img_size = property(lambda self: int(self.header["img_size"]))
     patch_size = property(lambda self: int(self.header["patch_size"]))
     in_chans = property(lambda self: int(self.header["in_chans"]))
@@ -191,12 +196,12 @@ def _header_errors(header: Any) -> list[str]:
     if header["mask_stat"] not in MASK_STATS:
         errs.append(f"header mask_stat must be one of {MASK_STATS}, got {header['mask_stat']!r}")
     shifts = header["shifts"]
-    if not isinstance(shifts, dict) or set(shifts) != set(SHIFT_NAMES):
-        errs.append(f"header shifts must be an object with exactly the keys {', '.join(SHIFT_NAMES)}, "
-                    f"got {shifts!r}")
+    if not isinstance(shifts, dict) or set(shifts) - {"slope"} != set(SHIFT_NAMES):
+        errs.append(f"header shifts must be an object with exactly the keys {', '.join(SHIFT_NAMES)} "
+                    f"(and optionally slope), got {shifts!r}")
     else:
-        for k, (lo, hi) in SHIFT_RANGES.items():
-            if not _is_int(shifts[k]) or not lo <= shifts[k] <= hi:
+        for k, (lo, hi) in {**SHIFT_RANGES, "slope": SLOPE_SHIFT_RANGE}.items():
+            if k in shifts and (not _is_int(shifts[k]) or not lo <= shifts[k] <= hi):
                 errs.append(f"header shifts.{k} must be an integer in [{lo}, {hi}], got {shifts[k]!r}")
         if not errs and shifts["recip"] <= shifts["prob"]:
             errs.append(f"header shifts.recip ({shifts['recip']}) must exceed shifts.prob ({shifts['prob']})")
@@ -300,7 +305,7 @@ def _act_value_errors(header: dict, arrays: dict[str, np.ndarray], p: str, check
         check(p + lin + ".mult", -_mult_bound(e), _mult_bound(e), f"|mult| * {e} <= 2^61")
         check(p + lin + ".bias", -BIAS_MAX, BIAS_MAX, "|bias| <= 2^61")
     for lin in ACT_LINEARS:
-        check(p + lin + ".slope", -SLOPE_MAX, SLOPE_MAX, "|slope| <= 2^24")
+        check(p + lin + ".slope", -SLOPE_MAX, SLOPE_MAX, "|slope| <= 2^30")
         check(p + lin + ".out", -ACT_OUT_MAX, ACT_OUT_MAX, "|out| <= 2^30")
         check(p + lin + ".tok_out", -ACT_OUT_MAX, ACT_OUT_MAX, "|tok_out| <= 2^30")
         check(p + lin + ".tok_in", -BIAS_MAX, BIAS_MAX, "|tok_in| <= 2^61")

@@ -18,13 +18,14 @@ import numpy as np
 
 from gsbsim.format.conventions import pack_bits, round_half_up
 from gsbsim.format.methods import ACT_LINEARS, DEFAULT_METHOD, Method, method_of
-from gsbsim.format.model_file import (SCORE_SHIFT, SLOPE_SHIFT, IntModel, exp_tables,
+from gsbsim.format.model_file import (SCORE_SHIFT, IntModel, exp_tables,
                          expected_arrays, validate)
 
 __all__ = ["random_model", "random_images", "exp_tables", "DEFAULT_SHIFTS"]
 
 DEFAULT_SHIFTS = {"patch": 16, "resid": 16, "head_ln": 12, "logit": 16, "value": 8, "prob": 16,
                   "recip": 48, "ctx": 24, "ln": 16}
+SLOPE_SHIFT = 24     # shifts.slope of the act-unit methods' random models (the exporter's grid, §13.1)
 LN_EPS = 1e-6
 
 
@@ -52,7 +53,7 @@ def _act_block(rng: np.random.Generator, m: Method, dims: dict, sh: dict, frac_b
             out[lin + ".bias"] = _fixed(rng.normal(0, 0.3, ch), s)
         # slopes: PReLU's 0.25, 0, negative, > 1 and random values
         slope = rng.permutation(np.resize(np.array([0.25, 0.0, -0.5, 1.5, 3.0, 0.25]), ch))
-        out[lin + ".slope"] = _fixed(slope, SLOPE_SHIFT)
+        out[lin + ".slope"] = _fixed(slope, sh["slope"])
         out[lin + ".out"] = _fixed(rng.normal(0, 0.2, ch), frac_bits)
         token = m.token_terms
         out[lin + ".tok_in"] = _fixed(rng.normal(0, 0.2, n) * token, s)
@@ -133,7 +134,7 @@ def random_model(rng: np.random.Generator, *, img_size: int = 8, patch_size: int
     d = e // h
     n = (img_size // patch_size) ** 2 + 2
     k_patch = in_chans * patch_size ** 2
-    sh = dict(DEFAULT_SHIFTS)
+    sh = dict(DEFAULT_SHIFTS, slope=SLOPE_SHIFT) if m.act_unit else dict(DEFAULT_SHIFTS)
     header = {
         "format": "gsbsim-int", "preset": "random", "img_size": img_size, "patch_size": patch_size,
         "in_chans": in_chans, "embed_dim": e, "depth": depth, "num_heads": h, "head_dim": d,

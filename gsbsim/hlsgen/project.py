@@ -317,10 +317,10 @@ def _block_params(model: IntModel, i: int, folding: Mapping[str, Fold]) -> str:
     def act_unit(lin: str, c: str, mult: str, bias: str) -> str:
         return c_struct(f"gsb::ActUnit<{c}, N>", f"{p}{lin}_act_unit",
                         f"{n}{lin} activation unit (§13.1, gsb/act_unit.hpp): {n}{mult}, {n}{bias} [{c}], "
-                        f"{n}{lin}.tok_in, .tok_out [N], .slope, .out [{c}]",
+                        f"{n}{lin}.tok_in, .tok_out [N], .slope, .out [{c}], shifts.slope",
                         [("mult", blk[mult]), ("bias", blk[bias]), ("tok_in", blk[f"{lin}.tok_in"]),
                          ("tok_out", blk[f"{lin}.tok_out"]), ("slope", blk[f"{lin}.slope"]),
-                         ("out", blk[f"{lin}.out"])])
+                         ("out", blk[f"{lin}.out"]), ("slope_shift", model.slope_shift)])
 
     def requant(lin: str) -> list[str]:
         if act:

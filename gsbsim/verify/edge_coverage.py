@@ -17,7 +17,7 @@ from gsbsim.engine import golden
 from gsbsim.engine.golden_didb import exp3_weights, haar_s4
 from gsbsim.engine.golden_ops import ln_stats
 from gsbsim.format.methods import ACT_LINEARS, method_of
-from gsbsim.format.model_file import SLOPE_SHIFT, IntModel
+from gsbsim.format.model_file import IntModel
 
 __all__ = ["BRANCHES", "applicable", "branch_counts", "coverage_table"]
 
@@ -25,7 +25,7 @@ _ACT = {f"{lin}.{k}": text.format(lin=lin) for lin in ACT_LINEARS for k, text in
     ("u.tie+", "§13.1 {lin}: u = rq(acc, ...) exactly half-way, rounding up to u > 0"),
     ("u.tie-", "§13.1 {lin}: u exactly half-way, rounding up to u < 0 (floor(x + 1/2), not away from 0)"),
     ("u=0", "§13.1 {lin}: u = 0 exactly (the u >= 0 side of the PReLU)"),
-    ("slope.tie", "§13.1 {lin}: u < 0 and u*slope exactly half-way in 2^-16"))}
+    ("slope.tie", "§13.1 {lin}: u < 0 and u*slope exactly half-way in 2^-shifts.slope"))}
 
 BRANCHES: dict[str, str] = {
     "patch.rq.tie+": "§2 patch requantization exactly half-way, rounding up to a value > 0",
@@ -235,7 +235,7 @@ def _act_counts(add, model: IntModel, blk: dict, p: str, tr: dict) -> None:
         add(lin + ".u.tie+", tie & (u > 0))
         add(lin + ".u.tie-", tie & (u < 0))
         add(lin + ".u=0", u == 0)
-        add(lin + ".slope.tie", (u < 0) & _half_way(u * blk[lin + ".slope"], SLOPE_SHIFT)[0])
+        add(lin + ".slope.tie", (u < 0) & _half_way(u * blk[lin + ".slope"], model.slope_shift)[0])
 
 
 def coverage_table(counts: dict[str, int]) -> str:

@@ -11,7 +11,7 @@
  * channels), CFG_QK_SIMD, CFG_QK_PE (divides N), CFG_AV_SIMD, CFG_AV_PE (divides d), CFG_SM_EPC
  * (softmax elements per cycle, divides N), CFG_U
  * (len(exp_hi)).  Kernels (inputs -> outputs):
- *   act     acc[N][3E] int32, bias, slope, out [3E], tok_in, tok_out [N] int64, p = (mult, shift)
+ *   act     acc[N][3E] int32, bias, slope, out [3E], tok_in, tok_out [N] int64, p = (mult, shift, slope shift)
  *                                                        -> z[N][3E]
  *   act_residual  x[N][E] int32, z[N][E] int32             -> out[N][E]   (residual_add_lanes)
  *   haar    z[N][3E] int32, v_offset, q_low, q_high, k_low, k_high [E] int64
@@ -68,9 +68,10 @@ void k_act() {
     static ActUnit<3 * E, N> p;
     const std::vector<int32_t> acc = in<int32_t>("acc", {N, 3 * E});
     const std::vector<int64_t> bias = in<int64_t>("bias", {3 * E}), slope = in<int64_t>("slope", {3 * E});
-    const std::vector<int64_t> off = in<int64_t>("out", {3 * E}), prm = in<int64_t>("p", {2});
+    const std::vector<int64_t> off = in<int64_t>("out", {3 * E}), prm = in<int64_t>("p", {3});
     const std::vector<int64_t> tin = in<int64_t>("tok_in", {N}), tout = in<int64_t>("tok_out", {N});
     p.mult = prm[0];
+    p.slope_shift = prm[2];
     for (unsigned o = 0; o < 3 * E; ++o) {
         p.bias[o] = bias[o];
         p.slope[o] = slope[o];

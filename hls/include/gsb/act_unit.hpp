@@ -4,10 +4,10 @@
  *
  * From the raw accumulator acc of token n, output channel o:
  *   u = (acc*mult + bias[o] + tok_in[n] + 2^(shift-1)) >> shift                (2^-F)
- *   z = (u >= 0 ? u : (u*slope[o] + 2^15) >> 16) + out[o] + tok_out[n]       (SLOPE_SHIFT = 16)
+ *   z = (u >= 0 ? u : (u*slope[o] + 2^(S-1)) >> S) + out[o] + tok_out[n]     (S = slope_shift, shifts.slope)
  * with the two run-time range checks |u| < 2^31 and |z| < 2^30: C-simulation throws an error
  * naming the unit (`blocks.{i}.{L}.act`), the token and the channel, never a wrap.  The model's
- * value ranges (|acc*mult|, |bias|, |tok_in| <= 2^61, |slope| <= 2^24, |out|, |tok_out| <= 2^30)
+ * value ranges (|acc*mult|, |bias|, |tok_in| <= 2^61, |slope| <= 2^30, |out|, |tok_out| <= 2^30)
  * keep every intermediate inside int64 once u passed its check, and z then fits int32.
  *
  * act_unit streams a layer's raw MVAU output (C/PE words of PE int32 lanes per token, the
@@ -25,9 +25,6 @@
 
 namespace gsb {
 
-/** SLOPE_SHIFT of §13.1: the negative slope is a multiplier with 16 fractional bits. */
-const unsigned SLOPE_SHIFT = 16;
-
 /** The parameters of one activation unit: C channels, N tokens (an aggregate, generated headers fill it). */
 template <unsigned C, unsigned N>
 struct ActUnit {
@@ -37,8 +34,9 @@ struct ActUnit {
     int64_t bias[C];     // L.bias: requant bias per channel (b_o - gamma_o)
     int64_t tok_in[N];   // L.tok_in: per-token bias before the PReLU (0 for reactnet)
     int64_t tok_out[N];  // L.tok_out: per-token offset after it, 2^-F (0 for reactnet)
-    int64_t slope[C];    // L.slope: negative slope per channel, 2^-16
+    int64_t slope[C];    // L.slope: negative slope per channel, 2^-slope_shift
     int64_t out[C];      // L.out: offset per channel after the PReLU, 2^-F
+    int64_t slope_shift; // shifts.slope of the model (§13.1; 16 for files without it), checked in 1..30
 
     /** z of token n, channel o from its accumulator; `where` names the unit in range-check errors. */
     int32_t z(unsigned n, unsigned o, int32_t acc, unsigned shift, const char* where) const {
@@ -47,7 +45,7 @@ struct ActUnit {
         const int64_t u = (int64_t(acc) * mult + bias[o] + tok_in[n] + (int64_t(1) << (shift - 1))) >> shift;
         GSB_CHECK(u > -lim_u && u < lim_u, where << ": activation input u leaves (-2^31, 2^31) at token " << n
                                                  << ", channel " << o << " (value " << u << ")");
-        const int64_t p = u >= 0 ? u : (u * slope[o] + (int64_t(1) << (SLOPE_SHIFT - 1))) >> SLOPE_SHIFT;
+        const int64_t p = u >= 0 ? u : (u * slope[o] + (int64_t(1) << (slope_shift - 1))) >> slope_shift;
         const int64_t v = p + out[o] + tok_out[n];
         GSB_CHECK(v > -lim_z && v < lim_z, where << ": activation output z leaves (-2^30, 2^30) at token " << n
                                                  << ", channel " << o << " (value " << v << ")");
@@ -64,6 +62,7 @@ void act_unit(stream<vec<int32_t, PE>>& acc, stream<vec<int32_t, PE>>& z, const 
               unsigned tokens, const char* where, iter_count iters) {
     static_assert(C % PE == 0, "act_unit: PE must divide the channel count");
     GSB_CHECK(shift >= 1 && shift <= 62, where << ": requantization shift " << shift << " outside 1..62");
+    GSB_CHECK(p.slope_shift >= 1 && p.slope_shift <= 30, where << ": slope shift " << p.slope_shift << " outside 1..30");
     GSB_CHECK(tokens <= N, where << ": " << tokens << " tokens, the unit has per-token terms for " << N);
     const unsigned NF = C / PE;
     unsigned token = 0, fold = 0;
