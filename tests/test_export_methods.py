@@ -43,6 +43,20 @@ def test_exported_model_follows_the_float_model(tmp_path, method, trained_like):
     assert np.corrcoef((logits / 2.0 ** 16).ravel(), ref.ravel())[0, 1] > 0.98
 
 
+def test_export_refuses_a_slope_past_the_format_range():
+    """|slope| <= 2^30 at the exporter's 2^-24 grid allows |beta| <= 64 (spec §13.1); 64 itself exports."""
+    model, calib = student("reactnet")
+    with torch.no_grad():
+        model.blocks[1].mlp.fc1_act.beta[3] = -64.0
+    header, arrays = ex.export(model, calib, "digits", "test")
+    assert int(arrays["blocks.1.fc1.slope"][3]) == -(2 ** 30)
+    with torch.no_grad():
+        model.blocks[1].mlp.fc1_act.beta[3] = -64.5
+    with pytest.raises(ex.ExportError, match=r"^a negative slope 64\.5 exceeds the format's \|slope\| <= 2\^30 "
+                                             r"at 2\^-24 \(\|beta\| <= 64\)$"):
+        ex.export(model, calib, "digits", "test")
+
+
 def test_reactnet_and_didb_arrays_follow_the_float_parameters():
     model, calib = student("didb")
     header, arrays = ex.export(model, calib, "digits", "test")

@@ -25,7 +25,8 @@ from gsbsim.format.provenance import PROVENANCE_KEYS, provenance_errors
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "IntModel", "expected_arrays", "validate",
            "load_model", "save_model", "SHIFT_NAMES", "HEADER_KEYS", "LIMITS", "METHODS", "ACT_METHODS",
-           "ACT_LINEARS", "SLOPE_SHIFT_DEFAULT", "SLOPE_SHIFT_RANGE", "SCORE_SHIFT", "block_array_names", "exp_hi_length", "exp_tables"]
+           "ACT_LINEARS", "SLOPE_SHIFT_DEFAULT", "SLOPE_SHIFT_RANGE", "SCORE_SHIFT", "block_array_names",
+           "exp_hi_length", "exp_tables"]
 
 FORMAT_VERSION = 1
 FORMAT_NAME = "gsbsim-int"
