@@ -161,6 +161,22 @@ def test_fast_equals_golden_with_the_extreme_attention_threshold(stat):
     assert tr["blocks.0.a.planes"][:, 0].all()                   # [B, G, H, N, N]: b1 is all ones
 
 
+@pytest.mark.parametrize("stat", ["row", "image"])
+def test_fast_equals_golden_when_attention_leaves_int32(stat):
+    """Untraced, the fast path keeps A rows in int32: rows whose A exceeds 2^31 - 1 (att_bias near the
+    int32 maximum, P up to 2^prob on top) take the int64 fallback and still equal the golden path."""
+    rng = np.random.default_rng(21)
+    m = random_model(rng, mask_stat=stat)
+    bias = m.arrays["blocks.0.att_bias"].copy()
+    bias[0, ::2] = 2 ** 31 - 1 - rng.integers(0, 2 ** m.shifts["prob"], bias[0, ::2].shape)   # even query rows of head 0
+    m = derive(m, **{"blocks.0.att_bias": bias.astype(np.int32)})
+    x = random_images(rng, m, 2)
+    for strategy in ("sparse", "dense"):
+        with av_strategy(strategy):
+            tr = assert_same(m, x)
+    assert tr["blocks.0.probs"].max() > 2 ** 31 - 1
+
+
 # ----------------------------------------------------------------------------- errors
 @pytest.fixture(scope="module")
 def small():

@@ -11,7 +11,7 @@ from numba import njit
 
 from gsbsim.format import conventions as cv
 from gsbsim.engine import kernels as kn
-from gsbsim.engine.popcnt import add4_i32x8, ctz64, cycle_counter, popcount64, popcount_words
+from gsbsim.engine.popcnt import add4_i32x8, ctz64, cycle_counter, ge_word, popcount64, popcount_words
 
 # K values around word boundaries (1, 63, 64, 65, ...), the DeiT head/linear sizes, and
 # 1..10 words (the GEMM sums 1-4 words in its first pass, then 4 per pass)
@@ -81,6 +81,30 @@ def test_popcount64_matches_numpy_on_edge_and_random_words():
     assert got[:6].tolist() == [0, 1, 1, 64, 32, 32]
     assert np.array_equal(got, np.bitwise_count(words).astype(np.int64))
     assert popcount_words(words) == int(np.bitwise_count(words).sum())
+
+
+@njit(cache=True)
+def _ge_words(vals, thrs):
+    out = np.empty(thrs.shape[0], dtype=np.uint64)
+    for i in range(thrs.shape[0]):
+        out[i] = ge_word(vals, 0, thrs[i], 0)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64])
+def test_ge_word_scalar_threshold_is_exact_in_every_width(dtype):
+    """Narrow values are compared in their own width against a clamped int64 threshold: exact at the
+    width's limits and beyond them (above the maximum no bit, at or below the minimum every bit)."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(7)
+    vals = rng.integers(info.min, info.max, 64, dtype=dtype, endpoint=True)
+    vals[:4] = [info.min, info.max, 0, -1]
+    lim = [int(info.min), int(info.max)]
+    thrs = [t + k for t in lim for k in (-1, 0, 1)] + [0, 1, -1, -2 ** 63, 2 ** 63 - 1] + vals[4:12].tolist()
+    thrs = np.array([t for t in thrs if -2 ** 63 <= t < 2 ** 63], dtype=np.int64)
+    got = _ge_words(vals, thrs)
+    want = [int(sum(1 << b for b in range(64) if int(vals[b]) >= int(t))) for t in thrs]
+    assert got.tolist() == want
 
 
 @njit(cache=True)

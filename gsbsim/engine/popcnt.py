@@ -330,6 +330,8 @@ def _ge_codegen(scalar: bool, two_sided: bool):
             lo = load64(context, builder, sig[3], args[3], args[4], sig[4])
             bits = builder.or_(builder.icmp_signed(">=", vals, hi), builder.icmp_signed("<=", vals, lo))
         else:
+            if scalar and sig[0].dtype.signed and sig[0].dtype.bitwidth < 64:
+                return narrow_ge(context, builder, sig, args)
             if scalar:
                 t = context.cast(builder, args[2], sig[2], types.int64)
                 thr = _splat(builder, t, ir.VectorType(ir.IntType(64), 64))
@@ -337,5 +339,23 @@ def _ge_codegen(scalar: bool, two_sided: bool):
                 thr = load64(context, builder, sig[2], args[2], args[3], sig[3])
             bits = builder.icmp_signed(">=", vals, thr)
         return builder.bitcast(bits, ir.IntType(64))
+
+    def narrow_ge(context, builder, sig, args):
+        """vals (signed, w < 64 bits) >= a scalar int64 threshold in the values' own width (twice or
+        more the lanes per vector of the int64 compare): the threshold clamped to the width's range
+        is exact except above its maximum, where no value qualifies (the word is then 0)."""
+        width = sig[0].dtype.bitwidth
+        elem, i64 = ir.IntType(width), ir.IntType(64)
+        data = context.make_array(sig[0])(context, builder, args[0]).data
+        off = context.cast(builder, args[1], sig[1], types.int64)
+        vec = builder.load(builder.bitcast(builder.gep(data, [off]), ir.VectorType(elem, 64).as_pointer()),
+                           align=width // 8)
+        t = context.cast(builder, args[2], sig[2], types.int64)
+        lo, hi = ir.Constant(i64, -(1 << (width - 1))), ir.Constant(i64, (1 << (width - 1)) - 1)
+        above = builder.icmp_signed(">", t, hi)
+        clamped = builder.select(builder.icmp_signed("<", t, lo), lo, t)
+        bits = builder.icmp_signed(">=", vec, _splat(builder, builder.trunc(clamped, elem), ir.VectorType(elem, 64)))
+        word = builder.bitcast(bits, i64)
+        return builder.select(above, ir.Constant(i64, 0), word)
 
     return codegen
