@@ -246,22 +246,33 @@ def residual_add_rows(x, acc, mult, bias, shift):
 
 
 @njit(**INLINE)
-def _residual_stats_row(xr, ar, mult, bias, half, sh, orow):
+def _residual_stats_row(xr, ar, mult, bias, half, sh, orow, narrow):
     """orow = X + rq(acc, mult, bias[o], shift) as int32 and, in the same pass, the (min, max) of the
     int64 values and their S1, S2 (wrapping int64 sums) and max |v|: when min and max are in int32
-    these are the stored row's LayerNorm sums (exact when max |v| <= fast_limit)."""
+    these are the stored row's LayerNorm sums (exact when max |v| <= fast_limit).
+
+    narrow (mult fits int32; a constant after inlining): acc * mult is a 32x32 -> 64-bit product,
+    and S2 sums the squares of the stored int32 values (equal to v whenever min and max are in
+    int32, the only case the sums are used): native vector multiplies, not emulated 64x64 ones."""
     lo = np.int64(2 ** 63 - 1)
     hi = np.int64(-2 ** 63)
     s1 = np.int64(0)
     s2 = np.int64(0)
     big = np.int64(0)
+    m32 = np.int64(np.int32(mult))
     for o in range(orow.shape[0]):
-        v = np.int64(xr[o]) + ((np.int64(ar[o]) * mult + bias[o] + half) >> sh)
+        if narrow:
+            v = np.int64(xr[o]) + ((np.int64(ar[o]) * m32 + bias[o] + half) >> sh)
+            v32 = np.int64(np.int32(v))
+            sq = v32 * v32
+        else:
+            v = np.int64(xr[o]) + ((np.int64(ar[o]) * mult + bias[o] + half) >> sh)
+            sq = v * v
         orow[o] = np.int32(v)
         lo = min(lo, v)
         hi = max(hi, v)
         s1 += v
-        s2 += v * v
+        s2 += sq
         big = max(big, abs(v))
     return lo, hi, s1, s2, big
 
@@ -282,8 +293,12 @@ def residual_ln_rows(x, acc, mult, bias, shift, sign, thr, ln_shift, eps, fast_l
     half = np.int64(1) << np.int64(shift - 1)
     sh = np.int64(shift)
     ln_bad = -1
+    narrow = -2 ** 31 <= mult < 2 ** 31
     for m in range(m_n):
-        lo, hi, s1, s2, big = _residual_stats_row(x[m], acc[m], mult, bias, half, sh, out[m])
+        if narrow:
+            lo, hi, s1, s2, big = _residual_stats_row(x[m], acc[m], mult, bias, half, sh, out[m], True)
+        else:
+            lo, hi, s1, s2, big = _residual_stats_row(x[m], acc[m], mult, bias, half, sh, out[m], False)
         if lo < I32_MIN or hi > I32_MAX:
             vals = np.empty(e, dtype=np.int64)
             _residual_row(x[m], acc[m], mult, bias, half, sh, vals, out[m])
