@@ -192,6 +192,31 @@ def test_tiled_gemms_every_tile_edge(n, k):
         assert np.array_equal(kn.and_gemm(a, w), cv.and_dot(a, w)), (m, n, k)
 
 
+def _scaled_sum(wide):
+    from gsbsim.engine.popcnt import wide_vectors
+
+    def body(x, y):
+        if wide:
+            wide_vectors()
+        for i in range(x.shape[0]):
+            y[i] = x[i] * 3 + y[i]
+    fn = njit(body)        # not cached: its assembly is read
+    x, y = np.arange(1000, dtype=np.int64), np.ones(1000, dtype=np.int64)
+    fn(x, y)
+    assert np.array_equal(y, 3 * x + 1)
+    return "\n".join(fn.inspect_asm().values())
+
+
+def test_wide_vectors_asks_for_512_bit_loops_where_the_cpu_has_them():
+    """With wide_vectors() a loop Numba vectorises uses zmm registers on an AVX-512 CPU (LLVM's tuning
+    alone may pick ymm), and the same integers."""
+    from gsbsim.engine.popcnt import vector_isa
+    wide = _scaled_sum(True)
+    if not vector_isa().startswith("AVX-512"):
+        pytest.skip("no AVX-512 on this CPU")
+    assert re.search(r"%zmm", wide)
+
+
 def test_weight_layout_is_the_aligned_transpose():
     rng = np.random.default_rng(3)
     for n, w_n in ((576, 3), (5, 2), (1, 1)):

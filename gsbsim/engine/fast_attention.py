@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit
 
 from gsbsim.engine.kernels import context_head, context_workspace, pack_bits_at, pack_row
-from gsbsim.engine.popcnt import cycle_counter, ge_word, popcount64
+from gsbsim.engine.popcnt import cycle_counter, ge_word, popcount64, wide_vectors
 from gsbsim.engine import fast_ops, kernels, popcnt
 from gsbsim.engine.fast_ops import INLINE, JIT, cache_depends_on
 
@@ -52,6 +52,7 @@ def _split_image(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, ima
     Rows are addressed by flat unsigned offsets, not slices: a slice per (token, head) costs
     atomic reference counting worth more than the row's arithmetic (unsigned: no wraparound
     select, so the j loops vectorise)."""
+    wide_vectors()
     d = vqb.shape[2]
     e = heads * d
     wd = qb.shape[2]
@@ -144,6 +145,7 @@ def _softmax_head(qh, kt, d, exp_lut, bias, shift, one_r, thr1, ratios, image_st
     lanes per compare; a row whose maximum leaves int32 (an att_bias near 2^31: no plausible
     model) is packed from its int64 values in `wide` [W(N)*64] (padded) instead.
     """
+    wide_vectors()
     n, wd = qh.shape
     wn = a_out.shape[1] // 64
     half = np.uint64(1) << np.uint64(shift - 1)

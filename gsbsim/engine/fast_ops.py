@@ -14,6 +14,7 @@ from gsbsim.engine import errors
 from gsbsim.format.conventions import unpack_bits
 from gsbsim.engine.errors import (IntegerOverflowError, overflow_message)
 from gsbsim.engine.kernels import weight_layout
+from gsbsim.engine.popcnt import wide_vectors
 
 
 JIT = dict(cache=True, nogil=True, boundscheck=False)
@@ -163,6 +164,7 @@ def _ln_rows(x, sign, thr, ln_shift, eps, fast_lim, out):
 def ln_bits_rows(x, sign, thr, ln_shift, eps, fast_lim, out):
     """§3 on every row of X int32 [M, E] into packed bits out uint64 [M, W(E)] (sign int8 [E],
     thr int64 [E]). Returns the first row whose E*S2 + eps reaches 2^62, or -1."""
+    wide_vectors()
     return _ln_rows(x, sign, thr, ln_shift, eps, fast_lim, out)
 
 
@@ -199,6 +201,7 @@ def _store_int32(vals, out_row):
 @njit(**JIT)
 def embed_rows(acc, mult, bias, pos, tokens, shift, b_n):
     """§2 from the patch accumulators acc int32 [B*T, E]: X int32 [B*N, E], first bad flat index or -1, value."""
+    wide_vectors()
     t_n, e = acc.shape[0] // b_n, acc.shape[1]
     n = t_n + 2
     x = np.empty((b_n * n, e), dtype=np.int32)
@@ -233,6 +236,7 @@ def _residual_row(xr, ar, mult, bias, half, sh, vals, orow):
 @njit(**JIT)
 def residual_add_rows(x, acc, mult, bias, shift):
     """§7: X + rq(acc, mult, bias[o], shift) as int32 [M, E]; first bad flat index (or -1), its value."""
+    wide_vectors()
     m_n, e = x.shape
     out = np.empty((m_n, e), dtype=np.int32)
     vals = np.empty(e, dtype=np.int64)
@@ -286,6 +290,7 @@ def residual_ln_rows(x, acc, mult, bias, shift, sign, thr, ln_shift, eps, fast_l
     LayerNorm-overflow row or -1). A residual overflow anywhere wins (layers are checked in
     order over the whole batch): the LayerNorm then covers only the rows before it.
     """
+    wide_vectors()
     m_n, e = x.shape
     out = np.empty((m_n, e), dtype=np.int32)
     s1s = np.empty(m_n, dtype=np.int64)
