@@ -11,7 +11,7 @@ from numba import njit
 
 from gsbsim.format import conventions as cv
 from gsbsim.engine import kernels as kn
-from gsbsim.engine.popcnt import add4_i32x8, ctz64, cycle_counter, ge_word, popcount64, popcount_words
+from gsbsim.engine.popcnt import add4_i32x8, ctz64, cycle_counter, ge_or_le_word, ge_word, popcount64, popcount_words
 
 # K values around word boundaries (1, 63, 64, 65, ...), the DeiT head/linear sizes, and
 # 1..10 words (the GEMM sums 1-4 words in its first pass, then 4 per pass)
@@ -83,7 +83,7 @@ def test_popcount64_matches_numpy_on_edge_and_random_words():
     assert popcount_words(words) == int(np.bitwise_count(words).sum())
 
 
-@njit(cache=True)
+@njit  # not cached: the cache would not see an edit of popcnt's code generation
 def _ge_words(vals, thrs):
     out = np.empty(thrs.shape[0], dtype=np.uint64)
     for i in range(thrs.shape[0]):
@@ -105,6 +105,27 @@ def test_ge_word_scalar_threshold_is_exact_in_every_width(dtype):
     got = _ge_words(vals, thrs)
     want = [int(sum(1 << b for b in range(64) if int(vals[b]) >= int(t))) for t in thrs]
     assert got.tolist() == want
+
+
+@njit  # not cached (as _ge_words)
+def _ge_array_words(vals, hi, lo):
+    return ge_word(vals, 0, hi, 0), ge_or_le_word(vals, 0, hi, lo, 0)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.uint8, np.uint16, np.uint32])
+def test_ge_word_array_thresholds_of_the_values_type(dtype):
+    """Value and threshold arrays of one narrow type are compared in that width (signed or unsigned),
+    one- and two-sided, ties included."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(8)
+    for _ in range(20):
+        vals, hi, lo = (rng.integers(info.min, info.max, 64, dtype=dtype, endpoint=True) for _ in range(3))
+        hi[:8], lo[8:16] = vals[:8], vals[8:16]                # ties on either side
+        vals[16:20], hi[20:24] = [info.min, info.max] * 2, [info.min, info.max] * 2
+        v, h, low = (a.astype(np.int64) for a in (vals, hi, lo))
+        one, two = _ge_array_words(vals, hi, lo)
+        assert int(one) == sum(1 << b for b in range(64) if v[b] >= h[b])
+        assert int(two) == sum(1 << b for b in range(64) if v[b] >= h[b] or v[b] <= low[b])
 
 
 @njit(cache=True)

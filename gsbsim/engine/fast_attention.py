@@ -307,3 +307,5 @@ def gsb_attention_batch(acc, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, 
 
 # the GSB context and the packing helpers are linked into this function's cached code
 cache_depends_on(gsb_attention_batch, kernels, popcnt, fast_ops)
+for _phase in (_split_image, _softmax_head, _mask_planes_head):     # cached on their own too
+    cache_depends_on(_phase, kernels, popcnt)

@@ -10,7 +10,7 @@ import weakref
 import numpy as np
 from numba import njit
 
-from gsbsim.engine import errors
+from gsbsim.engine import errors, popcnt
 from gsbsim.format.conventions import unpack_bits
 from gsbsim.engine.errors import (IntegerOverflowError, overflow_message)
 from gsbsim.engine.kernels import weight_layout
@@ -363,6 +363,11 @@ def head_logit_rows(q, w_head, w_dist, mult_head, mult_dist, bias):
                 best = c
         pred[b] = best
     return acc, logits, pred
+
+
+# the row kernels above call popcnt's intrinsics (wide_vectors): an edit of popcnt recompiles them
+for _kernel in (ln_bits_rows, embed_rows, residual_add_rows, residual_ln_rows):
+    cache_depends_on(_kernel, popcnt)
 
 
 # ============================================================================ the forward pass

@@ -327,13 +327,18 @@ def ge_or_le_word(typingctx, vals, vo, hi, lo, to):
 
 
 def _ge_codegen(scalar: bool, two_sided: bool):
-    def load64(context, builder, typ, value, offset, off_typ):
-        """64 elements of a 1-D integer array from offset, sign-extended to <64 x i64>."""
+    def load_native(context, builder, typ, value, offset, off_typ):
+        """64 elements of a 1-D integer array from offset, in its own type."""
         elem = context.get_value_type(typ.dtype)
         data = context.make_array(typ)(context, builder, value).data
         off = context.cast(builder, offset, off_typ, types.int64)
-        vec = builder.load(builder.bitcast(builder.gep(data, [off]), ir.VectorType(elem, 64).as_pointer()),
-                           align=typ.dtype.bitwidth // 8)
+        return builder.load(builder.bitcast(builder.gep(data, [off]), ir.VectorType(elem, 64).as_pointer()),
+                            align=typ.dtype.bitwidth // 8)
+
+    def load64(context, builder, typ, value, offset, off_typ):
+        """64 elements of a 1-D integer array from offset, sign-extended to <64 x i64>."""
+        elem = context.get_value_type(typ.dtype)
+        vec = load_native(context, builder, typ, value, offset, off_typ)
         wide = ir.VectorType(ir.IntType(64), 64)
         if elem.width == 64:
             return vec
@@ -342,6 +347,12 @@ def _ge_codegen(scalar: bool, two_sided: bool):
     def codegen(context, builder, signature, args):
         sig = signature.args
         vals = load64(context, builder, sig[0], args[0], args[1], sig[1])
+        if two_sided and sig[0].dtype == sig[2].dtype == sig[3].dtype and sig[0].dtype.bitwidth < 64:
+            # all three of one narrow type: compared in that width (more lanes per vector)
+            vals, hi, lo = (load_native(context, builder, sig[k], args[k], args[off], sig[off])
+                            for k, off in ((0, 1), (2, 4), (3, 4)))
+            cmp = builder.icmp_signed if sig[0].dtype.signed else builder.icmp_unsigned
+            return builder.bitcast(builder.or_(cmp(">=", vals, hi), cmp("<=", vals, lo)), ir.IntType(64))
         if two_sided:
             hi = load64(context, builder, sig[2], args[2], args[4], sig[4])
             lo = load64(context, builder, sig[3], args[3], args[4], sig[4])
@@ -349,6 +360,11 @@ def _ge_codegen(scalar: bool, two_sided: bool):
         else:
             if scalar and sig[0].dtype.signed and sig[0].dtype.bitwidth < 64:
                 return narrow_ge(context, builder, sig, args)
+            if not scalar and sig[0].dtype == sig[2].dtype and sig[0].dtype.bitwidth < 64:
+                # both arrays of one narrow type: compared in that width (more lanes per vector)
+                vals, thr = (load_native(context, builder, sig[k], args[k], args[off], sig[off]) for k, off in ((0, 1), (2, 3)))
+                cmp = builder.icmp_signed if sig[0].dtype.signed else builder.icmp_unsigned
+                return builder.bitcast(cmp(">=", vals, thr), ir.IntType(64))
             if scalar:
                 t = context.cast(builder, args[2], sig[2], types.int64)
                 thr = _splat(builder, t, ir.VectorType(ir.IntType(64), 64))
@@ -363,10 +379,7 @@ def _ge_codegen(scalar: bool, two_sided: bool):
         is exact except above its maximum, where no value qualifies (the word is then 0)."""
         width = sig[0].dtype.bitwidth
         elem, i64 = ir.IntType(width), ir.IntType(64)
-        data = context.make_array(sig[0])(context, builder, args[0]).data
-        off = context.cast(builder, args[1], sig[1], types.int64)
-        vec = builder.load(builder.bitcast(builder.gep(data, [off]), ir.VectorType(elem, 64).as_pointer()),
-                           align=width // 8)
+        vec = load_native(context, builder, sig[0], args[0], args[1], sig[1])
         t = context.cast(builder, args[2], sig[2], types.int64)
         lo, hi = ir.Constant(i64, -(1 << (width - 1))), ir.Constant(i64, (1 << (width - 1)) - 1)
         above = builder.icmp_signed(">", t, hi)
