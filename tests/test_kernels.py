@@ -11,7 +11,7 @@ from numba import njit
 
 from gsbsim.format import conventions as cv
 from gsbsim.engine import kernels as kn
-from gsbsim.engine.popcnt import add4_i32x8, ctz64, cycle_counter, ge_or_le_word, ge_word, popcount64, popcount_words
+from gsbsim.engine.popcnt import add4_i32x8, add4_i32x16, ctz64, cycle_counter, ge_or_le_word, ge_word, popcount64, popcount_words
 
 # K values around word boundaries (1, 63, 64, 65, ...), the DeiT head/linear sizes, and
 # 1..10 words (the GEMM sums 1-4 words in its first pass, then 4 per pass)
@@ -128,25 +128,29 @@ def test_ge_word_array_thresholds_of_the_values_type(dtype):
         assert int(two) == sum(1 << b for b in range(64) if v[b] >= h[b] or v[b] <= low[b])
 
 
-@njit(cache=True)
-def _add4(acc, at, src, offsets):
-    add4_i32x8(acc, at, src, offsets[0], offsets[1], offsets[2], offsets[3])
+@njit  # not cached: the cache would not see an edit of popcnt's code generation
+def _add4(acc, at, src, offsets, lanes):
+    if lanes == 8:
+        add4_i32x8(acc, at, src, offsets[0], offsets[1], offsets[2], offsets[3])
+    else:
+        add4_i32x16(acc, at, src, offsets[0], offsets[1], offsets[2], offsets[3])
 
 
-def test_add4_i32x8_adds_four_slices_into_eight_lanes_wrapping():
-    """Only acc[at:at+8] changes; lanes wrap modulo 2^32 like C int32 (the context walk keeps its
-    sums in range); the slices may overlap each other and sit anywhere in src."""
+@pytest.mark.parametrize("lanes", [8, 16])
+def test_add4_i32x8_adds_four_slices_into_eight_lanes_wrapping(lanes):
+    """Only acc[at:at+L] changes (L = 8 or 16 lanes); lanes wrap modulo 2^32 like C int32 (the context
+    walk keeps its sums in range); the slices may overlap each other and sit anywhere in src."""
     rng = np.random.default_rng(3)
-    src = rng.integers(-2 ** 31, 2 ** 31, 40).astype(np.int32)
+    src = rng.integers(-2 ** 31, 2 ** 31, 56).astype(np.int32)
     src[5:13] = 2 ** 31 - 1                                   # four copies of INT32_MAX: wraps
-    acc = rng.integers(-1000, 1000, 20).astype(np.int32)
+    acc = rng.integers(-1000, 1000, 30).astype(np.int32)
     want = acc.astype(np.int64)
     offsets = np.array([5, 5, 0, 31], dtype=np.int64)
-    total = sum(src[o:o + 8].astype(np.int64) for o in offsets)
-    want[7:15] += total
+    total = sum(src[o:o + lanes].astype(np.int64) for o in offsets)
+    want[7:7 + lanes] += total
     assert want.max() > 2 ** 31 - 1                            # the wrapping case is exercised
     want = ((want + 2 ** 31) % 2 ** 32 - 2 ** 31).astype(np.int32)
-    _add4(acc, 7, src, offsets)
+    _add4(acc, 7, src, offsets, lanes)
     assert np.array_equal(acc, want)
 
 

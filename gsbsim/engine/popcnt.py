@@ -20,7 +20,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-__all__ = ["popcount64", "ctz64", "cycle_counter", "add4_i32x8", "popcount_words", "popc_tile", "tile_shape",
+__all__ = ["popcount64", "ctz64", "cycle_counter", "add4_i32x8", "add4_i32x16", "popcount_words", "popc_tile", "tile_shape",
            "vector_isa", "wide_vectors"]
 
 
@@ -71,30 +71,43 @@ def _i32_vector(typ) -> bool:
     return isinstance(typ, types.Array) and typ.ndim == 1 and typ.layout == "C" and typ.dtype == types.int32
 
 
+def _add4_typer(lanes: int):
+    """The typer of add4_i32x<lanes>: acc[at:at+L] += (src[o1:o1+L] + src[o2:o2+L]) + (src[o3:o3+L] + src[o4:o4+L])."""
+    def typer(typingctx, acc, at, src, o1, o2, o3, o4):
+        offsets = (at, o1, o2, o3, o4)
+        if not (_i32_vector(acc) and _i32_vector(src) and all(isinstance(o, types.Integer) for o in offsets)):
+            return None  # Numba reports a typing error naming the argument types
+
+        def codegen(context, builder, signature, args):
+            vec = ir.VectorType(ir.IntType(32), lanes)
+
+            def ptr(array_index, offset_index):
+                data = context.make_array(signature.args[array_index])(context, builder, args[array_index]).data
+                off = context.cast(builder, args[offset_index], signature.args[offset_index], types.int64)
+                return builder.bitcast(builder.gep(data, [off]), vec.as_pointer())
+
+            s = [builder.load(ptr(2, k), align=4) for k in (3, 4, 5, 6)]
+            total = builder.add(builder.add(s[0], s[1]), builder.add(s[2], s[3]))
+            dst = ptr(0, 1)
+            builder.store(builder.add(builder.load(dst, align=4), total), dst, align=4)
+            return context.get_dummy_value()
+
+        return types.none(acc, at, src, o1, o2, o3, o4), codegen
+    return typer
+
+
 @intrinsic
 def add4_i32x8(typingctx, acc, at, src, o1, o2, o3, o4):
     """acc[at:at+8] += (src[o1:o1+8] + src[o2:o2+8]) + (src[o3:o3+8] + src[o4:o4+8]), int32
     lanes wrapping like C (the caller keeps the sums in range), acc and src C-contiguous 1-D
     int32 arrays, offsets unchecked. Returns nothing. njit only."""
-    offsets = (at, o1, o2, o3, o4)
-    if not (_i32_vector(acc) and _i32_vector(src) and all(isinstance(o, types.Integer) for o in offsets)):
-        return None  # Numba reports a typing error naming the argument types
+    return _add4_typer(8)(typingctx, acc, at, src, o1, o2, o3, o4)
 
-    def codegen(context, builder, signature, args):
-        vec = ir.VectorType(ir.IntType(32), 8)
 
-        def ptr(array_index, offset_index):
-            data = context.make_array(signature.args[array_index])(context, builder, args[array_index]).data
-            off = context.cast(builder, args[offset_index], signature.args[offset_index], types.int64)
-            return builder.bitcast(builder.gep(data, [off]), vec.as_pointer())
-
-        s = [builder.load(ptr(2, k), align=4) for k in (3, 4, 5, 6)]
-        total = builder.add(builder.add(s[0], s[1]), builder.add(s[2], s[3]))
-        dst = ptr(0, 1)
-        builder.store(builder.add(builder.load(dst, align=4), total), dst, align=4)
-        return context.get_dummy_value()
-
-    return types.none(acc, at, src, o1, o2, o3, o4), codegen
+@intrinsic
+def add4_i32x16(typingctx, acc, at, src, o1, o2, o3, o4):
+    """add4_i32x8 on 16 lanes (one zmm register in a function marked by wide_vectors, else two ymm)."""
+    return _add4_typer(16)(typingctx, acc, at, src, o1, o2, o3, o4)
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
