@@ -16,7 +16,11 @@ layers); otherwise (traces, profile, other methods) one jitted call per layer:
   the set bits of the sparse attention planes, or popcounts when they are dense; the
   ``context_method`` variable forces one), then packs the proj input bits;
 * the softmax rows of A are padded to whole 64-bit words, so every attention plane word is
-  one vector compare;
+  one vector compare; untraced (row statistic), a row of A is int32 (twice the lanes per compare;
+  a row whose maximum leaves int32 is packed from int64 instead);
+* the loops of the softmax, the q/k/v split, the residual + LayerNorm and the A.V walk are
+  compiled for 512-bit vectors where the CPU has them (``popcnt.wide_vectors``: LLVM's tuning
+  for Intel cores otherwise keeps auto-vectorised loops on 256-bit registers);
 * the 8-bit patch embedding is an exact float32 BLAS product (every partial sum is an
   integer of at most 2^14 * Cin*P^2 <= 2^24; float64 when Cin*P^2 > 1024).
 
@@ -24,7 +28,7 @@ Bits stay packed (uint64, LSB first) between layers and are unpacked only for th
 trace; intermediates only the trace needs (scores, probabilities, Vq of every image)
 are not kept unless tracing. Overflow checks are the golden path's, with its messages.
 
-``forward_batch`` splits a batch over threads (the jitted code releases the GIL) and
+``forward_batch`` hands groups of two images to threads (the jitted code releases the GIL) and
 ``forward_profiled`` reports the time of each stage (the op split of benchmarks/model.py).
 """
 from __future__ import annotations

@@ -21,9 +21,9 @@ ATTENTION_PHASES = ("attention: split q/k/v", "attention: scores+softmax+planes"
 # non-negative (e.g. row[2*e + c0 + j]) keeps Numba's negative-index wraparound select and
 # stops vectorisation.
 @njit(**INLINE)
-def _codes_row(vflat, cflat, base, d, ratios, mx, mn, row_stat, tmp):
-    """Value codes of one Vq row at flat offset base (bit 0 = sign, bit k = mask M_{k+1}); with
-    row_stat the masks use the row's own max / min, else mx / mn."""
+def _codes_row(vflat, base, cflat, cbase, d, ratios, mx, mn, row_stat, tmp):
+    """Value codes of one Vq row at flat offset base into cflat at cbase (bit 0 = sign, bit k = mask
+    M_{k+1}); with row_stat the masks use the row's own max / min, else mx / mn."""
     if row_stat:
         mx, mn = vflat[base], vflat[base]
         for j in range(d):
@@ -40,14 +40,40 @@ def _codes_row(vflat, cflat, base, d, ratios, mx, mn, row_stat, tmp):
             v = vflat[base + np.uint64(j)]
             tmp[j] |= np.int64((v > hi) | (v < lo)) << (kk + 1)
     for j in range(d):
-        cflat[base + np.uint64(j)] = np.uint8(tmp[j])
+        cflat[cbase + np.uint64(j)] = np.uint8(tmp[j])
+
+
+@njit(**INLINE)
+def _split_image_rows(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, qb, kb, cflat, d, tmp):
+    """_split_image with the row statistic and no Vq kept: each (token, head) row of Vq goes to a
+    scratch row in L1 and straight into its codes (no [H, N, d] int64 Vq written and read back)."""
+    e = heads * d
+    wd = qb.shape[2]
+    codes_tmp, row_v = tmp[:d], tmp[d:]
+    for t in range(n_tok):
+        row = acc[r0 + t]
+        for h in range(heads):
+            c0 = h * d
+            for w in range(wd):
+                lo = c0 + 64 * w
+                width = min(64, d - 64 * w)
+                qb[h, t, w] = pack_bits_at(row, lo, q_thr, lo, width)
+                kb[h, t, w] = pack_bits_at(row, e + lo, k_thr, lo, width)
+            src = np.uint64(2 * e + c0)
+            off = np.uint64(c0)
+            for j in range(d):
+                uj = np.uint64(j)
+                row_v[uj] = np.int64(row[src + uj]) * vscale + v_off[off + uj]
+            _codes_row(row_v, np.uint64(0), cflat, np.uint64((h * n_tok + t) * d), d, ratios, row_v[0], row_v[0],
+                       True, codes_tmp)
 
 
 @njit(**JIT)
 def _split_image(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, image_stat,
                  qb, kb, vqb, codes, tmp):
     """§4 for one image: packed Q bits qb [H, N, W(d)], K bits kb, Vq vqb int64 [H, N, d] and the
-    value planes as codes [H, N, d] (bit 0 = sign s, bit k = mask M_{k+1}); tmp int64 [d] scratch.
+    value planes as codes [H, N, d] (bit 0 = sign s, bit k = mask M_{k+1}); tmp int64 [2d] scratch;
+    Vq is kept only when vqb has N rows (else 0: _split_image_rows).
 
     Rows are addressed by flat unsigned offsets, not slices: a slice per (token, head) costs
     atomic reference counting worth more than the row's arithmetic (unsigned: no wraparound
@@ -58,6 +84,9 @@ def _split_image(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, ima
     wd = qb.shape[2]
     vflat = vqb.reshape(-1)
     cflat = codes.reshape(-1)
+    if vqb.shape[1] == 0:           # Vq not kept (row statistic, untraced): codes from a row in L1
+        _split_image_rows(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, qb, kb, cflat, d, tmp)
+        return
     for t in range(n_tok):
         row = acc[r0 + t]
         for h in range(heads):
@@ -81,7 +110,7 @@ def _split_image(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, ima
         for i in range(heads * n_tok * d):
             mn_img = min(mn_img, vflat[i])
     for r in range(heads * n_tok):
-        _codes_row(vflat, cflat, np.uint64(r * d), d, ratios, mx_img, mn_img, not image_stat, tmp)
+        _codes_row(vflat, np.uint64(r * d), cflat, np.uint64(r * d), d, ratios, mx_img, mn_img, not image_stat, tmp)
 
 
 @njit(**INLINE)
@@ -248,7 +277,7 @@ def gsb_attention_batch(acc, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, 
     keep_rows = n_tok if trace or image_stat else 1      # A rows kept: for the trace / the image maximum
     q = np.zeros((b_n, heads, n_tok, wd), dtype=np.uint64)
     k = np.zeros((b_n, heads, n_tok, wd), dtype=np.uint64)
-    vq = np.empty((tb, heads, n_tok, d), dtype=np.int64)
+    vq = np.empty((tb, heads, n_tok if trace or image_stat else 0, d), dtype=np.int64)   # 0 rows: not kept
     codes = np.empty((b_n, heads, n_tok, d), dtype=np.uint8)
     scores = np.empty((b_n if trace else 0, heads, n_tok, n_tok), dtype=np.int32)
     probs = np.full((tb, heads, keep_rows, wn * 64), np.int64(-2 ** 63), dtype=np.int64)   # padded rows
@@ -264,7 +293,7 @@ def gsb_attention_batch(acc, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, 
     rowmax = np.empty((heads, n_tok), dtype=np.int64)
     pcs = np.empty(n_tok, dtype=np.int32)
     ebuf = np.empty(n_tok, dtype=np.int32)
-    tmp = np.empty(d, dtype=np.int64)
+    tmp = np.empty(2 * d, dtype=np.int64)      # the codes' scratch, then a Vq row (_split_image_rows)
     shift = np.int64(recip - prob)
     one_r = np.int64(1) << np.int64(recip)
     ws = context_workspace(scale, n_tok, d)
