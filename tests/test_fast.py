@@ -161,6 +161,22 @@ def test_fast_equals_golden_with_the_extreme_attention_threshold(stat):
     assert tr["blocks.0.a.planes"][:, 0].all()                   # [B, G, H, N, N]: b1 is all ones
 
 
+@pytest.mark.parametrize("stat", ["row", "image"])
+def test_fast_equals_golden_when_attention_leaves_int32(stat):
+    """Untraced, the fast path keeps A rows in int32: rows whose A exceeds 2^31 - 1 (att_bias near the
+    int32 maximum, P up to 2^prob on top) take the int64 fallback and still equal the golden path."""
+    rng = np.random.default_rng(21)
+    m = random_model(rng, mask_stat=stat)
+    bias = m.arrays["blocks.0.att_bias"].copy()
+    bias[0, ::2] = 2 ** 31 - 1 - rng.integers(0, 2 ** m.shifts["prob"], bias[0, ::2].shape)   # even query rows of head 0
+    m = derive(m, **{"blocks.0.att_bias": bias.astype(np.int32)})
+    x = random_images(rng, m, 2)
+    for strategy in ("sparse", "dense"):
+        with av_strategy(strategy):
+            tr = assert_same(m, x)
+    assert tr["blocks.0.probs"].max() > 2 ** 31 - 1
+
+
 # ----------------------------------------------------------------------------- errors
 @pytest.fixture(scope="module")
 def small():
@@ -256,19 +272,21 @@ def test_fused_residual_layernorm_reports_the_residual_overflow_first():
     assert np.array_equal(unpack_bits(bits[2:], e), golden_ops.ln_bits(x[2:], sign, thr, 16, 1, "n"))
 
 
-def test_fused_residual_layernorm_equals_separate_passes():
+@pytest.mark.parametrize("mult, shift", [(3, 4), (-2 ** 31, 36), (2 ** 31 - 1, 36), (2 ** 31, 36), (-2 ** 31 - 1, 36)])
+def test_fused_residual_layernorm_equals_separate_passes(mult, shift):
     """residual_ln_rows takes the LayerNorm sums from its residual pass when max|x| <= fast_limit and
     recomputes them (checked) above it: both give residual_add_rows + ln_bits_rows, bit for bit, also on
-    rows at the limit, past it, and whose E*S2 + eps overflows."""
+    rows at the limit, past it, and whose E*S2 + eps overflows; with mult in int32 (32-bit products)
+    and just outside it (64-bit products)."""
     rng = np.random.default_rng(5)
-    e, eps, shift = 70, 7, 4
+    e, eps = 70, 7
     lim = fast_ops.fast_limit(e, eps)
     x = rng.integers(-8, 9, (6, e)).astype(np.int32)
     x[1, 3], x[2, 5], x[3] = lim, -lim - 1, 2 ** 31 - 1          # at the edge, past it, an overflowing row
     x[4] = 5                                                       # E*x - S1 = 0: an off-by-one in S1 flips bits
     acc = rng.integers(-64, 64, (6, e)).astype(np.int32)
     acc[1:5] = 0                                                   # rq(0) = (bias + half) >> shift = 0 below
-    mult, bias = np.int64(3), np.zeros(e, np.int64)
+    mult, bias = np.int64(mult), np.zeros(e, np.int64)
     sign, thr = rng.integers(-1, 2, e).astype(np.int8), rng.integers(-2 ** 15, 2 ** 15, e)
     bits = np.zeros((6, 2), np.uint64)
     out, bad, _, ln_bad = fast_ops.residual_ln_rows(x, acc, mult, bias, shift, sign, thr, np.int64(16), eps, lim, bits)

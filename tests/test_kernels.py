@@ -11,7 +11,7 @@ from numba import njit
 
 from gsbsim.format import conventions as cv
 from gsbsim.engine import kernels as kn
-from gsbsim.engine.popcnt import add4_i32x8, ctz64, cycle_counter, popcount64, popcount_words
+from gsbsim.engine.popcnt import add4_i32x8, add4_i32x16, ctz64, cycle_counter, ge_or_le_word, ge_word, popcount64, popcount_words
 
 # K values around word boundaries (1, 63, 64, 65, ...), the DeiT head/linear sizes, and
 # 1..10 words (the GEMM sums 1-4 words in its first pass, then 4 per pass)
@@ -83,25 +83,74 @@ def test_popcount64_matches_numpy_on_edge_and_random_words():
     assert popcount_words(words) == int(np.bitwise_count(words).sum())
 
 
-@njit(cache=True)
-def _add4(acc, at, src, offsets):
-    add4_i32x8(acc, at, src, offsets[0], offsets[1], offsets[2], offsets[3])
+@njit  # not cached: the cache would not see an edit of popcnt's code generation
+def _ge_words(vals, thrs):
+    out = np.empty(thrs.shape[0], dtype=np.uint64)
+    for i in range(thrs.shape[0]):
+        out[i] = ge_word(vals, 0, thrs[i], 0)
+    return out
 
 
-def test_add4_i32x8_adds_four_slices_into_eight_lanes_wrapping():
-    """Only acc[at:at+8] changes; lanes wrap modulo 2^32 like C int32 (the context walk keeps its
-    sums in range); the slices may overlap each other and sit anywhere in src."""
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64])
+def test_ge_word_scalar_threshold_is_exact_in_every_width(dtype):
+    """Narrow values are compared in their own width against a clamped int64 threshold: exact at the
+    width's limits and beyond them (above the maximum no bit, at or below the minimum every bit)."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(7)
+    vals = rng.integers(info.min, info.max, 64, dtype=dtype, endpoint=True)
+    vals[:4] = [info.min, info.max, 0, -1]
+    lim = [int(info.min), int(info.max)]
+    thrs = [t + k for t in lim for k in (-1, 0, 1)] + [0, 1, -1, -2 ** 63, 2 ** 63 - 1] + vals[4:12].tolist()
+    thrs = np.array([t for t in thrs if -2 ** 63 <= t < 2 ** 63], dtype=np.int64)
+    got = _ge_words(vals, thrs)
+    want = [int(sum(1 << b for b in range(64) if int(vals[b]) >= int(t))) for t in thrs]
+    assert got.tolist() == want
+
+
+@njit  # not cached (as _ge_words)
+def _ge_array_words(vals, hi, lo):
+    return ge_word(vals, 0, hi, 0), ge_or_le_word(vals, 0, hi, lo, 0)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.uint8, np.uint16, np.uint32])
+def test_ge_word_array_thresholds_of_the_values_type(dtype):
+    """Value and threshold arrays of one narrow type are compared in that width (signed or unsigned),
+    one- and two-sided, ties included."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(8)
+    for _ in range(20):
+        vals, hi, lo = (rng.integers(info.min, info.max, 64, dtype=dtype, endpoint=True) for _ in range(3))
+        hi[:8], lo[8:16] = vals[:8], vals[8:16]                # ties on either side
+        vals[16:20], hi[20:24] = [info.min, info.max] * 2, [info.min, info.max] * 2
+        v, h, low = (a.astype(np.int64) for a in (vals, hi, lo))
+        one, two = _ge_array_words(vals, hi, lo)
+        assert int(one) == sum(1 << b for b in range(64) if v[b] >= h[b])
+        assert int(two) == sum(1 << b for b in range(64) if v[b] >= h[b] or v[b] <= low[b])
+
+
+@njit  # not cached: the cache would not see an edit of popcnt's code generation
+def _add4(acc, at, src, offsets, lanes):
+    if lanes == 8:
+        add4_i32x8(acc, at, src, offsets[0], offsets[1], offsets[2], offsets[3])
+    else:
+        add4_i32x16(acc, at, src, offsets[0], offsets[1], offsets[2], offsets[3])
+
+
+@pytest.mark.parametrize("lanes", [8, 16])
+def test_add4_i32x8_adds_four_slices_into_eight_lanes_wrapping(lanes):
+    """Only acc[at:at+L] changes (L = 8 or 16 lanes); lanes wrap modulo 2^32 like C int32 (the context
+    walk keeps its sums in range); the slices may overlap each other and sit anywhere in src."""
     rng = np.random.default_rng(3)
-    src = rng.integers(-2 ** 31, 2 ** 31, 40).astype(np.int32)
+    src = rng.integers(-2 ** 31, 2 ** 31, 56).astype(np.int32)
     src[5:13] = 2 ** 31 - 1                                   # four copies of INT32_MAX: wraps
-    acc = rng.integers(-1000, 1000, 20).astype(np.int32)
+    acc = rng.integers(-1000, 1000, 30).astype(np.int32)
     want = acc.astype(np.int64)
     offsets = np.array([5, 5, 0, 31], dtype=np.int64)
-    total = sum(src[o:o + 8].astype(np.int64) for o in offsets)
-    want[7:15] += total
+    total = sum(src[o:o + lanes].astype(np.int64) for o in offsets)
+    want[7:7 + lanes] += total
     assert want.max() > 2 ** 31 - 1                            # the wrapping case is exercised
     want = ((want + 2 ** 31) % 2 ** 32 - 2 ** 31).astype(np.int32)
-    _add4(acc, 7, src, offsets)
+    _add4(acc, 7, src, offsets, lanes)
     assert np.array_equal(acc, want)
 
 
@@ -166,6 +215,31 @@ def test_tiled_gemms_every_tile_edge(n, k):
         a, w = _packed(rng, (m, k), 0.3), _packed(rng, (n, k))
         assert np.array_equal(kn.xnor_gemm(a, w, k), cv.xnor_dot(a, w, k)), (m, n, k)
         assert np.array_equal(kn.and_gemm(a, w), cv.and_dot(a, w)), (m, n, k)
+
+
+def _scaled_sum(wide):
+    from gsbsim.engine.popcnt import wide_vectors
+
+    def body(x, y):
+        if wide:
+            wide_vectors()
+        for i in range(x.shape[0]):
+            y[i] = x[i] * 3 + y[i]
+    fn = njit(body)        # not cached: its assembly is read
+    x, y = np.arange(1000, dtype=np.int64), np.ones(1000, dtype=np.int64)
+    fn(x, y)
+    assert np.array_equal(y, 3 * x + 1)
+    return "\n".join(fn.inspect_asm().values())
+
+
+def test_wide_vectors_asks_for_512_bit_loops_where_the_cpu_has_them():
+    """With wide_vectors() a loop Numba vectorises uses zmm registers on an AVX-512 CPU (LLVM's tuning
+    alone may pick ymm), and the same integers."""
+    from gsbsim.engine.popcnt import vector_isa
+    wide = _scaled_sum(True)
+    if not vector_isa().startswith("AVX-512"):
+        pytest.skip("no AVX-512 on this CPU")
+    assert re.search(r"%zmm", wide)
 
 
 def test_weight_layout_is_the_aligned_transpose():

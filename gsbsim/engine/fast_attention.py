@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit
 
 from gsbsim.engine.kernels import context_head, context_workspace, pack_bits_at, pack_row
-from gsbsim.engine.popcnt import cycle_counter, ge_word, popcount64
+from gsbsim.engine.popcnt import cycle_counter, ge_word, popcount64, wide_vectors
 from gsbsim.engine import fast_ops, kernels, popcnt
 from gsbsim.engine.fast_ops import INLINE, JIT, cache_depends_on
 
@@ -21,9 +21,9 @@ ATTENTION_PHASES = ("attention: split q/k/v", "attention: scores+softmax+planes"
 # non-negative (e.g. row[2*e + c0 + j]) keeps Numba's negative-index wraparound select and
 # stops vectorisation.
 @njit(**INLINE)
-def _codes_row(vflat, cflat, base, d, ratios, mx, mn, row_stat, tmp):
-    """Value codes of one Vq row at flat offset base (bit 0 = sign, bit k = mask M_{k+1}); with
-    row_stat the masks use the row's own max / min, else mx / mn."""
+def _codes_row(vflat, base, cflat, cbase, d, ratios, mx, mn, row_stat, tmp):
+    """Value codes of one Vq row at flat offset base into cflat at cbase (bit 0 = sign, bit k = mask
+    M_{k+1}); with row_stat the masks use the row's own max / min, else mx / mn."""
     if row_stat:
         mx, mn = vflat[base], vflat[base]
         for j in range(d):
@@ -40,23 +40,53 @@ def _codes_row(vflat, cflat, base, d, ratios, mx, mn, row_stat, tmp):
             v = vflat[base + np.uint64(j)]
             tmp[j] |= np.int64((v > hi) | (v < lo)) << (kk + 1)
     for j in range(d):
-        cflat[base + np.uint64(j)] = np.uint8(tmp[j])
+        cflat[cbase + np.uint64(j)] = np.uint8(tmp[j])
+
+
+@njit(**INLINE)
+def _split_image_rows(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, qb, kb, cflat, d, tmp):
+    """_split_image with the row statistic and no Vq kept: each (token, head) row of Vq goes to a
+    scratch row in L1 and straight into its codes (no [H, N, d] int64 Vq written and read back)."""
+    e = heads * d
+    wd = qb.shape[2]
+    codes_tmp, row_v = tmp[:d], tmp[d:]
+    for t in range(n_tok):
+        row = acc[r0 + t]
+        for h in range(heads):
+            c0 = h * d
+            for w in range(wd):
+                lo = c0 + 64 * w
+                width = min(64, d - 64 * w)
+                qb[h, t, w] = pack_bits_at(row, lo, q_thr, lo, width)
+                kb[h, t, w] = pack_bits_at(row, e + lo, k_thr, lo, width)
+            src = np.uint64(2 * e + c0)
+            off = np.uint64(c0)
+            for j in range(d):
+                uj = np.uint64(j)
+                row_v[uj] = np.int64(row[src + uj]) * vscale + v_off[off + uj]
+            _codes_row(row_v, np.uint64(0), cflat, np.uint64((h * n_tok + t) * d), d, ratios, row_v[0], row_v[0],
+                       True, codes_tmp)
 
 
 @njit(**JIT)
 def _split_image(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, image_stat,
                  qb, kb, vqb, codes, tmp):
     """§4 for one image: packed Q bits qb [H, N, W(d)], K bits kb, Vq vqb int64 [H, N, d] and the
-    value planes as codes [H, N, d] (bit 0 = sign s, bit k = mask M_{k+1}); tmp int64 [d] scratch.
+    value planes as codes [H, N, d] (bit 0 = sign s, bit k = mask M_{k+1}); tmp int64 [2d] scratch;
+    Vq is kept only when vqb has N rows (else 0: _split_image_rows).
 
     Rows are addressed by flat unsigned offsets, not slices: a slice per (token, head) costs
     atomic reference counting worth more than the row's arithmetic (unsigned: no wraparound
     select, so the j loops vectorise)."""
+    wide_vectors()
     d = vqb.shape[2]
     e = heads * d
     wd = qb.shape[2]
     vflat = vqb.reshape(-1)
     cflat = codes.reshape(-1)
+    if vqb.shape[1] == 0:           # Vq not kept (row statistic, untraced): codes from a row in L1
+        _split_image_rows(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, qb, kb, cflat, d, tmp)
+        return
     for t in range(n_tok):
         row = acc[r0 + t]
         for h in range(heads):
@@ -80,7 +110,7 @@ def _split_image(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, ima
         for i in range(heads * n_tok * d):
             mn_img = min(mn_img, vflat[i])
     for r in range(heads * n_tok):
-        _codes_row(vflat, cflat, np.uint64(r * d), d, ratios, mx_img, mn_img, not image_stat, tmp)
+        _codes_row(vflat, np.uint64(r * d), cflat, np.uint64(r * d), d, ratios, mx_img, mn_img, not image_stat, tmp)
 
 
 @njit(**INLINE)
@@ -127,19 +157,24 @@ def probabilities_row(ebuf, r, half, ush, brow, arow):
 
 @njit(**JIT)
 def _softmax_head(qh, kt, d, exp_lut, bias, shift, one_r, thr1, ratios, image_stat, a_out, planes_h, counts_h,
-                  scores, b, h, trace, rowmax, pcs, ebuf):
-    """§4 scores and §5 softmax and planes of one head: A = P + att_bias into a_out int64 [N|1, W(N)*64]
-    (rows padded with INT64_MIN; one row reused when A is not kept), the planes packed along keys into
-    planes_h [G, N, W(N)] with their popcounts counts_h [G, N], and the row maxima. With the image
-    statistic only b1 is packed here (the masks need the maximum over all heads: _mask_planes_head).
+                  scores, b, h, trace, rowmax, pcs, ebuf, wide):
+    """§4 scores and §5 softmax and planes of one head: A = P + att_bias into a_out [N|1, W(N)*64]
+    (rows padded with the dtype's minimum; one row reused when A is not kept), the planes packed along
+    keys into planes_h [G, N, W(N)] with their popcounts counts_h [G, N], and the row maxima. With the
+    image statistic only b1 is packed here (the masks need the maximum over all heads: _mask_planes_head).
     kt = K bits transposed, [W(d), N], so the popcounts of a query against all keys are one
     contiguous vector loop.
 
     m_j = (smax - sc_j)/2 is popcount_j - min popcount: one table lookup e_j = exp_lut[m_j]
-    per key (unsigned index: no wraparound code), one reciprocal per row, then vector
-    arithmetic; the planes are packed while the row is in L1. Rows are addressed by flat
+    per key (exp_lut int32: e <= 2^prob <= 2^30; unsigned index), one reciprocal per row, then
+    vector arithmetic; the planes are packed while the row is in L1. Rows are addressed by flat
     unsigned offsets: a slice per row costs atomic reference counting.
+
+    a_out may be int32 (when A is not kept): A is computed in int64 and stored narrow, twice the
+    lanes per compare; a row whose maximum leaves int32 (an att_bias near 2^31: no plausible
+    model) is packed from its int64 values in `wide` [W(N)*64] (padded) instead.
     """
+    wide_vectors()
     n, wd = qh.shape
     wn = a_out.shape[1] // 64
     half = np.uint64(1) << np.uint64(shift - 1)
@@ -148,14 +183,15 @@ def _softmax_head(qh, kt, d, exp_lut, bias, shift, one_r, thr1, ratios, image_st
     qf = qh.reshape(-1)
     bf = bias.reshape(-1)
     af = a_out.reshape(-1)
+    narrow = a_out.itemsize == 4
     keep = a_out.shape[0] > 1
     un = np.uint64(n)
     last = _last_word_mask(n)
     for i in range(n):
         x = qf[i * wd]
-        pmin = np.int64(64 * wd)
+        pmin = np.int32(64 * wd)
         for t in range(n):
-            p = popcount64(x ^ kf[t])
+            p = np.int32(popcount64(x ^ kf[t]))
             pcs[t] = p
             pmin = min(pmin, p)
         if wd > 1:
@@ -163,7 +199,7 @@ def _softmax_head(qh, kt, d, exp_lut, bias, shift, one_r, thr1, ratios, image_st
                 x = qf[i * wd + w]
                 kw = np.uint64(w) * un
                 for t in range(n):
-                    pcs[t] += popcount64(x ^ kf[kw + np.uint64(t)])
+                    pcs[t] += np.int32(popcount64(x ^ kf[kw + np.uint64(t)]))
             pmin = pcs[0]
             for t in range(n):
                 pmin = min(pmin, pcs[t])
@@ -172,16 +208,35 @@ def _softmax_head(qh, kt, d, exp_lut, bias, shift, one_r, thr1, ratios, image_st
                 scores[b, h, i, t] = np.int32(d - 2 * pcs[t])
         z = np.int64(0)
         for t in range(n):
-            e = exp_lut[np.uint64(pcs[t] - pmin)]
+            e = exp_lut[np.uint32(pcs[t] - pmin)]
             ebuf[t] = e
-            z += e
+            z += np.int64(e)
+        r = one_r // z
         abase = i * a_out.shape[1] if keep else 0
-        arow = af[abase:abase + n]
-        probabilities_row(ebuf, one_r // z, half, ush, bf[i * n:(i + 1) * n], arow)
-        amax = arow[0]
-        for t in range(n):
-            amax = max(amax, arow[t])
+        ub = np.uint64(abase)
+        ubi = np.uint64(i * n)
+        amax = np.int64(-2 ** 63)
+        # e*R <= 2^recip < 2^63: unsigned arithmetic is exact; R < 2^32 (usual): 32x32 -> 64-bit products
+        if r < 2 ** 32:
+            r32 = np.uint64(np.uint32(r))
+            for t in range(n):
+                v = np.int64((np.uint64(np.uint32(ebuf[t])) * r32 + half) >> ush) + np.int64(bf[ubi + np.uint64(t)])
+                af[ub + np.uint64(t)] = v
+                amax = max(amax, v)
+        else:
+            ur = np.uint64(r)
+            for t in range(n):
+                v = np.int64((np.uint64(ebuf[t]) * ur + half) >> ush) + np.int64(bf[ubi + np.uint64(t)])
+                af[ub + np.uint64(t)] = v
+                amax = max(amax, v)
         rowmax[i] = amax
+        if narrow and amax > 2 ** 31 - 1:
+            for t in range(n):
+                wide[t] = np.int64((np.uint64(ebuf[t]) * np.uint64(r) + half) >> ush) + np.int64(bf[ubi + np.uint64(t)])
+            for a in range(1 if image_stat else ratios.shape[0] + 1):
+                thr = thr1 if a == 0 else ((ratios[a - 1] * amax) >> 8) + 1
+                _plane_words(wide, 0, wn, last, thr, planes_h, counts_h, a, i)
+            continue
         # b1, then (row statistic) the masks: one loop, so one inlined copy of the packing
         for a in range(1 if image_stat else ratios.shape[0] + 1):
             thr = thr1 if a == 0 else ((ratios[a - 1] * amax) >> 8) + 1
@@ -222,19 +277,23 @@ def gsb_attention_batch(acc, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, 
     keep_rows = n_tok if trace or image_stat else 1      # A rows kept: for the trace / the image maximum
     q = np.zeros((b_n, heads, n_tok, wd), dtype=np.uint64)
     k = np.zeros((b_n, heads, n_tok, wd), dtype=np.uint64)
-    vq = np.empty((tb, heads, n_tok, d), dtype=np.int64)
+    vq = np.empty((tb, heads, n_tok if trace or image_stat else 0, d), dtype=np.int64)   # 0 rows: not kept
     codes = np.empty((b_n, heads, n_tok, d), dtype=np.uint8)
     scores = np.empty((b_n if trace else 0, heads, n_tok, n_tok), dtype=np.int32)
     probs = np.full((tb, heads, keep_rows, wn * 64), np.int64(-2 ** 63), dtype=np.int64)   # padded rows
+    narrow = keep_rows == 1          # A not kept: one int32 row (see _softmax_head)
+    row32 = np.full((1, wn * 64), np.int32(-2 ** 31), dtype=np.int32)
+    wide = np.full(wn * 64, np.int64(-2 ** 63), dtype=np.int64)
+    lut32 = exp_lut.astype(np.int32)  # 0 <= e <= 2^prob <= 2^30 (validated on load)
     kt = np.empty((wd, n_tok), dtype=np.uint64)
     planes = np.zeros((b_n, heads, g, n_tok, wn), dtype=np.uint64)
     ctx = np.empty((rows, e), dtype=np.int64)
     pin = np.zeros((rows, (e + 63) // 64), dtype=np.uint64)
     counts = np.empty((heads, g, n_tok), dtype=np.int64)
     rowmax = np.empty((heads, n_tok), dtype=np.int64)
-    pcs = np.empty(n_tok, dtype=np.int64)
-    ebuf = np.empty(n_tok, dtype=np.int64)
-    tmp = np.empty(d, dtype=np.int64)
+    pcs = np.empty(n_tok, dtype=np.int32)
+    ebuf = np.empty(n_tok, dtype=np.int32)
+    tmp = np.empty(2 * d, dtype=np.int64)      # the codes' scratch, then a Vq row (_split_image_rows)
     shift = np.int64(recip - prob)
     one_r = np.int64(1) << np.int64(recip)
     ws = context_workspace(scale, n_tok, d)
@@ -249,8 +308,12 @@ def gsb_attention_batch(acc, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, 
             for t in range(n_tok):
                 for w in range(wd):
                     kt[w, t] = k[b, h, t, w]
-            _softmax_head(q[b, h], kt, d, exp_lut, att_bias[h], shift, one_r, thr1, ratios, image_stat,
-                          probs[s, h], planes[b, h], counts[h], scores, b, h, trace, rowmax[h], pcs, ebuf)
+            if narrow:
+                _softmax_head(q[b, h], kt, d, lut32, att_bias[h], shift, one_r, thr1, ratios, image_stat,
+                              row32, planes[b, h], counts[h], scores, b, h, trace, rowmax[h], pcs, ebuf, wide)
+            else:
+                _softmax_head(q[b, h], kt, d, lut32, att_bias[h], shift, one_r, thr1, ratios, image_stat,
+                              probs[s, h], planes[b, h], counts[h], scores, b, h, trace, rowmax[h], pcs, ebuf, wide)
         if image_stat:
             amax = rowmax[0, 0]
             for h in range(heads):
@@ -273,3 +336,5 @@ def gsb_attention_batch(acc, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, 
 
 # the GSB context and the packing helpers are linked into this function's cached code
 cache_depends_on(gsb_attention_batch, kernels, popcnt, fast_ops)
+for _phase in (_split_image, _softmax_head, _mask_planes_head):     # cached on their own too
+    cache_depends_on(_phase, kernels, popcnt)

@@ -10,10 +10,11 @@ import weakref
 import numpy as np
 from numba import njit
 
-from gsbsim.engine import errors
+from gsbsim.engine import errors, popcnt
 from gsbsim.format.conventions import unpack_bits
 from gsbsim.engine.errors import (IntegerOverflowError, overflow_message)
 from gsbsim.engine.kernels import weight_layout
+from gsbsim.engine.popcnt import wide_vectors
 
 
 JIT = dict(cache=True, nogil=True, boundscheck=False)
@@ -163,6 +164,7 @@ def _ln_rows(x, sign, thr, ln_shift, eps, fast_lim, out):
 def ln_bits_rows(x, sign, thr, ln_shift, eps, fast_lim, out):
     """§3 on every row of X int32 [M, E] into packed bits out uint64 [M, W(E)] (sign int8 [E],
     thr int64 [E]). Returns the first row whose E*S2 + eps reaches 2^62, or -1."""
+    wide_vectors()
     return _ln_rows(x, sign, thr, ln_shift, eps, fast_lim, out)
 
 
@@ -199,6 +201,7 @@ def _store_int32(vals, out_row):
 @njit(**JIT)
 def embed_rows(acc, mult, bias, pos, tokens, shift, b_n):
     """§2 from the patch accumulators acc int32 [B*T, E]: X int32 [B*N, E], first bad flat index or -1, value."""
+    wide_vectors()
     t_n, e = acc.shape[0] // b_n, acc.shape[1]
     n = t_n + 2
     x = np.empty((b_n * n, e), dtype=np.int32)
@@ -233,6 +236,7 @@ def _residual_row(xr, ar, mult, bias, half, sh, vals, orow):
 @njit(**JIT)
 def residual_add_rows(x, acc, mult, bias, shift):
     """§7: X + rq(acc, mult, bias[o], shift) as int32 [M, E]; first bad flat index (or -1), its value."""
+    wide_vectors()
     m_n, e = x.shape
     out = np.empty((m_n, e), dtype=np.int32)
     vals = np.empty(e, dtype=np.int64)
@@ -246,22 +250,33 @@ def residual_add_rows(x, acc, mult, bias, shift):
 
 
 @njit(**INLINE)
-def _residual_stats_row(xr, ar, mult, bias, half, sh, orow):
+def _residual_stats_row(xr, ar, mult, bias, half, sh, orow, narrow):
     """orow = X + rq(acc, mult, bias[o], shift) as int32 and, in the same pass, the (min, max) of the
     int64 values and their S1, S2 (wrapping int64 sums) and max |v|: when min and max are in int32
-    these are the stored row's LayerNorm sums (exact when max |v| <= fast_limit)."""
+    these are the stored row's LayerNorm sums (exact when max |v| <= fast_limit).
+
+    narrow (mult fits int32; a constant after inlining): acc * mult is a 32x32 -> 64-bit product,
+    and S2 sums the squares of the stored int32 values (equal to v whenever min and max are in
+    int32, the only case the sums are used): native vector multiplies, not emulated 64x64 ones."""
     lo = np.int64(2 ** 63 - 1)
     hi = np.int64(-2 ** 63)
     s1 = np.int64(0)
     s2 = np.int64(0)
     big = np.int64(0)
+    m32 = np.int64(np.int32(mult))
     for o in range(orow.shape[0]):
-        v = np.int64(xr[o]) + ((np.int64(ar[o]) * mult + bias[o] + half) >> sh)
+        if narrow:
+            v = np.int64(xr[o]) + ((np.int64(ar[o]) * m32 + bias[o] + half) >> sh)
+            v32 = np.int64(np.int32(v))
+            sq = v32 * v32
+        else:
+            v = np.int64(xr[o]) + ((np.int64(ar[o]) * mult + bias[o] + half) >> sh)
+            sq = v * v
         orow[o] = np.int32(v)
         lo = min(lo, v)
         hi = max(hi, v)
         s1 += v
-        s2 += v * v
+        s2 += sq
         big = max(big, abs(v))
     return lo, hi, s1, s2, big
 
@@ -275,6 +290,7 @@ def residual_ln_rows(x, acc, mult, bias, shift, sign, thr, ln_shift, eps, fast_l
     LayerNorm-overflow row or -1). A residual overflow anywhere wins (layers are checked in
     order over the whole batch): the LayerNorm then covers only the rows before it.
     """
+    wide_vectors()
     m_n, e = x.shape
     out = np.empty((m_n, e), dtype=np.int32)
     s1s = np.empty(m_n, dtype=np.int64)
@@ -282,8 +298,12 @@ def residual_ln_rows(x, acc, mult, bias, shift, sign, thr, ln_shift, eps, fast_l
     half = np.int64(1) << np.int64(shift - 1)
     sh = np.int64(shift)
     ln_bad = -1
+    narrow = -2 ** 31 <= mult < 2 ** 31
     for m in range(m_n):
-        lo, hi, s1, s2, big = _residual_stats_row(x[m], acc[m], mult, bias, half, sh, out[m])
+        if narrow:
+            lo, hi, s1, s2, big = _residual_stats_row(x[m], acc[m], mult, bias, half, sh, out[m], True)
+        else:
+            lo, hi, s1, s2, big = _residual_stats_row(x[m], acc[m], mult, bias, half, sh, out[m], False)
         if lo < I32_MIN or hi > I32_MAX:
             vals = np.empty(e, dtype=np.int64)
             _residual_row(x[m], acc[m], mult, bias, half, sh, vals, out[m])
@@ -343,6 +363,11 @@ def head_logit_rows(q, w_head, w_dist, mult_head, mult_dist, bias):
                 best = c
         pred[b] = best
     return acc, logits, pred
+
+
+# the row kernels above call popcnt's intrinsics (wide_vectors): an edit of popcnt recompiles them
+for _kernel in (ln_bits_rows, embed_rows, residual_add_rows, residual_ln_rows):
+    cache_depends_on(_kernel, popcnt)
 
 
 # ============================================================================ the forward pass

@@ -74,7 +74,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from gsbsim.format.conventions import WORD_BITS, n_words
-from gsbsim.engine.popcnt import (add4_i32x8, ctz64, ge_or_le_word, ge_word, popc_tile, popcount64,
+from gsbsim.engine.popcnt import (add4_i32x8, add4_i32x16, wide_vectors, ctz64, ge_or_le_word, ge_word, popc_tile, popcount64,
                                    tile_shape)
 
 __all__ = [
@@ -460,10 +460,13 @@ def _add_rows_impl(y, ids, n, acc):
         def add_i32x8(y, ids, n, acc):
             w = acc.shape[0]
             yf = y.reshape(-1)
+            w16 = w - w % 16
             for q in range(0, n, 4):
                 o1, o2, o3, o4 = ids[q] * w, ids[q + 1] * w, ids[q + 2] * w, ids[q + 3] * w
-                for j in range(0, w, 8):
-                    add4_i32x8(acc, j, yf, o1 + j, o2 + j, o3 + j, o4 + j)
+                for j in range(0, w16, 16):
+                    add4_i32x16(acc, j, yf, o1 + j, o2 + j, o3 + j, o4 + j)
+                if w16 < w:
+                    add4_i32x8(acc, w16, yf, o1 + w16, o2 + w16, o3 + w16, o4 + w16)
         return add_i32x8
 
     def add_loop(y, ids, n, acc):
@@ -617,6 +620,7 @@ def context_head(planes, counts, codes, scale, n_keys, out, r0, c0, av_strategy,
     bit walk, 2 = popcount form; ws = context_workspace(scale, N, D). Jitted, unchecked
     (see ``gsb_av_context``). Returns the av_strategy used (1 or 2).
     """
+    wide_vectors()
     lut, big, y64, y32, ysum64, ysum32, ids, acc64, acc32, v_t, cnt, need_sum = ws
     g, m_n, w_n = planes.shape
     d = codes.shape[1]

@@ -13,6 +13,7 @@ import pytest
 
 from gsbsim.engine import errors, fast, golden
 from gsbsim.engine.trace import trace_names
+from gsbsim.format.conventions import unpack_bits
 from gsbsim.format.model_file import IntModel
 
 
@@ -28,7 +29,36 @@ def assert_same(model: IntModel, x: np.ndarray) -> dict[str, np.ndarray]:
     assert lf.dtype == lg.dtype == np.int64 and np.array_equal(lf, lg)
     plain, empty = fast.forward(model, x)
     assert empty == {} and np.array_equal(plain, lg)
+    _untraced_attention_same(model, x, tg)
     return tg
+
+
+def _untraced_attention_same(model: IntModel, x: np.ndarray, tg: dict[str, np.ndarray]) -> None:
+    """Untraced, the gsb attention keeps less (one A row, int32 when it fits) than traced: its attention
+    planes, ctx and proj input bits (the per-layer path, fast.forward_profiled) equal the golden traces
+    too (the logits alone can hide a wrong plane bit)."""
+    if model.features.attention != "gsb":
+        return
+    outs = []
+    real = fast.gsb_attention_batch
+
+    def capture(*args):
+        outs.append(real(*args))
+        return outs[-1]
+
+    fast.gsb_attention_batch = capture
+    try:
+        fast.forward_profiled(model, x)
+    finally:
+        fast.gsb_attention_batch = real
+    b, n, e = x.shape[0], model.num_tokens, model.embed_dim
+    assert len(outs) == model.depth
+    for i, out in enumerate(outs):
+        p = f"blocks.{i}."
+        planes = unpack_bits(out[6], n).astype(np.uint8).transpose(0, 2, 1, 3, 4)
+        assert np.array_equal(planes, tg[p + "a.planes"]), p + "a.planes (untraced)"
+        assert np.array_equal(out[7].reshape(b, n, e), tg[p + "ctx"]), p + "ctx (untraced)"
+        assert np.array_equal(unpack_bits(out[8], e).astype(np.uint8).reshape(b, n, e), tg[p + "proj.bits"]), p
 
 
 def same_overflow_error(model: IntModel, x: np.ndarray) -> str:
