@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from gsbsim.format.methods import method_of
 from gsbsim.hlsgen.dataflow import fifo_decl, process
+from gsbsim.hlsgen.partition import with_partitions
 from gsbsim.hw.fifo_plan import FifoDepths
 
 __all__ = ["block_cpp"]
@@ -252,4 +253,4 @@ def block_cpp(i: int, method: str, fifos: FifoDepths) -> str:
         parts.append(_act("fc2", "FC2_PE"))
     parts += [_residual("fc2", "FC2_PE", "x_skip2", "x_out", "fc2_residual", act), "    GSB_JOIN(df)\n",
               _traces(act, didb), "}}\n"]
-    return "".join(parts).format(i=i)
+    return with_partitions("".join(parts).format(i=i))   # ARRAY_PARTITION pragmas (gsbsim/hlsgen/partition.py)

@@ -231,8 +231,6 @@ def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Net
         spe = {k: (folding[pre + k].pe if pre + k in folding else 1) for k in FOLDABLE}   # stage PEs
         x_out = pre + "resid2"
         qk_sf, av_sf = _cdiv(d, fo["qk"].simd), _cdiv(n, fo["av"].simd)
-        qk_tiles = (n // fo["qk"].pe) * qk_sf
-        av_tiles = (d // fo["av"].pe) * av_sf
 
         def acc_or_z(lin: str) -> str:
             return pre + (f"{lin}.z" if act else f"{lin}.acc")
@@ -249,15 +247,14 @@ def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Net
         split_read = Loop(n * (3 * e // fo["qkv"].pe), (_r(acc_or_z("qkv")),))
         if didb:
             b.proc(pre + "qkv_split", r, (split_read,))                    # gsb/haar.hpp qkv_z_split
-            b.proc(pre + "haar", r, _loops(Loop(2 * h * n * qk_sf), Loop(2 * h * fo["qk"].pe * qk_tiles),
-                                           Loop(n * 2 * e)))
+            b.proc(pre + "haar", r, _loops(Loop(n * 2 * e)))
             b.pipos.append(Pipo("zqk", pre + "qkv_split", (pre + "haar",)))
             qk_src = pre + "haar"
         else:
-            b.proc(pre + "qkv_split", r, _loops(Loop(h * n * qk_sf), Loop(h * fo["qk"].pe * qk_tiles), split_read))
+            b.proc(pre + "qkv_split", r, (split_read,))
             qk_src = pre + "qkv_split"
         vp = h * n * (d // spe["value_planes"])
-        b.proc(pre + "value_planes", r, _loops(Loop(g * h * fo["av"].pe * av_tiles), Loop(vp), Loop(vp)))
+        b.proc(pre + "value_planes", r, _loops(Loop(vp), Loop(vp)))
         b.pipos.append(Pipo("vq", pre + "qkv_split", (pre + "value_planes",)))
 
         def qk(dst: str) -> tuple[Item, ...]:
@@ -283,7 +280,7 @@ def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Net
             b.pipos.append(Pipo("q_rows, k_tiles", qk_src, (pre + "qk",)))
             b.proc(pre + "softmax", r, softmax(pre + "scores"))
         ap = h * n * (n // spe["attention_planes"])
-        b.proc(pre + "attention_planes", r, _loops(Loop(g * h * n * av_sf), Loop(ap), Loop(ap)))
+        b.proc(pre + "attention_planes", r, _loops(Loop(ap), Loop(ap)))
         b.pipos.append(Pipo("att", pre + "softmax", (pre + "attention_planes",)))
         b.proc(pre + "av", r, (Loop(h * g * g * n * (d // fo["av"].pe) * av_sf),))
         ctx_users = (pre + "av", pre + "diba") if didb else (pre + "av",)

@@ -43,6 +43,8 @@ void gsb_av(const ap_uint<SIMD> a_rows[G][H][N][ceil_div(N, SIMD)],
     ap_uint<count_bits(N)> both[PE], ones[PE];
 #pragma HLS ARRAY_PARTITION variable=both complete
 #pragma HLS ARRAY_PARTITION variable=ones complete
+    // ctx[q][c] is revisited only N*NF*SF iterations after its read-modify-write
+#pragma HLS DEPENDENCE variable=ctx inter false
     unsigned h = 0, pa = 0, pv = 0, q = 0, nf = 0, sf = 0;
     const unsigned long total = (unsigned long)H * G * G * N * NF * SF;
 

@@ -74,11 +74,12 @@ void softmax_hfsc(stream<vec<int64_t, PE>>& scores, const int64_t exp_hi[U], con
     static_assert(N % PE == 0, "softmax_hfsc: PE must divide N");
     static_assert(EPC >= 1 && N % EPC == 0, "softmax_hfsc: EPC must divide N");
     static_assert(U >= 1 && U <= 4096, "softmax_hfsc: 1 <= len(exp_hi) <= 4096");
-#pragma HLS ARRAY_PARTITION variable=a cyclic factor=EPC dim=3
     GSB_CHECK(recip > prob && recip <= 62 && prob <= 30,
               "softmax_hfsc: need prob <= 30, prob < recip <= 62, got prob " << prob << ", recip " << recip);
     int64_t row[N], e[N];
-#pragma HLS ARRAY_PARTITION variable=row cyclic factor=EPC
+    // row is written PE (the scores' lanes) and read EPC elements per cycle: banks for both
+    const unsigned ROW_BANKS __attribute__((unused)) = PE * EPC;   // g++ ignores the pragma
+#pragma HLS ARRAY_PARTITION variable=row cyclic factor=ROW_BANKS
 #pragma HLS ARRAY_PARTITION variable=e cyclic factor=EPC
     for (unsigned h = 0; h < H; ++h) {
         for (unsigned i = 0; i < N; ++i) {

@@ -74,11 +74,12 @@ void softmax(stream<vec<int32_t, PE>>& scores, const int64_t exp_lut[D + 1], con
              unsigned prob, unsigned recip, int64_t a[H][N][N], iter_count iters) {
     static_assert(N % PE == 0, "softmax: PE must divide N");
     static_assert(EPC >= 1 && N % EPC == 0, "softmax: EPC must divide N");
-#pragma HLS ARRAY_PARTITION variable=a cyclic factor=EPC dim=3
     GSB_CHECK(recip > prob && recip <= 62, "softmax: need prob < recip <= 62, got prob " << prob << ", recip " << recip);
     int32_t row[N];
     int64_t e[N];
-#pragma HLS ARRAY_PARTITION variable=row cyclic factor=EPC
+    // row is written PE (the scores' lanes) and read EPC elements per cycle: banks for both
+    const unsigned ROW_BANKS __attribute__((unused)) = PE * EPC;   // g++ ignores the pragma
+#pragma HLS ARRAY_PARTITION variable=row cyclic factor=ROW_BANKS
 #pragma HLS ARRAY_PARTITION variable=e cyclic factor=EPC
     for (unsigned h = 0; h < H; ++h) {
         for (unsigned i = 0; i < N; ++i) {
