@@ -336,6 +336,18 @@ def test_softmax_rejects_odd_score_differences(builds: ModelBuilds, tmp_path: Pa
     assert "softmax: head 1 row 2: score -1 and row max 0 differ by 1" in err
 
 
+def test_softmax_exp_width_bound_is_checked(builds: ModelBuilds, tmp_path: Path) -> None:
+    """e_j is held in 31 bits (gsb/softmax.hpp exp_t) because exp_lut is in [0, 2^prob]: a table
+    entry above 2^prob is a C-simulation error, not a truncated value."""
+    s = shape_of("a")
+    scores = np.zeros((s["H"], s["N"], s["N"]), dtype=np.int32)
+    lut = np.full(s["D"] + 1, 2 ** 16, np.int64)
+    lut[0] = 2 ** 16 + 1                                         # planted: above 2^prob
+    err = run_kernel_error(builds, "a", "softmax", tmp_path, scores=scores, lut=lut,
+                           bias=np.zeros_like(scores), p=np.array([16, 48], dtype=np.int64))
+    assert "softmax: exp value 65537 outside [0, 2^prob], prob 16" in err
+
+
 @pytest.mark.parametrize("cfg", ["a", "b"])
 @pytest.mark.parametrize("stat", ["row", "image"])
 def test_attention_planes_match_golden(builds: ModelBuilds, tmp_path: Path, cfg: str, stat: str) -> None:

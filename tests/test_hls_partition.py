@@ -5,6 +5,8 @@ generated sources instead.
 * Every array a kernel call of a generated top reads or writes lanes-wide (weights [PE][TILES],
   thresholds, the PIPOs, the softmax table, ...) has its pragma in the region that defines or
   uses it, for a project of every method; a pragma cut out of the top is reported by name.
+* didb's attention tail is in Vitis' canonical form: each array between gsb_av and DIBA has one
+  writing and one reading process (diba_fork in front), and lap exists in C-simulation only.
 * The rule table is complete: a scan of the kernel headers finds every array parameter that an
   unrolled lane loop indexes (directly or through a variable computed from the lane), and each
   such parameter of a kernel the generator calls has a rule or a documented gap.
@@ -45,7 +47,8 @@ def test_every_lanes_wide_array_has_its_pragma(tops, method: str) -> None:
     for i in (0, 1):   # FINN's weight partition, thresholds, the PIPOs of both blocks
         for line in (f"variable=b{i}_qkv_weight complete dim=1", f"variable=b{i}_fc2_weight complete dim=1",
                      f"variable=b{i}_fc1_act.lo cyclic factor=FC1_PE dim=1", "variable=v_tiles complete dim=1",
-                     "variable=v_tiles complete dim=3", "variable=ctx cyclic factor=AV_PE dim=2"):
+                     "variable=v_tiles complete dim=3",
+                     f"variable={'ctx_av' if method == 'didb' else 'ctx'} cyclic factor=AV_PE dim=2"):
             assert f"#pragma HLS ARRAY_PARTITION {line}" in top, line
     assert "variable=patch_weight complete dim=1" in top and "variable=head_dist_weight complete dim=1" in top
     # k_tiles [H][PE][TILES]; didb's [2][H][PE][TILES] (the call passes k_tiles[band])
@@ -68,6 +71,27 @@ def test_a_missing_pragma_is_named(tops, cut: str, name: str) -> None:
     planted = top.replace(cut, "// (cut)", 1)   # the first region that has it
     found = partition.missing(planted)
     assert len(found) == 1 and found[0].startswith(f"{name}: no "), found
+
+
+def _block(top: str, i: int) -> str:
+    start = top.index(f"static void block_{i}(")
+    return top[start:partition._close(top, top.index("{", start), "{", "}")]
+
+
+def test_didb_attention_tail_has_one_producer_and_one_consumer_per_array(tops) -> None:
+    block = _block(tops["didb"], 0)
+    users: dict[str, list[str]] = {}
+    for kernel, _, args in partition.calls(block):
+        for a in args:
+            users.setdefault(re.sub(r"\[.*", "", a), []).append(kernel)
+    for array, pair in {"a_rows": ["attention_planes", "diba_fork"], "v_tiles": ["value_planes", "diba_fork"],
+                        "a_av": ["diba_fork", "gsb_av"], "v_av": ["diba_fork", "gsb_av"],
+                        "a_ones": ["diba_fork", "diba_context"], "v_sign": ["diba_fork", "diba_context"],
+                        "ctx_av": ["gsb_av", "diba_context"], "ctx": ["diba_context", "ctx_threshold"]}.items():
+        assert users[array] == pair, (array, users[array])
+    # lap: declared and passed in gsbsim's C-simulation only (GSB_LAP_TRACE drops it otherwise)
+    assert "#ifdef GSB_CSIM\n    GSB_PIPO int32_t lap[N][E];" in block and "GSB_LAP_TRACE(lap)" in block
+    assert "GSB_LAP_TRACE(lap)" in users and "lap" not in users
 
 
 # ---------------------------------------------------------------------------- the rules against the headers

@@ -63,6 +63,8 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "softmax_hfsc": (Rule(4, 3, Y, 4), Rule(7, 3, Y, 4)),
     # gsb/gsb_av.hpp: plane 0 and plane pv of every PE lane, ctx PE channels per cycle
     "gsb_av": (Rule(1, 1, C), Rule(1, 3, C), Rule(3, 2, Y, 5)),
+    # gsb/diba.hpp diba_fork: the sign plane PE words per cycle, into two copies
+    "diba_fork": (Rule(1, 3, C), Rule(3, 3, C), Rule(5, 2, C)),
     # gsb/binarize.hpp activate_bits: TwoSidedThresholdPolicy lo/hi at row nf*PE + pe
     "activate_bits": (Rule(2, 1, Y, 1, ("lo", "hi")),),
     # gsb/act_unit.hpp: per-channel members at channel fold*PE + pe (per-token ones: one element)
@@ -81,7 +83,7 @@ GAPS: dict[tuple[str, str], str] = {
     ("softmax_hfsc", "exp_hi"): "three tables read with data-dependent indices EPC times per cycle: EPC copies "
                                 "needed above EPC 2 (dual-port ROM), not emitted",
     ("im2col", "image"): "SIMD pixels of a patch row per cycle from the image PIPO: not a fixed stride, not partitioned",
-    ("diba_context", "v_tiles"): "nine sign-plane neighbours per cycle (laplacian8): not partitioned",
+    ("diba_context", "s_tiles"): "nine sign-plane neighbours per cycle (laplacian8): not partitioned",
 }
 
 _CALL = re.compile(r"gsb::(\w+)<")

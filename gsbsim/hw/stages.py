@@ -89,7 +89,9 @@ def stage_iterations(header: Mapping[str, Any], folding: Mapping[str, Any]) -> d
             s["qkv_split"] = n * (3 * e // qkv.pe)
             s["haar"] = n * 2 * e
             s["hfsc"] = h * n * (n // qk.pe)
-            s["diba"] = h * n * (av_sf + d)
+            # gsb/diba.hpp: the fork (k_i per row, the sign plane PE words per cycle), then DIBA
+            s["diba_fork"] = h * n * av_sf + h * (d // av.pe) * av_sf
+            s["diba"] = h * n * d
         else:
             s["qkv_split"] = n * (3 * e // qkv.pe)
         if act:
