@@ -184,17 +184,17 @@ def test_bound_at_most_ii_and_sized_fifos_reach_it(method: str) -> None:
 
 
 def test_digits_shape_at_pe4_simd32() -> None:
-    """The figures of docs/hls.md §5: bound 1,728 (fc1), II 6,360 at the emitted depths (3.68x),
-    1,728 with FIFOs sized by simulation; latency 26,145 and 21,073 cycles."""
+    """The figures of docs/hls.md §5: bound 1,728 (fc1), II 6,072 at the emitted depths (3.51x),
+    1,728 with FIFOs sized by simulation; latency 24,993 and 19,921 cycles."""
     h = digits_shape().header
     net = build_network(h, global_folding(h, 4, 32))
     r = simulate(net, 8)
     assert r.bound == {"ii": 1728, "process": "blocks.0.fc1"}
     assert cycle_report(h, global_folding(h, 4, 32)).ii == 1728     # gsbsim's analytic cycle model agrees
-    assert (r.ii, r.latency) == (6360, 26145) and set(r.intervals) == {6360}
+    assert (r.ii, r.latency) == (6072, 24993) and set(r.intervals) == {6072}
     depths, _ = size_fifos(net, 8)
     sized = simulate(net, 8, depths=depths)
-    assert (sized.ii, sized.latency) == (1728, 21073)
+    assert (sized.ii, sized.latency) == (1728, 19921)
     # what throttles the emitted design: the attention skip holds one image (N*E) ...
     d = {f"blocks.{i}.x_skip1": 2 * 6 * 96 for i in range(4)}
     assert simulate(net, 8, depths=d).ii < r.ii
@@ -258,8 +258,8 @@ def test_cycles_cli_report(digits_file: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "analytic bound             1,728 cycles per image (largest process: blocks.0.fc1)" in out
-    assert "simulated II               6,360 cycles per image = 31,447 frames/s at 200 MHz (3.68 x the bound)" in out
-    assert "latency                   26,145 cycles = 130.7 us (image 0, empty pipeline)" in out
+    assert "simulated II               6,072 cycles per image = 32,938 frames/s at 200 MHz (3.51 x the bound)" in out
+    assert "latency                   24,993 cycles = 125.0 us (image 0, empty pipeline)" in out
     assert re.search(r"simulated II +1,728 cycles per image = 115,741 frames/s at 200 MHz \(1\.00 x the bound\)",
                      out)
     assert "most stalled" in out
@@ -270,7 +270,7 @@ def test_cycles_cli_report(digits_file: Path, capsys) -> None:
 def test_cycles_cli_json_and_deadlock(digits_file: Path, capsys) -> None:
     assert main(["cycles", "--model", str(digits_file), "--pe", "4", "--simd", "32", "--json"]) == 0
     js = json.loads(capsys.readouterr().out)
-    assert js["emitted"]["ii"] == 6360 and js["emitted"]["analytic_bound"]["ii"] == 1728
+    assert js["emitted"]["ii"] == 6072 and js["emitted"]["analytic_bound"]["ii"] == 1728
     assert js["network"]["fifos"]["blocks.0.x_skip1"] == 576
     rc = main(["cycles", "--model", str(digits_file), "--fifo-depth-cap", "1"])
     out = capsys.readouterr().out

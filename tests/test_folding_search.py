@@ -37,11 +37,11 @@ def test_meets_the_target_and_no_layer_is_wider_than_it_must_be():
 
 
 def test_a_stage_setting_the_ii_is_folded_and_a_driven_stage_raises_its_layer():
-    # II <= 1400: value_planes (1440 at PE 1) must fold
-    r = search(DIGITS, 200e6 / 1400, 200.0)
-    assert r.folding["blocks.0.value_planes"].pe > 1 and r.cycles.ii <= 1400
+    # II <= 1100: value_planes (1152 at PE 1) must fold
+    r = search(DIGITS, 200e6 / 1100, 200.0)
+    assert r.folding["blocks.0.value_planes"].pe > 1 and r.cycles.ii <= 1100
     # qkv_split walks qkv's PE-lane words: the search raised qkv's PE for it
-    assert r.cycles.stages["blocks.0.qkv_split"] <= 1400 and r.folding["blocks.0.qkv"].pe > 1
+    assert r.cycles.stages["blocks.0.qkv_split"] <= 1100 and r.folding["blocks.0.qkv"].pe > 1
     assert driver("blocks.3.ln1") == ("blocks.3.qkv", "simd") and driver("blocks.0.ln2") == ("blocks.0.fc1", "simd")
     assert driver("blocks.1.softmax") == ("blocks.1.qk", "pe") and driver("im2col") == ("patch", "simd")
     assert driver("blocks.0.fork1") is None and driver("final_norm") is None
@@ -66,10 +66,10 @@ def digits_file(tmp_path_factory):
 
 def test_fold_command_writes_a_folding_hls_and_run_accept(digits_file, tmp_path, capsys):
     out = tmp_path / "fold.json"
-    assert main(["fold", "--model", str(digits_file), "--target-fps", "140000", "--out", str(out)]) == 0
+    assert main(["fold", "--model", str(digits_file), "--target-fps", "180000", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     spec = json.loads(out.read_text())
-    r = search(DIGITS, 140000, 200.0)
+    r = search(DIGITS, 180000, 200.0)
     assert spec == to_json(DIGITS, r.folding) and spec["blocks.0.value_planes"]["pe"] > 1
     assert f"II {r.cycles.ii} cycles ({r.cycles.bottleneck})" in text and "a lower bound" in text
     assert main(["run", "--model", str(digits_file), "--folding", str(out), "--json"]) == 0
@@ -103,10 +103,10 @@ def test_fold_command_missing_model_is_one_line(tmp_path, capsys):
 def test_hls_takes_the_found_folding(digits_file, tmp_path, capsys):
     from gsbsim.hlsgen.project import load_project
     fold, out = tmp_path / "fold.json", tmp_path / "hls"
-    assert main(["fold", "--model", str(digits_file), "--target-fps", "140000", "--out", str(fold)]) == 0
+    assert main(["fold", "--model", str(digits_file), "--target-fps", "180000", "--out", str(fold)]) == 0
     assert main(["hls", "--model", str(digits_file), "--folding", str(fold), "--out", str(out)]) == 0
     capsys.readouterr()
-    r = search(DIGITS, 140000, 200.0)
+    r = search(DIGITS, 180000, 200.0)
     assert load_project(out).folding == r.folding
     config = (out / "src" / "config.h").read_text()
     pe = r.folding["blocks.0.value_planes"].pe

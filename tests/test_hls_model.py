@@ -287,8 +287,7 @@ def test_value_planes_match_golden(builds: ModelBuilds, tmp_path: Path, cfg: str
     assert outs["planes"].shape == (s["G"], s["H"], s["N"], s["D"])
     assert np.array_equal(outs["planes"], want)
     # VP_EPC channels per cycle (cfg a: 5 of d = 10): the stage model's count (gsbsim/hw/stages.py)
-    tiles = (s["D"] // s["AV_PE"]) * -(-s["N"] // s["AV_SIMD"])
-    assert iters == s["G"] * s["H"] * s["AV_PE"] * tiles + 2 * s["H"] * s["N"] * s["D"] // s["VP_EPC"]
+    assert iters == 2 * s["H"] * s["N"] * s["D"] // s["VP_EPC"]   # statistics, planes (no clearing pass)
     assert want[0][:, 3:5, 3].all() and not want[1][0, :, 1].any()   # sign(0) = +1; strict mask tie
 
 
@@ -337,6 +336,18 @@ def test_softmax_rejects_odd_score_differences(builds: ModelBuilds, tmp_path: Pa
     assert "softmax: head 1 row 2: score -1 and row max 0 differ by 1" in err
 
 
+def test_softmax_exp_width_bound_is_checked(builds: ModelBuilds, tmp_path: Path) -> None:
+    """e_j is held in 31 bits (gsb/softmax.hpp exp_t) because exp_lut is in [0, 2^prob]: a table
+    entry above 2^prob is a C-simulation error, not a truncated value."""
+    s = shape_of("a")
+    scores = np.zeros((s["H"], s["N"], s["N"]), dtype=np.int32)
+    lut = np.full(s["D"] + 1, 2 ** 16, np.int64)
+    lut[0] = 2 ** 16 + 1                                         # planted: above 2^prob
+    err = run_kernel_error(builds, "a", "softmax", tmp_path, scores=scores, lut=lut,
+                           bias=np.zeros_like(scores), p=np.array([16, 48], dtype=np.int64))
+    assert "softmax: exp value 65537 outside [0, 2^prob], prob 16" in err
+
+
 @pytest.mark.parametrize("cfg", ["a", "b"])
 @pytest.mark.parametrize("stat", ["row", "image"])
 def test_attention_planes_match_golden(builds: ModelBuilds, tmp_path: Path, cfg: str, stat: str) -> None:
@@ -356,7 +367,7 @@ def test_attention_planes_match_golden(builds: ModelBuilds, tmp_path: Path, cfg:
                              p=np.array([thr1, stat == "image"], dtype=np.int64))
     assert np.array_equal(outs["planes"], want)
     # AP_EPC keys per cycle (cfg a: 6 of N = 18, b: all 11): the stage model's count
-    assert iters == s["G"] * h * n * -(-n // s["AV_SIMD"]) + 2 * h * n * n // s["AP_EPC"]
+    assert iters == 2 * h * n * n // s["AP_EPC"]   # statistic, planes (no clearing pass)
     assert want[0][1, :, 2].all() and not want[1][1, :, 1].any()    # ties: b1 set, mask strict
 
 

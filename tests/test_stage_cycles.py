@@ -22,13 +22,13 @@ def test_ii_covers_every_process_and_names_it():
     c = folding.cycle_report(DIGITS, folding.global_folding(DIGITS, 4, 32))
     assert (c.layer_ii, c.layer_bottleneck) == (1728, "blocks.0.fc1")
     assert (c.ii, c.bottleneck) == (1728, "blocks.0.fc1")
-    assert c.stages["blocks.0.value_planes"] == 3 * 3 * 4 * 8 + 2 * 3 * 6 * 32 == 1440
+    assert c.stages["blocks.0.value_planes"] == 2 * 3 * 6 * 32 == 1152   # statistics, planes
     assert c.stages["blocks.0.ln1"] == 6 * (96 + 32 + 96 // 32) == 786
     assert c.latency == sum(c.per_layer.values()) + sum(c.stages.values())
     # the MVAUs folded further: value_planes (one element per cycle) sets the II
     c = folding.cycle_report(DIGITS, folding.global_folding(DIGITS, 16, 96))
-    assert (c.ii, c.bottleneck) == (1440, "blocks.0.value_planes") and c.layer_ii < 1440
-    assert c.fps == pytest.approx(200e6 / 1440)
+    assert (c.ii, c.bottleneck) == (1152, "blocks.0.value_planes") and c.layer_ii < 1152
+    assert c.fps == pytest.approx(200e6 / 1152)
 
 
 def test_stage_pe_divides_the_stage_count():
@@ -37,8 +37,8 @@ def test_stage_pe_divides_the_stage_count():
     f = folding.folding_from_dict(DIGITS, spec)
     assert f["blocks.2.value_planes"] == Fold(4, 1) and f["blocks.1.attention_planes"] == Fold(1, 1)
     c = folding.cycle_report(DIGITS, f)
-    assert c.stages["blocks.0.value_planes"] == 3 * 3 * 1 * (32 * 6) + 2 * 3 * 6 * 32 // 4  # av PE 1 SIMD 1: TILES 32 * 6
-    assert c.stages["blocks.0.attention_planes"] == 3 * 3 * 6 * 6 + 2 * 3 * 6 * 6 // 3
+    assert c.stages["blocks.0.value_planes"] == 2 * 3 * 6 * 32 // 4
+    assert c.stages["blocks.0.attention_planes"] == 2 * 3 * 6 * 6 // 3
     assert c.stage_pe["blocks.0.attention_planes"] == 3 and c.stage_pe["blocks.1.attention_planes"] == 1
     assert c.to_dict()["folding"]["blocks.3.value_planes"] == {"pe": 4}
     # softmax: per row N/PE_qk reads, N/PE exp, 1 reciprocal, N/PE scaling
@@ -83,7 +83,7 @@ def test_json_and_text_reports_name_the_process_and_the_bound(digits_file, capsy
                                 "blocks.*.av": {"pe": 8, "simd": 6}}))
     assert main(["run", "--model", str(digits_file), "--folding", str(fold), "--json"]) == 0
     d = json.loads(capsys.readouterr().out)["cycles"]
-    assert (d["ii"], d["bottleneck"]) == (1440, "blocks.0.value_planes")
+    assert (d["ii"], d["bottleneck"]) == (1152, "blocks.0.value_planes")
     assert d["layer_ii"] < d["ii"] and d["per_stage"]["blocks.0.ln2"] == 6 * (96 + 32 + 1)
     assert "lower bound" in d["bound"] and "back-pressure" in d["bound"]
     assert d["latency"] == sum(d["per_layer"].values()) + sum(d["per_stage"].values())

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from gsbsim.format.methods import method_of
 from gsbsim.hlsgen.dataflow import fifo_decl, process
+from gsbsim.hlsgen.partition import with_partitions
 from gsbsim.hw.fifo_plan import FifoDepths
 
 __all__ = ["block_cpp"]
@@ -77,7 +78,16 @@ _BUFFERS = """\
     GSB_PIPO int64_t ctx[N][E];
 """
 _BUFFERS_DIDB = """\
-    GSB_PIPO int32_t lap[N][E];
+    // DIBA's fork (gsb/diba.hpp): gsb_av's copies of the planes, k_i and the sign plane for DIBA,
+    // so that every PIPO has one producer and one consumer
+    GSB_PIPO ap_uint<AV_SIMD> a_av[G][H][N][av_shape::SF];
+    GSB_PIPO ap_uint<AV_SIMD> v_av[G][H][AV_PE][av_shape::TILES];
+    GSB_PIPO ap_uint<gsb::count_bits(N)> a_ones[H][N];
+    GSB_PIPO ap_uint<AV_SIMD> v_sign[H][AV_PE][av_shape::TILES];
+    GSB_PIPO int64_t ctx_av[N][E];  // scale*D from gsb_av; DIBA writes ctx
+#ifdef GSB_CSIM
+    GSB_PIPO int32_t lap[N][E];  // traced only: no consumer in hardware (GSB_LAP_TRACE)
+#endif
 """
 _POLICIES = """\
     const gsb::RawPolicy<3 * E, QKV_PE> qkv_raw = {{}};
@@ -145,14 +155,20 @@ _HFSC_SOFTMAX = (
     process("blocks.{i}.hfsc", "gsb::hfsc_combine<H, N, QK_PE>(scores_low, scores_high, b{i}_score_w, hfsc, GSB_IT)") +
     process("blocks.{i}.softmax", "gsb::softmax_hfsc<H, N, QK_PE, B{i}_EXP_HI_LEN, SM_EPC>(hfsc, b{i}_exp_hi, b{i}_exp_mid, "
             "b{i}_exp_lo, b{i}_att_bias, SHIFT_PROB, SHIFT_RECIP, att, GSB_IT)"))
-_PLANES_AV = (
-    process("blocks.{i}.attention_planes", "gsb::attention_planes<H, N, G, AV_SIMD, MASK_IMAGE, AP_EPC>(att, "
-            "b{i}_a_thr1, PLANE_RATIO, a_rows, GSB_IT)", after=("blocks.{i}.softmax",)) +
-    process("blocks.{i}.av", "gsb::gsb_av<H, N, D, G, AV_SIMD, AV_PE>(a_rows, v_tiles, b{i}_ctx_scale, ctx, GSB_IT)",
-            layer=True, after=("blocks.{i}.attention_planes", "blocks.{i}.value_planes")))
-# ctx holds ctx.scale * D after av; DIBA adds the differential and Laplacian terms
-_DIBA = process("blocks.{i}.diba", "gsb::diba_context<H, N, D, GRID, AV_SIMD, AV_PE>(a_rows, v_tiles, "
-                "b{i}_ctx_scale[0][0], b{i}_ctx_vscale, b{i}_ctx_local, ctx, lap, GSB_IT)", after=("blocks.{i}.av",))
+_ATTENTION_PLANES = process("blocks.{i}.attention_planes", "gsb::attention_planes<H, N, G, AV_SIMD, MASK_IMAGE, "
+                            "AP_EPC>(att, b{i}_a_thr1, PLANE_RATIO, a_rows, GSB_IT)", after=("blocks.{i}.softmax",))
+_AV = process("blocks.{i}.av", "gsb::gsb_av<H, N, D, G, AV_SIMD, AV_PE>(a_rows, v_tiles, b{i}_ctx_scale, ctx, GSB_IT)",
+              layer=True, after=("blocks.{i}.attention_planes", "blocks.{i}.value_planes"))
+# didb: the fork gives gsb_av its copies of the planes and DIBA k_i and the sign plane; ctx_av holds
+# ctx.scale * D after av, DIBA adds the differential and Laplacian terms into ctx
+_AV_DIBA = (
+    process("blocks.{i}.diba_fork", "gsb::diba_fork<H, N, D, AV_SIMD, AV_PE>(a_rows, v_tiles, a_av, v_av, a_ones, "
+            "v_sign, GSB_IT)", after=("blocks.{i}.attention_planes", "blocks.{i}.value_planes")) +
+    process("blocks.{i}.av", "gsb::gsb_av<H, N, D, G, AV_SIMD, AV_PE>(a_av, v_av, b{i}_ctx_scale, ctx_av, GSB_IT)",
+            layer=True, after=("blocks.{i}.diba_fork",)) +
+    process("blocks.{i}.diba", "gsb::diba_context<H, N, D, GRID, AV_SIMD, AV_PE>(a_ones, v_sign, "
+            "b{i}_ctx_scale[0][0], b{i}_ctx_vscale, b{i}_ctx_local, ctx_av, ctx, GSB_LAP_TRACE(lap), GSB_IT)",
+            after=("blocks.{i}.av",)))   # (and diba_fork, which av waits for already)
 
 
 def _proj(didb: bool) -> str:
@@ -236,9 +252,7 @@ def block_cpp(i: int, method: str, fifos: FifoDepths) -> str:
     else:
         parts.append(_QKV_SPLIT.replace("{qkv_src}", "qkv_z" if act else "qkv_acc")
                      .replace("{value_shift}", "0" if act else "SHIFT_VALUE"))
-    parts += [_VALUE_PLANES, _HFSC_SOFTMAX if didb else _SCORES_SOFTMAX, _PLANES_AV]
-    if didb:
-        parts.append(_DIBA)
+    parts += [_VALUE_PLANES, _HFSC_SOFTMAX if didb else _SCORES_SOFTMAX, _ATTENTION_PLANES, _AV_DIBA if didb else _AV]
     parts.append(_proj(didb))
     if act:
         parts.append(_act("proj", "PROJ_PE"))
@@ -252,4 +266,4 @@ def block_cpp(i: int, method: str, fifos: FifoDepths) -> str:
         parts.append(_act("fc2", "FC2_PE"))
     parts += [_residual("fc2", "FC2_PE", "x_skip2", "x_out", "fc2_residual", act), "    GSB_JOIN(df)\n",
               _traces(act, didb), "}}\n"]
-    return "".join(parts).format(i=i)
+    return with_partitions("".join(parts).format(i=i))   # ARRAY_PARTITION pragmas (gsbsim/hlsgen/partition.py)

@@ -38,6 +38,7 @@ from gsbsim.hw.folding import Fold, FoldingError, cycle_report
 from gsbsim.hw.process_network import build_network
 from gsbsim.hw.stages import stage_dims
 from gsbsim.hlsgen.blocks import block_cpp
+from gsbsim.hlsgen.partition import pragmas
 from gsbsim.hlsgen.dataflow import fifo_decl, process
 from gsbsim.hlsgen.toolchain import HlsEnvError, find_ap_types, library_include_dir
 from gsbsim.hlsgen.templating import render
@@ -454,8 +455,8 @@ def _top_cpp(model: IntModel, sha: str, fifos: FifoDepths) -> str:
                   process("argmax", "gsb::argmax<C, HEAD_PE, int64_t>(to_argmax, pred, 1, GSB_IT)"))
     blocks = "".join(block_cpp(i, model.header["method"], fifos) for i in range(depth))
     return render("top.cpp", model=os.path.basename(model.path), sha=sha[:16], includes=includes,
-                  embed_streams=embed_streams, embed_procs=embed_procs, blocks=blocks, streams=streams, procs=procs,
-                  head_streams=head_streams, head_procs=head_procs)
+                  embed_streams=embed_streams + pragmas(embed_procs), embed_procs=embed_procs, blocks=blocks,
+                  streams=streams, procs=procs, head_streams=head_streams + pragmas(head_procs), head_procs=head_procs)
 
 
 # ============================================================================ tb.cpp

@@ -66,7 +66,13 @@ def buffers(header: Mapping[str, Any], folding: Mapping[str, Any]) -> list[Buffe
                 Buffer(b + "a_rows", "pipo", g * h * n * _cdiv(n, av.simd), av.simd),
                 Buffer(b + "ctx", "pipo", n * e, 64)]
         if didb:
-            out += [Buffer(b + "zqk", "pipo", n * 2 * e, 32), Buffer(b + "lap", "pipo", n * e, 32)]
+            # diba_fork's outputs (gsb/diba.hpp); lap is traced in C-simulation only, no buffer
+            out += [Buffer(b + "zqk", "pipo", n * 2 * e, 32),
+                    Buffer(b + "a_av", "pipo", h * n * _cdiv(n, av.simd), av.simd),
+                    Buffer(b + "v_av", "pipo", h * d * _cdiv(n, av.simd), av.simd),
+                    Buffer(b + "a_ones", "pipo", h * n, max(1, n.bit_length())),
+                    Buffer(b + "v_sign", "pipo", h * d * _cdiv(n, av.simd), av.simd),
+                    Buffer(b + "ctx_av", "pipo", n * e, 64)]
         out += [Buffer(b + "ln1.token", "stage", e, 32), Buffer(b + "ln2.token", "stage", e, 32),
                 Buffer(b + "softmax.row", "stage", n, 64 if didb else 32, pe["softmax"]),
                 Buffer(b + "softmax.exp", "stage", n, 64, pe["softmax"]),

@@ -231,8 +231,6 @@ def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Net
         spe = {k: (folding[pre + k].pe if pre + k in folding else 1) for k in FOLDABLE}   # stage PEs
         x_out = pre + "resid2"
         qk_sf, av_sf = _cdiv(d, fo["qk"].simd), _cdiv(n, fo["av"].simd)
-        qk_tiles = (n // fo["qk"].pe) * qk_sf
-        av_tiles = (d // fo["av"].pe) * av_sf
 
         def acc_or_z(lin: str) -> str:
             return pre + (f"{lin}.z" if act else f"{lin}.acc")
@@ -249,15 +247,14 @@ def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Net
         split_read = Loop(n * (3 * e // fo["qkv"].pe), (_r(acc_or_z("qkv")),))
         if didb:
             b.proc(pre + "qkv_split", r, (split_read,))                    # gsb/haar.hpp qkv_z_split
-            b.proc(pre + "haar", r, _loops(Loop(2 * h * n * qk_sf), Loop(2 * h * fo["qk"].pe * qk_tiles),
-                                           Loop(n * 2 * e)))
+            b.proc(pre + "haar", r, _loops(Loop(n * 2 * e)))
             b.pipos.append(Pipo("zqk", pre + "qkv_split", (pre + "haar",)))
             qk_src = pre + "haar"
         else:
-            b.proc(pre + "qkv_split", r, _loops(Loop(h * n * qk_sf), Loop(h * fo["qk"].pe * qk_tiles), split_read))
+            b.proc(pre + "qkv_split", r, (split_read,))
             qk_src = pre + "qkv_split"
         vp = h * n * (d // spe["value_planes"])
-        b.proc(pre + "value_planes", r, _loops(Loop(g * h * fo["av"].pe * av_tiles), Loop(vp), Loop(vp)))
+        b.proc(pre + "value_planes", r, _loops(Loop(vp), Loop(vp)))
         b.pipos.append(Pipo("vq", pre + "qkv_split", (pre + "value_planes",)))
 
         def qk(dst: str) -> tuple[Item, ...]:
@@ -283,17 +280,23 @@ def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Net
             b.pipos.append(Pipo("q_rows, k_tiles", qk_src, (pre + "qk",)))
             b.proc(pre + "softmax", r, softmax(pre + "scores"))
         ap = h * n * (n // spe["attention_planes"])
-        b.proc(pre + "attention_planes", r, _loops(Loop(g * h * n * av_sf), Loop(ap), Loop(ap)))
+        b.proc(pre + "attention_planes", r, _loops(Loop(ap), Loop(ap)))
         b.pipos.append(Pipo("att", pre + "softmax", (pre + "attention_planes",)))
-        b.proc(pre + "av", r, (Loop(h * g * g * n * (d // fo["av"].pe) * av_sf),))
-        ctx_users = (pre + "av", pre + "diba") if didb else (pre + "av",)
-        b.pipos.append(Pipo("a_rows", pre + "attention_planes", ctx_users))
-        b.pipos.append(Pipo("v_tiles", pre + "value_planes", ctx_users))
-        if didb:   # ctx: written by av, completed in place by diba (and lap), then thresholded
-            b.proc(pre + "diba", r, (Rep(h * n, (Loop(av_sf), Loop(d))),))
-            b.pipos.append(Pipo("ctx", pre + "av", (pre + "diba",)))
-            b.pipos.append(Pipo("ctx (diba)", pre + "diba", (pre + "ctx_threshold",)))
+        av_loop = (Loop(h * g * g * n * (d // fo["av"].pe) * av_sf),)
+        if didb:   # gsb/diba.hpp: the fork feeds av and diba; av writes ctx_av, diba ctx (lap: C-sim only)
+            b.proc(pre + "diba_fork", r, _loops(Loop(h * n * av_sf), Loop(h * (d // fo["av"].pe) * av_sf)))
+            b.pipos.append(Pipo("a_rows", pre + "attention_planes", (pre + "diba_fork",)))
+            b.pipos.append(Pipo("v_tiles", pre + "value_planes", (pre + "diba_fork",)))
+            b.proc(pre + "av", r, av_loop)
+            b.pipos.append(Pipo("a_av, v_av", pre + "diba_fork", (pre + "av",)))
+            b.proc(pre + "diba", r, (Loop(h * n * d),))
+            b.pipos.append(Pipo("a_ones, v_sign", pre + "diba_fork", (pre + "diba",)))
+            b.pipos.append(Pipo("ctx_av", pre + "av", (pre + "diba",)))
+            b.pipos.append(Pipo("ctx", pre + "diba", (pre + "ctx_threshold",)))
         else:
+            b.proc(pre + "av", r, av_loop)
+            b.pipos.append(Pipo("a_rows", pre + "attention_planes", (pre + "av",)))
+            b.pipos.append(Pipo("v_tiles", pre + "value_planes", (pre + "av",)))
             b.pipos.append(Pipo("ctx", pre + "av", (pre + "ctx_threshold",)))
         b.proc(pre + "ctx_threshold", r, (Rep(n, (Loop(e, (_w(pre + "proj.bits", _packed(e, fo["proj"].simd)),)),)),))
         b.proc(pre + "proj", r, mvau(pre + "proj.bits", pre + "proj.acc", e, e, fo["proj"], n))

@@ -56,18 +56,13 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _tiles(mw: int, mh: int, simd: int, pe: int) -> int:
-    """mvau_shape<MW, MH, SIMD, PE>::TILES."""
-    return (mh // pe) * _cdiv(mw, simd)
-
-
 def stage_iterations(header: Mapping[str, Any], folding: Mapping[str, Any]) -> dict[str, int]:
     """Per image: iterations of every non-layer process, under its process name.
 
     ``folding`` maps layer names (and foldable stages) to objects with ``pe``/``simd``
     (gsbsim.hw.folding.Fold); a foldable stage it does not name has PE 1."""
     e, n, h, d = (int(header[k]) for k in ("embed_dim", "num_tokens", "num_heads", "head_dim"))
-    hd, g, c = int(header["mlp_hidden"]), int(header["groups"]), int(header["num_classes"])
+    hd, c = int(header["mlp_hidden"]), int(header["num_classes"])
     cin, img, p = int(header["in_chans"]), int(header["img_size"]), int(header["patch_size"])
     f = method_of(header["method"])
     act, didb = f.act_unit, f.attention == "hfsc_diba"
@@ -81,23 +76,24 @@ def stage_iterations(header: Mapping[str, Any], folding: Mapping[str, Any]) -> d
         b = f"blocks.{i}."
         qkv, qk, av, fc1 = (folding[b + k] for k in ("qkv", "qk", "av", "fc1"))
         stage_pe = {k: (folding[b + k].pe if b + k in folding else 1) for k in FOLDABLE}
-        qk_sf, qk_tiles = _cdiv(d, qk.simd), _tiles(d, n, qk.simd, qk.pe)
-        av_tiles, av_sf = _tiles(n, d, av.simd, av.pe), _cdiv(n, av.simd)
+        av_sf = _cdiv(n, av.simd)
         sm = stage_pe["softmax"]
         row = n // qk.pe + n // sm + 1 + n // sm          # row max, exp, reciprocal, probabilities
         s = {"fork1": n * e, "ln1": ln(qkv.simd), "fork2": n * e, "ln2": ln(fc1.simd), "proj_residual": n * e,
              "fc2_residual": n * e, "ctx_threshold": n * e, "fc1_act": n * (hd // fc1.pe),
-             # clear the planes, then statistics and planes, value_planes' PE channels at a time
-             "value_planes": g * h * av.pe * av_tiles + 2 * h * n * (d // stage_pe["value_planes"]),
+             # statistics, then planes (words assembled in registers: no clearing pass), PE channels at a time
+             "value_planes": 2 * h * n * (d // stage_pe["value_planes"]),
              "softmax": h * n * row,
-             "attention_planes": g * h * n * av_sf + 2 * h * n * (n // stage_pe["attention_planes"])}
+             "attention_planes": 2 * h * n * (n // stage_pe["attention_planes"])}
         if didb:
             s["qkv_split"] = n * (3 * e // qkv.pe)
-            s["haar"] = 2 * h * n * qk_sf + 2 * h * qk.pe * qk_tiles + n * 2 * e
+            s["haar"] = n * 2 * e
             s["hfsc"] = h * n * (n // qk.pe)
-            s["diba"] = h * n * (av_sf + d)
+            # gsb/diba.hpp: the fork (k_i per row, the sign plane PE words per cycle), then DIBA
+            s["diba_fork"] = h * n * av_sf + h * (d // av.pe) * av_sf
+            s["diba"] = h * n * d
         else:
-            s["qkv_split"] = h * n * qk_sf + h * qk.pe * qk_tiles + n * (3 * e // qkv.pe)
+            s["qkv_split"] = n * (3 * e // qkv.pe)
         if act:
             for lin, rows in (("qkv", 3 * e), ("proj", e), ("fc1", hd), ("fc2", e)):
                 s[f"{lin}.act"] = n * (rows // folding[b + lin].pe)

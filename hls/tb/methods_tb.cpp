@@ -20,7 +20,8 @@
  *   hfsc    low, high [H][N][N] int32, w[2][H], exp_hi[U], exp_mid, exp_lo [256], bias[H][N][N] int32,
  *           p = (prob, recip)                               -> s[H][N][N], a[H][N][N]
  *   diba    ap[H][N][N], vp[H][N][D] uint8, local[H], p = (scale, vscale)  -> ctx[N][E], lap[N][E]
- *           (ctx: gsb_av with G = 1, then diba_context)
+ *           (ctx: diba_fork, gsb_av with G = 1 on its copies, then diba_context; ITERS counts
+ *           diba_fork and diba_context)
  */
 #include <cstdint>
 #include <string>
@@ -157,9 +158,11 @@ void k_hfsc() {
 }
 
 // ---------------------------------------------------------------------------- §13.3
-static ap_uint<AV_SIMD> a_rows[1][H][N][av_shape::SF];
-static ap_uint<AV_SIMD> v_tiles[1][H][AV_PE][av_shape::TILES];
-static int64_t ctx[N][E];
+static ap_uint<AV_SIMD> a_rows[1][H][N][av_shape::SF], a_av[1][H][N][av_shape::SF];
+static ap_uint<AV_SIMD> v_tiles[1][H][AV_PE][av_shape::TILES], v_av[1][H][AV_PE][av_shape::TILES];
+static ap_uint<AV_SIMD> s_tiles[H][AV_PE][av_shape::TILES];
+static ap_uint<count_bits(N)> ones[H][N];
+static int64_t ctx_av[N][E], ctx[N][E];
 static int32_t lap[N][E];
 
 void k_diba() {
@@ -175,8 +178,10 @@ void k_diba() {
     }
     const int64_t scale[1][1] = {{p[0]}};
     unsigned long av_iters = 0;
-    gsb_av<H, N, D, 1, AV_SIMD, AV_PE>(a_rows, v_tiles, scale, ctx, av_iters);
-    diba_context<H, N, D, GRID, AV_SIMD, AV_PE>(a_rows, v_tiles, p[0], p[1], local.data(), ctx, lap, iters_);
+    diba_fork<H, N, D, AV_SIMD, AV_PE>(a_rows, v_tiles, a_av, v_av, ones, s_tiles, iters_);
+    gsb_av<H, N, D, 1, AV_SIMD, AV_PE>(a_av, v_av, scale, ctx_av, av_iters);
+    diba_context<H, N, D, GRID, AV_SIMD, AV_PE>(ones, s_tiles, p[0], p[1], local.data(), ctx_av, ctx,
+                                                GSB_LAP_TRACE(lap), iters_);
     out("ctx", trace::flat(&ctx[0][0], N * E), {N, E});
     out("lap", trace::flat(&lap[0][0], N * E), {N, E});
 }

@@ -62,6 +62,8 @@ static void embed_stage(gsb::stream<int8_t>& image, gsb::stream<int32_t>& x) {
 // one MVAU, two weight matrices: head on token 0, head_dist on token 1 (one process)
 static void head_mvau(gsb::stream<ap_uint<8 * HEAD_SIMD>>& q, gsb::stream<gsb::vec<int32_t, HEAD_PE>>& acc,
                       gsb::iter_count iters) {
+#pragma HLS ARRAY_PARTITION variable=head_weight complete dim=1  // mvau: weights[PE][TILES]
+#pragma HLS ARRAY_PARTITION variable=head_dist_weight complete dim=1  // mvau
     const gsb::RawPolicy<C, HEAD_PE> raw = {};
     gsb::mvau<E, C, HEAD_SIMD, HEAD_PE, gsb::Int8Mode>(q, acc, head_weight, raw, 1, iters);
     gsb::mvau<E, C, HEAD_SIMD, HEAD_PE, gsb::Int8Mode>(q, acc, head_dist_weight, raw, 1, iters);

@@ -16,6 +16,12 @@
  * `blocks.{i}.av` of the cycle model.  Each finished dot product is scaled and added into
  * the ctx buffer (written, not added, by the first pair).
  *
+ * Widths from the spec's bounds (C-simulation computes with the same types, so a bit-exact
+ * C-sim plus the bound proves each width): D in [-N, N] (docs/integer_model.md §10, A.V plane
+ * product): ap_int<count_bits(N)+1>; |ctx.scale| <= 2^44 (§1 value ranges, checked here too):
+ * ap_int<45>; their product exactly in ap_int<46+count_bits(N)> (a 45 x (count_bits(N)+1)
+ * multiplier instead of 64 x 64); ctx, a sum of G^2 <= 64 such terms, stays int64.
+ *
  * ctx_threshold then binarizes the context for proj: bit c = ctx[i][c] >= thr[c], packed
  * into the proj MVAU's SIMD-bit input words (N*E elementwise iterations).
  */
@@ -40,9 +46,19 @@ void gsb_av(const ap_uint<SIMD> a_rows[G][H][N][ceil_div(N, SIMD)],
     typedef mvau_shape<N, D, SIMD, PE> shape;
     static_assert(D % PE == 0, "gsb_av: PE must divide d");
     const unsigned SF = shape::SF, NF = shape::NF;
+    typedef ap_int<count_bits(N) + 1> dot_t;                 // [-N, N]
+    typedef ap_int<45> scale_t;                              // |ctx.scale| <= 2^44
+    typedef ap_int<45 + count_bits(N) + 1> term_t;           // |scale * dot| <= 2^44 * N
+    static_assert(45 + count_bits(N) + 1 <= 64, "gsb_av: scale * D must fit int64 (N < 2^18)");
+    for (unsigned i = 0; i < G * G; ++i)
+        GSB_CHECK(scale[i / G][i % G] >= -(int64_t(1) << 44) && scale[i / G][i % G] <= (int64_t(1) << 44),
+                  "gsb_av: ctx.scale[" << i / G << "][" << i % G << "] = " << scale[i / G][i % G]
+                                       << " outside [-2^44, 2^44]");
     ap_uint<count_bits(N)> both[PE], ones[PE];
 #pragma HLS ARRAY_PARTITION variable=both complete
 #pragma HLS ARRAY_PARTITION variable=ones complete
+    // ctx[q][c] is revisited only N*NF*SF iterations after its read-modify-write
+#pragma HLS DEPENDENCE variable=ctx inter false
     unsigned h = 0, pa = 0, pv = 0, q = 0, nf = 0, sf = 0;
     const unsigned long total = (unsigned long)H * G * G * N * NF * SF;
 
@@ -65,8 +81,8 @@ void gsb_av(const ap_uint<SIMD> a_rows[G][H][N][ceil_div(N, SIMD)],
         if (sf == SF - 1) {
             for (unsigned pe = 0; pe < PE; ++pe) {
 #pragma HLS UNROLL
-                const int64_t dot = 2 * int64_t(both[pe].to_uint()) - int64_t(ones[pe].to_uint());
-                const int64_t term = scale[pa][pv] * dot;
+                const dot_t dot = 2 * dot_t(both[pe]) - dot_t(ones[pe]);   // both <= ones <= N
+                const int64_t term = term_t(scale_t(scale[pa][pv]) * dot).to_int64();
                 int64_t& c = ctx[q][h * D + nf * PE + pe];
                 c = (pa == 0 && pv == 0) ? term : c + term;
             }

@@ -15,7 +15,10 @@
  * into the buffers the two Q.K^T products read (gsb/attention_qk.hpp), band 0 = low, 1 = high:
  *   q_rows[band][h][n][sf]   the query rows (SIMD bits, pads 0)
  *   k_tiles[band][h][pe][t]  the K rows as runtime weights, FINN layout mvau_shape<d, N, SIMD, PE>
- * Timing (elementwise): 2*H*N*SF + 2*H*PE*TILES clearing iterations, then N * 2E.
+ * The words are assembled in two registers (low, high band) and written whole once: a token's
+ * channels come in order, so a word's bits are consecutive and its last bit (j % SIMD == SIMD-1,
+ * or j == d-1) writes it; every word is written, so no clearing pass.
+ * Timing (elementwise): N * 2E iterations.
  */
 #ifndef GSB_HAAR_HPP
 #define GSB_HAAR_HPP
@@ -75,17 +78,7 @@ void haar_qk(const int32_t zqk[N][2 * E], const int64_t q_thr_low[E], const int6
              ap_uint<SIMD> k_tiles[2][H][PE][mvau_shape<E / H, N, SIMD, PE>::TILES], iter_count iters) {
     const unsigned D = E / H;
     typedef mvau_shape<D, N, SIMD, PE> kshape;
-    const unsigned SF = kshape::SF, TILES = kshape::TILES;
-    for (unsigned long i = 0; i < 2ul * H * N * SF; ++i) {
-#pragma HLS PIPELINE II=1
-        q_rows[i / (H * N * SF)][(i / (N * SF)) % H][(i / SF) % N][i % SF] = 0;
-        GSB_COUNT_ITER(iters);
-    }
-    for (unsigned long i = 0; i < 2ul * H * PE * TILES; ++i) {
-#pragma HLS PIPELINE II=1
-        k_tiles[i / (H * PE * TILES)][(i / (PE * TILES)) % H][(i / TILES) % PE][i % TILES] = 0;
-        GSB_COUNT_ITER(iters);
-    }
+    ap_uint<SIMD> lo_w = 0, hi_w = 0;   // the low- and high-band word being assembled (registers)
     for (unsigned long i = 0; i < (unsigned long)N * 2 * E; ++i) {
 #pragma HLS PIPELINE II=1
         const unsigned n = i / (2 * E), o = i % (2 * E), c = o % E, h = c / D, j = c % D;
@@ -94,12 +87,18 @@ void haar_qk(const int32_t zqk[N][2 * E], const int64_t q_thr_low[E], const int6
         const bool is_q = o < E;
         const bool lo_bit = s4 >= (is_q ? q_thr_low[c] : k_thr_low[c]);
         const bool hi_bit = high >= (is_q ? q_thr_high[c] : k_thr_high[c]);
-        if (is_q) {
-            q_rows[0][h][n][j / SIMD][j % SIMD] = lo_bit;
-            q_rows[1][h][n][j / SIMD][j % SIMD] = hi_bit;
-        } else {
-            k_tiles[0][h][kshape::lane(n)][kshape::tile(n, j)][kshape::bit(j)] = lo_bit;
-            k_tiles[1][h][kshape::lane(n)][kshape::tile(n, j)][kshape::bit(j)] = hi_bit;
+        lo_w[j % SIMD] = lo_bit;
+        hi_w[j % SIMD] = hi_bit;
+        if (j % SIMD == SIMD - 1 || j == D - 1) {   // the word's last bit
+            if (is_q) {
+                q_rows[0][h][n][j / SIMD] = lo_w;
+                q_rows[1][h][n][j / SIMD] = hi_w;
+            } else {
+                k_tiles[0][h][kshape::lane(n)][kshape::tile(n, j)] = lo_w;
+                k_tiles[1][h][kshape::lane(n)][kshape::tile(n, j)] = hi_w;
+            }
+            lo_w = 0;
+            hi_w = 0;
         }
         GSB_COUNT_ITER(iters);
     }

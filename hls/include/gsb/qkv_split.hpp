@@ -10,7 +10,13 @@
  *   k_tiles[h][pe][t]  the K rows of head h as the QK MVAU's *runtime weights* in FINN layout
  *                      (row = key token i, column = j: mvau_shape<d, N, SIMD_QK, PE_QK>)
  *   vq[h][i][j]        the values, for gsb/value_planes.hpp
- * Timing (elementwise): H*N*SF + H*PE_QK*TILES clearing iterations, then N * 3E/PE_QKV.
+ * Words are assembled in registers and written whole, once: a token's channels arrive in
+ * order (o = fold*PE_QKV + pe), so the bits of one Q or K word are consecutive; its last bit
+ * (j % SIMD_QK == SIMD_QK-1, or j == d-1) writes it (pad bits 0).  A word's bits never
+ * read-modify-write memory, and every word of q_rows and k_tiles is written (k_tiles: N % PE_QK
+ * == 0), so no clearing pass.  Per cycle at most ceil(PE_QKV/SIMD_QK) + 1 words are written to
+ * q_rows and to k_tiles (one when PE_QKV <= SIMD_QK and the lanes do not straddle two heads).
+ * Timing (elementwise): N * 3E/PE_QKV iterations.
  */
 #ifndef GSB_QKV_SPLIT_HPP
 #define GSB_QKV_SPLIT_HPP
@@ -35,31 +41,31 @@ void qkv_split(stream<vec<int32_t, PE_QKV>>& acc, const int32_t q_thr[E], const 
     typedef mvau_shape<D, N, SIMD_QK, PE_QK> kshape;
     static_assert(E % H == 0, "qkv_split: E must be a multiple of H");
     static_assert((3 * E) % PE_QKV == 0, "qkv_split: PE_QKV must divide 3E");
-    const unsigned SF = kshape::SF, FOLDS = 3 * E / PE_QKV;
+    const unsigned FOLDS = 3 * E / PE_QKV;
     const int64_t scale = int64_t(1) << value_shift;
 
-    for (unsigned long i = 0; i < (unsigned long)H * N * SF; ++i) {
-#pragma HLS PIPELINE II=1
-        q_rows[i / (N * SF)][(i / SF) % N][i % SF] = 0;
-        GSB_COUNT_ITER(iters);
-    }
-    for (unsigned long i = 0; i < (unsigned long)H * PE_QK * kshape::TILES; ++i) {
-#pragma HLS PIPELINE II=1
-        k_tiles[i / (PE_QK * kshape::TILES)][(i / kshape::TILES) % PE_QK][i % kshape::TILES] = 0;
-        GSB_COUNT_ITER(iters);
-    }
     unsigned token = 0, fold = 0;
+    ap_uint<SIMD_QK> qw = 0, kw = 0;   // the Q and the K word being assembled (registers)
     for (unsigned long i = 0; i < (unsigned long)N * FOLDS; ++i) {
 #pragma HLS PIPELINE II=1
         const vec<int32_t, PE_QKV> word = acc.read();
         for (unsigned pe = 0; pe < PE_QKV; ++pe) {
 #pragma HLS UNROLL
             const unsigned o = fold * PE_QKV + pe, part = o / E, c = o % E, h = c / D, j = c % D;
+            const bool last = j % SIMD_QK == SIMD_QK - 1 || j == D - 1;   // the word's last bit
             const int32_t a = word[pe];
             if (part == 0) {
-                q_rows[h][token][j / SIMD_QK][j % SIMD_QK] = a >= q_thr[c];
+                qw[j % SIMD_QK] = a >= q_thr[c];
+                if (last) {
+                    q_rows[h][token][j / SIMD_QK] = qw;
+                    qw = 0;
+                }
             } else if (part == 1) {
-                k_tiles[h][kshape::lane(token)][kshape::tile(token, j)][kshape::bit(j)] = a >= k_thr[c];
+                kw[kshape::bit(j)] = a >= k_thr[c];
+                if (last) {
+                    k_tiles[h][kshape::lane(token)][kshape::tile(token, j)] = kw;
+                    kw = 0;
+                }
             } else {
                 vq[h][token][j] = int64_t(a) * scale + v_offset[c];
             }

@@ -13,6 +13,12 @@
  * table read EPC times per cycle: EPC copies or ports in hardware).
  * Timing (elementwise): per row N/PE (read, max) + N/EPC (exp, sum) + 1 (reciprocal) + N/EPC
  * (scale, bias) iterations in `iters`.
+ *
+ * Widths from the spec's bounds (C-simulation uses the same types and checks every exp value, so
+ * a bit-exact C-sim plus the bound proves the width): e_j in [0, 2^prob], prob <= 30 (§1 value
+ * ranges: exp_lut; §13.2: the three tables): exp_t = ap_uint<31>; Z <= N * 2^30:
+ * ap_uint<31+count_bits(N)>; R <= 2^recip <= 2^62: ap_uint<63>; e_j*R + 2^(down-1) <= 2^62 +
+ * 2^61 (e_j <= Z): ap_uint<63>, i.e. a 31 x 63 multiplier instead of 64 x 64.
  */
 #ifndef GSB_SOFTMAX_HPP
 #define GSB_SOFTMAX_HPP
@@ -23,6 +29,24 @@
 #include "gsb/stream.hpp"
 
 namespace gsb {
+
+/** An exp value of the softmax, in [0, 2^prob] with prob <= 30 (see above). */
+typedef ap_uint<31> exp_t;
+
+/** Z, the sum of a row's N exp values. */
+template <unsigned N>
+struct exp_sum {
+    typedef ap_uint<31 + count_bits(N)> type;
+};
+
+/** v as an exp value; C-simulation checks the range the width relies on. */
+inline exp_t to_exp(int64_t v, unsigned prob) {
+#pragma HLS INLINE
+    GSB_CHECK(prob <= 30 && v >= 0 && v <= (int64_t(1) << prob),
+              "softmax: exp value " << v << " outside [0, 2^prob], prob " << prob << " (at most 30)");
+    (void)prob;
+    return exp_t(v);
+}
 
 /**
  * Read one row of N scores (N/PE words of PE lanes) from `scores` into row[] and return its
@@ -51,19 +75,20 @@ T read_row_max(stream<vec<T, PE>>& scores, T row[N], iter_count iters) {
  * down = recip - prob >= 1.  Needs Z >= 1.  1 + N iterations.
  */
 template <unsigned N, unsigned EPC = 1>
-void probabilities_row(const int64_t e[N], int64_t z, const int32_t bias[N], unsigned prob, unsigned recip,
-                       int64_t a[N], iter_count iters) {
+void probabilities_row(const exp_t e[N], typename exp_sum<N>::type z, const int32_t bias[N], unsigned prob,
+                       unsigned recip, int64_t a[N], iter_count iters) {
     static_assert(EPC >= 1 && N % EPC == 0, "probabilities_row: EPC must divide N");
     const unsigned down = recip - prob;
-    const int64_t half = int64_t(1) << (down - 1);
-    const int64_t r = (int64_t(1) << recip) / z;
+    const ap_uint<63> half = ap_uint<63>(1) << (down - 1);
+    const ap_uint<63> r = (ap_uint<63>(1) << recip) / z;   // <= 2^recip (Z >= 1)
     GSB_COUNT_ITER(iters);
     for (unsigned jf = 0; jf < N / EPC; ++jf) {
 #pragma HLS PIPELINE II=1
         for (unsigned u = 0; u < EPC; ++u) {
 #pragma HLS UNROLL
             const unsigned j = jf * EPC + u;
-            a[j] = ((e[j] * r + half) >> down) + bias[j];
+            const ap_uint<63> p = ap_uint<63>(e[j] * r) + half;   // e_j <= Z: e_j * R <= 2^recip
+            a[j] = int64_t((p >> down).to_uint64()) + bias[j];
         }
         GSB_COUNT_ITER(iters);
     }
@@ -74,16 +99,17 @@ void softmax(stream<vec<int32_t, PE>>& scores, const int64_t exp_lut[D + 1], con
              unsigned prob, unsigned recip, int64_t a[H][N][N], iter_count iters) {
     static_assert(N % PE == 0, "softmax: PE must divide N");
     static_assert(EPC >= 1 && N % EPC == 0, "softmax: EPC must divide N");
-#pragma HLS ARRAY_PARTITION variable=a cyclic factor=EPC dim=3
     GSB_CHECK(recip > prob && recip <= 62, "softmax: need prob < recip <= 62, got prob " << prob << ", recip " << recip);
     int32_t row[N];
-    int64_t e[N];
-#pragma HLS ARRAY_PARTITION variable=row cyclic factor=EPC
+    exp_t e[N];
+    // row is written PE (the scores' lanes) and read EPC elements per cycle: banks for both
+    const unsigned ROW_BANKS __attribute__((unused)) = PE * EPC;   // g++ ignores the pragma
+#pragma HLS ARRAY_PARTITION variable=row cyclic factor=ROW_BANKS
 #pragma HLS ARRAY_PARTITION variable=e cyclic factor=EPC
     for (unsigned h = 0; h < H; ++h) {
         for (unsigned i = 0; i < N; ++i) {
             const int32_t smax = read_row_max<N, PE>(scores, row, iters);
-            int64_t z = 0;
+            typename exp_sum<N>::type z = 0;
             for (unsigned jf = 0; jf < N / EPC; ++jf) {
 #pragma HLS PIPELINE II=1
                 for (unsigned u = 0; u < EPC; ++u) {
@@ -93,7 +119,7 @@ void softmax(stream<vec<int32_t, PE>>& scores, const int64_t exp_lut[D + 1], con
                     GSB_CHECK(twice_m >= 0 && twice_m % 2 == 0 && twice_m / 2 <= int32_t(D),
                               "softmax: head " << h << " row " << i << ": score " << row[j] << " and row max " << smax
                                                << " differ by " << twice_m << " (must be even, at most 2d)");
-                    e[j] = exp_lut[twice_m / 2];
+                    e[j] = to_exp(exp_lut[twice_m / 2], prob);
                     z += e[j];
                 }
                 GSB_COUNT_ITER(iters);
