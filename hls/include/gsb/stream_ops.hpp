@@ -2,7 +2,8 @@
  * gsb/stream_ops.hpp: plumbing between kernels.
  *
  *   fork          copy one stream into two (the residual stream feeds a LayerNorm and the
- *                 residual add of the same block).  Timing: n iterations.
+ *                 residual add of the same block).  `n` counts elements: a residual-stream
+ *                 word of L lanes (gsb/lanes.hpp) is copied whole.  Timing: n / L iterations.
  *   stream_to_array  the top's input stream into an array (a PIPO: im2col reads it in patch
  *                 order).  Timing: n iterations.
  *   fork_lanes    a stream of PE-lane words as one lane per word (the top's logits port) and,
@@ -12,13 +13,15 @@
 #define GSB_STREAM_OPS_HPP
 
 #include "gsb/common.hpp"
+#include "gsb/lanes.hpp"
 #include "gsb/stream.hpp"
 
 namespace gsb {
 
 template <typename T>
 void fork(stream<T>& in, stream<T>& a, stream<T>& b, unsigned long n, iter_count iters) {
-    for (unsigned long i = 0; i < n; ++i) {
+    const unsigned long words = n / word_lanes<T>::value;
+    for (unsigned long i = 0; i < words; ++i) {
 #pragma HLS PIPELINE II=1
         const T v = in.read();
         a.write(v);
