@@ -128,7 +128,7 @@ def test_the_top_comparison_catches_a_planted_difference(tops) -> None:
 
 # the residual stream's writers at different lanes (E 24 and 96): words converted inside the
 # forks' readers, gcd(lanes, layer PE) chunks in the residual adds and the patch embedding
-LANES = {"embed": Fold(4, 1), "blocks.0.proj_residual": Fold(6, 1), "blocks.0.fc2_residual": Fold(3, 1),
+LANES = {"load_image": Fold(8, 1), "embed": Fold(4, 1), "blocks.0.proj_residual": Fold(6, 1), "blocks.0.fc2_residual": Fold(3, 1),
          "blocks.1.proj_residual": Fold(8, 1), "blocks.1.fc2_residual": Fold(24, 1)}
 
 

@@ -53,7 +53,10 @@ def test_residual_stream_lanes_set_their_readers_counts():
     f = {**folding.global_folding(DIGITS, 2, 32), "embed": Fold(4, 1), "blocks.0.proj_residual": Fold(6, 1),
          "blocks.0.fc2_residual": Fold(3, 1), "head": Fold(2, 8)}
     st = folding.cycle_report(DIGITS, f).stages
-    assert st["embed"] == 6 * 96 // 2
+    assert st["embed"] == 6 * 96 // 2 and st["load_image"] == 64
+    f["load_image"] = Fold(16, 1)
+    st = folding.cycle_report(DIGITS, f).stages
+    assert st["load_image"] == 64 // 16
     assert st["blocks.0.fork1"] == 6 * 96 // 4 and st["blocks.0.ln1"] == 6 * (96 // 4 + 32 + 3)
     assert st["blocks.0.proj_residual"] == 6 * 96 // 2            # gcd(4 in, PE 2, 6 out)
     assert st["blocks.0.fork2"] == 6 * 96 // 6 and st["blocks.0.ln2"] == 6 * (96 // 6 + 32 + 3)
@@ -76,6 +79,7 @@ def test_residual_stream_lanes_set_their_readers_counts():
     ({"blocks.*.fc2_residual": {"pe": 64}}, "pe 64 does not divide embed_dim E = 96 of blocks.0.fc2_residual"),
     ({"embed": {"pe": 7}}, "'embed': pe 7 does not divide embed_dim E = 96 of embed"),
     ({"embed": {"pe": 2, "simd": 2}}, "embed is a stage, it takes 'pe' only"),
+    ({"load_image": {"pe": 3}}, "pe 3 does not divide image pixels Cin*I*I = 64 of load_image"),
 ])
 def test_bad_stage_folding_is_one_clear_error(tmp_path, spec, message):
     path = tmp_path / "fold.json"

@@ -426,7 +426,7 @@ def _top_cpp(model: IntModel, sha: str, fifos: FifoDepths, folding: Mapping[str,
     depth = model.depth
     # int32 lanes per residual-stream word of each writer (gsb/lanes.hpp; 1 where not folded)
     lanes = {k: folding[k].pe if k in folding else 1 for k in lane_dims(model.header)}
-    writers = ["embed"] + [f"blocks.{i}.fc2_residual" for i in range(depth)]
+    writers = ["embed"] + [f"blocks.{i}.fc2_residual" for i in range(depth)]   # (lanes also holds load_image)
 
     def decl(ctype: str, var: str, name: str, why: str = "") -> str:
         return fifo_decl(ctype, var, name, fifos, why)
@@ -464,17 +464,30 @@ def _top_cpp(model: IntModel, sha: str, fifos: FifoDepths, folding: Mapping[str,
                                (lanes[writers[i]], lanes[f"blocks.{i}.proj_residual"], lanes[writers[i + 1]]))
                      for i in range(depth))
     return render("top.cpp", model=os.path.basename(model.path), sha=sha[:16], includes=includes,
-                  x_embed=x_word(lanes["embed"]), x_embed_trace=x_trace(lanes["embed"]), x_head=x_word(lanes[writers[-1]]),
+                  image_t=_image_word(folding), x_embed=x_word(lanes["embed"]), x_embed_trace=x_trace(lanes["embed"]), x_head=x_word(lanes[writers[-1]]),
                   embed_streams=embed_streams, embed_procs=embed_procs, blocks=blocks, streams=streams, procs=procs,
                   head_streams=head_streams, head_procs=head_procs)
 
 
 # ============================================================================ tb.cpp
-def _tb_cpp(header: Mapping[str, Any]) -> str:
+def _tb_cpp(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> str:
     tensors = ",\n".join(f'    {{"{name}", "{dtype}", {{{", ".join(map(str, shape))}}}}}'
                          for name, dtype, shape in trace_specs(header))
     lyrs = ",\n".join(f'    "{l.name}"' for l in layers(header))
-    return render("tb.cpp", tensors=tensors, layers=lyrs)
+    k = folding["load_image"].pe if "load_image" in folding else 1
+    feed = ("        for (std::size_t i = 0; i < cfg::IN_ELEMS; ++i) image.write(input.data[b * cfg::IN_ELEMS + i]);"
+            if k == 1 else
+            f"        for (std::size_t i = 0; i < cfg::IN_ELEMS; i += {k}) {{  // {k} pixels per word\n"
+            f"            {_image_word(folding)} w;\n"
+            f"            for (unsigned l = 0; l < {k}; ++l) w[l] = input.data[b * cfg::IN_ELEMS + i + l];\n"
+            "            image.write(w);\n        }")
+    return render("tb.cpp", tensors=tensors, layers=lyrs, image_t=_image_word(folding), image_feed=feed)
+
+
+def _image_word(folding: Mapping[str, Fold]) -> str:
+    """The top's image port word: one int8 pixel, or load_image's PE pixels (gsb/lanes.hpp)."""
+    k = folding["load_image"].pe if "load_image" in folding else 1
+    return "int8_t" if k == 1 else f"gsb::vec<int8_t, {k}>"
 
 
 # ============================================================================ Makefile, vitis.tcl
@@ -531,12 +544,12 @@ def generate(model: IntModel, model_path: str | os.PathLike, out: str | os.PathL
 
     files = {
         "src/config.h": _config_h(model, folding, sha),
-        "src/top.h": render("top.h"),
+        "src/top.h": render("top.h", image_t=_image_word(folding)),
         "src/top.cpp": _top_cpp(model, sha, fifos, folding),
         "src/params/embed.h": _embed_params(model, folding),
         **{f"src/params/block_{i}.h": _block_params(model, i, folding) for i in range(model.depth)},
         "src/params/head.h": _head_params(model, folding),
-        "tb/tb.cpp": _tb_cpp(model.header),
+        "tb/tb.cpp": _tb_cpp(model.header, folding),
         "Makefile": _makefile(ap_types),
         "vitis.tcl": _vitis_tcl(part, clock_mhz),
         PROJECT_FILE: json.dumps(project.to_json(), indent=1) + "\n",

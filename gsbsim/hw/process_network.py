@@ -216,12 +216,12 @@ def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Net
 
     # ---- embed region (project.py embed_stage)
     patch = folding["patch"]
-    b.proc("load_image", "embed", _streamwise(cin * img * img, _r("image")))
+    lanes = {k: (folding[k].pe if k in folding else 1) for k in lane_dims(header)}   # image, residual words
+    src = {k: lanes[v] for k, v in lane_inputs(header).items()}
+    b.proc("load_image", "embed", _streamwise(cin * img * img // lanes["load_image"], _r("image")))
     b.proc("im2col", "embed", _streamwise(t * _cdiv(kp, patch.simd), _w("patch.in")))
     b.pipos.append(Pipo("pixels", "load_image", ("im2col",)))
     b.proc("patch", "embed", mvau("patch.in", "patch.acc", kp, e, patch, t))
-    lanes = {k: (folding[k].pe if k in folding else 1) for k in lane_dims(header)}   # residual stream words
-    src = {k: lanes[v] for k, v in lane_inputs(header).items()}
     m = math.gcd(patch.pe, lanes["embed"])
     out = _lanes_io("embed", lanes["embed"], m, True)
     b.proc("embed", "embed", _loops(Loop(2 * e // m, (out,)),

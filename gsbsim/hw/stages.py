@@ -68,9 +68,11 @@ def stage_dims(header: Mapping[str, Any]) -> dict[str, tuple[int, str]]:
 
 
 def lane_dims(header: Mapping[str, Any]) -> dict[str, tuple[int, str]]:
-    """The residual stream's writers: name -> (E, "embed_dim E"); their PE = lanes per word."""
+    """The stages whose PE is the lanes of a stream word (listed in generated files only where > 1):
+    the image port's reader load_image (pixels per word) and the residual stream's writers (E)."""
     e = (int(header["embed_dim"]), "embed_dim E")
-    return {"embed": e, **{f"blocks.{i}.{k}": e for i in range(int(header["depth"])) for k in LANES}}
+    pixels = (int(header["in_chans"]) * int(header["img_size"]) ** 2, "image pixels Cin*I*I")
+    return {"load_image": pixels, "embed": e, **{f"blocks.{i}.{k}": e for i in range(int(header["depth"])) for k in LANES}}
 
 
 def _pe(folding: Mapping[str, Any], name: str) -> int:
@@ -100,6 +102,8 @@ def knobs(header: Mapping[str, Any], name: str) -> tuple[list[tuple[str, str, in
     parts = name.split(".")
     if name == "embed":
         return [("embed", "pe", e), ("patch", "pe", e)], True
+    if name == "load_image":
+        return [("load_image", "pe", lane_dims(header)["load_image"][0])], False
     if src is None:
         return [], False
     ks = [(src, "pe", e)]
@@ -133,11 +137,11 @@ def stage_iterations(header: Mapping[str, Any], folding: Mapping[str, Any]) -> d
     act, didb = f.act_unit, f.attention == "hfsc_diba"
     t, kp = n - 2, cin * p * p
     patch, head = folding["patch"], folding["head"]
-    lanes = {k: _pe(folding, k) for k in lane_dims(header)}
+    lanes = {k: _pe(folding, k) for k in lane_dims(header)}   # + load_image: pixels per image word
     src = {k: lanes[v] for k, v in lane_inputs(header).items()}   # lanes of the residual words each reads
     ln = lambda li, simd: n * (e // li + ISQRT_STEPS + _cdiv(e, simd))   # noqa: E731  statistics, isqrt, words out
     last = src["final_norm"]
-    out = {"load_image": cin * img * img, "im2col": t * _cdiv(kp, patch.simd),
+    out = {"load_image": cin * img * img // lanes["load_image"], "im2col": t * _cdiv(kp, patch.simd),
            "embed": n * e // math.gcd(patch.pe, lanes["embed"]),
            # tokens 0, 1: statistics, isqrt, one output word per cycle; the rest read and dropped
            "final_norm": 2 * (e // last + ISQRT_STEPS + _cdiv(e, head.simd)) + (n - 2) * (e // last),

@@ -43,7 +43,7 @@ using namespace cfg;
 using namespace params;
 
 // ============================================================================ patch embedding (§2)
-static void embed_stage(gsb::stream<int8_t>& image, gsb::stream<@x_embed@>& x) {
+static void embed_stage(gsb::stream<@image_t@>& image, gsb::stream<@x_embed@>& x) {
 #pragma HLS DATAFLOW
     GSB_PIPO int8_t pixels[IN_ELEMS];  // PIPO: im2col reads the image in patch order
     const gsb::RawPolicy<E, PATCH_PE> raw = {};
@@ -80,7 +80,7 @@ static void head_stage(gsb::stream<@x_head@>& x, gsb::stream<int64_t>& logits, g
 }
 
 // ============================================================================ the top function
-void gsb_top(gsb::stream<int8_t>& image, gsb::stream<int64_t>& logits, gsb::stream<uint32_t>& pred) {
+void gsb_top(gsb::stream<@image_t@>& image, gsb::stream<int64_t>& logits, gsb::stream<uint32_t>& pred) {
 #pragma HLS INTERFACE axis port=image
 #pragma HLS INTERFACE axis port=logits
 #pragma HLS INTERFACE axis port=pred

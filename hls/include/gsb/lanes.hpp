@@ -7,7 +7,8 @@
  * L elements per cycle, and the kernels take the word type from the stream they are given.
  * A kernel between streams of different widths walks the elements in chunks of the gcd of
  * the widths (one chunk per cycle; a word is read or written when the chunk starts or ends it):
- * the data-width conversion FINN puts between two layers, inside the stage.
+ * the data-width conversion FINN puts between two layers, inside the stage.  The top's image
+ * port is folded the same way: `int8_t` pixels, or `gsb::vec<int8_t, L>` words of L pixels.
  */
 #ifndef GSB_LANES_HPP
 #define GSB_LANES_HPP
@@ -36,6 +37,16 @@ int32_t& lane(vec<int32_t, L>& w, unsigned i) {
 }
 template <unsigned L>
 int32_t lane(const vec<int32_t, L>& w, unsigned i) {
+    return w[i];
+}
+
+/** Element i of a word of any element type (the top's image words: int8 pixels). */
+template <typename T>
+T element(const T& w, unsigned) {
+    return w;
+}
+template <typename T, unsigned L>
+T element(const vec<T, L>& w, unsigned i) {
     return w[i];
 }
 
