@@ -10,7 +10,7 @@ from gsbsim.hw import folding
 from gsbsim.hw.costs import layers
 from gsbsim.hw.fold_search import search, to_json
 from gsbsim.hw.folding import FoldingError, mvau_cycles
-from gsbsim.hw.stages import driver, stage_dims
+from gsbsim.hw.stages import driver, knobs, stage_dims
 from tests.support.shapes import DIGITS, shaped_file
 
 
@@ -44,19 +44,38 @@ def test_a_stage_setting_the_ii_is_folded_and_a_driven_stage_raises_its_layer():
     assert r.cycles.stages["blocks.0.qkv_split"] <= 1100 and r.folding["blocks.0.qkv"].pe > 1
     assert driver("blocks.3.ln1") == ("blocks.3.qkv", "simd") and driver("blocks.0.ln2") == ("blocks.0.fc1", "simd")
     assert driver("blocks.1.softmax") == ("blocks.1.qk", "pe") and driver("im2col") == ("patch", "simd")
-    assert driver("blocks.0.fork1") is None and driver("final_norm") is None
+    assert driver("blocks.0.fork1") is None and driver("final_norm") == ("head", "simd")
     f = folding.folding_from_dict(DIGITS, to_json(DIGITS, r.folding))
     assert folding.cycle_report(DIGITS, f).per_process == r.cycles.per_process
 
 
 def test_out_of_reach_and_over_budget_are_one_line_errors():
     with pytest.raises(FoldingError, match=r"cannot reach 1e\+06 frames/s at 200 MHz \(II <= 200 cycles\): "
-                                           r"process final_norm has no parallelism parameter yet and needs 832 cycles"):
+                                           r"stage blocks.0.value_planes is fully parallel \(PE 32\) and needs 324 cycles"):
         search(DIGITS, 1e6, 200.0)
     with pytest.raises(FoldingError, match=r"needs \d+ LUT \(estimate \(FINN-R model\)\), above --max-lut 100"):
         search(DIGITS, 1e4, 200.0, max_lut=100)
     with pytest.raises(FoldingError, match="less than one cycle"):
         search(DIGITS, 1e9, 200.0)
+
+
+def test_residual_stream_stages_are_searched():
+    # II <= 400: the residual stream at one element per cycle (576) must fold: the search widens
+    # the writers' words (embed, proj_residual, fc2_residual) and the LayerNorms follow
+    r = search(DIGITS, 500_000, 200.0)
+    assert r.cycles.ii <= 400 and r.cycles.fps >= 500_000
+    spec = to_json(DIGITS, r.folding)
+    assert all(spec[k]["pe"] > 1 for k in ("embed", "blocks.0.proj_residual", "blocks.3.fc2_residual"))
+    st = r.cycles.stages
+    assert max(st[f"blocks.{i}.{k}"] for i in range(4) for k in ("fork1", "ln1", "proj_residual", "fc2_residual")) <= 400
+    assert st["final_norm"] <= 400 and r.folding["head"].simd > 1
+    assert folding.cycle_report(DIGITS, folding.folding_from_dict(DIGITS, spec)).per_process == r.cycles.per_process
+    # what each residual-stream process depends on; the residual adds' count is a gcd
+    assert knobs(DIGITS, "blocks.1.proj_residual") == ([("blocks.0.fc2_residual", "pe", 96), ("blocks.1.proj", "pe", 96),
+                                                        ("blocks.1.proj_residual", "pe", 96)], True)
+    assert knobs(DIGITS, "blocks.0.ln2") == ([("blocks.0.proj_residual", "pe", 96), ("blocks.0.fc1", "simd", 96)], False)
+    assert knobs(DIGITS, "final_norm") == ([("blocks.3.fc2_residual", "pe", 96), ("head", "simd", 96)], False)
+    assert knobs(DIGITS, "blocks.0.softmax") == ([], False)
 
 
 @pytest.fixture(scope="module")

@@ -48,12 +48,38 @@ def test_stage_pe_divides_the_stage_count():
                                        for k in ("value_planes", "attention_planes", "softmax")}
 
 
+def test_residual_stream_lanes_set_their_readers_counts():
+    # embed 4 lanes (patch PE 2: gcd 2), proj_residual 6, fc2_residual 3 in block 0; head SIMD 8
+    f = {**folding.global_folding(DIGITS, 2, 32), "embed": Fold(4, 1), "blocks.0.proj_residual": Fold(6, 1),
+         "blocks.0.fc2_residual": Fold(3, 1), "head": Fold(2, 8)}
+    st = folding.cycle_report(DIGITS, f).stages
+    assert st["embed"] == 6 * 96 // 2 and st["load_image"] == 64
+    f["load_image"] = Fold(16, 1)
+    st = folding.cycle_report(DIGITS, f).stages
+    assert st["load_image"] == 64 // 16
+    assert st["blocks.0.fork1"] == 6 * 96 // 4 and st["blocks.0.ln1"] == 6 * (96 // 4 + 32 + 3)
+    assert st["blocks.0.proj_residual"] == 6 * 96 // 2            # gcd(4 in, PE 2, 6 out)
+    assert st["blocks.0.fork2"] == 6 * 96 // 6 and st["blocks.0.ln2"] == 6 * (96 // 6 + 32 + 3)
+    assert st["blocks.0.fc2_residual"] == 6 * 96 // 1             # gcd(6, 2, 3)
+    assert st["blocks.1.fork1"] == 6 * 96 // 3 and st["blocks.1.fc2_residual"] == 6 * 96
+    assert st["blocks.0.ctx_threshold"] == 6 * 3                    # one proj SIMD word per cycle
+    # final LayerNorm: the last block's words (1 lane), one head-SIMD word per head token
+    assert st["final_norm"] == 2 * (96 + 32 + 96 // 8) + 4 * 96
+    c = folding.cycle_report(DIGITS, f)
+    assert c.stage_pe["embed"] == 4 and "blocks.2.proj_residual" not in c.stage_pe   # lanes listed where folded
+
+
 @pytest.mark.parametrize("spec, message", [
     ({"blocks.0.value_planes": {"pe": 5}}, "pe 5 does not divide head_dim d = 32 of blocks.0.value_planes"),
     ({"blocks.*.attention_planes": {"pe": 4}}, "pe 4 does not divide num_tokens N = 6"),
     ({"blocks.0.value_planes": {"pe": 2, "simd": 2}}, "is a stage, it takes 'pe' only"),
     ({"blocks.0.ln1": {"pe": 2}}, "unknown layer 'blocks.0.ln1'"),
     ({"blocks.0.softmax": {"pe": 4}}, "pe 4 does not divide num_tokens N = 6 of blocks.0.softmax"),
+    ({"blocks.2.proj_residual": {"pe": 5}}, "pe 5 does not divide embed_dim E = 96 of blocks.2.proj_residual"),
+    ({"blocks.*.fc2_residual": {"pe": 64}}, "pe 64 does not divide embed_dim E = 96 of blocks.0.fc2_residual"),
+    ({"embed": {"pe": 7}}, "'embed': pe 7 does not divide embed_dim E = 96 of embed"),
+    ({"embed": {"pe": 2, "simd": 2}}, "embed is a stage, it takes 'pe' only"),
+    ({"load_image": {"pe": 3}}, "pe 3 does not divide image pixels Cin*I*I = 64 of load_image"),
 ])
 def test_bad_stage_folding_is_one_clear_error(tmp_path, spec, message):
     path = tmp_path / "fold.json"
@@ -61,6 +87,17 @@ def test_bad_stage_folding_is_one_clear_error(tmp_path, spec, message):
     with pytest.raises(FoldingError, match=message.replace(".", r"\.").replace("*", r"\*")) as e:
         folding.load_folding(DIGITS, path)
     assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_hls_with_a_bad_lanes_folding_is_one_line_naming_file_and_stage(digits_file, tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"blocks.*.qkv": {"pe": 4, "simd": 32}, "blocks.1.fc2_residual": {"pe": 10}}))
+    out = tmp_path / "p"
+    assert main(["hls", "--model", str(digits_file), "--folding", str(bad), "--out", str(out)]) == 2
+    o, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.startswith("gsbsim: error: ") and str(bad) in err
+    assert "pe 10 does not divide embed_dim E = 96 of blocks.1.fc2_residual" in err
+    assert not out.exists() and "Traceback" not in o + err
 
 
 def test_cycle_report_refuses_a_stage_pe_that_does_not_divide():

@@ -20,7 +20,18 @@ from gsbsim.hlsgen.dataflow import fifo_decl, process
 from gsbsim.hlsgen.partition import with_partitions
 from gsbsim.hw.fifo_plan import FifoDepths
 
-__all__ = ["block_cpp"]
+__all__ = ["block_cpp", "x_word", "x_trace"]
+
+
+def x_word(lanes: int) -> str:
+    """The C++ word of the residual stream at ``lanes`` int32 per word (gsb/lanes.hpp); 1: int32_t,
+    as the projects of before."""
+    return "int32_t" if lanes == 1 else f"gsb::vec<int32_t, {lanes}>"
+
+
+def x_trace(lanes: int) -> str:
+    """The trace reader of a residual stream of ``lanes`` lanes (gsb/probe.hpp)."""
+    return "scalars" if lanes == 1 else "lanes"
 
 
 # the binary linears: (input features, output features), as C++ expressions of the config macros
@@ -48,7 +59,7 @@ def _mvau(lin: str, bits: str, mode: str) -> str:
 
 _HEAD = """
 // ============================================================================ block {i} ({sections})
-static void block_{i}(gsb::stream<int32_t>& x_in, gsb::stream<int32_t>& x_out) {{
+static void block_{i}(gsb::stream<{x_in_t}>& x_in, gsb::stream<{x_out_t}>& x_out) {{
 #pragma HLS DATAFLOW
     const unsigned QKV_PE = B{i}_QKV_PE, QKV_SIMD = B{i}_QKV_SIMD, QK_PE = B{i}_QK_PE, QK_SIMD = B{i}_QK_SIMD;
     const unsigned AV_PE = B{i}_AV_PE, AV_SIMD = B{i}_AV_SIMD, PROJ_PE = B{i}_PROJ_PE, PROJ_SIMD = B{i}_PROJ_SIMD;
@@ -97,15 +108,18 @@ _POLICIES = """\
 """
 
 
-def _streams(i: int, fifos: FifoDepths, act: bool, didb: bool) -> str:
-    """The block's FIFOs at the depths ``fifos`` chose (gsbsim/hlsgen/dataflow.py explains the rule)."""
+def _streams(i: int, fifos: FifoDepths, act: bool, didb: bool, x_in: int, x_mid: int) -> str:
+    """The block's FIFOs at the depths ``fifos`` chose (gsbsim/hlsgen/dataflow.py explains the rule);
+    ``x_in``, ``x_mid``: the lanes of the residual words of the block's input and of ``resid1``."""
     v = lambda t, pe: f"gsb::vec<{t}, {pe}>"   # noqa: E731
-    decls = [("int32_t", "x_ln1", "x_ln1", ""),
-             ("int32_t", "x_skip1", "x_skip1",
-              "N*E: the fork writes the whole tensor before the attention's first output"),
-             ("int32_t", "x_mid", "resid1", ""),
-             ("int32_t", "x_ln2", "x_ln2", ""),
-             ("int32_t", "x_skip2", "x_skip2", "E: the LayerNorm reads a whole token before the MLP's first output"),
+    per = lambda k: "" if k == 1 else f" (in words of {k} lanes)"   # noqa: E731
+    decls = [(x_word(x_in), "x_ln1", "x_ln1", ""),
+             (x_word(x_in), "x_skip1", "x_skip1",
+              "N*E: the fork writes the whole tensor before the attention's first output" + per(x_in)),
+             (x_word(x_mid), "x_mid", "resid1", ""),
+             (x_word(x_mid), "x_ln2", "x_ln2", ""),
+             (x_word(x_mid), "x_skip2", "x_skip2",
+              "E: the LayerNorm reads a whole token before the MLP's first output" + per(x_mid)),
              ("ap_uint<QKV_SIMD>", "ln1_bits", "ln1.bits", ""),
              (v("int32_t", "QKV_PE"), "qkv_acc", "qkv.acc", "")]
     if didb:
@@ -191,7 +205,7 @@ _FC1_BITS = process("blocks.{i}.fc1_act", "gsb::activate_bits<HD, FC1_PE, FC2_SI
                     "N, GSB_IT)")
 
 
-def _traces(act: bool, didb: bool) -> str:
+def _traces(act: bool, didb: bool, x_mid: int, x_out: int) -> str:
     """The block's traced tensors, recorded after its processes ran (C-simulation only)."""
     t = ['GSB_TRACE("blocks.{i}.ln1.bits", gsb::trace::bits<QKV_SIMD>(ln1_bits, E))',
          'GSB_TRACE("blocks.{i}.qkv.acc", gsb::trace::lanes(qkv_acc))']
@@ -222,7 +236,7 @@ def _traces(act: bool, didb: bool) -> str:
           'GSB_TRACE("blocks.{i}.proj.acc", gsb::trace::lanes(proj_acc))']
     if act:
         t.append('GSB_TRACE("blocks.{i}.proj.z", gsb::trace::lanes(proj_z))')
-    t += ['GSB_TRACE("blocks.{i}.resid1", gsb::trace::scalars(x_mid))',
+    t += [f'GSB_TRACE("blocks.{{i}}.resid1", gsb::trace::{x_trace(x_mid)}(x_mid))',
           'GSB_TRACE("blocks.{i}.ln2.bits", gsb::trace::bits<FC1_SIMD>(ln2_bits, E))',
           'GSB_TRACE("blocks.{i}.fc1.acc", gsb::trace::lanes(fc1_acc))']
     if act:
@@ -231,19 +245,21 @@ def _traces(act: bool, didb: bool) -> str:
           'GSB_TRACE("blocks.{i}.fc2.acc", gsb::trace::lanes(fc2_acc))']
     if act:
         t.append('GSB_TRACE("blocks.{i}.fc2.z", gsb::trace::lanes(fc2_z))')
-    t.append('GSB_TRACE("blocks.{i}.resid2", gsb::trace::scalars(x_out))')
+    t.append(f'GSB_TRACE("blocks.{{i}}.resid2", gsb::trace::{x_trace(x_out)}(x_out))')
     return "#ifdef GSB_CSIM\n" + "".join(f"    {x}\n" for x in t) + "#endif\n"
 
 
-def block_cpp(i: int, method: str, fifos: FifoDepths) -> str:
+def block_cpp(i: int, method: str, fifos: FifoDepths, lanes: tuple[int, int, int] = (1, 1, 1)) -> str:
     """The C++ function ``block_{i}`` of a generated top for a model of ``method``: a DATAFLOW
-    region of one process per kernel (gsbsim/hlsgen/dataflow.py), its FIFOs at ``fifos``' depths."""
+    region of one process per kernel (gsbsim/hlsgen/dataflow.py), its FIFOs at ``fifos``' depths;
+    ``lanes``: int32 per residual word of its input, of resid1 and of its output (gsb/lanes.hpp)."""
+    x_in, x_mid, x_out = lanes
     f = method_of(method)
     act, didb = f.act_unit, f.attention == "hfsc_diba"
     sections = "§3-§8, §13" if didb else "§3-§8, §13.1" if act else "§3-§8"
-    parts = [_HEAD.replace("{sections}", sections),
+    parts = [_HEAD.replace("{sections}", sections).replace("{x_in_t}", x_word(x_in)).replace("{x_out_t}", x_word(x_out)),
              _QK_BUFFERS_DIDB if didb else _QK_BUFFERS, _BUFFERS, _BUFFERS_DIDB if didb else "", _POLICIES,
-             _streams(i, fifos, act, didb), '    GSB_REGION(df, "blocks.{i}")\n',
+             _streams(i, fifos, act, didb, x_in, x_mid), '    GSB_REGION(df, "blocks.{i}")\n',
              "    // ---- attention\n", _ln_bits(1, "x_in", "QKV_SIMD"), _mvau("qkv", "ln1_bits", "XnorMode")]
     if act:
         parts.append(_act("qkv", "QKV_PE"))
@@ -265,5 +281,5 @@ def block_cpp(i: int, method: str, fifos: FifoDepths) -> str:
     if act:
         parts.append(_act("fc2", "FC2_PE"))
     parts += [_residual("fc2", "FC2_PE", "x_skip2", "x_out", "fc2_residual", act), "    GSB_JOIN(df)\n",
-              _traces(act, didb), "}}\n"]
+              _traces(act, didb, x_mid, x_out), "}}\n"]
     return with_partitions("".join(parts).format(i=i))   # ARRAY_PARTITION pragmas (gsbsim/hlsgen/partition.py)

@@ -36,8 +36,8 @@ from gsbsim.hw import fifo_plan
 from gsbsim.hw.fifo_plan import FifoDepths
 from gsbsim.hw.folding import Fold, FoldingError, cycle_report
 from gsbsim.hw.process_network import build_network
-from gsbsim.hw.stages import stage_dims
-from gsbsim.hlsgen.blocks import block_cpp
+from gsbsim.hw.stages import lane_dims, stage_dims
+from gsbsim.hlsgen.blocks import block_cpp, x_trace, x_word
 from gsbsim.hlsgen.partition import pragmas
 from gsbsim.hlsgen.dataflow import fifo_decl, process
 from gsbsim.hlsgen.toolchain import HlsEnvError, find_ap_types, library_include_dir
@@ -252,6 +252,10 @@ def _config_h(model: IntModel, folding: Mapping[str, Fold], sha: str) -> str:
     for name, (dim, what) in stage_dims(hd).items():
         pe = folding[name].pe if name in folding else 1
         lines.append(f"const unsigned {layer_macro(name)}_PE = {pe};  // {name}: {what} {dim}: {stages[name]} cycles")
+    folded = [k for k in lane_dims(hd) if k in folding and folding[k].pe > 1]
+    if folded:   # the stream types of top.cpp carry these widths (gsb/lanes.hpp); here for the reader
+        lines += ["", "// ---- folding: int32 lanes per word of the residual stream's writers (1 where not listed)"]
+        lines += [f"const unsigned {layer_macro(k)}_LANES = {folding[k].pe};  // {k}: {stages[k]} cycles" for k in folded]
     lines += ["", "}  // namespace cfg", "", "#endif  // GSB_MODEL_CONFIG_H", ""]
     return "\n".join(lines)
 
@@ -419,8 +423,11 @@ def _head_params(model: IntModel, folding: Mapping[str, Fold]) -> str:
 
 
 # ============================================================================ top.h / top.cpp
-def _top_cpp(model: IntModel, sha: str, fifos: FifoDepths) -> str:
+def _top_cpp(model: IntModel, sha: str, fifos: FifoDepths, folding: Mapping[str, Fold]) -> str:
     depth = model.depth
+    # int32 lanes per residual-stream word of each writer (gsb/lanes.hpp; 1 where not folded)
+    lanes = {k: folding[k].pe if k in folding else 1 for k in lane_dims(model.header)}
+    writers = ["embed"] + [f"blocks.{i}.fc2_residual" for i in range(depth)]   # (lanes also holds load_image)
 
     def decl(ctype: str, var: str, name: str, why: str = "") -> str:
         return fifo_decl(ctype, var, name, fifos, why)
@@ -428,8 +435,9 @@ def _top_cpp(model: IntModel, sha: str, fifos: FifoDepths) -> str:
     includes = "\n".join(['#include "params/embed.h"'] + [f'#include "params/block_{i}.h"' for i in range(depth)]
                          + ['#include "params/head.h"'])
     names = ["embed"] + [f"blocks.{i}.resid2" for i in range(depth)]
-    streams = "".join(decl("int32_t", f"x_{k}", nm, "residual stream, one int32 per word")
-                      for k, nm in enumerate(names))
+    streams = "".join(decl(x_word(lanes[w]), f"x_{k}", nm, "residual stream, one int32 per word" if lanes[w] == 1
+                           else f"residual stream, {lanes[w]} int32 per word")
+                      for k, (nm, w) in enumerate(zip(names, writers)))
     procs = (process("embed_stage", "embed_stage(image, x_0)") +
              "".join(process(f"block_{i}", f"block_{i}(x_{i}, x_{i + 1})") for i in range(depth)) +
              process("head_stage", f"head_stage(x_{depth}, logits, pred)"))
@@ -453,18 +461,34 @@ def _top_cpp(model: IntModel, sha: str, fifos: FifoDepths) -> str:
                           "logit_words, GSB_IT)") +
                   process("logits_out", "gsb::fork_lanes<C, HEAD_PE>(logit_words, logits, to_argmax, GSB_IT)") +
                   process("argmax", "gsb::argmax<C, HEAD_PE, int64_t>(to_argmax, pred, 1, GSB_IT)"))
-    blocks = "".join(block_cpp(i, model.header["method"], fifos) for i in range(depth))
+    blocks = "".join(block_cpp(i, model.header["method"], fifos,
+                               (lanes[writers[i]], lanes[f"blocks.{i}.proj_residual"], lanes[writers[i + 1]]))
+                     for i in range(depth))
     return render("top.cpp", model=os.path.basename(model.path), sha=sha[:16], includes=includes,
+                  image_t=_image_word(folding), x_embed=x_word(lanes["embed"]), x_embed_trace=x_trace(lanes["embed"]), x_head=x_word(lanes[writers[-1]]),
                   embed_streams=embed_streams + pragmas(embed_procs), embed_procs=embed_procs, blocks=blocks,
                   streams=streams, procs=procs, head_streams=head_streams + pragmas(head_procs), head_procs=head_procs)
 
 
 # ============================================================================ tb.cpp
-def _tb_cpp(header: Mapping[str, Any]) -> str:
+def _tb_cpp(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> str:
     tensors = ",\n".join(f'    {{"{name}", "{dtype}", {{{", ".join(map(str, shape))}}}}}'
                          for name, dtype, shape in trace_specs(header))
     lyrs = ",\n".join(f'    "{l.name}"' for l in layers(header))
-    return render("tb.cpp", tensors=tensors, layers=lyrs)
+    k = folding["load_image"].pe if "load_image" in folding else 1
+    feed = ("        for (std::size_t i = 0; i < cfg::IN_ELEMS; ++i) image.write(input.data[b * cfg::IN_ELEMS + i]);"
+            if k == 1 else
+            f"        for (std::size_t i = 0; i < cfg::IN_ELEMS; i += {k}) {{  // {k} pixels per word\n"
+            f"            {_image_word(folding)} w;\n"
+            f"            for (unsigned l = 0; l < {k}; ++l) w[l] = input.data[b * cfg::IN_ELEMS + i + l];\n"
+            "            image.write(w);\n        }")
+    return render("tb.cpp", tensors=tensors, layers=lyrs, image_t=_image_word(folding), image_feed=feed)
+
+
+def _image_word(folding: Mapping[str, Fold]) -> str:
+    """The top's image port word: one int8 pixel, or load_image's PE pixels (gsb/lanes.hpp)."""
+    k = folding["load_image"].pe if "load_image" in folding else 1
+    return "int8_t" if k == 1 else f"gsb::vec<int8_t, {k}>"
 
 
 # ============================================================================ Makefile, vitis.tcl
@@ -513,19 +537,20 @@ def generate(model: IntModel, model_path: str | os.PathLike, out: str | os.PathL
         ap_types = ""        # the Makefile then asks for AP_TYPES=...; csim reports the missing headers
     sha = sha256_file(model_path)
     folding = {**{l.name: folding[l.name] for l in layers(model.header)},   # + every foldable stage's PE
-               **{k: folding.get(k, Fold(1, 1)) for k in stage_dims(model.header)}}
+               **{k: folding.get(k, Fold(1, 1)) for k in stage_dims(model.header)},
+               **{k: folding[k] for k in lane_dims(model.header) if k in folding and folding[k].pe > 1}}
     fifos = fifo_plan.choose(build_network(model.header, folding), size_fifos)
     project = Project(out, model_path, sha, folding, dict(model.header), part, float(clock_mhz), fifos.to_json(),
                       fifos.seconds)
 
     files = {
         "src/config.h": _config_h(model, folding, sha),
-        "src/top.h": render("top.h"),
-        "src/top.cpp": _top_cpp(model, sha, fifos),
+        "src/top.h": render("top.h", image_t=_image_word(folding)),
+        "src/top.cpp": _top_cpp(model, sha, fifos, folding),
         "src/params/embed.h": _embed_params(model, folding),
         **{f"src/params/block_{i}.h": _block_params(model, i, folding) for i in range(model.depth)},
         "src/params/head.h": _head_params(model, folding),
-        "tb/tb.cpp": _tb_cpp(model.header),
+        "tb/tb.cpp": _tb_cpp(model.header, folding),
         "Makefile": _makefile(ap_types),
         "vitis.tcl": _vitis_tcl(part, clock_mhz),
         PROJECT_FILE: json.dumps(project.to_json(), indent=1) + "\n",

@@ -5,7 +5,8 @@ vector, (MH / PE) * ceil(MW / SIMD) cycles at II = 1 (MH % PE == 0; MW is zero-p
 to a multiple of SIMD). A layer sees ``vectors`` input vectors ``repeats`` times (heads, and
 for A.V also the G x G plane pairs, computed one after the other). Every other process
 (LayerNorm, residual, thresholds, softmax, planes, ...) is counted by gsbsim/hw/stages.py;
-foldable stages take a PE (elements per cycle) under their process name.
+foldable stages take a PE (elements per cycle) under their process name, the residual
+stream's writers (embed, proj_residual, fc2_residual) a PE = the lanes of their words.
 
 The model's II is the largest count over all processes at one iteration per cycle: a lower
 bound (``BOUND_IGNORES``). Latency is the sum over all processes (no overlap, FINN's
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from gsbsim.hw.costs import Layer, layers
-from gsbsim.hw.stages import stage_dims, stage_iterations
+from gsbsim.hw.stages import lane_dims, stage_dims, stage_iterations
 
 __all__ = ["FoldingError", "Fold", "FoldedLayer", "CycleReport", "mvau_cycles", "largest_divisor_le",
            "global_folding", "folding_from_dict", "load_folding", "cycle_report", "BOUND_IGNORES"]
@@ -30,7 +31,7 @@ __all__ = ["FoldingError", "Fold", "FoldedLayer", "CycleReport", "mvau_cycles", 
 DEFAULT_CLOCK_MHZ = 200.0
 # what the analytic II (slowest process at one iteration per cycle) leaves out: it is a lower bound
 BOUND_IGNORES = ("pipeline fill, FIFO back-pressure between processes, loops whose II exceeds 1 "
-                 "and the dividers (softmax reciprocal, final LayerNorm)")
+                 "and the softmax's reciprocal divider")
 
 
 class FoldingError(ValueError):
@@ -81,7 +82,8 @@ def folding_from_dict(header: Mapping[str, Any], spec: Any, source: str = "foldi
     """Per-process folding from ``{name_or_glob: {"pe": p, "simd": s}}``.
 
     Keys are layer names (``blocks.3.fc1``), foldable stage names (``blocks.3.value_planes``,
-    ``pe`` only: elements per cycle) or shell-style patterns (``blocks.*.fc1``); an exact
+    ``pe`` only: elements per cycle; ``embed``, ``blocks.3.proj_residual``, ``blocks.3.fc2_residual``:
+    lanes of the residual-stream words they write) or shell-style patterns (``blocks.*.fc1``); an exact
     name wins over a pattern, and two patterns giving one process different values is an
     error. Processes not named get PE = SIMD = 1. Nothing is clipped here: a PE that does not
     divide MH (a stage's dimension), a SIMD above MW, a SIMD for a stage, a key matching no
@@ -91,7 +93,7 @@ def folding_from_dict(header: Mapping[str, Any], spec: Any, source: str = "foldi
         raise FoldingError(f"{source}: expected a JSON object {{layer: {{\"pe\": P, \"simd\": S}}}}, "
                            f"got {type(spec).__name__}")
     ls = {l.name: l for l in layers(header)}
-    dims = stage_dims(header)
+    dims = {**stage_dims(header), **lane_dims(header)}
     names = [*ls, *dims]
     chosen: dict[str, tuple[Fold, str, bool]] = {}
     for key, entry in spec.items():
@@ -103,7 +105,7 @@ def folding_from_dict(header: Mapping[str, Any], spec: Any, source: str = "foldi
         if not matches:
             raise FoldingError(f"{source}: unknown layer {key!r} (layers: patch, blocks.<i>."
                                f"{{qkv,qk,av,proj,fc1,fc2}} for i < {(len(ls) - 2) // 6}, head; "
-                               f"foldable stages: blocks.<i>.{{{','.join(sorted({n.split('.')[-1] for n in dims}))}}})")
+                               f"foldable stages: embed, blocks.<i>.{{{','.join(sorted({n.split('.')[-1] for n in dims if '.' in n}))}}})")
         pe = _positive_int(entry.get("pe", 1), f"{source}: {key!r} pe")
         simd = _positive_int(entry.get("simd", 1), f"{source}: {key!r} simd")
         for name in matches:
@@ -223,9 +225,11 @@ def cycle_report(header: Mapping[str, Any], folding: Mapping[str, Fold] | None =
         out.append(FoldedLayer(l, f.pe, f.simd,
                                mvau_cycles(l.mh, l.mw, f.pe, f.simd, l.vectors, l.repeats)))
     stage_pe = {}
-    for name, (dim, what) in stage_dims(header).items():
+    lanes = lane_dims(header)
+    for name, (dim, what) in {**stage_dims(header), **lanes}.items():
         pe = folding[name].pe if name in folding else 1
         if dim % pe:
             raise FoldingError(f"pe {pe} does not divide {what} = {dim} of {name}")
-        stage_pe[name] = pe
+        if name not in lanes or pe > 1:   # the residual stream's lanes: reported where folded
+            stage_pe[name] = pe
     return CycleReport(out, float(clock_mhz), stage_iterations(header, folding), stage_pe)

@@ -22,13 +22,14 @@ check, so a kernel changed on one side shows up.  gsbsim/hw/cycle_sim.py simulat
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Union
 
 from gsbsim.format.methods import method_of
 from gsbsim.hw.fifo_depth import DEFAULT_DEPTH, skip_depths
 from gsbsim.hw.folding import Fold
-from gsbsim.hw.stages import FOLDABLE, ISQRT_STEPS
+from gsbsim.hw.stages import FOLDABLE, ISQRT_STEPS, lane_dims, lane_inputs
 
 __all__ = ["IO", "Loop", "Rep", "Process", "Fifo", "Pipo", "Network", "ISQRT_STEPS", "build_network",
            "iterations", "stream_words"]
@@ -139,11 +140,6 @@ def _every(period: int, phase: int = 0) -> tuple[int, ...]:
     return tuple(1 if j == phase else 0 for j in range(period))
 
 
-def _packed(n: int, simd: int) -> tuple[int, ...]:
-    """A loop over n elements that writes a word when it filled SIMD of them or reached the last."""
-    return tuple(1 if (c % simd == simd - 1 or c == n - 1) else 0 for c in range(n))
-
-
 def _r(stream: str, pattern: tuple[int, ...] = (1,)) -> IO:
     return IO(stream, False, pattern)
 
@@ -165,10 +161,17 @@ def mvau(src: str | None, dst: str, mw: int, mh: int, fold: Fold, reps: int) -> 
     return (Rep(reps, _loops(first, Loop((nf - 1) * sf, (out,)))),)
 
 
-def layernorm(src: str, dst: str, e: int, simd: int, tokens: int) -> tuple[Item, ...]:
-    """gsb/layernorm.hpp layernorm_bits: per token, read E (statistics), isqrt, then one SIMD-bit
-    output word per cycle."""
-    return (Rep(tokens, (Loop(e, (_r(src),)), Loop(ISQRT_STEPS), Loop(_cdiv(e, simd), (_w(dst),)))),)
+def layernorm(src: str, dst: str, e: int, simd: int, tokens: int, lanes: int = 1) -> tuple[Item, ...]:
+    """gsb/layernorm.hpp layernorm_bits: per token, read E/lanes words (statistics), isqrt, then
+    one SIMD-bit output word per cycle."""
+    return (Rep(tokens, (Loop(e // lanes, (_r(src),)), Loop(ISQRT_STEPS), Loop(_cdiv(e, simd), (_w(dst),)))),)
+
+
+def _lanes_io(stream: str, lanes: int, chunk: int, write: bool) -> IO:
+    """A residual-stream word of ``lanes`` lanes in a loop of ``chunk`` channels per iteration
+    (gsb/lanes.hpp): read at the first chunk of the word, written at its last."""
+    k = lanes // chunk
+    return _w(stream, _every(k, k - 1)) if write else _r(stream, _every(k))
 
 
 def _streamwise(n: int, *io: IO) -> tuple[Item, ...]:
@@ -213,23 +216,28 @@ def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Net
 
     # ---- embed region (project.py embed_stage)
     patch = folding["patch"]
-    b.proc("load_image", "embed", _streamwise(cin * img * img, _r("image")))
+    lanes = {k: (folding[k].pe if k in folding else 1) for k in lane_dims(header)}   # image, residual words
+    src = {k: lanes[v] for k, v in lane_inputs(header).items()}
+    b.proc("load_image", "embed", _streamwise(cin * img * img // lanes["load_image"], _r("image")))
     b.proc("im2col", "embed", _streamwise(t * _cdiv(kp, patch.simd), _w("patch.in")))
     b.pipos.append(Pipo("pixels", "load_image", ("im2col",)))
     b.proc("patch", "embed", mvau("patch.in", "patch.acc", kp, e, patch, t))
-    b.proc("embed", "embed", _loops(Loop(2 * e, (_w("embed"),)),
-                                    Loop(t * e, (_r("patch.acc", _every(patch.pe)), _w("embed")))))
+    m = math.gcd(patch.pe, lanes["embed"])
+    out = _lanes_io("embed", lanes["embed"], m, True)
+    b.proc("embed", "embed", _loops(Loop(2 * e // m, (out,)),
+                                    Loop(t * e // m, (_r("patch.acc", _every(patch.pe // m)), out))))
     for s in ("patch.in", "patch.acc", "embed"):
         b.depth(s, DEFAULT_DEPTH)
 
     # ---- blocks (blocks.py block_cpp)
-    skip1, skip2 = skip_depths(n, e)
     x_in = "embed"
     for i in range(depth):
         r, pre = f"blocks.{i}", f"blocks.{i}."
         fo = {k: folding[pre + k] for k in ("qkv", "qk", "av", "proj", "fc1", "fc2")}
         spe = {k: (folding[pre + k].pe if pre + k in folding else 1) for k in FOLDABLE}   # stage PEs
         x_out = pre + "resid2"
+        l1, lp, l2 = src[pre + "fork1"], lanes[pre + "proj_residual"], lanes[pre + "fc2_residual"]
+        skip1, skip2 = (dep // w for dep, w in zip(skip_depths(n, e), (l1, lp)))   # in words of their lanes
         qk_sf, av_sf = _cdiv(d, fo["qk"].simd), _cdiv(n, fo["av"].simd)
 
         def acc_or_z(lin: str) -> str:
@@ -240,8 +248,8 @@ def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Net
                 b.proc(pre + f"{lin}.act", r, _streamwise(n * (rows // fo[lin].pe), _r(pre + f"{lin}.acc"),
                                                           _w(pre + f"{lin}.z")))
 
-        b.proc(pre + "fork1", r, _streamwise(n * e, _r(x_in), _w(pre + "x_ln1"), _w(pre + "x_skip1")))
-        b.proc(pre + "ln1", r, layernorm(pre + "x_ln1", pre + "ln1.bits", e, fo["qkv"].simd, n))
+        b.proc(pre + "fork1", r, _streamwise(n * e // l1, _r(x_in), _w(pre + "x_ln1"), _w(pre + "x_skip1")))
+        b.proc(pre + "ln1", r, layernorm(pre + "x_ln1", pre + "ln1.bits", e, fo["qkv"].simd, n, l1))
         b.proc(pre + "qkv", r, mvau(pre + "ln1.bits", pre + "qkv.acc", e, 3 * e, fo["qkv"], n))
         act_unit("qkv", 3 * e)
         split_read = Loop(n * (3 * e // fo["qkv"].pe), (_r(acc_or_z("qkv")),))
@@ -298,13 +306,15 @@ def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Net
             b.pipos.append(Pipo("a_rows", pre + "attention_planes", (pre + "av",)))
             b.pipos.append(Pipo("v_tiles", pre + "value_planes", (pre + "av",)))
             b.pipos.append(Pipo("ctx", pre + "av", (pre + "ctx_threshold",)))
-        b.proc(pre + "ctx_threshold", r, (Rep(n, (Loop(e, (_w(pre + "proj.bits", _packed(e, fo["proj"].simd)),)),)),))
+        b.proc(pre + "ctx_threshold", r, (Loop(n * _cdiv(e, fo["proj"].simd), (_w(pre + "proj.bits"),)),))
         b.proc(pre + "proj", r, mvau(pre + "proj.bits", pre + "proj.acc", e, e, fo["proj"], n))
         act_unit("proj", e)
-        b.proc(pre + "proj_residual", r, _streamwise(n * e, _r(acc_or_z("proj"), _every(fo["proj"].pe)),
-                                                     _r(pre + "x_skip1"), _w(pre + "resid1")))
-        b.proc(pre + "fork2", r, _streamwise(n * e, _r(pre + "resid1"), _w(pre + "x_ln2"), _w(pre + "x_skip2")))
-        b.proc(pre + "ln2", r, layernorm(pre + "x_ln2", pre + "ln2.bits", e, fo["fc1"].simd, n))
+        m = math.gcd(l1, fo["proj"].pe, lp)
+        b.proc(pre + "proj_residual", r, _streamwise(n * e // m, _r(acc_or_z("proj"), _every(fo["proj"].pe // m)),
+                                                     _lanes_io(pre + "x_skip1", l1, m, False),
+                                                     _lanes_io(pre + "resid1", lp, m, True)))
+        b.proc(pre + "fork2", r, _streamwise(n * e // lp, _r(pre + "resid1"), _w(pre + "x_ln2"), _w(pre + "x_skip2")))
+        b.proc(pre + "ln2", r, layernorm(pre + "x_ln2", pre + "ln2.bits", e, fo["fc1"].simd, n, lp))
         b.proc(pre + "fc1", r, mvau(pre + "ln2.bits", pre + "fc1.acc", e, hd, fo["fc1"], n))
         act_unit("fc1", hd)
         pe1, simd2 = fo["fc1"].pe, fo["fc2"].simd
@@ -313,8 +323,10 @@ def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Net
         b.proc(pre + "fc1_act", r, _streamwise(n * (hd // pe1), _r(acc_or_z("fc1")), _w(pre + "fc1.bits", bits)))
         b.proc(pre + "fc2", r, mvau(pre + "fc1.bits", pre + "fc2.acc", hd, e, fo["fc2"], n))
         act_unit("fc2", e)
-        b.proc(pre + "fc2_residual", r, _streamwise(n * e, _r(acc_or_z("fc2"), _every(fo["fc2"].pe)),
-                                                    _r(pre + "x_skip2"), _w(x_out)))
+        m = math.gcd(lp, fo["fc2"].pe, l2)
+        b.proc(pre + "fc2_residual", r, _streamwise(n * e // m, _r(acc_or_z("fc2"), _every(fo["fc2"].pe // m)),
+                                                    _lanes_io(pre + "x_skip2", lp, m, False),
+                                                    _lanes_io(x_out, l2, m, True)))
         for s, dep in b.fifos.items():
             if s.startswith(pre) and not dep[2]:
                 b.depth(s, DEFAULT_DEPTH)
@@ -325,9 +337,10 @@ def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Net
 
     # ---- head region (project.py head_stage)
     head = folding["head"]
-    b.proc("final_norm", "head", (Rep(2, (Loop(e, (_r(x_in),)), Loop(ISQRT_STEPS),
-                                          Loop(e, (_w("head.q", _packed(e, head.simd)),)))),
-                                  Loop((n - 2) * e, (_r(x_in),))))
+    last = src["final_norm"]
+    b.proc("final_norm", "head", (Rep(2, (Loop(e // last, (_r(x_in),)), Loop(ISQRT_STEPS),
+                                          Loop(_cdiv(e, head.simd), (_w("head.q"),)))),
+                                  Loop((n - 2) * e // last, (_r(x_in),))))
     b.proc("head", "head", mvau("head.q", "head.acc", e, c, head, 2))   # head, then head_dist: one process
     b.proc("logits", "head", _loops(Loop(c // head.pe, (_r("head.acc"),)),
                                     Loop(c // head.pe, (_r("head.acc"), _w("logits.words")))))

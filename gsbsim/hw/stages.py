@@ -9,14 +9,24 @@ the C-simulation (the ``STAGE`` lines), as it checks the layers.
 
 Foldable stages (``FOLDABLE``) take a PE, elements per cycle, from the folding under their
 process name (``blocks.0.value_planes``); the PE must divide the dimension the stage walks.
+
+The residual stream's writers (``LANES``: ``embed``, ``blocks.i.proj_residual``,
+``blocks.i.fc2_residual``) take a PE too: the int32 lanes of the words they write (it must
+divide E).  Their readers follow the width they are given: a fork copies whole words, a
+LayerNorm's statistics read one word per cycle, the residual adds and the patch embedding walk
+gcd(input lanes, layer PE, output lanes) channels per cycle (hls/include/gsb/lanes.hpp), the
+final LayerNorm reads one word and writes one output word of the head's SIMD per cycle.
+``knobs`` names, per process, the folding parameters its count depends on (the search raises them).
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Mapping
 
 from gsbsim.format.methods import method_of
 
-__all__ = ["ISQRT_STEPS", "FOLDABLE", "stage_dims", "stage_iterations", "driver"]
+__all__ = ["ISQRT_STEPS", "FOLDABLE", "LANES", "stage_dims", "lane_dims", "lane_inputs", "stage_iterations",
+           "driver", "knobs"]
 
 ISQRT_STEPS = 32   # gsb/layernorm.hpp isqrt64: one iteration per result bit
 
@@ -28,12 +38,17 @@ FOLDABLE: dict[str, Callable[[Mapping[str, Any]], tuple[int, str]]] = {
 }
 
 
+# the residual stream's writers: their PE is the lanes of the words they write (must divide E)
+LANES = ("proj_residual", "fc2_residual")   # per block; the top's "embed" too
+
+
 # stages that walk the words of a layer's folding (one PE-lane word per iteration; softmax reads
 # its scores so; a LayerNorm writes one SIMD-bit word of its consumer per cycle): raising that
 # layer's PE (SIMD) speeds them up.  Stage -> (layer, "pe" | "simd"); blocks' names without the prefix.
-_DRIVEN = {"ln1": ("qkv", "simd"), "ln2": ("fc1", "simd"), "qkv_split": ("qkv", "pe"), "fc1_act": ("fc1", "pe"), "hfsc": ("qk", "pe"), "softmax": ("qk", "pe"),
+_DRIVEN = {"ln1": ("qkv", "simd"), "ln2": ("fc1", "simd"), "ctx_threshold": ("proj", "simd"), "qkv_split": ("qkv", "pe"), "fc1_act": ("fc1", "pe"), "hfsc": ("qk", "pe"), "softmax": ("qk", "pe"),
            "qkv.act": ("qkv", "pe"), "proj.act": ("proj", "pe"), "fc1.act": ("fc1", "pe"), "fc2.act": ("fc2", "pe")}
-_DRIVEN_TOP = {"im2col": ("patch", "simd"), "logits": ("head", "pe"), "argmax": ("head", "pe")}
+_DRIVEN_TOP = {"im2col": ("patch", "simd"), "logits": ("head", "pe"), "argmax": ("head", "pe"),
+               "final_norm": ("head", "simd")}
 
 
 def driver(name: str) -> tuple[str, str] | None:
@@ -52,6 +67,55 @@ def stage_dims(header: Mapping[str, Any]) -> dict[str, tuple[int, str]]:
     return {f"blocks.{i}.{k}": dim(header) for i in range(int(header["depth"])) for k, dim in FOLDABLE.items()}
 
 
+def lane_dims(header: Mapping[str, Any]) -> dict[str, tuple[int, str]]:
+    """The stages whose PE is the lanes of a stream word (listed in generated files only where > 1):
+    the image port's reader load_image (pixels per word) and the residual stream's writers (E)."""
+    e = (int(header["embed_dim"]), "embed_dim E")
+    pixels = (int(header["in_chans"]) * int(header["img_size"]) ** 2, "image pixels Cin*I*I")
+    return {"load_image": pixels, "embed": e, **{f"blocks.{i}.{k}": e for i in range(int(header["depth"])) for k in LANES}}
+
+
+def _pe(folding: Mapping[str, Any], name: str) -> int:
+    return folding[name].pe if name in folding else 1
+
+
+def lane_inputs(header: Mapping[str, Any]) -> dict[str, str]:
+    """The writer of the residual words each reader reads: fork1 and the attention's residual add
+    of block i read block i-1's fc2_residual (block 0: embed), fork2 and the MLP's add read the
+    block's proj_residual, final_norm reads the last block's."""
+    out, prev = {}, "embed"
+    for i in range(int(header["depth"])):
+        b = f"blocks.{i}."
+        out.update({b + "fork1": prev, b + "ln1": prev, b + "proj_residual": prev,
+                    b + "fork2": b + "proj_residual", b + "ln2": b + "proj_residual",
+                    b + "fc2_residual": b + "proj_residual"})
+        prev = b + "fc2_residual"
+    out["final_norm"] = prev
+    return out
+
+
+def knobs(header: Mapping[str, Any], name: str) -> tuple[list[tuple[str, str, int]], bool]:
+    """The folding parameters (key, "pe" | "simd", the dimension they divide) that set the count of
+    a residual-stream process, and whether the count is a gcd of them (all must grow together)."""
+    e = int(header["embed_dim"])
+    src = lane_inputs(header).get(name)
+    parts = name.split(".")
+    if name == "embed":
+        return [("embed", "pe", e), ("patch", "pe", e)], True
+    if name == "load_image":
+        return [("load_image", "pe", lane_dims(header)["load_image"][0])], False
+    if src is None:
+        return [], False
+    ks = [(src, "pe", e)]
+    if parts[-1] in LANES:
+        lin = f"blocks.{parts[1]}." + ("proj" if parts[-1] == "proj_residual" else "fc2")
+        return ks + [(lin, "pe", e), (name, "pe", e)], True
+    lay = driver(name)
+    if lay is not None:   # a LayerNorm: statistics at the input's lanes, output words at the layer's SIMD
+        ks.append((lay[0], lay[1], e))
+    return ks, False
+
+
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -68,19 +132,26 @@ def stage_iterations(header: Mapping[str, Any], folding: Mapping[str, Any]) -> d
     act, didb = f.act_unit, f.attention == "hfsc_diba"
     t, kp = n - 2, cin * p * p
     patch, head = folding["patch"], folding["head"]
-    ln = lambda simd: n * (e + ISQRT_STEPS + _cdiv(e, simd))   # noqa: E731  statistics, isqrt, output words
-    out = {"load_image": cin * img * img, "im2col": t * _cdiv(kp, patch.simd), "embed": n * e,
-           "final_norm": 2 * (2 * e + ISQRT_STEPS) + (n - 2) * e,   # tokens 0, 1; the rest read and dropped
+    lanes = {k: _pe(folding, k) for k in lane_dims(header)}   # + load_image: pixels per image word
+    src = {k: lanes[v] for k, v in lane_inputs(header).items()}   # lanes of the residual words each reads
+    ln = lambda li, simd: n * (e // li + ISQRT_STEPS + _cdiv(e, simd))   # noqa: E731  statistics, isqrt, words out
+    last = src["final_norm"]
+    out = {"load_image": cin * img * img // lanes["load_image"], "im2col": t * _cdiv(kp, patch.simd),
+           "embed": n * e // math.gcd(patch.pe, lanes["embed"]),
+           # tokens 0, 1: statistics, isqrt, one output word per cycle; the rest read and dropped
+           "final_norm": 2 * (e // last + ISQRT_STEPS + _cdiv(e, head.simd)) + (n - 2) * (e // last),
            "logits": 2 * (c // head.pe), "logits_out": c, "argmax": c // head.pe}
     for i in range(int(header["depth"])):
         b = f"blocks.{i}."
-        qkv, qk, av, fc1 = (folding[b + k] for k in ("qkv", "qk", "av", "fc1"))
+        qkv, qk, av, proj, fc1, fc2 = (folding[b + k] for k in ("qkv", "qk", "av", "proj", "fc1", "fc2"))
+        l1, lp, l2 = src[b + "fork1"], lanes[b + "proj_residual"], lanes[b + "fc2_residual"]
         stage_pe = {k: (folding[b + k].pe if b + k in folding else 1) for k in FOLDABLE}
         av_sf = _cdiv(n, av.simd)
         sm = stage_pe["softmax"]
         row = n // qk.pe + n // sm + 1 + n // sm          # row max, exp, reciprocal, probabilities
-        s = {"fork1": n * e, "ln1": ln(qkv.simd), "fork2": n * e, "ln2": ln(fc1.simd), "proj_residual": n * e,
-             "fc2_residual": n * e, "ctx_threshold": n * e, "fc1_act": n * (hd // fc1.pe),
+        s = {"fork1": n * e // l1, "ln1": ln(l1, qkv.simd), "fork2": n * e // lp, "ln2": ln(lp, fc1.simd),
+             "proj_residual": n * e // math.gcd(l1, proj.pe, lp), "fc2_residual": n * e // math.gcd(lp, fc2.pe, l2),
+             "ctx_threshold": n * _cdiv(e, proj.simd), "fc1_act": n * (hd // fc1.pe),
              # statistics, then planes (words assembled in registers: no clearing pass), PE channels at a time
              "value_planes": 2 * h * n * (d // stage_pe["value_planes"]),
              "softmax": h * n * row,

@@ -66,8 +66,8 @@ FAULTS = (
     Fault("argmax keeps the last maximum", golden, "argmax_first", _argmax_last, "argmax.hpp",
           "word[pe] > best", "word[pe] >= best", "pred"),
     Fault("final LayerNorm rounds half away from zero", golden_ops, "div_round", _half_away_div_round,
-          "layernorm.hpp", "int64_t q = floor_div(2 * num + den, 2 * den);",
-          "int64_t q = num < 0 ? -floor_div(-2 * num + den, 2 * den) : floor_div(2 * num + den, 2 * den);", "head.q"),
+          "layernorm.hpp", "quotient8(2 * num + den, 2 * den)",   # clamp(-floor(a/b)) = -1 - clamp(floor((a-b)/b))
+          "(num < 0 ? -1 - quotient8(-2 * num + den - 2 * den, 2 * den) : quotient8(2 * num + den, 2 * den))", "head.q"),
     Fault("value mask >= instead of >", golden, "value_planes", _value_planes_ge, "value_planes.hpp",
           "(256 * v > r * hi) || (256 * v < r * lo)", "(256 * v >= r * hi) || (256 * v <= r * lo)",
           "blocks.0.v.planes", masks=True),

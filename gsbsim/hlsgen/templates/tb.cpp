@@ -79,10 +79,10 @@ int run(const std::string& dir) {
 
     std::vector<gsb::Probe> probes(batch);
     for (std::size_t b = 0; b < batch; ++b) {
-        gsb::stream<int8_t> image("image");          // testbench side: unbounded, like hls::stream
+        gsb::stream<@image_t@> image("image");          // testbench side: unbounded, like hls::stream
         gsb::stream<int64_t> logits("logits");
         gsb::stream<uint32_t> pred("pred");
-        for (std::size_t i = 0; i < cfg::IN_ELEMS; ++i) image.write(input.data[b * cfg::IN_ELEMS + i]);
+@image_feed@
         const std::string at = "image " + std::to_string(b) + ": ";
 #ifdef GSB_CSIM
         gsb::take_recording();                         // start this image's traces afresh

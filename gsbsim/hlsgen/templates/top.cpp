@@ -43,7 +43,7 @@ using namespace cfg;
 using namespace params;
 
 // ============================================================================ patch embedding (§2)
-static void embed_stage(gsb::stream<int8_t>& image, gsb::stream<int32_t>& x) {
+static void embed_stage(gsb::stream<@image_t@>& image, gsb::stream<@x_embed@>& x) {
 #pragma HLS DATAFLOW
     GSB_PIPO int8_t pixels[IN_ELEMS];  // PIPO: im2col reads the image in patch order
     const gsb::RawPolicy<E, PATCH_PE> raw = {};
@@ -53,7 +53,7 @@ static void embed_stage(gsb::stream<int8_t>& image, gsb::stream<int32_t>& x) {
     GSB_JOIN(df)
 #ifdef GSB_CSIM
     GSB_TRACE("patch.acc", gsb::trace::lanes(acc))
-    GSB_TRACE("embed", gsb::trace::scalars(x))
+    GSB_TRACE("embed", gsb::trace::@x_embed_trace@(x))
 #endif
 }
 @blocks@
@@ -69,7 +69,7 @@ static void head_mvau(gsb::stream<ap_uint<8 * HEAD_SIMD>>& q, gsb::stream<gsb::v
     gsb::mvau<E, C, HEAD_SIMD, HEAD_PE, gsb::Int8Mode>(q, acc, head_dist_weight, raw, 1, iters);
 }
 
-static void head_stage(gsb::stream<int32_t>& x, gsb::stream<int64_t>& logits, gsb::stream<uint32_t>& pred) {
+static void head_stage(gsb::stream<@x_head@>& x, gsb::stream<int64_t>& logits, gsb::stream<uint32_t>& pred) {
 #pragma HLS DATAFLOW
 @head_streams@
     GSB_REGION(df, "head")
@@ -82,7 +82,7 @@ static void head_stage(gsb::stream<int32_t>& x, gsb::stream<int64_t>& logits, gs
 }
 
 // ============================================================================ the top function
-void gsb_top(gsb::stream<int8_t>& image, gsb::stream<int64_t>& logits, gsb::stream<uint32_t>& pred) {
+void gsb_top(gsb::stream<@image_t@>& image, gsb::stream<int64_t>& logits, gsb::stream<uint32_t>& pred) {
 #pragma HLS INTERFACE axis port=image
 #pragma HLS INTERFACE axis port=logits
 #pragma HLS INTERFACE axis port=pred

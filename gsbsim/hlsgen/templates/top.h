@@ -13,6 +13,6 @@
  * logits: C words, int64, 2^-logit; pred: one word, the argmax of the logits (ties -> lowest index).
  * In C-simulation the traced tensors and iteration counts go to gsb::recorder() (gsb/probe.hpp).
  */
-void gsb_top(gsb::stream<int8_t>& image, gsb::stream<int64_t>& logits, gsb::stream<uint32_t>& pred);
+void gsb_top(gsb::stream<@image_t@>& image, gsb::stream<int64_t>& logits, gsb::stream<uint32_t>& pred);
 
 #endif  // GSB_MODEL_TOP_H

@@ -5,12 +5,12 @@
  *                patch grid) ceil(K/SIMD) words of SIMD int8 lanes, K = Cin*P*P elements in
  *                (c, ky, kx) order: the input of mvau<K, E, SIMD, PE, Int8Mode>.
  *                Timing: T * ceil(K/SIMD) iterations.
- *   patch_embed  the residual stream X (one int32 per word, token-major, N = T + 2 tokens):
+ *   patch_embed  the residual stream X (token-major words of L int32 lanes, gsb/lanes.hpp; N = T + 2 tokens):
  *                X[0|1, e] = tokens[0|1][e] + pos[0|1][e]
  *                X[2+t, e] = ((acc*mult[e] + bias[e] + 2^(shift-1)) >> shift) + pos[2+t][e]
  *                from the raw accumulators (E/PE words of PE int32 lanes per patch).
  *                C-simulation checks that X fits int32 (an error naming `embed`, never a wrap).
- *                Timing: N * E iterations.
+ *                M = gcd(PE, L) channels per cycle.  Timing: N * E / M iterations.
  */
 #ifndef GSB_EMBED_HPP
 #define GSB_EMBED_HPP
@@ -21,6 +21,7 @@
 
 #include "gsb/common.hpp"
 #include "gsb/int8_ops.hpp"
+#include "gsb/lanes.hpp"
 #include "gsb/stream.hpp"
 
 namespace gsb {
@@ -46,27 +47,35 @@ void im2col(const int8_t image[CIN * IMG * IMG], stream<ap_uint<8 * SIMD>>& out,
     }
 }
 
-template <unsigned N, unsigned E, unsigned PE>
+template <unsigned N, unsigned E, unsigned PE, typename X>
 void patch_embed(stream<vec<int32_t, PE>>& acc, const int32_t tokens[2][E], const int32_t pos[N][E],
-                 const int64_t mult[E], const int64_t bias[E], unsigned shift, stream<int32_t>& x,
+                 const int64_t mult[E], const int64_t bias[E], unsigned shift, stream<X>& x,
                  iter_count iters) {
-    static_assert(E % PE == 0, "patch_embed: PE must divide E");
+    const unsigned L = word_lanes<X>::value, M = gcd_u(PE, L);
+    static_assert(E % PE == 0 && E % L == 0, "patch_embed: PE and the residual stream's lanes must divide E");
     GSB_CHECK(shift >= 1 && shift <= 62, "embed: requantization shift " << shift << " outside 1..62");
     const int64_t half = int64_t(1) << (shift - 1);
     vec<int32_t, PE> word = {};
-    for (unsigned long i = 0; i < (unsigned long)N * E; ++i) {
+    X out = {};
+    for (unsigned long i = 0; i < (unsigned long)N * (E / M); ++i) {
 #pragma HLS PIPELINE II=1
-        const unsigned t = i / E, c = i % E;
-        int64_t v;
-        if (t < 2) {
-            v = int64_t(tokens[t][c]) + pos[t][c];
-        } else {
-            if (c % PE == 0) word = acc.read();
-            v = ((int64_t(word[c % PE]) * mult[c] + bias[c] + half) >> shift) + pos[t][c];
+        const unsigned t = i * M / E, c0 = (i * M) % E;
+        if (t >= 2 && c0 % PE == 0) word = acc.read();
+        for (unsigned m = 0; m < M; ++m) {
+#pragma HLS UNROLL
+            const unsigned c = c0 + m;
+            int64_t v;
+            if (t < 2) {
+                v = int64_t(tokens[t][c]) + pos[t][c];
+            } else {
+                v = ((int64_t(word[c % PE]) * mult[c] + bias[c] + half) >> shift) + pos[t][c];
+            }
+            GSB_CHECK(v >= INT32_MIN && v <= INT32_MAX,
+                      "embed: residual stream overflows int32 at token " << t << ", channel " << c << " (value " << v
+                                                                          << ")");
+            lane(out, c % L) = int32_t(v);
         }
-        GSB_CHECK(v >= INT32_MIN && v <= INT32_MAX,
-                  "embed: residual stream overflows int32 at token " << t << ", channel " << c << " (value " << v << ")");
-        x.write(int32_t(v));
+        if ((c0 + M) % L == 0) x.write(out);
         GSB_COUNT_ITER(iters);
     }
 }

@@ -23,7 +23,7 @@
  * multiplier instead of 64 x 64); ctx, a sum of G^2 <= 64 such terms, stays int64.
  *
  * ctx_threshold then binarizes the context for proj: bit c = ctx[i][c] >= thr[c], packed
- * into the proj MVAU's SIMD-bit input words (N*E elementwise iterations).
+ * into the proj MVAU's SIMD-bit input words, one word per cycle (N*ceil(E/SIMD) iterations).
  */
 #ifndef GSB_GSB_AV_HPP
 #define GSB_GSB_AV_HPP
@@ -110,15 +110,17 @@ void gsb_av(const ap_uint<SIMD> a_rows[G][H][N][ceil_div(N, SIMD)],
 
 template <unsigned N, unsigned E, unsigned SIMD>
 void ctx_threshold(const int64_t ctx[N][E], const int64_t thr[E], stream<ap_uint<SIMD>>& out, iter_count iters) {
-    ap_uint<SIMD> word = 0;
-    for (unsigned long i = 0; i < (unsigned long)N * E; ++i) {
+    // one output word (SIMD channels compared in parallel) per cycle: the consumer's rate
+    for (unsigned long i = 0; i < (unsigned long)N * ceil_div(E, SIMD); ++i) {
 #pragma HLS PIPELINE II=1
-        const unsigned q = i / E, c = i % E;
-        word[c % SIMD] = ctx[q][c] >= thr[c];
-        if (c % SIMD == SIMD - 1 || c == E - 1) {
-            out.write(word);
-            word = 0;
+        const unsigned q = i / ceil_div(E, SIMD), w = i % ceil_div(E, SIMD);
+        ap_uint<SIMD> word = 0;
+        for (unsigned b = 0; b < SIMD; ++b) {
+#pragma HLS UNROLL
+            const unsigned c = w * SIMD + b;
+            if (c < E) word[b] = ctx[q][c] >= thr[c];
         }
+        out.write(word);
         GSB_COUNT_ITER(iters);
     }
 }

@@ -10,7 +10,10 @@
  *   final_layernorm  (tokens 0 and 1 -> the two 8-bit heads):
  *                    q_c = clamp(floor((2*num + den) / (2*den)), -128, 127),
  *                    num = gain_c*D_c + offset_c*sigma, den = sigma * 2^k,
- *                    packed as int8 lanes (gsb/int8_ops.hpp); tokens >= 2 are read and dropped
+ *                    packed as int8 lanes (gsb/int8_ops.hpp); tokens >= 2 are read and dropped.
+ *                    No divider: the clamp is decided by two shifted compares and the 8-bit
+ *                    quotient inside it by 8 unrolled restoring steps (quotient8), a fixed
+ *                    datapath in the II=1 loop, SIMD channels (one output word) per cycle.
  *
  * isqrt64 is the exact bit-by-bit (digit-by-digit) floor square root: 32 iterations, one
  * result bit each, shifts/compares/subtracts only.
@@ -20,9 +23,12 @@
  * E*S2 + ln_eps < 2^62 (computed by the generator), and C-simulation throws naming the layer
  * and token.  Under that bound every other intermediate fits int64 (spec §1).
  *
- * Timing: layernorm_bits per token E + 32 + ceil(E/SIMD) iterations (statistics, isqrt, one
- * output word of SIMD channels per cycle); final_layernorm E + 32 + E per head token and E per
- * dropped token; `iters` counts them (gsbsim/hw/stages.py).
+ * The input is the residual stream, words of L int32 lanes (gsb/lanes.hpp: L = 1 is one
+ * int32 per word); the statistics read one word, L channels, per cycle.
+ *
+ * Timing: layernorm_bits per token E/L + 32 + ceil(E/SIMD) iterations (statistics, isqrt, one
+ * output word of SIMD channels per cycle); final_layernorm E/L + 32 + ceil(E/SIMD) per head
+ * token and E/L per dropped token; `iters` counts them (gsbsim/hw/stages.py).
  */
 #ifndef GSB_LAYERNORM_HPP
 #define GSB_LAYERNORM_HPP
@@ -33,6 +39,7 @@
 
 #include "gsb/common.hpp"
 #include "gsb/int8_ops.hpp"
+#include "gsb/lanes.hpp"
 #include "gsb/stream.hpp"
 
 namespace gsb {
@@ -55,11 +62,28 @@ inline int64_t isqrt64(int64_t v, iter_count iters) {
     return int64_t(root);
 }
 
-/** floor(a / b) for b > 0 (C++ division truncates toward zero). */
-inline int64_t floor_div(int64_t a, int64_t b) {
+/**
+ * clamp(floor(a / b), -128, 127) for b > 0 without a divider: the clamp by two compares of
+ * a >> 7 (floor(a / 128)) with +-b, exact since b is an integer; inside it 0 <= a + 128*b <
+ * 256*b and the 8 quotient bits come from 8 restoring steps (72-bit, no int64 overflow).
+ */
+inline int32_t quotient8(int64_t a, int64_t b) {
 #pragma HLS INLINE
-    const int64_t q = a / b;
-    return (a % b != 0 && a < 0) ? q - 1 : q;
+    const int64_t a7 = a >> 7;  // arithmetic shift: floor(a / 128)
+    if (a7 >= b) return 127;
+    if (a7 < -b) return -128;
+    ap_uint<72> r = ap_uint<72>(ap_int<72>(a) + (ap_int<72>(b) << 7));
+    const ap_uint<72> bb = ap_uint<72>(b);
+    int32_t q = 0;
+    for (int j = 7; j >= 0; --j) {
+#pragma HLS UNROLL
+        const ap_uint<72> t = bb << j;
+        if (r >= t) {
+            r -= t;
+            q |= 1 << j;
+        }
+    }
+    return q - 128;
 }
 
 /** One token's statistics: S1 and sigma = isqrt(V). */
@@ -69,24 +93,30 @@ struct ln_stats {
 };
 
 /**
- * Read one token (E values) into buf and return S1 and sigma.
+ * Read one token (E values, E/L words of L lanes) into buf and return S1 and sigma.
  * `where` and `token` only name the offender in the overflow error.
  */
-template <unsigned E>
-ln_stats layernorm_stats(stream<int32_t>& x, int32_t buf[E], int64_t ln_eps, int64_t s2_max,
+template <unsigned E, typename W>
+ln_stats layernorm_stats(stream<W>& x, int32_t buf[E], int64_t ln_eps, int64_t s2_max,
                             const char* where, unsigned token, iter_count iters) {
+    const unsigned L = word_lanes<W>::value;
+    static_assert(E % L == 0, "layernorm: the residual stream's lanes must divide E");
     int64_t s1 = 0, s2 = 0;
     bool too_big = s2_max < 0;
-    for (unsigned c = 0; c < E; ++c) {
+    for (unsigned w = 0; w < E / L; ++w) {
 #pragma HLS PIPELINE II=1
-        const int32_t v = x.read();
-        buf[c] = v;
-        s1 += v;
-        // v^2 <= 2^62 and s2 <= s2_max < 2^62 before the add: no int64 overflow
-        s2 += int64_t(v) * int64_t(v);
-        if (s2 > s2_max) {
-            too_big = true;
-            s2 = s2_max < 0 ? 0 : s2_max;  // saturate; the token is an error anyway
+        const W word = x.read();
+        for (unsigned l = 0; l < L; ++l) {
+#pragma HLS UNROLL
+            const int32_t v = lane(word, l);
+            buf[w * L + l] = v;
+            s1 += v;
+            // v^2 <= 2^62 and s2 <= s2_max < 2^62 before the add: no int64 overflow
+            s2 += int64_t(v) * int64_t(v);
+            if (s2 > s2_max) {
+                too_big = true;
+                s2 = s2_max < 0 ? 0 : s2_max;  // saturate; the token is an error anyway
+            }
         }
         GSB_COUNT_ITER(iters);
     }
@@ -101,8 +131,8 @@ ln_stats layernorm_stats(stream<int32_t>& x, int32_t buf[E], int64_t ln_eps, int
 }
 
 /** norm -> binarizer: SIMD-bit words, ceil(E/SIMD) per token. */
-template <unsigned E, unsigned SIMD>
-void layernorm_bits(stream<int32_t>& x, stream<ap_uint<SIMD>>& out, const int8_t sign[E], const int64_t thr[E],
+template <unsigned E, unsigned SIMD, typename W>
+void layernorm_bits(stream<W>& x, stream<ap_uint<SIMD>>& out, const int8_t sign[E], const int64_t thr[E],
                     unsigned ln_shift, int64_t ln_eps, int64_t s2_max, unsigned tokens, const char* where,
                     iter_count iters) {
     static_assert(E > 0 && SIMD > 0, "layernorm_bits: empty shape");
@@ -110,7 +140,7 @@ void layernorm_bits(stream<int32_t>& x, stream<ap_uint<SIMD>>& out, const int8_t
 #pragma HLS ARRAY_PARTITION variable=buf cyclic factor=SIMD
     const int64_t scale = int64_t(1) << ln_shift;
     for (unsigned t = 0; t < tokens; ++t) {
-        const ln_stats st = layernorm_stats<E>(x, buf, ln_eps, s2_max, where, t, iters);
+        const ln_stats st = layernorm_stats<E, W>(x, buf, ln_eps, s2_max, where, t, iters);
         // one output word per cycle: its SIMD channels compared in parallel (the consumer's rate)
         for (unsigned w = 0; w < ceil_div(E, SIMD); ++w) {
 #pragma HLS PIPELINE II=1
@@ -132,38 +162,43 @@ void layernorm_bits(stream<int32_t>& x, stream<ap_uint<SIMD>>& out, const int8_t
 /**
  * Final LayerNorm of tokens 0 and 1 into the 8-bit head inputs: gain[0]/offset[0] for
  * token 0 (norm), gain[1]/offset[1] for token 1 (head_dist_norm).  Reads all `tokens`
- * tokens of the residual stream; writes ceil(E/SIMD) int8-lane words per head token.
+ * tokens of the residual stream; writes ceil(E/SIMD) int8-lane words per head token, one
+ * word (SIMD channels, quotient8 each) per cycle.
  */
-template <unsigned E, unsigned SIMD>
-void final_layernorm(stream<int32_t>& x, stream<ap_uint<8 * SIMD>>& out, const int64_t gain[2][E],
+template <unsigned E, unsigned SIMD, typename W>
+void final_layernorm(stream<W>& x, stream<ap_uint<8 * SIMD>>& out, const int64_t gain[2][E],
                      const int64_t offset[2][E], unsigned k, int64_t ln_eps, int64_t s2_max, unsigned tokens,
                      iter_count iters) {
     static_assert(E > 0 && SIMD > 0, "final_layernorm: empty shape");
+    const unsigned L = word_lanes<W>::value;
+    static_assert(E % L == 0, "final_layernorm: the residual stream's lanes must divide E");
     static const char* const names[2] = {"norm", "head_dist_norm"};
     int32_t buf[E];
     for (unsigned t = 0; t < tokens; ++t) {
         if (t >= 2) {  // patch tokens: not used by the heads
-            for (unsigned c = 0; c < E; ++c) {
+            for (unsigned w = 0; w < E / L; ++w) {
 #pragma HLS PIPELINE II=1
                 (void)x.read();
                 GSB_COUNT_ITER(iters);
             }
             continue;
         }
-        const ln_stats st = layernorm_stats<E>(x, buf, ln_eps, s2_max, names[t], t, iters);
+        const ln_stats st = layernorm_stats<E, W>(x, buf, ln_eps, s2_max, names[t], t, iters);
+        GSB_CHECK(st.sigma > 0, names[t] << ": sigma 0 at token " << t << " (ln_eps must be positive)");
         const int64_t den = st.sigma * (int64_t(1) << k);
-        ap_uint<8 * SIMD> word = 0;
-        for (unsigned c = 0; c < E; ++c) {
+        for (unsigned w = 0; w < ceil_div(E, SIMD); ++w) {
 #pragma HLS PIPELINE II=1
-            const int64_t d = int64_t(E) * buf[c] - st.s1;
-            const int64_t num = gain[t][c] * d + offset[t][c] * st.sigma;
-            int64_t q = floor_div(2 * num + den, 2 * den);
-            q = q < -128 ? -128 : (q > 127 ? 127 : q);
-            set_int8_lane(word, c % SIMD, int32_t(q));
-            if (c % SIMD == SIMD - 1 || c == E - 1) {
-                out.write(word);
-                word = 0;
+            ap_uint<8 * SIMD> word = 0;
+            for (unsigned l = 0; l < SIMD; ++l) {
+#pragma HLS UNROLL
+                const unsigned c = w * SIMD + l;
+                if (c < E) {
+                    const int64_t d = int64_t(E) * buf[c] - st.s1;
+                    const int64_t num = gain[t][c] * d + offset[t][c] * st.sigma;
+                    set_int8_lane(word, l, quotient8(2 * num + den, 2 * den));
+                }
             }
+            out.write(word);
             GSB_COUNT_ITER(iters);
         }
     }
