@@ -185,7 +185,7 @@ def _av_scale(x: _Ctx) -> dict:
 
 def _diba(x: _Ctx) -> dict:
     w, kb = x.w, clog2(x.n + 1) + 1
-    return {"k_i popcount": x.W * 1 + add(kb),          # W-bit words of the plane row, then accumulate
+    return {"k_i popcount": add(x.W) + add(kb),          # one W-bit word of the plane row per cycle, accumulated
             "row term (scale*k - vscale)": mul(w.ctx_scale, kb) + add(w.ctx_scale + kb),
             "lap (8 neighbours)": x.P * (8 * add(4)),
             "local*lap, sums": x.P * (mul(w.ctx_scale, 5) + 3 * add(w.ctx)),
