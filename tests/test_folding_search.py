@@ -53,7 +53,7 @@ def test_out_of_reach_and_over_budget_are_one_line_errors():
     with pytest.raises(FoldingError, match=r"cannot reach 1e\+06 frames/s at 200 MHz \(II <= 200 cycles\): "
                                            r"process final_norm has no parallelism parameter yet and needs 832 cycles"):
         search(DIGITS, 1e6, 200.0)
-    with pytest.raises(FoldingError, match=r"needs \d+ LUT \(estimate: FINN-R model for the MVAUs, .*\), above --max-lut 100"):
+    with pytest.raises(FoldingError, match=r"needs \d+ LUT \(estimate: FINN-R model for the MVAUs .*\), above --max-lut 100"):
         search(DIGITS, 1e4, 200.0, max_lut=100)
     with pytest.raises(FoldingError, match="less than one cycle"):
         search(DIGITS, 1e9, 200.0)

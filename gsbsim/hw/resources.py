@@ -16,6 +16,14 @@ Formulas (research/fpga_hls.md §1.4, from FINN's MVAU ``lut_estimation`` and
 The attention matmuls (qk, av) multiply two activations: they get the compute LUTs but no
 weight memory (their K and V operands live in the activation buffers, see costs.py).
 Every figure is labelled "estimate (FINN-R model)".
+
+Calibration (benchmarks/yosys_popcount.py, docs/costs.md §5.1): for the binary layers
+(W = A = 1) the popcount datapath term 1.1*(mult + addertree) is replaced by
+POPCOUNT_LUT_SCALE*(mult + addertree), the least-squares fit of yosys 0.23's generic Xilinx
+mapping (``synth_xilinx``, not Vivado) of one PE (SIMD XNORs, bit-sum popcount, accumulator)
+over SIMD 8-128 and accumulators of 8-24 bits. Everything else (the 300 LUT base, acc, thr,
+comp, c2, BRAM, DSP, the 8-bit layers) is FINN-R's, uncalibrated. ``lut_estimate(...,
+calibrated=False)`` gives FINN-R's figure.
 """
 from __future__ import annotations
 
@@ -28,12 +36,14 @@ from gsbsim.hw.folding import CycleReport, Fold, FoldedLayer
 from gsbsim.hw.primitives import bram18_table
 from gsbsim.hw.stage_resources import StageResources, stage_resources
 
-__all__ = ["LABEL", "LABEL_ALL", "LayerResources", "ResourceReport", "lut_estimate", "bram18_estimate", "estimate",
+__all__ = ["LABEL", "LABEL_ALL", "POPCOUNT_LUT_SCALE", "LayerResources", "ResourceReport", "lut_estimate", "bram18_estimate", "estimate",
            "folding_of"]
 
-LABEL = "estimate (FINN-R model)"
-LABEL_ALL = "estimate: FINN-R model for the MVAUs, docs/costs.md §5 for the other processes, FIFOs and buffers"
+LABEL = "estimate (FINN-R model, binary popcount datapath calibrated with yosys)"
+LABEL_ALL = "estimate: FINN-R model for the MVAUs (popcount datapath calibrated with yosys), docs/costs.md §5 for the other processes, FIFOs and buffers"
 LUTRAM_MAX_WMEM = 128  # FINN puts weight memories this shallow into LUTs
+# yosys LUT / FINN-R (mult + addertree) for one binary PE: benchmarks/yosys_popcount.py (docs/costs.md §5.1)
+POPCOUNT_LUT_SCALE = 0.633
 
 
 bram18_estimate = bram18_table   # BRAM18 blocks of a depth x width memory (FINN's UG573 SDP-mode table)
@@ -54,8 +64,9 @@ def _wmem(f: FoldedLayer) -> int:
     return copies * math.ceil(l.mw / f.simd) * (l.mh // f.pe)
 
 
-def lut_estimate(f: FoldedLayer) -> tuple[int, int]:
-    """(LUTs, DSPs) of one folded layer."""
+def lut_estimate(f: FoldedLayer, calibrated: bool = True) -> tuple[int, int]:
+    """(LUTs, DSPs) of one folded layer; ``calibrated``: the binary popcount datapath at
+    POPCOUNT_LUT_SCALE (yosys) instead of FINN-R's 1.1."""
     l, P, Q = f.layer, f.pe, f.simd
     wa = l.weight_bits_each + l.input_bits
     dsp_mult = l.precision != "binary"
@@ -67,7 +78,8 @@ def lut_estimate(f: FoldedLayer) -> tuple[int, int]:
     comp = l.thresholds * acc
     wmem = _wmem(f)
     c2 = P * Q * l.weight_bits_each * math.ceil(wmem / 64) if 0 < wmem <= LUTRAM_MAX_WMEM else 0
-    lut = 300 + 1.1 * P * (mult + addertree + acc + thr + comp) + c2
+    datapath = (POPCOUNT_LUT_SCALE if calibrated and not dsp_mult else 1.1) * (mult + addertree)
+    lut = 300 + P * (datapath + 1.1 * (acc + thr + comp)) + c2
     dsp = P * Q * math.ceil(wa / 48) if dsp_mult else 0
     return math.ceil(lut), dsp
 
