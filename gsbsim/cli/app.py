@@ -239,7 +239,7 @@ def resource_lines(res: ResourceReport) -> list[str]:
     """The resource estimate by part (MVAUs, other processes, FIFOs, buffers) and its total."""
     p = res.parts
     rows = [f"resources, {res.label}:",
-            f"  MVAUs (FINN-R)            {p['mvau']['lut']:>9} LUT {p['mvau']['bram18']:>6} BRAM18 {p['mvau']['dsp']:>6} DSP"]
+            f"  MVAUs (FINN-R, calibrated){p['mvau']['lut']:>9} LUT {p['mvau']['bram18']:>6} BRAM18 {p['mvau']['dsp']:>6} DSP"]
     if res.stages:
         big = max(res.stages, key=lambda s: s.lut)
         rows.append(f"  other processes           {p['stages']['lut']:>9} LUT {p['stages']['bram18']:>6} BRAM18 "
