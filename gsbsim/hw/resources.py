@@ -15,7 +15,7 @@ Formulas (research/fpga_hls.md §1.4, from FINN's MVAU ``lut_estimation`` and
 
 The attention matmuls (qk, av) multiply two activations: they get the compute LUTs but no
 weight memory (their K and V operands live in the activation buffers, see costs.py).
-Every figure is labelled "estimate (FINN-R model)".
+Every figure is labelled an estimate (LABEL; LABEL_ALL with the other parts).
 
 Calibration (benchmarks/yosys_popcount.py, docs/costs.md §5.1): for the binary layers
 (W = A = 1) the popcount datapath term 1.1*(mult + addertree) is replaced by
