@@ -15,7 +15,7 @@ from gsbsim.hw.fifo_memory import fifo_cost, fifo_memory, stream_width
 from gsbsim.hw.fifo_plan import minimal
 from gsbsim.hw.folding import Fold
 from gsbsim.hw.process_network import PORTS, build_network
-from gsbsim.hw.stage_resources import lanes, stage_resources, word_lanes
+from gsbsim.hw.stage_resources import lanes, stage_resources
 from gsbsim.hw.stages import stage_iterations
 from tests.support.shapes import DIGITS, DIGITS_SHAPE, shaped_file
 

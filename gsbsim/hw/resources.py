@@ -34,7 +34,7 @@ from typing import Any, Mapping
 from gsbsim.hw.buffers import buffers as buffer_list
 from gsbsim.hw.folding import CycleReport, Fold, FoldedLayer
 from gsbsim.hw.primitives import bram18_table
-from gsbsim.hw.stage_resources import StageResources, stage_resources
+from gsbsim.hw.stage_resources import stage_resources
 
 __all__ = ["LABEL", "LABEL_ALL", "POPCOUNT_LUT_SCALE", "LayerResources", "ResourceReport", "lut_estimate", "bram18_estimate", "estimate",
            "folding_of"]
