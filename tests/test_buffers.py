@@ -20,9 +20,8 @@ def test_arrays_bits_and_bram18_by_hand():
     assert b["blocks.0.vq"].total_bits == 2 * 576 * 64 and b["blocks.0.vq"].bram18 == 2 * 4
     # att: H*N*N int64 = 108 x 64 bits: 6,912 bits, 512 x 36 mode: 2 per copy
     assert b["blocks.0.att"].bram18 == 2 * 2
-    # the skip FIFO of the attention: N*E int32, one copy; the MLP's: E int32
-    assert (b["blocks.0.x_skip1"].elements, b["blocks.0.x_skip1"].bram18) == (576, 2)
-    assert b["blocks.0.x_skip2"].total_bits == 96 * 32
+    # the residual skips are FIFOs: gsbsim/hw/fifo_memory.py counts them (tests/test_stage_resources.py)
+    assert not [k for k in b if "skip" in k]
     # small arrays (<= 1,024 bits) stay in registers
     assert b["blocks.0.softmax.row"].total_bits == 6 * 32 and b["blocks.0.softmax.row"].bram18 == 0
 
@@ -43,4 +42,5 @@ def test_json_and_text_report_the_buffers(tmp_path, capsys):
     assert "estimate" in d["label"] and d["per_buffer"]["blocks.3.att"]["kind"] == "pipo"
     assert main(["run", "--model", str(path), "--pe", "4", "--simd", "32", "--count-ops"]) == 0
     out = capsys.readouterr().out
-    assert f"buffers outside the weights, estimate: {d['bits']} bits, {d['bram18']} BRAM18" in out
+    line = next(l for l in out.splitlines() if l.startswith("  buffers outside weights"))
+    assert line.split()[3:5] == [str(d["bram18"]), "BRAM18"] and f"({d['bits']} bits" in line

@@ -73,7 +73,7 @@ def test_run_json_on_digits_matches_the_golden_path(files, capsys):
     c = folding.cycle_report(header, folding.global_folding(header, 4, 8))
     assert d["cycles"]["per_layer"] == c.per_layer and d["cycles"]["total"] == c.latency
     assert d["cycles"]["ii"] == c.ii and d["cycles"]["fps"] == pytest.approx(200e6 / c.ii)
-    assert d["resources"]["label"] == "estimate (FINN-R model)"
+    assert d["resources"]["label"].startswith("estimate: FINN-R model for the MVAUs")
 
 
 def test_run_npy_fast_and_golden_agree(files, capsys):
@@ -100,7 +100,7 @@ def test_run_count_ops_text_folding_file_and_plot(files, capsys):
     assert int(total[1]) == r.bops and int(total[2]) == r.flops and int(total[4]) == c.latency
     av = [l for l in out.splitlines() if l.startswith("blocks.1.av")][0].split()
     assert av[-3] == str(18 * 2 * 9 * (12 // 4) * 2)  # vectors * H*G^2 * MH/PE * ceil(18/9)
-    assert "estimate (FINN-R model)" in out and "at 100 MHz" in out
+    assert "estimate: FINN-R model for the MVAUs" in out and "at 100 MHz" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in os.listdir(files["dir"]) if p.startswith(".gsbsim-")]
 

@@ -217,13 +217,19 @@ def test_binary_lut_estimate_matches_finn_r_closed_form():
     c = folding.cycle_report(h, folding.global_folding(h, pe=4, simd=32))
     r = resources.estimate(c)
     proj = {x.name: x for x in r.layers}["blocks.0.proj"]
-    # W = A = 1: 300 + 1.1 * P * (6Q - 2 + acc), acc = ceil(log2(MW + 1) + 1) = 10; weights in BRAM
-    assert proj.lut == int(np.ceil(300 + 1.1 * 4 * (6 * 32 - 2 + 10)))
+    # W = A = 1, FINN-R: 300 + 1.1 * P * (6Q - 2 + acc), acc = ceil(log2(MW + 1) + 1) = 10; weights in BRAM
+    f_proj = {f.layer.name: f for f in c.layers}["blocks.0.proj"]
+    assert resources.lut_estimate(f_proj, calibrated=False)[0] == int(np.ceil(300 + 1.1 * 4 * (6 * 32 - 2 + 10)))
+    # calibrated (yosys): the popcount datapath 6Q - 2 at POPCOUNT_LUT_SCALE instead of 1.1
+    k = resources.POPCOUNT_LUT_SCALE
+    assert proj.lut == int(np.ceil(300 + 4 * (k * (6 * 32 - 2) + 1.1 * 10)))
     assert (proj.weight_depth, proj.weight_width, proj.bram18, proj.dsp) == (1152, 128, 16, 0)
     fc1 = {x.name: x for x in r.layers}["blocks.0.fc1"]  # two thresholds per channel, TMEM = 384
-    assert fc1.lut == int(np.ceil(300 + 1.1 * 4 * (6 * 32 - 2 + 10 + 2 * 10 * 6 + 2 * 10)))
+    assert fc1.lut == int(np.ceil(300 + 4 * (k * (6 * 32 - 2) + 1.1 * (10 + 2 * 10 * 6 + 2 * 10))))
     patch = {x.name: x for x in r.layers}["patch"]
-    assert patch.dsp == 4 * 32 and r.label == "estimate (FINN-R model)"
+    assert patch.dsp == 4 * 32 and r.label == resources.LABEL and "FINN-R" in r.label
+    f_patch = {f.layer.name: f for f in c.layers}["patch"]      # 8-bit layers: FINN-R unchanged
+    assert resources.lut_estimate(f_patch) == resources.lut_estimate(f_patch, calibrated=False)
     qk = {x.name: x for x in r.layers}["blocks.0.qk"]
     assert qk.bram18 == 0 and qk.weight_depth == 0
 

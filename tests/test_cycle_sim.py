@@ -229,17 +229,17 @@ def test_lanes_folding_bound_at_most_ii_and_sized_fifos_reach_it(method: str) ->
 
 
 def test_digits_shape_at_pe4_simd32() -> None:
-    """The figures of docs/hls.md §5: bound 1,728 (fc1), II 6,267 at the emitted depths (3.63x),
-    1,728 with FIFOs sized by simulation; latency 25,680 and 20,608 cycles."""
+    """The figures of docs/hls.md §5: bound 1,728 (fc1), II 5,979 at the emitted depths (3.46x),
+    1,728 with FIFOs sized by simulation; latency 24,528 and 19,456 cycles."""
     h = digits_shape().header
     net = build_network(h, global_folding(h, 4, 32))
     r = simulate(net, 8)
     assert r.bound == {"ii": 1728, "process": "blocks.0.fc1"}
     assert cycle_report(h, global_folding(h, 4, 32)).ii == 1728     # gsbsim's analytic cycle model agrees
-    assert (r.ii, r.latency) == (6267, 25680) and set(r.intervals) == {6267}
+    assert (r.ii, r.latency) == (5979, 24528) and set(r.intervals) == {5979}
     depths, _ = size_fifos(net, 8)
     sized = simulate(net, 8, depths=depths)
-    assert (sized.ii, sized.latency) == (1728, 20608)
+    assert (sized.ii, sized.latency) == (1728, 19456)
     # what throttles the emitted design: the attention skip holds one image (N*E) ...
     d = {f"blocks.{i}.x_skip1": 2 * 6 * 96 for i in range(4)}
     assert simulate(net, 8, depths=d).ii < r.ii
@@ -303,8 +303,8 @@ def test_cycles_cli_report(digits_file: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "analytic bound             1,728 cycles per image (largest process: blocks.0.fc1)" in out
-    assert "simulated II               6,267 cycles per image = 31,913 frames/s at 200 MHz (3.63 x the bound)" in out
-    assert "latency                   25,680 cycles = 128.4 us (image 0, empty pipeline)" in out
+    assert "simulated II               5,979 cycles per image = 33,450 frames/s at 200 MHz (3.46 x the bound)" in out
+    assert "latency                   24,528 cycles = 122.6 us (image 0, empty pipeline)" in out
     assert re.search(r"simulated II +1,728 cycles per image = 115,741 frames/s at 200 MHz \(1\.00 x the bound\)",
                      out)
     assert "most stalled" in out
@@ -315,7 +315,7 @@ def test_cycles_cli_report(digits_file: Path, capsys) -> None:
 def test_cycles_cli_json_and_deadlock(digits_file: Path, capsys) -> None:
     assert main(["cycles", "--model", str(digits_file), "--pe", "4", "--simd", "32", "--json"]) == 0
     js = json.loads(capsys.readouterr().out)
-    assert js["emitted"]["ii"] == 6267 and js["emitted"]["analytic_bound"]["ii"] == 1728
+    assert js["emitted"]["ii"] == 5979 and js["emitted"]["analytic_bound"]["ii"] == 1728
     assert js["network"]["fifos"]["blocks.0.x_skip1"] == 576
     rc = main(["cycles", "--model", str(digits_file), "--fifo-depth-cap", "1"])
     out = capsys.readouterr().out

@@ -51,9 +51,11 @@ def test_a_stage_setting_the_ii_is_folded_and_a_driven_stage_raises_its_layer():
 
 def test_out_of_reach_and_over_budget_are_one_line_errors():
     with pytest.raises(FoldingError, match=r"cannot reach 1e\+06 frames/s at 200 MHz \(II <= 200 cycles\): "
-                                           r"stage blocks.0.value_planes is fully parallel \(PE 32\) and needs 324 cycles"):
+                                           r"blocks.0.ln1 needs 204 cycles with every parameter it depends on "
+                                           r"\(embed pe, blocks.0.qkv simd\) at its largest"):
+        # one word of statistics, 32 square-root steps, one output word per token (6 tokens)
         search(DIGITS, 1e6, 200.0)
-    with pytest.raises(FoldingError, match=r"needs \d+ LUT \(estimate \(FINN-R model\)\), above --max-lut 100"):
+    with pytest.raises(FoldingError, match=r"needs \d+ LUT \(estimate: FINN-R model for the MVAUs .*\), above --max-lut 100"):
         search(DIGITS, 1e4, 200.0, max_lut=100)
     with pytest.raises(FoldingError, match="less than one cycle"):
         search(DIGITS, 1e9, 200.0)

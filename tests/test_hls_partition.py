@@ -48,7 +48,9 @@ def test_every_lanes_wide_array_has_its_pragma(tops, method: str) -> None:
         for line in (f"variable=b{i}_qkv_weight complete dim=1", f"variable=b{i}_fc2_weight complete dim=1",
                      f"variable=b{i}_fc1_act.lo cyclic factor=FC1_PE dim=1", "variable=v_tiles complete dim=1",
                      "variable=v_tiles complete dim=3",
-                     f"variable={'ctx_av' if method == 'didb' else 'ctx'} cyclic factor=AV_PE dim=2"):
+                     # gsb_av writes AV_PE channels per cycle; ctx_threshold reads PROJ_SIMD (gsb, reactnet)
+                     "variable=ctx_av cyclic factor=AV_PE dim=2" if method == "didb" else
+                     "variable=ctx cyclic factor=CTX_BANKS2 dim=2"):
             assert f"#pragma HLS ARRAY_PARTITION {line}" in top, line
     assert "variable=patch_weight complete dim=1" in top and "variable=head_dist_weight complete dim=1" in top
     # k_tiles [H][PE][TILES]; didb's [2][H][PE][TILES] (the call passes k_tiles[band])

@@ -28,7 +28,7 @@ from gsbsim.format.conventions import pixels_to_int8
 from gsbsim.format.provenance import PROVENANCE_KEYS, verification_lines
 from gsbsim.hw.costs import CostModelError, CostReport
 from gsbsim.hw.folding import BOUND_IGNORES, DEFAULT_CLOCK_MHZ, CycleReport, FoldingError, cycle_report, global_folding, load_folding
-from gsbsim.hw.resources import LABEL as RESOURCE_LABEL, ResourceReport, estimate
+from gsbsim.hw.resources import ResourceReport, estimate
 from gsbsim.outputs import OutputError, file_mode, folder_lock, remove_dead_temps, temp_file_for
 
 __all__ = ["main", "CliError"]
@@ -210,7 +210,8 @@ def cost_table(c: CostReport, cyc: CycleReport, res: ResourceReport) -> str:
                     f"{f.pe:>4} {f.simd:>4} {f.cycles:>10} {r.lut:>7} {r.bram18:>6}")
     rows.append("-" * len(head))
     rows.append(f"{'total':<16} {'':<6} {'':<9} {'':>11} {'':>10} {c.bops:>12} {c.flops:>11} "
-                f"{c.ops:>11.1f} {'':>4} {'':>4} {cyc.latency:>10} {res.lut:>7} {res.bram18:>6}")
+                f"{c.ops:>11.1f} {'':>4} {'':>4} {cyc.latency:>10} {res.parts['mvau']['lut']:>7} "
+                f"{res.parts['mvau']['bram18']:>6}")
     wb = c.weight_bits
     ew = ", ".join(f"{k} {v}" for k, v in c.elementwise.items())
     rows += [
@@ -223,52 +224,65 @@ def cost_table(c: CostReport, cyc: CycleReport, res: ResourceReport) -> str:
         f"activation buffer peak: {c.peak_bits} bits ({c.peak_bits / 8 / 1024:.1f} KiB) at "
         f"{c.peak_layer} (live: {', '.join(c.peak_tensors)})",
         "",
-        *_stage_rows(cyc),
+        *_stage_rows(cyc, res),
         "",
         f"cycles: II {cyc.ii} ({cyc.bottleneck}; the MVAUs alone: {cyc.layer_ii}, {cyc.layer_bottleneck}), "
         f"latency {cyc.latency} ({cyc.latency_us:.4g} us), {cyc.fps:.6g} frames/s at {cyc.clock_mhz:g} MHz",
         f"  II = slowest process at one iteration per cycle, a lower bound: it ignores {BOUND_IGNORES}; "
         f"latency = sum over all processes (no overlap)",
-        f"resources, {RESOURCE_LABEL}: {res.lut} LUT, {res.bram18} BRAM18, {res.dsp} DSP",
-        *_buffer_line(res),
+        *resource_lines(res),
     ]
     return "\n".join(rows)
 
 
-def _buffer_line(res: ResourceReport) -> list[str]:
-    """The memory outside the MVAU weights (gsbsim/hw/buffers.py), with its largest array."""
-    if not res.buffers:
-        return []
-    big = max(res.buffers, key=lambda b: b.bram18)
-    return [f"buffers outside the weights, estimate: {res.buffer_bits} bits, {res.buffer_bram18} BRAM18 "
-            f"(PIPOs double-buffered, skip FIFOs; largest {big.name} {big.bram18} BRAM18); stage LUT/DSP not estimated"]
+def resource_lines(res: ResourceReport) -> list[str]:
+    """The resource estimate by part (MVAUs, other processes, FIFOs, buffers) and its total."""
+    p = res.parts
+    rows = [f"resources, {res.label}:",
+            f"  MVAUs (FINN-R, calibrated){p['mvau']['lut']:>9} LUT {p['mvau']['bram18']:>6} BRAM18 {p['mvau']['dsp']:>6} DSP"]
+    if res.stages:
+        big = max(res.stages, key=lambda s: s.lut)
+        rows.append(f"  other processes           {p['stages']['lut']:>9} LUT {p['stages']['bram18']:>6} BRAM18 "
+                    f"{p['stages']['dsp']:>6} DSP  (largest {big.name}: {big.lut} LUT, {big.dsp} DSP)")
+    if res.fifos:
+        srl = sum(1 for f in res.fifos if f.impl == "srl")
+        rows.append(f"  FIFOs                     {p['fifos']['lut']:>9} LUT {p['fifos']['bram18']:>6} BRAM18 "
+                    f"{'':>10}  ({len(res.fifos)} FIFOs, {res.fifo_bits} bits; {srl} SRL, {len(res.fifos) - srl} BRAM)")
+    if res.buffers:
+        big = max(res.buffers, key=lambda b: b.bram18)
+        rows.append(f"  buffers outside weights   {'':>9}     {p['buffers']['bram18']:>6} BRAM18 {'':>10}  "
+                    f"({res.buffer_bits} bits, PIPOs double-buffered; largest {big.name} {big.bram18} BRAM18)")
+    rows.append(f"  total                     {res.lut:>9} LUT {res.bram18:>6} BRAM18 {res.dsp:>6} DSP")
+    return rows
 
 
-def _stage_rows(cyc: CycleReport) -> list[str]:
-    """The processes that are not matrix layers, the blocks' alike ones as one row (the slowest)."""
+def _stage_rows(cyc: CycleReport, res: ResourceReport) -> list[str]:
+    """The processes that are not matrix layers, the blocks' alike ones as one row (the slowest),
+    with their resource estimate (that block's; gsbsim/hw/stage_resources.py)."""
+    est = {s.name: s for s in res.stages}
     groups: dict[str, list[str]] = {}
-    for name in cyc.stages:
+    for name in [*cyc.stages, *(s.name for s in res.stages if s.name not in cyc.stages)]:
         parts = name.split(".")
         key = ".".join(["blocks", "*", *parts[2:]]) if parts[0] == "blocks" else name
         groups.setdefault(key, []).append(name)
-    head = f"{'other process':<26} {'PE':>4} {'cycles':>10}  (blocks.*: the slowest block)"
+    head = (f"{'other process':<26} {'PE':>4} {'cycles':>10} {'LUT':>7} {'BRAM18':>6} {'DSP':>5}"
+            f"  (blocks.*: the slowest block; resources: estimate)")
     rows = [head, "-" * len(head)]
     for key, names in groups.items():
-        slow = max(names, key=lambda k: cyc.stages[k])
+        slow = max(names, key=lambda k: cyc.stages.get(k, 0))
         pes = sorted({cyc.stage_pe[n] for n in names if n in cyc.stage_pe})
         pe = "-" if not pes else str(pes[0]) if len(pes) == 1 else "mix"
-        rows.append(f"{key:<26} {pe:>4} {cyc.stages[slow]:>10}")
+        cycles = cyc.stages[slow] if slow in cyc.stages else "-"
+        r = est.get(slow)
+        lut, bram, dsp = (r.lut, r.bram18, r.dsp) if r else ("-", "-", "-")
+        rows.append(f"{key:<26} {pe:>4} {cycles:>10} {lut:>7} {bram:>6} {dsp:>5}")
     return rows
 
 
 def _costs(header: dict, args) -> tuple[CostReport, CycleReport, ResourceReport]:
-    from gsbsim.hw.buffers import buffers
     c = costs_mod.count(header)
-    fold = _folding(args, header)
-    cyc = cycle_report(header, fold, args.clock_mhz)
-    res = estimate(cyc)
-    res.buffers = buffers(header, fold)
-    return c, cyc, res
+    cyc = cycle_report(header, _folding(args, header), args.clock_mhz)
+    return c, cyc, estimate(cyc, header)
 
 
 # ============================================================================ subcommands
@@ -508,8 +522,7 @@ def cmd_fold(args) -> int:
           f"written to {args.out}: {r.steps} steps of the greedy search")
     print(f"cycle model: II {c.ii} cycles ({c.bottleneck}), {c.fps:.6g} frames/s, latency {c.latency} cycles "
           f"({c.latency_us:.4g} us); a lower bound: it ignores {BOUND_IGNORES}")
-    print(f"resources, {r.resources.label}: {r.resources.lut} LUT, {r.resources.bram18} BRAM18, "
-          f"{r.resources.dsp} DSP (MVAUs only)")
+    print(*resource_lines(r.resources), sep="\n")
     print(f"next: gsbsim hls --model {args.model} --folding {args.out} --out DIR")
     return 0
 

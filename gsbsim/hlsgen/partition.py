@@ -63,6 +63,8 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "softmax_hfsc": (Rule(4, 3, Y, 4), Rule(7, 3, Y, 4)),
     # gsb/gsb_av.hpp: plane 0 and plane pv of every PE lane, ctx PE channels per cycle
     "gsb_av": (Rule(1, 1, C), Rule(1, 3, C), Rule(3, 2, Y, 5)),
+    # gsb/gsb_av.hpp ctx_threshold: one proj input word, SIMD channels of ctx and thr, per cycle
+    "ctx_threshold": (Rule(0, 2, Y, 2), Rule(1, 1, Y, 2)),
     # gsb/diba.hpp diba_fork: the sign plane PE words per cycle, into two copies
     "diba_fork": (Rule(1, 3, C), Rule(3, 3, C), Rule(5, 2, C)),
     # gsb/binarize.hpp activate_bits: TwoSidedThresholdPolicy lo/hi at row nf*PE + pe
@@ -71,6 +73,10 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "act_unit": (Rule(2, 1, Y, 2, ("bias", "slope", "out")),),
     # gsb/layernorm.hpp layernorm_bits: SIMD output bits per cycle
     "layernorm_bits": (Rule(2, 1, Y, 1), Rule(3, 1, Y, 1)),
+    # gsb/embed.hpp patch_embed: up to PE channels of the constants per cycle (gcd chunks of them)
+    "patch_embed": (Rule(1, 2, Y, 2), Rule(2, 2, Y, 2), Rule(3, 1, Y, 2), Rule(4, 1, Y, 2)),
+    # gsb/layernorm.hpp final_layernorm: gain/offset of SIMD channels (one output word) per cycle
+    "final_layernorm": (Rule(2, 2, Y, 1), Rule(3, 2, Y, 1)),
     # gsb/head.hpp logits_combine: PE logits per cycle
     "logits_combine": (Rule(3, 1, Y, 1),),
 }
@@ -83,6 +89,8 @@ GAPS: dict[tuple[str, str], str] = {
     ("softmax_hfsc", "exp_hi"): "three tables read with data-dependent indices EPC times per cycle: EPC copies "
                                 "needed above EPC 2 (dual-port ROM), not emitted",
     ("im2col", "image"): "SIMD pixels of a patch row per cycle from the image PIPO: not a fixed stride, not partitioned",
+    ("stream_to_array", "out"): "load_image writes the image port's L pixels per cycle into the image PIPO, which "
+                                "im2col reads SIMD at a time (see im2col): not partitioned",
     ("diba_context", "s_tiles"): "nine sign-plane neighbours per cycle (laplacian8): not partitioned",
 }
 

@@ -2,12 +2,11 @@
 
 Per block of the generated top (gsbsim/hlsgen/blocks.py), every array that is not an MVAU's
 weights: the whole-image PIPO arrays between processes (double-buffered, as Vitis builds a
-PIPO: x 2), the stages' own buffers (a LayerNorm's token, a softmax row, the planes'
-statistics) and the residual skip FIFOs (depth N*E and E, docs/hls.md §3; the other FIFOs are
-depth 2, in registers). Each array is ``elements x bits`` as declared, split into ``banks`` by
-its stage PE (ARRAY_PARTITION cyclic), each bank counted in BRAM18 by the UG573 table of
-gsbsim/hw/resources.py. Arrays of 1,024 bits or less are assumed to sit in LUTs/registers
-(0 BRAM18). LUTs and DSPs of the non-MVAU stages are not estimated.
+PIPO: x 2) and the stages' own buffers (a LayerNorm's token, a softmax row, the planes'
+statistics); the FIFOs, the residual skips included, are gsbsim/hw/fifo_memory.py's. Each
+array is ``elements x bits`` as declared, split into ``banks`` by its stage PE (ARRAY_PARTITION
+cyclic), each bank counted in BRAM18 by the UG573 table of gsbsim/hw/primitives.py. Arrays of 1,024 bits or less are assumed to sit in LUTs/registers
+(0 BRAM18). LUTs and DSPs of the non-MVAU stages are gsbsim/hw/stage_resources.py's.
 """
 from __future__ import annotations
 
@@ -15,17 +14,16 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from gsbsim.format.methods import method_of
-from gsbsim.hw.resources import bram18_estimate
+from gsbsim.hw.primitives import SMALL_BITS, bram18_table as bram18_estimate
 
 __all__ = ["Buffer", "buffers", "SMALL_BITS"]
 
-SMALL_BITS = 1024   # at most this many bits: registers / LUTRAM, no BRAM
 
 
 @dataclass(frozen=True)
 class Buffer:
     name: str          # blocks.<i>.<array>
-    kind: str          # "pipo" (x 2), "stage" or "fifo"
+    kind: str          # "pipo" (x 2) or "stage"
     elements: int
     bits: int          # per element
     banks: int = 1
@@ -77,6 +75,5 @@ def buffers(header: Mapping[str, Any], folding: Mapping[str, Any]) -> list[Buffe
                 Buffer(b + "softmax.row", "stage", n, 64 if didb else 32, pe["softmax"]),
                 Buffer(b + "softmax.exp", "stage", n, 64, pe["softmax"]),
                 Buffer(b + "value_planes.stats", "stage", 2 * h * n, 64),
-                Buffer(b + "attention_planes.max", "stage", h * n, 64),
-                Buffer(b + "x_skip1", "fifo", n * e, 32), Buffer(b + "x_skip2", "fifo", e, 32)]
+                Buffer(b + "attention_planes.max", "stage", h * n, 64)]
     return out

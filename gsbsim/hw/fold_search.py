@@ -132,7 +132,7 @@ def search(header: Mapping[str, Any], target_fps: float, clock_mhz: float,
                                f"cycles ({cyc.clock_mhz * 1e6 / cyc.ii:.6g} frames/s at most)")
         steps += 1
         cyc = cycle_report(header, fold, clock_mhz)
-    res = estimate(cyc)
+    res = estimate(cyc, header)   # every process, FIFO and buffer (gsbsim/hw/resources.py)
     if max_lut is not None and res.lut > max_lut:
         raise FoldingError(f"the folding for {target_fps:g} frames/s at {clock_mhz:g} MHz needs {res.lut} LUT "
                            f"({res.label}), above --max-lut {max_lut}")

@@ -15,37 +15,38 @@ Formulas (research/fpga_hls.md §1.4, from FINN's MVAU ``lut_estimation`` and
 
 The attention matmuls (qk, av) multiply two activations: they get the compute LUTs but no
 weight memory (their K and V operands live in the activation buffers, see costs.py).
-Every figure is labelled "estimate (FINN-R model)".
+Every figure is labelled an estimate (LABEL; LABEL_ALL with the other parts).
+
+Calibration (benchmarks/yosys_popcount.py, docs/costs.md §5.1): for the binary layers
+(W = A = 1) the popcount datapath term 1.1*(mult + addertree) is replaced by
+POPCOUNT_LUT_SCALE*(mult + addertree), the least-squares fit of yosys 0.23's generic Xilinx
+mapping (``synth_xilinx``, not Vivado) of one PE (SIMD XNORs, bit-sum popcount, accumulator)
+over SIMD 8-128 and accumulators of 8-24 bits. Everything else (the 300 LUT base, acc, thr,
+comp, c2, BRAM, DSP, the 8-bit layers) is FINN-R's, uncalibrated. ``lut_estimate(...,
+calibrated=False)`` gives FINN-R's figure.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
-from gsbsim.hw.folding import CycleReport, FoldedLayer
+from gsbsim.hw.buffers import buffers as buffer_list
+from gsbsim.hw.folding import CycleReport, Fold, FoldedLayer
+from gsbsim.hw.primitives import bram18_table
+from gsbsim.hw.stage_resources import stage_resources
 
-__all__ = ["LABEL", "LayerResources", "ResourceReport", "lut_estimate", "bram18_estimate", "estimate"]
+__all__ = ["LABEL", "LABEL_ALL", "POPCOUNT_LUT_SCALE", "LayerResources", "ResourceReport", "lut_estimate", "bram18_estimate", "estimate",
+           "folding_of"]
 
-LABEL = "estimate (FINN-R model)"
+LABEL = "estimate (FINN-R model, binary popcount datapath calibrated with yosys)"
+LABEL_ALL = "estimate: FINN-R model for the MVAUs (popcount datapath calibrated with yosys), docs/costs.md §5 for the other processes, FIFOs and buffers"
 LUTRAM_MAX_WMEM = 128  # FINN puts weight memories this shallow into LUTs
+# yosys LUT / FINN-R (mult + addertree) for one binary PE: benchmarks/yosys_popcount.py (docs/costs.md §5.1)
+POPCOUNT_LUT_SCALE = 0.633
 
 
-def bram18_estimate(depth: int, width: int) -> int:
-    """BRAM18 blocks of a depth x width memory (FINN's UG573 SDP-mode table)."""
-    if depth <= 0 or width <= 0:
-        return 0
-    c = math.ceil
-    if width == 1:
-        return c(depth / 16384)
-    if width == 2:
-        return c(depth / 8192)
-    if width <= 4:
-        return c(depth / 4096) * c(width / 4)
-    if width <= 9:
-        return c(depth / 2048) * c(width / 9)
-    if width <= 18 or depth > 512:
-        return c(depth / 1024) * c(width / 18)
-    return c(depth / 512) * c(width / 36)
+bram18_estimate = bram18_table   # BRAM18 blocks of a depth x width memory (FINN's UG573 SDP-mode table)
 
 
 def _acc_width(f: FoldedLayer) -> int:
@@ -63,8 +64,9 @@ def _wmem(f: FoldedLayer) -> int:
     return copies * math.ceil(l.mw / f.simd) * (l.mh // f.pe)
 
 
-def lut_estimate(f: FoldedLayer) -> tuple[int, int]:
-    """(LUTs, DSPs) of one folded layer."""
+def lut_estimate(f: FoldedLayer, calibrated: bool = True) -> tuple[int, int]:
+    """(LUTs, DSPs) of one folded layer; ``calibrated``: the binary popcount datapath at
+    POPCOUNT_LUT_SCALE (yosys) instead of FINN-R's 1.1."""
     l, P, Q = f.layer, f.pe, f.simd
     wa = l.weight_bits_each + l.input_bits
     dsp_mult = l.precision != "binary"
@@ -76,7 +78,8 @@ def lut_estimate(f: FoldedLayer) -> tuple[int, int]:
     comp = l.thresholds * acc
     wmem = _wmem(f)
     c2 = P * Q * l.weight_bits_each * math.ceil(wmem / 64) if 0 < wmem <= LUTRAM_MAX_WMEM else 0
-    lut = 300 + 1.1 * P * (mult + addertree + acc + thr + comp) + c2
+    datapath = (POPCOUNT_LUT_SCALE if calibrated and not dsp_mult else 1.1) * (mult + addertree)
+    lut = 300 + P * (datapath + 1.1 * (acc + thr + comp)) + c2
     dsp = P * Q * math.ceil(wa / 48) if dsp_mult else 0
     return math.ceil(lut), dsp
 
@@ -93,23 +96,42 @@ class LayerResources:
     weight_width: int
 
 
+def _sum(items, key: str) -> int:
+    return sum(getattr(x, key) for x in items)
+
+
 @dataclass
 class ResourceReport:
+    """Every part of the dataflow: the MVAUs (FINN-R), the other processes (stage_resources),
+    the FIFOs (fifo_memory) and the arrays outside the weights (buffers). ``lut``, ``bram18``
+    and ``dsp`` are the totals over all parts; ``parts`` gives each part's sum."""
     layers: list[LayerResources]
-    label: str = LABEL
+    label: str = LABEL_ALL
     buffers: list = field(default_factory=list)   # gsbsim.hw.buffers.Buffer: memory outside the weights
+    stages: list = field(default_factory=list)    # gsbsim.hw.stage_resources.StageResources
+    fifos: list = field(default_factory=list)     # gsbsim.hw.fifo_memory.FifoMemory
+
+    @property
+    def parts(self) -> dict[str, dict[str, int]]:
+        return {"mvau": {k: _sum(self.layers, k) for k in ("lut", "bram18", "dsp")},
+                "stages": {k: _sum(self.stages, k) for k in ("lut", "bram18", "dsp")},
+                "fifos": {"lut": _sum(self.fifos, "lut"), "bram18": _sum(self.fifos, "bram18"), "dsp": 0},
+                "buffers": {"lut": 0, "bram18": self.buffer_bram18, "dsp": 0}}
+
+    def _total(self, key: str) -> int:
+        return sum(p[key] for p in self.parts.values())
 
     @property
     def lut(self) -> int:
-        return sum(r.lut for r in self.layers)
+        return self._total("lut")
 
     @property
     def bram18(self) -> int:
-        return sum(r.bram18 for r in self.layers)
+        return self._total("bram18")
 
     @property
     def dsp(self) -> int:
-        return sum(r.dsp for r in self.layers)
+        return self._total("dsp")
 
     @property
     def buffer_bram18(self) -> int:
@@ -119,18 +141,39 @@ class ResourceReport:
     def buffer_bits(self) -> int:
         return sum(b.total_bits for b in self.buffers)
 
+    @property
+    def fifo_bits(self) -> int:
+        return sum(f.bits for f in self.fifos)
+
     def to_dict(self) -> dict:
         return {"label": self.label, "lut": self.lut, "bram18": self.bram18, "dsp": self.dsp,
+                "parts": self.parts,
                 "per_layer": {r.name: {"lut": r.lut, "bram18": r.bram18, "dsp": r.dsp}
                               for r in self.layers},
+                "per_stage": {s.name: {"lanes": s.lanes, "word_lanes": s.word_lanes, "lut": s.lut,
+                                       "bram18": s.bram18, "dsp": s.dsp} for s in self.stages},
+                "fifos": {"label": "estimate (emitted depth x declared width; SRL or BRAM18 by Vitis' "
+                                   "config_storage defaults; docs/costs.md)",
+                          "bits": self.fifo_bits,
+                          "per_fifo": {f.name: {"depth": f.depth, "width": f.width, "impl": f.impl, "lut": f.lut,
+                                                "bram18": f.bram18} for f in self.fifos}},
                 "buffers": {"label": "estimate (declared arrays, UG573 BRAM18 table; docs/costs.md)",
                             "bits": self.buffer_bits, "bram18": self.buffer_bram18,
                             "per_buffer": {b.name: {"kind": b.kind, "bits": b.total_bits, "bram18": b.bram18}
                                            for b in self.buffers}}}
 
 
-def estimate(cycles: CycleReport) -> ResourceReport:
-    """FINN-R LUT / BRAM18 / DSP estimate of every folded layer."""
+def folding_of(cycles: CycleReport) -> dict[str, Fold]:
+    """The folding a cycle report was made with (layers and foldable stages)."""
+    return {**{f.layer.name: Fold(f.pe, f.simd) for f in cycles.layers},
+            **{k: Fold(v, 1) for k, v in cycles.stage_pe.items()}}
+
+
+def estimate(cycles: CycleReport, header: Mapping[str, Any] | None = None, fifo_depths: Any = None) -> ResourceReport:
+    """The estimate of every folded layer (FINN-R); with the model's ``header`` also of every
+    other process, every FIFO (at ``fifo_depths``, a gsbsim.hw.fifo_plan.FifoDepths; default
+    the deadlock-free minimum) and the arrays outside the weights: what ``gsbsim run
+    --count-ops`` and ``gsbsim fold`` report."""
     out = []
     for f in cycles.layers:
         lut, dsp = lut_estimate(f)
@@ -138,4 +181,9 @@ def estimate(cycles: CycleReport) -> ResourceReport:
         width = f.pe * f.simd * f.layer.weight_bits_each
         bram = bram18_estimate(depth, width) if depth > LUTRAM_MAX_WMEM else 0
         out.append(LayerResources(f.layer.name, f.pe, f.simd, lut, bram, dsp, depth, width))
-    return ResourceReport(out)
+    if header is None:
+        return ResourceReport(out, LABEL)
+    from gsbsim.hw.fifo_memory import fifo_memory   # imports the cycle simulation (Numba): only when needed
+    fold = folding_of(cycles)
+    return ResourceReport(out, LABEL_ALL, buffer_list(header, fold), stage_resources(header, fold),
+                          fifo_memory(header, fold, fifo_depths))
