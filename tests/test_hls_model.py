@@ -28,7 +28,8 @@ from gsbsim.format import conventions as cv
 from gsbsim.hlsgen import csim, toolchain
 from gsbsim.engine import errors, golden_ops
 from gsbsim.cli.app import main
-from gsbsim.hw.folding import cycle_report, folding_from_dict, global_folding, mvau_cycles
+from gsbsim.hw.folding import Fold, cycle_report, folding_from_dict, global_folding, mvau_cycles
+from gsbsim.hw.stages import lane_dims
 from gsbsim.hlsgen.project import load_project, trace_specs
 from gsbsim.hlsgen.synth_view import compile_synthesis_view
 from gsbsim.format.model_file import IntModel, save_model
@@ -511,7 +512,9 @@ def test_model_csim_on_digits_equals_gsbsim(builds: ModelBuilds, capsys, key: st
         assert re.search(rf"^{re.escape(name)}\s+{cycles}\s+{cycles}\s+ok$", out, re.M)
     if key == "A":
         fold = folding_from_dict(project.header, FOLDING_A)
-        assert project.folding == fold and want["blocks.1.av"] == mvau_cycles(16, 18, 16, 18, 18, 2 * 9)
+        # the residual-stream lanes at 1 are not written to project.json (a default project is unchanged)
+        ones = {k for k in lane_dims(project.header) if fold.get(k) == Fold(1, 1) and k not in project.folding}
+        assert project.folding == {k: v for k, v in fold.items() if k not in ones} and want["blocks.1.av"] == mvau_cycles(16, 18, 16, 18, 18, 2 * 9)
     else:
         assert project.folding == global_folding(project.header, 2, 8)
         assert project.header["groups"] == 1 and project.header["mask_stat"] == "image"

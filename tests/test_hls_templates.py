@@ -47,8 +47,9 @@ def test_a_missing_or_misspelt_value_fails_instead_of_leaving_a_hole(fake_templa
 @pytest.mark.parametrize("name", TEMPLATES)
 def test_shipped_templates_have_only_known_placeholders(name):
     """Each template's placeholders are exactly what project.py fills (no stray @word@ of C++ or make)."""
-    wanted = {"top.h": set(), "tb.cpp": {"tensors", "layers"}, "Makefile": {"ap_types"},
+    wanted = {"top.h": {"image_t"}, "tb.cpp": {"tensors", "layers", "image_t", "image_feed"}, "Makefile": {"ap_types"},
               "vitis.tcl": {"top", "part", "period"},
-              "top.cpp": {"model", "sha", "includes", "embed_streams", "embed_procs", "blocks", "streams", "procs",
-                          "head_streams", "head_procs"}}[name]
+              "top.cpp": {"model", "sha", "includes", "image_t", "x_embed", "x_embed_trace", "x_head",
+                          "embed_streams", "embed_procs", "blocks", "streams", "procs", "head_streams",
+                          "head_procs"}}[name]
     assert set(re.findall(r"@([a-z_]+)@", template_text(name))) == wanted
