@@ -222,7 +222,7 @@ def report_text(project: Project, rep: CsimReport, images: int, build_s: float, 
         rows.append(f"dataflow: slowest process {c.bottleneck} {c.ii} cycles per image at one iteration per "
                     f"cycle (a lower bound on the II: it ignores {BOUND_IGNORES})")
     if rep.passed:
-        rows.append(f"PASS: {rep.tensors_passed} traced tensors bit-exact on {images} images; C-sim "
+        rows.append(f"PASS: {rep.tensors_passed} traced tensors bit-exact on {images} image{'s' if images != 1 else ''}; C-sim "
                     f"iterations equal the cycle model for all {len(rep.expected_iters)} layers and the "
                     f"stage model for all {len(rep.expected_stages)} other processes")
     return "\n".join(rows)
