@@ -44,21 +44,26 @@ def _codes_row(vflat, base, cflat, cbase, d, ratios, mx, mn, row_stat, tmp):
 
 
 @njit(**INLINE)
+def _pack_qk(row, c0, e, d, q_thr, k_thr, qb, kb, h, t):
+    """The Q and K bits of head h, token t: row's channels c0.. (Q) and e + c0.. (K) at their thresholds."""
+    for w in range(qb.shape[2]):
+        lo = c0 + 64 * w
+        width = min(64, d - 64 * w)
+        qb[h, t, w] = pack_bits_at(row, lo, q_thr, lo, width)
+        kb[h, t, w] = pack_bits_at(row, e + lo, k_thr, lo, width)
+
+
+@njit(**INLINE)
 def _split_image_rows(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, qb, kb, cflat, d, tmp):
     """_split_image with the row statistic and no Vq kept: each (token, head) row of Vq goes to a
     scratch row in L1 and straight into its codes (no [H, N, d] int64 Vq written and read back)."""
     e = heads * d
-    wd = qb.shape[2]
     codes_tmp, row_v = tmp[:d], tmp[d:]
     for t in range(n_tok):
         row = acc[r0 + t]
         for h in range(heads):
             c0 = h * d
-            for w in range(wd):
-                lo = c0 + 64 * w
-                width = min(64, d - 64 * w)
-                qb[h, t, w] = pack_bits_at(row, lo, q_thr, lo, width)
-                kb[h, t, w] = pack_bits_at(row, e + lo, k_thr, lo, width)
+            _pack_qk(row, c0, e, d, q_thr, k_thr, qb, kb, h, t)
             src = np.uint64(2 * e + c0)
             off = np.uint64(c0)
             for j in range(d):
@@ -81,7 +86,6 @@ def _split_image(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, ima
     wide_vectors()
     d = vqb.shape[2]
     e = heads * d
-    wd = qb.shape[2]
     vflat = vqb.reshape(-1)
     cflat = codes.reshape(-1)
     if vqb.shape[1] == 0:           # Vq not kept (row statistic, untraced): codes from a row in L1
@@ -91,11 +95,7 @@ def _split_image(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, ima
         row = acc[r0 + t]
         for h in range(heads):
             c0 = h * d
-            for w in range(wd):
-                lo = c0 + 64 * w
-                width = min(64, d - 64 * w)
-                qb[h, t, w] = pack_bits_at(row, lo, q_thr, lo, width)
-                kb[h, t, w] = pack_bits_at(row, e + lo, k_thr, lo, width)
+            _pack_qk(row, c0, e, d, q_thr, k_thr, qb, kb, h, t)
             base = np.uint64((h * n_tok + t) * d)
             src = np.uint64(2 * e + c0)
             off = np.uint64(c0)
