@@ -135,16 +135,17 @@ def test_mvau_cycles_hand_cases():
 
 def test_cycles_fully_folded():
     c = folding.cycle_report(TINY, clock_mhz=200)
-    assert c.per_layer == {"patch": 128, "blocks.0.qkv": 1152, "blocks.0.qk": 288,
+    assert c.per_layer == {"patch": 128, "blocks.0.qkv": 1152, "blocks.0.qk": 288 + 48,
                            "blocks.0.av": 1152, "blocks.0.proj": 384, "blocks.0.fc1": 768,
                            "blocks.0.fc2": 768, "head": 48}
     # every other process of the dataflow counts too (gsbsim/hw/stages.py): LayerNorm
     # N*(E + 32 + ceil(E/SIMD)), statistics, square root, output words of the next layer's SIMD
     assert c.stages["blocks.0.ln1"] == 6 * (8 + 32 + 8) and c.stages["blocks.0.fork1"] == 6 * 8
-    assert c.latency == 4688 + sum(c.stages.values()) == 6432   # (6768 before the clearing passes went)
+    # qk: the MVAU's H*N*(N/PE)*ceil(d/SIMD) = 288 and the query copy H*N*ceil(d/SIMD) = 48
+    assert c.latency == 4736 + sum(c.stages.values()) == 6480
     assert (c.ii, c.bottleneck, c.layer_ii) == (1152, "blocks.0.qkv", 1152)
     assert c.fps == pytest.approx(200e6 / 1152)
-    assert c.latency_us == pytest.approx(6432 / 200)
+    assert c.latency_us == pytest.approx(6480 / 200)
 
 
 def test_global_folding_clips_per_layer():
@@ -153,11 +154,11 @@ def test_global_folding_clips_per_layer():
     assert f["head"] == Fold(3, 3)  # MH 3
     assert folding.global_folding(TINY, pe=64, simd=64)["blocks.0.qk"] == Fold(6, 4)  # SIMD -> MW
     c = folding.cycle_report(TINY, f)
-    assert list(c.per_layer.values()) == [16, 108, 48, 96, 36, 72, 72, 6]
+    assert list(c.per_layer.values()) == [16, 108, 48 + 24, 96, 36, 72, 72, 6]   # qk + its query copy
     # folded MVAUs: a LayerNorm (one element per cycle, not folded by --pe) sets the II
     assert (c.layer_ii, c.layer_bottleneck) == (108, "blocks.0.qkv")
     assert (c.ii, c.bottleneck) == (6 * (8 + 32 + 3), "blocks.0.ln1")
-    assert c.latency == 454 + sum(c.stages.values())
+    assert c.latency == 478 + sum(c.stages.values())
     with pytest.raises(FoldingError, match="--pe"):
         folding.global_folding(TINY, pe=0)
 

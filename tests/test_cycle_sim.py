@@ -29,7 +29,7 @@ from gsbsim.hlsgen import toolchain
 from gsbsim.hw.costs import layers
 from gsbsim.hw.stages import stage_iterations
 from gsbsim.hw.cycle_sim import analytic_bound, simulate, size_fifos
-from gsbsim.hw.folding import Fold, cycle_report, global_folding
+from gsbsim.hw.folding import Fold, cycle_report, global_folding, mvau_cycles
 from gsbsim.hw.process_network import (PORTS, IO, Loop, Network, build_network, check_network, iterations)
 from tests.support.shapes import digits_model, shaped_file
 
@@ -167,7 +167,7 @@ def _foldings(header) -> list[dict[str, Fold]]:
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_counted_iterations_equal_the_analytic_counts(method: str) -> None:
+def test_iterations_equal_the_analytic_counts(method: str) -> None:
     for model in (small(method, 2), digits_shape() if method == "gsb" else small(method, 1)):
         h = model.header
         for fo in _foldings(h):
@@ -175,18 +175,22 @@ def test_counted_iterations_equal_the_analytic_counts(method: str) -> None:
             want = {**cycle_report(h, fo).per_layer, **stage_iterations(h, fo)}
             got: dict[str, int] = {}
             for p in net.processes:
-                got[p.label] = got.get(p.label, 0) + iterations(p.schedule, counted_only=True)
+                got[p.label] = got.get(p.label, 0) + iterations(p.schedule)
             assert got == want
             assert check_network(net) == []
 
 
-def test_uncounted_loop_is_the_query_copy_of_attention_qk() -> None:
+def test_qk_counts_its_query_copy() -> None:
+    """attention_qk copies each head's query rows (N * ceil(d/SIMD) words) into its input FIFO before
+    the MVAU reads them: the cycle model counts that copy, so its bound is the simulation's."""
     h = small("gsb").header
     fo = global_folding(h, 2, 8)
+    n, heads, d = int(h["num_tokens"]), int(h["num_heads"]), int(h["head_dim"])
+    sf = -(-d // fo["blocks.0.qk"].simd)
+    want = heads * n * sf + mvau_cycles(n, d, fo["blocks.0.qk"].pe, fo["blocks.0.qk"].simd, n, heads)
+    assert cycle_report(h, fo).per_layer["blocks.0.qk"] == want
     net = build_network(h, fo)
-    extra = {p.name: iterations(p.schedule) - iterations(p.schedule, True) for p in net.processes}
-    n, heads, sf = int(h["num_tokens"]), int(h["num_heads"]), -(-int(h["head_dim"]) // 8)
-    assert {k: v for k, v in extra.items() if v} == {"blocks.0.qk": heads * n * sf}
+    assert iterations(next(p for p in net.processes if p.name == "blocks.0.qk").schedule) == want
 
 
 def test_check_network_catches_planted_faults() -> None:

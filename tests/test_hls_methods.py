@@ -341,7 +341,8 @@ def test_model_csim_is_bit_exact(builds: Builds, capsys, key: str) -> None:
         assert {"blocks.0.haar", "blocks.0.hfsc", "blocks.0.diba"} <= set(rep.stages)
         qk = project.folding["blocks.0.qk"]
         n, d, h = project.header["num_tokens"], project.header["head_dim"], project.header["num_heads"]
-        assert rep.iters["blocks.0.qk"] == 2 * h * n * (n // qk.pe) * -(-d // qk.simd)   # two Q.K^T products
+        # two Q.K^T products, each per head the query copy (N words of ceil(d/SIMD)) then the MVAU
+        assert rep.iters["blocks.0.qk"] == 2 * h * n * (n // qk.pe + 1) * -(-d // qk.simd)
 
 
 @pytest.mark.parametrize("key", ["reactnet", "didb", "didb3"])

@@ -222,8 +222,10 @@ def cycle_report(header: Mapping[str, Any], folding: Mapping[str, Fold] | None =
         if l.name not in folding:
             raise FoldingError(f"folding has no entry for layer {l.name}")
         f = folding[l.name]
-        out.append(FoldedLayer(l, f.pe, f.simd,
-                               mvau_cycles(l.mh, l.mw, f.pe, f.simd, l.vectors, l.repeats)))
+        cycles = mvau_cycles(l.mh, l.mw, f.pe, f.simd, l.vectors, l.repeats)
+        if l.op == "qk":   # gsb/attention_qk.hpp copies each head's query rows into its input FIFO first
+            cycles += l.repeats * l.vectors * math.ceil(l.mw / f.simd)
+        out.append(FoldedLayer(l, f.pe, f.simd, cycles))
     stage_pe = {}
     lanes = lane_dims(header)
     for name, (dim, what) in {**stage_dims(header), **lanes}.items():

@@ -15,8 +15,7 @@ describes the same network for a model and a folding, flattened over the regions
   (a ``Loop``: trip count and, per stream, the words read or written at each iteration, II 1),
   nested in ``Rep`` where the kernel repeats a group of loops (per token, head, row, vector).
 
-``Loop.counted`` is False for a loop the kernel does not count with GSB_COUNT_ITER (the query
-copy of attention_qk); the counted iterations of every process equal gsbsim's analytic counts
+The iterations of every process equal gsbsim's analytic counts
 (gsbsim/hw/folding.py for the matrix layers, stage_iterations for the rest), which the tests
 check, so a kernel changed on one side shows up.  gsbsim/hw/cycle_sim.py simulates the network.
 """
@@ -53,7 +52,6 @@ class IO:
 class Loop:
     trip: int
     io: tuple[IO, ...] = ()
-    counted: bool = True
 
 
 @dataclass(frozen=True)
@@ -104,13 +102,13 @@ class Network:
         return sorted({q.producer for q in self.pipos if name in q.consumers})
 
 
-def iterations(items: tuple[Item, ...], counted_only: bool = False) -> int:
-    """Loop iterations of a schedule per image (all, or only those the kernel counts)."""
+def iterations(items: tuple[Item, ...]) -> int:
+    """Loop iterations of a schedule per image."""
     n = 0
     for it in items:
         if isinstance(it, Rep):
-            n += it.count * iterations(it.body, counted_only)
-        elif it.counted or not counted_only:
+            n += it.count * iterations(it.body)
+        else:
             n += it.trip
     return n
 
@@ -267,8 +265,8 @@ def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Net
 
         def qk(dst: str) -> tuple[Item, ...]:
             """gsb/attention_qk.hpp: per head, the query rows copied into the unit's input FIFO
-            (deep enough for all of them, inside the process: not counted), then the MVAU."""
-            return (Rep(h, (Loop(n * qk_sf, counted=False),) + mvau(None, dst, d, n, fo["qk"], n)),)
+            (deep enough for all of them, inside the process), then the MVAU."""
+            return (Rep(h, (Loop(n * qk_sf),) + mvau(None, dst, d, n, fo["qk"], n)),)
 
         def softmax(src: str) -> tuple[Item, ...]:
             """gsb/softmax.hpp (and softmax_hfsc): per row, read N/PE words (row max), N exps,

@@ -7,8 +7,9 @@
  * weights, written by gsb/qkv_split.hpp): per head, MH = N keys, MW = d, N query vectors.
  * Output: per head and query, N/PE words of PE int32 scores (lane pe of fold nf = key
  * nf*PE + pe), heads in order: the order of sc[h][i][j].
- * Timing: the layer `blocks.{i}.qk` of the cycle model, H * N * (N/PE) * ceil(d/SIMD)
- * iterations in `iters` (the query feed runs beside the MVAU in a dataflow and is not counted).
+ * Timing: the layer `blocks.{i}.qk` of the cycle model, H * N * ceil(d/SIMD) * (1 + N/PE)
+ * iterations in `iters`: per head the query rows are first copied into the unit's input
+ * FIFO (N * SF, in this process, before the MVAU reads them), then the MVAU.
  */
 #ifndef GSB_ATTENTION_QK_HPP
 #define GSB_ATTENTION_QK_HPP
@@ -44,6 +45,7 @@ void attention_qk(const ap_uint<SIMD> q_rows[H][N][ceil_div(D, SIMD)],
         for (unsigned long i = 0; i < (unsigned long)N * SF; ++i) {
 #pragma HLS PIPELINE II=1
             q.write(q_rows[h][i / SF][i % SF]);
+            GSB_COUNT_ITER(iters);
         }
         mvau<D, N, SIMD, PE, XnorMode>(q, scores, k_tiles[h], raw, N, iters);
     }
