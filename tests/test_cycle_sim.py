@@ -339,3 +339,19 @@ def test_cycles_cli_errors(digits_file: Path, capsys, argv, message) -> None:
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.splitlines() == [f"gsbsim: error: {message}"], err
+
+
+def test_didb_qk_is_two_processes_each_half_the_layer() -> None:
+    """didb's Q.K^T runs as two processes (the Haar bands): the layer's count is their sum (what
+    C-sim counts under one name), the II takes one process's share, as the simulation does."""
+    h = small("didb", 2).header
+    fo = global_folding(h, 2, 8)
+    rep = cycle_report(h, fo)
+    per = {p.name: iterations(p.schedule) for p in build_network(h, fo).processes}
+    assert per["blocks.0.qk.low"] == per["blocks.0.qk.high"] == rep.per_unit["blocks.0.qk"]
+    assert rep.per_layer["blocks.0.qk"] == 2 * rep.per_unit["blocks.0.qk"]
+    # a folding where qk is the slowest process: the model's II is the simulation's bound
+    slow = {k: (Fold(1, 1) if k.endswith(".qk") else v) for k, v in global_folding(h, 64, 64).items()}
+    rep = cycle_report(h, slow)
+    assert rep.bottleneck.endswith(".qk")
+    assert simulate(build_network(h, slow), 2).bound["ii"] == rep.ii == rep.per_layer[rep.bottleneck] // 2

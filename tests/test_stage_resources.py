@@ -237,3 +237,13 @@ def test_fold_search_counts_every_part():
     assert r.resources.stages and r.resources.fifos and r.resources.lut > r.resources.parts["mvau"]["lut"]
     with pytest.raises(folding.FoldingError, match=rf"needs {r.resources.lut} LUT"):
         search(DIGITS, 10_000, 200.0, max_lut=r.resources.parts["mvau"]["lut"])
+
+
+def test_didb_counts_both_qk_units():
+    """didb's Q.K^T is two MVAU processes at the layer's folding: twice one unit's estimate."""
+    h = _header("didb")
+    cyc = folding.cycle_report(h, folding.global_folding(h, 2, 8))
+    one = {f.layer.name: resources.lut_estimate(f) for f in cyc.layers}
+    r = {x.name: x for x in resources.estimate(cyc, h).layers}
+    assert (r["blocks.0.qk"].lut, r["blocks.0.qk"].dsp) == tuple(2 * v for v in one["blocks.0.qk"])
+    assert (r["blocks.0.qkv"].lut, r["blocks.0.qkv"].dsp) == one["blocks.0.qkv"]   # one unit elsewhere

@@ -195,6 +195,7 @@ class Layer:
     weight_params: int = 0     # stored weights (0 for activation x activation matmuls)
     thresholds: int = 0        # threshold comparisons per output channel that follow it
     output: str = ""           # trace tensor name when it is not the op's usual one (didb's qk: hfsc)
+    units: int = 1             # processes of the generated dataflow sharing the work equally (didb's two qk bands)
 
     @property
     def trace_output(self) -> str:
@@ -240,7 +241,8 @@ def layers(header: Mapping[str, Any]) -> list[Layer]:
                   weight_params=3 * E * E, thresholds=1),
             # didb: two band products per head (HFSC, §13.2), summed into one score map
             Layer(p + "qk", "qk", "binary", "±1×±1", mh=N, mw=d, vectors=N, repeats=H * bands,
-                  plane_pairs=bands, acc_bits=acc_bits_signed(d), output="hfsc" if bands == 2 else ""),
+                  plane_pairs=bands, acc_bits=acc_bits_signed(d), output="hfsc" if bands == 2 else "",
+                  units=bands),
             Layer(p + "av", "av", "binary", "{0,1}×±1", mh=d, mw=N, vectors=N, repeats=H * G * G,
                   plane_pairs=G * G, input_signed=False, acc_bits=acc_bits_signed(N)),
             Layer(p + "proj", "proj", "binary", "±1×±1", mh=E, mw=E, vectors=N, acc_bits=acc_e,

@@ -313,7 +313,7 @@ class SimResult:
 
 def analytic_bound(net: Network) -> dict:
     """The bound the simulation is checked against: the largest per-image iteration count of any
-    process (all its loops, counted or not).  At one iteration per cycle no process can take a
+    process (all its loops).  At one iteration per cycle no process can take a
     new image faster, so the achieved II is at least this."""
     per = {p.name: iterations(p.schedule) for p in net.processes}
     name = max(per, key=lambda k: per[k])

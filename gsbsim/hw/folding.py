@@ -174,22 +174,28 @@ class CycleReport:
         return sum(self.per_process.values())
 
     @property
+    def per_unit(self) -> dict[str, int]:
+        """Cycles of one process of each name: a layer split over ``units`` parallel processes
+        (didb's two Q.K^T bands) takes its share; what the II is the maximum of."""
+        return {**{f.layer.name: f.cycles // f.layer.units for f in self.layers}, **self.stages}
+
+    @property
     def ii(self) -> int:
-        return max(self.per_process.values())
+        return max(self.per_unit.values())
 
     @property
     def bottleneck(self) -> str:
-        pp = self.per_process
-        return max(pp, key=lambda k: pp[k])
+        pu = self.per_unit
+        return max(pu, key=lambda k: pu[k])
 
     @property
     def layer_ii(self) -> int:
         """The slowest MVAU alone (what the model reported before it counted every process)."""
-        return max(f.cycles for f in self.layers)
+        return max(f.cycles // f.layer.units for f in self.layers)
 
     @property
     def layer_bottleneck(self) -> str:
-        return max(self.layers, key=lambda f: f.cycles).layer.name
+        return max(self.layers, key=lambda f: f.cycles // f.layer.units).layer.name
 
     @property
     def fps(self) -> float:

@@ -180,7 +180,8 @@ def estimate(cycles: CycleReport, header: Mapping[str, Any] | None = None, fifo_
         depth = _wmem(f)
         width = f.pe * f.simd * f.layer.weight_bits_each
         bram = bram18_estimate(depth, width) if depth > LUTRAM_MAX_WMEM else 0
-        out.append(LayerResources(f.layer.name, f.pe, f.simd, lut, bram, dsp, depth, width))
+        u = f.layer.units   # didb's two Q.K^T processes: two units of the same folding
+        out.append(LayerResources(f.layer.name, f.pe, f.simd, u * lut, u * bram, u * dsp, depth, width))
     if header is None:
         return ResourceReport(out, LABEL)
     from gsbsim.hw.fifo_memory import fifo_memory   # imports the cycle simulation (Numba): only when needed
