@@ -82,8 +82,10 @@ struct ActUnit {
     }
 };
 
-/** The activation unit on a stream: `tokens` vectors of C/PE raw words in, z words out. */
-/** K: the layer's inputs, so |acc| <= K (§10: E for qkv, proj, fc1; Hd for fc2). */
+/**
+ * The activation unit on a stream: `tokens` vectors of C/PE raw words in, z words out.  K: the
+ * layer's inputs, so |acc| <= K (§10: E for qkv, proj, fc1; Hd for fc2).
+ */
 template <unsigned C, unsigned N, unsigned PE, unsigned K>
 void act_unit(stream<vec<int32_t, PE>>& acc, stream<vec<int32_t, PE>>& z, const ActUnit<C, N>& p, unsigned shift,
               unsigned tokens, const char* where, iter_count iters) {
