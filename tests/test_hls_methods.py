@@ -155,14 +155,72 @@ def test_act_unit_refuses_a_slope_shift_out_of_range(builds: Builds, tmp_path: P
     assert f"blocks.0.qkv.act: slope shift {slope_shift} outside 1..30" in err
 
 
-@pytest.mark.parametrize("acc_val, what", [(4096, "input u"), (-4096, "input u"), (4095, "output z")])
-def test_act_unit_range_checks_are_errors(builds: Builds, tmp_path: Path, acc_val: int, what: str) -> None:
+@pytest.mark.parametrize("acc_val, mult, what", [(8, 2 ** 29, "input u"), (-8, 2 ** 29, "input u"),
+                                                 (12, 2 ** 28, "output z")])
+def test_act_unit_range_checks_are_errors(builds: Builds, tmp_path: Path, acc_val: int, mult: int, what: str) -> None:
     acc = np.zeros((N, 3 * E), np.int64)
-    acc[3, 5] = acc_val                             # u = acc * 2^19: +-2^31 fails |u| < 2^31
-    err = run_kernel(builds, "act", tmp_path, ok=False, **act_inputs(acc, 2 ** 20, 1))
+    acc[3, 5] = acc_val                             # u = acc * mult / 2: +-2^31 fails |u| < 2^31
+    err = run_kernel(builds, "act", tmp_path, ok=False, **act_inputs(acc, mult, 1))
     limit = "(-2^31, 2^31)" if what == "input u" else "(-2^30, 2^30)"
-    value = acc_val * 2 ** 19
+    value = acc_val * mult // 2
     assert f"blocks.0.qkv.act: activation {what} leaves {limit} at token 3, channel 5 (value {value})" in err
+
+
+def test_act_unit_widths_hold_at_their_bounds(builds: Builds, tmp_path: Path) -> None:
+    """The act unit's narrow datapath (gsb/act_unit.hpp ActUnit::z) at the extremes of its bounds,
+    bit-exact: u = -(2^31 - 2) times |slope| = 2^30 at S = 30, |out| = |tok_out| = 2^30 (their
+    31-bit sum is exact mod 2^31); then |acc| = K, |mult| = 2^61 / K, |bias| = |tok_in| = 2^61 at
+    shift 40 (u's 64-bit sum)."""
+    acc = np.zeros((N, 3 * E), np.int64)
+    bias, slope = np.zeros(3 * E, np.int64), np.full(3 * E, 2 ** 30, np.int64)
+    out, tok_out = np.full(3 * E, -(2 ** 30), np.int64), np.full(N, 2 ** 30, np.int64)
+    acc[:, 0], bias[0], out[0] = -1, 1, 2 ** 30     # u = (-(2^32 - 2) + 2) >> 1, z = u + 2^31 = 2
+    mult = 2 ** 32 - 2
+    args = dict(bias=bias, tok_in=np.zeros(N, np.int64), tok_out=tok_out, slope=slope, out=out)
+    outs, _ = run_kernel(builds, "act", tmp_path / "slope", **act_inputs(acc, mult, 1, **args, slope_shift=30))
+    want = act_ref(acc, mult, 1, **args, slope_shift=30)
+    assert np.array_equal(outs["z"], want) and (want[:, 0] == 2).all()
+
+    mmax = 2 ** 61 // E
+    acc[:, 0], acc[1, 2] = -E, E
+    bias[:] = 0
+    bias[2], out[0] = 2 ** 61, -(2 ** 30)           # acc*mult + bias ~ 2^62 at token 1, channel 2;
+    args = dict(bias=bias, tok_in=np.full(N, -(2 ** 61)), tok_out=tok_out, slope=slope, out=out)
+    outs, _ = run_kernel(builds, "act", tmp_path / "mult", **act_inputs(acc, mmax, 40, **args, slope_shift=30))
+    want = act_ref(acc, mmax, 40, **args, slope_shift=30)
+    # channel 0: acc*mult + tok_in ~ -2^62
+    assert np.array_equal(outs["z"], want) and want[1, 2] == 2 ** 21 and (want[:, 0] == -(2 ** 22)).all()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("acc", E + 1, f"accumulator {E + 1} outside [-{E}, {E}] at token 3, channel 5"),
+    ("acc", -E - 1, f"accumulator {-E - 1} outside [-{E}, {E}] at token 3, channel 5"),
+    ("mult", 2 ** 61 // E + 1, f"multiplier {2 ** 61 // E + 1} outside [-{2 ** 61 // E}, {2 ** 61 // E}] "
+                               f"(|mult| * {E} <= 2^61)"),
+    ("bias", 2 ** 61 + 1, f"bias[5] = {2 ** 61 + 1} outside [-2^61, 2^61]"),
+    ("tok_in", -(2 ** 61) - 1, f"tok_in[3] = {-(2 ** 61) - 1} outside [-2^61, 2^61]"),
+    ("slope", 2 ** 30 + 1, f"slope[5] = {2 ** 30 + 1} outside [-2^30, 2^30]"),
+    ("out", -(2 ** 30) - 1, f"out[5] = {-(2 ** 30) - 1} outside [-2^30, 2^30]"),
+    ("tok_out", 2 ** 30 + 1, f"tok_out[3] = {2 ** 30 + 1} outside [-2^30, 2^30]"),
+    ("shift", 41, "requantization shift 41 outside 1..40")])
+def test_act_unit_width_bounds_are_checked(builds: Builds, tmp_path: Path, field: str, value: int,
+                                           message: str) -> None:
+    """Each bound the act unit's narrow types rely on, planted: a one-line C-simulation error naming
+    the unit, never a truncated value."""
+    acc = np.zeros((N, 3 * E), np.int64)
+    mult, shift = 1, 1
+    arrays = dict(bias=np.zeros(3 * E, np.int64), tok_in=np.zeros(N, np.int64), tok_out=np.zeros(N, np.int64),
+                  slope=np.full(3 * E, 1 << 15, np.int64), out=np.zeros(3 * E, np.int64))
+    if field == "acc":
+        acc[3, 5] = value
+    elif field == "mult":
+        mult = value
+    elif field == "shift":
+        shift = value
+    else:
+        arrays[field][3 if field.startswith("tok") else 5] = value
+    err = run_kernel(builds, "act", tmp_path, ok=False, **act_inputs(acc, mult, shift, **arrays))
+    assert err.strip() == f"ERROR: blocks.0.qkv.act: {message}", err
 
 
 def test_act_unit_output_offsets_reach_the_z_limit(builds: Builds, tmp_path: Path) -> None:

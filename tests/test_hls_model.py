@@ -486,6 +486,155 @@ def test_fc1_two_sided_activation(builds: ModelBuilds, tmp_path: Path, cfg: str)
     assert iters == 5 * hd // s["FC1_PE"]
 
 
+# ============================================================================ widths from the spec's bounds
+def test_narrow_widths_hold_at_their_bounds(builds: ModelBuilds, tmp_path: Path) -> None:
+    """The narrowed datapaths (gsb/requant.hpp, gsb/layernorm.hpp) at the extremes of the bounds
+    they rely on, bit-exact against golden: |acc| = K and |mult| = 2^61 / K with |bias| = 2^61
+    (the requant and logit products and their 64-bit sums); LayerNorm with ln = 24, thr at both
+    ends of int32 and sigma near 2^31 (the 32 x 31 compare product); |gain| = 2^22, |offset| = 2^28."""
+    s = shape_of("a")
+    e, n = s["E"], s["N"]
+    rng = np.random.default_rng(16)
+    # residual (K = E), shift 40: acc*mult + bias up to 2^62
+    mmax = 2 ** 61 // e
+    acc = rng.choice([-e, e], (5, e)).astype(np.int32)
+    bias = rng.choice([-(2 ** 61), 2 ** 61], e)
+    x = rng.integers(-(2 ** 28), 2 ** 28, (5, e)).astype(np.int32)
+    for mult in (mmax, -mmax):
+        want = golden_ops.residual_add(x, acc, mult, bias, 40, "t")
+        outs, _ = run_kernel(builds, "a", "residual", tmp_path / f"res{mult > 0}", x=x, acc=acc, bias=bias,
+                             p=np.array([mult, 40], dtype=np.int64))
+        assert np.array_equal(outs["out"], want)
+    # patch embedding (K = Cin*P*P), shift 40, |acc| = 128*128*K on channel 0
+    model = kernel_model("a", 10)
+    a = model.arrays
+    model.header["shifts"]["patch"] = 40
+    amax = 128 * 128 * s["CIN"] * s["P"] ** 2
+    w = a["patch.weight"].copy()
+    w[0] = -128
+    a["patch.weight"] = w
+    a["patch.mult"] = rng.choice([-1, 1], e) * (2 ** 61 // amax)
+    a["patch.bias"] = rng.choice([-(2 ** 61), 2 ** 61], e)
+    img = np.full((1, s["CIN"], s["IMG"], s["IMG"]), -128, np.int8)
+    pacc, px = golden_ops.patch_embed(model, img)
+    outs, _ = run_kernel(builds, "a", "patch", tmp_path / "patch", img=img, w=w, mult=a["patch.mult"],
+                         bias=a["patch.bias"], tokens=a["tokens"], pos=a["pos"], p=np.array([40], dtype=np.int64))
+    assert np.array_equal(outs["x"], px) and pacc[0, :, 0].max() == amax
+    # logits (|acc| <= 128*128*E): both products at 2^61 and the bias at 2^61, logit ~ 3 * 2^61
+    model = kernel_model("a", 12)
+    a = model.arrays
+    hmax = 2 ** 61 // (128 * 128 * e)
+    for name in ("head.weight", "head_dist.weight"):
+        w = a[name].copy()
+        w[0] = -128
+        a[name] = w
+    a["head.mult"], a["head_dist.mult"] = np.int64(hmax), np.int64(hmax)
+    a["logit.bias"] = rng.choice([-(2 ** 61), 2 ** 61], s["C"])
+    a["logit.bias"][0] = 2 ** 61
+    q = np.full((1, 2, e), -128, np.int8)
+    hacc, logits = golden_ops.head_logits(model, q)
+    outs, _ = run_kernel(builds, "a", "head", tmp_path / "head", q=q, w=a["head.weight"], wd=a["head_dist.weight"],
+                         bias=a["logit.bias"], p=np.array([hmax, hmax], np.int64))
+    assert np.array_equal(outs["logits"], logits) and logits[0, 0] > 2 * 2 ** 61
+    # LayerNorm -> bits, ln 24: one channel at the largest value E*S2 allows, thr at the int32 ends
+    eps = 1
+    xl = np.zeros((3, e), np.int64)
+    xl[0, 0] = cv.isqrt(np.array([s2_max(e, eps)]))[0]
+    xl[1, 0] = -xl[0, 0]
+    xl[2] = rng.integers(-(2 ** 20), 2 ** 20, e)
+    sign = rng.choice(np.array([-1, 1], dtype=np.int8), e)
+    thr = rng.choice([INT32_MIN, INT32_MAX, -1, 0, 1], e).astype(np.int64)
+    d, sigma = golden_ops.ln_stats(xl[:1], eps, "t")
+    assert sigma[0] > 2 ** 30
+    want = golden_ops.ln_bits(xl.astype(np.int32), sign, thr, 24, eps, "t")
+    outs, _ = run_kernel(builds, "a", "ln_bits", tmp_path / "ln", x=xl.astype(np.int32), sign=sign, thr=thr,
+                         p=np.array([24, eps, s2_max(e, eps)], dtype=np.int64))
+    assert np.array_equal(outs["bits"], want) and 0 < want.sum() < want.size
+    # final LayerNorm: |gain| = 2^22, |offset| = 2^28, k = 24
+    xf = rng.integers(-(2 ** 24), 2 ** 24, (n, e)).astype(np.int32)
+    gain = rng.choice([-(2 ** 22), 2 ** 22], (2, e))
+    offset = rng.choice([-(2 ** 28), 2 ** 28], (2, e))
+    want = np.stack([golden_ops.head_inputs(xf[None, t].astype(np.int64), gain[t], offset[t], 24, 5, "t")[0]
+                     for t in range(2)])
+    outs, _ = run_kernel(builds, "a", "final_ln", tmp_path / "final", x=xf, gain=gain, offset=offset,
+                         p=np.array([24, 5, s2_max(e, 5)], dtype=np.int64))
+    assert np.array_equal(outs["q"], want)
+
+
+def _planted(cfg: str, kernel: str, field: str, value: int) -> dict:
+    """Valid inputs of `kernel` (config `cfg`) with one value planted at `field`."""
+    s = shape_of(cfg)
+    e, n = s["E"], s["N"]
+    if kernel == "residual":
+        ins = dict(x=np.zeros((4, e), np.int32), acc=np.zeros((4, e), np.int32), bias=np.zeros(e, np.int64),
+                   p=np.array([1, 16], dtype=np.int64))
+        {"acc": lambda: ins["acc"].__setitem__((2, 3), value), "bias": lambda: ins["bias"].__setitem__(3, value),
+         "mult": lambda: ins["p"].__setitem__(0, value), "shift": lambda: ins["p"].__setitem__(1, value)}[field]()
+    elif kernel == "patch":
+        a = kernel_model(cfg, 10).arrays
+        ins = dict(img=np.zeros((1, s["CIN"], s["IMG"], s["IMG"]), np.int8), w=a["patch.weight"],
+                   mult=a["patch.mult"].copy(), bias=a["patch.bias"].copy(), tokens=a["tokens"], pos=a["pos"],
+                   p=np.array([16], dtype=np.int64))
+        if field == "shift":
+            ins["p"][0] = value
+        else:
+            ins[field][2] = value
+    elif kernel == "head":
+        a = kernel_model(cfg, 12).arrays
+        ins = dict(q=np.zeros((1, 2, e), np.int8), w=a["head.weight"], wd=a["head_dist.weight"],
+                   bias=a["logit.bias"].copy(), p=np.array([1, 1], np.int64))
+        if field == "bias":
+            ins["bias"][3] = value
+        else:
+            ins["p"][int(field == "dist_mult")] = value
+    elif kernel == "ln_bits":
+        ins = dict(x=np.ones((2, e), np.int32), sign=np.ones(e, np.int8), thr=np.zeros(e, np.int64),
+                   p=np.array([8, 1, s2_max(e, 1)], dtype=np.int64))
+        if field == "thr":
+            ins["thr"][4] = value
+        else:
+            ins["p"][0] = value
+    else:   # final_ln
+        ins = dict(x=np.ones((n, e), np.int32), gain=np.zeros((2, e), np.int64), offset=np.zeros((2, e), np.int64),
+                   p=np.array([12, 5, s2_max(e, 5)], dtype=np.int64))
+        if field == "k":
+            ins["p"][0] = value
+        else:
+            ins[field][1 if field == "gain" else 0, 3 if field == "gain" else 2] = value
+    return ins
+
+
+_E, _AMAX = KERNEL_CFGS["a"]["E"], 128 * 128 * KERNEL_CFGS["a"]["CIN"] * KERNEL_CFGS["a"]["P"] ** 2
+
+
+@pytest.mark.parametrize("kernel, field, value, message", [
+    ("residual", "acc", _E + 1, f"residual: accumulator {_E + 1} outside [-{_E}, {_E}] at token 2, channel 3"),
+    ("residual", "mult", -(2 ** 61 // _E) - 1,
+     f"residual: multiplier {-(2 ** 61 // _E) - 1} outside [-{2 ** 61 // _E}, {2 ** 61 // _E}] (|mult| * {_E} <= 2^61)"),
+    ("residual", "bias", 2 ** 61 + 1, f"residual: bias[3] = {2 ** 61 + 1} outside [-2^61, 2^61]"),
+    ("residual", "shift", 41, "residual: requantization shift 41 outside 1..40"),
+    ("patch", "mult", 2 ** 61 // _AMAX + 1, f"embed: multiplier {2 ** 61 // _AMAX + 1} outside "
+                                            f"[-{2 ** 61 // _AMAX}, {2 ** 61 // _AMAX}] (|mult| * {_AMAX} <= 2^61)"),
+    ("patch", "bias", -(2 ** 61) - 1, f"embed: bias[2] = {-(2 ** 61) - 1} outside [-2^61, 2^61]"),
+    ("patch", "shift", 41, "embed: requantization shift 41 outside 1..40"),
+    ("head", "head_mult", 2 ** 61 // (2 ** 14 * _E) + 1, f"logits: head.mult: multiplier {2 ** 61 // (2 ** 14 * _E) + 1}"),
+    ("head", "dist_mult", -(2 ** 61 // (2 ** 14 * _E)) - 1, "logits: head_dist.mult: multiplier "),
+    ("head", "bias", 2 ** 61 + 1, f"logits: logit.bias[3] = {2 ** 61 + 1} outside [-2^61, 2^61]"),
+    ("ln_bits", "thr", 2 ** 31, "ln_bits: threshold thr[4] = 2147483648 outside the int32 range"),
+    ("ln_bits", "thr", -(2 ** 31) - 1, "ln_bits: threshold thr[4] = -2147483649 outside the int32 range"),
+    ("ln_bits", "ln", 25, "ln_bits: LayerNorm shift 25 outside 0..24"),
+    ("final_ln", "gain", 2 ** 22 + 1, f"head_dist_norm: gain[3] = {2 ** 22 + 1} outside [-2^22, 2^22]"),
+    ("final_ln", "offset", -(2 ** 28) - 1, f"norm: offset[2] = {-(2 ** 28) - 1} outside [-2^28, 2^28]"),
+    ("final_ln", "k", 25, "final_layernorm: shift head_ln 25 outside 0..24")])
+def test_narrow_width_bounds_are_checked(builds: ModelBuilds, tmp_path: Path, kernel: str, field: str, value: int,
+                                         message: str) -> None:
+    """Each bound a narrowed width relies on, planted one at a time: a one-line C-simulation error
+    naming the unit, never a truncated value."""
+    err = run_kernel_error(builds, "a", kernel, tmp_path, **_planted("a", kernel, field, value))
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"ERROR: {message}"), err
+
+
 # ============================================================================ whole models
 def check_pass(builds: ModelBuilds, capsys, key: str, *extra: str) -> str:
     rc, out, err = run_cli(capsys, "csim", builds.root / key, *extra)

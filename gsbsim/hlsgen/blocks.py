@@ -143,8 +143,8 @@ def _streams(i: int, fifos: FifoDepths, act: bool, didb: bool, x_in: int, x_mid:
 
 def _act(lin: str, pe: str) -> str:
     """The activation unit of one binary linear: raw accumulators -> z."""
-    c = _LINEAR[lin][1]
-    return process(f"blocks.{{i}}.{lin}.act", f"gsb::act_unit<{c}, N, {pe}>({lin}_acc, {lin}_z, b{{i}}_{lin}_act_unit, "
+    k, c = _LINEAR[lin]   # k inputs: |acc| <= k (§10), the act unit's multiplier width
+    return process(f"blocks.{{i}}.{lin}.act", f"gsb::act_unit<{c}, N, {pe}, {k}>({lin}_acc, {lin}_z, b{{i}}_{lin}_act_unit, "
                    f"SHIFT_RESID, N, \"blocks.{{i}}.{lin}.act\", GSB_IT)")
 
 
@@ -194,7 +194,7 @@ def _proj(didb: bool) -> str:
 def _residual(lin: str, pe: str, x_in: str, x_out: str, stage: str, act: bool) -> str:
     """X + the layer's output: requantized accumulators (§7) or the activation unit's z (§13.1)."""
     if not act:
-        call = (f"gsb::requant_residual_add<E, {pe}>({x_in}, {lin}_acc, {x_out}, b{{i}}_{lin}_mult, "
+        call = (f"gsb::requant_residual_add<E, {pe}, {_LINEAR[lin][0]}>({x_in}, {lin}_acc, {x_out}, b{{i}}_{lin}_mult, "
                 f"b{{i}}_{lin}_bias, SHIFT_RESID, N, \"blocks.{{i}}.{lin}\", GSB_IT)")
     else:
         call = f"gsb::residual_add_lanes<E, {pe}>({x_in}, {lin}_z, {x_out}, N, \"blocks.{{i}}.{lin}\", GSB_IT)"

@@ -448,7 +448,7 @@ def _top_cpp(model: IntModel, sha: str, fifos: FifoDepths, folding: Mapping[str,
                            after=("load_image",)) +
                    process("patch", "gsb::mvau<KP, E, PATCH_SIMD, PATCH_PE, gsb::Int8Mode>(cols, acc, patch_weight, raw, "
                            "T, GSB_IT)", layer=True) +
-                   process("embed", "gsb::patch_embed<N, E, PATCH_PE>(acc, embed_tokens, embed_pos, patch_mult, "
+                   process("embed", "gsb::patch_embed<N, E, PATCH_PE, KP>(acc, embed_tokens, embed_pos, patch_mult, "
                            "patch_bias, SHIFT_PATCH, x, GSB_IT)"))
     head_streams = (decl("ap_uint<8 * HEAD_SIMD>", "q", "head.q") +
                     decl("gsb::vec<int32_t, HEAD_PE>", "acc", "head.acc") +
@@ -457,7 +457,7 @@ def _top_cpp(model: IntModel, sha: str, fifos: FifoDepths, folding: Mapping[str,
     head_procs = (process("final_norm", "gsb::final_layernorm<E, HEAD_SIMD>(x, q, final_gain, final_offset, "
                           "SHIFT_HEAD_LN, LN_EPS, LN_S2_MAX, N, GSB_IT)") +
                   process("head", "head_mvau(q, acc, GSB_IT)", layer=True) +
-                  process("logits", "gsb::logits_combine<C, HEAD_PE>(acc, head_mult, head_dist_mult, logit_bias, "
+                  process("logits", "gsb::logits_combine<C, HEAD_PE, E>(acc, head_mult, head_dist_mult, logit_bias, "
                           "logit_words, GSB_IT)") +
                   process("logits_out", "gsb::fork_lanes<C, HEAD_PE>(logit_words, logits, to_argmax, GSB_IT)") +
                   process("argmax", "gsb::argmax<C, HEAD_PE, int64_t>(to_argmax, pred, 1, GSB_IT)"))

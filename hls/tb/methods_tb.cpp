@@ -84,7 +84,7 @@ void k_act() {
     }
     stream<vec<int32_t, ACT_PE>> s_acc("acc"), s_z("z");
     to_words<ACT_PE>(acc, s_acc);
-    act_unit<3 * E, N, ACT_PE>(s_acc, s_z, p, unsigned(prm[1]), N, "blocks.0.qkv.act", iters_);
+    act_unit<3 * E, N, ACT_PE, E>(s_acc, s_z, p, unsigned(prm[1]), N, "blocks.0.qkv.act", iters_);
     out("z", trace::lanes(s_z), {N, 3 * E});
 }
 

@@ -246,7 +246,7 @@ void k_patch() {
         mvau<K, E, PATCH_SIMD, PATCH_PE, Int8Mode>(cols, acc, w, raw, T, iters_);
         const std::vector<int64_t> a = trace::lanes(acc);
         accs.insert(accs.end(), a.begin(), a.end());
-        patch_embed<N, E, PATCH_PE>(acc, tk, ps, mult.data(), bias.data(), unsigned(p[0]), x, stage);
+        patch_embed<N, E, PATCH_PE, K>(acc, tk, ps, mult.data(), bias.data(), unsigned(p[0]), x, stage);
         const std::vector<int64_t> v = trace::scalars(x);
         xs.insert(xs.end(), v.begin(), v.end());
     }
@@ -282,7 +282,7 @@ void k_head() {
         mvau<E, C, HEAD_SIMD, HEAD_PE, Int8Mode>(s_q, acc, wd, raw, 1, iters_);
         const std::vector<int64_t> a = trace::lanes(acc);
         accs.insert(accs.end(), a.begin(), a.end());
-        logits_combine<C, HEAD_PE>(acc, p[0], p[1], bias.data(), lg, stage);
+        logits_combine<C, HEAD_PE, E>(acc, p[0], p[1], bias.data(), lg, stage);
         const std::vector<int64_t> l = trace::lanes(lg);
         logits.insert(logits.end(), l.begin(), l.end());
         argmax<C, HEAD_PE, int64_t>(lg, best, 1, stage);
@@ -307,8 +307,8 @@ void k_residual() {
         for (unsigned pe = 0; pe < RES_PE; ++pe) w[pe] = acc[i + pe];
         s_acc.write(w);
     }
-    requant_residual_add<E, RES_PE>(s_x, s_acc, s_out, p[0], bias.data(), unsigned(p[1]), unsigned(tokens),
-                                    "residual", iters_);
+    requant_residual_add<E, RES_PE, E>(s_x, s_acc, s_out, p[0], bias.data(), unsigned(p[1]), unsigned(tokens),
+                                       "residual", iters_);
     out("out", trace::scalars(s_out), {tokens, E});
 }
 

@@ -23,6 +23,7 @@
 #include "gsb/layernorm.hpp"
 #include "gsb/mvau.hpp"
 #include "gsb/qkv_split.hpp"
+#include "gsb/requant.hpp"
 #include "gsb/residual.hpp"
 #include "gsb/softmax.hpp"
 #include "gsb/stream.hpp"

@@ -21,7 +21,8 @@
  * Overflow (spec §1, run-time checks): a token with E*S2 + ln_eps >= 2^62 is an error, never
  * a wrap.  S2 is accumulated in int64 saturating just above `s2_max` = the largest S2 with
  * E*S2 + ln_eps < 2^62 (computed by the generator), and C-simulation throws naming the layer
- * and token.  Under that bound every other intermediate fits int64 (spec §1).
+ * and token.  Under that bound every other intermediate fits int64 (spec §1), and the compare
+ * paths are narrower (ln_stats, ln_dev, layernorm_bits, final_layernorm).
  *
  * The input is the residual stream, words of L int32 lanes (gsb/lanes.hpp: L = 1 is one
  * int32 per word); the statistics read one word, L channels, per cycle.
@@ -40,6 +41,7 @@
 #include "gsb/common.hpp"
 #include "gsb/int8_ops.hpp"
 #include "gsb/lanes.hpp"
+#include "gsb/requant.hpp"
 #include "gsb/stream.hpp"
 
 namespace gsb {
@@ -86,22 +88,40 @@ inline int32_t quotient8(int64_t a, int64_t b) {
     return q - 128;
 }
 
-/** One token's statistics: S1 and sigma = isqrt(V). */
+/**
+ * One token's statistics: S1 = sum of E int32 values, |S1| <= E*2^31: 32 + clog2(E) bits; sigma =
+ * isqrt(V), V < 2^62 (the checked E*S2 bound): sigma < 2^31, 31 bits.
+ */
+template <unsigned E>
 struct ln_stats {
-    int64_t s1;
-    int64_t sigma;
+    typedef ap_int<32 + clog2(E)> s1_t;
+    s1_t s1;
+    ap_uint<31> sigma;
 };
+
+/**
+ * D_c = E*X_c - S1 of one channel.  Sum_c D_c^2 = E*(E*S2 - S1^2) < E*2^62 under the checked bound
+ * E*S2 + ln_eps < 2^62 (§1), so |D| < sqrt(E)*2^31 <= 2^37 (E <= 4096): 38 bits, computed mod 2^38
+ * (exact under that bound; a 38-bit subtract of a constant multiple of X).
+ */
+template <unsigned E>
+ap_int<38> ln_dev(int32_t x, const typename ln_stats<E>::s1_t& s1) {
+#pragma HLS INLINE
+    static_assert(E >= 1 && E <= 4096, "layernorm: E <= 4096 (docs/integer_model.md §1 dimension limits)");
+    return ap_int<38>(ap_int<38>(ap_int<32>(x) * ap_uint<count_bits(E)>(E)) - ap_int<38>(s1));
+}
 
 /**
  * Read one token (E values, E/L words of L lanes) into buf and return S1 and sigma.
  * `where` and `token` only name the offender in the overflow error.
  */
 template <unsigned E, typename W>
-ln_stats layernorm_stats(stream<W>& x, int32_t buf[E], int64_t ln_eps, int64_t s2_max,
+ln_stats<E> layernorm_stats(stream<W>& x, int32_t buf[E], int64_t ln_eps, int64_t s2_max,
                             const char* where, unsigned token, iter_count iters) {
     const unsigned L = word_lanes<W>::value;
     static_assert(E % L == 0, "layernorm: the residual stream's lanes must divide E");
-    int64_t s1 = 0, s2 = 0;
+    typename ln_stats<E>::s1_t s1 = 0;
+    int64_t s2 = 0;
     bool too_big = s2_max < 0;
     for (unsigned w = 0; w < E / L; ++w) {
 #pragma HLS PIPELINE II=1
@@ -124,23 +144,29 @@ ln_stats layernorm_stats(stream<W>& x, int32_t buf[E], int64_t ln_eps, int64_t s
     (void)where;
     (void)token;
     (void)too_big;   // the check above is C-simulation only
-    ln_stats st;
+    ln_stats<E> st;
     st.s1 = s1;
-    st.sigma = isqrt64(int64_t(E) * s2 - s1 * s1 + ln_eps, iters);
+    // S1^2 <= E*S2 < 2^62 (Cauchy-Schwarz): a (32 + clog2 E)-bit square
+    st.sigma = isqrt64(int64_t(E) * s2 - (s1 * s1).to_int64() + ln_eps, iters);
     return st;
 }
 
-/** norm -> binarizer: SIMD-bit words, ceil(E/SIMD) per token. */
+/**
+ * norm -> binarizer: SIMD-bit words, ceil(E/SIMD) per token.  Widths: D 38 bits (ln_dev);
+ * sign*D*2^ln, ln <= 24 (§1): a negation and a shift, |.| < 2^61; thr in int32 range (§1) times
+ * sigma < 2^31: a 32 x 31 multiplier (was 64 x 64), |.| < 2^62.  C-simulation checks ln <= 24 and
+ * every thr against its range.
+ */
 template <unsigned E, unsigned SIMD, typename W>
 void layernorm_bits(stream<W>& x, stream<ap_uint<SIMD>>& out, const int8_t sign[E], const int64_t thr[E],
                     unsigned ln_shift, int64_t ln_eps, int64_t s2_max, unsigned tokens, const char* where,
                     iter_count iters) {
     static_assert(E > 0 && SIMD > 0, "layernorm_bits: empty shape");
+    GSB_CHECK(ln_shift <= 24, where << ": LayerNorm shift " << ln_shift << " outside 0..24");
     int32_t buf[E];
 #pragma HLS ARRAY_PARTITION variable=buf cyclic factor=SIMD
-    const int64_t scale = int64_t(1) << ln_shift;
     for (unsigned t = 0; t < tokens; ++t) {
-        const ln_stats st = layernorm_stats<E, W>(x, buf, ln_eps, s2_max, where, t, iters);
+        const ln_stats<E> st = layernorm_stats<E, W>(x, buf, ln_eps, s2_max, where, t, iters);
         // one output word per cycle: its SIMD channels compared in parallel (the consumer's rate)
         for (unsigned w = 0; w < ceil_div(E, SIMD); ++w) {
 #pragma HLS PIPELINE II=1
@@ -149,8 +175,11 @@ void layernorm_bits(stream<W>& x, stream<ap_uint<SIMD>>& out, const int8_t sign[
 #pragma HLS UNROLL
                 const unsigned c = w * SIMD + b;
                 if (c < E) {
-                    const int64_t d = int64_t(E) * buf[c] - st.s1;
-                    word[b] = int64_t(sign[c]) * d * scale >= thr[c] * st.sigma;
+                    GSB_CHECK(thr[c] >= INT32_MIN && thr[c] <= INT32_MAX,
+                              where << ": threshold thr[" << c << "] = " << thr[c] << " outside the int32 range");
+                    const ap_int<62> dl = ap_int<62>(ln_dev<E>(buf[c], st.s1)) << ln_shift;   // |.| < 2^61
+                    const ap_int<62> lhs = sign[c] > 0 ? dl : sign[c] < 0 ? ap_int<62>(-dl) : ap_int<62>(0);
+                    word[b] = lhs >= ap_int<63>(ap_int<32>(thr[c]) * st.sigma);
                 }
             }
             out.write(word);
@@ -163,7 +192,9 @@ void layernorm_bits(stream<W>& x, stream<ap_uint<SIMD>>& out, const int8_t sign[
  * Final LayerNorm of tokens 0 and 1 into the 8-bit head inputs: gain[0]/offset[0] for
  * token 0 (norm), gain[1]/offset[1] for token 1 (head_dist_norm).  Reads all `tokens`
  * tokens of the residual stream; writes ceil(E/SIMD) int8-lane words per head token, one
- * word (SIMD channels, quotient8 each) per cycle.
+ * word (SIMD channels, quotient8 each) per cycle.  Widths (§1: |gain| <= 2^22, |offset| <= 2^28,
+ * head_ln <= 24; C-simulation checks them): gain*D 24 x 38 bits, offset*sigma 30 x 31 bits,
+ * |num| < 2^60, den = sigma*2^k < 2^55.
  */
 template <unsigned E, unsigned SIMD, typename W>
 void final_layernorm(stream<W>& x, stream<ap_uint<8 * SIMD>>& out, const int64_t gain[2][E],
@@ -173,6 +204,7 @@ void final_layernorm(stream<W>& x, stream<ap_uint<8 * SIMD>>& out, const int64_t
     const unsigned L = word_lanes<W>::value;
     static_assert(E % L == 0, "final_layernorm: the residual stream's lanes must divide E");
     static const char* const names[2] = {"norm", "head_dist_norm"};
+    GSB_CHECK(k <= 24, "final_layernorm: shift head_ln " << k << " outside 0..24");
     int32_t buf[E];
     for (unsigned t = 0; t < tokens; ++t) {
         if (t >= 2) {  // patch tokens: not used by the heads
@@ -183,9 +215,9 @@ void final_layernorm(stream<W>& x, stream<ap_uint<8 * SIMD>>& out, const int64_t
             }
             continue;
         }
-        const ln_stats st = layernorm_stats<E, W>(x, buf, ln_eps, s2_max, names[t], t, iters);
+        const ln_stats<E> st = layernorm_stats<E, W>(x, buf, ln_eps, s2_max, names[t], t, iters);
         GSB_CHECK(st.sigma > 0, names[t] << ": sigma 0 at token " << t << " (ln_eps must be positive)");
-        const int64_t den = st.sigma * (int64_t(1) << k);
+        const int64_t den = int64_t(st.sigma.to_uint64()) << k;   // < 2^55
         for (unsigned w = 0; w < ceil_div(E, SIMD); ++w) {
 #pragma HLS PIPELINE II=1
             ap_uint<8 * SIMD> word = 0;
@@ -193,8 +225,11 @@ void final_layernorm(stream<W>& x, stream<ap_uint<8 * SIMD>>& out, const int64_t
 #pragma HLS UNROLL
                 const unsigned c = w * SIMD + l;
                 if (c < E) {
-                    const int64_t d = int64_t(E) * buf[c] - st.s1;
-                    const int64_t num = gain[t][c] * d + offset[t][c] * st.sigma;
+                    // a 24 x 38 and a 30 x 31 multiplier (was 64 x 64 each), |num| < 2^59 + 2^59
+                    const ap_int<24> g = bounded<22>(gain[t][c], names[t], "gain", c);
+                    const ap_int<30> o = bounded<28>(offset[t][c], names[t], "offset", c);
+                    const int64_t num =
+                        ap_int<61>(ap_int<61>(g * ln_dev<E>(buf[c], st.s1)) + ap_int<61>(o * st.sigma)).to_int64();
                     set_int8_lane(word, l, quotient8(2 * num + den, 2 * den));
                 }
             }

@@ -8,7 +8,9 @@
  * requant_residual_add: proj and fc2 (docs/integer_model.md §7): the residual stream X
  * (token-major words of LI int32 lanes, gsb/lanes.hpp) plus the requantized raw MVAU
  * accumulators (E/PE words of PE int32 lanes per token), into words of LO lanes:
- *   X'[t, o] = X[t, o] + ((acc*mult + bias[o] + 2^(shift-1)) >> shift)     (int64, shift >= 1)
+ *   X'[t, o] = X[t, o] + ((acc*mult + bias[o] + 2^(shift-1)) >> shift)     (1 <= shift <= 40)
+ * Widths (gsb/requant.hpp): acc*mult an acc_bits x mult_bits product, the sum 64 bits, X' a
+ * 32-bit add; C-simulation checks |acc| <= K, |mult|*K <= 2^61, |bias| <= 2^61 and X' in int32.
  * M = gcd(LI, PE, LO) channels per cycle.  Timing: tokens * E / M iterations at II=1.
  *
  * residual_add_lanes: the same without the requantization, X'[t, o] = X[t, o] + z[t, o] for
@@ -25,6 +27,7 @@
 
 #include "gsb/common.hpp"
 #include "gsb/lanes.hpp"
+#include "gsb/requant.hpp"
 #include "gsb/stream.hpp"
 
 namespace gsb {
@@ -54,23 +57,10 @@ void residual_add(stream<vec<int32_t, PE>>& a, stream<vec<int32_t, PE>>& b,
     }
 }
 
-/** X + y formed in int64 and checked to fit int32 (an error naming the layer, token, channel). */
-inline int32_t residual_sum(int32_t x, int64_t y, const char* where, unsigned long token, unsigned c) {
-#pragma HLS INLINE
-    const int64_t s = int64_t(x) + y;
-    GSB_CHECK(s >= INT32_MIN && s <= INT32_MAX,
-              where << ": residual stream overflows int32 at token " << token << ", channel " << c
-                    << " (value " << s << ")");
-    (void)where;
-    (void)token;
-    (void)c;
-    return int32_t(s);
-}
-
 /**
  * The residual adds' loop: X words of LI lanes and the branch's words of PE lanes in, X' words
- * of LO lanes out, M = gcd(LI, PE, LO) channels per iteration; `y(word, c)` is the branch's
- * value of channel c from its current word.
+ * of LO lanes out, M = gcd(LI, PE, LO) channels per iteration; `y(word, c, token, where)` is the branch's
+ * value of channel c from its current word (`token` and `where` name it in a range-check error).
  */
 template <unsigned E, unsigned PE, typename XI, typename XO, typename Y>
 void residual_lanes_loop(stream<XI>& x, stream<vec<int32_t, PE>>& branch, stream<XO>& out, unsigned tokens,
@@ -88,40 +78,50 @@ void residual_lanes_loop(stream<XI>& x, stream<vec<int32_t, PE>>& branch, stream
         for (unsigned m = 0; m < M; ++m) {
 #pragma HLS UNROLL
             const unsigned c = c0 + m;
-            lane(ow, c % LO) = residual_sum(lane(xw, c % LI), y(word, c), where, i * M / E, c);
+            const unsigned long token = i * M / E;
+            lane(ow, c % LO) = int32_sum(lane(xw, c % LI), y(word, c, token, where), where, token, c);
         }
         if ((c0 + M) % LO == 0) out.write(ow);
         GSB_COUNT_ITER(iters);
     }
 }
 
-/** proj / fc2: X + the requantized accumulator (§7). */
-template <unsigned PE>
+/**
+ * proj / fc2: X + the requantized accumulator (§7), acc in [-ACC_MAX, ACC_MAX]: acc*mult on an
+ * acc_bits x mult_bits multiplier, |acc*mult|, |bias| <= 2^61 and 2^(shift-1) <= 2^39, so the sum
+ * fits 64 bits (gsb/requant.hpp).
+ */
+template <unsigned PE, unsigned long long ACC_MAX>
 struct requant_lane {
-    int64_t mult, half;
+    typename requant_width<ACC_MAX>::mult_t mult;
+    int64_t half;
     const int64_t* bias;
     unsigned shift;
-    int64_t operator()(const vec<int32_t, PE>& w, unsigned c) const {
+    int64_t operator()(const vec<int32_t, PE>& w, unsigned c, unsigned long token, const char* where) const {
 #pragma HLS INLINE
-        return (int64_t(w[c % PE]) * mult + bias[c] + half) >> shift;
+        const wide_t prod = requant_product<ACC_MAX>(requant_acc<ACC_MAX>(w[c % PE], where, token, c), mult);
+        const ap_int<64> sum = ap_int<64>(prod + bounded<61>(bias[c], where, "bias", c)) + half;
+        return (sum >> shift).to_int64();
     }
 };
 
 /** reactnet / didb: X + z (§13.1). */
 template <unsigned PE>
 struct z_lane {
-    int64_t operator()(const vec<int32_t, PE>& w, unsigned c) const {
+    int64_t operator()(const vec<int32_t, PE>& w, unsigned c, unsigned long, const char*) const {
 #pragma HLS INLINE
         return w[c % PE];
     }
 };
 
-template <unsigned E, unsigned PE, typename XI, typename XO>
+/** ACC_MAX: the bound of the accumulators (§10: the layer's K inputs, E for proj, Hd for fc2). */
+template <unsigned E, unsigned PE, unsigned long long ACC_MAX, typename XI, typename XO>
 void requant_residual_add(stream<XI>& x, stream<vec<int32_t, PE>>& acc, stream<XO>& out, int64_t mult,
                           const int64_t bias[E], unsigned shift, unsigned tokens, const char* where,
                           iter_count iters) {
-    GSB_CHECK(shift >= 1 && shift <= 62, where << ": requantization shift " << shift << " outside 1..62");
-    const requant_lane<PE> y = {mult, int64_t(1) << (shift - 1), bias, shift};
+    // shifts.resid <= 40 (§1): the rounding term 2^(shift-1) keeps the requant sum inside 64 bits
+    GSB_CHECK(shift >= 1 && shift <= 40, where << ": requantization shift " << shift << " outside 1..40");
+    const requant_lane<PE, ACC_MAX> y = {requant_mult<ACC_MAX>(mult, where), int64_t(1) << (shift - 1), bias, shift};
     residual_lanes_loop<E, PE>(x, acc, out, tokens, where, y, iters);
 }
 
