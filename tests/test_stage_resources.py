@@ -58,10 +58,12 @@ def test_stage_formulas_by_hand_digits_gsb():
     assert (s["blocks.0.ctx_threshold"].lut, s["blocks.0.ctx_threshold"].bram18) == (32 * 64 + 32 * 64 + 10, 0)
     one = _by_name(DIGITS, folding.global_folding(DIGITS, 4, 1))["blocks.0.ctx_threshold"]
     assert (one.lut, one.bram18) == (64 + 20, 2)        # SIMD 1: one compare, 2 BRAM18, a counter over 576
-    # proj residual: 8-bit acc x 55-bit mult (3 DSP), 63-bit bias add, 32-bit X add, bias 96 x 62 (2 BRAM18)
+    # proj residual: 8-bit acc x 56-bit mult (|mult| <= 2^61 / 96: 3 DSP), 64-bit bias add (|bias| <= 2^61
+    # is 63 bits), 32-bit X add, bias 96 x 63 (2 BRAM18)
     r = s["blocks.0.proj_residual"]
-    assert (r.lut, r.bram18, r.dsp) == (63 + 32 + 20, 2, 3)
-    assert s["blocks.0.fc2_residual"].dsp == 2          # 10-bit acc x 53-bit mult
+    assert (r.lut, r.bram18, r.dsp) == (64 + 32 + 20, 2, 3)
+    assert r.parts["requant"] == pr.mul(8, 56) + pr.add(64)
+    assert s["blocks.0.fc2_residual"].dsp == 2          # 10-bit acc x 54-bit mult (2^61 / 384)
     # qkv split: 4 lanes (qkv PE) of a 61-bit value add (acc 8 + value 30 -> max(38, 55, 32) + 1 = 56),
     # v.offset 96 x 55 in 4 banks of 24 x 55 (1,320 bits: 512 x 36 mode, 2 BRAM18 each), counter over 468
     q = s["blocks.0.qkv_split"]

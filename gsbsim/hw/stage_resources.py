@@ -128,9 +128,9 @@ def _im2col(x: _Ctx) -> dict:
 
 
 def _embed(x: _Ctx) -> dict:
-    a, w = x.w.acc["patch"], x.w
-    return {"requant": x.P * (mul(a, mult_bits(a)) + add(w.bias + 1)), "pos add": x.P * add(w.x),
-            "mult, bias": memory(x.e, mult_bits(a) + w.bias, x.P), "pos, tokens": memory((x.n + 2) * x.e, w.x, x.P)}
+    a, w, m = x.w.acc["patch"], x.w, mult_bits(x.w.acc_max["patch"])
+    return {"requant": x.P * (mul(a, m) + add(w.bias + 1)), "pos add": x.P * add(w.x),
+            "mult, bias": memory(x.e, m + w.bias, x.P), "pos, tokens": memory((x.n + 2) * x.e, w.x, x.P)}
 
 
 def _layernorm(x: _Ctx) -> dict:
@@ -221,7 +221,7 @@ def _ctx_threshold(x: _Ctx) -> dict:
 def _residual(layer: str) -> Callable[[_Ctx], dict]:
     def f(x: _Ctx) -> dict:
         a, w = x.w.acc[layer], x.w
-        return {"requant": x.P * (mul(a, mult_bits(a)) + add(w.bias + 1)), "add": x.P * add(w.x),
+        return {"requant": x.P * (mul(a, mult_bits(w.acc_max[layer])) + add(w.bias + 1)), "add": x.P * add(w.x),
                 "bias": memory(x.e, w.bias, x.P)}
     return f
 
@@ -237,7 +237,7 @@ def _fc1_act(x: _Ctx) -> dict:
 def _act(layer: str, rows: Callable[[_Ctx], int]) -> Callable[[_Ctx], dict]:
     def f(x: _Ctx) -> dict:
         a, w = x.w.acc[layer], x.w
-        lane = (mul(a, mult_bits(a)) + 2 * add(w.act_u) + mul(32, w.slope) + add(32 + w.slope)
+        lane = (mul(a, mult_bits(w.acc_max[layer])) + 2 * add(w.act_u) + mul(32, w.slope) + add(32 + w.slope)
                 + mux(32, 2) + 2 * add(w.z + 1))
         return {"u, PReLU, offsets": x.W * lane, "bias, slope, out": memory(rows(x), w.bias + w.slope + 31, x.W),
                 "tok_in, tok_out": memory(x.n, w.bias + 31)}
@@ -259,7 +259,7 @@ def _final_norm(x: _Ctx) -> dict:
 
 def _logits(x: _Ctx) -> dict:
     a, w = x.w.acc["head"], x.w
-    return {"acc buffer": memory(x.c, a, x.W), "combine": x.W * (2 * mul(a, mult_bits(a)) + 2 * add(w.logit)),
+    return {"acc buffer": memory(x.c, a, x.W), "combine": x.W * (2 * mul(a, mult_bits(w.acc_max["head"])) + 2 * add(w.logit)),
             "logit.bias": memory(x.c, w.bias, x.W)}
 
 

@@ -31,7 +31,8 @@ class Widths:
     ln_lhs: int       # sign*D*2^ln
     ln_thr: int       # ln thresholds (int32 range)
     acc: dict         # accumulator widths by layer op (§10)
-    bias: int         # requant / logit bias, |.| <= 2^61
+    acc_max: dict     # accumulator bounds by layer op: K inputs (binary), 128*128*K (8-bit)
+    bias: int         # requant / logit bias, |.| <= 2^61 (63 bits)
     vq: int           # value Vq = acc*2^value + v.offset (|v.offset| <= 2^54); z + offset for act methods
     exp: int          # exp table entry / e_j in [0, 2^prob] (unsigned)
     z_sum: int        # Z = sum of N e_j (unsigned)
@@ -44,8 +45,8 @@ class Widths:
     haar: int         # S4 = sum of 4 z (didb), z < 2^30
     haar_thr: int     # Haar thresholds clipped to +-2^33
     z: int            # activation unit output z (|z| < 2^30)
-    act_u: int        # activation unit u before its check: acc*mult + bias + tok_in (<= 2^61 each)
-    slope: int        # |slope| <= 2^24
+    act_u: int        # activation unit u before its check: acc*mult + bias + tok_in (<= 2^61 each: 64 bits)
+    slope: int        # |slope| <= 2^30 (§13.1)
     gain: int         # final LayerNorm gain, |.| <= 2^22
     offset: int       # final LayerNorm offset, |.| <= 2^28
     num: int          # gain*D + offset*sigma
@@ -57,21 +58,24 @@ def widths(header: Mapping[str, Any]) -> Widths:
     """The widths of every stage datapath of a model of this shape (see the module doc)."""
     s = shape_of(header)
     e, n, g = s.embed_dim, s.num_tokens, s.groups
-    acc = {l.op: l.acc_bits for l in layers(header)}
+    ls = layers(header)
+    acc = {l.op: l.acc_bits for l in ls}
+    acc_max = {l.op: l.mw if l.precision == "binary" else 128 * 128 * l.mw for l in ls}
     dev = 38
     exp = PROB_MAX + 1
     ctx_scale = 45
     return Widths(
         x=32, s1=32 + clog2(e), s2=62, sigma=31, dev=dev, ln_lhs=dev + LN_MAX, ln_thr=32, acc=acc,
-        bias=62,
+        acc_max=acc_max, bias=63,
         vq=max(acc["qkv"] + VALUE_MAX, 55, 32) + 1,
         exp=exp, z_sum=exp + clog2(n), recip=RECIP_MAX - PROB_MAX + 1, prob=PROB_MAX + 1, att=33,
         ctx_scale=ctx_scale, ctx=ctx_scale + acc["av"] + clog2(g * g),
-        hfsc=25 + acc["qk"] + 1, haar=32 + 2, haar_thr=35, z=31, act_u=63, slope=25,
-        gain=23, offset=29, num=max(23 + dev, 29 + 31) + 1, den=31 + HEAD_LN_MAX, logit=64)
+        hfsc=25 + acc["qk"] + 1, haar=32 + 2, haar_thr=35, z=31, act_u=64, slope=32,
+        gain=24, offset=30, num=max(24 + dev, 30 + 31) + 1, den=31 + HEAD_LN_MAX, logit=64)
 
 
-def mult_bits(acc_bits: int) -> int:
-    """A requant / logit multiplier of a layer whose accumulator has ``acc_bits``:
-    |mult|*acc_max <= 2^61 (§1), so mult fits 63 - acc_bits signed bits (at least 2)."""
-    return max(2, 63 - acc_bits)
+def mult_bits(acc_max: int) -> int:
+    """A requant / logit multiplier of a layer whose accumulator lies in [-acc_max, acc_max]:
+    |mult| * acc_max <= 2^61 (§1), so count_bits(2^61 // acc_max) + 1 signed bits, the type
+    gsb/requant.hpp gives it (57 at K = 64, 55 at K = 192)."""
+    return (2 ** 61 // acc_max).bit_length() + 1
