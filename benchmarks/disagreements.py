@@ -26,6 +26,7 @@ if str(ROOT) not in sys.path:  # run from a checkout: benchmarks/ is not an inst
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import accuracy as acc  # noqa: E402
+from gsbsim.cli.signals import guarded  # noqa: E402
 from gsbsim.engine import fast  # noqa: E402
 from gsbsim.format.conventions import pixels_to_int8  # noqa: E402
 from gsbsim.format.model_file import IntModel, save_model  # noqa: E402
@@ -100,7 +101,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)
+    sys.exit(guarded("disagreements.py", main))   # Ctrl-C and a closed pipe: one line, no traceback

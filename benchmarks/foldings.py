@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gsbsim.cli.signals import guarded
 from gsbsim.format.model_file import save_model
 from gsbsim.format.random_model import random_model
 from gsbsim.hw.costs import header_for_shape
@@ -103,7 +104,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)
+    sys.exit(guarded("foldings.py", main))   # Ctrl-C and a closed pipe: one line, no traceback
