@@ -39,6 +39,10 @@ constexpr unsigned clog2(unsigned long long x) {
     return n;
 }
 
+/** gcd and lcm for compile-time bank counts (a, b > 0). */
+constexpr unsigned gcd_u(unsigned a, unsigned b) { return b == 0 ? a : gcd_u(b, a % b); }
+constexpr unsigned lcm_u(unsigned a, unsigned b) { return a / gcd_u(a, b) * b; }
+
 /** Bits of an unsigned counter that must hold every value 0..max (at least 1). */
 constexpr unsigned count_bits(unsigned long long max) { return max == 0 ? 1 : clog2(max + 1); }
 

@@ -50,8 +50,6 @@ T element(const vec<T, L>& w, unsigned i) {
     return w[i];
 }
 
-constexpr unsigned gcd_u(unsigned a, unsigned b) { return b == 0 ? a : gcd_u(b, a % b); }
-
 }  // namespace gsb
 
 #endif  // GSB_LANES_HPP

@@ -163,8 +163,11 @@ void layernorm_bits(stream<W>& x, stream<ap_uint<SIMD>>& out, const int8_t sign[
                     iter_count iters) {
     static_assert(E > 0 && SIMD > 0, "layernorm_bits: empty shape");
     GSB_CHECK(ln_shift <= 24, where << ": LayerNorm shift " << ln_shift << " outside 0..24");
+    // written L lanes per cycle (statistics), read SIMD per cycle (compare): banks for both
+    const unsigned BUF_BANKS = lcm_u(word_lanes<W>::value, SIMD);
     int32_t buf[E];
-#pragma HLS ARRAY_PARTITION variable=buf cyclic factor=SIMD
+#pragma HLS ARRAY_PARTITION variable=buf cyclic factor=BUF_BANKS
+    (void)BUF_BANKS;   // g++ ignores the pragma
     for (unsigned t = 0; t < tokens; ++t) {
         const ln_stats<E> st = layernorm_stats<E, W>(x, buf, ln_eps, s2_max, where, t, iters);
         // one output word per cycle: its SIMD channels compared in parallel (the consumer's rate)
@@ -205,7 +208,11 @@ void final_layernorm(stream<W>& x, stream<ap_uint<8 * SIMD>>& out, const int64_t
     static_assert(E % L == 0, "final_layernorm: the residual stream's lanes must divide E");
     static const char* const names[2] = {"norm", "head_dist_norm"};
     GSB_CHECK(k <= 24, "final_layernorm: shift head_ln " << k << " outside 0..24");
+    // written L lanes per cycle (statistics), read SIMD per cycle (one output word): banks for both
+    const unsigned BUF_BANKS = lcm_u(L, SIMD);
     int32_t buf[E];
+#pragma HLS ARRAY_PARTITION variable=buf cyclic factor=BUF_BANKS
+    (void)BUF_BANKS;   // g++ ignores the pragma
     for (unsigned t = 0; t < tokens; ++t) {
         if (t >= 2) {  // patch tokens: not used by the heads
             for (unsigned w = 0; w < E / L; ++w) {
