@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout: benchmarks/ is not an installed package
@@ -31,14 +30,8 @@ from gsbsim.engine import fast  # noqa: E402
 from gsbsim.format.conventions import pixels_to_int8  # noqa: E402
 from gsbsim.format.model_file import IntModel, save_model  # noqa: E402
 from reference import export as ex  # noqa: E402
-from reference.agreement import layer_agreement  # noqa: E402
+from reference.agreement import float_logits, layer_agreement  # noqa: E402
 from reference.checkpoint import load_model  # noqa: E402
-
-
-def float_logits(model: torch.nn.Module, xs: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return torch.cat([model(torch.from_numpy(xs[i:i + 256]).float())
-                          for i in range(0, len(xs), 256)]).double().numpy()
 
 
 def first_flips(model, im: IntModel, one: np.ndarray, teacher_forced: bool, most: int = 3) -> list:
@@ -48,7 +41,7 @@ def first_flips(model, im: IntModel, one: np.ndarray, teacher_forced: bool, most
 
 
 def split_report(model, im: IntModel, xs: np.ndarray, ys: np.ndarray, logit_shift: int) -> dict:
-    fl = float_logits(model, xs)
+    fl = float_logits(model, xs).astype(np.float64)
     il = fast.forward(im, pixels_to_int8(xs))[0]
     ilf = il.astype(np.float64) * 2.0 ** -logit_shift
     fp, ip = fl.argmax(-1), il.argmax(-1)

@@ -37,11 +37,15 @@ class Agreement:
 
 
 @torch.no_grad()
-def float_predictions(model: torch.nn.Module, images: np.ndarray, batch: int = 256) -> np.ndarray:
+def float_logits(model: torch.nn.Module, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    """The float model's logits (float32 [N, C]) in eval mode, ``batch`` images at a time."""
     model.eval()
-    out = [model(torch.from_numpy(images[i:i + batch]).float()).argmax(-1).numpy()
-           for i in range(0, len(images), batch)]
-    return np.concatenate(out)
+    return np.concatenate([model(torch.from_numpy(images[i:i + batch]).float()).numpy()
+                           for i in range(0, len(images), batch)])
+
+
+def float_predictions(model: torch.nn.Module, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    return float_logits(model, images, batch).argmax(-1)
 
 
 def layer_agreement(model: torch.nn.Module, int_model, images: np.ndarray,

@@ -36,7 +36,7 @@ from gsbsim.hw import fifo_plan
 from gsbsim.hw.fifo_plan import FifoDepths
 from gsbsim.hw.folding import Fold, FoldingError, cycle_report
 from gsbsim.hw.process_network import build_network
-from gsbsim.hw.stages import lane_dims, stage_dims
+from gsbsim.hw.stages import lane_dims, pe_of, stage_dims, stream_lanes
 from gsbsim.hlsgen.blocks import block_cpp, x_trace, x_word
 from gsbsim.hlsgen.partition import pragmas
 from gsbsim.hlsgen.dataflow import fifo_decl, process
@@ -250,7 +250,7 @@ def _config_h(model: IntModel, folding: Mapping[str, Fold], sha: str) -> str:
     lines += ["", "// ---- folding: elements per cycle of the foldable stages (gsbsim/hw/stages.py); cycles per image"]
     stages = cycle_report(hd, dict(folding)).stages
     for name, (dim, what) in stage_dims(hd).items():
-        pe = folding[name].pe if name in folding else 1
+        pe = pe_of(folding, name)
         lines.append(f"const unsigned {layer_macro(name)}_PE = {pe};  // {name}: {what} {dim}: {stages[name]} cycles")
     folded = [k for k in lane_dims(hd) if k in folding and folding[k].pe > 1]
     if folded:   # the stream types of top.cpp carry these widths (gsb/lanes.hpp); here for the reader
@@ -426,7 +426,7 @@ def _head_params(model: IntModel, folding: Mapping[str, Fold]) -> str:
 def _top_cpp(model: IntModel, sha: str, fifos: FifoDepths, folding: Mapping[str, Fold]) -> str:
     depth = model.depth
     # int32 lanes per residual-stream word of each writer (gsb/lanes.hpp; 1 where not folded)
-    lanes = {k: folding[k].pe if k in folding else 1 for k in lane_dims(model.header)}
+    lanes = stream_lanes(model.header, folding)
     writers = ["embed"] + [f"blocks.{i}.fc2_residual" for i in range(depth)]   # (lanes also holds load_image)
 
     def decl(ctype: str, var: str, name: str, why: str = "") -> str:
@@ -475,7 +475,7 @@ def _tb_cpp(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> str:
     tensors = ",\n".join(f'    {{"{name}", "{dtype}", {{{", ".join(map(str, shape))}}}}}'
                          for name, dtype, shape in trace_specs(header))
     lyrs = ",\n".join(f'    "{l.name}"' for l in layers(header))
-    k = folding["load_image"].pe if "load_image" in folding else 1
+    k = pe_of(folding, "load_image")
     feed = ("        for (std::size_t i = 0; i < cfg::IN_ELEMS; ++i) image.write(input.data[b * cfg::IN_ELEMS + i]);"
             if k == 1 else
             f"        for (std::size_t i = 0; i < cfg::IN_ELEMS; i += {k}) {{  // {k} pixels per word\n"
@@ -487,7 +487,7 @@ def _tb_cpp(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> str:
 
 def _image_word(folding: Mapping[str, Fold]) -> str:
     """The top's image port word: one int8 pixel, or load_image's PE pixels (gsb/lanes.hpp)."""
-    k = folding["load_image"].pe if "load_image" in folding else 1
+    k = pe_of(folding, "load_image")
     return "int8_t" if k == 1 else f"gsb::vec<int8_t, {k}>"
 
 

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from gsbsim.format.methods import method_of
 from gsbsim.hw.primitives import SMALL_BITS, bram18_table as bram18_estimate
+from gsbsim.hw.stages import pe_of
 
 __all__ = ["Buffer", "buffers", "SMALL_BITS"]
 
@@ -53,7 +54,7 @@ def buffers(header: Mapping[str, Any], folding: Mapping[str, Any]) -> list[Buffe
     for i in range(int(header["depth"])):
         b = f"blocks.{i}."
         qk, av = folding[b + "qk"], folding[b + "av"]
-        pe = {k: (folding[b + k].pe if b + k in folding else 1) for k in ("value_planes", "attention_planes", "softmax")}
+        pe = {k: pe_of(folding, b + k) for k in ("value_planes", "attention_planes", "softmax")}
         bands = 2 if didb else 1
         qk_bits = h * n * _cdiv(d, qk.simd) * qk.simd            # one operand's bit rows, padded words
         out += [Buffer(b + "q_rows", "pipo", bands * qk_bits // qk.simd, qk.simd),

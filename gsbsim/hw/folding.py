@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from gsbsim.hw.costs import Layer, layers
-from gsbsim.hw.stages import lane_dims, stage_dims, stage_iterations
+from gsbsim.hw.stages import lane_dims, pe_of, stage_dims, stage_iterations
 
 __all__ = ["FoldingError", "Fold", "FoldedLayer", "CycleReport", "mvau_cycles", "largest_divisor_le",
            "global_folding", "folding_from_dict", "load_folding", "cycle_report", "BOUND_IGNORES"]
@@ -150,6 +150,11 @@ class FoldedLayer:
     simd: int
     cycles: int
 
+    @property
+    def unit_cycles(self) -> int:
+        """Cycles of one of the layer's ``units`` parallel processes (didb's two Q.K^T bands)."""
+        return self.cycles // self.layer.units
+
 
 @dataclass
 class CycleReport:
@@ -177,7 +182,7 @@ class CycleReport:
     def per_unit(self) -> dict[str, int]:
         """Cycles of one process of each name: a layer split over ``units`` parallel processes
         (didb's two Q.K^T bands) takes its share; what the II is the maximum of."""
-        return {**{f.layer.name: f.cycles // f.layer.units for f in self.layers}, **self.stages}
+        return {**{f.layer.name: f.unit_cycles for f in self.layers}, **self.stages}
 
     @property
     def ii(self) -> int:
@@ -191,11 +196,11 @@ class CycleReport:
     @property
     def layer_ii(self) -> int:
         """The slowest MVAU alone (what the model reported before it counted every process)."""
-        return max(f.cycles // f.layer.units for f in self.layers)
+        return max(f.unit_cycles for f in self.layers)
 
     @property
     def layer_bottleneck(self) -> str:
-        return max(self.layers, key=lambda f: f.cycles // f.layer.units).layer.name
+        return max(self.layers, key=lambda f: f.unit_cycles).layer.name
 
     @property
     def fps(self) -> float:
@@ -235,7 +240,7 @@ def cycle_report(header: Mapping[str, Any], folding: Mapping[str, Fold] | None =
     stage_pe = {}
     lanes = lane_dims(header)
     for name, (dim, what) in {**stage_dims(header), **lanes}.items():
-        pe = folding[name].pe if name in folding else 1
+        pe = pe_of(folding, name)
         if dim % pe:
             raise FoldingError(f"pe {pe} does not divide {what} = {dim} of {name}")
         if name not in lanes or pe > 1:   # the residual stream's lanes: reported where folded

@@ -21,14 +21,13 @@ check, so a kernel changed on one side shows up.  gsbsim/hw/cycle_sim.py simulat
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Union
 
 from gsbsim.format.methods import method_of
 from gsbsim.hw.fifo_depth import DEFAULT_DEPTH, skip_depths
 from gsbsim.hw.folding import Fold
-from gsbsim.hw.stages import FOLDABLE, ISQRT_STEPS, lane_dims, lane_inputs
+from gsbsim.hw.stages import FOLDABLE, ISQRT_STEPS, lanes_per_cycle, pe_of, stream_lanes
 
 __all__ = ["IO", "Loop", "Rep", "Process", "Fifo", "Pipo", "Network", "ISQRT_STEPS", "build_network",
            "iterations", "stream_words"]
@@ -214,13 +213,13 @@ def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Net
 
     # ---- embed region (project.py embed_stage)
     patch = folding["patch"]
-    lanes = {k: (folding[k].pe if k in folding else 1) for k in lane_dims(header)}   # image, residual words
-    src = {k: lanes[v] for k, v in lane_inputs(header).items()}
-    b.proc("load_image", "embed", _streamwise(cin * img * img // lanes["load_image"], _r("image")))
+    lanes = stream_lanes(header, folding)          # lanes of the image and residual words each writer writes
+    per = lanes_per_cycle(header, folding)         # channels per iteration of each residual-stream process
+    b.proc("load_image", "embed", _streamwise(cin * img * img // per["load_image"], _r("image")))
     b.proc("im2col", "embed", _streamwise(t * _cdiv(kp, patch.simd), _w("patch.in")))
     b.pipos.append(Pipo("pixels", "load_image", ("im2col",)))
     b.proc("patch", "embed", mvau("patch.in", "patch.acc", kp, e, patch, t))
-    m = math.gcd(patch.pe, lanes["embed"])
+    m = per["embed"]
     out = _lanes_io("embed", lanes["embed"], m, True)
     b.proc("embed", "embed", _loops(Loop(2 * e // m, (out,)),
                                     Loop(t * e // m, (_r("patch.acc", _every(patch.pe // m)), out))))
@@ -232,9 +231,9 @@ def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Net
     for i in range(depth):
         r, pre = f"blocks.{i}", f"blocks.{i}."
         fo = {k: folding[pre + k] for k in ("qkv", "qk", "av", "proj", "fc1", "fc2")}
-        spe = {k: (folding[pre + k].pe if pre + k in folding else 1) for k in FOLDABLE}   # stage PEs
+        spe = {k: pe_of(folding, pre + k) for k in FOLDABLE}   # stage PEs
         x_out = pre + "resid2"
-        l1, lp, l2 = src[pre + "fork1"], lanes[pre + "proj_residual"], lanes[pre + "fc2_residual"]
+        l1, lp, l2 = per[pre + "fork1"], lanes[pre + "proj_residual"], lanes[pre + "fc2_residual"]
         skip1, skip2 = (dep // w for dep, w in zip(skip_depths(n, e), (l1, lp)))   # in words of their lanes
         qk_sf, av_sf = _cdiv(d, fo["qk"].simd), _cdiv(n, fo["av"].simd)
 
@@ -307,7 +306,7 @@ def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Net
         b.proc(pre + "ctx_threshold", r, (Loop(n * _cdiv(e, fo["proj"].simd), (_w(pre + "proj.bits"),)),))
         b.proc(pre + "proj", r, mvau(pre + "proj.bits", pre + "proj.acc", e, e, fo["proj"], n))
         act_unit("proj", e)
-        m = math.gcd(l1, fo["proj"].pe, lp)
+        m = per[pre + "proj_residual"]
         b.proc(pre + "proj_residual", r, _streamwise(n * e // m, _r(acc_or_z("proj"), _every(fo["proj"].pe // m)),
                                                      _lanes_io(pre + "x_skip1", l1, m, False),
                                                      _lanes_io(pre + "resid1", lp, m, True)))
@@ -321,7 +320,7 @@ def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Net
         b.proc(pre + "fc1_act", r, _streamwise(n * (hd // pe1), _r(acc_or_z("fc1")), _w(pre + "fc1.bits", bits)))
         b.proc(pre + "fc2", r, mvau(pre + "fc1.bits", pre + "fc2.acc", hd, e, fo["fc2"], n))
         act_unit("fc2", e)
-        m = math.gcd(lp, fo["fc2"].pe, l2)
+        m = per[pre + "fc2_residual"]
         b.proc(pre + "fc2_residual", r, _streamwise(n * e // m, _r(acc_or_z("fc2"), _every(fo["fc2"].pe // m)),
                                                     _lanes_io(pre + "x_skip2", lp, m, False),
                                                     _lanes_io(x_out, l2, m, True)))
@@ -335,7 +334,7 @@ def build_network(header: Mapping[str, Any], folding: Mapping[str, Fold]) -> Net
 
     # ---- head region (project.py head_stage)
     head = folding["head"]
-    last = src["final_norm"]
+    last = per["final_norm"]
     b.proc("final_norm", "head", (Rep(2, (Loop(e // last, (_r(x_in),)), Loop(ISQRT_STEPS),
                                           Loop(_cdiv(e, head.simd), (_w("head.q"),)))),
                                   Loop((n - 2) * e // last, (_r(x_in),))))

@@ -21,41 +21,27 @@ Every formula is in docs/costs.md §5.2.
 from __future__ import annotations
 
 from dataclasses import dataclass
-import math
 from typing import Any, Callable, Mapping
 
 from gsbsim.format.methods import method_of
 from gsbsim.format.model_file import EXP_LO_SIZE, exp_hi_length
 from gsbsim.hw.costs import shape_of
 from gsbsim.hw.primitives import ZERO, Cost, add, clog2, cmul, counter, div, memory, mul, mux, table
-from gsbsim.hw.stages import LANES, driver, lane_inputs, stage_iterations
+from gsbsim.hw.stages import driver, lanes_per_cycle, pe_of, stage_iterations
 from gsbsim.hw.widths import Widths, mult_bits, widths
 
 __all__ = ["StageResources", "lanes", "word_lanes", "stage_resources", "FORMULAS"]
 
 
-def _pe(folding: Mapping[str, Any], name: str) -> int:
-    f = folding.get(name)
-    return f.pe if f is not None else 1
-
-
-def lanes(name: str, folding: Mapping[str, Any], header: Mapping[str, Any] | None = None) -> int:
+def lanes(name: str, folding: Mapping[str, Any], header: Mapping[str, Any] | None = None,
+          per_cycle: Mapping[str, int] | None = None) -> int:
     """Elements per cycle of stage ``name``, the one place a stage's own parallelism is read: the
-    residual stream's readers (with ``header``) walk what stages.stage_iterations says (the
-    LayerNorms' statistics the input word's lanes, the residual adds and ``embed`` the gcd of
-    the lanes in, the layer's PE and the lanes out); any other stage its PE when the folding has
-    an entry for it (the foldable stages, ``load_image``), else 1."""
-    if header is not None:
-        parts = name.split(".")
-        if name == "embed":
-            return math.gcd(_pe(folding, "patch"), _pe(folding, "embed"))
-        src = lane_inputs(header).get(name)
-        if src is not None and parts[-1] in LANES:
-            lin = ".".join(parts[:2]) + (".proj" if parts[-1] == "proj_residual" else ".fc2")
-            return math.gcd(_pe(folding, src), _pe(folding, lin), _pe(folding, name))
-        if src is not None:
-            return _pe(folding, src)
-    return _pe(folding, name)
+    residual stream's processes (with ``header``) what stages.lanes_per_cycle says (the counts
+    of stage_iterations divide by it); any other stage its PE when the folding has an entry for
+    it (the foldable stages), else 1. ``per_cycle``: lanes_per_cycle already computed."""
+    if per_cycle is None and header is not None:
+        per_cycle = lanes_per_cycle(header, folding)
+    return (per_cycle or {}).get(name, pe_of(folding, name))
 
 
 # words a stage reads that do not set its cycle count (so stages.driver does not list them)
@@ -302,9 +288,10 @@ def stage_resources(header: Mapping[str, Any], folding: Mapping[str, Any]) -> li
     iters = stage_iterations(header, folding)
     base = dict(e=s.embed_dim, n=s.num_tokens, h=s.num_heads, d=s.head_dim, hd=s.mlp_hidden, g=s.groups,
                 c=s.num_classes, pixels=s.in_chans * s.img_size ** 2, exp_hi=exp_hi_length(s.prob), w=widths(header))
+    per = lanes_per_cycle(header, folding)
     out = []
     for name, n_it in iters.items():
-        P, W = lanes(name, folding, header), word_lanes(name, folding)
+        P, W = lanes(name, folding, per_cycle=per), word_lanes(name, folding)
         parts = dict(_formula(name, act, didb)(_Ctx(**base, P=P, W=W)))
         parts["control"] = counter(n_it)
         out.append(StageResources(name, P, W, parts))

@@ -25,8 +25,8 @@ from typing import Any, Callable, Mapping
 
 from gsbsim.format.methods import method_of
 
-__all__ = ["ISQRT_STEPS", "FOLDABLE", "LANES", "stage_dims", "lane_dims", "lane_inputs", "stage_iterations",
-           "driver", "knobs"]
+__all__ = ["ISQRT_STEPS", "FOLDABLE", "LANES", "stage_dims", "lane_dims", "lane_inputs", "pe_of", "stream_lanes",
+           "lanes_per_cycle", "stage_iterations", "driver", "knobs"]
 
 ISQRT_STEPS = 32   # gsb/layernorm.hpp isqrt64: one iteration per result bit
 
@@ -75,8 +75,14 @@ def lane_dims(header: Mapping[str, Any]) -> dict[str, tuple[int, str]]:
     return {"load_image": pixels, "embed": e, **{f"blocks.{i}.{k}": e for i in range(int(header["depth"])) for k in LANES}}
 
 
-def _pe(folding: Mapping[str, Any], name: str) -> int:
+def pe_of(folding: Mapping[str, Any], name: str) -> int:
+    """The PE of process ``name`` in ``folding``; 1 where the folding does not name it."""
     return folding[name].pe if name in folding else 1
+
+
+def _layer_of(name: str) -> str:
+    """The linear whose output a residual add adds: blocks.i.proj_residual -> blocks.i.proj."""
+    return name[:-len("_residual")]
 
 
 def lane_inputs(header: Mapping[str, Any]) -> dict[str, str]:
@@ -94,6 +100,25 @@ def lane_inputs(header: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def stream_lanes(header: Mapping[str, Any], folding: Mapping[str, Any]) -> dict[str, int]:
+    """The lanes of the words each ``lane_dims`` writer writes (int32 residual words, image pixels)."""
+    return {k: pe_of(folding, k) for k in lane_dims(header)}
+
+
+def lanes_per_cycle(header: Mapping[str, Any], folding: Mapping[str, Any]) -> dict[str, int]:
+    """Channels per iteration of every residual-stream process and of load_image: a reader (fork,
+    LayerNorm statistics, final LayerNorm) the lanes of the words it reads, a residual add and
+    embed gcd(lanes in, their layer's PE, lanes out), load_image its pixels per word."""
+    own = stream_lanes(header, folding)
+    out = {k: own[v] for k, v in lane_inputs(header).items()}
+    out["load_image"] = own["load_image"]
+    out["embed"] = math.gcd(pe_of(folding, "patch"), own["embed"])
+    for k in own:
+        if k.split(".")[-1] in LANES:
+            out[k] = math.gcd(out[k], pe_of(folding, _layer_of(k)), own[k])
+    return out
+
+
 def knobs(header: Mapping[str, Any], name: str) -> tuple[list[tuple[str, str, int]], bool]:
     """The folding parameters (key, "pe" | "simd", the dimension they divide) that set the count of
     a residual-stream process, and whether the count is a gcd of them (all must grow together)."""
@@ -108,8 +133,7 @@ def knobs(header: Mapping[str, Any], name: str) -> tuple[list[tuple[str, str, in
         return [], False
     ks = [(src, "pe", e)]
     if parts[-1] in LANES:
-        lin = f"blocks.{parts[1]}." + ("proj" if parts[-1] == "proj_residual" else "fc2")
-        return ks + [(lin, "pe", e), (name, "pe", e)], True
+        return ks + [(_layer_of(name), "pe", e), (name, "pe", e)], True
     lay = driver(name)
     if lay is not None:   # a LayerNorm: statistics at the input's lanes, output words at the layer's SIMD
         ks.append((lay[0], lay[1], e))
@@ -132,25 +156,24 @@ def stage_iterations(header: Mapping[str, Any], folding: Mapping[str, Any]) -> d
     act, didb = f.act_unit, f.attention == "hfsc_diba"
     t, kp = n - 2, cin * p * p
     patch, head = folding["patch"], folding["head"]
-    lanes = {k: _pe(folding, k) for k in lane_dims(header)}   # + load_image: pixels per image word
-    src = {k: lanes[v] for k, v in lane_inputs(header).items()}   # lanes of the residual words each reads
+    per = lanes_per_cycle(header, folding)
     ln = lambda li, simd: n * (e // li + ISQRT_STEPS + _cdiv(e, simd))   # noqa: E731  statistics, isqrt, words out
-    last = src["final_norm"]
-    out = {"load_image": cin * img * img // lanes["load_image"], "im2col": t * _cdiv(kp, patch.simd),
-           "embed": n * e // math.gcd(patch.pe, lanes["embed"]),
+    last = per["final_norm"]
+    out = {"load_image": cin * img * img // per["load_image"], "im2col": t * _cdiv(kp, patch.simd),
+           "embed": n * e // per["embed"],
            # tokens 0, 1: statistics, isqrt, one output word per cycle; the rest read and dropped
            "final_norm": 2 * (e // last + ISQRT_STEPS + _cdiv(e, head.simd)) + (n - 2) * (e // last),
            "logits": 2 * (c // head.pe), "logits_out": c, "argmax": c // head.pe}
     for i in range(int(header["depth"])):
         b = f"blocks.{i}."
-        qkv, qk, av, proj, fc1, fc2 = (folding[b + k] for k in ("qkv", "qk", "av", "proj", "fc1", "fc2"))
-        l1, lp, l2 = src[b + "fork1"], lanes[b + "proj_residual"], lanes[b + "fc2_residual"]
-        stage_pe = {k: (folding[b + k].pe if b + k in folding else 1) for k in FOLDABLE}
+        qkv, qk, av, proj, fc1 = (folding[b + k] for k in ("qkv", "qk", "av", "proj", "fc1"))
+        l1, lp = per[b + "fork1"], per[b + "fork2"]   # lanes of the block's input and of resid1
+        stage_pe = {k: pe_of(folding, b + k) for k in FOLDABLE}
         av_sf = _cdiv(n, av.simd)
         sm = stage_pe["softmax"]
         row = n // qk.pe + n // sm + 1 + n // sm          # row max, exp, reciprocal, probabilities
         s = {"fork1": n * e // l1, "ln1": ln(l1, qkv.simd), "fork2": n * e // lp, "ln2": ln(lp, fc1.simd),
-             "proj_residual": n * e // math.gcd(l1, proj.pe, lp), "fc2_residual": n * e // math.gcd(lp, fc2.pe, l2),
+             "proj_residual": n * e // per[b + "proj_residual"], "fc2_residual": n * e // per[b + "fc2_residual"],
              "ctx_threshold": n * _cdiv(e, proj.simd), "fc1_act": n * (hd // fc1.pe),
              # statistics, then planes (words assembled in registers: no clearing pass), PE channels at a time
              "value_planes": 2 * h * n * (d // stage_pe["value_planes"]),
