@@ -77,6 +77,7 @@ class Setup:
     preset: str = PRESET
     data: str | None = None        # None: the preset's dataset
     data_path: str | None = None
+    int_aware_epochs: int = 0      # stage 2 of the binary rows: epochs on the integer grid after the float ones
 
     @property
     def dataset(self) -> str:
@@ -87,17 +88,19 @@ class Setup:
                 + (["--data-path", self.data_path] if self.data_path else []))
 
     def section(self) -> str:
-        """Digits keep the "## Accuracy" section; other presets get their own ("## Accuracy (mnist)")."""
-        if (self.preset, self.dataset) == (PRESET, "digits"):
-            return SECTION
-        return f"{SECTION} ({self.preset})" if self.dataset == get_preset(self.preset).dataset \
-            else f"{SECTION} ({self.preset} on {self.dataset})"
+        """Digits keep the "## Accuracy" section; other presets get their own ("## Accuracy (mnist)"),
+        and --int-aware-epochs N its own beside them ("## Accuracy (mnist, int-aware 3)")."""
+        parts = [] if (self.preset, self.dataset) == (PRESET, "digits") else [
+            self.preset if self.dataset == get_preset(self.preset).dataset else f"{self.preset} on {self.dataset}"]
+        parts += [f"int-aware {self.int_aware_epochs}"] if self.int_aware_epochs else []
+        return f"{SECTION} ({', '.join(parts)})" if parts else SECTION
 
     def plot_path(self) -> Path:
         if self.section() == SECTION:
             return PLOT
         same = self.dataset == get_preset(self.preset).dataset
-        return PLOT.with_name(f"accuracy-{self.preset}.png" if same else f"accuracy-{self.preset}-{self.dataset}.png")
+        name = f"accuracy-{self.preset}" if same else f"accuracy-{self.preset}-{self.dataset}"
+        return PLOT.with_name(name + (f"-int-aware{self.int_aware_epochs}" if self.int_aware_epochs else "") + ".png")
 
     def describe(self) -> str:
         p = get_preset(self.preset)
@@ -127,12 +130,17 @@ VARIANTS = {"gsb-batch": ["--method", "gsb", "--mask-stat", "batch"],
 ROWS = (*METHODS, *VARIANTS)
 
 
-def _stage2_args(row: str) -> list[str]:
-    return VARIANTS.get(row, ["--method", row])
+def _stage2_args(row: str, int_aware_epochs: int = 0) -> list[str]:
+    grid = ["--int-aware-epochs", str(int_aware_epochs)] if int_aware_epochs and not is_float_method(row) else []
+    return [*VARIANTS.get(row, ["--method", row]), *grid]
 
 
-def _done(stage_dir: Path) -> bool:
-    return (stage_dir / "best.pt").is_file() and (stage_dir / "summary.json").is_file()
+def _done(stage_dir: Path, int_aware_epochs: int | None = None) -> bool:
+    """Has the stage finished (a stage 2: with that many epochs on the grid; fewer is continued by
+    --resume, which the trainer allows while no grid epoch has run)?"""
+    if not ((stage_dir / "best.pt").is_file() and (stage_dir / "summary.json").is_file()):
+        return False
+    return int_aware_epochs is None or _summary(stage_dir).get("int_aware_epochs", 0) == int_aware_epochs
 
 
 def _busy(folder: Path) -> bool:
@@ -150,8 +158,8 @@ def train_seed(setup: Setup, seed: int, rows: list[str], common: list[str], out:
     """Train the teacher, the stage-1 model(s) and every row's stage 2; stage-2 dirs by row."""
     base = ["--seed", str(seed), *common]
 
-    def _stage(args: list[str], stage_dir: Path, reuse: bool) -> None:
-        if reuse and _done(stage_dir):
+    def _stage(args: list[str], stage_dir: Path, reuse: bool, grid: int | None = None) -> None:
+        if reuse and _done(stage_dir, grid):
             print(f"reusing {stage_dir}", flush=True)
             return
         if reuse and (stage_dir / "last.pt").is_file():
@@ -176,14 +184,15 @@ def train_seed(setup: Setup, seed: int, rows: list[str], common: list[str], out:
 
     dirs = {}
     for row in rows:
-        if not (reuse and _done(out / row / "stage2")) and _busy(out / row):
+        grid = 0 if is_float_method(row) else setup.int_aware_epochs
+        if not (reuse and _done(out / row / "stage2", grid)) and _busy(out / row):
             # several runs may share one --out (e.g. one per seed or per row): leave a row to the run
             # that trains it now instead of failing on its lock
             print(f"skipping {out / row}: another run is training it", flush=True)
             continue
         init = _first("fp" if is_float_method(row) else "gsb")   # the stage-1 run a row starts from
-        _stage([*base, "--stage", "stage2", *_stage2_args(row), "--teacher", str(teacher), "--init", str(init),
-                "--out", str(out / row)], out / row / "stage2", reuse)
+        _stage([*base, "--stage", "stage2", *_stage2_args(row, grid), "--teacher", str(teacher), "--init", str(init),
+                "--out", str(out / row)], out / row / "stage2", reuse, grid)
         dirs[row] = out / row / "stage2"
     return dirs
 
@@ -259,8 +268,10 @@ def _evaluate_integer(setup: Setup, row: str, stage_dir: Path, seed: int) -> dic
     validate(header, arrays, f"{row} export")
     test_images, test_labels = _test_arrays(setup, seed)
     agree = measure(model, IntModel(header, arrays), test_images, test_labels)
+    # a stage 2 trained on the grid reports its test top-1 on the grid; the float column is the float model's
+    grid = {"float": 100 * agree.float_top1} if _summary(stage_dir).get("int_aware_epochs") else {}
     return {"int": 100 * agree.int_top1, "agreement": 100 * agree.agreement, **verification_columns(header),
-            **_costs(header), "header": header}
+            **_costs(header), "header": header, **grid}
 
 
 def _costs(header: dict) -> dict:
@@ -326,6 +337,9 @@ def report(setup: Setup, results: dict[str, list[dict]], seeds: int, command: st
            f"per row ({'/'.join(map(str, counts))}).**"] if partial else []),
         *([f"**Short run: --epochs {epochs} for every stage instead of the recipe. These numbers only show "
            "that the script works; they are not results.**"] if epochs else []),
+        *([f"Stage 2 of every binary row: the recipe's float epochs, then {setup.int_aware_epochs} on the integer "
+           "grid (`--int-aware-epochs`, docs/integer_model.md §11; best.pt chosen among the grid epochs). Float "
+           "top-1: that checkpoint's float model, off the grid."] if setup.int_aware_epochs else []),
         f"{setup.describe()}, its recipe for every method; one",
         "teacher per seed, GSB's stage 1 shared by the binary methods, fp's own stage 1; test top-1 (%) of the",
         "stage-2 checkpoint chosen on validation, mean ± std over seeds. Integer = the exported model run by",
@@ -394,6 +408,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--data", default=None, help="dataset name: cifar100, flowers102, chaoyang (default: the preset's)")
     ap.add_argument("--data-path", default=None, help="dataset location on disk (not needed for digits)")
     ap.add_argument("--limit-train", type=int, default=None, help="use only N training images")
+    ap.add_argument("--int-aware-epochs", type=int, default=0, metavar="N",
+                    help="stage 2 of the binary rows: N more epochs on the integer grid (reference.train's option; "
+                         "default 0). With --reuse a finished float stage 2 is continued on the grid (--resume), "
+                         "so the rows without it, in another --out copy, are the control")
     ap.add_argument("--out", default=None, help="run directory (default: a temporary one)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md and the plot alone")
     ap.add_argument("--reuse", action="store_true", help="skip stages already finished under --out")
@@ -410,6 +428,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error("--reuse and --tabulate need --out (the run directory to reuse)")
     if args.tabulate and args.train_only:
         ap.error("--tabulate trains nothing and --train-only evaluates nothing: choose one")
+    if args.int_aware_epochs < 0:
+        ap.error("--int-aware-epochs must be >= 0")
     if args.seeds < 1 or (args.epochs is not None and args.epochs < 1):
         ap.error("--seeds and --epochs must be >= 1")
     if args.first_seed < 0:
@@ -420,7 +440,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    setup = Setup(args.preset, args.data, args.data_path)
+    setup = Setup(args.preset, args.data, args.data_path, args.int_aware_epochs)
     try:
         get_preset(setup.preset)
     except (KeyError, ValueError) as exc:
@@ -434,7 +454,7 @@ def main(argv=None) -> int:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         if args.tabulate:
             dirs = {m: out / f"seed{seed}" / m / "stage2" for m in args.methods}
-            dirs = {m: d for m, d in dirs.items() if _done(d)}
+            dirs = {m: d for m, d in dirs.items() if _done(d, 0 if is_float_method(m) else args.int_aware_epochs)}
         else:
             try:
                 dirs = train_seed(setup, seed, args.methods, common, out / f"seed{seed}", args.reuse)

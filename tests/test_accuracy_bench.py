@@ -49,6 +49,20 @@ def test_accuracy_table_smoke(tmp_path, capsys):
                         "--reuse", "--train-only"])
     assert rc == 0 and "resuming" in capsys.readouterr().out
     assert (out / "seed0" / "sign" / "stage2" / "summary.json").is_file()
+    # --int-aware-epochs with --reuse continues the finished float stage 2 on the grid (the trainer's
+    # --resume); its section is its own, and its float column is the float model's, off the grid
+    rc = accuracy.main(["--seeds", "1", "--epochs", "1", "--limit-train", "64", "--methods", "sign", "--out", str(out),
+                        "--reuse", "--int-aware-epochs", "1", "--no-write"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "resuming" in text and "## Accuracy (int-aware 1)" in text and "then 1 on the integer" in text
+    stage2 = out / "seed0" / "sign" / "stage2"
+    assert json.loads((stage2 / "summary.json").read_text())["int_aware_epochs"] == 1
+    (r,) = json.loads((out / "results.json").read_text())["sign"]
+    from reference.agreement import float_logits
+    from reference.checkpoint import load_model
+    images, labels = accuracy._test_arrays(accuracy.Setup(), 0)
+    model, _ = load_model(stage2 / "best.pt")
+    assert r["float"] == pytest.approx(100 * (float_logits(model.eval(), images).argmax(-1) == labels).mean())
     # --first-seed: seed 1 alone, which never ran
     assert accuracy.main(["--first-seed", "1", "--seeds", "1", "--out", str(out), "--tabulate", "--no-write"]) == 2
 
@@ -89,6 +103,8 @@ def test_sections_and_plots(tmp_path):
     assert digits.section() == "## Accuracy" and digits.plot_path().name == "accuracy.png"
     assert mnist.section() == "## Accuracy (mnist)" and mnist.plot_path().name == "accuracy-mnist.png"
     assert accuracy.Setup("digits", "mnist").section() == "## Accuracy (digits on mnist)"
+    grid = accuracy.Setup("mnist", int_aware_epochs=3)
+    assert grid.section() == "## Accuracy (mnist, int-aware 3)" and grid.plot_path().name == "accuracy-mnist-int-aware3.png"
     # writing the mnist section leaves the digits one (and any other) alone, and replaces itself
     from benchmarks.kernels import write_section
     path = tmp_path / "RESULTS.md"

@@ -5,7 +5,9 @@
   integer model's, and no more differing predictions, than the plain float model.
 * `python -m reference.train --int-aware-epochs N` end to end on test_train.py's tiny preset:
   the extra epochs run and validate on the grid, best.pt is chosen among them, the run identity
-  holds the option, and a --resume with another value is refused.
+  holds the option, and a --resume with another value is refused once an epoch on the grid has
+  run; before that it is allowed, and a finished float stage 2 continued on the grid is
+  tensor for tensor the run with the option from the start.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from gsbsim.engine import fast
 from gsbsim.format.conventions import pixels_to_int8
 from reference import export as ex
 from reference.bit_taps import float_bits
-from reference.checkpoint import load_checkpoint, load_model
+from reference.checkpoint import load_checkpoint, load_model, save_checkpoint
 from reference.int_grid import integer_grid
 from reference.metrics import read_jsonl
 from reference.train import entry
@@ -109,15 +111,43 @@ def test_int_aware_epochs_train_and_select_on_the_grid(int_aware_run):
     assert 100.0 * correct / len(ys) == pytest.approx(best["val_acc"], abs=1e-4)   # one image is 0.28 %
 
 
-def test_resume_with_another_int_aware_value_is_refused(int_aware_run, tmp_path, monkeypatch, capsys):
-    args = ["--stage", "stage2", "--out", str(tmp_path), "--epochs", "1",
-            "--teacher", str(int_aware_run / "teacher" / "best.pt"), "--init", str(int_aware_run / "stage1" / "best.pt")]
-    _interrupt_at(monkeypatch, 2)
-    assert _run(*args, "--int-aware-epochs", "2") == 130
+def _stage2_args(run, out) -> list[str]:
+    return ["--stage", "stage2", "--out", str(out), "--epochs", "1",
+            "--teacher", str(run / "teacher" / "best.pt"), "--init", str(run / "stage1" / "best.pt")]
+
+
+def test_resume_with_another_int_aware_value_is_refused_once_on_the_grid(int_aware_run, tmp_path, monkeypatch, capsys):
+    _interrupt_at(monkeypatch, 3)                       # after the float epoch and the first on the grid
+    assert _run(*_stage2_args(int_aware_run, tmp_path), "--int-aware-epochs", "2") == 130
     capsys.readouterr()
     monkeypatch.undo()
-    assert _run(*args, "--int-aware-epochs", "1", "--resume") == 2
+    assert _run(*_stage2_args(int_aware_run, tmp_path), "--int-aware-epochs", "1", "--resume") == 2
     one_error_line(capsys, "--resume:", "int_aware_epochs 2 (now 1)")
+
+
+def _weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def test_a_finished_float_stage2_continued_on_the_grid_is_the_run_with_the_option(int_aware_run, tmp_path):
+    """--resume --int-aware-epochs 2 of a finished float stage 2 (of a trainer from before the
+    option: its run identity has no int_aware_epochs) reaches, tensor for tensor, what the
+    run with the option from the start reached (the float epoch does not depend on the option:
+    reading the calibration images draws nothing from the RNG)."""
+    args = _stage2_args(int_aware_run, tmp_path)
+    assert _run(*args) == 0
+    for name in ("best.pt", "last.pt"):          # as a trainer from before the option wrote them
+        ckpt = load_checkpoint(tmp_path / "stage2" / name)
+        assert ckpt["run"].pop("int_aware_epochs") == 0
+        save_checkpoint(ckpt, tmp_path / "stage2" / name)
+    assert _run(*args, "--int-aware-epochs", "2", "--resume") == 0
+    ours, theirs = tmp_path / "stage2", int_aware_run / "stage2"
+    assert [r["train_loss"] for r in read_jsonl(ours / "metrics.jsonl")] == \
+        [r["train_loss"] for r in read_jsonl(theirs / "metrics.jsonl")]
+    for name in ("best.pt", "last.pt"):
+        a, b = _weights(ours / name), _weights(theirs / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert load_checkpoint(ours / "best.pt")["run"] == load_checkpoint(theirs / "best.pt")["run"]
     assert _run(*args, "--int-aware-epochs", "2", "--resume") == 0   # the same value continues it
     assert [r["epoch"] for r in read_jsonl(tmp_path / "stage2" / "metrics.jsonl")] == [1, 2, 3]
 

@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--int-aware-epochs", type=int_at_least(0), default=None, metavar="N",
                    help=f"stage 2 of a binary method: N more epochs trained and validated on the integer "
                         f"model's grids (straight-through rounding, docs/integer_model.md §11), best.pt chosen "
-                        f"among them (default {DEFAULT_INT_AWARE_EPOCHS}; 0: none)")
+                        f"among them (default {DEFAULT_INT_AWARE_EPOCHS}; 0: none). With --resume it continues a "
+                        f"finished float stage 2 on the grid")
     g.add_argument("--released-quirks", action="store_true",
                    help="reproduce the released code's quirks (raw band-mean scales, 3x value input gradient)")
 

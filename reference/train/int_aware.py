@@ -28,7 +28,16 @@ def supports(method: str) -> bool:
 
 
 def calibration_images(train_set) -> torch.Tensor:
-    return torch.stack([train_set[i][0] for i in range(min(CALIB_IMAGES, len(train_set)))]).float()
+    """The exporter's calibration images: the first CALIB_IMAGES training images as they are (the
+    exporter reads them without augmentation). Read with augmentation off, because an augmented
+    read draws from the global RNG: the float epochs would then differ from a run without the
+    option, and a finished run continued on the grid (--resume) from one trained with it."""
+    was = train_set.augment
+    train_set.augment = False
+    try:
+        return torch.stack([train_set[i][0] for i in range(min(CALIB_IMAGES, len(train_set)))]).float()
+    finally:
+        train_set.augment = was
 
 
 @torch.no_grad()

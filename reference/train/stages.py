@@ -209,6 +209,17 @@ def check_same_run(saved: dict | None, wanted: dict, path: Path) -> None:
                          "arguments to continue it, or leave out --resume to start afresh")
 
 
+def grid_epochs_to_come(ckpt: dict, wanted: dict, plan: StagePlan) -> dict | None:
+    """The identity a --resume is checked against: the checkpoint's, except that --int-aware-epochs
+    may change while no epoch on the grid has run. The float epochs do not depend on it (its
+    fine-tuning has its own schedule after them), so a finished float stage 2 can be continued on
+    the grid (docs/integer_model.md §11) and reaches what a run with the option from the start does."""
+    saved = ckpt.get("run")
+    if isinstance(saved, dict) and "int_aware_epochs" in wanted and int(ckpt["epoch"]) <= plan.epochs:
+        return dict(saved, int_aware_epochs=wanted["int_aware_epochs"])   # absent: a run from before the option
+    return saved
+
+
 def find_resume(stage: str, ctx: Context, plan: StagePlan, first: bool) -> dict | None:
     """The stage's last.pt for --resume, or None for a fresh start (later stages of 'all' not begun yet)."""
     path = ctx.out / stage / "last.pt"
@@ -220,7 +231,8 @@ def find_resume(stage: str, ctx: Context, plan: StagePlan, first: bool) -> dict 
     if ckpt["kind"] != stage or ckpt["preset"].get("name") != ctx.preset.name:
         raise CheckpointError(f"{path}: holds {ckpt['kind']} of preset {ckpt['preset'].get('name')}, "
                               f"not {stage} of preset {ctx.preset.name}")
-    check_same_run(ckpt.get("run"), run_identity(stage, ctx, plan), path)
+    wanted = run_identity(stage, ctx, plan)
+    check_same_run(grid_epochs_to_come(ckpt, wanted, plan), wanted, path)
     if int(ckpt["epoch"]) > plan.total_epochs:
         raise TrainError(f"--resume: {path} has run {ckpt['epoch']} epochs, more than the {plan.total_epochs} asked")
     check_best_of_run(ckpt, path.parent / "best.pt")
