@@ -14,15 +14,19 @@ import math
 import torch
 from torch import Tensor, nn
 
+from gsbsim.format.model_file import SCORE_SHIFT
+
 from .attention import BinaryAttention
 from .config import QuantConfig
 from .gsb import GSBAttention, GSBValue
+from .layers import unit_codes
 from .quantizers import LearnableBias, SignedBinarizer
 from .reactnet import RPReLU
 
 PREFIX_TOKENS = 2  # cls + dist: no grid position
 
-__all__ = ["DIDBAttention", "DIDBError", "IRPReLU", "PREFIX_TOKENS", "diba", "grid_side", "haar_split", "laplacian8"]
+__all__ = ["DIDBAttention", "DIDBError", "IRPReLU", "PREFIX_TOKENS", "diba", "grid_side", "haar_split", "laplacian8",
+           "score_weight_codes"]
 
 
 class DIDBError(ValueError):
@@ -117,6 +121,18 @@ class IRPReLU(RPReLU):
         return f"{super().extra_repr()}, num_tokens={self.gamma_token.numel()}"
 
 
+def score_weight_codes(attn: "DIDBAttention") -> Tensor:
+    """The HFSC score weights on the integer model's grid, as integers [2, H] (float64): the
+    exporter's `score.w` = round_half_up(γ_b[h]·α_q,b·α_k,b/√d·2^SCORE_SHIFT) (docs/integer_model.md
+    §13.2). The float model uses them too (DIDBAttention.scores), so its scores are the integer
+    model's exactly: at 2^-16 the weights keep about 13 bits, and rounded apart from the float
+    model's they flipped attention bits on MNIST (issue 11)."""
+    alphas = torch.tensor([[float(attn.q_bin_low.scales()) * float(attn.k_bin_low.scales())],
+                           [float(attn.q_bin_high.scales()) * float(attn.k_bin_high.scales())]], dtype=torch.float64)
+    gain = attn.band_gain.detach().double().reshape(2, -1)
+    return torch.floor(gain * alphas / math.sqrt(attn.head_dim) * 2.0 ** SCORE_SHIFT + 0.5)
+
+
 class DIDBAttention(BinaryAttention):
     """Stage-2 attention of `didb`: HFSC scores, BiT {0, a} attention, DIBA context.
 
@@ -142,12 +158,24 @@ class DIDBAttention(BinaryAttention):
         self.local_gain = nn.Parameter(torch.zeros(h, 1, 1))
 
     def scores(self, q: Tensor, k: Tensor) -> Tensor:
-        """HFSC similarity S [B, H, N, N] (before softmax) of the float q, k [B, H, N, d]."""
+        """HFSC similarity S [B, H, N, N] (before softmax) of the float q, k [B, H, N, d].
+
+        S = w_L·(codes of Q_L·K_Lᵀ) + w_H·(…), the codes' products exact integers and the weights
+        w = γ·α_q·α_k/√d on the 2^-SCORE_SHIFT grid (score_weight_codes), so S is the integer
+        model's S·2^-16 exactly. Gradients as without the grid: straight through the rounding to γ,
+        and to Q, K (and their α, by the binarizers' backward) through the codes."""
         q_low, q_high = haar_split(q)
         k_low, k_high = haar_split(k)
-        low = self.q_bin_low(self.q_move_low(q_low)) @ self.k_bin_low(self.k_move_low(k_low)).transpose(-2, -1)
-        high = self.q_bin_high(self.q_move_high(q_high)) @ self.k_bin_high(self.k_move_high(k_high)).transpose(-2, -1)
-        return (self.band_gain[0] * low + self.band_gain[1] * high) * self.scale
+        bands = []
+        for qb, kb in ((self.q_bin_low(self.q_move_low(q_low)), self.k_bin_low(self.k_move_low(k_low))),
+                       (self.q_bin_high(self.q_move_high(q_high)), self.k_bin_high(self.k_move_high(k_high)))):
+            (qc, sq), (kc, sk) = unit_codes(qb), unit_codes(kb)
+            bands.append((qc @ kc.transpose(-2, -1), sq * sk))
+        alpha = torch.stack([a for _, a in bands]).reshape(2, 1, 1, 1)
+        w = self.band_gain * alpha * self.scale
+        grid = (score_weight_codes(self) * 2.0 ** -SCORE_SHIFT).to(w.dtype).reshape(w.shape)
+        w = w + (grid - w).detach()
+        return w[0] * bands[0][0] + w[1] * bands[1][0]
 
     def mix(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         attn = self.a_gsb(self.biased(self.probabilities(self.scores(q, k))))

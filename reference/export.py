@@ -32,11 +32,12 @@ from .fixed_point import SHIFTS, ExportError, ceil_int, exp_lut, fixed, requant_
 
 FORMAT_VERSION = 1
 PROG = "python -m reference.export"
-# the residual stream's range: HEADROOM times the calibration peak must keep the exact LayerNorm
-# of §3 in int64 (E*S2 < 2^62, i.e. |X| < 2^31/E) and X, and the activation units' u and z,
-# well inside int32 (2^29); the largest F that does is the first candidate
+# the residual stream's range: HEADROOM times the calibration values must keep X, and the activation
+# units' u and z, well inside int32 (peak < 2^29), and the exact LayerNorm of §3 in int64 (E*S2 <
+# 2^62: each token's sqrt(E*S2) < 2^31); the largest F that does is the first candidate
 HEADROOM = 4
 RESID_LIMIT = 2 ** 29
+LN_LIMIT = 2 ** 31
 # F candidates, from the largest allowed down: the check (reference/verify.py) decides, because
 # a coarser grid can flip a constant token's bit and a finer one is not always better either
 CANDIDATES = 4
@@ -194,21 +195,28 @@ def _export_head(model: BinaryDeiT, head, shifts: dict[str, int]) -> dict[str, n
     return {"gain": gain, "offset": offset, "weight": q.numpy().astype(np.int8), "mult": mult}
 
 
+def _ln_norm(x: torch.Tensor) -> float:
+    """The largest sqrt(E * sum_c x_c^2) of a token: the exact LayerNorm's E*S2 is its square times 2^2F."""
+    return float((x.shape[-1] * x.double().pow(2).sum(-1)).sqrt().max())
+
+
 @torch.no_grad()
 def calibrate_frac_bits(model: BinaryDeiT, images: torch.Tensor) -> int:
-    """The largest F the ranges allow: HEADROOM * peak * 2^F <= min(RESID_LIMIT, 2^31/E), the peak being
-    the largest magnitude of the residual stream (and the activation units) on `images`."""
+    """The largest F the ranges allow: HEADROOM * peak * 2^F <= RESID_LIMIT and HEADROOM * norm * 2^F <=
+    LN_LIMIT on `images`, the peak being the largest magnitude of the residual stream (and the activation
+    units), the norm the largest sqrt(E * S2) of a token any LayerNorm sees (the blocks' and the heads')."""
     x = model._pos_embed(model.patch_embed(images))
-    peak = float(x.abs().max())
+    peak, norm = float(x.abs().max()), 0.0
     with act_peaks(model) as acts:   # reactnet/didb: the activation units' inputs and outputs too
         for blk in model.blocks:
+            norm = max(norm, _ln_norm(x))
             x = x + blk.attn(blk.norm1(x))
-            peak = max(peak, float(x.abs().max()))
+            peak, norm = max(peak, float(x.abs().max())), max(norm, _ln_norm(x))
             x = x + blk.mlp(blk.norm2(x))
             peak = max(peak, float(x.abs().max()))
+        norm = max(norm, _ln_norm(x))
     peak = max(peak, acts.peak)
-    limit = min(RESID_LIMIT, 2.0 ** 31 / model.embed_dim)
-    f = math.floor(math.log2(limit / (HEADROOM * max(peak, 1e-3))))
+    f = math.floor(math.log2(min(RESID_LIMIT / max(peak, 1e-3), LN_LIMIT / max(norm, 1e-3)) / HEADROOM))
     return int(min(max(f, MIN_FRAC_BITS), 30))
 
 

@@ -8,14 +8,14 @@ fc1 found by bisection on z), the HFSC score weights and exp tables, and DIBA's 
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Iterator
 
 import numpy as np
 import torch
 
-from gsbsim.format.model_file import SCORE_SHIFT, SLOPE_MAX, exp_tables
+from gsbsim.format.model_file import SLOPE_MAX, exp_tables
 from .blocks import GELU_CLIP, BinaryBlock
+from .didb import score_weight_codes
 from .fixed_point import SHIFTS, ExportError, ceil_int, exp_lut, fixed, requant_params, to_numpy
 from .reactnet import RPReLU
 
@@ -139,10 +139,7 @@ def act_block(blk: BinaryBlock, betas: dict[str, float], frac_bits: int, alpha_v
         for band in ("low", "high"):
             move = to_numpy(getattr(at, f"{qk}_move_{band}").bias).reshape(e)
             out[f"{qk}.thr_{band}"] = _ceil_clip(-4 * move * one, THR_BAND_MAX)
-    gain = to_numpy(at.band_gain).reshape(2, h)
-    alphas = np.array([[float(at.q_bin_low.scales()) * float(at.k_bin_low.scales())],
-                       [float(at.q_bin_high.scales()) * float(at.k_bin_high.scales())]])
-    out["score.w"] = fixed(gain * alphas / math.sqrt(d), SCORE_SHIFT)
+    out["score.w"] = score_weight_codes(at).numpy().astype(np.int64)   # what the float model's scores use
     out["exp_lo"], out["exp_mid"], out["exp_hi"] = exp_tables(shifts["prob"])
     out["ctx.vscale"] = np.int64(fixed(alpha_v, shifts["ctx"]))
     out["ctx.local"] = fixed(to_numpy(at.local_gain).reshape(h) * alpha_v, shifts["ctx"])
