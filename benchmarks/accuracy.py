@@ -257,7 +257,8 @@ def evaluate(setup: Setup, row: str, stage_dir: Path, seed: int, reuse: bool = F
 
 def _evaluate_integer(setup: Setup, row: str, stage_dir: Path, seed: int) -> dict:
     model, meta = load_model(stage_dir / "best.pt")
-    if model.cfg.mask_stat == "batch":
+    batch_stat = model.cfg.mask_stat == "batch"
+    if batch_stat:
         _per_image_statistic(model)
     # what `python -m reference.export` does: calibration on training images, F chosen and verified on
     # the validation split; report only (min agreement 0), so that a failing row shows in the table
@@ -268,10 +269,12 @@ def _evaluate_integer(setup: Setup, row: str, stage_dir: Path, seed: int) -> dic
     validate(header, arrays, f"{row} export")
     test_images, test_labels = _test_arrays(setup, seed)
     agree = measure(model, IntModel(header, arrays), test_images, test_labels)
-    # a stage 2 trained on the grid reports its test top-1 on the grid; the float column is the float model's
-    grid = {"float": 100 * agree.float_top1} if _summary(stage_dir).get("int_aware_epochs") else {}
+    # the float column: the float model as the code defines it now, off the grid (a stage 2 trained on
+    # the grid reported its test top-1 on it, and didb's scores moved onto score.w's grid after its
+    # training); gsb-batch's stays its batch-statistic model's, from the training summary
+    now = {} if batch_stat else {"float": 100 * agree.float_top1}
     return {"int": 100 * agree.int_top1, "agreement": 100 * agree.agreement, **verification_columns(header),
-            **_costs(header), "header": header, **grid}
+            **_costs(header), "header": header, **now}
 
 
 def _costs(header: dict) -> dict:
@@ -342,8 +345,10 @@ def report(setup: Setup, results: dict[str, list[dict]], seeds: int, command: st
            "top-1: that checkpoint's float model, off the grid."] if setup.int_aware_epochs else []),
         f"{setup.describe()}, its recipe for every method; one",
         "teacher per seed, GSB's stage 1 shared by the binary methods, fp's own stage 1; test top-1 (%) of the",
-        "stage-2 checkpoint chosen on validation, mean ± std over seeds. Integer = the exported model run by",
-        "gsbsim.fast; test agreement: same prediction as the float model on the test split.",
+        "stage-2 checkpoint chosen on validation, mean ± std over seeds (the float model as the code defines it",
+        "at table time, e.g. didb's score weights on the integer grid, off any training grid; fp: its training",
+        "summary's). Integer = the exported model run by gsbsim.fast; test agreement: same prediction as the",
+        "float model on the test split.",
         "Export columns, from each export's header `verification` (docs/integer_model.md §11; F chosen by the",
         "exporter on the validation split, as `python -m reference.export` does): its own prediction agreement",
         "(lowest over seeds), the lowest teacher-forced bit agreement of any binarizer over seeds (and which),",

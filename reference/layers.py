@@ -19,8 +19,9 @@ PIXEL_SCALE = 128.0
 
 
 def scale_pixels(x: torch.Tensor) -> torch.Tensor:
-    """uint8-range pixels -> [-1, 1): exact in int8 as p - 128 with scale 1/128."""
-    return (x.float() - PIXEL_ZERO) / PIXEL_SCALE
+    """uint8-range pixels -> [-1, 1): exact in int8 as p - 128 with scale 1/128 (a float64 model
+    keeps float64: benchmarks/disagreements.py runs one beside the float32 model)."""
+    return ((x if x.is_floating_point() else x.float()) - PIXEL_ZERO) / PIXEL_SCALE
 
 
 def unit_codes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
