@@ -11,7 +11,8 @@ per-image statistic, as an integer model cannot depend on the batch) and `gsb-g2
 2 and 4 beside the default 3).
 --reuse skips every stage whose best.pt and summary.json already exist under --out, continues
 (--resume) a stage that was interrupted after an epoch, and skips every evaluation whose eval.json
-is newer than its best.pt; --train-only stops
+is newer than its best.pt (every run that trains or continues a stage is recorded in <out>/trained.json,
+and a later table names them all as what trained its checkpoints); --train-only stops
 before evaluation; --tabulate trains nothing and tables the row x seed cells that finished (a run
 stopped at a deadline: the table says how many seeds each row has).
 
@@ -66,7 +67,10 @@ SECTION = "## Accuracy"
 PRESET = "digits"
 PLOT = ROOT / "benchmarks" / "accuracy.png"
 CALIB_IMAGES = 64
-TRAIN_RECORD = "train_only.json"   # written by --train-only: its command and wall time
+# every run of this script that trained or continued a stage under --out: its command and wall time
+# (the table of a later --reuse/--tabulate names them all; one folder is often trained by several
+# runs side by side); a train_only.json of older runs (its last --train-only run only) is read too
+TRAIN_RECORD, OLD_TRAIN_RECORD = "trained.json", "train_only.json"
 REF_FOLDING = (4, 32)   # (PE, SIMD) of every layer for the cycles column (make demo's folding)
 
 
@@ -154,14 +158,17 @@ def _busy(folder: Path) -> bool:
 
 
 def train_seed(setup: Setup, seed: int, rows: list[str], common: list[str], out: Path,
-               reuse: bool = False) -> dict[str, Path]:
-    """Train the teacher, the stage-1 model(s) and every row's stage 2; stage-2 dirs by row."""
+               reuse: bool = False, trained: list[Path] | None = None) -> dict[str, Path]:
+    """Train the teacher, the stage-1 model(s) and every row's stage 2; stage-2 dirs by row. The
+    stage folders this call trained or continued are appended to `trained`."""
     base = ["--seed", str(seed), *common]
+    trained = [] if trained is None else trained
 
     def _stage(args: list[str], stage_dir: Path, reuse: bool, grid: int | None = None) -> None:
         if reuse and _done(stage_dir, grid):
             print(f"reusing {stage_dir}", flush=True)
             return
+        trained.append(stage_dir)
         if reuse and (stage_dir / "last.pt").is_file():
             # an interrupted stage: continue it from its last epoch (the trainer checks that the
             # arguments are the interrupted run's) instead of starting it again
@@ -327,15 +334,35 @@ def cost_line(row: str, rows: list[dict]) -> str:
             f"| {_cost(rows, 'ii', ',d')} | {_cost(rows, 'latency', ',d')} |")
 
 
+def read_train_record(out: Path) -> list[dict]:
+    """The runs that trained under `out` (TRAIN_RECORD, else an older OLD_TRAIN_RECORD), oldest first."""
+    for name in (TRAIN_RECORD, OLD_TRAIN_RECORD):
+        if (out / name).is_file():
+            record = json.loads((out / name).read_text())
+            return record if isinstance(record, list) else [record]
+    return []
+
+
+def add_train_record(out: Path, command: str, minutes: float, keep: bool) -> None:
+    """Record a run that trained under `out`, after the earlier ones if `keep` (a --reuse run builds
+    on them; a fresh run has replaced what they trained)."""
+    runs = (read_train_record(out) if keep else []) + [{"command": command, "minutes": minutes}]
+    (out / TRAIN_RECORD).write_text(json.dumps(runs, indent=1) + "\n")
+
+
+def _trained_line(runs: list[dict]) -> str:
+    said = ", ".join(f"`{r['command']}` ({r['minutes']:.0f} min wall)" for r in runs)
+    return f"Trained beforehand by {said}; the command above reused those checkpoints."
+
+
 def report(setup: Setup, results: dict[str, list[dict]], seeds: int, command: str, wall: float,
-           epochs: int | None, trained: dict | None = None, partial: bool = False) -> str:
+           epochs: int | None, trained: list[dict] | None = None, partial: bool = False) -> str:
     results = {row: rows for row, rows in results.items() if rows}
     counts = sorted({len(rows) for rows in results.values()})
     lines = [
         setup.section(), "",
         f"Machine: {machine()}. Command: `{command}` ({seeds} seed(s) asked, wall time {wall / 60:.1f} min).",
-        *([f"Trained beforehand by `{trained['command']}` ({trained['minutes']:.0f} min wall; the command above "
-           "reused those checkpoints)."] if trained else []),
+        *([_trained_line(trained)] if trained else []),
         *([f"**Partial: the rows whose training had finished when the run was stopped; `seeds` says how many "
            f"per row ({'/'.join(map(str, counts))}).**"] if partial else []),
         *([f"**Short run: --epochs {epochs} for every stage instead of the recipe. These numbers only show "
@@ -455,6 +482,8 @@ def main(argv=None) -> int:
         ["--limit-train", str(args.limit_train)] if args.limit_train else [])
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="gsbsim-accuracy-"))
     start = time.time()
+    before = read_train_record(out) if args.reuse or args.tabulate else []   # this run's own training is not "beforehand"
+    stages_trained: list[Path] = []
     results: dict[str, list[dict]] = {m: [] for m in args.methods}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         if args.tabulate:
@@ -462,7 +491,7 @@ def main(argv=None) -> int:
             dirs = {m: d for m, d in dirs.items() if _done(d, 0 if is_float_method(m) else args.int_aware_epochs)}
         else:
             try:
-                dirs = train_seed(setup, seed, args.methods, common, out / f"seed{seed}", args.reuse)
+                dirs = train_seed(setup, seed, args.methods, common, out / f"seed{seed}", args.reuse, stages_trained)
             except BenchError as exc:          # the training run has printed its own reason
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
@@ -476,15 +505,14 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     command = "python benchmarks/accuracy.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    if stages_trained:
+        add_train_record(out, command.strip(), (time.time() - start) / 60, keep=args.reuse)
     if args.train_only:
-        (out / TRAIN_RECORD).write_text(json.dumps({"command": command.strip(), "minutes": (time.time() - start) / 60}))
         print(f"trained every stage under {out}")
         return 0
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    reused = args.reuse or args.tabulate
-    trained = json.loads((out / TRAIN_RECORD).read_text()) if reused and (out / TRAIN_RECORD).is_file() else None
     partial = args.tabulate and any(len(rows) < args.seeds for rows in results.values())
-    section = report(setup, results, args.seeds, command.strip(), time.time() - start, args.epochs, trained, partial)
+    section = report(setup, results, args.seeds, command.strip(), time.time() - start, args.epochs, before, partial)
     print(section)
     if not args.no_write:
         write_section(section, setup.section())

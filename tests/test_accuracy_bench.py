@@ -36,6 +36,9 @@ def test_accuracy_table_smoke(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "**Partial" in text and "| sign | 1 |" in text and "| gsb-batch | 1 |" in text and "gsb-g2 |" not in text
     assert "reusing" not in text and "[stage" not in text
+    # what trained the checkpoints: the first run (the --reuse --train-only run trained nothing)
+    (first,) = accuracy.read_train_record(out)
+    assert "--methods sign,gsb-batch" in first["command"] and "Trained beforehand by `" + first["command"] in text
     # a row another run is training (its folder locked) is left to that run, not failed on
     from gsbsim.outputs import folder_lock
     with folder_lock(out / "seed0" / "gsb-g2"):
@@ -49,6 +52,7 @@ def test_accuracy_table_smoke(tmp_path, capsys):
                         "--reuse", "--train-only"])
     assert rc == 0 and "resuming" in capsys.readouterr().out
     assert (out / "seed0" / "sign" / "stage2" / "summary.json").is_file()
+    assert [r["command"].split("--methods ")[1].split()[0] for r in accuracy.read_train_record(out)] == ["sign,gsb-batch", "sign"]
     # --int-aware-epochs with --reuse continues the finished float stage 2 on the grid (the trainer's
     # --resume); its section is its own, and its float column is the float model's, off the grid
     rc = accuracy.main(["--seeds", "1", "--epochs", "1", "--limit-train", "64", "--methods", "sign", "--out", str(out),
@@ -57,6 +61,7 @@ def test_accuracy_table_smoke(tmp_path, capsys):
     assert rc == 0 and "resuming" in text and "## Accuracy (int-aware 1)" in text and "then 1 on the integer" in text
     stage2 = out / "seed0" / "sign" / "stage2"
     assert json.loads((stage2 / "summary.json").read_text())["int_aware_epochs"] == 1
+    assert len(accuracy.read_train_record(out)) == 3 and "Trained beforehand by `" in text   # the two runs before it
     (r,) = json.loads((out / "results.json").read_text())["sign"]
     from reference.agreement import float_logits
     from reference.checkpoint import load_model
