@@ -127,8 +127,9 @@ def score_weight_codes(attn: "DIDBAttention") -> Tensor:
     §13.2). The float model uses them too (DIDBAttention.scores), so its scores are the integer
     model's exactly: at 2^-16 the weights keep about 13 bits, and rounded apart from the float
     model's they flipped attention bits on MNIST (issue 11)."""
-    alphas = torch.tensor([[float(attn.q_bin_low.scales()) * float(attn.k_bin_low.scales())],
-                           [float(attn.q_bin_high.scales()) * float(attn.k_bin_high.scales())]], dtype=torch.float64)
+    # float64 products of the float32 scales, on the model's device (no host round trip per forward)
+    alphas = torch.stack([attn.q_bin_low.scales().double() * attn.k_bin_low.scales().double(),
+                          attn.q_bin_high.scales().double() * attn.k_bin_high.scales().double()]).reshape(2, 1)
     gain = attn.band_gain.detach().double().reshape(2, -1)
     return torch.floor(gain * alphas / math.sqrt(attn.head_dim) * 2.0 ** SCORE_SHIFT + 0.5)
 

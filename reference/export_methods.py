@@ -139,7 +139,7 @@ def act_block(blk: BinaryBlock, betas: dict[str, float], frac_bits: int, alpha_v
         for band in ("low", "high"):
             move = to_numpy(getattr(at, f"{qk}_move_{band}").bias).reshape(e)
             out[f"{qk}.thr_{band}"] = _ceil_clip(-4 * move * one, THR_BAND_MAX)
-    out["score.w"] = score_weight_codes(at).numpy().astype(np.int64)   # what the float model's scores use
+    out["score.w"] = score_weight_codes(at).cpu().numpy().astype(np.int64)   # what the float model's scores use
     out["exp_lo"], out["exp_mid"], out["exp_hi"] = exp_tables(shifts["prob"])
     out["ctx.vscale"] = np.int64(fixed(alpha_v, shifts["ctx"]))
     out["ctx.local"] = fixed(to_numpy(at.local_gain).reshape(h) * alpha_v, shifts["ctx"])

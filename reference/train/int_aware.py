@@ -32,10 +32,15 @@ def calibration_images(train_set) -> torch.Tensor:
     exporter reads them without augmentation). Read with augmentation off, because an augmented
     read draws from the global RNG: the float epochs would then differ from a run without the
     option, and a finished run continued on the grid (--resume) from one trained with it."""
+    def read() -> torch.Tensor:
+        return torch.stack([train_set[i][0] for i in range(min(CALIB_IMAGES, len(train_set)))]).float()
+    if not hasattr(train_set, "augment"):      # another dataset: read it as it is, the RNG put back after
+        with torch.random.fork_rng(devices=[]):
+            return read()
     was = train_set.augment
     train_set.augment = False
     try:
-        return torch.stack([train_set[i][0] for i in range(min(CALIB_IMAGES, len(train_set)))]).float()
+        return read()
     finally:
         train_set.augment = was
 
