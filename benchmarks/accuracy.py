@@ -38,6 +38,7 @@ and the command, a plot (benchmarks/accuracy.png, accuracy-mnist.png), and the p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import sys
@@ -82,6 +83,7 @@ class Setup:
     data: str | None = None        # None: the preset's dataset
     data_path: str | None = None
     int_aware_epochs: int = 0      # stage 2 of the binary rows: epochs on the integer grid after the float ones
+    float_control: bool = False    # those epochs with the grid switched off (their control)
 
     @property
     def dataset(self) -> str:
@@ -96,7 +98,8 @@ class Setup:
         and --int-aware-epochs N its own beside them ("## Accuracy (mnist, int-aware 3)")."""
         parts = [] if (self.preset, self.dataset) == (PRESET, "digits") else [
             self.preset if self.dataset == get_preset(self.preset).dataset else f"{self.preset} on {self.dataset}"]
-        parts += [f"int-aware {self.int_aware_epochs}"] if self.int_aware_epochs else []
+        if self.int_aware_epochs:
+            parts += [f"{'float control' if self.float_control else 'int-aware'} {self.int_aware_epochs}"]
         return f"{SECTION} ({', '.join(parts)})" if parts else SECTION
 
     def plot_path(self) -> Path:
@@ -104,7 +107,8 @@ class Setup:
             return PLOT
         same = self.dataset == get_preset(self.preset).dataset
         name = f"accuracy-{self.preset}" if same else f"accuracy-{self.preset}-{self.dataset}"
-        return PLOT.with_name(name + (f"-int-aware{self.int_aware_epochs}" if self.int_aware_epochs else "") + ".png")
+        kind = "-float-control" if self.float_control else "-int-aware"
+        return PLOT.with_name(name + (f"{kind}{self.int_aware_epochs}" if self.int_aware_epochs else "") + ".png")
 
     def describe(self) -> str:
         p = get_preset(self.preset)
@@ -116,8 +120,23 @@ class BenchError(Exception):
     """A bad argument or a failed run of benchmarks/accuracy.py."""
 
 
+@contextlib.contextmanager
+def _grid_switched_off(on: bool):
+    """--float-control: the trainer's integer-aware epochs run with the grid off (its schedule,
+    selection and F bookkeeping unchanged), the control of docs/integer_model.md §11."""
+    from reference.int_grid import set_integer_grid
+    from reference.train import stages
+    if on:
+        stages.set_integer_grid = lambda model, grid: set_integer_grid(model, None)
+    try:
+        yield
+    finally:
+        stages.set_integer_grid = set_integer_grid
+
+
 def _train(setup: Setup, args: list[str]) -> None:
-    rc = train_main([*setup.train_args(), "--no-progress", *args])
+    with _grid_switched_off(setup.float_control):
+        rc = train_main([*setup.train_args(), "--no-progress", *args])
     if rc != 0:
         raise BenchError(f"benchmarks/accuracy.py: python -m reference.train {' '.join(args)} exited with {rc}")
 
@@ -369,7 +388,11 @@ def report(setup: Setup, results: dict[str, list[dict]], seeds: int, command: st
            "that the script works; they are not results.**"] if epochs else []),
         *([f"Stage 2 of every binary row: the recipe's float epochs, then {setup.int_aware_epochs} on the integer "
            "grid (`--int-aware-epochs`, docs/integer_model.md §11; best.pt chosen among the grid epochs). Float "
-           "top-1: that checkpoint's float model, off the grid."] if setup.int_aware_epochs else []),
+           "top-1: that checkpoint's float model, off the grid."] if setup.int_aware_epochs and not setup.float_control
+          else []),
+        *([f"Stage 2 of every binary row: the recipe's float epochs, then {setup.int_aware_epochs} more with the "
+           "schedule and selection of `--int-aware-epochs` but the grid switched off (`--float-control`): the "
+           "control of the int-aware table."] if setup.float_control else []),
         f"{setup.describe()}, its recipe for every method; one",
         "teacher per seed, GSB's stage 1 shared by the binary methods, fp's own stage 1; test top-1 (%) of the",
         "stage-2 checkpoint chosen on validation, mean ± std over seeds (the float model as the code defines it",
@@ -444,6 +467,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="stage 2 of the binary rows: N more epochs on the integer grid (reference.train's option; "
                          "default 0). With --reuse a finished float stage 2 is continued on the grid (--resume), "
                          "so the rows without it, in another --out copy, are the control")
+    ap.add_argument("--float-control", action="store_true",
+                    help="with --int-aware-epochs N: train those N epochs with the integer grid switched off (same "
+                         "schedule and selection: the control that separates the grid's effect from N more "
+                         "epochs). Its checkpoints carry the same run identity as the grid's: give it its own --out")
     ap.add_argument("--out", default=None, help="run directory (default: a temporary one)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md and the plot alone")
     ap.add_argument("--reuse", action="store_true", help="skip stages already finished under --out")
@@ -462,6 +489,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error("--tabulate trains nothing and --train-only evaluates nothing: choose one")
     if args.int_aware_epochs < 0:
         ap.error("--int-aware-epochs must be >= 0")
+    if args.float_control and not args.int_aware_epochs:
+        ap.error("--float-control needs --int-aware-epochs N (the epochs it trains without the grid)")
     if args.seeds < 1 or (args.epochs is not None and args.epochs < 1):
         ap.error("--seeds and --epochs must be >= 1")
     if args.first_seed < 0:
@@ -472,7 +501,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    setup = Setup(args.preset, args.data, args.data_path, args.int_aware_epochs)
+    setup = Setup(args.preset, args.data, args.data_path, args.int_aware_epochs, args.float_control)
     try:
         get_preset(setup.preset)
     except (KeyError, ValueError) as exc:

@@ -160,3 +160,23 @@ def test_accuracy_missing_dataset_is_one_error_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--data-path" in err and "no such file" in err and "exited with 2" in err and "Traceback" not in err
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_float_control_switches_the_trainers_grid_off_and_back():
+    """--float-control trains the integer-aware epochs with the grid off: inside, the trainer's
+    set_integer_grid leaves every module off the grid; afterwards it is the real one again."""
+    from reference.int_grid import ATTR, IntGrid, set_integer_grid
+    from reference.train import stages
+    from tests.support.students import student
+    model, _ = student()
+    with accuracy._grid_switched_off(True):
+        stages.set_integer_grid(model, IntGrid(12))
+        assert all(getattr(m, ATTR, None) is None for m in model.modules())
+    assert stages.set_integer_grid is set_integer_grid
+    stages.set_integer_grid(model, IntGrid(12))
+    assert any(getattr(m, ATTR, None) is not None for m in model.modules())
+    set_integer_grid(model, None)
+    with pytest.raises(SystemExit):
+        accuracy.parse_args(["--float-control"])                          # needs --int-aware-epochs N
+    assert accuracy.Setup("mnist", int_aware_epochs=3, float_control=True).section() == \
+        "## Accuracy (mnist, float control 3)"
