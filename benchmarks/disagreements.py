@@ -34,7 +34,8 @@ from gsbsim.engine import fast  # noqa: E402
 from gsbsim.format.conventions import pixels_to_int8  # noqa: E402
 from gsbsim.format.model_file import IntModel, save_model  # noqa: E402
 from reference import export as ex  # noqa: E402
-from reference.agreement import float_logits, layer_agreement  # noqa: E402
+from reference.agreement import layer_agreement  # noqa: E402
+from reference.bit_taps import float_logits  # noqa: E402
 from reference.checkpoint import load_model  # noqa: E402
 
 
@@ -47,10 +48,7 @@ def first_flips(model, im: IntModel, one: np.ndarray, teacher_forced: bool, most
 def float64_predictions(model, xs: np.ndarray) -> np.ndarray:
     """The same float model's predictions computed in float64: where float32's own rounding, not
     the export, decides a near-tie, the integer model agrees with these and not with float32's."""
-    wide = copy.deepcopy(model).double().eval()
-    with torch.no_grad():
-        return np.concatenate([wide(torch.from_numpy(xs[i:i + 256]).double()).numpy().argmax(-1)
-                               for i in range(0, len(xs), 256)])
+    return float_logits(copy.deepcopy(model).double(), xs, dtype=torch.float64).argmax(-1)
 
 
 def split_report(model, im: IntModel, xs: np.ndarray, ys: np.ndarray, logit_shift: int) -> dict:

@@ -20,7 +20,7 @@ import torch
 from gsbsim.cli.args import OneLineParser, int_at_least, nonempty_path
 from gsbsim.cli.signals import guarded
 from gsbsim.format.conventions import pixels_to_int8
-from .bit_taps import float_bits, forced_bits
+from .bit_taps import float_bits, float_predictions, forced_bits
 from .verify import weights_sha256
 
 
@@ -34,18 +34,6 @@ class Agreement:
     def line(self) -> str:
         return (f"float top-1 {100 * self.float_top1:.2f}%  integer top-1 {100 * self.int_top1:.2f}%  "
                 f"agreement {100 * self.agreement:.2f}% on {self.images} images")
-
-
-@torch.no_grad()
-def float_logits(model: torch.nn.Module, images: np.ndarray, batch: int = 256) -> np.ndarray:
-    """The float model's logits (float32 [N, C]) in eval mode, ``batch`` images at a time."""
-    model.eval()
-    return np.concatenate([model(torch.from_numpy(images[i:i + batch]).float()).numpy()
-                           for i in range(0, len(images), batch)])
-
-
-def float_predictions(model: torch.nn.Module, images: np.ndarray, batch: int = 256) -> np.ndarray:
-    return float_logits(model, images, batch).argmax(-1)
 
 
 def layer_agreement(model: torch.nn.Module, int_model, images: np.ndarray,

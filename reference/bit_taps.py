@@ -15,6 +15,8 @@ Two ways to look at the float model beside the integer model, both with forward 
   teacher-forced output.
 
 Every method with an integer model (gsb, bit, sign, reactnet, didb) is covered.
+
+`float_logits` / `float_predictions`: the float model's own outputs, batched, for the same comparisons.
 """
 from __future__ import annotations
 
@@ -148,6 +150,20 @@ def _hooked(model, on_tap, residual: Callable[[int], torch.Tensor] | None) -> It
         sign_module.uniform_threshold = original
         for h in handles:
             h.remove()
+
+
+@torch.no_grad()
+def float_logits(model: torch.nn.Module, images: np.ndarray, batch: int = 256,
+                 dtype: torch.dtype = torch.float32) -> np.ndarray:
+    """The float model's logits [N, C] in eval mode, ``batch`` images at a time; ``dtype`` is the
+    input's (a model converted with .double() takes float64: benchmarks/disagreements.py)."""
+    model.eval()
+    return np.concatenate([model(torch.from_numpy(images[i:i + batch]).to(dtype)).numpy()
+                           for i in range(0, len(images), batch)])
+
+
+def float_predictions(model: torch.nn.Module, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    return float_logits(model, images, batch).argmax(-1)
 
 
 @torch.no_grad()

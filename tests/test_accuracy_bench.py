@@ -63,7 +63,7 @@ def test_accuracy_table_smoke(tmp_path, capsys):
     assert json.loads((stage2 / "summary.json").read_text())["int_aware_epochs"] == 1
     assert len(accuracy.read_train_record(out)) == 3 and "Trained beforehand by `" in text   # the two runs before it
     (r,) = json.loads((out / "results.json").read_text())["sign"]
-    from reference.agreement import float_logits
+    from reference.bit_taps import float_logits
     from reference.checkpoint import load_model
     images, labels = accuracy._test_arrays(accuracy.Setup(), 0)
     model, _ = load_model(stage2 / "best.pt")

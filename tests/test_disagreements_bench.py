@@ -7,7 +7,7 @@ import torch
 
 from benchmarks.disagreements import float64_predictions
 from reference import export as ex
-from reference.agreement import float_logits
+from reference.bit_taps import float_logits
 from reference.layers import scale_pixels
 from tests.support.students import student
 
