@@ -153,9 +153,13 @@ VARIANTS = {"gsb-batch": ["--method", "gsb", "--mask-stat", "batch"],
 ROWS = (*METHODS, *VARIANTS)
 
 
-def _stage2_args(row: str, int_aware_epochs: int = 0) -> list[str]:
-    grid = ["--int-aware-epochs", str(int_aware_epochs)] if int_aware_epochs and not is_float_method(row) else []
-    return [*VARIANTS.get(row, ["--method", row]), *grid]
+def grid_epochs(row: str, int_aware_epochs: int) -> int:
+    """The row's stage-2 epochs on the integer grid: --int-aware-epochs, none for a float row."""
+    return 0 if is_float_method(row) else int_aware_epochs
+
+
+def _stage2_args(row: str, grid: int = 0) -> list[str]:
+    return [*VARIANTS.get(row, ["--method", row]), *(["--int-aware-epochs", str(grid)] if grid else [])]
 
 
 def _done(stage_dir: Path, int_aware_epochs: int | None = None) -> bool:
@@ -210,7 +214,7 @@ def train_seed(setup: Setup, seed: int, rows: list[str], common: list[str], out:
 
     dirs = {}
     for row in rows:
-        grid = 0 if is_float_method(row) else setup.int_aware_epochs
+        grid = grid_epochs(row, setup.int_aware_epochs)
         if not (reuse and _done(out / row / "stage2", grid)) and _busy(out / row):
             # several runs may share one --out (e.g. one per seed or per row): leave a row to the run
             # that trains it now instead of failing on its lock
@@ -517,7 +521,7 @@ def main(argv=None) -> int:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         if args.tabulate:
             dirs = {m: out / f"seed{seed}" / m / "stage2" for m in args.methods}
-            dirs = {m: d for m, d in dirs.items() if _done(d, 0 if is_float_method(m) else args.int_aware_epochs)}
+            dirs = {m: d for m, d in dirs.items() if _done(d, grid_epochs(m, args.int_aware_epochs))}
         else:
             try:
                 dirs = train_seed(setup, seed, args.methods, common, out / f"seed{seed}", args.reuse, stages_trained)
