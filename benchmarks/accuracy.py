@@ -38,7 +38,6 @@ and the command, a plot (benchmarks/accuracy.png, accuracy-mnist.png), and the p
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shlex
 import sys
@@ -120,23 +119,8 @@ class BenchError(Exception):
     """A bad argument or a failed run of benchmarks/accuracy.py."""
 
 
-@contextlib.contextmanager
-def _grid_switched_off(on: bool):
-    """--float-control: the trainer's integer-aware epochs run with the grid off (its schedule,
-    selection and F bookkeeping unchanged), the control of docs/integer_model.md §11."""
-    from reference.int_grid import set_integer_grid
-    from reference.train import stages
-    if on:
-        stages.set_integer_grid = lambda model, grid: set_integer_grid(model, None)
-    try:
-        yield
-    finally:
-        stages.set_integer_grid = set_integer_grid
-
-
 def _train(setup: Setup, args: list[str]) -> None:
-    with _grid_switched_off(setup.float_control):
-        rc = train_main([*setup.train_args(), "--no-progress", *args])
+    rc = train_main([*setup.train_args(), "--no-progress", *args])
     if rc != 0:
         raise BenchError(f"benchmarks/accuracy.py: python -m reference.train {' '.join(args)} exited with {rc}")
 
@@ -158,16 +142,21 @@ def grid_epochs(row: str, int_aware_epochs: int) -> int:
     return 0 if is_float_method(row) else int_aware_epochs
 
 
-def _stage2_args(row: str, grid: int = 0) -> list[str]:
-    return [*VARIANTS.get(row, ["--method", row]), *(["--int-aware-epochs", str(grid)] if grid else [])]
+def _stage2_args(row: str, grid: int = 0, control: bool = False) -> list[str]:
+    return [*VARIANTS.get(row, ["--method", row]), *(["--int-aware-epochs", str(grid)] if grid else []),
+            *(["--int-aware-control"] if grid and control else [])]
 
 
-def _done(stage_dir: Path, int_aware_epochs: int | None = None) -> bool:
-    """Has the stage finished (a stage 2: with that many epochs on the grid; fewer is continued by
-    --resume, which the trainer allows while no grid epoch has run)?"""
+def _done(stage_dir: Path, int_aware_epochs: int | None = None, control: bool = False) -> bool:
+    """Has the stage finished (a stage 2: with that many integer-aware epochs, on the grid or, with
+    control, off it; fewer is continued by --resume, which the trainer allows while none has run)?"""
     if not ((stage_dir / "best.pt").is_file() and (stage_dir / "summary.json").is_file()):
         return False
-    return int_aware_epochs is None or _summary(stage_dir).get("int_aware_epochs", 0) == int_aware_epochs
+    if int_aware_epochs is None:
+        return True
+    summary = _summary(stage_dir)
+    return (summary.get("int_aware_epochs", 0) == int_aware_epochs
+            and bool(summary.get("int_aware_control", False)) == bool(control and int_aware_epochs))
 
 
 def _busy(folder: Path) -> bool:
@@ -188,7 +177,7 @@ def train_seed(setup: Setup, seed: int, rows: list[str], common: list[str], out:
     trained = [] if trained is None else trained
 
     def _stage(args: list[str], stage_dir: Path, reuse: bool, grid: int | None = None) -> None:
-        if reuse and _done(stage_dir, grid):
+        if reuse and _done(stage_dir, grid, setup.float_control):
             print(f"reusing {stage_dir}", flush=True)
             return
         trained.append(stage_dir)
@@ -215,14 +204,14 @@ def train_seed(setup: Setup, seed: int, rows: list[str], common: list[str], out:
     dirs = {}
     for row in rows:
         grid = grid_epochs(row, setup.int_aware_epochs)
-        if not (reuse and _done(out / row / "stage2", grid)) and _busy(out / row):
+        if not (reuse and _done(out / row / "stage2", grid, setup.float_control)) and _busy(out / row):
             # several runs may share one --out (e.g. one per seed or per row): leave a row to the run
             # that trains it now instead of failing on its lock
             print(f"skipping {out / row}: another run is training it", flush=True)
             continue
         init = _first("fp" if is_float_method(row) else "gsb")   # the stage-1 run a row starts from
-        _stage([*base, "--stage", "stage2", *_stage2_args(row, grid), "--teacher", str(teacher), "--init", str(init),
-                "--out", str(out / row)], out / row / "stage2", reuse, grid)
+        _stage([*base, "--stage", "stage2", *_stage2_args(row, grid, setup.float_control), "--teacher", str(teacher),
+                "--init", str(init), "--out", str(out / row)], out / row / "stage2", reuse, grid)
         dirs[row] = out / row / "stage2"
     return dirs
 
@@ -474,7 +463,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--float-control", action="store_true",
                     help="with --int-aware-epochs N: train those N epochs with the integer grid switched off (same "
                          "schedule and selection: the control that separates the grid's effect from N more "
-                         "epochs). Its checkpoints carry the same run identity as the grid's: give it its own --out")
+                         "epochs; reference.train's --int-aware-control). Give it its own --out: its rows have "
+                         "the grid arm's folder names")
     ap.add_argument("--out", default=None, help="run directory (default: a temporary one)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md and the plot alone")
     ap.add_argument("--reuse", action="store_true", help="skip stages already finished under --out")
@@ -521,7 +511,7 @@ def main(argv=None) -> int:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         if args.tabulate:
             dirs = {m: out / f"seed{seed}" / m / "stage2" for m in args.methods}
-            dirs = {m: d for m, d in dirs.items() if _done(d, grid_epochs(m, args.int_aware_epochs))}
+            dirs = {m: d for m, d in dirs.items() if _done(d, grid_epochs(m, args.int_aware_epochs), args.float_control)}
         else:
             try:
                 dirs = train_seed(setup, seed, args.methods, common, out / f"seed{seed}", args.reuse, stages_trained)

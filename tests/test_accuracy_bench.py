@@ -162,20 +162,25 @@ def test_accuracy_missing_dataset_is_one_error_line(tmp_path, capsys):
     assert not (tmp_path / "run" / "results.json").exists()
 
 
-def test_float_control_switches_the_trainers_grid_off_and_back():
-    """--float-control trains the integer-aware epochs with the grid off: inside, the trainer's
-    set_integer_grid leaves every module off the grid; afterwards it is the real one again."""
-    from reference.int_grid import ATTR, IntGrid, set_integer_grid
-    from reference.train import stages
-    from tests.support.students import student
-    model, _ = student()
-    with accuracy._grid_switched_off(True):
-        stages.set_integer_grid(model, IntGrid(12))
-        assert all(getattr(m, ATTR, None) is None for m in model.modules())
-    assert stages.set_integer_grid is set_integer_grid
-    stages.set_integer_grid(model, IntGrid(12))
-    assert any(getattr(m, ATTR, None) is not None for m in model.modules())
-    set_integer_grid(model, None)
+def test_float_control_asks_the_trainer_for_its_control_and_reuses_only_control_runs(tmp_path):
+    """--float-control passes reference.train's --int-aware-control with the grid epochs (not for a
+    float row), and --reuse / --tabulate count a stage 2 as done only when its summary says the
+    same epochs ran the same way (on the grid, or off it as the control)."""
+    assert accuracy._stage2_args("gsb", 3, True) == ["--method", "gsb", "--int-aware-epochs", "3", "--int-aware-control"]
+    assert accuracy._stage2_args("gsb", 3) == ["--method", "gsb", "--int-aware-epochs", "3"]
+    assert accuracy._stage2_args("fp", accuracy.grid_epochs("fp", 3), True) == ["--method", "fp"]
+    stage = tmp_path / "stage2"
+    stage.mkdir()
+    (stage / "best.pt").write_bytes(b"")
+
+    def summary(**kw):
+        (stage / "summary.json").write_text(json.dumps(kw))
+    summary(int_aware_epochs=3, int_aware_control=True)
+    assert accuracy._done(stage, 3, True) and not accuracy._done(stage, 3, False) and not accuracy._done(stage, 2, True)
+    summary(int_aware_epochs=3)                          # a trainer from before the option: on the grid
+    assert accuracy._done(stage, 3, False) and not accuracy._done(stage, 3, True)
+    summary(int_aware_epochs=0, int_aware_control=False)   # a float stage 2: --float-control continues it
+    assert accuracy._done(stage, 0, True) and not accuracy._done(stage, 3, True)
     with pytest.raises(SystemExit):
         accuracy.parse_args(["--float-control"])                          # needs --int-aware-epochs N
     assert accuracy.Setup("mnist", int_aware_epochs=3, float_control=True).section() == \

@@ -7,7 +7,8 @@
   the extra epochs run and validate on the grid, best.pt is chosen among them, the run identity
   holds the option, and a --resume with another value is refused once an epoch on the grid has
   run; before that it is allowed, and a finished float stage 2 continued on the grid is
-  tensor for tensor the run with the option from the start.
+  tensor for tensor the run with the option from the start. Its control (--int-aware-control)
+  runs the same epochs off the grid and says so.
 """
 from __future__ import annotations
 
@@ -150,6 +151,44 @@ def test_a_finished_float_stage2_continued_on_the_grid_is_the_run_with_the_optio
     assert load_checkpoint(ours / "best.pt")["run"] == load_checkpoint(theirs / "best.pt")["run"]
     assert _run(*args, "--int-aware-epochs", "2", "--resume") == 0   # the same value continues it
     assert [r["epoch"] for r in read_jsonl(tmp_path / "stage2" / "metrics.jsonl")] == [1, 2, 3]
+
+
+def test_the_control_runs_the_same_epochs_off_the_grid(int_aware_run, tmp_path, monkeypatch, capsys):
+    """--int-aware-control: a finished float stage 2 continued with the integer-aware epochs' schedule
+    and selection, the grid never switched on; its log, metrics, summary and run identity say so,
+    and a --resume that would put the finished control on the grid is refused."""
+    from reference.train import stages
+    args = _stage2_args(int_aware_run, tmp_path)
+    assert _run(*args) == 0
+    grids, real = [], stages.set_integer_grid
+    monkeypatch.setattr(stages, "set_integer_grid", lambda model, grid: (grids.append(grid), real(model, grid)))
+    capsys.readouterr()
+    assert _run(*args, "--int-aware-epochs", "2", "--int-aware-control", "--resume") == 0
+    monkeypatch.undo()
+    assert grids and all(g is None for g in grids), grids
+    out = capsys.readouterr().out
+    assert "off the grid (--int-aware-control)" in out and "on the grid" not in out
+    s2 = tmp_path / "stage2"
+    records = read_jsonl(s2 / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == [1, 2, 3] and not any("frac_bits" in r for r in records)
+    summary = json.loads((s2 / "summary.json").read_text())
+    assert summary["int_aware_control"] is True and summary["grid_frac_bits"] is None and summary["epochs"] == 3
+    best = load_checkpoint(s2 / "best.pt")
+    assert best["run"]["int_aware_control"] is True and best["epoch"] in (2, 3)   # chosen among those epochs
+    # the float epoch is the grid run's (the tiny model's losses do not tell the grid's epochs apart:
+    # the calls above do)
+    ours, grid_run = (read_jsonl(p / "stage2" / "metrics.jsonl") for p in (tmp_path, int_aware_run))
+    assert ours[0]["train_loss"] == grid_run[0]["train_loss"]
+    assert _run(*args, "--int-aware-epochs", "2", "--resume") == 2
+    one_error_line(capsys, "--resume:", "int_aware_control True (now False)")
+
+
+def test_int_aware_control_without_int_aware_epochs_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        _run("--out", str(tmp_path), "--int-aware-control")
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--int-aware-control needs --int-aware-epochs" in err, err
 
 
 @pytest.mark.parametrize("argv", [["--method", "fp", "--int-aware-epochs", "1"],

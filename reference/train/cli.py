@@ -115,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
                         f"model's grids (straight-through rounding, docs/integer_model.md §11), best.pt chosen "
                         f"among them (default {DEFAULT_INT_AWARE_EPOCHS}; 0: none). With --resume it continues a "
                         f"finished float stage 2 on the grid")
+    g.add_argument("--int-aware-control", action="store_true",
+                   help="run the --int-aware-epochs epochs with their schedule and best.pt selection but off "
+                        "the grid: the control that tells the grid's effect from that of more epochs "
+                        "(docs/integer_model.md §11)")
     g.add_argument("--released-quirks", action="store_true",
                    help="reproduce the released code's quirks (raw band-mean scales, 3x value input gradient)")
 
@@ -149,5 +153,7 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
                 f"{args.stage} stage have no integer model)")
     if args.int_aware_epochs is None:
         args.int_aware_epochs = DEFAULT_INT_AWARE_EPOCHS
+    if args.int_aware_control and not args.int_aware_epochs:
+        p.error("--int-aware-control needs --int-aware-epochs N (the epochs it runs off the grid)")
     if args.init and args.stage != "stage2":
         p.error("--init is for --stage stage2")

@@ -66,6 +66,7 @@ class StagePlan:
     warmup_epochs: int
     lr_rule: str = ""
     int_aware_epochs: int = 0      # stage 2: epochs on the integer grid after `epochs` float ones (int_aware.py)
+    int_aware_control: bool = False    # those epochs with their schedule and selection but off the grid
 
     @property
     def total_epochs(self) -> int:
@@ -80,7 +81,8 @@ def plan_stage(stage: str, args: argparse.Namespace, preset, d: Dist) -> StagePl
         raise TrainError(f"--batch-size {batch} is not divisible by the {d.world_size} processes")
     wd = args.weight_decay if args.weight_decay is not None else recipe.weight_decay
     ia = int(args.int_aware_epochs or 0) if stage == "stage2" and int_aware.supports(args.method) else 0
-    return StagePlan(stage, epochs, batch, lr, recipe.min_lr, wd, recipe.warmup_epochs, rule, ia)
+    control = bool(getattr(args, "int_aware_control", False)) and ia > 0
+    return StagePlan(stage, epochs, batch, lr, recipe.min_lr, wd, recipe.warmup_epochs, rule, ia, control)
 
 
 def quant_options(stage: str, args: argparse.Namespace) -> dict:
@@ -174,6 +176,7 @@ def run_identity(stage: str, ctx: Context, plan: StagePlan) -> dict:
                      distill_alpha=args.distill_alpha, tau=args.tau)
         if stage == "stage2":
             ident["int_aware_epochs"] = plan.int_aware_epochs
+            ident["int_aware_control"] = plan.int_aware_control
         if args.distill != "none":  # the teacher is used every epoch: a retrained one makes another run
             path = timm_teacher_file(args) or stage_input(args.teacher, ctx.out / "teacher" / "best.pt",
                                                           "--teacher", stage, "a teacher")
@@ -196,12 +199,16 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+#: what a run identity key absent from a checkpoint means (written before the option existed)
+ABSENT_MEANS = {"int_aware_control": False}
+
+
 def check_same_run(saved: dict | None, wanted: dict, path: Path) -> None:
     """Refuse a --resume whose arguments differ from the interrupted run's (one line naming them)."""
     if not isinstance(saved, dict):
         raise TrainError(f"--resume: {path} does not record the arguments of its run (written by an older "
                          "trainer), so it cannot be checked to be the same run; start afresh without --resume")
-    diff = [k for k in wanted if saved.get(k) != wanted[k]]
+    diff = [k for k in wanted if saved.get(k, ABSENT_MEANS.get(k)) != wanted[k]]
     if diff:
         said = ", ".join("the teacher checkpoint changed since" if k == "teacher_sha256"
                          else f"{k} {saved.get(k)!r} (now {wanted[k]!r})" for k in diff[:4])
@@ -211,13 +218,29 @@ def check_same_run(saved: dict | None, wanted: dict, path: Path) -> None:
 
 def grid_epochs_to_come(ckpt: dict, wanted: dict, plan: StagePlan) -> dict | None:
     """The identity a --resume is checked against: the checkpoint's, except that --int-aware-epochs
-    may change while no epoch on the grid has run. The float epochs do not depend on it (its
-    fine-tuning has its own schedule after them), so a finished float stage 2 can be continued on
-    the grid (docs/integer_model.md §11) and reaches what a run with the option from the start does."""
+    (and --int-aware-control) may change while no epoch on the grid has run. The float epochs do not
+    depend on them (the fine-tuning has its own schedule after them), so a finished float stage 2 can
+    be continued on the grid, or off it as its control (docs/integer_model.md §11), and reaches what a
+    run with the option from the start does."""
     saved = ckpt.get("run")
     if isinstance(saved, dict) and "int_aware_epochs" in wanted and int(ckpt["epoch"]) <= plan.epochs:
-        return dict(saved, int_aware_epochs=wanted["int_aware_epochs"])   # absent: a run from before the option
+        keys = ("int_aware_epochs", "int_aware_control")    # absent: a run from before the option
+        return {**{k: v for k, v in saved.items() if k not in keys}, **{k: wanted[k] for k in keys if k in wanted}}
     return saved
+
+
+def epoch_grid(model: nn.Module, calib, plan: StagePlan):
+    """The grid an integer-aware epoch trains and validates on: the F the export would start from
+    now, or none for --int-aware-control (the same epochs off the grid, their control)."""
+    return None if plan.int_aware_control else int_aware.grid_for(model, calib)
+
+
+def _int_aware_phrase(plan: StagePlan) -> str:
+    if not plan.int_aware_epochs:
+        return ""
+    if plan.int_aware_control:
+        return f" + {plan.int_aware_epochs} with the integer-aware schedule off the grid (--int-aware-control)"
+    return f" + {plan.int_aware_epochs} on the integer grid"
 
 
 def find_resume(stage: str, ctx: Context, plan: StagePlan, first: bool) -> dict | None:
@@ -358,7 +381,7 @@ def run_stage(stage: str, ctx: Context, first: bool) -> dict:
             "init": str(init_path) if init_path else None, "run": run_identity(stage, ctx, plan)}
     per_process = plan.batch_size // d.world_size
     ctx.say(f"[{stage}] {sum(p.numel() for p in model.parameters()):,} parameters, {plan.epochs} epochs"
-            + (f" + {plan.int_aware_epochs} on the integer grid" if plan.int_aware_epochs else "") + ", "
+            + _int_aware_phrase(plan) + ", "
             f"batch {plan.batch_size}, lr {plan.lr:g} ({plan.lr_rule}), {len(ctx.train_set)} training images"
             + (f", resuming after epoch {start}" if resume is not None else ""))
     if resume is not None:
@@ -371,7 +394,7 @@ def run_stage(stage: str, ctx: Context, first: bool) -> dict:
         on_grid = epoch >= plan.epochs
         lr = fine_tune.step(epoch - plan.epochs) if on_grid else schedule.step(epoch)
         if on_grid:   # the integer-aware phase: trained on the grid of the model as it is now
-            set_integer_grid(model, int_aware.grid_for(model, calib))
+            set_integer_grid(model, epoch_grid(model, calib, plan))
             if epoch == plan.epochs:   # best.pt is chosen among the epochs validated on the grid only
                 best_val, best_epoch = -1.0, 0
         loader = train_loader(ctx.train_set, per_process, epoch, args.seed, d, args.workers)
@@ -379,7 +402,7 @@ def run_stage(stage: str, ctx: Context, first: bool) -> dict:
             train_loss, train_acc = train_one_epoch(net, loss_fn, optimizer, loader, ctx.device, d,
                                                     f"{stage} {epoch + 1}/{plan.total_epochs}", ctx.progress)
             sync_buffers(model, d)
-            grid = int_aware.grid_for(model, calib) if on_grid else None   # the F the export would start from now
+            grid = epoch_grid(model, calib, plan) if on_grid else None   # the F the export would start from now
             set_integer_grid(model, grid)
             val_acc = evaluate(model, ctx.bundle.val, per_process, ctx.device, d, args.workers)
             set_integer_grid(model, None)
@@ -410,13 +433,14 @@ def run_stage(stage: str, ctx: Context, first: bool) -> dict:
     barrier(d)
     best_path = stage_dir / "best.pt"
     load_weights(model, load_checkpoint(best_path)["model"], best_path)
-    grid = int_aware.grid_for(model, calib) if plan.int_aware_epochs else None
+    grid = epoch_grid(model, calib, plan) if plan.int_aware_epochs else None
     set_integer_grid(model, grid)   # an integer-aware stage reports its test top-1 on the grid too
     with reading_data(f"{stage} test evaluation"):
         test_acc = evaluate(model, ctx.bundle.test, per_process, ctx.device, d, args.workers)
     set_integer_grid(model, None)
     summary = {"stage": stage, "best_epoch": best_epoch, "best_val_acc": best_val, "test_acc": test_acc,
                "epochs": plan.total_epochs, "int_aware_epochs": plan.int_aware_epochs,
+               "int_aware_control": plan.int_aware_control,
                "grid_frac_bits": grid.frac_bits if grid else None, "wall_time": elapsed, "best_path": str(best_path),
                "dataset": ctx.bundle.name, "preset": ctx.preset.name, "world_size": d.world_size,
                "teacher": meta["teacher"], "init": meta["init"], "args": meta["args"]}
