@@ -43,7 +43,7 @@ def layer_agreement(model: torch.nn.Module, int_model, images: np.ndarray,
     residual stream, reference/bit_taps.py)."""
     from gsbsim.engine import golden
     _, trace = golden.forward(int_model, pixels_to_int8(images), trace=True)
-    fb = forced_bits(model, images, trace, int_model.frac_bits)[0] if teacher_forced else float_bits(model, images)
+    fb = (forced_bits(model, images, trace, int_model.frac_bits) if teacher_forced else float_bits(model, images))[0]
     return {name: float(np.mean(fb[name].reshape(trace[name].shape) == trace[name])) for name in fb}
 
 

@@ -3,7 +3,8 @@
 Two ways to look at the float model beside the integer model, both with forward hooks:
 
 * `float_bits(model, images)`: the bits each float binarizer produces when the float model
-  runs on its own (end to end: a flip upstream shows up in every layer below it);
+  runs on its own (end to end: a flip upstream shows up in every layer below it), and its
+  predictions;
 * `forced_bits(model, images, trace, frac_bits)`: teacher-forced. Every binarizer's output
   is replaced by the integer model's bits (with the float scales), and the residual stream
   entering each block after the first by the integer model's (X·2^-F). Each float binarizer
@@ -167,8 +168,9 @@ def float_predictions(model: torch.nn.Module, images: np.ndarray, batch: int = 2
 
 
 @torch.no_grad()
-def float_bits(model, images: np.ndarray) -> dict[str, np.ndarray]:
-    """The float model's own bits per binarizer (uint8, trace layout), images uint8 [B, C, H, W]."""
+def float_bits(model, images: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The float model's own bits per binarizer (uint8, trace layout) and its predictions, images uint8
+    [B, C, H, W]. The hooks only read, so the predictions are float_predictions' (one forward, not two)."""
     bits: dict[str, np.ndarray] = {}
 
     def keep(tap, x):
@@ -176,8 +178,8 @@ def float_bits(model, images: np.ndarray) -> dict[str, np.ndarray]:
 
     model.eval()
     with _hooked(model, keep, None):
-        model(torch.from_numpy(images).float())
-    return bits
+        logits = model(torch.from_numpy(images).float())
+    return bits, logits.argmax(-1).numpy()
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gsbsim.format.conventions import pixels_to_int8
-from .bit_taps import float_bits, float_predictions, forced_bits
+from .bit_taps import float_bits, forced_bits
 
 # block 0's binarizers before the attention: for tokens 0 and 1 they see only constants
 CONSTANT_TAPS = ("ln1.bits", "q.bits", "k.bits", "q.low", "q.high", "k.low", "k.high", "v.planes")
@@ -116,7 +116,8 @@ def verify(model, int_model, images: np.ndarray, labels: np.ndarray | None, data
         batch = images[s:s + step]
         logits, trace = fast.forward(int_model, pixels_to_int8(batch), trace=True)
         i_pred.append(logits.argmax(-1))
-        fb = float_bits(model, batch)
+        fb, fp = float_bits(model, batch)
+        f_pred.append(fp)
         tb, tf = forced_bits(model, batch, trace, int_model.frac_bits)
         tf_pred.append(tf)
         if s == 0:
@@ -126,7 +127,6 @@ def verify(model, int_model, images: np.ndarray, labels: np.ndarray | None, data
             equal_e2e[name] = equal_e2e.get(name, 0) + int(np.count_nonzero(fb[name] == t))
             equal_tf[name] = equal_tf.get(name, 0) + int(np.count_nonzero(tb[name] == t))
             total[name] = total.get(name, 0) + t.size
-        f_pred.append(float_predictions(model, batch))   # one call: batch <= 256 images
     f_pred, i_pred, tf_pred = np.concatenate(f_pred), np.concatenate(i_pred), np.concatenate(tf_pred)
     top = (lambda p: float(np.mean(p == labels))) if labels is not None else (lambda p: None)
     return Verification(

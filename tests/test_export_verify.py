@@ -61,6 +61,21 @@ def test_teacher_forced_bits_are_exact_upstream_of_a_planted_fault(method):
     assert all(v.bits_teacher_forced[k] == clean.bits_teacher_forced[k] for k in upstream)
 
 
+@pytest.mark.parametrize("method", ["gsb", "sign"])
+def test_the_float_bits_pass_predicts_what_the_plain_float_model_predicts(method):
+    """verify takes the float predictions from float_bits' hooked forward (one pass, not two): its
+    hooks only read, so they equal float_logits' plain forward, logit for logit (sign: also with its
+    attention-plane function replaced for the pass)."""
+    from reference.bit_taps import _hooked, float_bits, float_logits
+    model, _ = student(method=method)
+    images = _images(32)
+    bits, pred = float_bits(model, images)
+    assert bits and np.array_equal(pred, float_logits(model, images).argmax(-1))
+    with torch.no_grad(), _hooked(model, lambda tap, x: None, None):
+        hooked = model(torch.from_numpy(images).float()).numpy()
+    assert np.array_equal(hooked, float_logits(model, images))
+
+
 def test_an_f_that_flips_a_constant_token_bit_is_not_chosen(monkeypatch):
     """The issue's failure: at the largest F the ranges allow, one LayerNorm channel of the cls token
     lands on the wrong side (the grid error beats its margin), in every image. The exporter measures

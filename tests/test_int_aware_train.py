@@ -52,7 +52,7 @@ def _mismatches(model, int_model, images: np.ndarray, frac_bits: int | None) -> 
     logits, trace = fast.forward(int_model, pixels_to_int8(images), trace=True)
 
     def run():
-        bits = float_bits(model, images)
+        bits = float_bits(model, images)[0]
         with torch.no_grad():
             return bits, model(torch.from_numpy(images).float()).argmax(-1).numpy()
     if frac_bits is None:
