@@ -81,7 +81,7 @@ def plan_stage(stage: str, args: argparse.Namespace, preset, d: Dist) -> StagePl
         raise TrainError(f"--batch-size {batch} is not divisible by the {d.world_size} processes")
     wd = args.weight_decay if args.weight_decay is not None else recipe.weight_decay
     ia = int(args.int_aware_epochs or 0) if stage == "stage2" and int_aware.supports(args.method) else 0
-    control = bool(getattr(args, "int_aware_control", False)) and ia > 0
+    control = ia > 0 and bool(args.int_aware_control)
     return StagePlan(stage, epochs, batch, lr, recipe.min_lr, wd, recipe.warmup_epochs, rule, ia, control)
 
 
@@ -208,10 +208,11 @@ def check_same_run(saved: dict | None, wanted: dict, path: Path) -> None:
     if not isinstance(saved, dict):
         raise TrainError(f"--resume: {path} does not record the arguments of its run (written by an older "
                          "trainer), so it cannot be checked to be the same run; start afresh without --resume")
-    diff = [k for k in wanted if saved.get(k, ABSENT_MEANS.get(k)) != wanted[k]]
+    had = {k: saved.get(k, ABSENT_MEANS.get(k)) for k in wanted}
+    diff = [k for k in wanted if had[k] != wanted[k]]
     if diff:
         said = ", ".join("the teacher checkpoint changed since" if k == "teacher_sha256"
-                         else f"{k} {saved.get(k)!r} (now {wanted[k]!r})" for k in diff[:4])
+                         else f"{k} {had[k]!r} (now {wanted[k]!r})" for k in diff[:4])
         raise TrainError(f"--resume: {path} belongs to a run with other arguments: {said}; pass the same "
                          "arguments to continue it, or leave out --resume to start afresh")
 
