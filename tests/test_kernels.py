@@ -299,6 +299,13 @@ asm = _tiled_gemm_asm()
 assert "zmm" not in asm and re.search(r"vpshufb\\s+%ymm", asm), "not AVX2 code"
 from gsbsim.format.random_model import random_images, random_model
 from tests.support.engines import assert_same
+from tests.test_table_lookup import _lookup_all, _padded
+for size in (1, 33, 65, 97):     # the exp-table lookup's scalar form (no vpermi2d on this target)
+    lut = rng.integers(-2 ** 31, 2 ** 31, size).astype(np.int32)
+    idx = rng.integers(0, size, 64)
+    dst = np.empty(64, dtype=np.int32)
+    _lookup_all(_padded(lut), (idx - 3).astype(np.int32), -3, dst)
+    assert np.array_equal(dst, lut[idx]), size
 for stat in ("row", "image"):    # the whole fast path (padded softmax rows, fused block) == golden
     m = random_model(rng, embed_dim=64, num_heads=1, mlp_hidden=96, img_size=16, mask_stat=stat)
     assert_same(m, random_images(rng, m, 2))

@@ -8,7 +8,8 @@ from numba import njit
 
 from gsbsim.engine.kernels import context_head, context_workspace, pack_bits_at, pack_row
 from gsbsim.engine.popcnt import cycle_counter, ge_word, popcount64, wide_vectors
-from gsbsim.engine import fast_ops, kernels, popcnt
+from gsbsim.engine.table_lookup import CHUNK, LANES, lookup_i32x16
+from gsbsim.engine import fast_ops, kernels, popcnt, table_lookup
 from gsbsim.engine.fast_ops import INLINE, JIT, cache_depends_on
 
 
@@ -166,7 +167,8 @@ def _softmax_head(qh, kt, d, exp_lut, bias, shift, one_r, thr1, ratios, image_st
     contiguous vector loop.
 
     m_j = (smax - sc_j)/2 is popcount_j - min popcount: one table lookup e_j = exp_lut[m_j]
-    per key (exp_lut int32: e <= 2^prob <= 2^30; unsigned index), one reciprocal per row, then
+    per key, sixteen at a time (exp_lut int32, e <= 2^prob <= 2^30, zero-padded for
+    table_lookup.lookup_i32x16; pcs and ebuf padded to a multiple of 16), one reciprocal per row, then
     vector arithmetic; the planes are packed while the row is in L1. Rows are addressed by flat
     unsigned offsets: a slice per row costs atomic reference counting.
 
@@ -206,11 +208,11 @@ def _softmax_head(qh, kt, d, exp_lut, bias, shift, one_r, thr1, ratios, image_st
         if trace:
             for t in range(n):
                 scores[b, h, i, t] = np.int32(d - 2 * pcs[t])
+        for t in range(0, n, LANES):     # pcs, ebuf padded to a multiple of LANES; pads look up junk
+            lookup_i32x16(exp_lut, pcs, t, pmin, ebuf)
         z = np.int64(0)
         for t in range(n):
-            e = exp_lut[np.uint32(pcs[t] - pmin)]
-            ebuf[t] = e
-            z += np.int64(e)
+            z += np.int64(ebuf[t])
         r = one_r // z
         abase = i * a_out.shape[1] if keep else 0
         ub = np.uint64(abase)
@@ -284,15 +286,17 @@ def gsb_attention_batch(acc, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, 
     narrow = keep_rows == 1          # A not kept: one int32 row (see _softmax_head)
     row32 = np.full((1, wn * 64), np.int32(-2 ** 31), dtype=np.int32)
     wide = np.full(wn * 64, np.int64(-2 ** 63), dtype=np.int64)
-    lut32 = exp_lut.astype(np.int32)  # 0 <= e <= 2^prob <= 2^30 (validated on load)
+    lut32 = np.zeros((exp_lut.shape[0] + CHUNK - 1) // CHUNK * CHUNK, dtype=np.int32)   # lookup_i32x16's padding
+    lut32[:exp_lut.shape[0]] = exp_lut    # 0 <= e <= 2^prob <= 2^30 (validated on load)
     kt = np.empty((wd, n_tok), dtype=np.uint64)
     planes = np.zeros((b_n, heads, g, n_tok, wn), dtype=np.uint64)
     ctx = np.empty((rows, e), dtype=np.int64)
     pin = np.zeros((rows, (e + 63) // 64), dtype=np.uint64)
     counts = np.empty((heads, g, n_tok), dtype=np.int64)
     rowmax = np.empty((heads, n_tok), dtype=np.int64)
-    pcs = np.empty(n_tok, dtype=np.int32)
-    ebuf = np.empty(n_tok, dtype=np.int32)
+    n_pad = (n_tok + LANES - 1) // LANES * LANES
+    pcs = np.zeros(n_pad, dtype=np.int32)
+    ebuf = np.empty(n_pad, dtype=np.int32)
     tmp = np.empty(2 * d, dtype=np.int64)      # the codes' scratch, then a Vq row (_split_image_rows)
     shift = np.int64(recip - prob)
     one_r = np.int64(1) << np.int64(recip)
@@ -335,6 +339,6 @@ def gsb_attention_batch(acc, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, 
 
 
 # the GSB context and the packing helpers are linked into this function's cached code
-cache_depends_on(gsb_attention_batch, kernels, popcnt, fast_ops)
+cache_depends_on(gsb_attention_batch, kernels, popcnt, fast_ops, table_lookup)
 for _phase in (_split_image, _softmax_head, _mask_planes_head):     # cached on their own too
-    cache_depends_on(_phase, kernels, popcnt)
+    cache_depends_on(_phase, kernels, popcnt, table_lookup)

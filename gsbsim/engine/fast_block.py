@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from gsbsim.engine import fast_attention, fast_ops, kernels, popcnt
+from gsbsim.engine import fast_attention, fast_ops, kernels, popcnt, table_lookup
 from gsbsim.engine.fast_attention import gsb_attention_batch
 from gsbsim.engine.fast_ops import JIT, cache_depends_on, ln_bits_rows, residual_add_rows, residual_ln_rows
 from gsbsim.engine.kernels import and_into, pack_2sided_into, xnor_into
@@ -71,4 +71,4 @@ def gsb_requant_block(x, a_bits, n_tok, heads, ln1_sign, ln1_thr, w_qkv, q_thr, 
 
 
 # every layer's code is linked into this function's cached code: an edit of any of them recompiles it
-cache_depends_on(gsb_requant_block, fast_attention, fast_ops, kernels, popcnt)
+cache_depends_on(gsb_requant_block, fast_attention, fast_ops, kernels, popcnt, table_lookup)

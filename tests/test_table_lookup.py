@@ -1,0 +1,72 @@
+"""table_lookup.lookup_i32x16: sixteen int32 table lookups per call (the softmax's exp table).
+
+The whole fast path against the golden one covers it in use (tests/test_fast.py; on an AVX2-only
+target, tests/test_kernels.py); here every table size and index is checked on its own."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numba import njit
+
+from gsbsim.engine.popcnt import _target_features
+from gsbsim.engine.table_lookup import CHUNK, LANES, lookup_i32x16, padded_table_size
+
+AVX512 = "+avx512f" in _target_features().split(",")
+
+
+@njit  # not cached: the cache would not see an edit of the intrinsic
+def _lookup_all(table, src, sub, dst):
+    for at in range(0, src.shape[0], LANES):
+        lookup_i32x16(table, src, at, sub, dst)
+
+
+def _padded(lut: np.ndarray) -> np.ndarray:
+    table = np.zeros(padded_table_size(lut.shape[0]), dtype=np.int32)
+    table[:lut.shape[0]] = lut
+    return table
+
+
+def test_padded_table_size_is_a_multiple_of_the_chunk():
+    assert [padded_table_size(n) for n in (1, 32, 33, 65, 96, 97)] == [32, 32, 64, 96, 96, 128]
+    assert CHUNK == 32 and LANES == 16
+
+
+@pytest.mark.parametrize("size", [1, 2, 9, 17, 31, 32, 33, 64, 65, 95, 96, 97, 129])
+def test_every_index_of_every_table_size(size):
+    """Each entry of a table of `size` entries (the exp table has head dim + 1), every index in
+    every lane, with the caller's offset subtracted, and the table's extreme values."""
+    rng = np.random.default_rng(size)
+    lut = rng.integers(-2 ** 31, 2 ** 31, size, dtype=np.int64).astype(np.int32)
+    lut[0], lut[-1] = np.int32(2 ** 31 - 1), np.int32(-2 ** 31)
+    sub = int(rng.integers(-50, 50))
+    idx = np.concatenate([np.arange(size), rng.integers(0, size, 3 * LANES)])
+    idx = np.resize(rng.permutation(idx), -(-idx.size // LANES) * LANES)
+    src = (idx + sub).astype(np.int32)
+    dst = np.full(src.size, 7, dtype=np.int32)
+    _lookup_all(_padded(lut), src, sub, dst)
+    assert np.array_equal(dst, lut[idx])
+
+
+def test_only_the_sixteen_lanes_at_the_offset_are_written():
+    lut = np.arange(65, dtype=np.int32) * 3
+    src = np.arange(48, dtype=np.int32) % 65
+    dst = np.full(48, -1, dtype=np.int32)
+
+    @njit
+    def one(table, src, at, dst):
+        lookup_i32x16(table, src, at, 0, dst)
+
+    one(_padded(lut), src, 16, dst)
+    assert np.array_equal(dst[16:32], lut[src[16:32]])
+    assert (dst[:16] == -1).all() and (dst[32:] == -1).all()
+
+
+@pytest.mark.skipif(not AVX512, reason="the permute lookup compiles only for an AVX-512 target")
+def test_an_index_outside_the_table_reads_no_memory_and_gives_zero():
+    """The pads of a softmax row look up whatever their index is: the permutes read the table at
+    fixed offsets, so an index past the padded table (or negative) gives 0, not a stray load."""
+    lut = np.arange(1, 66, dtype=np.int32)
+    src = np.array([0, 95, 96, 1000, -1, -2 ** 31, 2 ** 31 - 1, 64] + [5] * 8, dtype=np.int32)
+    dst = np.empty(16, dtype=np.int32)
+    _lookup_all(_padded(lut), src, 0, dst)
+    assert dst.tolist() == [1, 0, 0, 0, 0, 0, 0, 65] + [6] * 8
