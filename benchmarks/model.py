@@ -100,20 +100,24 @@ def onnx_peer(timm_model, x: np.ndarray):
     import torch
 
     path = CACHE / "deit_tiny_timm.onnx"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.onnx.export(timm_model, (torch.from_numpy(x),), str(path), dynamo=False, opset_version=17,
-                          input_names=["x"], output_names=["logits"])
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     with torch.inference_mode():
         want = timm_model(torch.from_numpy(x)).numpy()
-    got = sess.run(None, {"x": x})[0]
-    assert np.allclose(got, want, atol=1e-3), "onnxruntime must compute timm's model"
+    # a cached export of another timm model (e.g. other random weights) is made again, once
+    for fresh in (not path.exists(), True):
+        if fresh:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.onnx.export(timm_model, (torch.from_numpy(x),), str(path), dynamo=False, opset_version=17,
+                              input_names=["x"], output_names=["logits"])
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        if np.allclose(sess.run(None, {"x": x})[0], want, atol=1e-3):
+            break
+    else:
+        raise AssertionError("onnxruntime must compute timm's model")
     return (lambda: sess.run(None, {"x": x})), f"onnxruntime {ort.__version__}"
 
 
