@@ -8,7 +8,7 @@ from numba import njit
 
 from gsbsim.engine.kernels import context_head, context_workspace, pack_bits_at, pack_row
 from gsbsim.engine.popcnt import cycle_counter, ge_word, popcount64, wide_vectors
-from gsbsim.engine.table_lookup import CHUNK, LANES, lookup_i32x16
+from gsbsim.engine.table_lookup import LANES, lookup_i32x16, padded_table_size
 from gsbsim.engine import fast_ops, kernels, popcnt, table_lookup
 from gsbsim.engine.fast_ops import INLINE, JIT, cache_depends_on
 
@@ -286,7 +286,7 @@ def gsb_attention_batch(acc, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, 
     narrow = keep_rows == 1          # A not kept: one int32 row (see _softmax_head)
     row32 = np.full((1, wn * 64), np.int32(-2 ** 31), dtype=np.int32)
     wide = np.full(wn * 64, np.int64(-2 ** 63), dtype=np.int64)
-    lut32 = np.zeros((exp_lut.shape[0] + CHUNK - 1) // CHUNK * CHUNK, dtype=np.int32)   # lookup_i32x16's padding
+    lut32 = np.zeros(padded_table_size(exp_lut.shape[0]), dtype=np.int32)   # lookup_i32x16's padding
     lut32[:exp_lut.shape[0]] = exp_lut    # 0 <= e <= 2^prob <= 2^30 (validated on load)
     kt = np.empty((wd, n_tok), dtype=np.uint64)
     planes = np.zeros((b_n, heads, g, n_tok, wn), dtype=np.uint64)

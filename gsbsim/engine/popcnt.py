@@ -119,6 +119,12 @@ def popcount_words(words):
     return total
 
 
+def allow_512_bit(function) -> None:
+    """Mark an LLVM IR function with clang's -mprefer-vector-width=512 attributes (see wide_vectors)."""
+    for attr in ('"min-legal-vector-width"="512"', '"prefer-vector-width"="512"'):
+        set.add(function.attributes, attr)   # string attributes: llvmlite's add() knows only keywords
+
+
 @intrinsic
 def wide_vectors(typingctx):
     """Call first thing in a jitted function: LLVM may vectorise its loops with 512-bit registers.
@@ -129,8 +135,7 @@ def wide_vectors(typingctx):
     function (not its callees) with clang's -mprefer-vector-width=512 attribute; where the CPU has no
     512-bit registers the attribute changes nothing. Returns nothing. njit only."""
     def codegen(context, builder, signature, args):
-        for attr in ('"min-legal-vector-width"="512"', '"prefer-vector-width"="512"'):
-            set.add(builder.function.attributes, attr)   # string attributes: llvmlite's add() knows only keywords
+        allow_512_bit(builder.function)
         return context.get_dummy_value()
 
     return types.none(), codegen

@@ -15,11 +15,11 @@ path for an AVX2-only CPU and checks it against the golden path).
 from __future__ import annotations
 
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from gsbsim.engine.popcnt import _target_features
+from gsbsim.engine.popcnt import _splat, _target_features, allow_512_bit
 
 __all__ = ["lookup_i32x16", "LANES", "CHUNK", "padded_table_size"]
 
@@ -27,12 +27,15 @@ LANES = 16    # lookups per call (one zmm of int32)
 CHUNK = 32    # table entries per vpermi2d (two zmm)
 
 
+@njit(inline="always", nogil=True)
 def padded_table_size(n: int) -> int:
-    """Entries a table of n entries needs for lookup_i32x16 (a multiple of CHUNK, zero-padded)."""
-    return max(CHUNK, -(-n // CHUNK) * CHUNK)
+    """Entries a table of n entries needs for lookup_i32x16 (a multiple of CHUNK, zero-padded;
+    callable from Python and from jitted code)."""
+    return max(CHUNK, (n + CHUNK - 1) // CHUNK * CHUNK)
 
 
-def _has_avx512() -> bool:
+def has_permute_lookup() -> bool:
+    """Whether lookup_i32x16 compiles to permutes (an AVX-512 target) rather than scalar loads."""
     return "+avx512f" in _target_features().split(",")
 
 
@@ -51,7 +54,7 @@ def lookup_i32x16(typingctx, table, src, at, sub, dst):
         return None  # Numba reports a typing error naming the argument types
 
     def codegen(context, builder, signature, args):
-        i32, i64 = ir.IntType(32), ir.IntType(64)
+        i32 = ir.IntType(32)
         vec = ir.VectorType(i32, LANES)
         sig = signature.args
 
@@ -63,9 +66,9 @@ def lookup_i32x16(typingctx, table, src, at, sub, dst):
 
         off = context.cast(builder, args[2], sig[2], types.int64)
         s = builder.trunc(context.cast(builder, args[3], sig[3], types.int64), i32)
-        idx = builder.sub(builder.load(vec_ptr(1, off), align=4), _splat32(builder, s))
+        idx = builder.sub(builder.load(vec_ptr(1, off), align=4), _splat(builder, s, vec))
         size = builder.extract_value(context.make_array(sig[0])(context, builder, args[0]).shape, 0)
-        if _has_avx512():
+        if has_permute_lookup():
             result = _permute_lookup(builder, data(0), size, idx)
         else:
             result = _scalar_lookup(builder, data(0), size, idx)
@@ -75,22 +78,14 @@ def lookup_i32x16(typingctx, table, src, at, sub, dst):
     return types.none(table, src, at, sub, dst), codegen
 
 
-def _splat32(builder, value):
-    vec = ir.VectorType(ir.IntType(32), LANES)
-    one = builder.insert_element(ir.Constant(vec, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
-    return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined), ir.Constant(vec, [0] * LANES))
-
-
 def _permute_lookup(builder, table, size, idx):
     """The table's CHUNK-entry chunks, each one vpermi2d, kept where idx >> 5 names the chunk."""
     i32 = ir.IntType(32)
     vec = ir.VectorType(i32, LANES)
-    # the enclosing function may use 512-bit registers (see popcnt.wide_vectors)
-    for attr in ('"min-legal-vector-width"="512"', '"prefer-vector-width"="512"'):
-        set.add(builder.function.attributes, attr)
+    allow_512_bit(builder.function)     # the enclosing function may use 512-bit registers
     perm = builder.module.declare_intrinsic("llvm.x86.avx512.vpermi2var.d.512", [],
                                             ir.FunctionType(vec, [vec, vec, vec]))
-    chunk_of = builder.lshr(idx, _splat32(builder, ir.Constant(i32, 5)))
+    chunk_of = builder.lshr(idx, _splat(builder, ir.Constant(i32, 5), vec))
     chunks = builder.udiv(size, ir.Constant(size.type, CHUNK))
     out = cgutils.alloca_once_value(builder, ir.Constant(vec, None))
     with cgutils.for_range(builder, chunks) as loop:
@@ -99,7 +94,7 @@ def _permute_lookup(builder, table, size, idx):
         hi = builder.load(builder.bitcast(builder.gep(table, [builder.add(base, ir.Constant(base.type, LANES))]),
                                           vec.as_pointer()), align=4)
         picked = builder.call(perm, [lo, idx, hi])
-        here = builder.icmp_unsigned("==", chunk_of, _splat32(builder, builder.trunc(loop.index, i32)))
+        here = builder.icmp_unsigned("==", chunk_of, _splat(builder, builder.trunc(loop.index, i32), vec))
         builder.store(builder.select(here, picked, builder.load(out)), out)
     return builder.load(out)
 
