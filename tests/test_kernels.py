@@ -306,6 +306,15 @@ for size in (1, 33, 65, 97):     # the exp-table lookup's scalar form (no vpermi
     dst = np.empty(64, dtype=np.int32)
     _lookup_all(_padded(lut), (idx - 3).astype(np.int32), -3, dst)
     assert np.array_equal(dst, lut[idx]), size
+from tests.test_table_lookup import _sums, _sums_reference
+for d, n in ((16, 9), (80, 40)):     # the value-code sums' scalar form (not taken by context_head here)
+    tables = rng.integers(-2 ** 20, 2 ** 20, 64).astype(np.int32)
+    codes = rng.integers(0, 16, (30, d), dtype=np.uint8)
+    ids = (rng.integers(0, 4, n) << 24) | rng.integers(0, 30, n)
+    init, out = rng.integers(-9, 9, d), np.empty(d, dtype=np.int64)
+    _sums(tables, codes, ids, n, init, out, 0)
+    assert np.array_equal(out, _sums_reference(tables, codes, ids, n, init)), d
+assert not kn.PERMUTE_CONTEXT
 for stat in ("row", "image"):    # the whole fast path (padded softmax rows, fused block) == golden
     m = random_model(rng, embed_dim=64, num_heads=1, mlp_hidden=96, img_size=16, mask_stat=stat)
     assert_same(m, random_images(rng, m, 2))
@@ -410,6 +419,25 @@ def test_gsb_av_context_equals_scaled_plane_pairs():
     want = np.einsum("av,avmd->md", scale, pairs.astype(np.int64))
     for method in ("sparse", "dense"):
         assert np.array_equal(kn.gsb_av_context(cv.pack_bits(a_bits), v_bits, scale, method), want)
+
+
+@pytest.mark.parametrize("g", [1, 2, 3, 4])
+@pytest.mark.parametrize("d, keys", [(16, 1), (64, 198), (80, 65), (128, 64), (48, 140)])
+def test_gsb_av_context_by_value_code_lookups(g, d, keys):
+    """Head dims of whole 16-lane vectors take the lookup walk on an AVX-512 target (no value table):
+    sparse rows, rows denser than half (the negated tables and the planes' totals), empty and full
+    rows, mixed in one head, at an int32-table scale and near its bound."""
+    rng = np.random.default_rng(g * 1000 + d + keys)
+    from gsbsim.engine.table_lookup import has_permute_lookup
+    assert kn.PERMUTE_CONTEXT == has_permute_lookup()
+    a_bits = np.concatenate([_bits(rng, (g, 3, keys), p) for p in (0.0, 0.05, 0.3, 0.7, 0.98, 1.0)], axis=1)
+    a_bits = a_bits[:, rng.permutation(a_bits.shape[1])]
+    v_bits = _bits(rng, (g, keys, d), 0.4)
+    limit = (2 ** 31 - 1) // (2 * g * keys) // g - 1          # max|Y| just inside the int32 bound
+    for scale in (rng.integers(-2 ** 4, 2 ** 4 + 1, (g, g)), rng.choice([-limit, limit], (g, g))):
+        ref = _context_reference(a_bits, v_bits, scale)
+        for method in ("sparse", "auto"):
+            assert np.array_equal(kn.gsb_av_context(cv.pack_bits(a_bits), v_bits, scale, method), ref), method
 
 
 @pytest.mark.parametrize("margin", [1, 0])

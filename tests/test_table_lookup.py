@@ -1,4 +1,5 @@
-"""table_lookup.lookup_i32x16: sixteen int32 table lookups per call (the softmax's exp table).
+"""table_lookup: lookup_i32x16, sixteen int32 table lookups per call (the softmax's exp table), and
+lookup_sums, rows of lookups summed over a list of keys (the GSB A.V context's value tables).
 
 The whole fast path against the golden one covers it in use (tests/test_fast.py; on an AVX2-only
 target, tests/test_kernels.py); here every table size and index is checked on its own."""
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 from numba import njit
 
-from gsbsim.engine.table_lookup import CHUNK, LANES, has_permute_lookup, lookup_i32x16, padded_table_size
+from gsbsim.engine.table_lookup import (CHUNK, ID_BITS, LANES, TABLE, has_permute_lookup, lookup_i32x16, lookup_sums,
+                                        padded_table_size)
 
 
 @njit  # not cached: the cache would not see an edit of the intrinsic
@@ -67,3 +69,45 @@ def test_an_index_outside_the_table_reads_no_memory_and_gives_zero():
     dst = np.empty(16, dtype=np.int32)
     _lookup_all(_padded(lut), src, 0, dst)
     assert dst.tolist() == [1, 0, 0, 0, 0, 0, 0, 65] + [6] * 8
+
+
+@njit  # not cached, as _lookup_all
+def _sums(tables, codes, ids, n, init, out, at):
+    lookup_sums(tables, codes, ids, n, init, out, at)
+
+
+def _sums_reference(tables, codes, ids, n, init):
+    """The same sum in numpy int64 (the lookups' int32 sums cannot wrap at these values)."""
+    tab, key = ids[:n] >> ID_BITS, ids[:n] & ((1 << ID_BITS) - 1)
+    looked = tables.reshape(-1, TABLE)[tab[:, None], codes[key]].astype(np.int64)   # [n, D]
+    return init[:codes.shape[1]] + looked.sum(0)
+
+
+@pytest.mark.parametrize("d", [16, 32, 48, 64, 80, 128, 144])
+@pytest.mark.parametrize("n", [0, 1, 5, 37, 300])
+def test_lookup_sums_against_numpy(d, n):
+    """Every column block (64 columns four registers at a time, then 16 at a time), every table
+    (ids name the table in their top bits), repeated keys, an offset into out and an init row."""
+    rng = np.random.default_rng(d * 1000 + n)
+    keys, n_tab = 70, 6
+    tables = rng.integers(-2 ** 20, 2 ** 20, n_tab * TABLE).astype(np.int32)
+    codes = rng.integers(0, TABLE, (keys, d), dtype=np.uint8)
+    ids = (rng.integers(0, n_tab, n + 3) << ID_BITS) | rng.integers(0, keys, n + 3)
+    init = rng.integers(-2 ** 40, 2 ** 40, d + 5)
+    out = np.full(3 * d + 7, 99, dtype=np.int64)
+    _sums(tables, codes, ids, n, init, out, d + 2)
+    assert np.array_equal(out[d + 2:2 * d + 2], _sums_reference(tables, codes, ids, n, init))
+    assert (out[:d + 2] == 99).all() and (out[2 * d + 2:] == 99).all()      # nothing else written
+
+
+def test_lookup_sums_extreme_entries():
+    """Table entries at the int32 limits whose sums stay in int32, summed with an int64 init."""
+    tables = np.zeros(2 * TABLE, dtype=np.int32)
+    tables[:TABLE] = 2 ** 31 - 1
+    tables[TABLE:] = -2 ** 31
+    codes = np.arange(TABLE, dtype=np.uint8)[None, :].repeat(2, 0)
+    ids = np.array([0, 1 << ID_BITS, 1, 0], dtype=np.int64)        # +max, min, +max: no wrap
+    init = np.full(TABLE, -2 ** 40, dtype=np.int64)
+    out = np.empty(TABLE, dtype=np.int64)
+    _sums(tables, codes, ids, 3, init, out, 0)
+    assert (out == -2 ** 40 + 2 ** 31 - 2).all()

@@ -10,7 +10,8 @@ from gsbsim.engine.kernels import context_head, context_workspace, pack_bits_at,
 from gsbsim.engine.popcnt import cycle_counter, ge_word, popcount64, wide_vectors
 from gsbsim.engine.table_lookup import LANES, lookup_i32x16, padded_table_size
 from gsbsim.engine import fast_ops, kernels, popcnt, table_lookup
-from gsbsim.engine.fast_ops import INLINE, JIT, cache_depends_on
+from gsbsim.engine.fast_ops import INLINE, JIT
+from gsbsim.engine.jit_cache import cache_depends_on
 
 
 #: the phases of ``gsb_attention_batch`` that ``forward_profiled`` reports separately

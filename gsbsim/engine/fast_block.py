@@ -13,7 +13,8 @@ from numba import njit
 
 from gsbsim.engine import fast_attention, fast_ops, kernels, popcnt, table_lookup
 from gsbsim.engine.fast_attention import gsb_attention_batch
-from gsbsim.engine.fast_ops import JIT, cache_depends_on, ln_bits_rows, residual_add_rows, residual_ln_rows
+from gsbsim.engine.jit_cache import cache_depends_on
+from gsbsim.engine.fast_ops import JIT, ln_bits_rows, residual_add_rows, residual_ln_rows
 from gsbsim.engine.kernels import and_into, pack_2sided_into, xnor_into
 
 #: overflow stages of gsb_requant_block: 0 none, then where the golden path raises, in its order

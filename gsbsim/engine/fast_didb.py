@@ -10,7 +10,8 @@ from numba import njit
 
 from gsbsim.engine.fast_attention import probabilities_row
 from gsbsim.engine import fast_attention, fast_ops, kernels, popcnt
-from gsbsim.engine.fast_ops import INLINE, JIT, cache_depends_on
+from gsbsim.engine.fast_ops import INLINE, JIT
+from gsbsim.engine.jit_cache import cache_depends_on
 from gsbsim.engine.kernels import context_head, context_workspace, pack_row
 from gsbsim.engine.popcnt import popcount64
 

@@ -3,7 +3,6 @@ integer square root, the patch embedding's requantization, the residual add fuse
 the heads; and the small helpers every fast module shares (jit options, overflow raising, unpacking)."""
 from __future__ import annotations
 
-import hashlib
 import math
 import weakref
 
@@ -13,28 +12,12 @@ from numba import njit
 from gsbsim.engine import errors, popcnt
 from gsbsim.format.conventions import unpack_bits
 from gsbsim.engine.errors import (IntegerOverflowError, overflow_message)
+from gsbsim.engine.jit_cache import cache_depends_on
 from gsbsim.engine.kernels import weight_layout
 from gsbsim.engine.popcnt import wide_vectors
 
 
 JIT = dict(cache=True, nogil=True, boundscheck=False)
-
-
-def cache_depends_on(dispatcher, *modules) -> None:
-    """Key the on-disk cache of a jitted function on the source of `modules` too (sha256 of their files).
-
-    Numba keys a cached function on its own file only, but a caller's cached code contains its
-    callees from other modules: after editing a callee, the caller would load the old code. With this,
-    an edit of any listed module recompiles the caller. (Numba's private cache attributes: without
-    them, nothing changes.)"""
-    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
-    if cache_file is None or not hasattr(cache_file, "_source_stamp"):
-        return
-    digest = hashlib.sha256(repr(cache_file._source_stamp).encode())
-    for module in modules:
-        with open(module.__file__, "rb") as f:
-            digest.update(f.read())
-    cache_file._source_stamp = digest.hexdigest()
 INLINE = dict(inline="always", nogil=True, boundscheck=False)
 LN_LIMIT = np.int64(errors.LN_LIMIT)
 I32_MIN, I32_MAX = np.int64(errors.INT32_MIN), np.int64(errors.INT32_MAX)

@@ -47,6 +47,13 @@ aliasing checks than in the additions. Walking the union of the planes' bits onc
 per-pattern tables (sum of Y_a over the planes set at a key) was tried and does not pay:
 the masks are not inside b1 (b1 is mostly inside M_2), the union is ~3/4 of the planes'
 bits, and the multi-plane patterns are used about once per (pattern, key) built.
+On an AVX-512 target (head dims of whole 16-lane vectors, G <= 4, int32 sums) the walk builds
+no table at all: Y_a[t, j] is one of 2^G <= 16 values picked by the value code of (t, j),
+so ``table_lookup.lookup_sums`` looks the codes of each listed key up in plane a's table,
+one ``vpermd`` per 16 lanes, and keeps the row's sums in registers over the whole list
+(``_context_lookups``; the phase went from ~455 to ~250 TSC ticks per attention row of a
+random DeiT-Tiny G=3 on an AMD Zen 4: the table cost ~120, the rows' load-add-store
+round trips most of the rest). Elsewhere the table walk above runs.
 ``context_head`` picks, per head, this sparse walk or the popcount form from the counts
 of set bits (a cost estimate), so dense planes (a plain binary model's b1, say) keep the
 popcount speed.
@@ -76,6 +83,9 @@ from numba.extending import overload
 from gsbsim.format.conventions import WORD_BITS, n_words
 from gsbsim.engine.popcnt import (add4_i32x8, add4_i32x16, wide_vectors, ctz64, ge_or_le_word, ge_word, popc_tile, popcount64,
                                    tile_shape)
+from gsbsim.engine import popcnt, table_lookup
+from gsbsim.engine.jit_cache import cache_depends_on
+from gsbsim.engine.table_lookup import ID_BITS, LANES, TABLE, has_permute_lookup, lookup_sums
 
 __all__ = [
     "KernelInputError",
@@ -102,6 +112,9 @@ __all__ = [
 
 #: register tile of the GEMMs (rows x vectors of 8 columns), chosen for the CPU Numba compiles for
 TILE_ROWS, TILE_COLS = tile_shape()
+#: whether the sparse A.V context looks its value codes up with permutes (AVX-512) instead of
+#: building a value table per head (see _context_lookups); fixed when this module is compiled
+PERMUTE_CONTEXT = has_permute_lookup()
 
 _JIT = dict(cache=True, nogil=True, fastmath=False, boundscheck=False)
 _INLINE = dict(inline="always", nogil=True, fastmath=False, boundscheck=False)
@@ -525,6 +538,63 @@ def _context_sparse(planes, counts, n_keys, d, y, ysum, out, r0, c0, add_ids, su
 
 
 @njit(**_INLINE)
+def _lookup_context_applies(g, d):
+    """Whether context_head's sparse walk takes _context_lookups: permutes on this target, codes that
+    fit a TABLE-entry table and head dims of whole LANES-lane vectors (the int32 bound is checked apart)."""
+    return PERMUTE_CONTEXT and (1 << g) <= TABLE and d % LANES == 0
+
+
+@njit(**_INLINE)
+def _lookup_tables(lut, tables):
+    """tables[TABLE*a + c] = lut[a, c] and tables[TABLE*(G + a) + c] = -lut[a, c] (the negated tables
+    of the planes walked through their zero bits); entries past 2^G stay 0."""
+    g, n_c = lut.shape
+    for a in range(g):
+        for c in range(n_c):
+            tables[TABLE * a + c] = lut[a, c]
+            tables[TABLE * (g + a) + c] = -lut[a, c]
+
+
+@njit(**_INLINE)
+def _context_lookups(planes, counts, n_keys, codes, tables, totals, need_sum, out, r0, c0, ids, zero, init):
+    """_context_sparse without a value table: each row's keys (id (a << ID_BITS) | t for plane a) are
+    summed by lookup_sums, which looks the D value codes of key t up in plane a's table, sixteen per
+    permute, keeping the sums in registers. A plane row denser than half contributes the plane's
+    total over all keys plus its zero bits' keys looked up in the negated table G + a.
+    totals int64 [G, >= D] (filled here for the planes of need_sum), zero int64 [>= D] of zeros,
+    init int64 [>= D] scratch, ids int64 [>= G*N + 4]."""
+    g, m_n, w_n = planes.shape
+    d = codes.shape[1]
+    tail = n_keys - (w_n - 1) * 64
+    last = (~np.uint64(0)) >> np.uint64(64 - tail)
+    for a in range(g):
+        if need_sum[a]:
+            for t in range(n_keys):
+                ids[t] = (a << ID_BITS) | t
+            lookup_sums(tables, codes, ids, n_keys, zero, totals[a], 0)
+    flat = out.reshape(-1)
+    e = out.shape[1]
+    for i in range(m_n):
+        n = 0
+        dense = False
+        for a in range(g):
+            if 2 * counts[a, i] > n_keys:
+                if dense:
+                    init[:d] += totals[a, :d]
+                else:
+                    init[:d] = totals[a, :d]
+                dense = True
+                neg = (g + a) << ID_BITS
+                for w in range(w_n - 1):
+                    n = _set_bits(~planes[a, i, w], neg + w * 64, ids, n)
+                n = _set_bits(~planes[a, i, w_n - 1] & last, neg + (w_n - 1) * 64, ids, n)
+            else:
+                for w in range(w_n):
+                    n = _set_bits(planes[a, i, w], (a << ID_BITS) + w * 64, ids, n)
+        lookup_sums(tables, codes, ids, n, init if dense else zero, flat, (r0 + i) * e + c0)
+
+
+@njit(**_INLINE)
 def _value_columns(codes, g, v_t):
     """Value planes packed along the keys, transposed for _row_counts: v_t uint64[W, (2G-1)*D],
     column blocks: sign s, then s & m_k (k = 1..G-1), then m_k (k = 1..G-1)."""
@@ -577,7 +647,9 @@ def _sparse_is_cheaper(counts, n_keys, w_n, d):
         for i in range(m_n):
             c = counts[a, i]
             walk += min(c, n_keys - c) + 1
-    sparse = walk * d + g * n_keys * d * (g + 1)            # bit walk + value table
+    sparse = walk * d                                       # bit walk
+    if not _lookup_context_applies(g, d):
+        sparse += g * n_keys * d * (g + 1)                  # + the value table it builds
     dense = SPARSE_PER_WORD * m_n * g * w_n * (2 * g - 1) * d + n_keys * d * (2 * g - 1)
     return sparse <= dense
 
@@ -594,20 +666,25 @@ def context_workspace(scale, n_keys, d):
     """What context_head needs besides the head's planes: the value lookup table of the
     scale products and scratch arrays for heads of N keys and head dim D (built once per
     layer call, not once per head). The walk's tables have G*N rows plus a zero row, and
-    lanes rounded up to a multiple of 8 (zero) for the 8-lane vector adds."""
+    lanes rounded up to a multiple of 8 (zero) for the 8-lane vector adds. Where the walk looks the
+    codes up instead (_context_lookups), it needs the small lookup tables and the planes' totals."""
     g = scale.shape[0]
     w_n = (n_keys + 63) // 64
     wide = (d + 7) // 8 * 8
     lut, big = _value_lut(scale)
     # only the table the walk will use is full size (zeroing the other cost ~0.1 ms per image)
     fits = _fits_int32(big, g, n_keys)
+    lookups = fits and _lookup_context_applies(g, d)
+    tables = np.zeros(2 * g * TABLE if lookups else 0, dtype=np.int32)
+    if lookups:
+        _lookup_tables(lut, tables)
     return (lut, big, np.zeros((1 if fits else g * n_keys + 1, wide), dtype=np.int64),
-            np.zeros((g * n_keys + 1 if fits else 1, wide), dtype=np.int32),
+            np.zeros((g * n_keys + 1 if fits and not lookups else 1, wide), dtype=np.int32),
             np.zeros((g, wide), dtype=np.int64), np.zeros((g, wide), dtype=np.int32),
             np.empty((2, g * n_keys + 4), dtype=np.int64), np.empty(wide, dtype=np.int64),
             np.empty(wide, dtype=np.int32),
             np.empty((w_n, (2 * g - 1) * d), dtype=np.uint64), np.empty((2 * g - 1) * d, dtype=np.int64),
-            np.zeros(g, dtype=np.bool_))
+            np.zeros(g, dtype=np.bool_), tables, np.zeros(wide, dtype=np.int64))
 
 
 @njit(**_JIT)
@@ -621,7 +698,7 @@ def context_head(planes, counts, codes, scale, n_keys, out, r0, c0, av_strategy,
     (see ``gsb_av_context``). Returns the av_strategy used (1 or 2).
     """
     wide_vectors()
-    lut, big, y64, y32, ysum64, ysum32, ids, acc64, acc32, v_t, cnt, need_sum = ws
+    lut, big, y64, y32, ysum64, ysum32, ids, acc64, acc32, v_t, cnt, need_sum, tables, zero = ws
     g, m_n, w_n = planes.shape
     d = codes.shape[1]
     if av_strategy == 0:
@@ -631,7 +708,10 @@ def context_head(planes, counts, codes, scale, n_keys, out, r0, c0, av_strategy,
             need_sum[a] = False
             for i in range(m_n):
                 need_sum[a] |= 2 * counts[a, i] > n_keys
-        if _fits_int32(big, g, n_keys):
+        if _fits_int32(big, g, n_keys) and _lookup_context_applies(g, d):
+            _context_lookups(planes, counts, n_keys, codes, tables, ysum64, need_sum, out, r0, c0, ids[0], zero,
+                             acc64)
+        elif _fits_int32(big, g, n_keys):
             _value_table(codes, lut, y32, ysum32, need_sum)
             _context_sparse(planes, counts, n_keys, d, y32, ysum32, out, r0, c0, ids[0], ids[1], acc32)
         else:
@@ -901,3 +981,9 @@ def pack_rows_2sided(acc: np.ndarray, t_hi: np.ndarray, t_lo: np.ndarray) -> np.
     out = np.empty((acc.shape[0], n_words(acc.shape[1])), dtype=np.uint64)
     pack_2sided_into(acc, t_hi, t_lo, out)
     return out
+
+
+# the cached kernels above contain popcnt's and table_lookup's intrinsics: an edit of either recompiles them
+for _kernel in list(globals().values()):
+    if getattr(_kernel, "_cache", None) is not None and getattr(_kernel, "__module__", None) == __name__:
+        cache_depends_on(_kernel, popcnt, table_lookup)

@@ -1,4 +1,5 @@
-"""``lookup_i32x16``: sixteen lookups in a small int32 table at once, for the softmax's exp table.
+"""Small int32 tables looked up sixteen lanes at a time: the softmax's exp table (``lookup_i32x16``)
+and the GSB A.V context's value tables (``lookup_sums``).
 
 The softmax looks up e_j = exp_lut[m_j] for every key of every query row. LLVM does not vectorise
 that loop here (it will not emit gathers for this CPU, and a gather is slow anyway: measured on an
@@ -11,6 +12,13 @@ offsets only: an index outside the table gives 0 instead of reading memory it sh
 Where the target has no AVX-512 the same intrinsic emits sixteen scalar loads, the index clamped
 to the table (same integers for every index in the table; tests/test_kernels.py compiles the fast
 path for an AVX2-only CPU and checks it against the golden path).
+
+``lookup_sums`` adds up whole rows of lookups: the A.V context of one attention row is the sum, over
+the keys whose attention bit is set, of value_table[code] for each of the head's D value codes (a
+code has G <= 4 bits, so a table has at most 16 entries: one register, one ``vpermd`` per sixteen
+codes). It keeps the sums in registers over the whole list of keys. Measured on an AMD Zen 4 against
+the value-table walk it replaces (a table of G*N rows of D int32 built per head, then rows added):
+the A.V phase of a random DeiT-Tiny G=3 went from ~455 to ~250 TSC ticks per attention row.
 """
 from __future__ import annotations
 
@@ -21,10 +29,12 @@ from numba.extending import intrinsic
 
 from gsbsim.engine.popcnt import _splat, _target_features, allow_512_bit
 
-__all__ = ["lookup_i32x16", "LANES", "CHUNK", "padded_table_size"]
+__all__ = ["lookup_i32x16", "lookup_sums", "LANES", "CHUNK", "TABLE", "ID_BITS", "padded_table_size"]
 
 LANES = 16    # lookups per call (one zmm of int32)
 CHUNK = 32    # table entries per vpermi2d (two zmm)
+TABLE = 16    # entries per lookup_sums table (one zmm: vpermd's reach)
+ID_BITS = 24  # a lookup_sums id is (table << ID_BITS) | key
 
 
 @njit(inline="always", nogil=True)
@@ -39,8 +49,12 @@ def has_permute_lookup() -> bool:
     return "+avx512f" in _target_features().split(",")
 
 
+def _array(typ, dtype, ndim: int = 1) -> bool:
+    return isinstance(typ, types.Array) and typ.ndim == ndim and typ.layout == "C" and typ.dtype == dtype
+
+
 def _i32_array(typ) -> bool:
-    return isinstance(typ, types.Array) and typ.ndim == 1 and typ.layout == "C" and typ.dtype == types.int32
+    return _array(typ, types.int32)
 
 
 @intrinsic
@@ -110,3 +124,81 @@ def _scalar_lookup(builder, table, size, idx):
         val = builder.load(builder.gep(table, [builder.zext(k, i64)]), align=4)
         out = builder.insert_element(out, val, ir.Constant(i32, lane))
     return out
+
+
+@intrinsic
+def lookup_sums(typingctx, tables, codes, ids, n, init, out, at):
+    """out[at + j] = init[j] + sum_{q < n} tables[TABLE * (ids[q] >> ID_BITS) + codes[ids[q] & key mask, j]]
+    for j < D, with codes uint8 [N, D] (C-contiguous, D a multiple of LANES, every code < TABLE),
+    tables int32 (TABLE entries per table), ids int64, init int64 [>= D], out int64 1-D.
+
+    The lookups are summed in int32 lanes (wrapping like C: the caller keeps every partial sum in
+    range), then widened and added to init. Returns nothing. njit only."""
+    if not (_array(tables, types.int32) and _array(codes, types.uint8, 2) and _array(ids, types.int64)
+            and isinstance(n, types.Integer) and _array(init, types.int64) and _array(out, types.int64)
+            and isinstance(at, types.Integer)):
+        return None  # Numba reports a typing error naming the argument types
+
+    def codegen(context, builder, signature, args):
+        sig = signature.args
+        arrays = [context.make_array(sig[k])(context, builder, args[k]) if k in (0, 1, 2, 4, 5) else None
+                  for k in range(len(args))]
+        i64 = ir.IntType(64)
+        count = context.cast(builder, args[3], sig[3], types.int64)
+        at_v = context.cast(builder, args[6], sig[6], types.int64)
+        d = builder.extract_value(arrays[1].shape, 1)
+        sums = _RowSums(builder, *(arrays[k].data for k in (0, 1, 2, 4, 5)), count, d)
+        blocks = builder.udiv(d, ir.Constant(i64, 4 * LANES))
+        with cgutils.for_range(builder, blocks) as loop:     # four registers of sums per pass over ids
+            sums.columns(builder.mul(loop.index, ir.Constant(i64, 4 * LANES)), 4, at_v)
+        done = builder.mul(blocks, ir.Constant(i64, 4 * LANES))
+        rest = builder.udiv(builder.sub(d, done), ir.Constant(i64, LANES))
+        with cgutils.for_range(builder, rest) as loop:       # then sixteen columns at a time
+            sums.columns(builder.add(done, builder.mul(loop.index, ir.Constant(i64, LANES))), 1, at_v)
+        return context.get_dummy_value()
+
+    return types.none(tables, codes, ids, n, init, out, at), codegen
+
+
+class _RowSums:
+    """The IR of lookup_sums: one pass over the ids per group of column vectors."""
+
+    def __init__(self, builder, tables, codes, ids, init, out, count, d):
+        self.b, self.tables, self.codes, self.ids, self.init, self.out = builder, tables, codes, ids, init, out
+        self.count, self.d = count, d
+        self.i32, self.i64 = ir.IntType(32), ir.IntType(64)
+        self.vec = ir.VectorType(self.i32, LANES)
+        self.permute = has_permute_lookup()
+        if self.permute:
+            allow_512_bit(builder.function)
+            self.perm = builder.module.declare_intrinsic("llvm.x86.avx512.permvar.si.512", [],
+                                                         ir.FunctionType(self.vec, [self.vec, self.vec]))
+
+    def _lookup(self, table_ptr, table_vec, idx):
+        if self.permute:
+            return self.b.call(self.perm, [table_vec, idx])      # vpermd: the low 4 bits of each index
+        return _scalar_lookup(self.b, table_ptr, ir.Constant(self.i64, TABLE), idx)
+
+    def columns(self, col, k_n: int, at):
+        """Columns col .. col + 16*k_n: k_n int32 sums kept in registers over all ids, then stored."""
+        b, i64, vec = self.b, self.i64, self.vec
+        zero = ir.Constant(vec, None)
+        accs = [cgutils.alloca_once_value(b, zero) for _ in range(k_n)]
+        for acc in accs:
+            b.store(zero, acc)
+        with cgutils.for_range(b, self.count) as loop:
+            idv = b.load(b.gep(self.ids, [loop.index]))
+            key = b.and_(idv, ir.Constant(i64, (1 << ID_BITS) - 1))
+            table_ptr = b.gep(self.tables, [b.mul(b.lshr(idv, ir.Constant(i64, ID_BITS)), ir.Constant(i64, TABLE))])
+            table_vec = b.load(b.bitcast(table_ptr, vec.as_pointer()), align=4) if self.permute else None
+            row = b.add(b.mul(key, self.d), col)
+            for k, acc in enumerate(accs):
+                src = b.gep(self.codes, [b.add(row, ir.Constant(i64, k * LANES))])
+                idx = b.zext(b.load(b.bitcast(src, ir.VectorType(ir.IntType(8), LANES).as_pointer()), align=1), vec)
+                b.store(b.add(b.load(acc), self._lookup(table_ptr, table_vec, idx)), acc)
+        wide = ir.VectorType(i64, LANES)
+        for k, acc in enumerate(accs):
+            j = b.add(col, ir.Constant(i64, k * LANES))
+            base = b.load(b.bitcast(b.gep(self.init, [j]), wide.as_pointer()), align=8)
+            dst = b.bitcast(b.gep(self.out, [b.add(at, j)]), wide.as_pointer())
+            b.store(b.add(base, b.sext(b.load(acc), wide)), dst, align=8)
