@@ -21,8 +21,9 @@ layers); otherwise (traces, profile, other methods) one jitted call per layer:
 * the loops of the softmax, the q/k/v split, the residual + LayerNorm and the A.V walk are
   compiled for 512-bit vectors where the CPU has them (``popcnt.wide_vectors``: LLVM's tuning
   for Intel cores otherwise keeps auto-vectorised loops on 256-bit registers);
-* the 8-bit patch embedding is an exact float32 BLAS product (every partial sum is an
-  integer of at most 2^14 * Cin*P^2 <= 2^24; float64 when Cin*P^2 > 1024).
+* the 8-bit patch embedding is exact int8 register tiles of ``vpdpbusd`` where the CPU has
+  AVX-512 VNNI (``int8_gemm``), else a float32 BLAS product (every partial sum is an integer of
+  at most 2^14 * Cin*P^2 <= 2^24; float64 when Cin*P^2 > 1024).
 
 Bits stay packed (uint64, LSB first) between layers and are unpacked only for the
 trace; intermediates only the trace needs (scores, probabilities, Vq of every image)
@@ -49,7 +50,7 @@ from gsbsim.engine.fast_act import act_unit_rows
 from gsbsim.engine.fast_didb import hfsc_diba_batch
 from gsbsim.engine.fast_attention import ATTENTION_PHASES, gsb_attention_batch
 from gsbsim.engine import fast_block
-from gsbsim.engine.fast_ops import embed_rows, fast_limit, float_weights, head_input_rows, head_logit_rows, ln_bits_rows, raise_overflow, residual_add_rows, residual_ln_rows, transposed, unpack
+from gsbsim.engine.fast_ops import embed_rows, fast_limit, head_input_rows, head_logit_rows, ln_bits_rows, patch_accumulators, raise_overflow, residual_add_rows, residual_ln_rows, transposed, unpack
 
 
 #: how the GSB context is computed: "auto" (per head, the cheaper of the two), "sparse"
@@ -134,17 +135,14 @@ class _Run:
         return out
 
     def patch_embed(self, images: np.ndarray) -> np.ndarray:
-        """§2. The int8 products are summed exactly in float32 (|partial sums| <= 2^14 * K <= 2^24)
-        or float64 (K > 1024), so a BLAS matmul gives the integer accumulators."""
+        """§2: the int8 products exactly (fast_ops.patch_accumulators), then the requantization."""
         t = self.tick()
         m, a = self.m, self.m.arrays
         b, c, size, _ = images.shape
         p = m.patch_size
         g = size // p
-        k = c * p * p
-        ftype = np.float32 if k <= 1024 else np.float64
-        xp = images.reshape(b, c, g, p, g, p).transpose(0, 2, 4, 1, 3, 5).reshape(b * g * g, k).astype(ftype)
-        acc = (xp @ float_weights(a["patch.weight"], ftype)).astype(np.int32)
+        xp = images.reshape(b, c, g, p, g, p).transpose(0, 2, 4, 1, 3, 5).reshape(b * g * g, c * p * p)
+        acc = patch_accumulators(xp, a["patch.weight"])
         x, bad, val = embed_rows(acc, a["patch.mult"], a["patch.bias"], a["pos"], a["tokens"], self.sh["patch"], b)
         if bad >= 0:
             raise_overflow("embed", RESID_OVERFLOW, bad, (b, self.n, self.e), val)
