@@ -310,7 +310,7 @@ from tests.test_table_lookup import _sums, _sums_reference
 for d, n in ((16, 9), (80, 40)):     # the value-code sums' scalar form (not taken by context_head here)
     tables = rng.integers(-2 ** 20, 2 ** 20, 64).astype(np.int32)
     codes = rng.integers(0, 16, (30, d), dtype=np.uint8)
-    ids = (rng.integers(0, 4, n) << 24) | rng.integers(0, 30, n)
+    ids = ((rng.integers(0, 4, n) << 24) | rng.integers(0, 30, n)).astype(np.int32)
     init, out = rng.integers(-9, 9, d), np.empty(d, dtype=np.int64)
     _sums(tables, codes, ids, n, init, out, 0)
     assert np.array_equal(out, _sums_reference(tables, codes, ids, n, init)), d

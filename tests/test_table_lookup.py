@@ -92,7 +92,7 @@ def test_lookup_sums_against_numpy(d, n):
     keys, n_tab = 70, 6
     tables = rng.integers(-2 ** 20, 2 ** 20, n_tab * TABLE).astype(np.int32)
     codes = rng.integers(0, TABLE, (keys, d), dtype=np.uint8)
-    ids = (rng.integers(0, n_tab, n + 3) << ID_BITS) | rng.integers(0, keys, n + 3)
+    ids = ((rng.integers(0, n_tab, n + 3) << ID_BITS) | rng.integers(0, keys, n + 3)).astype(np.int32)
     init = rng.integers(-2 ** 40, 2 ** 40, d + 5)
     out = np.full(3 * d + 7, 99, dtype=np.int64)
     _sums(tables, codes, ids, n, init, out, d + 2)
@@ -106,7 +106,7 @@ def test_lookup_sums_extreme_entries():
     tables[:TABLE] = 2 ** 31 - 1
     tables[TABLE:] = -2 ** 31
     codes = np.arange(TABLE, dtype=np.uint8)[None, :].repeat(2, 0)
-    ids = np.array([0, 1 << ID_BITS, 1, 0], dtype=np.int64)        # +max, min, +max: no wrap
+    ids = np.array([0, 1 << ID_BITS, 1, 0], dtype=np.int32)        # +max, min, +max: no wrap
     init = np.full(TABLE, -2 ** 40, dtype=np.int64)
     out = np.empty(TABLE, dtype=np.int64)
     _sums(tables, codes, ids, 3, init, out, 0)

@@ -51,9 +51,11 @@ On an AVX-512 target (head dims of whole 16-lane vectors, G <= 4, int32 sums) th
 no table at all: Y_a[t, j] is one of 2^G <= 16 values picked by the value code of (t, j),
 so ``table_lookup.lookup_sums`` looks the codes of each listed key up in plane a's table,
 one ``vpermd`` per 16 lanes, and keeps the row's sums in registers over the whole list
-(``_context_lookups``; the phase went from ~455 to ~250 TSC ticks per attention row of a
-random DeiT-Tiny G=3 on an AMD Zen 4: the table cost ~120, the rows' load-add-store
-round trips most of the rest). Elsewhere the table walk above runs.
+(``_context_lookups``; the keys listed by ``bit_ids.append_bit_ids``, one ``vpcompressb`` per
+word where the CPU has VBMI2. The phase went from ~455 to ~180 TSC ticks per attention row
+of a random DeiT-Tiny G=3 on an AMD Zen 4: the table cost ~120, the rows' load-add-store
+round trips most of the rest, the ctz walk ~45 more than the compress). Elsewhere the
+table walk above runs.
 ``context_head`` picks, per head, this sparse walk or the popcount form from the counts
 of set bits (a cost estimate), so dense planes (a plain binary model's b1, say) keep the
 popcount speed.
@@ -83,7 +85,8 @@ from numba.extending import overload
 from gsbsim.format.conventions import WORD_BITS, n_words
 from gsbsim.engine.popcnt import (add4_i32x8, add4_i32x16, wide_vectors, ctz64, ge_or_le_word, ge_word, popc_tile, popcount64,
                                    tile_shape)
-from gsbsim.engine import popcnt, table_lookup
+from gsbsim.engine import bit_ids, popcnt, table_lookup
+from gsbsim.engine.bit_ids import SPARE, append_bit_ids
 from gsbsim.engine.jit_cache import cache_depends_on
 from gsbsim.engine.table_lookup import ID_BITS, LANES, TABLE, has_permute_lookup, lookup_sums
 
@@ -561,8 +564,9 @@ def _context_lookups(planes, counts, n_keys, codes, tables, totals, need_sum, ou
     summed by lookup_sums, which looks the D value codes of key t up in plane a's table, sixteen per
     permute, keeping the sums in registers. A plane row denser than half contributes the plane's
     total over all keys plus its zero bits' keys looked up in the negated table G + a.
+    The keys are listed by bit_ids.append_bit_ids (no branch per bit where the CPU has VBMI2).
     totals int64 [G, >= D] (filled here for the planes of need_sum), zero int64 [>= D] of zeros,
-    init int64 [>= D] scratch, ids int64 [>= G*N + 4]."""
+    init int64 [>= D] scratch, ids int32 [>= G*N + SPARE]."""
     g, m_n, w_n = planes.shape
     d = codes.shape[1]
     tail = n_keys - (w_n - 1) * 64
@@ -586,11 +590,11 @@ def _context_lookups(planes, counts, n_keys, codes, tables, totals, need_sum, ou
                 dense = True
                 neg = (g + a) << ID_BITS
                 for w in range(w_n - 1):
-                    n = _set_bits(~planes[a, i, w], neg + w * 64, ids, n)
-                n = _set_bits(~planes[a, i, w_n - 1] & last, neg + (w_n - 1) * 64, ids, n)
+                    n = append_bit_ids(~planes[a, i, w], neg + w * 64, ids, n)
+                n = append_bit_ids(~planes[a, i, w_n - 1] & last, neg + (w_n - 1) * 64, ids, n)
             else:
                 for w in range(w_n):
-                    n = _set_bits(planes[a, i, w], (a << ID_BITS) + w * 64, ids, n)
+                    n = append_bit_ids(planes[a, i, w], (a << ID_BITS) + w * 64, ids, n)
         lookup_sums(tables, codes, ids, n, init if dense else zero, flat, (r0 + i) * e + c0)
 
 
@@ -684,7 +688,8 @@ def context_workspace(scale, n_keys, d):
             np.empty((2, g * n_keys + 4), dtype=np.int64), np.empty(wide, dtype=np.int64),
             np.empty(wide, dtype=np.int32),
             np.empty((w_n, (2 * g - 1) * d), dtype=np.uint64), np.empty((2 * g - 1) * d, dtype=np.int64),
-            np.zeros(g, dtype=np.bool_), tables, np.zeros(wide, dtype=np.int64))
+            np.zeros(g, dtype=np.bool_), tables, np.zeros(wide, dtype=np.int64),
+            np.empty(g * n_keys + SPARE if lookups else 0, dtype=np.int32))
 
 
 @njit(**_JIT)
@@ -698,7 +703,7 @@ def context_head(planes, counts, codes, scale, n_keys, out, r0, c0, av_strategy,
     (see ``gsb_av_context``). Returns the av_strategy used (1 or 2).
     """
     wide_vectors()
-    lut, big, y64, y32, ysum64, ysum32, ids, acc64, acc32, v_t, cnt, need_sum, tables, zero = ws
+    lut, big, y64, y32, ysum64, ysum32, ids, acc64, acc32, v_t, cnt, need_sum, tables, zero, ids32 = ws
     g, m_n, w_n = planes.shape
     d = codes.shape[1]
     if av_strategy == 0:
@@ -709,7 +714,7 @@ def context_head(planes, counts, codes, scale, n_keys, out, r0, c0, av_strategy,
             for i in range(m_n):
                 need_sum[a] |= 2 * counts[a, i] > n_keys
         if _fits_int32(big, g, n_keys) and _lookup_context_applies(g, d):
-            _context_lookups(planes, counts, n_keys, codes, tables, ysum64, need_sum, out, r0, c0, ids[0], zero,
+            _context_lookups(planes, counts, n_keys, codes, tables, ysum64, need_sum, out, r0, c0, ids32, zero,
                              acc64)
         elif _fits_int32(big, g, n_keys):
             _value_table(codes, lut, y32, ysum32, need_sum)
@@ -983,7 +988,7 @@ def pack_rows_2sided(acc: np.ndarray, t_hi: np.ndarray, t_lo: np.ndarray) -> np.
     return out
 
 
-# the cached kernels above contain popcnt's and table_lookup's intrinsics: an edit of either recompiles them
+# the cached kernels above contain popcnt's, table_lookup's and bit_ids' intrinsics: an edit of any recompiles them
 for _kernel in list(globals().values()):
     if getattr(_kernel, "_cache", None) is not None and getattr(_kernel, "__module__", None) == __name__:
-        cache_depends_on(_kernel, popcnt, table_lookup)
+        cache_depends_on(_kernel, bit_ids, popcnt, table_lookup)

@@ -130,11 +130,11 @@ def _scalar_lookup(builder, table, size, idx):
 def lookup_sums(typingctx, tables, codes, ids, n, init, out, at):
     """out[at + j] = init[j] + sum_{q < n} tables[TABLE * (ids[q] >> ID_BITS) + codes[ids[q] & key mask, j]]
     for j < D, with codes uint8 [N, D] (C-contiguous, D a multiple of LANES, every code < TABLE),
-    tables int32 (TABLE entries per table), ids int64, init int64 [>= D], out int64 1-D.
+    tables int32 (TABLE entries per table), ids int32, init int64 [>= D], out int64 1-D.
 
     The lookups are summed in int32 lanes (wrapping like C: the caller keeps every partial sum in
     range), then widened and added to init. Returns nothing. njit only."""
-    if not (_array(tables, types.int32) and _array(codes, types.uint8, 2) and _array(ids, types.int64)
+    if not (_array(tables, types.int32) and _array(codes, types.uint8, 2) and _array(ids, types.int32)
             and isinstance(n, types.Integer) and _array(init, types.int64) and _array(out, types.int64)
             and isinstance(at, types.Integer)):
         return None  # Numba reports a typing error naming the argument types
@@ -187,7 +187,7 @@ class _RowSums:
         for acc in accs:
             b.store(zero, acc)
         with cgutils.for_range(b, self.count) as loop:
-            idv = b.load(b.gep(self.ids, [loop.index]))
+            idv = b.zext(b.load(b.gep(self.ids, [loop.index])), i64)
             key = b.and_(idv, ir.Constant(i64, (1 << ID_BITS) - 1))
             table_ptr = b.gep(self.tables, [b.mul(b.lshr(idv, ir.Constant(i64, ID_BITS)), ir.Constant(i64, TABLE))])
             table_vec = b.load(b.bitcast(table_ptr, vec.as_pointer()), align=4) if self.permute else None
