@@ -1,4 +1,4 @@
-"""table_lookup: lookup_i32x16, sixteen int32 table lookups per call (the softmax's exp table), and
+"""table_lookup: lookup_i32, a row of int32 table lookups sixteen at a time (the softmax's exp table), and
 lookup_sums, rows of lookups summed over a list of keys (the GSB A.V context's value tables).
 
 The whole fast path against the golden one covers it in use (tests/test_fast.py; on an AVX2-only
@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 from numba import njit
 
-from gsbsim.engine.table_lookup import (CHUNK, ID_BITS, LANES, TABLE, has_permute_lookup, lookup_i32x16, lookup_sums,
+from gsbsim.engine.table_lookup import (CHUNK, HELD, ID_BITS, LANES, TABLE, has_permute_lookup, lookup_i32, lookup_sums,
                                         padded_table_size)
 
 
 @njit  # not cached: the cache would not see an edit of the intrinsic
 def _lookup_all(table, src, sub, dst):
-    for at in range(0, src.shape[0], LANES):
-        lookup_i32x16(table, src, at, sub, dst)
+    lookup_i32(table, src, src.shape[0], sub, dst)
 
 
 def _padded(lut: np.ndarray) -> np.ndarray:
@@ -27,13 +26,14 @@ def _padded(lut: np.ndarray) -> np.ndarray:
 
 def test_padded_table_size_is_a_multiple_of_the_chunk():
     assert [padded_table_size(n) for n in (1, 32, 33, 65, 96, 97)] == [32, 32, 64, 96, 96, 128]
-    assert CHUNK == 32 and LANES == 16
+    assert CHUNK == 32 and LANES == 16 and HELD == 4
 
 
-@pytest.mark.parametrize("size", [1, 2, 9, 17, 31, 32, 33, 64, 65, 95, 96, 97, 129])
+@pytest.mark.parametrize("size", [1, 2, 9, 17, 31, 32, 33, 64, 65, 95, 96, 97, 128, 129, 200])
 def test_every_index_of_every_table_size(size):
     """Each entry of a table of `size` entries (the exp table has head dim + 1), every index in
-    every lane, with the caller's offset subtracted, and the table's extreme values."""
+    every lane, with the caller's offset subtracted, and the table's extreme values: tables held in
+    registers (1 to HELD chunks) and larger ones (chunks loaded per group)."""
     rng = np.random.default_rng(size)
     lut = rng.integers(-2 ** 31, 2 ** 31, size, dtype=np.int64).astype(np.int32)
     lut[0], lut[-1] = np.int32(2 ** 31 - 1), np.int32(-2 ** 31)
@@ -46,29 +46,34 @@ def test_every_index_of_every_table_size(size):
     assert np.array_equal(dst, lut[idx])
 
 
-def test_only_the_sixteen_lanes_at_the_offset_are_written():
+@pytest.mark.parametrize("n", [1, 16, 17, 40])
+def test_only_whole_groups_up_to_n_are_written(n):
+    """A row of n lookups writes the ceil(n / 16) groups of sixteen lanes that hold it, nothing after."""
     lut = np.arange(65, dtype=np.int32) * 3
-    src = np.arange(48, dtype=np.int32) % 65
-    dst = np.full(48, -1, dtype=np.int32)
+    src = np.arange(64, dtype=np.int32) % 65
+    dst = np.full(64, -1, dtype=np.int32)
 
     @njit
-    def one(table, src, at, dst):
-        lookup_i32x16(table, src, at, 0, dst)
+    def row(table, src, n, dst):
+        lookup_i32(table, src, n, 0, dst)
 
-    one(_padded(lut), src, 16, dst)
-    assert np.array_equal(dst[16:32], lut[src[16:32]])
-    assert (dst[:16] == -1).all() and (dst[32:] == -1).all()
+    row(_padded(lut), src, n, dst)
+    end = -(-n // LANES) * LANES
+    assert np.array_equal(dst[:end], lut[src[:end]]) and (dst[end:] == -1).all()
 
 
 @pytest.mark.skipif(not has_permute_lookup(), reason="the permute lookup compiles only for an AVX-512 target")
-def test_an_index_outside_the_table_reads_no_memory_and_gives_zero():
+@pytest.mark.parametrize("size", [65, 129])
+def test_an_index_outside_the_table_reads_no_memory_and_gives_zero(size):
     """The pads of a softmax row look up whatever their index is: the permutes read the table at
-    fixed offsets, so an index past the padded table (or negative) gives 0, not a stray load."""
-    lut = np.arange(1, 66, dtype=np.int32)
-    src = np.array([0, 95, 96, 1000, -1, -2 ** 31, 2 ** 31 - 1, 64] + [5] * 8, dtype=np.int32)
+    fixed offsets, so an index past the padded table (or negative) gives 0, not a stray load
+    (a table held in registers, and one loaded per group)."""
+    lut = np.arange(1, size + 1, dtype=np.int32)
+    past = padded_table_size(size)
+    src = np.array([0, past - 1, past, 1000, -1, -2 ** 31, 2 ** 31 - 1, size - 1] + [5] * 8, dtype=np.int32)
     dst = np.empty(16, dtype=np.int32)
     _lookup_all(_padded(lut), src, 0, dst)
-    assert dst.tolist() == [1, 0, 0, 0, 0, 0, 0, 65] + [6] * 8
+    assert dst.tolist() == [1, 0, 0, 0, 0, 0, 0, size] + [6] * 8
 
 
 @njit  # not cached, as _lookup_all

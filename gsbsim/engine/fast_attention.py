@@ -8,7 +8,7 @@ from numba import njit
 
 from gsbsim.engine.kernels import context_head, context_workspace, pack_bits_at, pack_row
 from gsbsim.engine.popcnt import cycle_counter, ge_word, popcount64, wide_vectors
-from gsbsim.engine.table_lookup import LANES, lookup_i32x16, padded_table_size
+from gsbsim.engine.table_lookup import LANES, lookup_i32, padded_table_size
 from gsbsim.engine import fast_ops, kernels, popcnt, table_lookup
 from gsbsim.engine.fast_ops import INLINE, JIT
 from gsbsim.engine.jit_cache import cache_depends_on
@@ -169,7 +169,7 @@ def _softmax_head(qh, kt, d, exp_lut, bias, shift, one_r, thr1, ratios, image_st
 
     m_j = (smax - sc_j)/2 is popcount_j - min popcount: one table lookup e_j = exp_lut[m_j]
     per key, sixteen at a time (exp_lut int32, e <= 2^prob <= 2^30, zero-padded for
-    table_lookup.lookup_i32x16; pcs and ebuf padded to a multiple of 16), one reciprocal per row, then
+    table_lookup.lookup_i32; pcs and ebuf padded to a multiple of 16), one reciprocal per row, then
     vector arithmetic; the planes are packed while the row is in L1. Rows are addressed by flat
     unsigned offsets: a slice per row costs atomic reference counting.
 
@@ -209,8 +209,7 @@ def _softmax_head(qh, kt, d, exp_lut, bias, shift, one_r, thr1, ratios, image_st
         if trace:
             for t in range(n):
                 scores[b, h, i, t] = np.int32(d - 2 * pcs[t])
-        for t in range(0, n, LANES):     # pcs, ebuf padded to a multiple of LANES; pads look up junk
-            lookup_i32x16(exp_lut, pcs, t, pmin, ebuf)
+        lookup_i32(exp_lut, pcs, n, pmin, ebuf)    # pcs, ebuf padded to a multiple of LANES; pads look up junk
         z = np.int64(0)
         for t in range(n):
             z += np.int64(ebuf[t])
@@ -287,7 +286,7 @@ def gsb_attention_batch(acc, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, 
     narrow = keep_rows == 1          # A not kept: one int32 row (see _softmax_head)
     row32 = np.full((1, wn * 64), np.int32(-2 ** 31), dtype=np.int32)
     wide = np.full(wn * 64, np.int64(-2 ** 63), dtype=np.int64)
-    lut32 = np.zeros(padded_table_size(exp_lut.shape[0]), dtype=np.int32)   # lookup_i32x16's padding
+    lut32 = np.zeros(padded_table_size(exp_lut.shape[0]), dtype=np.int32)   # lookup_i32's padding
     lut32[:exp_lut.shape[0]] = exp_lut    # 0 <= e <= 2^prob <= 2^30 (validated on load)
     kt = np.empty((wd, n_tok), dtype=np.uint64)
     planes = np.zeros((b_n, heads, g, n_tok, wn), dtype=np.uint64)

@@ -1,4 +1,4 @@
-"""Small int32 tables looked up sixteen lanes at a time: the softmax's exp table (``lookup_i32x16``)
+"""Small int32 tables looked up sixteen lanes at a time: the softmax's exp table (``lookup_i32``)
 and the GSB A.V context's value tables (``lookup_sums``).
 
 The softmax looks up e_j = exp_lut[m_j] for every key of every query row. LLVM does not vectorise
@@ -7,9 +7,10 @@ AMD Zen 4 in C, 197 lookups of a 65-entry table cost ~250 cycles as scalar loads
 ``vpgatherdd`` and ~73 with ``vpermi2d``). ``vpermi2d`` picks sixteen int32 lanes out of two
 registers (32 entries) by the low 5 bits of each index, so a table of 32*C entries is C such
 permutes, each kept in the lanes whose index falls in its 32 entries. It reads the table at fixed
-offsets only: an index outside the table gives 0 instead of reading memory it should not.
+offsets only: an index outside the table gives 0 instead of reading memory it should not. A table
+of up to HELD chunks (the exp table of a head dim up to 127) is loaded into registers once per row.
 
-Where the target has no AVX-512 the same intrinsic emits sixteen scalar loads, the index clamped
+Where the target has no AVX-512 the same intrinsic emits sixteen scalar loads per group, the index clamped
 to the table (same integers for every index in the table; tests/test_kernels.py compiles the fast
 path for an AVX2-only CPU and checks it against the golden path).
 
@@ -18,7 +19,7 @@ the keys whose attention bit is set, of value_table[code] for each of the head's
 code has G <= 4 bits, so a table has at most 16 entries: one register, one ``vpermd`` per sixteen
 codes). It keeps the sums in registers over the whole list of keys. Measured on an AMD Zen 4 against
 the value-table walk it replaces (a table of G*N rows of D int32 built per head, then rows added):
-the A.V phase of a random DeiT-Tiny G=3 went from ~455 to ~250 TSC ticks per attention row.
+the A.V phase of a random DeiT-Tiny G=3 went from ~455 to ~245 TSC ticks per attention row.
 """
 from __future__ import annotations
 
@@ -29,23 +30,24 @@ from numba.extending import intrinsic
 
 from gsbsim.engine.popcnt import _splat, _target_features, allow_512_bit
 
-__all__ = ["lookup_i32x16", "lookup_sums", "LANES", "CHUNK", "TABLE", "ID_BITS", "padded_table_size"]
+__all__ = ["lookup_i32", "lookup_sums", "LANES", "CHUNK", "HELD", "TABLE", "ID_BITS", "padded_table_size"]
 
-LANES = 16    # lookups per call (one zmm of int32)
+LANES = 16    # lookups per vector (one zmm of int32)
 CHUNK = 32    # table entries per vpermi2d (two zmm)
+HELD = 4      # chunks lookup_i32 keeps in registers over a whole call (8 zmm): tables of up to 128 entries
 TABLE = 16    # entries per lookup_sums table (one zmm: vpermd's reach)
 ID_BITS = 24  # a lookup_sums id is (table << ID_BITS) | key
 
 
 @njit(inline="always", nogil=True)
 def padded_table_size(n: int) -> int:
-    """Entries a table of n entries needs for lookup_i32x16 (a multiple of CHUNK, zero-padded;
+    """Entries a table of n entries needs for lookup_i32 (a multiple of CHUNK, zero-padded;
     callable from Python and from jitted code)."""
     return max(CHUNK, (n + CHUNK - 1) // CHUNK * CHUNK)
 
 
 def has_permute_lookup() -> bool:
-    """Whether lookup_i32x16 compiles to permutes (an AVX-512 target) rather than scalar loads."""
+    """Whether lookup_i32 and lookup_sums compile to permutes (an AVX-512 target) rather than scalar loads."""
     return "+avx512f" in _target_features().split(",")
 
 
@@ -58,58 +60,89 @@ def _i32_array(typ) -> bool:
 
 
 @intrinsic
-def lookup_i32x16(typingctx, table, src, at, sub, dst):
-    """dst[at:at+16] = table[src[at:at+16] - sub] (int32, C-contiguous 1-D arrays; len(table) a
-    multiple of CHUNK, see ``padded_table_size``; src and dst hold at least at + 16 elements).
-    An index outside [0, len(table)) gives 0 (AVX-512) or the nearest entry (other targets): the
-    callers' indices are always inside. Returns nothing. njit only."""
+def lookup_i32(typingctx, table, src, n, sub, dst):
+    """dst[j] = table[src[j] - sub] for j < n rounded up to a multiple of LANES (int32, C-contiguous 1-D
+    arrays; len(table) a multiple of CHUNK, see ``padded_table_size``; src and dst padded to whole
+    groups of LANES). An index outside [0, len(table)) gives 0 (AVX-512) or the nearest entry (other
+    targets): the callers' indices are always inside. A table of up to HELD chunks is loaded into
+    registers once per call. Returns nothing. njit only."""
     if not (_i32_array(table) and _i32_array(src) and _i32_array(dst)
-            and isinstance(at, types.Integer) and isinstance(sub, types.Integer)):
+            and isinstance(n, types.Integer) and isinstance(sub, types.Integer)):
         return None  # Numba reports a typing error naming the argument types
 
     def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
+        i32, i64 = ir.IntType(32), ir.IntType(64)
         vec = ir.VectorType(i32, LANES)
         sig = signature.args
 
         def data(k):
             return context.make_array(sig[k])(context, builder, args[k]).data
 
-        def vec_ptr(k, offset):
-            return builder.bitcast(builder.gep(data(k), [offset]), vec.as_pointer())
-
-        off = context.cast(builder, args[2], sig[2], types.int64)
-        s = builder.trunc(context.cast(builder, args[3], sig[3], types.int64), i32)
-        idx = builder.sub(builder.load(vec_ptr(1, off), align=4), _splat(builder, s, vec))
+        count = context.cast(builder, args[2], sig[2], types.int64)
+        groups = builder.udiv(builder.add(count, ir.Constant(i64, LANES - 1)), ir.Constant(i64, LANES))
+        offset = _splat(builder, builder.trunc(context.cast(builder, args[3], sig[3], types.int64), i32), vec)
+        table_p, src_p, dst_p = data(0), data(1), data(4)
         size = builder.extract_value(context.make_array(sig[0])(context, builder, args[0]).shape, 0)
-        if has_permute_lookup():
-            result = _permute_lookup(builder, data(0), size, idx)
-        else:
-            result = _scalar_lookup(builder, data(0), size, idx)
-        builder.store(result, vec_ptr(4, off), align=4)
+
+        def each_group(lookup):
+            with cgutils.for_range(builder, groups) as loop:
+                at = builder.mul(loop.index, ir.Constant(i64, LANES))
+                idx = builder.sub(builder.load(_vec_at(builder, src_p, at), align=4), offset)
+                builder.store(lookup(idx), _vec_at(builder, dst_p, at), align=4)
+
+        if not has_permute_lookup():
+            each_group(lambda idx: _scalar_lookup(builder, table_p, size, idx))
+            return context.get_dummy_value()
+        chunks = builder.udiv(size, ir.Constant(size.type, CHUNK))
+        done = builder.append_basic_block("lookup.done")
+        other = builder.append_basic_block("lookup.any_size")
+        switch = builder.switch(chunks, other)
+        for k in range(1, HELD + 1):          # the chunks in registers for the whole row
+            block = builder.append_basic_block(f"lookup.held{k}")
+            switch.add_case(ir.Constant(chunks.type, k), block)
+            builder.position_at_end(block)
+            held = [builder.load(_vec_at(builder, table_p, ir.Constant(i64, LANES * h)), align=4) for h in range(2 * k)]
+            each_group(lambda idx, held=held: _permute_lookup(builder, held, idx))
+            builder.branch(done)
+        builder.position_at_end(other)          # larger tables: the chunks loaded per group
+        each_group(lambda idx: _permute_lookup(builder, None, idx, table_p, chunks))
+        builder.branch(done)
+        builder.position_at_end(done)
         return context.get_dummy_value()
 
-    return types.none(table, src, at, sub, dst), codegen
+    return types.none(table, src, n, sub, dst), codegen
 
 
-def _permute_lookup(builder, table, size, idx):
-    """The table's CHUNK-entry chunks, each one vpermi2d, kept where idx >> 5 names the chunk."""
+def _vec_at(builder, base, offset):
+    return builder.bitcast(builder.gep(base, [offset]), ir.VectorType(ir.IntType(32), LANES).as_pointer())
+
+
+def _permute_lookup(builder, held, idx, table=None, chunks=None):
+    """One vpermi2d per CHUNK-entry chunk of the table, kept where idx >> 5 names the chunk: the chunks'
+    registers `held` (lo, hi of each), or else the `chunks` chunks of `table` loaded here."""
     i32 = ir.IntType(32)
     vec = ir.VectorType(i32, LANES)
     allow_512_bit(builder.function)     # the enclosing function may use 512-bit registers
     perm = builder.module.declare_intrinsic("llvm.x86.avx512.vpermi2var.d.512", [],
                                             ir.FunctionType(vec, [vec, vec, vec]))
     chunk_of = builder.lshr(idx, _splat(builder, ir.Constant(i32, 5), vec))
-    chunks = builder.udiv(size, ir.Constant(size.type, CHUNK))
+
+    def kept(c, lo, hi, result):
+        here = builder.icmp_unsigned("==", chunk_of, _splat(builder, c, vec))
+        return builder.select(here, builder.call(perm, [lo, idx, hi]), result)
+
+    if held is not None:
+        result = ir.Constant(vec, None)
+        for c in range(len(held) // 2):
+            result = kept(ir.Constant(i32, c), held[2 * c], held[2 * c + 1], result)
+        return result
     out = cgutils.alloca_once_value(builder, ir.Constant(vec, None))
+    builder.store(ir.Constant(vec, None), out)
     with cgutils.for_range(builder, chunks) as loop:
         base = builder.mul(loop.index, ir.Constant(loop.index.type, CHUNK))
-        lo = builder.load(builder.bitcast(builder.gep(table, [base]), vec.as_pointer()), align=4)
-        hi = builder.load(builder.bitcast(builder.gep(table, [builder.add(base, ir.Constant(base.type, LANES))]),
-                                          vec.as_pointer()), align=4)
-        picked = builder.call(perm, [lo, idx, hi])
-        here = builder.icmp_unsigned("==", chunk_of, _splat(builder, builder.trunc(loop.index, i32), vec))
-        builder.store(builder.select(here, picked, builder.load(out)), out)
+        lo = builder.load(_vec_at(builder, table, base), align=4)
+        hi = builder.load(_vec_at(builder, table, builder.add(base, ir.Constant(base.type, LANES))), align=4)
+        builder.store(kept(builder.trunc(loop.index, i32), lo, hi, builder.load(out)), out)
     return builder.load(out)
 
 
