@@ -296,9 +296,10 @@ def report(rows: list[dict], lims: dict, av: dict, repeats: int, command: str) -
     lines += [
         "",
         "The popcount form needs 2G-1 popcounts per (attention plane, value column, key word), so G=3 costs",
-        "about 15x G=1; the bit walk costs one table-row addition per set attention bit, so it follows the",
-        "planes' density (the masks keep the keys near the row maximum: sparse), and the cost model picks",
-        "the popcount form when planes are dense. The whole-attention ratio is in the \"Whole model\" section.",
+        "about 15x G=1; the bit walk costs one row of value lookups per set attention bit (D/16 vpermd on",
+        "AVX-512, else a value-table row's additions), so it follows the planes' density (the masks keep the",
+        "keys near the row maximum: sparse), and the cost model picks the popcount form when planes are",
+        "dense. The whole-attention ratio is in the \"Whole model\" section.",
         "",
     ]
     return "\n".join(lines)
