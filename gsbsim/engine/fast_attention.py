@@ -9,7 +9,7 @@ from numba import njit
 from gsbsim.engine.kernels import context_head, context_workspace, pack_bits_at, pack_row
 from gsbsim.engine.popcnt import cycle_counter, ge_word, popcount64, wide_vectors
 from gsbsim.engine.table_lookup import LANES, lookup_i32, padded_table_size
-from gsbsim.engine import fast_ops, kernels, popcnt, table_lookup
+from gsbsim.engine import bit_ids, fast_ops, kernels, popcnt, table_lookup
 from gsbsim.engine.fast_ops import INLINE, JIT
 from gsbsim.engine.jit_cache import cache_depends_on
 
@@ -339,6 +339,6 @@ def gsb_attention_batch(acc, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, 
 
 
 # the GSB context and the packing helpers are linked into this function's cached code
-cache_depends_on(gsb_attention_batch, kernels, popcnt, fast_ops, table_lookup)
+cache_depends_on(gsb_attention_batch, kernels, popcnt, fast_ops, table_lookup, bit_ids)
 for _phase in (_split_image, _softmax_head, _mask_planes_head):     # cached on their own too
     cache_depends_on(_phase, kernels, popcnt, table_lookup)

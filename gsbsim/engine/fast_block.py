@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from gsbsim.engine import fast_attention, fast_ops, kernels, popcnt, table_lookup
+from gsbsim.engine import bit_ids, fast_attention, fast_ops, kernels, popcnt, table_lookup
 from gsbsim.engine.fast_attention import gsb_attention_batch
 from gsbsim.engine.jit_cache import cache_depends_on
 from gsbsim.engine.fast_ops import JIT, ln_bits_rows, residual_add_rows, residual_ln_rows
@@ -72,4 +72,4 @@ def gsb_requant_block(x, a_bits, n_tok, heads, ln1_sign, ln1_thr, w_qkv, q_thr, 
 
 
 # every layer's code is linked into this function's cached code: an edit of any of them recompiles it
-cache_depends_on(gsb_requant_block, fast_attention, fast_ops, kernels, popcnt, table_lookup)
+cache_depends_on(gsb_requant_block, fast_attention, fast_ops, kernels, popcnt, table_lookup, bit_ids)

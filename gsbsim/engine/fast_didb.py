@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit
 
 from gsbsim.engine.fast_attention import probabilities_row
-from gsbsim.engine import fast_attention, fast_ops, kernels, popcnt
+from gsbsim.engine import bit_ids, fast_attention, fast_ops, kernels, popcnt, table_lookup
 from gsbsim.engine.fast_ops import INLINE, JIT
 from gsbsim.engine.jit_cache import cache_depends_on
 from gsbsim.engine.kernels import context_head, context_workspace, pack_row
@@ -249,4 +249,4 @@ def hfsc_diba_batch(zq, n_tok, grid, heads, q_low, q_high, k_low, k_high, v_off,
 
 
 # the softmax helpers, the GSB context and the packing helpers are linked into this function's cached code
-cache_depends_on(hfsc_diba_batch, fast_attention, kernels, popcnt, fast_ops)
+cache_depends_on(hfsc_diba_batch, fast_attention, kernels, popcnt, fast_ops, table_lookup, bit_ids)

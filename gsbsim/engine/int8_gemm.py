@@ -27,6 +27,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from gsbsim.engine import popcnt
+from gsbsim.engine.jit_cache import cache_depends_on
 from gsbsim.engine.popcnt import _splat, _target_features, allow_512_bit
 
 __all__ = ["has_vnni", "pack_weights", "pack_pixels", "u8s8_gemm", "VEC", "ROWS", "COLS"]
@@ -179,3 +181,6 @@ def u8s8_gemm(a, w4, start):
     if v < n_vec:
         _strip(a, w4, start, out, VEC * v, 1)
     return out
+
+
+cache_depends_on(u8s8_gemm, popcnt)     # its tiles' IR uses popcnt's helpers

@@ -543,7 +543,8 @@ def _context_sparse(planes, counts, n_keys, d, y, ysum, out, r0, c0, add_ids, su
 @njit(**_INLINE)
 def _lookup_context_applies(g, d):
     """Whether context_head's sparse walk takes _context_lookups: permutes on this target, codes that
-    fit a TABLE-entry table and head dims of whole LANES-lane vectors (the int32 bound is checked apart)."""
+    fit a TABLE-entry table (so the 2G tables' index fits an id's top bits) and head dims of whole
+    LANES-lane vectors (the int32 bound is checked apart; N < 2^ID_BITS holds for every valid model)."""
     return PERMUTE_CONTEXT and (1 << g) <= TABLE and d % LANES == 0
 
 
@@ -716,10 +717,11 @@ def context_head(planes, counts, codes, scale, n_keys, out, r0, c0, av_strategy,
             need_sum[a] = False
             for i in range(m_n):
                 need_sum[a] |= 2 * counts[a, i] > n_keys
-        if _fits_int32(big, g, n_keys) and _lookup_context_applies(g, d):
+        fits = _fits_int32(big, g, n_keys)
+        if fits and _lookup_context_applies(g, d):
             _context_lookups(planes, counts, n_keys, codes, tables, ysum64, need_sum, out, r0, c0, ids32, zero,
                              acc64)
-        elif _fits_int32(big, g, n_keys):
+        elif fits:
             _value_table(codes, lut, y32, ysum32, need_sum)
             _context_sparse(planes, counts, n_keys, d, y32, ysum32, out, r0, c0, ids[0], ids[1], acc32)
         else:
