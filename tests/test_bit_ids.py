@@ -2,7 +2,8 @@
 
 The A.V context against unpacked references (tests/test_kernels.py) and the whole fast path against the
 golden one cover it in use; here every bit pattern class is checked on its own, with both of its forms:
-vpcompressb (AVX-512 VBMI2) and the ctz loop (compiled for a CPU without VBMI2 in a subprocess)."""
+vpcompressb (AVX-512 VBMI2) and the ctz loop (compiled for an AVX-512 CPU without VBMI2 in a subprocess,
+where the whole fast path is also checked against the golden one)."""
 from __future__ import annotations
 
 import os
@@ -54,19 +55,30 @@ def test_every_pattern():
 
 
 _NO_VBMI2 = """
+import numpy as np
+from gsbsim.engine import fast_ops, kernels
 from gsbsim.engine.bit_ids import has_byte_compress
+from gsbsim.format.random_model import random_images, random_model
+from tests.support.engines import assert_same
 from tests.test_bit_ids import check_patterns
-assert not has_byte_compress()
+assert not has_byte_compress() and kernels.PERMUTE_CONTEXT and not fast_ops.VNNI_PATCHES
 check_patterns()
+rng = np.random.default_rng(0)
+for stat in ("row", "image"):    # the whole fast path == golden: value-code lookups, ctz walk, float patches
+    m = random_model(rng, embed_dim=64, num_heads=1, mlp_hidden=96, img_size=16, mask_stat=stat)
+    assert_same(m, random_images(rng, m, 2))
 print("ok")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not has_byte_compress(), reason="this target already compiles the ctz loop")
-def test_the_ctz_loop_on_a_target_without_vbmi2(tmp_path):
-    """The same checks compiled for an AVX-512 CPU without VBMI2 (Numba told so; runs on this one)."""
+def test_an_avx512_target_without_vbmi2_or_vnni(tmp_path):
+    """The same checks compiled for an AVX-512 CPU without VBMI2 and VNNI (Skylake-X; Numba told so,
+    the code runs on this one): the ctz loop, and the whole fast path against the golden one there
+    (the A.V value-code lookups with the ctz walk, the float patch product)."""
     env = dict(os.environ, NUMBA_CPU_NAME="skylake-avx512", NUMBA_CACHE_DIR=str(tmp_path),
                NUMBA_CPU_FEATURES="+avx512f,+avx512bw,+avx512vl,+avx512dq,+avx512cd,+avx2,+avx,+popcnt,+bmi,"
                                   "+bmi2,+fma,+sse4.2")
-    run = subprocess.run([sys.executable, "-c", _NO_VBMI2], env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run([sys.executable, "-c", _NO_VBMI2], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
