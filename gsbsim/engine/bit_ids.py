@@ -17,7 +17,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from gsbsim.engine.popcnt import _splat, _target_features, allow_512_bit
+from gsbsim.engine.popcnt import _i32_vector, _splat, _target_features, allow_512_bit
 
 __all__ = ["append_bit_ids", "has_byte_compress", "SPARE"]
 
@@ -35,7 +35,7 @@ def append_bit_ids(typingctx, word, base, ids, cnt):
     returns cnt + popcount(word). word uint64, base and cnt integers, ids a C-contiguous int32 array
     with SPARE slots past the last id written (they may be overwritten). njit only."""
     if not (isinstance(word, types.Integer) and isinstance(base, types.Integer) and isinstance(cnt, types.Integer)
-            and isinstance(ids, types.Array) and ids.ndim == 1 and ids.layout == "C" and ids.dtype == types.int32):
+            and _i32_vector(ids)):
         return None  # Numba reports a typing error naming the argument types
 
     def codegen(context, builder, signature, args):
@@ -66,17 +66,18 @@ def _compress(builder, w, base, data, start, end) -> None:
     packed = builder.call(compress, [ir.Constant(v64, list(range(64))), ir.Constant(v64, None),
                                      builder.bitcast(w, ir.VectorType(ir.IntType(1), 64))])
     offset = _splat(builder, base, vi)
-    for k in range(4):          # bytes 16k .. 16k+15: only while the word has more than 16k bits
-        at = builder.add(start, ir.Constant(i64, 16 * k))
-        if k:
-            more = builder.icmp_signed("<", at, end)
-            block = builder.if_then(more, likely=False)
-            block.__enter__()
+
+    def store(k, at):
+        """Bytes 16k .. 16k+15 of the compressed indices as sixteen int32 ids at ids[at:]."""
         lanes = builder.shuffle_vector(packed, ir.Constant(v64, None), ir.Constant(vi, list(range(16 * k, 16 * k + 16))))
-        vals = builder.add(builder.zext(lanes, vi), offset)
-        builder.store(vals, builder.bitcast(builder.gep(data, [at]), vi.as_pointer()), align=4)
-        if k:
-            block.__exit__(None, None, None)
+        builder.store(builder.add(builder.zext(lanes, vi), offset),
+                      builder.bitcast(builder.gep(data, [at]), vi.as_pointer()), align=4)
+
+    store(0, start)
+    for k in range(1, 4):       # the next sixteen only while the word has more than 16k bits
+        at = builder.add(start, ir.Constant(i64, 16 * k))
+        with builder.if_then(builder.icmp_signed("<", at, end), likely=False):
+            store(k, at)
 
 
 def _ctz_loop(builder, w, base, data, start) -> None:

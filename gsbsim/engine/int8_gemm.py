@@ -29,7 +29,7 @@ from numba.extending import intrinsic
 
 from gsbsim.engine import popcnt
 from gsbsim.engine.jit_cache import cache_depends_on
-from gsbsim.engine.popcnt import _splat, _target_features, allow_512_bit
+from gsbsim.engine.popcnt import _c_array, _splat, _target_features, allow_512_bit
 
 __all__ = ["has_vnni", "pack_weights", "pack_pixels", "u8s8_gemm", "VEC", "ROWS", "COLS"]
 
@@ -62,10 +62,6 @@ def pack_pixels(xp: np.ndarray) -> np.ndarray:
     u = np.zeros((m, -(-k // 4) * 4), dtype=np.uint8)
     np.bitwise_xor(xp.view(np.uint8), np.uint8(0x80), out=u[:, :k])
     return u.view(np.uint32)
-
-
-def _c_array(typ, dtype, ndim) -> bool:
-    return isinstance(typ, types.Array) and typ.ndim == ndim and typ.layout == "C" and typ.dtype == dtype
 
 
 def _tile_function(module, r_n: int, c_n: int):

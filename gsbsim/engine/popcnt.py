@@ -209,8 +209,7 @@ def _tile_function(module, r_n: int, c_n: int):
     fn.linkage = "linkonce_odr"
     fn.attributes.add("nounwind")
     fn.attributes.add("noinline")     # keeps the 512-bit request to this function
-    for attr in ('"min-legal-vector-width"="512"', '"prefer-vector-width"="512"'):
-        set.add(fn.attributes, attr)   # string attributes: llvmlite's add() knows only keywords
+    allow_512_bit(fn)
     a, a_stride, w, w_stride, words, use_and, out, out_stride, beta = fn.args
     ctpop = module.globals.get("llvm.ctpop.v8i64") or ir.Function(module, ir.FunctionType(v64, [v64]),
                                                                   "llvm.ctpop.v8i64")

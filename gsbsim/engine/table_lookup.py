@@ -28,7 +28,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from gsbsim.engine.popcnt import _splat, _target_features, allow_512_bit
+from gsbsim.engine.popcnt import _c_array, _i32_vector, _splat, _target_features, allow_512_bit
 
 __all__ = ["lookup_i32", "lookup_sums", "LANES", "CHUNK", "HELD", "TABLE", "ID_BITS", "padded_table_size"]
 
@@ -51,14 +51,6 @@ def has_permute_lookup() -> bool:
     return "+avx512f" in _target_features().split(",")
 
 
-def _array(typ, dtype, ndim: int = 1) -> bool:
-    return isinstance(typ, types.Array) and typ.ndim == ndim and typ.layout == "C" and typ.dtype == dtype
-
-
-def _i32_array(typ) -> bool:
-    return _array(typ, types.int32)
-
-
 @intrinsic
 def lookup_i32(typingctx, table, src, n, sub, dst):
     """dst[j] = table[src[j] - sub] for j < n rounded up to a multiple of LANES (int32, C-contiguous 1-D
@@ -66,7 +58,7 @@ def lookup_i32(typingctx, table, src, n, sub, dst):
     groups of LANES). An index outside [0, len(table)) gives 0 (AVX-512) or the nearest entry (other
     targets): the callers' indices are always inside. A table of up to HELD chunks is loaded into
     registers once per call. Returns nothing. njit only."""
-    if not (_i32_array(table) and _i32_array(src) and _i32_array(dst)
+    if not (_i32_vector(table) and _i32_vector(src) and _i32_vector(dst)
             and isinstance(n, types.Integer) and isinstance(sub, types.Integer)):
         return None  # Numba reports a typing error naming the argument types
 
@@ -167,20 +159,19 @@ def lookup_sums(typingctx, tables, codes, ids, n, init, out, at):
 
     The lookups are summed in int32 lanes (wrapping like C: the caller keeps every partial sum in
     range), then widened and added to init. Returns nothing. njit only."""
-    if not (_array(tables, types.int32) and _array(codes, types.uint8, 2) and _array(ids, types.int32)
-            and isinstance(n, types.Integer) and _array(init, types.int64) and _array(out, types.int64)
+    if not (_i32_vector(tables) and _c_array(codes, types.uint8, 2) and _i32_vector(ids)
+            and isinstance(n, types.Integer) and _c_array(init, types.int64, 1) and _c_array(out, types.int64, 1)
             and isinstance(at, types.Integer)):
         return None  # Numba reports a typing error naming the argument types
 
     def codegen(context, builder, signature, args):
         sig = signature.args
-        arrays = [context.make_array(sig[k])(context, builder, args[k]) if k in (0, 1, 2, 4, 5) else None
-                  for k in range(len(args))]
+        arrays = [context.make_array(sig[k])(context, builder, args[k]) for k in (0, 1, 2, 4, 5)]
         i64 = ir.IntType(64)
         count = context.cast(builder, args[3], sig[3], types.int64)
         at_v = context.cast(builder, args[6], sig[6], types.int64)
-        d = builder.extract_value(arrays[1].shape, 1)
-        sums = _RowSums(builder, *(arrays[k].data for k in (0, 1, 2, 4, 5)), count, d)
+        d = builder.extract_value(arrays[1].shape, 1)        # codes [N, D]
+        sums = _RowSums(builder, *(a.data for a in arrays), count, d)
         blocks = builder.udiv(d, ir.Constant(i64, 4 * LANES))
         with cgutils.for_range(builder, blocks) as loop:     # four registers of sums per pass over ids
             sums.columns(builder.mul(loop.index, ir.Constant(i64, 4 * LANES)), 4, at_v)
