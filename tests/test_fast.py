@@ -400,4 +400,5 @@ def test_cache_key_covers_the_linked_modules(tmp_path):
     assert stamp("x = 1\n") == stamp("x = 1\n") != stamp("x = 2\n") != b"own file"
     fast_ops.cache_depends_on(SimpleNamespace(), SimpleNamespace(__file__=str(callee)))   # no cache: no-op
     from gsbsim.engine import fast_block
-    assert isinstance(fast_block.gsb_requant_block._cache._cache_file._source_stamp, str)   # applied
+    for fn in (fast_block.gsb_requant_block, fast_block.gsb_requant_blocks):
+        assert isinstance(fn._cache._cache_file._source_stamp, str)   # applied

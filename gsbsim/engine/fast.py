@@ -3,8 +3,9 @@
 Same signature, trace names, dtypes and values as ``gsbsim.engine.golden.forward`` (see its
 docstring for the trace table). The batch is processed layer by layer with all tokens of
 all images stacked as rows. Untraced and unprofiled, the gsb method with requant post-linears
-runs one jitted call per block (``fast_block.gsb_requant_block``: no Python between its
-layers); otherwise (traces, profile, other methods) one jitted call per layer:
+runs all blocks in one jitted call (``fast_block.gsb_requant_blocks`` on the model's block arrays,
+stacked once per model by ``block_stack``: no Python between layers or blocks); otherwise
+(traces, profile, other methods) one jitted call per layer:
 
 * the binary linears are ``kernels.xnor_into`` / ``and_into`` on weights transposed to
   [W, N] once per forward; each residual requantization is fused with the LayerNorm ->
@@ -50,6 +51,7 @@ from gsbsim.engine.fast_act import act_unit_rows
 from gsbsim.engine.fast_didb import hfsc_diba_batch
 from gsbsim.engine.fast_attention import ATTENTION_PHASES, gsb_attention_batch
 from gsbsim.engine import fast_block
+from gsbsim.engine.block_stack import block_stack
 from gsbsim.engine.fast_ops import embed_rows, fast_limit, head_input_rows, head_logit_rows, ln_bits_rows, patch_accumulators, raise_overflow, residual_add_rows, residual_ln_rows, transposed, unpack
 
 
@@ -226,25 +228,16 @@ class _Run:
         self.rec(p + "resid2", lambda: x2.reshape(shape))
         return x2, next_bits
 
-    def fused_block(self, i: int, x: np.ndarray, a_bits: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-        """``block`` for the gsb method with requant post-linears, untraced and unprofiled: one jitted call
-        (fast_block.gsb_requant_block); its overflow stage is raised here with the golden path's message."""
-        m, a, sh = self.m, self.m.arrays, self.sh
-        p = f"blocks.{i}."
-        has_next = i + 1 < m.depth
-        nxt = f"blocks.{i + 1}." if has_next else p
-        if a_bits is None:
-            a_bits = np.empty((0, n_words(self.e)), dtype=np.uint64)
-        x2, bits, stage, flat, val = fast_block.gsb_requant_block(
-            x, a_bits, self.n, m.num_heads, a[p + "ln1.sign"], a[p + "ln1.thr"], transposed(a[p + "qkv.weight"]),
-            a[p + "q.thr"], a[p + "k.thr"], a[p + "v.offset"], np.int64(1) << np.int64(sh["value"]), self.ratios,
-            self.image_stat, a[p + "exp_lut"], a[p + "att_bias"], sh["prob"], sh["recip"], np.int64(a[p + "a.thr1"]),
-            a[p + "ctx.scale"], a[p + "proj.in_thr"], self.av_strategy, transposed(a[p + "proj.weight"]),
-            np.int64(a[p + "proj.mult"]), a[p + "proj.bias"], sh["resid"], a[p + "ln2.sign"], a[p + "ln2.thr"],
-            transposed(a[p + "fc1.weight"]), a[p + "fc1.thr_hi"], a[p + "fc1.thr_lo"], transposed(a[p + "fc2.weight"]),
-            np.int64(a[p + "fc2.mult"]), a[p + "fc2.bias"], a[nxt + "ln1.sign"], a[nxt + "ln1.thr"], has_next,
-            self.ln_shift, self.eps, self.fast_lim, self.ticks)
+    def fused_blocks(self, x: np.ndarray) -> np.ndarray:
+        """Every block for the gsb method with requant post-linears, untraced and unprofiled: one jitted call
+        (fast_block.gsb_requant_blocks) on the model's stacked block arrays; an overflow is raised here with
+        the golden path's message."""
+        m, sh = self.m, self.sh
+        x2, i, stage, flat, val = fast_block.gsb_requant_blocks(
+            x, self.n, m.num_heads, block_stack(m), np.int64(1) << np.int64(sh["value"]), self.ratios, self.image_stat,
+            sh["prob"], sh["recip"], self.av_strategy, sh["resid"], self.ln_shift, self.eps, self.fast_lim, self.ticks)
         if stage != fast_block.OK:
+            p, nxt = f"blocks.{i}.", f"blocks.{i + 1}."
             rows, elems = (self.b, self.n), (self.b, self.n, self.e)
             where, what, shape = {fast_block.LN1: (p + "ln1", LN_OVERFLOW, rows),
                                   fast_block.PROJ_RESID: (p + "proj", RESID_OVERFLOW, elems),
@@ -252,7 +245,7 @@ class _Run:
                                   fast_block.FC2_RESID: (p + "fc2", RESID_OVERFLOW, elems),
                                   fast_block.NEXT_LN1: (nxt + "ln1", LN_OVERFLOW, rows)}[stage]
             raise_overflow(where, what, flat, shape, val if what == RESID_OVERFLOW else None)
-        return x2, (bits if has_next else None)
+        return x2
 
     def next_ln1(self, i: int) -> dict:
         a = self.m.arrays
@@ -262,11 +255,12 @@ class _Run:
         m, a, sh = self.m, self.m.arrays, self.sh
         self.rec("input", lambda: images)
         x = self.patch_embed(images)
-        bits = None
-        fused = (not self.trace and self.prof is None and m.features.post_linear == "requant"
-                 and m.features.attention == "gsb")
-        for i in range(m.depth):
-            x, bits = (self.fused_block if fused else self.block)(i, x, bits)
+        if not self.trace and self.prof is None and m.features.post_linear == "requant" and m.features.attention == "gsb":
+            x = self.fused_blocks(x)
+        else:
+            bits = None
+            for i in range(m.depth):
+                x, bits = self.block(i, x, bits)
         t = self.tick()
         qs = []
         for tok, norm in ((0, "norm"), (1, "head_dist_norm")):
@@ -396,7 +390,7 @@ def forward_profiled(model: IntModel, images: np.ndarray) -> tuple[np.ndarray, d
     phases (ATTENTION_PHASES, apportioned by their cycle counts), fc1 thresholds, residual
     requant, final norm + heads, weight layout; "other" is the rest (Python glue, allocation).
     The stages are timed on the per-layer path (one jitted call per layer, Python between them);
-    ``forward`` runs the same kernels with one jitted call per block (fast_block), so its glue is
+    ``forward`` runs the same kernels with one jitted call for all blocks (fast_block), so its glue is
     smaller than "other" here.
     """
     images = check_images(model, images)

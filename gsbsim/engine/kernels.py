@@ -300,6 +300,14 @@ def and_into(a, w_t, out):
     _tiled_gemm(a, w_t, out, beta, True)
 
 
+def _aligned_words(shape: tuple[int, ...]) -> np.ndarray:
+    """An uninitialised uint64 array of `shape` whose data start on a 64-byte boundary."""
+    size = int(np.prod(shape))
+    buf = np.empty(size + 8, dtype=np.uint64)
+    skip = (-buf.ctypes.data % 64) // 8
+    return buf[skip:skip + size].reshape(shape)
+
+
 def weight_layout(w: np.ndarray) -> np.ndarray:
     """Packed weights uint64[N, W] -> their transpose uint64[W, N] (C order), 64-byte aligned.
 
@@ -307,11 +315,17 @@ def weight_layout(w: np.ndarray) -> np.ndarray:
     cache lines (measured: 10-30 % of the GEMM's time, depending on where the buffer lands).
     With N a multiple of 8 every row of the layout is aligned too.
     """
-    w_t = w.T
-    buf = np.empty(w_t.size + 8, dtype=np.uint64)
-    skip = (-buf.ctypes.data % 64) // 8
-    out = buf[skip:skip + w_t.size].reshape(w_t.shape)
-    out[...] = w_t
+    out = _aligned_words(w.T.shape)
+    out[...] = w.T
+    return out
+
+
+def stacked_weight_layout(ws: list[np.ndarray]) -> np.ndarray:
+    """weight_layout of each of equal-shaped weights, stacked uint64[len(ws), W, N]: with N a multiple
+    of 8 every layer's layout starts on a 64-byte boundary too."""
+    out = _aligned_words((len(ws),) + ws[0].T.shape)
+    for i, w in enumerate(ws):
+        out[i] = w.T
     return out
 
 
