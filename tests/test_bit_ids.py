@@ -61,7 +61,7 @@ from gsbsim.engine.bit_ids import has_byte_compress
 from gsbsim.format.random_model import random_images, random_model
 from tests.support.engines import assert_same
 from tests.test_bit_ids import check_patterns
-assert not has_byte_compress() and kernels.PERMUTE_CONTEXT and not fast_ops.VNNI_PATCHES
+assert not has_byte_compress() and kernels.PERMUTE_CONTEXT and not fast_ops.VNNI_PRODUCTS
 check_patterns()
 rng = np.random.default_rng(0)
 for stat in ("row", "image"):    # the whole fast path == golden: value-code lookups, ctz walk, float patches

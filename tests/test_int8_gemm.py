@@ -1,5 +1,6 @@
-"""int8_gemm: the patch embedding's u8 x s8 register tiles (vpdpbusd), and fast_ops.patch_accumulators,
-which takes them where the CPU has AVX-512 VNNI and a float BLAS product elsewhere.
+"""int8_gemm: the u8 x s8 register tiles (vpdpbusd), and fast_ops.int8_products, which takes them where the
+CPU has AVX-512 VNNI and a float BLAS product elsewhere, for the patch embedding (its rows from
+fast_ops.patch_rows) and the heads (fast_ops.head_logits).
 
 The whole fast path against the golden one covers the patch embedding in use (tests/test_fast.py; the
 float product on an AVX2-only target in tests/test_kernels.py); here the tiles are checked on their own."""
@@ -48,14 +49,49 @@ def test_packing_layout():
 
 
 @pytest.mark.parametrize("vnni", [True, False])
-def test_patch_accumulators_either_way(vnni, monkeypatch):
-    """Both of patch_accumulators' products give the same integers (the tiles only where they compile)."""
+def test_int8_products_either_way(vnni, monkeypatch):
+    """Both of int8_products' products give the same integers (the tiles only where they compile)."""
     if vnni and not int8_gemm.has_vnni():
         pytest.skip("no AVX-512 VNNI on this target")
-    monkeypatch.setattr(fast_ops, "VNNI_PATCHES", vnni)
+    monkeypatch.setattr(fast_ops, "VNNI_PRODUCTS", vnni)
     rng = np.random.default_rng(7)
-    for m, k, e in ((196, 768, 192), (16, 48, 40), (2, 1100, 17)):    # float64 beyond K = 1024
+    for m, k, e in ((196, 768, 192), (16, 48, 40), (2, 1100, 17), (1, 192, 1000)):    # float64 beyond K = 1024
         x = rng.integers(-128, 128, (m, k)).astype(np.int8)
         w = rng.integers(-128, 128, (e, k)).astype(np.int8)
-        out = fast_ops.patch_accumulators(x, w)
+        out = fast_ops.int8_products(x, w)
         assert out.dtype == np.int32 and out.flags.c_contiguous and np.array_equal(out, _exact(x, w))
+
+
+@pytest.mark.parametrize("b, c, size, p", [(1, 3, 224, 16), (2, 1, 8, 4), (3, 2, 6, 3), (1, 1, 5, 5)])
+def test_patch_rows_are_the_patches(b, c, size, p):
+    """Row t of image b is patch (t // g, t % g), channel-major then row-major: the weights' K order."""
+    images = np.random.default_rng(size).integers(-128, 128, (b, c, size, size)).astype(np.int8)
+    g = size // p
+    want = images.reshape(b, c, g, p, g, p).transpose(0, 2, 4, 1, 3, 5).reshape(b * g * g, c * p * p)
+    assert np.array_equal(fast_ops.patch_rows(images, p), want)
+
+
+@pytest.mark.parametrize("vnni", [True, False])
+def test_head_logits_either_way(vnni, monkeypatch):
+    """head_logits (int8 products) equals the dot-product loops of head_logit_rows: accumulators at the
+    int8 extremes, wrapping int64 logits, and ties (the first largest logit wins)."""
+    if vnni and not int8_gemm.has_vnni():
+        pytest.skip("no AVX-512 VNNI on this target")
+    monkeypatch.setattr(fast_ops, "VNNI_PRODUCTS", vnni)
+    rng = np.random.default_rng(3)
+    b, e, c = 3, 40, 21
+    q = rng.integers(-128, 128, (b, 2, e)).astype(np.int8)
+    q[0] = -128
+    w_head, w_dist = (rng.integers(-128, 128, (c, e)).astype(np.int8) for _ in range(2))
+    w_head[:4] = -128
+    w_dist[5:7] = 0
+    bias = rng.integers(-2 ** 40, 2 ** 40, c)
+    for mult_head, mult_dist in ((3, -5), (2 ** 40, 2 ** 41 + 1), (0, 0)):     # 0, 0: every logit ties but bias
+        args = (q, w_head, w_dist, np.int64(mult_head), np.int64(mult_dist), bias)
+        if mult_head == 0:
+            bias = np.zeros(c, np.int64)
+            args = args[:5] + (bias,)
+        got, want = fast_ops.head_logits(*args), fast_ops.head_logit_rows(*args)
+        for g_, w_ in zip(got, want):
+            assert g_.dtype == w_.dtype and np.array_equal(g_, w_)
+    assert np.array_equal(got[2], np.zeros(b, np.int64))

@@ -315,7 +315,7 @@ for d, n in ((16, 9), (80, 40)):     # the value-code sums' scalar form (not tak
     _sums(tables, codes, ids, n, init, out, 0)
     assert np.array_equal(out, _sums_reference(tables, codes, ids, n, init)), d
 from gsbsim.engine import fast_ops
-assert not kn.PERMUTE_CONTEXT and not fast_ops.VNNI_PATCHES   # the table walk and the float patch product
+assert not kn.PERMUTE_CONTEXT and not fast_ops.VNNI_PRODUCTS   # the table walk and the float patch product
 for stat in ("row", "image"):    # the whole fast path (padded softmax rows, fused block) == golden
     m = random_model(rng, embed_dim=64, num_heads=1, mlp_hidden=96, img_size=16, mask_stat=stat)
     assert_same(m, random_images(rng, m, 2))

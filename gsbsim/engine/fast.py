@@ -52,7 +52,7 @@ from gsbsim.engine.fast_didb import hfsc_diba_batch
 from gsbsim.engine.fast_attention import ATTENTION_PHASES, gsb_attention_batch
 from gsbsim.engine import fast_block
 from gsbsim.engine.block_stack import block_stack
-from gsbsim.engine.fast_ops import embed_rows, fast_limit, head_input_rows, head_logit_rows, ln_bits_rows, patch_accumulators, raise_overflow, residual_add_rows, residual_ln_rows, transposed, unpack
+from gsbsim.engine.fast_ops import embed_rows, fast_limit, head_input_rows, head_logits, int8_products, ln_bits_rows, patch_rows, raise_overflow, residual_add_rows, residual_ln_rows, transposed, unpack
 
 
 #: how the GSB context is computed: "auto" (per head, the cheaper of the two), "sparse"
@@ -137,14 +137,13 @@ class _Run:
         return out
 
     def patch_embed(self, images: np.ndarray) -> np.ndarray:
-        """§2: the int8 products exactly (fast_ops.patch_accumulators), then the requantization."""
+        """§2: the int8 products exactly (fast_ops.int8_products), then the requantization."""
         t = self.tick()
         m, a = self.m, self.m.arrays
-        b, c, size, _ = images.shape
+        b, _, size, _ = images.shape
         p = m.patch_size
         g = size // p
-        xp = images.reshape(b, c, g, p, g, p).transpose(0, 2, 4, 1, 3, 5).reshape(b * g * g, c * p * p)
-        acc = patch_accumulators(xp, a["patch.weight"])
+        acc = int8_products(patch_rows(images, p), a["patch.weight"])
         x, bad, val = embed_rows(acc, a["patch.mult"], a["patch.bias"], a["pos"], a["tokens"], self.sh["patch"], b)
         if bad >= 0:
             raise_overflow("embed", RESID_OVERFLOW, bad, (b, self.n, self.e), val)
@@ -269,7 +268,7 @@ class _Run:
                 raise_overflow(norm, LN_OVERFLOW, bad, (self.b,))
             qs.append(q)
         q = np.stack(qs, axis=1)
-        hacc, logits, pred = head_logit_rows(q, a["head.weight"], a["head_dist.weight"], np.int64(a["head.mult"]),
+        hacc, logits, pred = head_logits(q, a["head.weight"], a["head_dist.weight"], np.int64(a["head.mult"]),
                                     np.int64(a["head_dist.mult"]), a["logit.bias"])
         self.tock("final norm + heads", t)
         self.rec("head.q", lambda: q)
