@@ -348,6 +348,42 @@ def test_fast_equals_golden_with_more_than_64_keys_and_wide_heads():
     assert 0.3 < dens < 0.7 and m.num_tokens == 83
 
 
+def _codes_reference(v, ratios, mx, mn):
+    """Exact (Python integer) value codes: bit 0 = v >= 0, bit k = 256*v > r_k*mx or 256*v < r_k*mn."""
+    return [int(x >= 0) | sum(int(256 * x > r * mx or 256 * x < r * mn) << (k + 1) for k, r in enumerate(ratios))
+            for x in map(int, v)]
+
+
+@pytest.mark.parametrize("d", [64, 128, 40, 1])
+@pytest.mark.parametrize("n_ratios", [0, 1, 2, 3, 4])
+def test_value_codes_at_their_thresholds(d, n_ratios):
+    """fast_attention._codes_row (sign and first two masks in one pass, further masks OR-ed in) against
+    the exact codes: values on, next to and far beyond each mask bound, int64 extremes (with the image
+    statistic's given max / min) and bounds as large as r*max stays in int64 (2^55 * 255)."""
+    from gsbsim.engine.fast_attention import _codes_row
+    rng = np.random.default_rng(41 + d + n_ratios)
+    i64 = np.iinfo(np.int64)
+    ratios = np.array([179, 230, 1, 255][:n_ratios], np.int64)
+    for mx, mn in [(1000, -1000), (2 ** 55, -2 ** 55), (7, 3), (-3, -700), (0, 0), (-2 ** 55, -2 ** 55)]:
+        near = [0, -1, 1, mx, mn]
+        for r in ratios.tolist():
+            hi, lo = (r * mx) >> 8, -((-r * mn) >> 8)
+            near += [hi - 1, hi, hi + 1, lo - 1, lo, lo + 1]
+        for row_stat in (False, True):
+            pool = near + ([] if row_stat else [int(i64.min), int(i64.max), int(i64.min) + 1, int(i64.max) - 1])
+            v = np.array(rng.choice(pool, 3 * d), np.int64).reshape(3, d)   # 3 rows: offsets other than 0
+            if row_stat:       # the row's own max / min are mx / mn
+                v[:, 0], v[:, -1] = mx, mn
+            codes = np.full(3 * d + 1, 0xAA, np.uint8)                       # a byte past the rows stays
+            for row in range(3):
+                _codes_row(v.reshape(-1), np.uint64(row * d), codes, np.uint64(row * d), d, ratios, np.int64(mx),
+                           np.int64(mn), row_stat)
+            for row in range(3):
+                rmx, rmn = (int(v[row].max()), int(v[row].min())) if row_stat else (mx, mn)
+                assert codes[row * d:(row + 1) * d].tolist() == _codes_reference(v[row], ratios, rmx, rmn), (mx, mn, row)
+            assert codes[-1] == 0xAA
+
+
 def test_forward_batch_and_profiled_equal_forward(small):
     m, x = small
     x = np.concatenate([x, x[::-1], x])                          # 9 images
