@@ -217,6 +217,34 @@ def test_tiled_gemms_every_tile_edge(n, k):
         assert np.array_equal(kn.and_gemm(a, w), cv.and_dot(a, w)), (m, n, k)
 
 
+def _xnor_bits_reference(a, w, k, t_hi, t_lo):
+    v = cv.xnor_dot(a, w, k).astype(np.int32)
+    return cv.pack_bits(((v >= t_hi) | (v <= t_lo)).astype(np.uint8))
+
+
+def _thresholds(rng, n, k):
+    """Two-sided thresholds around the dot range, with ties and the int32 extremes among them."""
+    t_hi = rng.integers(-k - 1, k + 2, n).astype(np.int32)
+    t_lo = (t_hi.astype(np.int64) - rng.integers(0, 2 * k + 3, n)).astype(np.int32)
+    t_hi[::7], t_lo[::7] = np.iinfo(np.int32).max, np.iinfo(np.int32).min      # never (but the extremes)
+    t_hi[3::11] = np.iinfo(np.int32).min                                           # always
+    return t_hi, t_lo
+
+
+@pytest.mark.parametrize("k", [0, 1, 64, 192, 449])
+@pytest.mark.parametrize("n", TILE_NS + [100, 8 * kn.TILE_COLS * 3 + 24])
+def test_xnor_bits_into_every_tile_edge(n, k):
+    """The GEMM with its threshold epilogue (a tile's bits straddling two words, the scalar columns, the
+    last rows) equals the dot products' thresholds packed; the bits array's old contents are ignored."""
+    rng = np.random.default_rng(n * 1000 + k)
+    for m in range(1, 2 * kn.TILE_ROWS + 2):
+        a, w = _packed(rng, (m, k), 0.3), _packed(rng, (n, k))
+        t_hi, t_lo = _thresholds(rng, n, k)
+        bits = np.full((m, cv.n_words(n)), np.uint64(0xA5A5A5A5A5A5A5A5))
+        kn.xnor_bits_into(a, kn.weight_layout(w), k, t_hi, t_lo, bits)
+        assert np.array_equal(bits, _xnor_bits_reference(a, w, k, t_hi, t_lo)), (m, n, k)
+
+
 def _scaled_sum(wide):
     from gsbsim.engine.popcnt import wide_vectors
 
@@ -295,6 +323,11 @@ for m, n, k in ((197, 576, 192), (5, 61, 449), (3, 16, 1536), (1, 7, 64)):
     w = cv.pack_bits(rng.integers(0, 2, (n, k), dtype=np.uint8))
     assert np.array_equal(kn.xnor_gemm(a, w, k), cv.xnor_dot(a, w, k)), (m, n, k)
     assert np.array_equal(kn.and_gemm(a, w), cv.and_dot(a, w)), (m, n, k)
+    from tests.test_kernels import _thresholds, _xnor_bits_reference     # the threshold epilogue too
+    t_hi, t_lo = _thresholds(rng, n, k)
+    bits = np.empty((m, cv.n_words(n)), dtype=np.uint64)
+    kn.xnor_bits_into(a, kn.weight_layout(w), k, t_hi, t_lo, bits)
+    assert np.array_equal(bits, _xnor_bits_reference(a, w, k, t_hi, t_lo)), (m, n, k)
 asm = _tiled_gemm_asm()
 assert "zmm" not in asm and re.search(r"vpshufb\\s+%ymm", asm), "not AVX2 code"
 from gsbsim.format.random_model import random_images, random_model

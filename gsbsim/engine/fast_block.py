@@ -16,7 +16,7 @@ from gsbsim.engine import bit_ids, fast_attention, fast_ops, kernels, popcnt, ta
 from gsbsim.engine.fast_attention import gsb_attention_batch
 from gsbsim.engine.jit_cache import cache_depends_on
 from gsbsim.engine.fast_ops import JIT, ln_bits_rows, residual_add_rows, residual_ln_rows
-from gsbsim.engine.kernels import and_into, pack_2sided_into, xnor_into
+from gsbsim.engine.kernels import and_into, xnor_bits_into, xnor_into
 
 #: overflow stages of gsb_requant_block: 0 none, then where the golden path raises, in its order
 OK, LN1, PROJ_RESID, LN2, FC2_RESID, NEXT_LN1 = range(6)
@@ -53,10 +53,8 @@ def gsb_requant_block(x, a_bits, n_tok, heads, ln1_sign, ln1_thr, w_qkv, q_thr, 
     if ln_bad >= 0:
         return x1, m_bits, LN2, ln_bad, zero
     hd = w_fc1.shape[1]
-    f1 = np.empty((rows, hd), dtype=np.int32)
-    xnor_into(m_bits, w_fc1, e, f1)
     f1b = np.empty((rows, (hd + 63) // 64), dtype=np.uint64)
-    pack_2sided_into(f1, fc1_hi, fc1_lo, f1b)
+    xnor_bits_into(m_bits, w_fc1, e, fc1_hi, fc1_lo, f1b)       # fc1's thresholds in its GEMM's epilogue
     f2 = np.empty((rows, e), dtype=np.int32)
     and_into(f1b, w_fc2, f2)
     if has_next:

@@ -102,6 +102,7 @@ __all__ = [
     "pack_rows_ge",
     "pack_rows_2sided",
     "xnor_into",
+    "xnor_bits_into",
     "and_into",
     "weight_layout",
     "pack_ge_into",
@@ -250,18 +251,40 @@ def _tile_strip(a, w_t, out, beta, n0, use_and, cols):
         _tile_rows(a, w_t, out, beta, full, n0, use_and, m_n - full, cols)
 
 
+def _put(out, m, n, v):
+    """Store GEMM output (m, n) = v (int64) into out: an int32 matrix, or the packed bits of a
+    (bits, t_hi, t_lo) tuple (popc_tile's two forms). Jitted through its overload only."""
+
+
+@overload(_put)    # not inline="always": inlined, the bit's |= on the unpacked tuple was lost (numba 0.68)
+def _put_impl(out, m, n, v):
+    if isinstance(out, types.BaseTuple):
+        def put_bit(out, m, n, v):
+            bits = out[0]
+            v32 = np.int32(v)
+            if v32 >= out[1][n] or v32 <= out[2][n]:
+                w = n >> 6
+                bits[m, w] = bits[m, w] | (np.uint64(1) << np.uint64(n & 63))
+        return put_bit
+
+    def put_value(out, m, n, v):
+        out[m, n] = np.int32(v)
+    return put_value
+
+
 @njit(**_JIT)
 def _tiled_gemm(a, w_t, out, beta, use_and):
     """out[m, n] = beta[m] -+ 2 * sum_j popcount(a[m, j] OP w_t[j, n]) (- and XOR, or + and AND with
     use_and) as int32, by register tiles (popcnt.popc_tile) over column strips of TILE_COLS vectors
     of 8 columns: a strip of weights (W x 8*TILE_COLS words) stays in L1 while every row passes.
-    The last N % 8 columns (none on ViT shapes) take a scalar loop."""
+    The last N % 8 columns (none on ViT shapes) take a scalar loop. out may be popc_tile's
+    (bits, t_hi, t_lo) instead: the packed threshold bits of those values (bits zeroed)."""
     m_n, n_w = a.shape
-    n_n = out.shape[1]
+    n_n = w_t.shape[1]
     if n_w == 0:
         for m in range(m_n):
             for n in range(n_n):
-                out[m, n] = np.int32(beta[m])
+                _put(out, m, n, beta[m])
         return
     n_vec = n_n // 8
     v = 0
@@ -279,7 +302,7 @@ def _tiled_gemm(a, w_t, out, beta, use_and):
             c = 0
             for j in range(n_w):
                 c += _pc(a[m, j], w_t[j, n], use_and)
-            out[m, n] = np.int32(beta[m] + sgn * c)
+            _put(out, m, n, beta[m] + sgn * c)
 
 
 @njit(**_JIT)
@@ -289,6 +312,17 @@ def xnor_into(a, w_t, k, out):
     Jitted, unchecked (see ``xnor_gemm`` for the checked version)."""
     beta = np.full(a.shape[0], np.int64(k))
     _tiled_gemm(a, w_t, out, beta, False)
+
+
+@njit(**_JIT)
+def xnor_bits_into(a, w_t, k, t_hi, t_lo, bits):
+    """bits row m = packed (v >= t_hi or v <= t_lo) of v = int32(k - 2*popcount(a[m] ^ w_t[:, n])), the
+    values never stored: xnor_into then pack_2sided_into in one pass (t_hi, t_lo int32[N]; bits
+    uint64[M, W(N)] is zeroed here). For DeiT-Tiny's fc1 (197 x 768, K = 192) on the Zen 4: 31 us against
+    40 us for the two calls."""
+    bits[:] = 0
+    beta = np.full(a.shape[0], np.int64(k))
+    _tiled_gemm(a, w_t, (bits, t_hi, t_lo), beta, False)
 
 
 @njit(**_JIT)

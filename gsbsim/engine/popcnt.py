@@ -192,25 +192,30 @@ def _splat(builder, value, vec):
     return builder.shuffle_vector(one, undef, ir.Constant(ir.VectorType(ir.IntType(32), vec.count), [0] * vec.count))
 
 
-def _tile_function(module, r_n: int, c_n: int):
+def _tile_function(module, r_n: int, c_n: int, bits: bool = False):
     """The IR function of one R x C tile: void(a, a_stride, w, w_stride, words, use_and, out, out_stride, beta)
     computing out[r, 8c + l] = int32(beta[r] -+ 2 * sum_{j < words} popcount(a[r, j] OP w[j, 8c + l]))
     (- for OP = XOR, + for OP = AND when use_and; pointers at the tile's first row / column, strides in
     elements, words >= 1). The first word initialises the accumulators (no zeroing, no add), and
-    the epilogue narrows two column vectors with one lane shuffle before the 32-bit arithmetic."""
-    name = f"gsbsim_popc_tile_{r_n}x{c_n}"
+    the epilogue narrows two column vectors with one lane shuffle before the 32-bit arithmetic.
+
+    With bits, void(a, a_stride, w, w_stride, words, use_and, out, out_stride, shift, hi, lo, beta) ORs
+    the bits (value >= hi[8c + l] or value <= lo[8c + l]) of those int32 values into the packed rows
+    out (uint64, at the tile's first word; bit `shift` of it is column 0; see _tile_epilogue_bits)."""
+    name = f"gsbsim_popc_tile_{r_n}x{c_n}" + ("_bits" if bits else "")
     if name in module.globals:
         return module.globals[name]
     i1, i32, i64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
     v64 = ir.VectorType(i64, _V)
     p64, p32 = i64.as_pointer(), i32.as_pointer()
-    fnty = ir.FunctionType(ir.VoidType(), [p64, i64, p64, i64, i64, i1, p32, i64, p64])
-    fn = ir.Function(module, fnty, name)
+    args = [p64, i64, p64, i64, i64, i1] + ([p64, i64, i64, p32, p32, p64] if bits else [p32, i64, p64])
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), args), name)
     fn.linkage = "linkonce_odr"
     fn.attributes.add("nounwind")
     fn.attributes.add("noinline")     # keeps the 512-bit request to this function
     allow_512_bit(fn)
-    a, a_stride, w, w_stride, words, use_and, out, out_stride, beta = fn.args
+    a, a_stride, w, w_stride, words, use_and, out, out_stride = fn.args[:8]
+    beta = fn.args[-1]
     ctpop = module.globals.get("llvm.ctpop.v8i64") or ir.Function(module, ir.FunctionType(v64, [v64]),
                                                                   "llvm.ctpop.v8i64")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
@@ -251,33 +256,75 @@ def _tile_function(module, r_n: int, c_n: int):
                 acc[r][c].add_incoming(new[r][c], loop)
                 totals[r][c].add_incoming(init[r][c], first)
                 totals[r][c].add_incoming(new[r][c], loop)
-        _tile_epilogue(b, totals, op == "and", out, out_stride, beta)
+        if bits:
+            _tile_epilogue_bits(b, totals, op == "and", out, out_stride, *fn.args[8:])
+        else:
+            _tile_epilogue(b, totals, op == "and", out, out_stride, beta)
         b.ret_void()
     return fn
 
 
-def _tile_epilogue(b, totals, add: bool, out, out_stride, beta) -> None:
-    """Store out[r, 8c + l] = beta[r] -+ 2 * totals[r][c][l] as int32: pairs of column vectors are
-    narrowed by one shuffle (the low halves of 16 lanes) and computed in 16 32-bit lanes (exact
-    modulo 2^32, i.e. what the int32 conversion of the 64-bit value gives)."""
+def _tile_values(b, row, add: bool, beta, r: int):
+    """Row r's int32 values beta[r] -+ 2 * count, as (column offset, <lanes x i32>) per pair of column
+    vectors: a pair is narrowed by one shuffle (the low halves of 16 lanes) and computed in 16 32-bit
+    lanes (exact modulo 2^32, i.e. what the int32 conversion of the 64-bit value gives)."""
     i32, i64 = ir.IntType(32), ir.IntType(64)
+    beta32 = b.trunc(b.load(b.gep(beta, [ir.Constant(i64, r)]), align=8), i32)
+    for c in range(0, len(row), 2):
+        lanes = 2 * _V if c + 1 < len(row) else _V
+        vec = ir.VectorType(i32, lanes)
+        lo = b.bitcast(row[c], ir.VectorType(i32, 2 * _V))
+        hi = b.bitcast(row[c + 1], ir.VectorType(i32, 2 * _V)) if lanes > _V else lo
+        cnt = b.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(i32, lanes), list(range(0, 2 * lanes, 2))))
+        twice = b.shl(cnt, ir.Constant(vec, [1] * lanes))
+        base = _splat(b, beta32, vec)
+        yield _V * c, (b.add(base, twice) if add else b.sub(base, twice))
+
+
+def _tile_epilogue(b, totals, add: bool, out, out_stride, beta) -> None:
+    """Store out[r, 8c + l] = beta[r] -+ 2 * totals[r][c][l] as int32 (_tile_values)."""
+    i64 = ir.IntType(64)
     for r, row in enumerate(totals):
         orow = b.gep(out, [b.mul(ir.Constant(i64, r), out_stride)])
-        beta32 = b.trunc(b.load(b.gep(beta, [ir.Constant(i64, r)]), align=8), i32)
-        for c in range(0, len(row), 2):
-            lanes = 2 * _V if c + 1 < len(row) else _V
-            vec = ir.VectorType(i32, lanes)
-            lo = b.bitcast(row[c], ir.VectorType(i32, 2 * _V))
-            hi = b.bitcast(row[c + 1], ir.VectorType(i32, 2 * _V)) if lanes > _V else lo
-            cnt = b.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(i32, lanes), list(range(0, 2 * lanes, 2))))
-            twice = b.shl(cnt, ir.Constant(vec, [1] * lanes))
-            base = _splat(b, beta32, vec)
-            val = b.add(base, twice) if add else b.sub(base, twice)
-            b.store(val, b.bitcast(b.gep(orow, [ir.Constant(i64, _V * c)]), vec.as_pointer()), align=4)
+        for col, val in _tile_values(b, row, add, beta, r):
+            b.store(val, b.bitcast(b.gep(orow, [ir.Constant(i64, col)]), val.type.as_pointer()), align=4)
+
+
+def _tile_epilogue_bits(b, totals, add: bool, out, out_stride, shift, t_hi, t_lo, beta) -> None:
+    """OR the packed bits (value >= t_hi[n] or value <= t_lo[n]) of row r's int32 values (_tile_values)
+    into out[r*out_stride], word 0 from bit `shift` on, the rest into word 1 where they pass bit 63
+    (8*C <= 48 bits per row: at most two words). The words must start zeroed (other tiles OR theirs
+    in)."""
+    i64 = ir.IntType(64)
+    n_bits = _V * len(totals[0])
+    spill = b.icmp_unsigned(">", b.add(shift, ir.Constant(i64, n_bits)), ir.Constant(i64, 64))
+    for r, row in enumerate(totals):
+        word = ir.Constant(i64, 0)
+        for col, val in _tile_values(b, row, add, beta, r):
+            lanes = val.type.count
+            ptrs = [b.bitcast(b.gep(t, [ir.Constant(i64, col)]), val.type.as_pointer()) for t in (t_hi, t_lo)]
+            hi, lo = (b.load(p, align=4) for p in ptrs)
+            hit = b.or_(b.icmp_signed(">=", val, hi), b.icmp_signed("<=", val, lo))
+            part = b.zext(b.bitcast(hit, ir.IntType(lanes)), i64)
+            word = b.or_(word, b.shl(part, ir.Constant(i64, col)) if col else part)
+        orow = b.gep(out, [b.mul(ir.Constant(i64, r), out_stride)])
+        first = b.load(orow, align=8)
+        b.store(b.or_(first, b.shl(word, shift)), orow, align=8)
+        with b.if_then(spill):
+            nxt = b.gep(orow, [ir.Constant(i64, 1)])
+            # shift >= 1 here; word >> (64 - shift) as (word >> 1) >> (63 - shift): both amounts < 64
+            rest = b.lshr(b.lshr(word, ir.Constant(i64, 1)), b.sub(ir.Constant(i64, 63), shift))
+            b.store(b.or_(b.load(nxt, align=8), rest), nxt, align=8)
 
 
 def _c_array(typ, dtype, ndim) -> bool:
     return isinstance(typ, types.Array) and typ.ndim == ndim and typ.layout == "C" and typ.dtype == dtype
+
+
+def _bits_out(typ) -> bool:
+    """popc_tile's packed output: (bits uint64[M, W], t_hi int32[N], t_lo int32[N])."""
+    return (isinstance(typ, types.BaseTuple) and len(typ) == 3 and _c_array(typ[0], types.uint64, 2)
+            and _c_array(typ[1], types.int32, 1) and _c_array(typ[2], types.int32, 1))
 
 
 @intrinsic(prefer_literal=True)
@@ -285,8 +332,14 @@ def popc_tile(typingctx, a, w_t, out, beta, m0, n0, use_and, rows, cols):
     """out[m0 + r, n0 + n] = int32(beta[m0 + r] -+ 2 * sum_j popcount(a[m0 + r, j] OP w_t[j, n0 + n]))
     for r < rows, n < 8 * cols; OP = AND (and +) if use_and else XOR (and -); a has >= 1 word. a uint64[M, W], w_t uint64[W, N],
     out int32[M, N], beta int64[M], all C-contiguous; rows and cols compile-time constants; the
-    tile must lie inside the arrays (unchecked). Returns nothing. njit only."""
-    ok = (_c_array(a, types.uint64, 2) and _c_array(w_t, types.uint64, 2) and _c_array(out, types.int32, 2)
+    tile must lie inside the arrays (unchecked). Returns nothing. njit only.
+
+    out may instead be a tuple (bits uint64[M, W(N)], t_hi int32[N], t_lo int32[N]): the int32 values
+    are not stored but their bits (value >= t_hi[n] or value <= t_lo[n]) ORed into the packed rows
+    (zeroed by the caller), the threshold epilogue of a binary linear fused into its GEMM."""
+    to_bits = isinstance(out, types.BaseTuple)
+    ok = (_c_array(a, types.uint64, 2) and _c_array(w_t, types.uint64, 2)
+          and (_bits_out(out) if to_bits else _c_array(out, types.int32, 2))
           and _c_array(beta, types.int64, 1) and isinstance(rows, types.IntegerLiteral)
           and isinstance(cols, types.IntegerLiteral) and all(isinstance(x, types.Integer) for x in (m0, n0))
           and isinstance(use_and, types.Boolean))
@@ -297,19 +350,29 @@ def popc_tile(typingctx, a, w_t, out, beta, m0, n0, use_and, rows, cols):
     def codegen(context, builder, signature, args):
         sig = signature.args
         i64 = ir.IntType(64)
-        arrs = [context.make_array(sig[k])(context, builder, args[k]) for k in range(4)]
+        arr = lambda typ, val: context.make_array(typ)(context, builder, val)     # noqa: E731
+        a_arr, w_arr, beta_arr = arr(sig[0], args[0]), arr(sig[1], args[1]), arr(sig[3], args[3])
         m0v, n0v = (context.cast(builder, args[k], sig[k], types.int64) for k in (4, 5))
-        a_w = builder.extract_value(arrs[0].shape, 1)
-        w_n = builder.extract_value(arrs[1].shape, 1)
-        o_n = builder.extract_value(arrs[2].shape, 1)
-        a_p = builder.gep(arrs[0].data, [builder.mul(m0v, a_w)])
-        w_p = builder.gep(arrs[1].data, [n0v])
-        o_p = builder.gep(arrs[2].data, [builder.add(builder.mul(m0v, o_n), n0v)])
-        b_p = builder.gep(arrs[3].data, [m0v])
+        a_w = builder.extract_value(a_arr.shape, 1)
+        w_n = builder.extract_value(w_arr.shape, 1)
+        a_p = builder.gep(a_arr.data, [builder.mul(m0v, a_w)])
+        w_p = builder.gep(w_arr.data, [n0v])
+        b_p = builder.gep(beta_arr.data, [m0v])
         flag = context.cast(builder, args[6], sig[6], types.boolean)
-        fn = _tile_function(builder.module, r_n, c_n)
-        builder.call(fn, [a_p, a_w, w_p, w_n, a_w, builder.trunc(flag, ir.IntType(1)) if flag.type != ir.IntType(1)
-                          else flag, o_p, o_n, b_p])
+        flag = builder.trunc(flag, ir.IntType(1)) if flag.type != ir.IntType(1) else flag
+        head = [a_p, a_w, w_p, w_n, a_w, flag]
+        if to_bits:
+            bits, hi, lo = (arr(sig[2][k], builder.extract_value(args[2], k)) for k in range(3))
+            o_n = builder.extract_value(bits.shape, 1)
+            word0 = builder.lshr(n0v, ir.Constant(i64, 6))
+            o_p = builder.gep(bits.data, [builder.add(builder.mul(m0v, o_n), word0)])
+            shift = builder.and_(n0v, ir.Constant(i64, 63))
+            tail = [o_p, o_n, shift, builder.gep(hi.data, [n0v]), builder.gep(lo.data, [n0v]), b_p]
+        else:
+            out_arr = arr(sig[2], args[2])
+            o_n = builder.extract_value(out_arr.shape, 1)
+            tail = [builder.gep(out_arr.data, [builder.add(builder.mul(m0v, o_n), n0v)]), o_n, b_p]
+        builder.call(_tile_function(builder.module, r_n, c_n, to_bits), head + tail)
         return context.get_dummy_value()
 
     return types.none(a, w_t, out, beta, m0, n0, use_and, rows, cols), codegen
