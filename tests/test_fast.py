@@ -272,17 +272,19 @@ def test_fused_residual_layernorm_reports_the_residual_overflow_first():
     assert np.array_equal(unpack_bits(bits[2:], e), golden_ops.ln_bits(x[2:], sign, thr, 16, 1, "n"))
 
 
+@pytest.mark.parametrize("big", [2 ** 31 - 1, -2 ** 31])
 @pytest.mark.parametrize("mult, shift", [(3, 4), (-2 ** 31, 36), (2 ** 31 - 1, 36), (2 ** 31, 36), (-2 ** 31 - 1, 36)])
-def test_fused_residual_layernorm_equals_separate_passes(mult, shift):
+def test_fused_residual_layernorm_equals_separate_passes(mult, shift, big):
     """residual_ln_rows takes the LayerNorm sums from its residual pass when max|x| <= fast_limit and
     recomputes them (checked) above it: both give residual_add_rows + ln_bits_rows, bit for bit, also on
-    rows at the limit, past it, and whose E*S2 + eps overflows; with mult in int32 (32-bit products)
-    and just outside it (64-bit products)."""
+    rows at the limit, past it, and whose E*S2 + eps overflows (all positive or all negative: max|x|
+    is the larger of max and -min); with mult in int32 (32-bit products) and just outside it (64-bit
+    products)."""
     rng = np.random.default_rng(5)
     e, eps = 70, 7
     lim = fast_ops.fast_limit(e, eps)
     x = rng.integers(-8, 9, (6, e)).astype(np.int32)
-    x[1, 3], x[2, 5], x[3] = lim, -lim - 1, 2 ** 31 - 1          # at the edge, past it, an overflowing row
+    x[1, 3], x[2, 5], x[3] = lim, -lim - 1, big                   # at the edge, past it, an overflowing row
     x[4] = 5                                                       # E*x - S1 = 0: an off-by-one in S1 flips bits
     acc = rng.integers(-64, 64, (6, e)).astype(np.int32)
     acc[1:5] = 0                                                   # rq(0) = (bias + half) >> shift = 0 below
