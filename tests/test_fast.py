@@ -146,13 +146,14 @@ def test_fast_equals_golden_at_exact_threshold_ties(stat):
         assert np.array_equal(tr[p + "proj.bits"][0], (tr[p + "ctx"][0] >= blk["proj.in_thr"]).astype(np.uint8))
 
 
+@pytest.mark.parametrize("img_size", [4, 8, 16])
 @pytest.mark.parametrize("stat", ["row", "image"])
-def test_fast_equals_golden_with_the_extreme_attention_threshold(stat):
+def test_fast_equals_golden_with_the_extreme_attention_threshold(stat, img_size):
     """a.thr1 = INT64_MIN (a valid file: compare-only) sets every b1 bit of a key, and no pad bit: the
-    fast path pads its A rows to whole words with INT64_MIN and must clear the pads (18 keys: one
-    partial word)."""
+    fast path pads its A rows to whole words with INT64_MIN and must clear the pads (6, 18 and 66 keys:
+    a last word of 16, 32 and 16 compared lanes, after a full word for 66)."""
     rng = np.random.default_rng(12)
-    m = random_model(rng, mask_stat=stat)
+    m = random_model(rng, mask_stat=stat, img_size=img_size)
     m = derive(m, **{"blocks.0.a.thr1": np.array(-(2 ** 63), dtype=np.int64)})
     x = random_images(rng, m, 2)
     for strategy in ("sparse", "dense"):        # the dense form counts the plane's ones

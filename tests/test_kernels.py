@@ -11,7 +11,7 @@ from numba import njit
 
 from gsbsim.format import conventions as cv
 from gsbsim.engine import kernels as kn
-from gsbsim.engine.popcnt import add4_i32x8, add4_i32x16, ctz64, cycle_counter, ge_or_le_word, ge_word, popcount64, popcount_words
+from gsbsim.engine.popcnt import add4_i32x8, add4_i32x16, ctz64, cycle_counter, ge_bits, ge_or_le_word, ge_word, popcount64, popcount_words
 
 # K values around word boundaries (1, 63, 64, 65, ...), the DeiT head/linear sizes, and
 # 1..10 words (the GEMM sums 1-4 words in its first pass, then 4 per pass)
@@ -105,6 +105,22 @@ def test_ge_word_scalar_threshold_is_exact_in_every_width(dtype):
     got = _ge_words(vals, thrs)
     want = [int(sum(1 << b for b in range(64) if int(vals[b]) >= int(t))) for t in thrs]
     assert got.tolist() == want
+    for lanes in (16, 32, 64):       # ge_bits: the first lanes comparisons, from an offset
+        got = _ge_bits(np.concatenate([vals[:3], vals]), thrs, lanes)
+        assert got.tolist() == [w & ((1 << lanes) - 1) for w in want], lanes
+
+
+@njit  # not cached (as _ge_words)
+def _ge_bits(vals, thrs, lanes):
+    out = np.empty(thrs.shape[0], dtype=np.uint64)
+    for i in range(thrs.shape[0]):
+        if lanes == 16:
+            out[i] = ge_bits(vals, 3, thrs[i], 16)
+        elif lanes == 32:
+            out[i] = ge_bits(vals, 3, thrs[i], 32)
+        else:
+            out[i] = ge_bits(vals, 3, thrs[i], 64)
+    return out
 
 
 @njit  # not cached (as _ge_words)

@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit
 
 from gsbsim.engine.kernels import context_head, context_workspace, pack_bits_at, pack_row
-from gsbsim.engine.popcnt import cycle_counter, ge_word, popcount64, wide_vectors
+from gsbsim.engine.popcnt import cycle_counter, ge_bits, ge_word, popcount64, wide_vectors
 from gsbsim.engine.table_lookup import LANES, lookup_i32, padded_table_size
 from gsbsim.engine import bit_ids, fast_ops, kernels, popcnt, table_lookup
 from gsbsim.engine.fast_ops import INLINE, JIT
@@ -131,15 +131,23 @@ def _plane_words(af, base, wn, last, thr, planes_h, counts_h, a, i):
     """Plane a, row i: planes_h[a, i] = packed (af[base + t] >= thr) for the wn*64 entries of a padded A
     row, the pad bits cleared by the mask `last` of the last word's keys (pads hold INT64_MIN, but
     thr may be INT64_MIN too), and counts_h[a, i] its popcount. Padding makes every word one vector
-    compare (ge_word): the last partial word's scalar loop cost as much as the full words."""
+    compare (ge_word): the last partial word's scalar loop cost as much as the full words. The last
+    word compares only as many lanes as hold keys, rounded up to 16 or 32 (ge_bits; N = 197: 5 keys,
+    saving ~3/4 of a word's compares per plane)."""
     c = 0
-    for w in range(wn):
+    for w in range(wn - 1):
         word = ge_word(af, base + w * 64, thr, 0)
-        if w == wn - 1:
-            word &= last
         planes_h[a, i, w] = word
         c += popcount64(word)
-    counts_h[a, i] = c
+    at = base + (wn - 1) * 64
+    if last >> np.uint64(32):
+        word = ge_word(af, at, thr, 0) & last
+    elif last >> np.uint64(16):
+        word = ge_bits(af, at, thr, 32) & last
+    else:
+        word = ge_bits(af, at, thr, 16) & last
+    planes_h[a, i, wn - 1] = word
+    counts_h[a, i] = c + popcount64(word)
 
 
 @njit(**INLINE)
