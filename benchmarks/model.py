@@ -281,7 +281,7 @@ def report(lat: dict, thr: dict, stages: dict, total: dict, cost: dict, dens3: l
         "",
         "Thread CPU time per stage (fast.forward_profiled; the attention's phases apportioned by their cycle",
         "counts). The stages are timed on the per-layer path (Python between the layers); fast.forward runs",
-        f"the same kernels with one jitted call per block, {lat['gsb_cpu'][0] * 1e3:.2f} ms in the latency table "
+        f"the same kernels with one jitted call for all blocks, {lat['gsb_cpu'][0] * 1e3:.2f} ms in the latency table "
         "(thread CPU median), so its glue is below the last row's.",
         "",
         "| stage | ms | share |",
