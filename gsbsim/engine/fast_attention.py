@@ -80,10 +80,14 @@ def _split_image_rows(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios
             _pack_qk(row, c0, e, d, q_thr, k_thr, qb, kb, h, t)
             src = np.uint64(2 * e + c0)
             off = np.uint64(c0)
+            mx, mn = np.int64(-2 ** 63), np.int64(2 ** 63 - 1)      # the row statistic, in the same pass
             for j in range(d):
                 uj = np.uint64(j)
-                row_v[uj] = np.int64(row[src + uj]) * vscale + v_off[off + uj]
-            _codes_row(row_v, np.uint64(0), cflat, np.uint64((h * n_tok + t) * d), d, ratios, row_v[0], row_v[0], True)
+                v = np.int64(row[src + uj]) * vscale + v_off[off + uj]
+                row_v[uj] = v
+                mx = max(mx, v)
+                mn = min(mn, v)
+            _codes_row(row_v, np.uint64(0), cflat, np.uint64((h * n_tok + t) * d), d, ratios, mx, mn, False)
 
 
 @njit(**JIT)
