@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gsbsim.engine import errors, fast, fast_ops, golden, golden_ops
+from gsbsim.format import conventions as cv
 from gsbsim.format.conventions import unpack_bits
 from gsbsim.format.model_file import IntModel, validate
 from gsbsim.format.random_model import random_images, random_model
@@ -144,6 +145,43 @@ def test_fast_equals_golden_at_exact_threshold_ties(stat):
         assert np.all((f1[:, 1::2] == blk["fc1.thr_lo"][1::2]).any(0))
         # ties resolve as specified: >= for thresholds, <= for the lower ray
         assert np.array_equal(tr[p + "proj.bits"][0], (tr[p + "ctx"][0] >= blk["proj.in_thr"]).astype(np.uint8))
+
+
+@pytest.mark.parametrize("d, heads", [(64, 2), (128, 1)])
+@pytest.mark.parametrize("stat", ["row", "image"])
+def test_fused_blocks_with_q_and_k_packed_by_the_gemm(stat, d, heads):
+    """Heads of whole words: untraced, the qkv GEMM packs Q and K in its epilogue and the attention
+    takes (Q|K bits, V accumulators). The logits equal the golden path's, and block 0's attention
+    from that input equals it from the qkv accumulators and the golden traces (Q bits, planes, ctx,
+    proj bits)."""
+    from gsbsim.engine.block_stack import block_stack
+    from gsbsim.engine.kernels import xnor_bits_into, xnor_into
+    rng = np.random.default_rng(40 + d)
+    m = random_model(rng, embed_dim=d * heads, num_heads=heads, mlp_hidden=96, mask_stat=stat)
+    s = block_stack(m)
+    assert fast.qk_in_epilogue(m, s)
+    x = random_images(rng, m, 3)
+    tg = golden.forward(m, x, trace=True)[1]
+    assert np.array_equal(fast.forward(m, x)[0], tg["logits"])
+    b, n, e = x.shape[0], m.num_tokens, m.embed_dim
+    a_bits = cv.pack_bits(tg["blocks.0.ln1.bits"].reshape(b * n, e))
+    qk = np.empty((b * n, 2 * e // 64), np.uint64)
+    xnor_bits_into(a_bits, s.w_qk[0], e, s.qk_hi[0], s.qk_lo[0], qk)
+    v_acc = np.empty((b * n, e), np.int32)
+    xnor_into(a_bits, s.w_v[0], e, v_acc)
+    blk, sh = m.block(0), m.shifts
+    rest = (n, heads, blk["q.thr"], blk["k.thr"], blk["v.offset"], np.int64(1) << np.int64(sh["value"]),
+            np.asarray(m.ratios, np.int64), stat == "image", blk["exp_lut"], blk["att_bias"], sh["prob"], sh["recip"],
+            np.int64(blk["a.thr1"]), blk["ctx.scale"], blk["proj.in_thr"], False, fast.AV_STRATEGIES["auto"],
+            np.zeros(4, np.int64))
+    packed = fast.gsb_attention_batch((qk, v_acc), *rest)
+    plain = fast.gsb_attention_batch(tg["blocks.0.qkv.acc"].reshape(b * n, 3 * e).copy(), *rest)
+    for k in (0, 1, 3, 6, 7, 8):          # Q, K bits, value codes, planes, ctx, proj bits
+        assert np.array_equal(packed[k], plain[k]), k
+    assert np.array_equal(unpack_bits(packed[0], d).astype(np.uint8), tg["blocks.0.q.bits"])
+    assert np.array_equal(unpack_bits(packed[1], d).astype(np.uint8), tg["blocks.0.k.bits"])
+    assert np.array_equal(unpack_bits(packed[6], n).astype(np.uint8).transpose(0, 2, 1, 3, 4), tg["blocks.0.a.planes"])
+    assert np.array_equal(packed[7].reshape(b, n, e), tg["blocks.0.ctx"])
 
 
 @pytest.mark.parametrize("img_size", [4, 8, 16])

@@ -45,6 +45,11 @@ class BlockStack(NamedTuple):
     w_fc2: np.ndarray
     fc2_mult: np.ndarray
     fc2_bias: np.ndarray
+    # derived: qkv split by columns for the Q|K threshold epilogue (fast_block; heads of whole words)
+    w_qk: np.ndarray        # the Q and K columns of w_qkv
+    w_v: np.ndarray         # its V columns
+    qk_hi: np.ndarray       # int32 [depth, 2E]: q.thr then k.thr
+    qk_lo: np.ndarray       # int32 [depth, 2E]: INT32_MIN (one-sided: no accumulator reaches it)
 
 
 #: the file's array name of each field (``blocks.{i}.`` + name)
@@ -53,7 +58,7 @@ SOURCES = dict(ln1_sign="ln1.sign", ln1_thr="ln1.thr", w_qkv="qkv.weight", q_thr
                in_thr="proj.in_thr", w_proj="proj.weight", proj_mult="proj.mult", proj_bias="proj.bias",
                ln2_sign="ln2.sign", ln2_thr="ln2.thr", w_fc1="fc1.weight", fc1_hi="fc1.thr_hi",
                fc1_lo="fc1.thr_lo", w_fc2="fc2.weight", fc2_mult="fc2.mult", fc2_bias="fc2.bias")
-assert tuple(SOURCES) == BlockStack._fields
+assert tuple(SOURCES) == BlockStack._fields[:len(SOURCES)]
 
 
 class _Entry(NamedTuple):
@@ -79,6 +84,12 @@ def _build(arrays: dict[str, np.ndarray], depth: int) -> BlockStack:
             fields[field] = stacked_weight_layout(parts)
         else:
             fields[field] = np.ascontiguousarray(np.stack([np.asarray(p) for p in parts]))
+    qkv = [arrays[f"blocks.{i}.qkv.weight"] for i in range(depth)]
+    e2 = 2 * fields["q_thr"].shape[1]
+    fields["w_qk"] = stacked_weight_layout([w[:e2] for w in qkv])
+    fields["w_v"] = stacked_weight_layout([w[e2:] for w in qkv])
+    fields["qk_hi"] = np.concatenate([fields["q_thr"], fields["k_thr"]], axis=1).astype(np.int32)
+    fields["qk_lo"] = np.full_like(fields["qk_hi"], np.iinfo(np.int32).min)
     return BlockStack(**fields)
 
 

@@ -62,6 +62,12 @@ av_strategy = "auto"
 LINEARS = ("qkv", "proj", "fc1", "fc2")
 
 
+def qk_in_epilogue(model: IntModel, stack) -> bool:
+    """Whether the fused blocks pack Q and K in the qkv GEMM's threshold epilogue (fast_block's qk_split):
+    heads of whole 64-bit words and int32 q/k thresholds (a valid file's)."""
+    return model.head_dim % 64 == 0 and stack.q_thr.dtype == stack.k_thr.dtype == np.int32
+
+
 class _Run:
     """One forward pass over a batch: X [B*N, E] int32 flows through the blocks.
 
@@ -232,9 +238,11 @@ class _Run:
         (fast_block.gsb_requant_blocks) on the model's stacked block arrays; an overflow is raised here with
         the golden path's message."""
         m, sh = self.m, self.sh
+        s = block_stack(m)
         x2, i, stage, flat, val = fast_block.gsb_requant_blocks(
-            x, self.n, m.num_heads, block_stack(m), np.int64(1) << np.int64(sh["value"]), self.ratios, self.image_stat,
-            sh["prob"], sh["recip"], self.av_strategy, sh["resid"], self.ln_shift, self.eps, self.fast_lim, self.ticks)
+            x, self.n, m.num_heads, s, np.int64(1) << np.int64(sh["value"]), self.ratios, self.image_stat,
+            sh["prob"], sh["recip"], self.av_strategy, sh["resid"], self.ln_shift, self.eps, self.fast_lim, self.ticks,
+            qk_in_epilogue(m, s))
         if stage != fast_block.OK:
             p, nxt = f"blocks.{i}.", f"blocks.{i + 1}."
             rows, elems = (self.b, self.n), (self.b, self.n, self.e)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from gsbsim.engine.kernels import context_head, context_workspace, pack_bits_at, pack_row
 from gsbsim.engine.popcnt import cycle_counter, ge_bits, ge_word, popcount64, wide_vectors
@@ -67,6 +68,62 @@ def _pack_qk(row, c0, e, d, q_thr, k_thr, qb, kb, h, t):
         kb[h, t, w] = pack_bits_at(row, e + lo, k_thr, lo, width)
 
 
+def _packed_qk(acc):
+    """Whether acc is (Q|K bits uint64 [rows, 2E/64], V accumulators int32 [rows, E]), the Q and K bits
+    packed by the qkv GEMM's threshold epilogue (heads of whole words: d % 64 == 0), rather than the
+    qkv accumulators int32 [rows, 3E]: a compile-time constant. Jitted through its overload only."""
+
+
+@overload(_packed_qk, inline="always")
+def _packed_qk_impl(acc):
+    packed = isinstance(acc, types.BaseTuple)
+    return lambda acc: packed
+
+
+def _copy_qk(acc, r, c0, e, qb, kb, h, t):
+    """qb[h, t], kb[h, t] = the packed Q and K words of head h (channels c0 ..) of row r, where acc holds
+    them (_packed_qk); a no-op on the accumulators. Jitted through its overload only (not inlined: an
+    inlined overload calling inlined functions upset Numba's IR checks)."""
+
+
+@overload(_copy_qk)
+def _copy_qk_impl(acc, r, c0, e, qb, kb, h, t):
+    if not isinstance(acc, types.BaseTuple):
+        return lambda acc, r, c0, e, qb, kb, h, t: None
+
+    def copy_words(acc, r, c0, e, qb, kb, h, t):
+        qk = acc[0]
+        wq, wk = c0 // 64, (e + c0) // 64
+        for w in range(qb.shape[2]):
+            qb[h, t, w] = qk[r, wq + w]
+            kb[h, t, w] = qk[r, wk + w]
+    return copy_words
+
+
+def _v_source(acc, r, e):
+    """(the row holding qkv row r's V accumulators, the offset of V channel 0 in it; with the
+    accumulators also its Q and K channels) of either form of acc (_packed_qk). Jitted through its
+    overload only."""
+
+
+@overload(_v_source, inline="always")
+def _v_source_impl(acc, r, e):
+    if isinstance(acc, types.BaseTuple):
+        return lambda acc, r, e: (acc[1][r], np.uint64(0))
+    return lambda acc, r, e: (acc[r], np.uint64(2 * e))
+
+
+def _rows_and_width(acc):
+    """(rows, E) of either form of the qkv input (_packed_qk). Jitted through its overload only."""
+
+
+@overload(_rows_and_width, inline="always")
+def _rows_and_width_impl(acc):
+    if isinstance(acc, types.BaseTuple):
+        return lambda acc: (acc[1].shape[0], acc[1].shape[1])
+    return lambda acc: (acc.shape[0], acc.shape[1] // 3)
+
+
 @njit(**INLINE)
 def _split_image_rows(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, qb, kb, cflat, d, tmp):
     """_split_image with the row statistic and no Vq kept: each (token, head) row of Vq goes to a
@@ -74,11 +131,14 @@ def _split_image_rows(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios
     e = heads * d
     row_v = tmp[:d]
     for t in range(n_tok):
-        row = acc[r0 + t]
+        row, v0 = _v_source(acc, r0 + t, e)
         for h in range(heads):
             c0 = h * d
-            _pack_qk(row, c0, e, d, q_thr, k_thr, qb, kb, h, t)
-            src = np.uint64(2 * e + c0)
+            if _packed_qk(acc):
+                _copy_qk(acc, r0 + t, c0, e, qb, kb, h, t)
+            else:
+                _pack_qk(row, c0, e, d, q_thr, k_thr, qb, kb, h, t)
+            src = v0 + np.uint64(c0)
             off = np.uint64(c0)
             mx, mn = np.int64(-2 ** 63), np.int64(2 ** 63 - 1)      # the row statistic, in the same pass
             for j in range(d):
@@ -109,12 +169,15 @@ def _split_image(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, ima
         _split_image_rows(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, qb, kb, cflat, d, tmp)
         return
     for t in range(n_tok):
-        row = acc[r0 + t]
+        row, v0 = _v_source(acc, r0 + t, e)
         for h in range(heads):
             c0 = h * d
-            _pack_qk(row, c0, e, d, q_thr, k_thr, qb, kb, h, t)
+            if _packed_qk(acc):
+                _copy_qk(acc, r0 + t, c0, e, qb, kb, h, t)
+            else:
+                _pack_qk(row, c0, e, d, q_thr, k_thr, qb, kb, h, t)
             base = np.uint64((h * n_tok + t) * d)
-            src = np.uint64(2 * e + c0)
+            src = v0 + np.uint64(c0)
             off = np.uint64(c0)
             for j in range(d):
                 uj = np.uint64(j)
@@ -283,7 +346,8 @@ def _mask_planes_head(a_h, amax, ratios, planes_h, counts_h):
 @njit(**JIT)
 def gsb_attention_batch(acc, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, image_stat, exp_lut, att_bias,
                prob, recip, thr1, scale, in_thr, trace, av_strategy, ticks):
-    """§4-§6 of one block for the whole batch, from the qkv accumulators acc int32 [B*N, 3E].
+    """§4-§6 of one block for the whole batch, from the qkv accumulators acc int32 [B*N, 3E], or from
+    (Q|K bits, V accumulators) where the qkv GEMM packed the Q and K bits itself (_packed_qk).
 
     Returns (Q bits [B, H, N, W(d)], K bits, Vq [B|1, H, N, d], value codes [B, H, N, d],
     scores [B|0, H, N, N], A [B|1, H, N|1, N], attention planes [B, H, G, N, W(N)],
@@ -292,8 +356,7 @@ def gsb_attention_batch(acc, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, 
     or for the image statistic. ticks int64 [len(ATTENTION_PHASES)]
     accumulates the CPU cycles spent in each phase.
     """
-    rows, e3 = acc.shape
-    e = e3 // 3
+    rows, e = _rows_and_width(acc)
     b_n = rows // n_tok
     d = e // heads
     g = ratios.shape[0] + 1

@@ -26,11 +26,17 @@ OK, LN1, PROJ_RESID, LN2, FC2_RESID, NEXT_LN1 = range(6)
 def gsb_requant_block(x, a_bits, n_tok, heads, ln1_sign, ln1_thr, w_qkv, q_thr, k_thr, v_off, vscale, ratios,
                       image_stat, exp_lut, att_bias, prob, recip, thr1, ctx_scale, in_thr, av_strategy, w_proj,
                       proj_mult, proj_bias, resid_shift, ln2_sign, ln2_thr, w_fc1, fc1_hi, fc1_lo, w_fc2, fc2_mult,
-                      fc2_bias, next_sign, next_thr, has_next, ln_shift, eps, fast_lim, ticks):
+                      fc2_bias, next_sign, next_thr, has_next, ln_shift, eps, fast_lim, ticks, qk_split, w_qk, w_v,
+                      qk_hi, qk_lo):
     """Block on X int32 [B*N, E] (a_bits: its ln1 bits, or 0 rows to compute them here; weights
     transposed [W, N]). Returns (X', the next block's ln1 bits (0 rows after the last block),
     stage, flat index, value): stage OK, or the first overflow (then X' and the bits are not
-    meaningful; flat indexes rows for the LayerNorms, elements for the residuals)."""
+    meaningful; flat indexes rows for the LayerNorms, elements for the residuals).
+
+    With qk_split (heads of whole words, int32 q/k thresholds) the qkv GEMM is two: the Q and K
+    columns (w_qk) with their thresholds (qk_hi; qk_lo below every accumulator) in the epilogue,
+    straight to packed bits, and the V columns (w_v) as accumulators; else one GEMM (w_qkv) and the
+    attention packs Q and K."""
     rows, e = x.shape
     we = (e + 63) // 64
     zero = np.int64(0)
@@ -39,10 +45,18 @@ def gsb_requant_block(x, a_bits, n_tok, heads, ln1_sign, ln1_thr, w_qkv, q_thr, 
         bad = ln_bits_rows(x, ln1_sign, ln1_thr, ln_shift, eps, fast_lim, a_bits)
         if bad >= 0:
             return x, a_bits, LN1, bad, zero
-    qkv = np.empty((rows, w_qkv.shape[1]), dtype=np.int32)
-    xnor_into(a_bits, w_qkv, e, qkv)
-    att = gsb_attention_batch(qkv, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, image_stat, exp_lut,
-                              att_bias, prob, recip, thr1, ctx_scale, in_thr, False, av_strategy, ticks)
+    if qk_split:
+        qk = np.empty((rows, w_qk.shape[1] // 64), dtype=np.uint64)
+        xnor_bits_into(a_bits, w_qk, e, qk_hi, qk_lo, qk)
+        v_acc = np.empty((rows, w_v.shape[1]), dtype=np.int32)
+        xnor_into(a_bits, w_v, e, v_acc)
+        att = gsb_attention_batch((qk, v_acc), n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, image_stat,
+                                  exp_lut, att_bias, prob, recip, thr1, ctx_scale, in_thr, False, av_strategy, ticks)
+    else:
+        qkv = np.empty((rows, w_qkv.shape[1]), dtype=np.int32)
+        xnor_into(a_bits, w_qkv, e, qkv)
+        att = gsb_attention_batch(qkv, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, image_stat, exp_lut,
+                                  att_bias, prob, recip, thr1, ctx_scale, in_thr, False, av_strategy, ticks)
     proj = np.empty((rows, e), dtype=np.int32)
     xnor_into(att[8], w_proj, e, proj)
     m_bits = np.empty((rows, we), dtype=np.uint64)
@@ -72,8 +86,9 @@ def gsb_requant_block(x, a_bits, n_tok, heads, ln1_sign, ln1_thr, w_qkv, q_thr, 
 
 @njit(**JIT)
 def gsb_requant_blocks(x, n_tok, heads, s, vscale, ratios, image_stat, prob, recip, av_strategy, resid_shift,
-                       ln_shift, eps, fast_lim, ticks):
-    """Every block on X int32 [B*N, E], from the stacked block arrays s (block_stack.BlockStack).
+                       ln_shift, eps, fast_lim, ticks, qk_split):
+    """Every block on X int32 [B*N, E], from the stacked block arrays s (block_stack.BlockStack); qk_split:
+    see gsb_requant_block.
     Returns (X after the last block, block, stage, flat index, value): stage OK (block -1) or the
     first overflow, in the block that raised it (see gsb_requant_block)."""
     depth = s.w_qkv.shape[0]
@@ -85,7 +100,8 @@ def gsb_requant_blocks(x, n_tok, heads, s, vscale, ratios, image_stat, prob, rec
             vscale, ratios, image_stat, s.exp_lut[i], s.att_bias[i], prob, recip, s.thr1[i], s.ctx_scale[i],
             s.in_thr[i], av_strategy, s.w_proj[i], s.proj_mult[i], s.proj_bias[i], resid_shift, s.ln2_sign[i],
             s.ln2_thr[i], s.w_fc1[i], s.fc1_hi[i], s.fc1_lo[i], s.w_fc2[i], s.fc2_mult[i], s.fc2_bias[i],
-            s.ln1_sign[nxt], s.ln1_thr[nxt], i + 1 < depth, ln_shift, eps, fast_lim, ticks)
+            s.ln1_sign[nxt], s.ln1_thr[nxt], i + 1 < depth, ln_shift, eps, fast_lim, ticks, qk_split, s.w_qk[i],
+            s.w_v[i], s.qk_hi[i], s.qk_lo[i])
         if stage != OK:
             return x, i, stage, flat, val
     return x, -1, OK, -1, np.int64(0)
