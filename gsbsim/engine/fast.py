@@ -9,7 +9,9 @@ stacked once per model by ``block_stack``: no Python between layers or blocks); 
 
 * the binary linears are ``kernels.xnor_into`` / ``and_into`` on weights transposed to
   [W, N] once per forward; each residual requantization is fused with the LayerNorm ->
-  bits that follows it (one pass over X per residual);
+  bits that follows it (one pass over X per residual); in the fused blocks fc1's thresholds, and
+  with heads of whole words Q's and K's, are the GEMM tiles' epilogue (``kernels.xnor_bits_into``:
+  packed bits, the int32 values never stored);
 * the whole attention of a block is one call (``gsb_attention_batch``): per image and head it
   splits qkv into packed Q/K bits and value codes, computes the Q.K^T popcounts and the
   fixed-point softmax (one table lookup per key, one reciprocal per row), packs the

@@ -24,7 +24,9 @@ accumulators and the epilogue narrows two column vectors with one shuffle before
 arithmetic (``beta -+ 2*count``), which is what matters at K=192 (three words per tile).
 The strip of weights (W x 8*TILE_COLS words) stays in L1 while all rows pass; no K blocking
 is needed at ViT sizes (K=1536 runs fastest). Columns past the last multiple of 8 take a
-scalar loop. The same IR compiles for AVX2 (2 x 2 tile, ymm pairs, nibble-table popcount;
+scalar loop. ``xnor_bits_into`` gives the tile a threshold epilogue instead: the int32 values are
+compared with per-column thresholds and only the packed bits stored (fc1's GELU thresholds, Q's
+and K's), where the values would otherwise go out to memory and be read back by a packing pass. The same IR compiles for AVX2 (2 x 2 tile, ymm pairs, nibble-table popcount;
 tested by compiling for an AVX2-only CPU). ``_row_counts`` (one output row at a time, the
 old GEMM loop) remains for the GSB A.V popcount forms, whose rows are short.
 
@@ -256,7 +258,7 @@ def _put(out, m, n, v):
     (bits, t_hi, t_lo) tuple (popc_tile's two forms). Jitted through its overload only."""
 
 
-@overload(_put)    # not inline="always": inlined, the bit's |= on the unpacked tuple was lost (numba 0.68)
+@overload(_put)    # not inline="always": there, writes through an array unpacked from the tuple are lost (numba 0.68)
 def _put_impl(out, m, n, v):
     if isinstance(out, types.BaseTuple):
         def put_bit(out, m, n, v):
