@@ -76,18 +76,14 @@ def _keys(depth: int) -> tuple[str, ...]:
     return tuple(f"blocks.{i}.{name}" for name in SOURCES.values() for i in range(depth))
 
 
-def _build(arrays: dict[str, np.ndarray], depth: int) -> BlockStack:
-    fields = {}
-    for field, name in SOURCES.items():
-        parts = [arrays[f"blocks.{i}.{name}"] for i in range(depth)]
-        if field.startswith("w_"):
-            fields[field] = stacked_weight_layout(parts)
-        else:
-            fields[field] = np.ascontiguousarray(np.stack([np.asarray(p) for p in parts]))
-    qkv = [arrays[f"blocks.{i}.qkv.weight"] for i in range(depth)]
+def _build(sources: tuple[np.ndarray, ...], depth: int) -> BlockStack:
+    """The stack of the source arrays in _keys' order (field by field, block by block)."""
+    parts = {field: sources[k * depth:(k + 1) * depth] for k, field in enumerate(SOURCES)}
+    fields = {field: stacked_weight_layout(p) if field.startswith("w_")
+              else np.ascontiguousarray(np.stack([np.asarray(a) for a in p])) for field, p in parts.items()}
     e2 = 2 * fields["q_thr"].shape[1]
-    fields["w_qk"] = stacked_weight_layout([w[:e2] for w in qkv])
-    fields["w_v"] = stacked_weight_layout([w[e2:] for w in qkv])
+    fields["w_qk"] = stacked_weight_layout([w[:e2] for w in parts["w_qkv"]])
+    fields["w_v"] = stacked_weight_layout([w[e2:] for w in parts["w_qkv"]])
     fields["qk_hi"] = np.concatenate([fields["q_thr"], fields["k_thr"]], axis=1).astype(np.int32)
     fields["qk_lo"] = np.full_like(fields["qk_hi"], np.iinfo(np.int32).min)
     return BlockStack(**fields)
@@ -102,7 +98,7 @@ def block_stack(model: IntModel) -> BlockStack:
         return hit.stack
     keys = _keys(model.depth)
     sources = tuple(arrays[k] for k in keys)
-    stack = _build(arrays, model.depth)
+    stack = _build(sources, model.depth)
     for a in sources:
         if isinstance(a, np.ndarray):
             a.flags.writeable = False

@@ -125,6 +125,16 @@ def _rows_and_width_impl(acc):
 
 
 @njit(**INLINE)
+def _qk_words(acc, row, r, c0, e, d, q_thr, k_thr, qb, kb, h, t):
+    """qb[h, t], kb[h, t] = head h's Q and K words of qkv row r (`row`: acc's row r, _v_source): copied
+    where the GEMM packed them (_packed_qk), else packed here from the accumulators."""
+    if _packed_qk(acc):
+        _copy_qk(acc, r, c0, e, qb, kb, h, t)
+    else:
+        _pack_qk(row, c0, e, d, q_thr, k_thr, qb, kb, h, t)
+
+
+@njit(**INLINE)
 def _split_image_rows(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, qb, kb, cflat, d, tmp):
     """_split_image with the row statistic and no Vq kept: each (token, head) row of Vq goes to a
     scratch row in L1 and straight into its codes (no [H, N, d] int64 Vq written and read back)."""
@@ -134,10 +144,7 @@ def _split_image_rows(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios
         row, v0 = _v_source(acc, r0 + t, e)
         for h in range(heads):
             c0 = h * d
-            if _packed_qk(acc):
-                _copy_qk(acc, r0 + t, c0, e, qb, kb, h, t)
-            else:
-                _pack_qk(row, c0, e, d, q_thr, k_thr, qb, kb, h, t)
+            _qk_words(acc, row, r0 + t, c0, e, d, q_thr, k_thr, qb, kb, h, t)
             src = v0 + np.uint64(c0)
             off = np.uint64(c0)
             mx, mn = np.int64(-2 ** 63), np.int64(2 ** 63 - 1)      # the row statistic, in the same pass
@@ -172,10 +179,7 @@ def _split_image(acc, r0, n_tok, heads, q_thr, k_thr, v_off, vscale, ratios, ima
         row, v0 = _v_source(acc, r0 + t, e)
         for h in range(heads):
             c0 = h * d
-            if _packed_qk(acc):
-                _copy_qk(acc, r0 + t, c0, e, qb, kb, h, t)
-            else:
-                _pack_qk(row, c0, e, d, q_thr, k_thr, qb, kb, h, t)
+            _qk_words(acc, row, r0 + t, c0, e, d, q_thr, k_thr, qb, kb, h, t)
             base = np.uint64((h * n_tok + t) * d)
             src = v0 + np.uint64(c0)
             off = np.uint64(c0)

@@ -45,7 +45,7 @@ def gsb_requant_block(x, a_bits, n_tok, heads, ln1_sign, ln1_thr, w_qkv, q_thr, 
         bad = ln_bits_rows(x, ln1_sign, ln1_thr, ln_shift, eps, fast_lim, a_bits)
         if bad >= 0:
             return x, a_bits, LN1, bad, zero
-    if qk_split:
+    if qk_split:     # two calls of the attention: its input's two forms are different types to Numba
         qk = np.empty((rows, w_qk.shape[1] // 64), dtype=np.uint64)
         xnor_bits_into(a_bits, w_qk, e, qk_hi, qk_lo, qk)
         v_acc = np.empty((rows, w_v.shape[1]), dtype=np.int32)

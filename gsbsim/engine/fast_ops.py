@@ -344,35 +344,9 @@ def head_input_rows(x, tok, n_tok, gain, offset, k, eps):
 
 
 @njit(**JIT)
-def head_logit_rows(q, w_head, w_dist, mult_head, mult_dist, bias):
-    """§9 by dot-product loops: head accumulators int32 [B, 2, C], logits int64 [B, C] and predictions
-    int64 [B] (head_logits' path for any E: the sums in int64)."""
-    b_n = q.shape[0]
-    c_n, e = w_head.shape
-    acc = np.empty((b_n, 2, c_n), dtype=np.int32)
-    logits = np.empty((b_n, c_n), dtype=np.int64)
-    pred = np.empty(b_n, dtype=np.int64)
-    for b in range(b_n):
-        best = 0
-        for c in range(c_n):
-            s0 = np.int64(0)
-            s1 = np.int64(0)
-            for j in range(e):
-                s0 += np.int64(w_head[c, j]) * np.int64(q[b, 0, j])
-                s1 += np.int64(w_dist[c, j]) * np.int64(q[b, 1, j])
-            acc[b, 0, c] = np.int32(s0)
-            acc[b, 1, c] = np.int32(s1)
-            logits[b, c] = s0 * mult_head + s1 * mult_dist + bias[c]
-            if logits[b, c] > logits[b, best]:
-                best = c
-        pred[b] = best
-    return acc, logits, pred
-
-
-@njit(**JIT)
 def logit_rows(acc, mult_head, mult_dist, bias):
-    """§9 from exact head accumulators acc int32 [B, 2, C]: logits int64 [B, C] and predictions int64 [B]
-    (the first largest logit)."""
+    """§9 from exact head accumulators acc [B, 2, C] (int32, or int64 sums): logits int64 [B, C] and
+    predictions int64 [B] (the first largest logit)."""
     b_n, _, c_n = acc.shape
     logits = np.empty((b_n, c_n), dtype=np.int64)
     pred = np.empty(b_n, dtype=np.int64)
@@ -385,6 +359,26 @@ def logit_rows(acc, mult_head, mult_dist, bias):
                 best = c
         pred[b] = best
     return logits, pred
+
+
+@njit(**JIT)
+def head_logit_rows(q, w_head, w_dist, mult_head, mult_dist, bias):
+    """§9 by dot-product loops: head accumulators int32 [B, 2, C], logits int64 [B, C] and predictions
+    int64 [B] (head_logits' path for any E: the sums in int64, the logits from them)."""
+    b_n = q.shape[0]
+    c_n, e = w_head.shape
+    acc = np.empty((b_n, 2, c_n), dtype=np.int64)
+    for b in range(b_n):
+        for c in range(c_n):
+            s0 = np.int64(0)
+            s1 = np.int64(0)
+            for j in range(e):
+                s0 += np.int64(w_head[c, j]) * np.int64(q[b, 0, j])
+                s1 += np.int64(w_dist[c, j]) * np.int64(q[b, 1, j])
+            acc[b, 0, c] = s0
+            acc[b, 1, c] = s1
+    logits, pred = logit_rows(acc, mult_head, mult_dist, bias)
+    return acc.astype(np.int32), logits, pred
 
 
 # the row kernels above call popcnt's intrinsics (wide_vectors): an edit of popcnt recompiles them
@@ -455,9 +449,9 @@ def int8_products(xp: np.ndarray, w: np.ndarray) -> np.ndarray:
 def head_logits(q: np.ndarray, w_head: np.ndarray, w_dist: np.ndarray, mult_head, mult_dist,
                 bias: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """§9 from the head inputs q int8 [B, 2, E]: (accumulators int32 [B, 2, C], logits int64 [B, C],
-    predictions int64 [B]). The products by int8_products (a tile GEMM: ~35 us per image at DeiT-Tiny's
-    2 x 1000 x 192 with the dot-product loops of head_logit_rows, measured on the Zen 4), which
-    stays for E > 2^16."""
+    predictions int64 [B]). The products by int8_products (20 us per DeiT-Tiny image, 2 x 1000 x 192,
+    against 38 us for head_logit_rows' dot-product loops, measured on the Zen 4); head_logit_rows stays
+    for E > 2^16, where an int32 accumulator could wrap."""
     if q.shape[2] > 2 ** 16:
         return head_logit_rows(q, w_head, w_dist, mult_head, mult_dist, bias)
     acc = np.stack([int8_products(np.ascontiguousarray(q[:, 0]), w_head),

@@ -26,7 +26,8 @@ The strip of weights (W x 8*TILE_COLS words) stays in L1 while all rows pass; no
 is needed at ViT sizes (K=1536 runs fastest). Columns past the last multiple of 8 take a
 scalar loop. ``xnor_bits_into`` gives the tile a threshold epilogue instead: the int32 values are
 compared with per-column thresholds and only the packed bits stored (fc1's GELU thresholds, Q's
-and K's), where the values would otherwise go out to memory and be read back by a packing pass. The same IR compiles for AVX2 (2 x 2 tile, ymm pairs, nibble-table popcount;
+and K's), where the values would otherwise go out to memory and be read back by a packing pass.
+The same IR compiles for AVX2 (2 x 2 tile, ymm pairs, nibble-table popcount;
 tested by compiling for an AVX2-only CPU). ``_row_counts`` (one output row at a time, the
 old GEMM loop) remains for the GSB A.V popcount forms, whose rows are short.
 

@@ -264,21 +264,26 @@ def _tile_function(module, r_n: int, c_n: int, bits: bool = False):
     return fn
 
 
+def _column_pairs(c_n: int):
+    """(column offset, lanes) of each pair of a tile row's C column vectors (the last alone when C is odd)."""
+    return [(_V * c, 2 * _V if c + 1 < c_n else _V) for c in range(0, c_n, 2)]
+
+
 def _tile_values(b, row, add: bool, beta, r: int):
     """Row r's int32 values beta[r] -+ 2 * count, as (column offset, <lanes x i32>) per pair of column
     vectors: a pair is narrowed by one shuffle (the low halves of 16 lanes) and computed in 16 32-bit
     lanes (exact modulo 2^32, i.e. what the int32 conversion of the 64-bit value gives)."""
     i32, i64 = ir.IntType(32), ir.IntType(64)
     beta32 = b.trunc(b.load(b.gep(beta, [ir.Constant(i64, r)]), align=8), i32)
-    for c in range(0, len(row), 2):
-        lanes = 2 * _V if c + 1 < len(row) else _V
+    for col, lanes in _column_pairs(len(row)):
+        c = col // _V
         vec = ir.VectorType(i32, lanes)
         lo = b.bitcast(row[c], ir.VectorType(i32, 2 * _V))
         hi = b.bitcast(row[c + 1], ir.VectorType(i32, 2 * _V)) if lanes > _V else lo
         cnt = b.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(i32, lanes), list(range(0, 2 * lanes, 2))))
         twice = b.shl(cnt, ir.Constant(vec, [1] * lanes))
         base = _splat(b, beta32, vec)
-        yield _V * c, (b.add(base, twice) if add else b.sub(base, twice))
+        yield col, (b.add(base, twice) if add else b.sub(base, twice))
 
 
 def _tile_epilogue(b, totals, add: bool, out, out_stride, beta) -> None:
@@ -295,15 +300,18 @@ def _tile_epilogue_bits(b, totals, add: bool, out, out_stride, shift, t_hi, t_lo
     into out[r*out_stride], word 0 from bit `shift` on, the rest into word 1 where they pass bit 63
     (8*C <= 48 bits per row: at most two words). The words must start zeroed (other tiles OR theirs
     in)."""
-    i64 = ir.IntType(64)
+    i32, i64 = ir.IntType(32), ir.IntType(64)
     n_bits = _V * len(totals[0])
     spill = b.icmp_unsigned(">", b.add(shift, ir.Constant(i64, n_bits)), ir.Constant(i64, 64))
+    thresholds = {}      # per column pair, loaded once for all the tile's rows
+    for col, lanes in _column_pairs(len(totals[0])):
+        vec_ptr = ir.VectorType(i32, lanes).as_pointer()
+        thresholds[col] = [b.load(b.bitcast(b.gep(t, [ir.Constant(i64, col)]), vec_ptr), align=4) for t in (t_hi, t_lo)]
     for r, row in enumerate(totals):
         word = ir.Constant(i64, 0)
         for col, val in _tile_values(b, row, add, beta, r):
             lanes = val.type.count
-            ptrs = [b.bitcast(b.gep(t, [ir.Constant(i64, col)]), val.type.as_pointer()) for t in (t_hi, t_lo)]
-            hi, lo = (b.load(p, align=4) for p in ptrs)
+            hi, lo = thresholds[col]
             hit = b.or_(b.icmp_signed(">=", val, hi), b.icmp_signed("<=", val, lo))
             part = b.zext(b.bitcast(hit, ir.IntType(lanes)), i64)
             word = b.or_(word, b.shl(part, ir.Constant(i64, col)) if col else part)
@@ -450,7 +458,7 @@ def _ge_codegen(scalar: bool, two_sided: bool, lanes: int = 64):
             vals, hi, lo = (load_native(context, builder, sig[k], args[k], args[off], sig[off])
                             for k, off in ((0, 1), (2, 4), (3, 4)))
             cmp = builder.icmp_signed if sig[0].dtype.signed else builder.icmp_unsigned
-            return builder.bitcast(builder.or_(cmp(">=", vals, hi), cmp("<=", vals, lo)), ir.IntType(64))
+            return to_word(builder, builder.or_(cmp(">=", vals, hi), cmp("<=", vals, lo)))
         if two_sided:
             hi = load64(context, builder, sig[2], args[2], args[4], sig[4])
             lo = load64(context, builder, sig[3], args[3], args[4], sig[4])
@@ -462,7 +470,7 @@ def _ge_codegen(scalar: bool, two_sided: bool, lanes: int = 64):
                 # both arrays of one narrow type: compared in that width (more lanes per vector)
                 vals, thr = (load_native(context, builder, sig[k], args[k], args[off], sig[off]) for k, off in ((0, 1), (2, 3)))
                 cmp = builder.icmp_signed if sig[0].dtype.signed else builder.icmp_unsigned
-                return builder.bitcast(cmp(">=", vals, thr), ir.IntType(64))
+                return to_word(builder, cmp(">=", vals, thr))
             if scalar:
                 t = context.cast(builder, args[2], sig[2], types.int64)
                 thr = _splat(builder, t, ir.VectorType(ir.IntType(64), lanes))
